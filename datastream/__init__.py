@@ -1,0 +1,28 @@
+"""datastream: time-series streams identified by tags, downsampled automatically.
+
+Public names only; see SPEC.md for the contract.
+"""
+
+from . import exceptions
+from .api import Datastream
+from .downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
+from .engine.derive import DERIVE_OPERATORS
+from .granularity import Granularity
+from .results import Datapoints, Streams
+from .stream import Stream
+from .tags import RESERVED_TAGS
+from .values import VALUE_TYPES
+
+__all__ = [
+    "DERIVE_OPERATORS",
+    "RESERVED_TAGS",
+    "TIME_DOWNSAMPLERS",
+    "VALUE_DOWNSAMPLERS",
+    "VALUE_TYPES",
+    "Datapoints",
+    "Datastream",
+    "Granularity",
+    "Stream",
+    "Streams",
+    "exceptions",
+]

@@ -1,0 +1,1 @@
+"""The engine: buffering, the flush pipeline, bucket closing and derived-stream propagation."""

@@ -1,0 +1,120 @@
+"""Per-stream append buffers.
+
+Single appends land in Python lists (the cheapest thing a per-call path can do); bulk appends
+land as ready Arrow tables. A flush turns each stream's buffer into one RAW_SCHEMA table sorted by
+time, keeping append order among equal timestamps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from .. import values
+from ..storage.base import RAW_SCHEMA
+
+
+@dataclasses.dataclass
+class StreamBuffer:
+    timestamps: list[int] = dataclasses.field(default_factory=list)
+    encoded: list[tuple] = dataclasses.field(default_factory=list)
+    tables: list[pa.Table] = dataclasses.field(default_factory=list)
+    points: int = 0
+    earliest: int | None = None
+    latest: int | None = None
+
+    def add(self, timestamp_us: int, encoded: tuple) -> None:
+        if self.encoded and self.tables:
+            # Keep append order between single points and bulk tables.
+            self._seal()
+        self.timestamps.append(timestamp_us)
+        self.encoded.append(encoded)
+        self._extend(timestamp_us, timestamp_us, 1)
+
+    def add_table(self, table: pa.Table, earliest: int, latest: int) -> None:
+        self._seal()
+        self.tables.append(table)
+        self._extend(earliest, latest, table.num_rows)
+
+    def _extend(self, earliest: int, latest: int, count: int) -> None:
+        self.points += count
+        self.earliest = earliest if self.earliest is None else min(self.earliest, earliest)
+        self.latest = latest if self.latest is None else max(self.latest, latest)
+
+    def _seal(self) -> None:
+        if self.encoded:
+            timestamps = np.asarray(self.timestamps, dtype=np.int64)
+            self.tables.append(values.encode_table(timestamps, self.encoded))
+            self.timestamps, self.encoded = [], []
+
+    def to_table(self) -> pa.Table:
+        """All buffered points as one table sorted by t (stable: append order kept)."""
+        self._seal()
+        if not self.tables:
+            return RAW_SCHEMA.empty_table()
+        table = pa.concat_tables([t.cast(RAW_SCHEMA) for t in self.tables])
+        timestamps = table.column("t").to_numpy()
+        if timestamps.size > 1 and np.any(timestamps[1:] < timestamps[:-1]):
+            order = np.argsort(timestamps, kind="stable")
+            table = table.take(pa.array(order))
+        return table
+
+
+class Buffers:
+    """All streams' buffers, with the size and age that trigger an automatic flush."""
+
+    def __init__(self, max_points: int, max_age_seconds: float) -> None:
+        self.max_points = max_points
+        self.max_age_seconds = max_age_seconds
+        self.streams: dict[str, StreamBuffer] = {}
+        self.points = 0
+        self._oldest: float | None = None
+
+    def get(self, stream_id: str) -> StreamBuffer:
+        buffer = self.streams.get(stream_id)
+        if buffer is None:
+            buffer = self.streams[stream_id] = StreamBuffer()
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        return buffer
+
+    def added(self, count: int) -> None:
+        self.points += count
+
+    def due(self) -> bool:
+        """True when the buffers should be flushed now (size or age limit reached)."""
+        if not self.points:
+            return False
+        if self.points >= self.max_points:
+            return True
+        return time.monotonic() - (self._oldest or 0.0) >= self.max_age_seconds
+
+    def take(self) -> dict[str, StreamBuffer]:
+        """Detach everything buffered (put back with :meth:`restore` if the write fails)."""
+        taken = {sid: buf for sid, buf in self.streams.items() if buf.points}
+        self.streams, self.points, self._oldest = {}, 0, None
+        return taken
+
+    def restore(self, taken: dict[str, StreamBuffer]) -> None:
+        """Put detached buffers back in front of anything appended since."""
+        for stream_id, old in taken.items():
+            newer = self.streams.get(stream_id)
+            if newer is not None:
+                old._seal()
+                newer._seal()
+                old.tables.extend(newer.tables)
+                if newer.points:
+                    old._extend(newer.earliest, newer.latest, newer.points)
+            self.streams[stream_id] = old
+        self.points = sum(buf.points for buf in self.streams.values())
+        if self.points and self._oldest is None:
+            self._oldest = time.monotonic()
+
+    def discard(self, stream_ids: set[str]) -> None:
+        for stream_id in stream_ids:
+            buffer = self.streams.pop(stream_id, None)
+            if buffer is not None:
+                self.points -= buffer.points

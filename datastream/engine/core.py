@@ -1,0 +1,241 @@
+"""The engine: the one place that turns validated API calls into storage writes and reads.
+
+It owns the record cache, the append buffers and the flush pipeline (raw batches, derived
+streams, automatic bucket closing, one storage commit per flush).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from .. import exceptions
+from ..granularity import GranularityLevel, coarser_levels, resolve
+from ..storage.base import MetaUpdate, Storage, StreamRecord, WriteBatch
+from . import downsampling
+from .buffers import Buffers, StreamBuffer
+
+LEVEL_COLUMNS_KEY = "stream_id"
+
+
+class Engine:
+    """Buffers appends, flushes them, closes buckets and serves reads for one storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        buffer_points: int = 10_000,
+        buffer_seconds: float = 1.0,
+        auto_downsample: bool = False,
+    ) -> None:
+        self.storage = storage
+        self.buffers = Buffers(buffer_points, buffer_seconds)
+        self.auto_downsample = auto_downsample
+        self.lock = threading.RLock()
+        self._records: dict[str, StreamRecord] = {}
+        self.derive_hook: Callable[[dict[str, pa.Table], WriteBatch], None] | None = None
+
+    # -- records ---------------------------------------------------------------------------
+    def record(self, stream_id: object) -> StreamRecord:
+        """The record of a stream id; StreamNotFound for unknown or malformed ids."""
+        if not isinstance(stream_id, str) or not _is_uuid(stream_id):
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
+        cached = self._records.get(stream_id)
+        if cached is not None:
+            return cached
+        record = self.storage.get_stream(stream_id)
+        if record is None:
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
+        self._records[stream_id] = record
+        return record
+
+    def remember(self, record: StreamRecord) -> None:
+        self._records[record.stream_id] = record
+
+    def forget(self, stream_ids: set[str]) -> None:
+        for stream_id in stream_ids:
+            self._records.pop(stream_id, None)
+
+    def find(self, query: dict[str, Any] | None) -> list[StreamRecord]:
+        records = self.storage.find_streams(query)
+        for record in records:
+            cached = self._records.get(record.stream_id)
+            if cached is not None:
+                record.meta = cached.meta
+        return records
+
+    def pending_extent(self, stream_id: str) -> tuple[int | None, int | None]:
+        """Earliest and latest timestamp of a stream including what is still buffered."""
+        meta = self.record(stream_id).meta
+        earliest, latest = meta.get("earliest_datapoint"), meta.get("latest_datapoint")
+        buffer = self.buffers.streams.get(stream_id)
+        if buffer is not None and buffer.points:
+            earliest = buffer.earliest if earliest is None else min(earliest, buffer.earliest)
+            latest = buffer.latest if latest is None else max(latest, buffer.latest)
+        return earliest, latest
+
+    # -- appending -------------------------------------------------------------------------
+    def buffer_point(self, stream_id: str, timestamp_us: int, encoded: tuple) -> None:
+        self.buffers.get(stream_id).add(timestamp_us, encoded)
+        self.buffers.added(1)
+
+    def buffer_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
+        self.buffers.get(stream_id).add_table(table, earliest, latest)
+        self.buffers.added(table.num_rows)
+
+    def maybe_flush(self) -> None:
+        if self.buffers.due():
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered in one commit; on failure the buffers are kept."""
+        with self.lock:
+            taken = self.buffers.take()
+            if not taken:
+                return
+            try:
+                self._write(taken)
+            except BaseException:
+                self.buffers.restore(taken)
+                raise
+
+    def _write(self, taken: dict[str, StreamBuffer]) -> None:
+        batch = WriteBatch()
+        raw_tables: dict[str, pa.Table] = {}
+        for stream_id, buffer in taken.items():
+            table = buffer.to_table()
+            raw_tables[stream_id] = table
+            batch.raw[stream_id] = table
+            batch.meta[stream_id] = MetaUpdate(
+                max={"latest_datapoint": buffer.latest}, min={"earliest_datapoint": buffer.earliest}
+            )
+        if self.derive_hook is not None:
+            self.derive_hook(raw_tables, batch)
+        if self.auto_downsample:
+            for stream_id in list(batch.meta):
+                record = self._records.get(stream_id)
+                if record is None:
+                    continue
+                self._downsample_into(batch, record, None, include_batch=batch)
+        self.commit(batch)
+
+    def commit(self, batch: WriteBatch) -> None:
+        """Store a batch, then bring the cached records up to date."""
+        if batch.is_empty():
+            return
+        try:
+            self.storage.commit(batch)
+        except exceptions.DatastreamException:
+            raise
+        except Exception as error:  # a backend bug or a driver error not wrapped by it
+            raise exceptions.StreamAppendFailed(f"writing a batch failed: {error}") from error
+        for stream_id, update in batch.meta.items():
+            record = self._records.get(stream_id)
+            if record is not None:
+                record.meta = update.apply_to(record.meta)
+
+    # -- downsampling ----------------------------------------------------------------------
+    def downsample(self, records: list[StreamRecord], until_us: int | None) -> list[tuple]:
+        """Close buckets of each stream; returns (stream_id, level, rows, start, end) steps."""
+        self.flush()
+        closed: list[tuple] = []
+        for record in records:
+            with self.storage.maintenance_lock(record.stream_id):
+                fresh = self.storage.refresh_stream(record.stream_id)
+                if fresh is None:
+                    continue
+                self.remember(fresh)
+                batch = WriteBatch()
+                steps = self._downsample_into(batch, fresh, until_us)
+                self.commit(batch)
+                closed.extend((fresh.stream_id, *step) for step in steps)
+        return closed
+
+    def _downsample_into(
+        self,
+        batch: WriteBatch,
+        record: StreamRecord,
+        until_us: int | None,
+        include_batch: WriteBatch | None = None,
+    ) -> list[tuple]:
+        """Add the buckets that may close now to ``batch`` (and their new bounds to its meta)."""
+        view = record
+        storage: Storage = self.storage
+        if include_batch is not None and record.stream_id in include_batch.raw:
+            update = include_batch.meta.get(record.stream_id)
+            meta = update.apply_to(record.meta) if update else record.meta
+            view = StreamRecord(record.stream_id, record.tags, meta)
+            storage = _PendingRawView(self.storage, record.stream_id, include_batch.raw)
+        steps = downsampling.close_buckets(storage, view, until_us)
+        if not steps:
+            return []
+        bounds = dict(view.meta.get("downsampled_until") or {})
+        for step in steps:
+            bounds[step.level.key] = step.end_us
+            if step.rows.num_rows:
+                rows = step.rows.add_column(
+                    0, LEVEL_COLUMNS_KEY, pa.array([record.stream_id] * step.rows.num_rows)
+                )
+                existing = batch.levels.get(step.level.key)
+                batch.levels[step.level.key] = (
+                    rows if existing is None else pa.concat_tables([existing, rows])
+                )
+        update = batch.meta.setdefault(record.stream_id, MetaUpdate())
+        update.set["downsampled_until"] = bounds
+        return [(step.level, step.rows, step.start_us, step.end_us) for step in steps]
+
+    # -- deleting --------------------------------------------------------------------------
+    def delete(self, records: list[StreamRecord]) -> None:
+        ids = {record.stream_id for record in records}
+        self.buffers.discard(ids)
+        self.flush()
+        self.storage.delete_streams([record.stream_id for record in records])
+        self.forget(ids)
+
+
+def first_level(record: StreamRecord) -> GranularityLevel | None:
+    """The first level coarser than the stream's highest (None for Days streams)."""
+    levels = coarser_levels(resolve(record.meta["highest_granularity"]))
+    return levels[0] if levels else None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower() and len(value) == 36
+    except ValueError:
+        return False
+
+
+class _PendingRawView:
+    """Storage seen as if a batch's raw rows were already committed (for auto-downsampling in
+    the same commit as the raw rows that close the buckets)."""
+
+    def __init__(self, storage: Storage, stream_id: str, raw: dict[str, pa.Table]) -> None:
+        self._storage = storage
+        self._stream_id = stream_id
+        self._pending = raw[stream_id]
+
+    def read_raw(self, stream_id: str, start_us, end_us, reverse: bool = False) -> pa.Table:
+        stored = self._storage.read_raw(stream_id, start_us, end_us, reverse=False)
+        if stream_id != self._stream_id or not self._pending.num_rows:
+            return stored
+        pending = downsampling._slice_t(
+            self._pending,
+            start_us if start_us is not None else -(2**63),
+            end_us if end_us is not None else 2**63 - 1,
+        )
+        if not pending.num_rows:
+            return stored
+        combined = pa.concat_tables([stored.cast(pending.schema), pending])
+        import numpy as np
+
+        order = np.argsort(combined.column("t").to_numpy(), kind="stable")
+        return combined.take(pa.array(order))
+
+    def read_level(self, level_key, stream_id, start_us, end_us):
+        return self._storage.read_level(level_key, stream_id, start_us, end_us)

@@ -1,0 +1,284 @@
+"""Reading: time ranges, raw and level results, and conversion of bulk inputs to columns."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import downsamplers, exceptions, values
+from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us, resolve
+from ..results import Datapoints
+from ..storage.base import Storage, StreamRecord
+from ..timestamps import bound_is_low, bound_us
+from .downsampling import _conform
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+@dataclasses.dataclass
+class Range:
+    """A query range as given: each side a µs instant, exclusive or not, or None (unbounded).
+
+    ``empty`` marks a range that can hold nothing (e.g. start_exclusive=datetime.max).
+    """
+
+    low: int | None
+    low_exclusive: bool
+    high: int | None
+    high_exclusive: bool
+    empty: bool = False
+
+    @classmethod
+    def from_arguments(
+        cls,
+        start: datetime.datetime | None,
+        end: datetime.datetime | None,
+        start_exclusive: datetime.datetime | None,
+        end_exclusive: datetime.datetime | None,
+    ) -> Range:
+        low_value = start if start is not None else start_exclusive
+        low = bound_us(low_value, "start")
+        empty = low is None and not bound_is_low(low_value)
+        high_value = end if end is not None else end_exclusive
+        high = None
+        if high_value is not None:
+            high = bound_us(high_value, "end")
+            empty = empty or (high is None and bound_is_low(high_value))
+        return cls(low, start is None, high, end_exclusive is not None, empty)
+
+    def raw_bounds(self) -> tuple[int | None, int | None]:
+        """Half-open [lo, hi) on exact microseconds."""
+        lo = None if self.low is None else self.low + (1 if self.low_exclusive else 0)
+        hi = None if self.high is None else self.high + (0 if self.high_exclusive else 1)
+        return lo, hi
+
+    def bucket_bounds(self, level: GranularityLevel) -> tuple[int | None, int | None]:
+        """Half-open [lo, hi) on bucket starts: ``start`` includes the bucket containing it,
+        ``start_exclusive`` excludes it; b <= end, b < end_exclusive."""
+        width = level.width_us
+        lo = hi = None
+        if self.low is not None:
+            lo = level.floor_us(self.low) + (width if self.low_exclusive else 0)
+        if self.high is not None:
+            hi = level.floor_us(self.high - 1 if self.high_exclusive else self.high) + width
+        return lo, hi
+
+
+def datapoints(
+    storage: Storage,
+    record: StreamRecord,
+    level: GranularityLevel,
+    query: Range,
+    reverse: bool,
+    value_names: list[str] | None,
+    time_names: list[str] | None,
+) -> Datapoints:
+    """A lazy result for one stream and level."""
+    meta = record.meta
+    highest = resolve(meta["highest_granularity"])
+    value_type, options = meta["value_type"], meta["value_type_options"]
+    if level >= highest:
+        lo, hi = query.raw_bounds()
+
+        def load_raw() -> pa.Table:
+            if query.empty or (lo is not None and hi is not None and lo >= hi):
+                return _empty_raw()
+            return storage.read_raw(record.stream_id, lo, hi, reverse=reverse)
+
+        return Datapoints(
+            load_raw,
+            lambda table: _raw_dicts(table, value_type, options),
+            lambda table: _raw_arrow(table, value_type, options),
+        )
+
+    stored_names = meta["value_downsamplers"]
+    names = stored_names if value_names is None else [n for n in value_names if n in stored_names]
+    times = list(downsamplers.TIME_DOWNSAMPLERS) if time_names is None else time_names
+    value_keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in names]
+    time_keys = [downsamplers.TIME_DOWNSAMPLERS[n] for n in times]
+    width = level.width_us
+
+    def load_level() -> pa.Table:
+        return level_rows(storage, record, level, query, reverse)
+
+    return Datapoints(
+        load_level,
+        lambda table: downsamplers.finalize(
+            table, value_type, options, value_keys, time_keys, width
+        ),
+        lambda table: _level_arrow(table, value_type, options, names, times, width),
+    )
+
+
+def level_rows(
+    storage: Storage, record: StreamRecord, level: GranularityLevel, query: Range, reverse: bool
+) -> pa.Table:
+    """Stored rows of a range plus the empty buckets between the first datapoint and the
+    level's downsampled bound (generated here, never stored)."""
+    meta = record.meta
+    bound = (meta.get("downsampled_until") or {}).get(level.key)
+    earliest = meta.get("earliest_datapoint")
+    if query.empty or bound is None or earliest is None:
+        return downsamplers.LEVEL_SCHEMA.empty_table()
+    lo, hi = query.bucket_bounds(level)
+    first = level.floor_us(earliest)
+    lo = first if lo is None else max(lo, first)
+    hi = bound if hi is None else min(hi, bound)
+    if lo >= hi:
+        return downsamplers.LEVEL_SCHEMA.empty_table()
+    stored = storage.read_level(level.key, record.stream_id, lo, hi)
+    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else _conform(stored)
+    rows = downsamplers.fill_empty(rows, lo, hi, level.width_us)
+    if reverse:
+        rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1, dtype=np.int64)))
+    return rows
+
+
+def new_datapoints(closed: list[tuple], engine: Any) -> list[dict[str, Any]]:
+    """``downsample_streams(return_datapoints=True)``: new points by stream, level, time."""
+    result = []
+    for stream_id, level, rows, start, end in closed:
+        meta = engine.record(stream_id).meta
+        keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in meta["value_downsamplers"]]
+        time_keys = list(downsamplers.TIME_DOWNSAMPLERS.values())
+        filled = downsamplers.fill_empty(_conform(rows), start, end, level.width_us)
+        points = downsamplers.finalize(
+            filled, meta["value_type"], meta["value_type_options"], keys, time_keys,
+            level.width_us,
+        )
+        result.extend(
+            {"stream_id": stream_id, "granularity": level, "datapoint": point} for point in points
+        )
+    return result
+
+
+# -- raw conversions ----------------------------------------------------------------------
+
+
+def _empty_raw() -> pa.Table:
+    from ..storage.base import RAW_SCHEMA
+
+    return RAW_SCHEMA.empty_table()
+
+
+def _raw_dicts(table: pa.Table, value_type: str, options: dict) -> list[dict]:
+    times = [from_us(t) for t in table.column("t").to_pylist()]
+    decoded = values.decode_values(table, value_type, options)
+    return [{"t": t, "v": v} for t, v in zip(times, decoded, strict=True)]
+
+
+def _raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
+    """Raw export: ``t`` timestamp[us, UTC]; ``v`` int64/float64 for plain numeric streams,
+    exact decimal text in high-accuracy mode, canonical JSON text for nominal and graph."""
+    t = table.column("t").cast(pa.int64()).cast(UTC_MICROS)
+    kinds = table.column("k").to_numpy()
+    if value_type == "numeric" and not options.get("high_accuracy"):
+        if np.all(np.isin(kinds, (0, 1))):
+            v = pc.if_else(pc.equal(table.column("k"), 1), table.column("i"), None)
+        elif np.all(np.isin(kinds, (0, 1, 2))):
+            as_float = table.column("i").cast(pa.float64())
+            v = pc.if_else(
+                pc.equal(table.column("k"), 2),
+                table.column("f"),
+                pc.if_else(pc.equal(table.column("k"), 1), as_float, None),
+            )
+        else:
+            v = pa.array(values.decode_values(table, value_type, options))
+    else:
+        v = pc.if_else(pc.equal(table.column("k"), 0), None, _text_column(table))
+    return pa.table({"t": t, "v": v})
+
+
+def _text_column(table: pa.Table) -> pa.ChunkedArray:
+    """Kind 1/2 numbers as text too, so one string column can hold every value."""
+    text = table.column("s")
+    ints = table.column("i").cast(pa.string())
+    floats = table.column("f").cast(pa.string())
+    kind = table.column("k")
+    return pc.if_else(pc.equal(kind, 1), ints, pc.if_else(pc.equal(kind, 2), floats, text))
+
+
+def _level_arrow(
+    table: pa.Table, value_type: str, options: dict, names: list[str], times: list[str], width: int
+) -> pa.Table:
+    exported = downsamplers.finalize_arrow(table, value_type, options, names, times, width)
+    if "t" not in exported.column_names:
+        exported = exported.add_column(0, "t", table.column("t"))
+    t = exported.column("t")
+    if not pa.types.is_timestamp(t.type):
+        exported = exported.set_column(0, "t", t.cast(pa.int64()).cast(UTC_MICROS))
+    return exported
+
+
+# -- bulk inputs --------------------------------------------------------------------------
+
+
+def timestamps_to_us(timestamps: Any) -> np.ndarray:
+    """int64 epoch microseconds from datetime64 / int64 µs / Arrow timestamp columns."""
+    if isinstance(timestamps, pa.ChunkedArray):
+        timestamps = timestamps.combine_chunks()
+    if isinstance(timestamps, pa.Array):
+        if pa.types.is_timestamp(timestamps.type):
+            if timestamps.null_count:
+                raise exceptions.InvalidTimestamp("timestamps must not contain nulls")
+            timestamps = timestamps.cast(pa.timestamp("us", tz=timestamps.type.tz)).cast(
+                pa.int64()
+            )
+        timestamps = timestamps.to_numpy(zero_copy_only=False)
+    array = np.asarray(timestamps)
+    if np.issubdtype(array.dtype, np.datetime64):
+        if np.any(np.isnat(array)):
+            raise exceptions.InvalidTimestamp("timestamps must not contain NaT")
+        array = array.astype("datetime64[us]").astype(np.int64)
+    elif array.dtype == object:
+        from ..timestamps import point_us
+
+        array = np.fromiter((point_us(v) for v in array), dtype=np.int64, count=len(array))
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise exceptions.InvalidTimestamp(
+            f"timestamps must be datetime64 or int64 epoch microseconds, got {array.dtype}"
+        )
+    array = array.astype(np.int64, copy=False)
+    if array.size and (array.min() < MIN_US or array.max() > MAX_US):
+        raise exceptions.InvalidTimestamp("timestamps outside the supported range")
+    return array
+
+
+def to_arrow_table(table: Any) -> pa.Table:
+    """A pyarrow Table from a Table, RecordBatch, pandas or polars DataFrame."""
+    if isinstance(table, pa.Table):
+        return table
+    if isinstance(table, pa.RecordBatch):
+        return pa.Table.from_batches([table])
+    to_arrow = getattr(table, "to_arrow", None)  # polars
+    if callable(to_arrow):
+        return to_arrow()
+    if hasattr(table, "__arrow_c_stream__"):
+        return pa.table(table)
+    try:
+        return pa.Table.from_pandas(table, preserve_index=False)
+    except Exception as error:
+        raise TypeError(f"cannot read a table from {type(table).__name__}") from error
+
+
+def split_by_stream(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Rows grouped by stream id, keeping each stream's row order."""
+    ids = table.column("stream_id")
+    if ids.null_count:
+        raise exceptions.StreamNotFound("the stream_id column contains nulls")
+    encoded = ids.combine_chunks().dictionary_encode()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(indices, kind="stable")
+    boundaries = np.flatnonzero(np.diff(indices[order])) + 1
+    result = []
+    for group in np.split(order, boundaries):
+        if not group.size:
+            continue
+        stream_id = encoded.dictionary[int(indices[group[0]])].as_py()
+        result.append((stream_id, table.take(pa.array(group))))
+    return result

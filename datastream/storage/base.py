@@ -1,0 +1,168 @@
+"""The storage contract: what a backend stores and returns. No semantics live here.
+
+A backend keeps three things and computes nothing:
+
+* stream records: ``StreamRecord`` (id, user tags, an opaque JSON ``meta`` dict owned by the
+  engine, a creation order);
+* raw datapoints: per stream, Arrow rows ``RAW_SCHEMA`` returned in (t, insertion) order;
+* level rows: per level key (``'S'``, ``'m'``, ...), Arrow rows whose schema the engine chooses
+  (``stream_id`` + ``t`` + partial-state columns), keyed by (stream_id, t).
+
+Everything that changes data goes through :meth:`Storage.commit` with a :class:`WriteBatch`, one
+transaction per call where the backend can give one.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+# Raw datapoints. ``k`` is the value kind (see datastream.values): 0 null, 1 int (``i``),
+# 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``: nominal or
+# graph value), 5 pre-aggregated numeric dict as JSON (``s``).
+RAW_SCHEMA = pa.schema(
+    [
+        ("t", pa.int64()),
+        ("k", pa.int8()),
+        ("i", pa.int64()),
+        ("f", pa.float64()),
+        ("s", pa.string()),
+    ]
+)
+
+
+@dataclasses.dataclass
+class StreamRecord:
+    """A stream as stored. ``meta`` is opaque to the backend (JSON-serialisable dict)."""
+
+    stream_id: str
+    tags: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclasses.dataclass
+class MetaUpdate:
+    """Changes to one stream's ``meta``: ``set`` replaces top-level keys; ``max``/``min`` keep
+    the larger/smaller of stored and given number (None stored counts as absent), so that
+    concurrent writers never move ``latest_datapoint`` backwards."""
+
+    set: dict[str, Any] = dataclasses.field(default_factory=dict)
+    max: dict[str, int] = dataclasses.field(default_factory=dict)
+    min: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def apply_to(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The meta dict after this update (used by backends that update in process)."""
+        result = dict(meta)
+        result.update(self.set)
+        for key, value in self.max.items():
+            result[key] = value if result.get(key) is None else max(result[key], value)
+        for key, value in self.min.items():
+            result[key] = value if result.get(key) is None else min(result[key], value)
+        return result
+
+
+@dataclasses.dataclass
+class WriteBatch:
+    """Everything one flush or maintenance step writes, stored all-or-nothing.
+
+    ``raw``: stream id → table of RAW_SCHEMA rows to append (already sorted by t).
+    ``levels``: level key → table with ``stream_id`` and ``t`` columns plus partial columns;
+    rows replace any stored row with the same (stream_id, t).
+    ``clear_levels`` / ``clear_raw``: stream ids whose level rows / raw rows are deleted first
+    (backprocessing a derived stream).
+    ``meta``: stream id → MetaUpdate applied in the same transaction.
+    """
+
+    raw: dict[str, pa.Table] = dataclasses.field(default_factory=dict)
+    levels: dict[str, pa.Table] = dataclasses.field(default_factory=dict)
+    meta: dict[str, MetaUpdate] = dataclasses.field(default_factory=dict)
+    clear_raw: list[str] = dataclasses.field(default_factory=list)
+    clear_levels: list[str] = dataclasses.field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.raw or self.levels or self.meta or self.clear_raw or self.clear_levels)
+
+
+class Storage(abc.ABC):
+    """Base class of every backend (``datastream.backends.<name>.Backend``)."""
+
+    # Every backend of this project materialises its levels.
+    requires_downsampling = True
+    downsampled_always_exist = False
+
+    @property
+    def value_downsamplers(self) -> frozenset[str]:
+        from .. import downsamplers
+
+        return frozenset(downsamplers.VALUE_DOWNSAMPLERS)
+
+    @property
+    def time_downsamplers(self) -> frozenset[str]:
+        from .. import downsamplers
+
+        return frozenset(downsamplers.TIME_DOWNSAMPLERS)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+
+    # -- stream records --------------------------------------------------------------------
+    @abc.abstractmethod
+    def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
+        """Records whose user tags match ``query`` (portable query language of
+        ``datastream.tags``, already validated; None or {} = all), in creation order.
+        A top-level ``stream_id`` condition (an id or ``{'$in': [...]}``) filters on ids."""
+
+    @abc.abstractmethod
+    def get_stream(self, stream_id: str) -> StreamRecord | None:
+        """One record, or None when unknown."""
+
+    @abc.abstractmethod
+    def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
+        """Insert ``record`` unless a stream matching ``query`` exists; atomic with respect to
+        concurrent calls with the same query. Returns the stored record (new or existing).
+        If more than one existing stream matches, returns the first; the engine then raises."""
+
+    @abc.abstractmethod
+    def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
+        """Replace the user tags of one stream."""
+
+    @abc.abstractmethod
+    def delete_streams(self, stream_ids: list[str]) -> None:
+        """Delete the records and all raw and level rows of these streams, atomically."""
+
+    # -- datapoints ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def commit(self, batch: WriteBatch) -> None:
+        """Store a WriteBatch all-or-nothing. On failure raise StreamAppendFailed with nothing
+        of the batch stored."""
+
+    @abc.abstractmethod
+    def read_raw(
+        self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
+    ) -> pa.Table:
+        """Raw rows with ``start_us <= t < end_us`` (None = unbounded), RAW_SCHEMA, ordered by
+        (t, insertion order); with ``reverse`` by t descending, insertion order ascending."""
+
+    @abc.abstractmethod
+    def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        """Level rows with ``start_us <= t < end_us``, ordered by t, without the ``stream_id``
+        column; None when the level has never been written."""
+
+    # -- coordination ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:
+        """Exclusive right to downsample/backprocess one stream across processes. Backends
+        shared by many processes override this; the embedded store is single-writer."""
+        yield
+
+    def refresh_stream(self, stream_id: str) -> StreamRecord | None:
+        """Re-read one record from the server (used after taking a maintenance lock)."""
+        return self.get_stream(stream_id)
