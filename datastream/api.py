@@ -21,7 +21,7 @@ from .engine.core import Engine, first_level
 from .engine.metadata import new_meta, public_tags
 from .granularity import Granularity, GranularityLevel, from_us, resolve
 from .results import Datapoints, Streams
-from .storage.base import MetaUpdate, Storage, StreamRecord, WriteBatch
+from .storage.base import Storage, StreamRecord
 from .timestamps import point_us
 
 
@@ -69,6 +69,7 @@ class Datastream:
         )
         self._derive = derive.Deriver(self._engine)
         self._engine.derive_hook = self._derive.on_flush
+        self._engine.level_hook = self._derive.on_levels
         self._closed = False
         atexit.register(_flush_at_exit, weakref.ref(self))
 
@@ -544,5 +545,3 @@ def _flush_at_exit(reference: weakref.ref) -> None:
         except Exception:  # noqa: BLE001 - nothing can be reported at interpreter exit
             pass
 
-
-__all__ = ["Datastream", "MetaUpdate", "WriteBatch"]

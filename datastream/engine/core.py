@@ -39,6 +39,7 @@ class Engine:
         self.lock = threading.RLock()
         self._records: dict[str, StreamRecord] = {}
         self.derive_hook: Callable[[dict[str, pa.Table], WriteBatch], None] | None = None
+        self.level_hook: Callable[[str, list, WriteBatch], None] | None = None
 
     # -- records ---------------------------------------------------------------------------
     def record(self, stream_id: object) -> StreamRecord:
@@ -187,6 +188,8 @@ class Engine:
                 )
         update = batch.meta.setdefault(record.stream_id, MetaUpdate())
         update.set["downsampled_until"] = bounds
+        if self.level_hook is not None and (record.meta.get("contributes_to") or {}):
+            self.level_hook(record.stream_id, steps, batch)
         return [(step.level, step.rows, step.start_us, step.end_us) for step in steps]
 
     # -- deleting --------------------------------------------------------------------------

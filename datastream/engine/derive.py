@@ -135,6 +135,20 @@ class Deriver:
 
         operators.propagate(self.engine, raw_tables, batch)
 
+    def on_levels(self, stream_id: str, steps: list, batch: WriteBatch) -> None:
+        """Feed newly materialised level buckets (empty ones included) to derived streams."""
+        from .. import downsamplers
+        from . import operators
+        from .downsampling import _conform
+
+        level_inputs = {
+            (stream_id, step.level.key): downsamplers.fill_empty(
+                _conform(step.rows), step.start_us, step.end_us, step.level.width_us
+            )
+            for step in steps
+        }
+        operators.propagate(self.engine, {}, batch, level_inputs)
+
     def backprocess(self, records: list[StreamRecord]) -> list[str]:
         from . import operators
 

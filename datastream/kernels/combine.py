@@ -1,0 +1,226 @@
+"""Merge child partial rows (sorted by bucket start) into the rows of a coarser level.
+
+The same kernels merge rows of equal width (e.g. two halves of one bucket computed in separate
+flushes), which is what makes incremental downsampling equal to a single pass. Means and M2
+merge with Chan's parallel formula; intervals compose exactly: the children's own gaps plus the
+gap between the last point of one child and the first point of the next.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+from .jit import kernel
+from .partials import TIME_STATE, US, VALUE_STATE
+
+
+@kernel
+def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """(mean, M2) of the union of two sets given their counts, means and M2 (Chan et al.)."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * (n_b / n))
+
+
+@kernel
+def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, om2):
+    """Value state of each segment of child rows; children with count 0 contribute nothing.
+
+    Min/max skip NaN (a pre-aggregated item may lack them); sums propagate NaN.
+    """
+    for j in range(bounds.shape[0] - 1):
+        n = 0
+        total = 0.0
+        squares = 0.0
+        low = np.nan
+        high = np.nan
+        mean = 0.0
+        dev2 = 0.0
+        for k in range(bounds[j], bounds[j + 1]):
+            ck = c[k]
+            if ck == 0:
+                continue
+            total += s[k]
+            squares += q[k]
+            if lo[k] < low or np.isnan(low):
+                low = lo[k]
+            if hi[k] > high or np.isnan(high):
+                high = hi[k]
+            if n == 0:
+                mean = mu[k]
+                dev2 = m2[k]
+            else:
+                mean, dev2 = chan_merge(float(n), mean, dev2, float(ck), mu[k], m2[k])
+            n += ck
+        oc[j] = n
+        if n == 0:
+            os[j] = oq[j] = olo[j] = ohi[j] = omu[j] = om2[j] = np.nan
+        else:
+            os[j] = total
+            oq[j] = squares
+            olo[j] = low
+            ohi[j] = high
+            omu[j] = mean
+            om2[j] = dev2
+
+
+@kernel
+def combine_times(
+    t, np_, tn, tm, ta, tz, ic, isum, il, iu, iq, im2, starts, bounds,
+    onp, otn, otm, ota, otz, oic, oisum, oil, oiu, oiq, oim2,
+):
+    """Time state of each segment of child rows (children without points are skipped)."""
+    for j in range(bounds.shape[0] - 1):
+        points = 0
+        kept = 0
+        weighted = 0.0
+        first = 0
+        last = 0
+        gaps = 0
+        total = 0.0
+        low = np.inf
+        high = -np.inf
+        squares = 0.0
+        mean = 0.0
+        dev2 = 0.0
+        for k in range(bounds[j], bounds[j + 1]):
+            if np_[k] == 0:
+                continue
+            if tn[k] > 0:
+                kept += tn[k]
+                weighted += tn[k] * ((t[k] - starts[j]) + tm[k])
+            if points == 0:
+                first = ta[k]
+            else:
+                # the gap bridging the previous child and this one: a set of one interval
+                g = (ta[k] - last) / US
+                total += g
+                squares += g * g
+                low = min(low, g)
+                high = max(high, g)
+                if gaps == 0:
+                    mean = g
+                    dev2 = 0.0
+                else:
+                    mean, dev2 = chan_merge(float(gaps), mean, dev2, 1.0, g, 0.0)
+                gaps += 1
+            if ic[k] > 0:
+                total += isum[k]
+                squares += iq[k]
+                low = min(low, il[k])
+                high = max(high, iu[k])
+                if gaps == 0:
+                    mean = isum[k] / ic[k]
+                    dev2 = im2[k]
+                else:
+                    mean, dev2 = chan_merge(
+                        float(gaps), mean, dev2, float(ic[k]), isum[k] / ic[k], im2[k]
+                    )
+                gaps += ic[k]
+            points += np_[k]
+            last = tz[k]
+        onp[j] = points
+        otn[j] = kept
+        otm[j] = weighted / kept if kept > 0 else np.nan
+        ota[j] = first
+        otz[j] = last
+        oic[j] = gaps
+        if gaps == 0:
+            oisum[j] = oil[j] = oiu[j] = oiq[j] = oim2[j] = np.nan
+        else:
+            oisum[j] = total
+            oil[j] = low
+            oiu[j] = high
+            oiq[j] = squares
+            oim2[j] = dev2
+
+
+def _alloc(names: tuple[str, ...], size: int, ints: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {n: np.empty(size, np.int64 if n in ints else np.float64) for n in names}
+
+
+def merge_value_state(child: dict[str, np.ndarray], bounds: np.ndarray) -> dict[str, np.ndarray]:
+    """Value state per segment of child rows given as ``VALUE_STATE`` arrays."""
+    out = _alloc(VALUE_STATE, len(bounds) - 1, ("c",))
+    combine_values(*(child[n] for n in VALUE_STATE), bounds, *out.values())
+    return out
+
+
+def merge_time_state(
+    child_t: np.ndarray, child: dict[str, np.ndarray], starts: np.ndarray, bounds: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Time state per segment of child rows (bucket starts ``child_t``) into ``starts``."""
+    out = _alloc(TIME_STATE, len(starts), ("np", "tn", "ta", "tz", "ic"))
+    combine_times(child_t, *(child[n] for n in TIME_STATE), starts, bounds, *out.values())
+    return out
+
+
+# -- numpy references (tests) ------------------------------------------------------------------
+
+
+def merge_value_state_reference(child, bounds) -> dict[str, np.ndarray]:
+    """Merge by expanding nothing: sums of sums, min of mins, and the textbook pooled M2."""
+    out = {n: [] for n in VALUE_STATE}
+    for a, b in pairwise(bounds):
+        sl = slice(a, b)
+        keep = child["c"][sl] > 0
+        c = child["c"][sl][keep]
+        n = int(c.sum())
+        out["c"].append(n)
+        if n == 0:
+            for name in VALUE_STATE[1:]:
+                out[name].append(np.nan)
+            continue
+        mu = child["mu"][sl][keep]
+        mean = (c * mu).sum() / n
+        out["s"].append(child["s"][sl][keep].sum())
+        out["q"].append(child["q"][sl][keep].sum())
+        out["l"].append(np.nanmin(child["l"][sl][keep]))
+        out["u"].append(np.nanmax(child["u"][sl][keep]))
+        out["mu"].append(mean)
+        out["m2"].append((child["m2"][sl][keep] + c * (mu - mean) ** 2).sum())
+    return {n: np.array(v, np.int64 if n == "c" else np.float64) for n, v in out.items()}
+
+
+def merge_time_state_reference(child_t, child, starts, bounds) -> dict[str, np.ndarray]:
+    """Merge by listing every interval: child intervals are represented by their statistics,
+    bridges between children are listed explicitly; the pooled M2 formula then applies."""
+    out = {n: [] for n in TIME_STATE}
+    for start, a, b in zip(starts, bounds[:-1], bounds[1:]):
+        sl = slice(a, b)
+        keep = child["np"][sl] > 0
+        ta, tz = child["ta"][sl][keep], child["tz"][sl][keep]
+        tn, tm = child["tn"][sl][keep], child["tm"][sl][keep]
+        offsets = child_t[sl][keep] - start
+        out["np"].append(int(child["np"][sl][keep].sum()))
+        out["tn"].append(int(tn.sum()))
+        has = tn > 0
+        out["tm"].append((tn[has] * (offsets[has] + tm[has])).sum() / tn.sum() if has.any()
+                         else np.nan)
+        out["ta"].append(ta[0] if len(ta) else 0)
+        out["tz"].append(tz[-1] if len(tz) else 0)
+        bridges = (ta[1:] - tz[:-1]) / US
+        ic = child["ic"][sl][keep]
+        sets = ic > 0
+        counts = np.concatenate([ic[sets], np.ones(len(bridges), np.int64)])
+        sums = np.concatenate([child["isum"][sl][keep][sets], bridges])
+        m2s = np.concatenate([child["im2"][sl][keep][sets], np.zeros(len(bridges))])
+        n = int(counts.sum())
+        out["ic"].append(n)
+        if n == 0:
+            for name in ("isum", "il", "iu", "iq", "im2"):
+                out[name].append(np.nan)
+            continue
+        means = sums / counts
+        mean = sums.sum() / n
+        out["isum"].append(sums.sum())
+        out["il"].append(min(np.min(child["il"][sl][keep][sets], initial=np.inf),
+                             np.min(bridges, initial=np.inf)))
+        out["iu"].append(max(np.max(child["iu"][sl][keep][sets], initial=-np.inf),
+                             np.max(bridges, initial=-np.inf)))
+        out["iq"].append(child["iq"][sl][keep][sets].sum() + (bridges**2).sum())
+        out["im2"].append((m2s + counts * (means - mean) ** 2).sum())
+    ints = ("np", "tn", "ta", "tz", "ic")
+    return {n: np.array(v, np.int64 if n in ints else np.float64) for n, v in out.items()}

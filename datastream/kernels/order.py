@@ -1,0 +1,114 @@
+"""Order statistics and counting per bucket: exact median, and occurrences of coded values.
+
+Neither composes across levels (a median of medians is not the median), so both run on raw
+points for every level that needs them.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+from .jit import kernel
+
+
+@kernel
+def bucket_median(x, valid, bounds, out):
+    """Exact median of the valid values of each segment (mean of the two middle ones for an
+    even count; NaN for none)."""
+    longest = 0
+    for j in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[j + 1] - bounds[j])
+    scratch = np.empty(longest, np.float64)
+    for j in range(bounds.shape[0] - 1):
+        m = 0
+        for p in range(bounds[j], bounds[j + 1]):
+            if valid[p]:
+                scratch[m] = x[p]
+                m += 1
+        if m == 0:
+            out[j] = np.nan
+            continue
+        ordered = np.sort(scratch[:m])
+        half = m // 2
+        if m % 2 == 1:
+            out[j] = ordered[half]
+        else:
+            # halving is exact in binary floating point, and this cannot overflow
+            out[j] = 0.5 * ordered[half - 1] + 0.5 * ordered[half]
+
+
+@kernel
+def count_codes(codes, bounds, n_codes, out_bucket, out_code, out_count):
+    """Occurrences of each code (>= 0; negative = no value) per segment, as triples
+    (segment, code, count) ordered by segment then code. Returns the number of triples; the
+    outputs need ``len(codes)`` slots."""
+    counts = np.zeros(n_codes, np.int64)
+    longest = 0
+    for j in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[j + 1] - bounds[j])
+    seen = np.empty(longest, np.int64)
+    k = 0
+    for j in range(bounds.shape[0] - 1):
+        m = 0
+        for p in range(bounds[j], bounds[j + 1]):
+            code = codes[p]
+            if code < 0:
+                continue
+            if counts[code] == 0:
+                seen[m] = code
+                m += 1
+            counts[code] += 1
+        for code in np.sort(seen[:m]):
+            out_bucket[k] = j
+            out_code[k] = code
+            out_count[k] = counts[code]
+            counts[code] = 0
+            k += 1
+    return k
+
+
+def medians(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Median per segment (NaN where no valid value)."""
+    out = np.empty(len(bounds) - 1, np.float64)
+    bucket_median(
+        np.ascontiguousarray(x, np.float64), np.ascontiguousarray(valid, np.bool_), bounds, out
+    )
+    return out
+
+
+def code_counts(
+    codes: np.ndarray, bounds: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment, code, count) triples of the non-negative ``codes`` of each segment."""
+    codes = np.ascontiguousarray(codes, np.int64)
+    buckets = np.empty(len(codes), np.int64)
+    found = np.empty(len(codes), np.int64)
+    counts = np.empty(len(codes), np.int64)
+    k = count_codes(codes, bounds, np.int64(max(n_codes, 1)), buckets, found, counts)
+    return buckets[:k], found[:k], counts[:k]
+
+
+# -- numpy references (tests) ------------------------------------------------------------------
+
+
+def medians_reference(x, valid, bounds) -> np.ndarray:
+    """np.median per segment."""
+    return np.array(
+        [np.median(x[a:b][valid[a:b]]) if valid[a:b].any() else np.nan
+         for a, b in pairwise(bounds)],
+        np.float64,
+    )
+
+
+def code_counts_reference(codes, bounds, n_codes):
+    """np.unique per segment."""
+    out = ([], [], [])
+    for j, (a, b) in enumerate(pairwise(bounds)):
+        seg = codes[a:b]
+        values, counts = np.unique(seg[seg >= 0], return_counts=True)
+        out[0].extend([j] * len(values))
+        out[1].extend(values.tolist())
+        out[2].extend(counts.tolist())
+    return tuple(np.array(o, np.int64) for o in out)

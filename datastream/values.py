@@ -1,0 +1,605 @@
+"""Value types (SPEC §5.1): validation of appended values and their raw-row encoding.
+
+Every appended value becomes one ``RAW_SCHEMA`` row ``(k, i, f, s)``: a kind and at most one
+filled payload column. Validation and encoding happen together so a value is inspected once,
+before anything is buffered, and a rejected value never reaches storage.
+
+Kinds::
+
+    0 null          nothing            (None, float NaN)
+    1 int64         i                  default numeric mode, ints within int64
+    2 float64       f                  default numeric mode, everything else numeric
+    3 exact text    s                  high-accuracy mode: str(Decimal), 64 significant digits
+    4 JSON          s                  nominal and graph values, canonical JSON
+    5 aggregate     s                  a pre-aggregated numeric dict, canonical JSON (numbers as
+                                       text in high-accuracy mode; ``f`` keys are number texts)
+
+Decisions where the SPEC is silent:
+
+* ``None`` is a null point for every value type.
+* Nominal values must be pure JSON (str, int, float, bool, None, list, dict with str keys);
+  tuples, sets, Decimals... raise ``TypeError`` because they could not be returned as appended.
+  numpy scalars are accepted as their Python equivalents. NaN/±inf inside a nominal or graph value
+  raise ``ValueError`` (not JSON). Dict key order is not kept (values are stored canonically so
+  equal values have equal text); dict equality is.
+* Graph: a wrong container type at any depth (``v``/``e`` not a list, a vertex or edge not a dict)
+  is a ``TypeError``; missing keys, duplicate ids and unknown endpoints are ``ValueError``. Vertex
+  ids are compared by canonical JSON (``1`` and ``1.0`` are different ids).
+* High-accuracy mode converts a float through its shortest repr (``0.1`` → ``Decimal('0.1')``),
+  so ``float(decoded) == appended``; complex numbers raise ``TypeError``.
+* Pre-aggregated dicts may hold None for any key but ``c``; ``c`` (and the counts of ``f``) must
+  be non-negative integers (``ValueError`` otherwise) and read back as ``int`` in every mode.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import exceptions
+from .storage.base import RAW_SCHEMA
+
+VALUE_TYPES = ("numeric", "nominal", "graph")
+HIGH_ACCURACY = decimal.Context(prec=64)
+
+KIND_NULL, KIND_INT, KIND_FLOAT, KIND_EXACT, KIND_JSON, KIND_AGGREGATE = range(6)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Encoded = tuple[int, int | None, float | None, str | None]
+NULL: Encoded = (KIND_NULL, None, None, None)
+
+_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "numeric": {"high_accuracy": False},
+    "nominal": {},
+    "graph": {},
+}
+_COUNT_KEY = "c"
+_FREQUENCIES_KEY = "f"
+
+
+# -- helpers shared by every value type ------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    """One text per JSON value (sorted keys, compact), so equal values compare as equal text."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """A bounded repr for error messages (a nominal value may be huge)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:
+    """The error to raise: names the stream and the offending value (SPEC §8)."""
+    return error(f"stream {stream_id}: {reason}: {_show(value)}")
+
+
+def _is_high_accuracy(options: dict | None) -> bool:
+    return bool(options) and bool(options.get("high_accuracy", False))
+
+
+def _check_value_type(value_type: Any) -> str:
+    if not isinstance(value_type, str) or value_type not in VALUE_TYPES:
+        raise exceptions.UnsupportedValueType(
+            f"unsupported value type {_show(value_type)}; expected one of {VALUE_TYPES}"
+        )
+    return value_type
+
+
+def normalise_options(value_type: str | None, options: dict | None) -> dict:
+    """The full options dict of a value type, defaults filled in (SPEC §3.3 step 5).
+
+    Normalised options are what streams compare for InconsistentStreamConfiguration, so
+    ``None``, ``{}`` and ``{'high_accuracy': False}`` must all give the same dict.
+    """
+    value_type = _check_value_type("numeric" if value_type is None else value_type)
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"value_type_options must be a dict, got {_show(options)}")
+    defaults = _OPTION_DEFAULTS[value_type]
+    unknown = sorted(map(str, set(options) - set(defaults)))
+    if unknown:
+        raise ValueError(f"unknown value_type_options for {value_type!r}: {', '.join(unknown)}")
+    result = dict(defaults)
+    result.update(options)
+    for key, item in result.items():
+        if not isinstance(item, bool):
+            raise TypeError(f"value_type_options[{key!r}] must be a bool, got {_show(item)}")
+    return result
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+
+def _check_number(value: Any, stream_id: Any) -> None:
+    """Reject what is not a usable number: bools, non-numbers and complex numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        raise _fail(TypeError, stream_id, value, "bool is not a numeric value")
+    if not isinstance(value, numbers.Number):
+        raise _fail(TypeError, stream_id, value, "not a numeric value")
+    if not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise _fail(TypeError, stream_id, value, "complex numbers are not supported")
+
+
+def _finite_float(value: Any, stream_id: Any) -> float | None:
+    """float(value); NaN → None (a null point), ±inf or overflow → ValueError."""
+    try:
+        result = float(value)
+    except OverflowError:
+        raise _fail(ValueError, stream_id, value, "number too large for a float") from None
+    if math.isnan(result):
+        return None
+    if math.isinf(result):
+        raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
+    return result
+
+
+def _plain_number(value: Any, stream_id: Any) -> int | float | None:
+    """Default mode: an int within int64 stays int, everything else becomes a finite float."""
+    _check_number(value, stream_id)
+    if isinstance(value, numbers.Integral):
+        integer = int(value)
+        return integer if INT64_MIN <= integer <= INT64_MAX else _finite_float(integer, stream_id)
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return None
+        if value.is_infinite():
+            raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
+        if INT64_MIN <= value <= INT64_MAX and value == value.to_integral_value():
+            return int(value)
+    return _finite_float(value, stream_id)
+
+
+def _exact_number(value: Any, stream_id: Any) -> decimal.Decimal | None:
+    """High-accuracy mode: the value as a Decimal rounded to 64 significant digits."""
+    _check_number(value, stream_id)
+    try:
+        if isinstance(value, numbers.Integral):
+            return HIGH_ACCURACY.create_decimal(int(value))
+        if isinstance(value, decimal.Decimal):
+            if value.is_nan():
+                return None
+            if value.is_infinite():
+                raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
+            return HIGH_ACCURACY.create_decimal(value)
+        if isinstance(value, numbers.Rational):
+            numerator = decimal.Decimal(value.numerator)
+            return HIGH_ACCURACY.divide(numerator, decimal.Decimal(value.denominator))
+    except (decimal.Overflow, decimal.InvalidOperation):
+        raise _fail(ValueError, stream_id, value, "number out of the Decimal range") from None
+    as_float = _finite_float(value, stream_id)
+    return None if as_float is None else HIGH_ACCURACY.create_decimal(repr(as_float))
+
+
+def _encode_number(value: Any, high_accuracy: bool, stream_id: Any) -> Encoded:
+    if high_accuracy:
+        exact = _exact_number(value, stream_id)
+        return NULL if exact is None else (KIND_EXACT, None, None, str(exact))
+    plain = _plain_number(value, stream_id)
+    if plain is None:
+        return NULL
+    if isinstance(plain, int):
+        return (KIND_INT, plain, None, None)
+    return (KIND_FLOAT, None, plain, None)
+
+
+# -- pre-aggregated numeric dicts ------------------------------------------------------------
+
+
+def _count(value: Any, stream_id: Any, what: str) -> int:
+    """A count (``c`` or a frequency): a non-negative integral number."""
+    _check_number(value, stream_id)
+    plain = _plain_number(value, stream_id)
+    if plain is None or plain < 0 or plain != int(plain):
+        raise _fail(ValueError, stream_id, value, f"{what} must be a non-negative integer")
+    return int(plain)
+
+
+def _aggregate_number(value: Any, high_accuracy: bool, stream_id: Any) -> Any:
+    """A number inside a pre-aggregated dict as stored in JSON (text in high-accuracy mode)."""
+    if value is None:
+        return None
+    if high_accuracy:
+        exact = _exact_number(value, stream_id)
+        return None if exact is None else str(exact)
+    return _plain_number(value, stream_id)
+
+
+def _frequency_key(value: Any, high_accuracy: bool, stream_id: Any) -> str:
+    number = _aggregate_number(value, high_accuracy, stream_id)
+    if number is None:
+        raise _fail(ValueError, stream_id, value, "a frequency key must be a number")
+    return number if high_accuracy else canonical_json(number)
+
+
+def _encode_frequencies(table: Any, high_accuracy: bool, stream_id: Any) -> dict | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise _fail(TypeError, stream_id, table, "frequencies must be a dict number → count")
+    result: dict[str, int] = {}
+    for key, count in table.items():
+        text = _frequency_key(key, high_accuracy, stream_id)
+        result[text] = result.get(text, 0) + _count(count, stream_id, "a frequency")
+    return result
+
+
+def _encode_aggregate(
+    value: dict, high_accuracy: bool, value_keys: Iterable[str] | None, stream_id: Any
+) -> Encoded:
+    """A downsampled value appended by the user: exactly the stream's downsampler keys."""
+    expected = set(value_keys or ())
+    missing = sorted(map(str, expected - set(value)))
+    extra = sorted(map(repr, set(value) - expected))
+    if missing or extra:
+        reason = "a downsampled value must carry exactly the keys " + repr(sorted(expected))
+        if missing:
+            reason += f"; missing {', '.join(missing)}"
+        if extra:
+            reason += f"; unexpected {', '.join(extra)}"
+        raise _fail(ValueError, stream_id, value, reason)
+    encoded: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == _COUNT_KEY:
+            encoded[key] = _count(item, stream_id, "count 'c'")
+        elif key == _FREQUENCIES_KEY:
+            encoded[key] = _encode_frequencies(item, high_accuracy, stream_id)
+        else:
+            encoded[key] = _aggregate_number(item, high_accuracy, stream_id)
+    return (KIND_AGGREGATE, None, None, canonical_json(encoded))
+
+
+# -- JSON values (nominal, graph) ------------------------------------------------------------
+
+
+def _plain_json(value: Any, stream_id: Any) -> Any:
+    """``value`` as pure JSON data (numpy scalars unwrapped); TypeError/ValueError otherwise."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(ValueError, stream_id, value, "NaN and infinity are not JSON values")
+        return value
+    if isinstance(value, list):
+        return [_plain_json(item, stream_id) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise _fail(TypeError, stream_id, key, "JSON object keys must be str")
+        return {key: _plain_json(item, stream_id) for key, item in value.items()}
+    raise _fail(TypeError, stream_id, value, "not a JSON value")
+
+
+def _json_encoded(value: Any, stream_id: Any) -> tuple[Any, str]:
+    """(pure JSON data, its canonical text) of a nominal or graph value."""
+    try:
+        plain = _plain_json(value, stream_id)
+        text = canonical_json(plain)
+        text.encode("utf-8")
+    except RecursionError:
+        raise _fail(ValueError, stream_id, value, "value nested too deeply") from None
+    except UnicodeEncodeError:
+        raise _fail(ValueError, stream_id, value, "strings must be valid Unicode") from None
+    return plain, text
+
+
+def _encode_nominal(value: Any, stream_id: Any) -> Encoded:
+    if value is None:
+        return NULL
+    return (KIND_JSON, None, None, _json_encoded(value, stream_id)[1])
+
+
+def _items(graph: dict, key: str, stream_id: Any) -> list[dict]:
+    """The vertex or edge list of a graph: a list of dicts."""
+    if key not in graph:
+        raise _fail(ValueError, stream_id, graph, f"a graph needs the key {key!r}")
+    items = graph[key]
+    if not isinstance(items, list):
+        raise _fail(TypeError, stream_id, items, f"graph {key!r} must be a list")
+    for item in items:
+        if not isinstance(item, dict):
+            raise _fail(TypeError, stream_id, item, f"every item of graph {key!r} must be a dict")
+    return items
+
+
+def _check_graph(graph: dict, stream_id: Any) -> None:
+    """Vertices have unique ids under 'i'; edges join existing vertices by 'f' and 't'."""
+    ids: set[str] = set()
+    for vertex in _items(graph, "v", stream_id):
+        if "i" not in vertex:
+            raise _fail(ValueError, stream_id, vertex, "a vertex needs an id 'i'")
+        vertex_id = canonical_json(vertex["i"])
+        if vertex_id in ids:
+            raise _fail(ValueError, stream_id, vertex["i"], "duplicate vertex id")
+        ids.add(vertex_id)
+    for edge in _items(graph, "e", stream_id):
+        for end in ("f", "t"):
+            if end not in edge:
+                raise _fail(ValueError, stream_id, edge, f"an edge needs the key {end!r}")
+            if canonical_json(edge[end]) not in ids:
+                raise _fail(ValueError, stream_id, edge[end], "edge names an unknown vertex")
+
+
+def _encode_graph(value: Any, stream_id: Any) -> Encoded:
+    if value is None:
+        return NULL
+    if not isinstance(value, dict):
+        raise _fail(TypeError, stream_id, value, "a graph value must be a dict or None")
+    plain, text = _json_encoded(value, stream_id)
+    _check_graph(plain, stream_id)
+    return (KIND_JSON, None, None, text)
+
+
+# -- encoding --------------------------------------------------------------------------------
+
+
+def encode_value(
+    value: Any,
+    value_type: str,
+    options: dict | None,
+    value_keys: Iterable[str] | None,
+    stream_id: Any,
+) -> Encoded:
+    """Validate one appended value (SPEC §5.1) and return its raw row ``(k, i, f, s)``.
+
+    ``value_keys`` are the stream's value downsampler keys, needed for pre-aggregated dicts.
+    """
+    if value_type == "numeric":
+        if value is None:
+            return NULL
+        high_accuracy = _is_high_accuracy(options)
+        if isinstance(value, dict):
+            return _encode_aggregate(value, high_accuracy, value_keys, stream_id)
+        return _encode_number(value, high_accuracy, stream_id)
+    if value_type == "nominal":
+        return _encode_nominal(value, stream_id)
+    if value_type == "graph":
+        return _encode_graph(value, stream_id)
+    _check_value_type(value_type)
+    raise AssertionError("unreachable: every known value type is handled above")
+
+
+def _timestamps(timestamps_us: Any) -> np.ndarray:
+    array = np.asarray(timestamps_us)
+    if array.ndim != 1 or not (array.dtype.kind in "iu" or array.size == 0):
+        raise TypeError(f"timestamps must be a 1-d integer array of epoch µs, got {array.dtype}")
+    return array.astype(np.int64, copy=False)
+
+
+def _table(timestamps: np.ndarray, kinds: Any, ints: Any, floats: Any, texts: Any) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array(timestamps, type=pa.int64()),
+            pa.array(kinds, type=pa.int8()),
+            ints,
+            floats,
+            texts,
+        ],
+        schema=RAW_SCHEMA,
+    )
+
+
+def encode_table(timestamps_us: np.ndarray, encoded: Sequence[Encoded]) -> pa.Table:
+    """RAW_SCHEMA rows from timestamps and the tuples of :func:`encode_value`."""
+    timestamps = _timestamps(timestamps_us)
+    if len(timestamps) != len(encoded):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(encoded)} values")
+    if not len(encoded):
+        return RAW_SCHEMA.empty_table()
+    kinds, ints, floats, texts = zip(*encoded)
+    return _table(
+        timestamps,
+        kinds,
+        pa.array(ints, type=pa.int64()),
+        pa.array(floats, type=pa.float64()),
+        pa.array(texts, type=pa.string()),
+    )
+
+
+def _numeric_array(values: Any, stream_id: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(numbers, null mask) of a numeric numpy/Arrow array; None when it needs the slow path."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        kind = values.type
+        if pa.types.is_boolean(kind):
+            raise _fail(TypeError, stream_id, values[:3].to_pylist(), "bool is not a numeric value")
+        if pa.types.is_null(kind):
+            return np.zeros(len(values)), np.ones(len(values), dtype=bool)
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            return None
+        nulls = values.is_null().to_numpy(zero_copy_only=False)
+        return pc.fill_null(values, 0).to_numpy(zero_copy_only=False), nulls
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise _fail(ValueError, stream_id, array.shape, "values must be a 1-d array")
+    if array.dtype.kind == "b":
+        raise _fail(TypeError, stream_id, array[:3].tolist(), "bool is not a numeric value")
+    if array.dtype.kind == "O":
+        return None
+    if array.dtype.kind not in "iuf":
+        sample = array[:3].tolist()
+        raise _fail(TypeError, stream_id, sample, f"unsupported value dtype {array.dtype}")
+    return array, np.zeros(len(array), dtype=bool)
+
+
+def _encode_int_array(
+    timestamps: np.ndarray, array: np.ndarray, nulls: np.ndarray, high_accuracy: bool
+) -> pa.Table:
+    count = len(array)
+    if high_accuracy:
+        texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
+        kinds = np.where(nulls, KIND_NULL, KIND_EXACT)
+        return _table(timestamps, kinds, pa.nulls(count, pa.int64()), pa.nulls(count), texts)
+    big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
+    big &= ~nulls
+    kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
+    ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
+    floats = pa.array(array.astype(np.float64), mask=~big)
+    return _table(timestamps, kinds, ints, floats, pa.nulls(count, pa.string()))
+
+
+def _encode_float_array(
+    timestamps: np.ndarray,
+    array: np.ndarray,
+    nulls: np.ndarray,
+    high_accuracy: bool,
+    stream_id: Any,
+) -> pa.Table:
+    array = array.astype(np.float64, copy=False)
+    infinite = np.isinf(array) & ~nulls
+    if infinite.any():
+        bad = array[np.flatnonzero(infinite)[0]]
+        raise _fail(ValueError, stream_id, float(bad), "infinite values are not allowed")
+    nulls = nulls | np.isnan(array)
+    count = len(array)
+    kinds = np.where(nulls, KIND_NULL, KIND_EXACT if high_accuracy else KIND_FLOAT)
+    no_ints = pa.nulls(count, pa.int64())
+    if high_accuracy:
+        texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
+        return _table(timestamps, kinds, no_ints, pa.nulls(count), texts)
+    floats = pa.array(array, mask=nulls)
+    return _table(timestamps, kinds, no_ints, floats, pa.nulls(count, pa.string()))
+
+
+def _as_list(values: Any) -> list:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.to_pylist()
+    if isinstance(values, np.ndarray):
+        return values.tolist() if values.dtype.kind != "O" else list(values)
+    return list(values)
+
+
+def encode_arrays(
+    timestamps_us: np.ndarray,
+    values: np.ndarray | pa.Array | pa.ChunkedArray,
+    value_type: str,
+    options: dict | None,
+    stream_id: Any,
+    value_keys: Iterable[str] | None = None,
+) -> pa.Table:
+    """The bulk path (SPEC §4.4): numeric numpy/Arrow arrays are encoded without a per-point
+    Python loop (ints → kind 1, floats → kind 2, NaN → null, ±inf → ValueError); object arrays
+    and non-numeric types go through :func:`encode_value` one by one."""
+    timestamps = _timestamps(timestamps_us)
+    _check_value_type(value_type)
+    numeric = _numeric_array(values, stream_id) if value_type == "numeric" else None
+    if numeric is None:
+        items = _as_list(values)
+        if len(items) != len(timestamps):
+            raise ValueError(f"stream {stream_id}: {len(timestamps)} timestamps, {len(items)} values")
+        encoded = [encode_value(v, value_type, options, value_keys, stream_id) for v in items]
+        return encode_table(timestamps, encoded)
+    array, nulls = numeric
+    if len(array) != len(timestamps):
+        raise ValueError(f"stream {stream_id}: {len(timestamps)} timestamps, {len(array)} values")
+    high_accuracy = _is_high_accuracy(options)
+    if array.dtype.kind in "iu":
+        return _encode_int_array(timestamps, array, nulls, high_accuracy)
+    return _encode_float_array(timestamps, array, nulls, high_accuracy, stream_id)
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+def _decode_exact(text: str, high_accuracy: bool) -> Any:
+    exact = decimal.Decimal(text)
+    return exact if high_accuracy else _plain_number(exact, None)
+
+
+def _decode_aggregate_number(value: Any, high_accuracy: bool) -> Any:
+    if value is None:
+        return None
+    return decimal.Decimal(value) if high_accuracy else value
+
+
+def _decode_aggregate(text: str, high_accuracy: bool) -> dict:
+    """A pre-aggregated dict: numbers (Decimal in high accuracy), ``c`` and counts as int."""
+    result = {}
+    for key, item in json.loads(text).items():
+        if key == _FREQUENCIES_KEY and item is not None:
+            read_key = decimal.Decimal if high_accuracy else json.loads
+            result[key] = {read_key(number): count for number, count in item.items()}
+        elif key == _COUNT_KEY:
+            result[key] = item
+        else:
+            result[key] = _decode_aggregate_number(item, high_accuracy)
+    return result
+
+
+def _decode_one(kind: int, integer: Any, real: Any, text: Any, high_accuracy: bool) -> Any:
+    if kind == KIND_NULL:
+        return None
+    if kind == KIND_INT:
+        return decimal.Decimal(integer) if high_accuracy else integer
+    if kind == KIND_FLOAT:
+        return HIGH_ACCURACY.create_decimal(repr(real)) if high_accuracy else real
+    if kind == KIND_EXACT:
+        return _decode_exact(text, high_accuracy)
+    if kind == KIND_JSON:
+        return json.loads(text)
+    if kind == KIND_AGGREGATE:
+        return _decode_aggregate(text, high_accuracy)
+    raise ValueError(f"unknown raw value kind {kind}")
+
+
+def decode_value(encoded: Encoded, value_type: str, options: dict | None) -> Any:
+    """The Python value of one :func:`encode_value` tuple (what a single append returns)."""
+    high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
+    return _decode_one(*encoded, high_accuracy)
+
+
+def decode_values(table: pa.Table, value_type: str, options: dict | None) -> list:
+    """Python values of RAW_SCHEMA rows, as they were appended (SPEC §5.1 round trip)."""
+    high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
+    kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
+    if not len(kinds):
+        return []
+    if not high_accuracy and (kinds == KIND_INT).all():
+        return table.column("i").to_pylist()
+    if not high_accuracy and (kinds == KIND_FLOAT).all():
+        return table.column("f").to_pylist()
+    columns = zip(
+        kinds.tolist(),
+        table.column("i").to_pylist(),
+        table.column("f").to_pylist(),
+        table.column("s").to_pylist(),
+    )
+    return [_decode_one(k, i, f, s, high_accuracy) for k, i, f, s in columns]
+
+
+def numeric_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A float64 view of the plain numbers (kinds 1, 2, 3) and their validity mask.
+
+    Nulls and the other kinds (JSON values, pre-aggregated dicts, which are handled apart) are
+    invalid and hold NaN. Kind 3 text is converted with correct rounding.
+    """
+    kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
+    ints = pc.fill_null(table.column("i"), 0).to_numpy().astype(np.float64)
+    floats = pc.fill_null(table.column("f"), np.nan).to_numpy().astype(np.float64)
+    array = np.where(kinds == KIND_INT, ints, floats)
+    exact = np.flatnonzero(kinds == KIND_EXACT)
+    if exact.size:
+        texts = table.column("s").take(pa.array(exact)).to_pylist()
+        array[exact] = [float(text) for text in texts]
+    valid = (kinds == KIND_INT) | (kinds == KIND_FLOAT) | (kinds == KIND_EXACT)
+    array[~valid] = np.nan
+    return array, valid
