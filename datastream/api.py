@@ -409,7 +409,8 @@ class Datastream:
         timestamps_us = reading.timestamps_to_us(timestamps)
         meta = record.meta
         table = values.encode_arrays(
-            timestamps_us, column, meta["value_type"], meta["value_type_options"], stream_id
+            timestamps_us, column, meta["value_type"], meta["value_type_options"], stream_id,
+            value_keys=_value_keys(meta),
         )
         if not len(timestamps_us):
             return record, table, 0, 0

@@ -6,9 +6,9 @@ into its own language with exactly these semantics (the contract suite compares 
 Decisions where the SPEC is silent:
 
 * Tags must be a dict (``TypeError`` otherwise). A tag value that is not JSON data (tuple, set,
-  Decimal, datetime, numpy scalar...) raises ``TypeError``; a float NaN or ±inf raises
-  ``ValueError`` (not JSON, and never equal to itself so it could never be queried); so does a
-  string that is not valid Unicode (a lone surrogate).
+  Decimal, datetime, numpy scalars other than float64, which is a float) raises ``TypeError``;
+  a float NaN or ±inf raises ``ValueError`` (not JSON, and never equal to itself so it could
+  never be queried); so does a string that is not valid Unicode (a lone surrogate).
 * In a query, a top-level key of RESERVED_TAGS raises ``ReservedTagNameError``: matching is on
   user tags only, so such a condition could never match. ``stream_id`` is the one exception when
   ``allow_stream_id=True``.
@@ -97,8 +97,9 @@ def check_value(value: Any, where: str = "tags") -> None:
             check_key(key, where)
             check_value(item, _inside(where, key))
     else:
-        raise TypeError(f"{where}: tag values must be JSON data, got {type(value).__name__} "
-                        f"{value!r}")
+        raise TypeError(
+            f"{where}: tag values must be JSON data, got {type(value).__name__} {value!r}"
+        )
 
 
 def _check_text(text: str, where: str) -> None:
@@ -158,12 +159,15 @@ def _validate_operators(condition: dict, where: str) -> None:
                 "use a nested dict for sub-fields"
             )
         if operator not in _ARGUMENT_RULES:
-            raise ValueError(f"unknown query operator {operator!r} at {where}; "
-                             f"supported: {', '.join(sorted(OPERATORS))}")
+            raise ValueError(
+                f"unknown query operator {operator!r} at {where}; "
+                f"supported: {', '.join(sorted(OPERATORS))}"
+            )
         accepts, expected = _ARGUMENT_RULES[operator]
         if not accepts(argument):
-            raise ValueError(f"query operator {operator} at {where} needs {expected}, "
-                             f"got {argument!r}")
+            raise ValueError(
+                f"query operator {operator} at {where} needs {expected}, got {argument!r}"
+            )
         check_value(argument, f"{where}.{operator}")
 
 
@@ -267,8 +271,9 @@ def _comparable(left: Any, right: Any) -> bool:
 
 def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def test(value: Any, argument: Any) -> bool:
-        return _any_element(value, lambda item: _comparable(item, argument)
-                            and compare(item, argument))
+        return _any_element(
+            value, lambda item: _comparable(item, argument) and compare(item, argument)
+        )
 
     return test
 
@@ -288,8 +293,9 @@ _PRESENT_TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "$lt": _ordered(lambda item, argument: item < argument),
     "$lte": _ordered(lambda item, argument: item <= argument),
     "$in": lambda value, argument: any(_equal_or_contains(value, x) for x in argument),
-    "$all": lambda value, argument: bool(argument)
-    and all(_equal_or_contains(value, x) for x in argument),
+    "$all": lambda value, argument: (
+        bool(argument) and all(_equal_or_contains(value, x) for x in argument)
+    ),
     "$iexact": _text_test(lambda item, argument: item.lower() == argument.lower()),
     "$contains": _text_test(lambda item, argument: argument in item),
     "$icontains": _text_test(lambda item, argument: argument.lower() in item.lower()),

@@ -26,7 +26,8 @@ Decisions where the SPEC is silent:
   is a ``TypeError``; missing keys, duplicate ids and unknown endpoints are ``ValueError``. Vertex
   ids are compared by canonical JSON (``1`` and ``1.0`` are different ids).
 * High-accuracy mode converts a float through its shortest repr (``0.1`` → ``Decimal('0.1')``),
-  so ``float(decoded) == appended``; complex numbers raise ``TypeError``.
+  so ``float(decoded) == appended``; kind 3 text of a float is that repr (``'1e-05'``), of other
+  numbers ``str(Decimal)``. Complex numbers raise ``TypeError``.
 * Pre-aggregated dicts may hold None for any key but ``c``; ``c`` (and the counts of ``f``) must
   be non-negative integers (``ValueError`` otherwise) and read back as ``int`` in every mode.
 """
@@ -166,31 +167,35 @@ def _plain_number(value: Any, stream_id: Any) -> int | float | None:
     return _finite_float(value, stream_id)
 
 
-def _exact_number(value: Any, stream_id: Any) -> decimal.Decimal | None:
-    """High-accuracy mode: the value as a Decimal rounded to 64 significant digits."""
+def _exact_text(value: Any, stream_id: Any) -> str | None:
+    """High-accuracy mode: the number as Decimal text of at most 64 significant digits.
+
+    Floats keep their shortest repr (at most 17 digits, valid Decimal input), which is also
+    what the vectorised bulk path produces, so both paths store identical text.
+    """
     _check_number(value, stream_id)
     try:
         if isinstance(value, numbers.Integral):
-            return HIGH_ACCURACY.create_decimal(int(value))
+            return str(HIGH_ACCURACY.create_decimal(int(value)))
         if isinstance(value, decimal.Decimal):
             if value.is_nan():
                 return None
             if value.is_infinite():
                 raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
-            return HIGH_ACCURACY.create_decimal(value)
+            return str(HIGH_ACCURACY.create_decimal(value))
         if isinstance(value, numbers.Rational):
             numerator = decimal.Decimal(value.numerator)
-            return HIGH_ACCURACY.divide(numerator, decimal.Decimal(value.denominator))
+            return str(HIGH_ACCURACY.divide(numerator, decimal.Decimal(value.denominator)))
     except (decimal.Overflow, decimal.InvalidOperation):
         raise _fail(ValueError, stream_id, value, "number out of the Decimal range") from None
     as_float = _finite_float(value, stream_id)
-    return None if as_float is None else HIGH_ACCURACY.create_decimal(repr(as_float))
+    return None if as_float is None else repr(as_float)
 
 
 def _encode_number(value: Any, high_accuracy: bool, stream_id: Any) -> Encoded:
     if high_accuracy:
-        exact = _exact_number(value, stream_id)
-        return NULL if exact is None else (KIND_EXACT, None, None, str(exact))
+        text = _exact_text(value, stream_id)
+        return NULL if text is None else (KIND_EXACT, None, None, text)
     plain = _plain_number(value, stream_id)
     if plain is None:
         return NULL
@@ -216,8 +221,7 @@ def _aggregate_number(value: Any, high_accuracy: bool, stream_id: Any) -> Any:
     if value is None:
         return None
     if high_accuracy:
-        exact = _exact_number(value, stream_id)
-        return None if exact is None else str(exact)
+        return _exact_text(value, stream_id)
     return _plain_number(value, stream_id)
 
 
@@ -450,7 +454,6 @@ def _encode_int_array(
         kinds = np.where(nulls, KIND_NULL, KIND_EXACT)
         return _table(timestamps, kinds, pa.nulls(count, pa.int64()), pa.nulls(count), texts)
     big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
-    big &= ~nulls
     kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
     ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
     floats = pa.array(array.astype(np.float64), mask=~big)
@@ -505,7 +508,9 @@ def encode_arrays(
     if numeric is None:
         items = _as_list(values)
         if len(items) != len(timestamps):
-            raise ValueError(f"stream {stream_id}: {len(timestamps)} timestamps, {len(items)} values")
+            raise ValueError(
+                f"stream {stream_id}: {len(timestamps)} timestamps, {len(items)} values"
+            )
         encoded = [encode_value(v, value_type, options, value_keys, stream_id) for v in items]
         return encode_table(timestamps, encoded)
     array, nulls = numeric
@@ -551,7 +556,7 @@ def _decode_one(kind: int, integer: Any, real: Any, text: Any, high_accuracy: bo
     if kind == KIND_INT:
         return decimal.Decimal(integer) if high_accuracy else integer
     if kind == KIND_FLOAT:
-        return HIGH_ACCURACY.create_decimal(repr(real)) if high_accuracy else real
+        return decimal.Decimal(repr(real)) if high_accuracy else real
     if kind == KIND_EXACT:
         return _decode_exact(text, high_accuracy)
     if kind == KIND_JSON:

@@ -44,11 +44,11 @@ class Engine:
     # -- records ---------------------------------------------------------------------------
     def record(self, stream_id: object) -> StreamRecord:
         """The record of a stream id; StreamNotFound for unknown or malformed ids."""
-        if not isinstance(stream_id, str) or not _is_uuid(stream_id):
-            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
-        cached = self._records.get(stream_id)
+        cached = self._records.get(stream_id) if isinstance(stream_id, str) else None
         if cached is not None:
             return cached
+        if not isinstance(stream_id, str) or not _is_uuid(stream_id):
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
         record = self.storage.get_stream(stream_id)
         if record is None:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")

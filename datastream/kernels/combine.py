@@ -28,7 +28,10 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, om2):
     """Value state of each segment of child rows; children with count 0 contribute nothing.
 
-    Min/max skip NaN (a pre-aggregated item may lack them); sums propagate NaN.
+    A child's mean is ``lo + mu`` (``lo`` read as 0 when a pre-aggregated item lacks it). The
+    child means enter Chan's formula as offsets from the merged minimum, which differ from the
+    child offsets by an exact subtraction, so no precision is lost to the magnitude of the
+    values. Min/max skip NaN; sums propagate it.
     """
     for j in range(bounds.shape[0] - 1):
         n = 0
@@ -36,34 +39,41 @@ def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, o
         squares = 0.0
         low = np.nan
         high = np.nan
-        mean = 0.0
-        dev2 = 0.0
         for k in range(bounds[j], bounds[j + 1]):
-            ck = c[k]
-            if ck == 0:
+            if c[k] == 0:
                 continue
+            n += c[k]
             total += s[k]
             squares += q[k]
             if lo[k] < low or np.isnan(low):
                 low = lo[k]
             if hi[k] > high or np.isnan(high):
                 high = hi[k]
-            if n == 0:
-                mean = mu[k]
-                dev2 = m2[k]
-            else:
-                mean, dev2 = chan_merge(float(n), mean, dev2, float(ck), mu[k], m2[k])
-            n += ck
         oc[j] = n
         if n == 0:
             os[j] = oq[j] = olo[j] = ohi[j] = omu[j] = om2[j] = np.nan
-        else:
-            os[j] = total
-            oq[j] = squares
-            olo[j] = low
-            ohi[j] = high
-            omu[j] = mean
-            om2[j] = dev2
+            continue
+        base = 0.0 if np.isnan(low) else low
+        seen = 0
+        mean = 0.0
+        dev2 = 0.0
+        for k in range(bounds[j], bounds[j + 1]):
+            ck = c[k]
+            if ck == 0:
+                continue
+            offset = ((0.0 if np.isnan(lo[k]) else lo[k]) - base) + mu[k]
+            if seen == 0:
+                mean = offset
+                dev2 = m2[k]
+            else:
+                mean, dev2 = chan_merge(float(seen), mean, dev2, float(ck), offset, m2[k])
+            seen += ck
+        os[j] = total
+        oq[j] = squares
+        olo[j] = low
+        ohi[j] = high
+        omu[j] = mean
+        om2[j] = dev2
 
 
 @kernel
@@ -173,11 +183,13 @@ def merge_value_state_reference(child, bounds) -> dict[str, np.ndarray]:
             for name in VALUE_STATE[1:]:
                 out[name].append(np.nan)
             continue
-        mu = child["mu"][sl][keep]
+        low = np.nanmin(child["l"][sl][keep])
+        base = 0.0 if np.isnan(low) else low
+        mu = np.nan_to_num(child["l"][sl][keep]) - base + child["mu"][sl][keep]
         mean = (c * mu).sum() / n
         out["s"].append(child["s"][sl][keep].sum())
         out["q"].append(child["q"][sl][keep].sum())
-        out["l"].append(np.nanmin(child["l"][sl][keep]))
+        out["l"].append(low)
         out["u"].append(np.nanmax(child["u"][sl][keep]))
         out["mu"].append(mean)
         out["m2"].append((child["m2"][sl][keep] + c * (mu - mean) ** 2).sum())

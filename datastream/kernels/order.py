@@ -30,13 +30,16 @@ def bucket_median(x, valid, bounds, out):
         if m == 0:
             out[j] = np.nan
             continue
-        ordered = np.sort(scratch[:m])
         half = m // 2
+        ordered = np.partition(scratch[:m], half)  # selection: O(m), no full sort
         if m % 2 == 1:
             out[j] = ordered[half]
         else:
+            below = ordered[0]
+            for p in range(1, half):
+                below = max(below, ordered[p])
             # halving is exact in binary floating point, and this cannot overflow
-            out[j] = 0.5 * ordered[half - 1] + 0.5 * ordered[half]
+            out[j] = 0.5 * below + 0.5 * ordered[half]
 
 
 @kernel

@@ -1,11 +1,12 @@
 """Per-bucket partial state computed from raw points, one segment at a time.
 
-Value state: count, sum, sum of squares, min, max, mean and M2 = sum of squared deviations.
-M2 is computed with the corrected two-pass formula inside each (cache-hot) segment, so a
-standard deviation of values around 1e9 with spread 1 keeps full precision; coarser levels merge
-M2 with Chan's formula (see combine.py). Time state: points, non-null points and the mean of their
-offsets from the bucket start, first and last timestamp, and statistics (in seconds) of the gaps
-between consecutive points. Undefined floats are NaN (null at the Arrow boundary).
+Value state: count, sum, sum of squares, min, max, mean (stored as mean − min) and M2 = sum of
+squared deviations. M2 is computed with the corrected two-pass formula inside each (cache-hot)
+segment, so a standard deviation of values around 1e9 with spread 1 keeps full precision;
+coarser levels merge M2 with Chan's formula (see combine.py). Time state: points, non-null
+points and the mean of their offsets from the bucket start, first and last timestamp, and
+statistics (in seconds) of the gaps between consecutive points. Undefined floats are NaN (null
+at the Arrow boundary).
 """
 
 from __future__ import annotations
@@ -23,25 +24,24 @@ US = 1e6  # microseconds per second, as a float divisor (exactly rounded divisio
 
 @kernel
 def value_partials(x, valid, bounds, c, s, q, lo, hi, mu, m2):
-    """Value state of each segment over the points where ``valid`` is true."""
+    """Value state of each segment over the points where ``valid`` is true.
+
+    ``mu`` is the mean *minus the minimum*: a small number stored with full precision even when
+    the values are huge (1e9 ± 1), so merged levels keep the accuracy of the raw two-pass M2.
+    """
     for j in range(bounds.shape[0] - 1):
         a = bounds[j]
         b = bounds[j + 1]
         n = 0
         total = 0.0
         squares = 0.0
-        low = np.nan
-        high = np.nan
+        low = np.inf
+        high = -np.inf
         for p in range(a, b):
             if valid[p]:
                 v = x[p]
-                if n == 0:
-                    low = v
-                    high = v
-                elif v < low:
-                    low = v
-                elif v > high:
-                    high = v
+                low = min(low, v)  # branch-free: min/max change often in short buckets
+                high = max(high, v)
                 n += 1
                 total += v
                 squares += v * v
@@ -49,19 +49,19 @@ def value_partials(x, valid, bounds, c, s, q, lo, hi, mu, m2):
         if n == 0:
             s[j] = q[j] = lo[j] = hi[j] = mu[j] = m2[j] = np.nan
             continue
-        mean = total / n
+        offset = total / n - low
         dev = 0.0
         dev2 = 0.0
         for p in range(a, b):
             if valid[p]:
-                d = x[p] - mean
+                d = (x[p] - low) - offset
                 dev += d
                 dev2 += d * d
         s[j] = total
         q[j] = squares
         lo[j] = low
         hi[j] = high
-        mu[j] = mean + dev / n
+        mu[j] = offset + dev / n
         m2[j] = max(dev2 - dev * dev / n, 0.0)
 
 
@@ -74,44 +74,42 @@ def time_partials(t, nonnull, starts, bounds, np_, tn, tm, ta, tz, ic, isum, il,
         np_[j] = b - a
         ta[j] = t[a]
         tz[j] = t[b - 1]
+        gaps = b - a - 1
+        ic[j] = gaps
+        # one pass: non-null offsets, and the gaps in integer microseconds (exact)
         k = 0
-        offsets = 0  # int64: exact
+        offsets = 0
+        total = 0
+        low = t[b - 1] - t[a]
+        high = 0
+        squares = 0.0
         for p in range(a, b):
             if nonnull[p]:
                 k += 1
                 offsets += t[p] - starts[j]
+            if p > a:
+                g = t[p] - t[p - 1]
+                total += g
+                low = min(low, g)
+                high = max(high, g)
+                squares += float(g) * float(g)
         tn[j] = k
         tm[j] = offsets / k if k > 0 else np.nan
-        gaps = b - a - 1
-        ic[j] = gaps
         if gaps == 0:
             isum[j] = il[j] = iu[j] = iq[j] = im2[j] = np.nan
             continue
-        total = 0  # int64 microseconds: exact
-        low = t[a + 1] - t[a]
-        high = low
-        squares = 0.0
-        for p in range(a, b - 1):
-            g = t[p + 1] - t[p]
-            total += g
-            if g < low:
-                low = g
-            elif g > high:
-                high = g
-            seconds = g / US
-            squares += seconds * seconds
-        isum[j] = total / US
-        il[j] = low / US
-        iu[j] = high / US
-        iq[j] = squares
-        mean = isum[j] / gaps
+        mean = total / gaps
         dev = 0.0
         dev2 = 0.0
         for p in range(a, b - 1):
-            d = (t[p + 1] - t[p]) / US - mean
+            d = (t[p + 1] - t[p]) - mean
             dev += d
             dev2 += d * d
-        im2[j] = max(dev2 - dev * dev / gaps, 0.0)
+        isum[j] = total / US
+        il[j] = low / US
+        iu[j] = high / US
+        iq[j] = squares / (US * US)
+        im2[j] = max(dev2 - dev * dev / gaps, 0.0) / (US * US)
 
 
 def _alloc(names: tuple[str, ...], size: int, ints: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -151,7 +149,11 @@ def raw_value_state_reference(x, valid, bounds) -> dict[str, np.ndarray]:
         if len(v) == 0:
             rows.append((0,) + (np.nan,) * 6)
             continue
-        rows.append((len(v), v.sum(), (v * v).sum(), v.min(), v.max(), v.mean(), v.var() * len(v)))
+        offsets = v - v.min()
+        rows.append(
+            (len(v), v.sum(), (v * v).sum(), v.min(), v.max(), offsets.mean(),
+             offsets.var() * len(v))
+        )
     return _columns(VALUE_STATE, rows, ("c",))
 
 

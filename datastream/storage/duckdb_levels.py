@@ -53,7 +53,9 @@ def deserialize_schema(data: bytes) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(data))
 
 
-def prepare_rows(level_key: str, table: pa.Table | pa.RecordBatch, keys: dict[str, int]) -> pa.Table:
+def prepare_rows(
+    level_key: str, table: pa.Table | pa.RecordBatch, keys: dict[str, int]
+) -> pa.Table:
     """The incoming level rows as ``stream_key``, ``t``, partial columns: stream ids mapped to
     integer keys, all-null columns of type null dropped (they carry no type; absent columns
     read back as NULL), sorted by (stream_key, t) for tight zone maps, and deduplicated on

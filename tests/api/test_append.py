@@ -1,0 +1,592 @@
+"""SPEC §4: append, append_multiple, buffering and durability, columnar bulk appends."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import datastream
+from datastream import exceptions
+
+from .helpers import EVER, UTC, G, at, raw, times, values
+
+# -- append ----------------------------------------------------------------------------------
+
+
+def test_append_returns_the_stored_datapoint(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    result = ds.append(stream_id, 42, at(1.5))
+    assert result == {
+        "stream_id": stream_id,
+        "granularity": G.Seconds,
+        "datapoint": {"t": at(1.5), "v": 42},
+    }
+    assert result["datapoint"]["t"].utcoffset() == datetime.timedelta(0)
+    minutes = ds.ensure_stream({"a": 2}, {}, ["mean"], G.Minutes)
+    assert ds.append(minutes, 1.5, at(0))["granularity"] == G.Minutes
+
+
+def test_default_timestamp_is_the_clock(ds, clock) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    clock.now = at(3)
+    assert ds.append(stream_id, 1)["datapoint"]["t"] == at(3)
+    clock.advance(seconds=2, microseconds=7)
+    ds.append(stream_id, 2)
+    assert times(ds, stream_id) == [at(3), at(5.000007)]
+
+
+def test_naive_is_utc_and_aware_is_converted(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    ds.append(stream_id, 1, datetime.datetime(2000, 1, 1, 12, 0, 0))
+    plus5 = datetime.timezone(datetime.timedelta(hours=5))
+    ds.append(stream_id, 2, datetime.datetime(2000, 1, 1, 17, 0, 1, tzinfo=plus5))
+    minus3 = datetime.timezone(datetime.timedelta(hours=-3, minutes=-30))
+    ds.append(stream_id, 3, datetime.datetime(2000, 1, 1, 8, 30, 2, tzinfo=minus3))
+    got = times(ds, stream_id)
+    assert got == [at(0), at(1), at(2)]
+    assert all(t.utcoffset() == datetime.timedelta(0) for t in got)
+
+
+def test_microseconds_are_kept(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    stamps = [at(0), at(0.000001), at(0.5), at(0.999999), at(1.123456)]
+    for value, stamp in enumerate(stamps):
+        ds.append(stream_id, value, stamp)
+    assert times(ds, stream_id) == stamps
+    assert [t.microsecond for t in times(ds, stream_id)] == [0, 1, 500000, 999999, 123456]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        datetime.datetime(1677, 9, 22, tzinfo=UTC),
+        datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime.datetime(1970, 1, 1, tzinfo=UTC),
+        datetime.datetime(2262, 4, 11, tzinfo=UTC),
+    ],
+)
+def test_supported_timestamp_range(ds, stamp) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(stream_id, 1, stamp)
+    assert times(ds, stream_id) == [stamp]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        datetime.datetime(1677, 9, 20, tzinfo=UTC),
+        datetime.datetime(1000, 1, 1),
+        datetime.datetime.min,
+        datetime.datetime(2262, 4, 12, tzinfo=UTC),
+        datetime.datetime.max,
+    ],
+)
+def test_unsupported_timestamps(ds, stamp) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append(stream_id, 1, stamp)
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append(stream_id, 1, stamp, check_timestamp=False)
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append_multiple([{"stream_id": stream_id, "value": 1, "timestamp": stamp}])
+    assert values(ds, stream_id) == []
+    assert ds.get_tags(stream_id)["latest_datapoint"] is None
+
+
+def test_check_timestamp(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(stream_id, 1, at(10))
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append(stream_id, 2, at(9.999999))
+    ds.append(stream_id, 3, at(10))  # equal is fine
+    ds.append(stream_id, 4, at(10))
+    ds.append(stream_id, 5, at(5), check_timestamp=False)
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append(stream_id, 6, at(7))
+    ds.append(stream_id, 7, at(11))
+    assert values(ds, stream_id) == [5, 1, 3, 4, 7]
+    assert times(ds, stream_id) == [at(5), at(10), at(10), at(10), at(11)]
+
+
+def test_equal_timestamps_keep_append_order(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    for value in [5, 3, 9, 1, 7, 2, 8]:
+        ds.append(stream_id, value, at(0))
+    ds.flush()
+    for value in [6, 4]:
+        ds.append(stream_id, value, at(0))
+    assert values(ds, stream_id) == [5, 3, 9, 1, 7, 2, 8, 6, 4]
+
+
+def test_reads_see_buffered_appends(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(stream_id, 1, at(0))
+    ds.append(stream_id, 2, at(4))
+    assert ds.get_tags(stream_id)["latest_datapoint"] == at(4)
+    assert ds.get_tags(stream_id)["earliest_datapoint"] == at(0)
+    assert ds.find_streams({"a": 1})[0]["latest_datapoint"] == at(4)
+    ds.append(stream_id, 3, at(12))
+    assert values(ds, stream_id) == [1, 2, 3]
+    ds.append(stream_id, 4, at(13))
+    ds.downsample_streams(until=at(60))
+    assert [p["v"]["m"] for p in ds.get_data(stream_id, G.Seconds10, start=EVER)] == [1.5]
+
+
+def test_unknown_and_derived_streams(ds) -> None:
+    source = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    derived = ds.ensure_stream(
+        {"a": 2}, {}, ["mean"], G.Seconds, derive_from=source, derive_op="derivative"
+    )
+    with pytest.raises(exceptions.StreamNotFound):
+        ds.append(str(uuid.uuid4()), 1, at(0))
+    with pytest.raises(exceptions.AppendToDerivedStreamNotAllowed):
+        ds.append(derived, 1, at(0))
+    with pytest.raises(exceptions.AppendToDerivedStreamNotAllowed):
+        ds.append_multiple([{"stream_id": derived, "value": 1, "timestamp": at(0)}])
+    with pytest.raises(exceptions.AppendToDerivedStreamNotAllowed):
+        ds.append_arrays(derived, np.array([0], dtype="int64"), np.array([1.0]))
+    assert values(ds, derived) == []
+    assert ds.get_tags(derived)["derived_from"]["stream_ids"] == [source]
+
+
+# -- append_multiple -------------------------------------------------------------------------
+
+
+def test_append_multiple_interleaved(ds, clock) -> None:
+    a = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    b = ds.ensure_stream({"a": 2}, {}, ["mean"], G.Seconds)
+    clock.now = at(100)
+    ds.append_multiple(
+        [
+            {"stream_id": a, "value": 1, "timestamp": at(0)},
+            {"stream_id": b, "value": 10, "timestamp": at(0)},
+            {"stream_id": b, "value": 11, "timestamp": at(1)},
+            {"stream_id": a, "value": 2, "timestamp": at(2)},
+            {"stream_id": a, "value": 3},
+        ]
+    )
+    assert values(ds, a) == [1, 2, 3]
+    assert times(ds, a) == [at(0), at(2), at(100)]
+    assert values(ds, b) == [10, 11]
+    ds.append_multiple([])
+    assert values(ds, a) == [1, 2, 3]
+
+
+BAD_ITEMS = {
+    "unknown_stream": lambda ids: {"stream_id": str(uuid.uuid4()), "value": 1,
+                                   "timestamp": at(50)},
+    "malformed_stream": lambda ids: {"stream_id": "nope", "value": 1, "timestamp": at(50)},
+    "bool": lambda ids: {"stream_id": ids["a"], "value": True, "timestamp": at(50)},
+    "text": lambda ids: {"stream_id": ids["a"], "value": "1", "timestamp": at(50)},
+    "inf": lambda ids: {"stream_id": ids["a"], "value": math.inf, "timestamp": at(50)},
+    "older_than_stored": lambda ids: {"stream_id": ids["a"], "value": 1, "timestamp": at(5)},
+    "out_of_range": lambda ids: {"stream_id": ids["a"], "value": 1,
+                                 "timestamp": datetime.datetime(3000, 1, 1)},
+    "derived": lambda ids: {"stream_id": ids["d"], "value": 1, "timestamp": at(50)},
+    "bad_dict": lambda ids: {"stream_id": ids["a"], "value": {"c": 1}, "timestamp": at(50)},
+    "nominal_into_numeric": lambda ids: {"stream_id": ids["a"], "value": [1],
+                                         "timestamp": at(50)},
+    "bad_graph": lambda ids: {"stream_id": ids["g"], "value": {"v": [], "e": [{"f": 1,
+                                                                                "t": 2}]},
+                              "timestamp": at(50)},
+    "decreasing_in_call": None,
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_ITEMS))
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_append_multiple_is_atomic(ds, kind, position) -> None:
+    ids = {
+        "a": ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds),
+        "b": ds.ensure_stream({"a": 2}, {}, ["mean"], G.Seconds),
+        "g": ds.ensure_stream({"a": 3}, {}, ["count"], G.Seconds, value_type="graph"),
+    }
+    ids["d"] = ds.ensure_stream(
+        {"a": 4}, {}, ["mean"], G.Seconds, derive_from=[ids["b"]], derive_op="derivative"
+    )
+    ds.append(ids["a"], 0, at(10))
+    ds.append(ids["b"], 0, at(10))
+    good = [
+        {"stream_id": ids["b"], "value": 1, "timestamp": at(20)},
+        {"stream_id": ids["a"], "value": 2, "timestamp": at(20)},
+        {"stream_id": ids["g"], "value": None, "timestamp": at(20)},
+        {"stream_id": ids["b"], "value": 3, "timestamp": at(30)},
+    ]
+    if kind == "decreasing_in_call":
+        bad = [{"stream_id": ids["a"], "value": 5, "timestamp": at(40)},
+               {"stream_id": ids["a"], "value": 6, "timestamp": at(35)}]
+    else:
+        bad = [BAD_ITEMS[kind](ids)]
+    items = bad + good if position == "first" else good + bad
+    with pytest.raises((exceptions.DatastreamException, ValueError, TypeError)):
+        ds.append_multiple(items)
+    ds.flush()
+    assert values(ds, ids["a"]) == [0]
+    assert values(ds, ids["b"]) == [0]
+    assert values(ds, ids["g"]) == []
+    assert values(ds, ids["d"]) == []
+    assert ds.get_tags(ids["a"])["latest_datapoint"] == at(10)
+    assert ds.get_tags(ids["g"])["latest_datapoint"] is None
+    ds.append_multiple(good)
+    assert values(ds, ids["b"]) == [0, 1, 3]
+    assert values(ds, ids["d"]) == [0.1, 0.2]
+
+
+def test_append_multiple_expected_exceptions(ds) -> None:
+    a = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(a, 0, at(10))
+    with pytest.raises(exceptions.StreamNotFound):
+        ds.append_multiple([{"stream_id": str(uuid.uuid4()), "value": 1}])
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append_multiple([{"stream_id": a, "value": 1, "timestamp": at(5)}])
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append_multiple([{"stream_id": a, "value": 1, "timestamp": at(40)},
+                            {"stream_id": a, "value": 1, "timestamp": at(30)}])
+    with pytest.raises(TypeError):
+        ds.append_multiple([{"stream_id": a, "value": False, "timestamp": at(40)}])
+    with pytest.raises(ValueError):
+        ds.append_multiple([{"stream_id": a, "value": -math.inf, "timestamp": at(40)}])
+    ds.append_multiple([{"stream_id": a, "value": 1, "timestamp": at(10)}])
+    assert values(ds, a) == [0, 1]
+
+
+# -- flush, close, context manager, buffered=False -------------------------------------------
+
+
+def test_close_flushes(backend_factory, clock) -> None:
+    first = datastream.Datastream(backend_factory(), clock=clock)
+    stream_id = first.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    for second in range(5):
+        first.append(stream_id, second, at(second))
+    first.close()
+    second = datastream.Datastream(backend_factory(), clock=clock)
+    try:
+        assert values(second, stream_id) == [0, 1, 2, 3, 4]
+        assert second.get_tags(stream_id)["latest_datapoint"] == at(4)
+    finally:
+        second.close()
+
+
+def test_context_manager_flushes(backend_factory, clock) -> None:
+    with datastream.Datastream(backend_factory(), clock=clock) as first:
+        stream_id = first.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+        first.append_multiple(
+            [{"stream_id": stream_id, "value": v, "timestamp": at(v)} for v in range(7)]
+        )
+    with datastream.Datastream(backend_factory(), clock=clock) as second:
+        assert values(second, stream_id) == list(range(7))
+
+
+def test_context_manager_returns_the_instance(backend_factory, clock) -> None:
+    instance = datastream.Datastream(backend_factory(), clock=clock)
+    with instance as entered:
+        assert entered is instance
+
+
+def test_unbuffered(backend_factory, clock) -> None:
+    with datastream.Datastream(backend_factory(), clock=clock, buffered=False) as first:
+        stream_id = first.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+        first.append(stream_id, 1, at(0))
+        first.append_multiple([{"stream_id": stream_id, "value": 2, "timestamp": at(1)}])
+        assert values(first, stream_id) == [1, 2]
+    with datastream.Datastream(backend_factory(), clock=clock) as second:
+        assert values(second, stream_id) == [1, 2]
+
+
+CHILD = textwrap.dedent(
+    """
+    import datetime, os, sys
+    import numpy as np
+    import datastream
+    from datastream.backends import duckdb
+
+    path, mode = sys.argv[1], sys.argv[2]
+    T0 = datetime.datetime(2000, 1, 1, 12, tzinfo=datetime.timezone.utc)
+    at = lambda s: T0 + datetime.timedelta(seconds=s)
+    d = datastream.Datastream(duckdb.Backend(path), clock=lambda: T0,
+                              buffered=(mode != "unbuffered"))
+    a = d.ensure_stream({"n": 1}, {}, ["mean"], "seconds")
+    r = d.ensure_stream({"n": 2}, {}, ["mean"], "seconds", derive_from=[a],
+                        derive_op="derivative")
+    if mode == "unbuffered":
+        for i in range(5):
+            d.append(a, i * i, at(i))
+    elif mode == "flushed":
+        for i in range(5):
+            d.append(a, i * i, at(i))
+        d.flush()
+        for i in range(5, 8):
+            d.append(a, i * i, at(i))
+    elif mode == "full_buffer":
+        stamps = np.arange(10_000, dtype="int64") * 1_000_000 + 946728000 * 1_000_000
+        d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"))
+    print(a, r, flush=True)
+    os._exit(0)  # a crash: no close, no flush, no atexit handlers
+    """
+)
+
+
+def _crash(tmp_path, mode: str) -> tuple[str, str, str]:
+    path = str(tmp_path / "crash.duckdb")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, path, mode], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    a, r = done.stdout.split()
+    return path, a, r
+
+
+def _open(path, clock):
+    from datastream.backends import duckdb
+
+    return datastream.Datastream(duckdb.Backend(path), clock=clock)
+
+
+def test_crash_after_unbuffered_appends_loses_nothing(tmp_path, clock) -> None:
+    path, a, r = _crash(tmp_path, "unbuffered")
+    with _open(path, clock) as d:
+        assert values(d, a) == [0, 1, 4, 9, 16]
+        assert values(d, r) == [1.0, 3.0, 5.0, 7.0]
+        assert d.get_tags(a)["latest_datapoint"] == at(4)
+
+
+def test_crash_keeps_everything_a_flush_covered(tmp_path, clock) -> None:
+    path, a, r = _crash(tmp_path, "flushed")
+    with _open(path, clock) as d:
+        got = values(d, a)
+        assert got[:5] == [0, 1, 4, 9, 16]
+        assert got == [i * i for i in range(len(got))]
+        assert 5 <= len(got) <= 8
+        derived = values(d, r)
+        assert derived[:4] == [1.0, 3.0, 5.0, 7.0]
+        assert derived == [float(2 * i + 1) for i in range(len(derived))]
+        assert len(derived) == len(got) - 1
+        assert d.get_tags(a)["latest_datapoint"] == at(len(got) - 1)
+        # consistent after the crash: appending and downsampling go on
+        d.append(a, 1000, at(100))
+        d.downsample_streams(until=at(200))
+        assert [p["v"]["c"] for p in d.get_data(a, G.Seconds10, start=EVER)][0] == len(got)
+
+
+def test_full_buffer_flushes_by_itself(tmp_path, clock) -> None:
+    path, a, r = _crash(tmp_path, "full_buffer")
+    with _open(path, clock) as d:
+        assert len(d.get_data(a, G.Seconds, start=EVER)) == 10_000
+        assert len(d.get_data(r, G.Seconds, start=EVER)) == 9_999
+        assert d.get_tags(a)["latest_datapoint"] == at(9_999)
+
+
+# -- append_arrays ---------------------------------------------------------------------------
+
+
+T0_US = 946_728_000 * 1_000_000  # 2000-01-01 12:00:00 UTC in epoch microseconds
+
+
+def _us(seconds) -> np.ndarray:
+    return np.round(np.asarray(seconds, dtype="float64") * 1_000_000).astype("int64") + T0_US
+
+
+def test_append_arrays_datetime64_and_nan_is_null(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = np.array(["2000-01-01T12:00:00", "2000-01-01T12:00:01.5",
+                       "2000-01-01T12:00:02.000001"], dtype="datetime64[us]")
+    ds.append_arrays(stream_id, stamps, np.array([1.5, np.nan, -2.25]))
+    assert values(ds, stream_id) == [1.5, None, -2.25]
+    assert times(ds, stream_id) == [at(0), at(1.5), at(2.000001)]
+    ds.append_arrays(stream_id, np.array(["2000-01-01T12:00:03"], dtype="datetime64[ns]"),
+                     np.array([4.0]))
+    assert times(ds, stream_id)[-1] == at(3)
+
+
+def test_append_arrays_int64_epoch_us_and_ints_stay_ints(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append_arrays(stream_id, _us([0, 1, 2]), np.array([1, 2, 2**62], dtype="int64"))
+    got = values(ds, stream_id)
+    assert got == [1, 2, 2**62]
+    assert all(type(v) is int for v in got)
+
+
+def test_append_arrays_keyword_and_pyarrow(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = pa.array([at(0), at(1), at(2)], type=pa.timestamp("us", tz="UTC"))
+    ds.append_arrays(stream_id, stamps, pa.array([1.0, None, 3.0]))
+    ds.append_arrays(stream_id, timestamps=pa.array(_us([3])), values=pa.array([4], pa.int64()))
+    assert values(ds, stream_id) == [1.0, None, 3.0, 4]
+    assert times(ds, stream_id) == [at(0), at(1), at(2), at(3)]
+
+
+def test_append_arrays_downsamples_like_single_appends(ds) -> None:
+    bulk = ds.ensure_stream({"a": 1}, {}, ["mean", "std_dev", "min", "max"], G.Seconds)
+    single = ds.ensure_stream({"a": 2}, {}, ["mean", "std_dev", "min", "max"], G.Seconds)
+    rng = np.random.default_rng(7)
+    seconds = np.sort(rng.uniform(0, 600, 500))
+    data = rng.normal(10, 3, 500)
+    data[::17] = np.nan
+    ds.append_arrays(bulk, _us(seconds), data)
+    for second, value in zip(_us(seconds), data, strict=True):
+        stamp = datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(
+            microseconds=int(second))
+        ds.append(single, None if np.isnan(value) else float(value), stamp)
+    ds.downsample_streams(until=at(3600))
+    for granularity in G.values:
+        assert [p for p in ds.get_data(bulk, granularity, start=EVER)] == [
+            p for p in ds.get_data(single, granularity, start=EVER)
+        ]
+
+
+@pytest.mark.parametrize("bad", ["inf", "decreasing", "older", "unknown", "derived"])
+def test_append_arrays_is_atomic(ds, bad) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    derived = ds.ensure_stream(
+        {"a": 2}, {}, ["mean"], G.Seconds, derive_from=[stream_id], derive_op="derivative"
+    )
+    ds.append(stream_id, 0, at(10))
+    target, stamps, data = stream_id, _us([11, 12, 13]), np.array([1.0, 2.0, 3.0])
+    expected: type[Exception] = exceptions.InvalidTimestamp
+    if bad == "inf":
+        data = np.array([1.0, np.inf, 3.0])
+        expected = ValueError
+    elif bad == "decreasing":
+        stamps = _us([11, 13, 12])
+    elif bad == "older":
+        stamps = _us([9, 12, 13])
+    elif bad == "unknown":
+        target, expected = str(uuid.uuid4()), exceptions.StreamNotFound
+    else:
+        target, expected = derived, exceptions.AppendToDerivedStreamNotAllowed
+    with pytest.raises(expected):
+        ds.append_arrays(target, stamps, data)
+    assert values(ds, stream_id) == [0]
+    assert values(ds, derived) == []
+    assert ds.get_tags(stream_id)["latest_datapoint"] == at(10)
+
+
+def test_append_arrays_unchecked_order(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(stream_id, 0, at(10))
+    ds.append_arrays(stream_id, _us([13, 11, 12]), np.array([3, 1, 2]), check_timestamp=False)
+    assert values(ds, stream_id) == [0, 1, 2, 3]
+    assert ds.get_tags(stream_id)["earliest_datapoint"] == at(10)
+    assert ds.get_tags(stream_id)["latest_datapoint"] == at(13)
+
+
+def test_append_arrays_is_vectorised(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    count = 300_000
+    started = time.perf_counter()
+    ds.append_arrays(stream_id, _us(np.arange(count) / 10), np.arange(count, dtype="float64"))
+    ds.flush()
+    elapsed = time.perf_counter() - started
+    result = ds.get_data(stream_id, G.Seconds, start=EVER)
+    assert len(result) == count
+    assert result[-1] == {"t": at((count - 1) / 10), "v": float(count - 1)}
+    assert elapsed < 10, f"{count} points took {elapsed:.1f} s"
+
+
+# -- append_table ----------------------------------------------------------------------------
+
+
+def _two(ds) -> tuple[str, str]:
+    return (
+        ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds),
+        ds.ensure_stream({"a": 2}, {}, ["mean"], G.Seconds),
+    )
+
+
+def _columns(a, b):
+    return {
+        "stream_id": [a, b, a, b, a],
+        "timestamp": [at(0), at(0), at(1), at(2), at(3)],
+        "value": [1.0, 10.0, float("nan"), 12.0, 3.0],
+    }
+
+
+@pytest.mark.parametrize("kind", ["arrow", "record_batch", "pandas", "polars"])
+def test_append_table(ds, kind) -> None:
+    a, b = _two(ds)
+    columns = _columns(a, b)
+    if kind == "arrow":
+        table = pa.table(
+            {
+                "stream_id": pa.array(columns["stream_id"]),
+                "timestamp": pa.array(columns["timestamp"], pa.timestamp("us", tz="UTC")),
+                "value": pa.array(columns["value"]),
+            }
+        )
+    elif kind == "record_batch":
+        table = pa.RecordBatch.from_pydict(
+            columns,
+            schema=pa.schema([("stream_id", pa.string()),
+                              ("timestamp", pa.timestamp("us", tz="UTC")),
+                              ("value", pa.float64())]),
+        )
+    elif kind == "pandas":
+        table = pd.DataFrame(
+            {**columns, "timestamp": pd.to_datetime(columns["timestamp"], utc=True)}
+        )
+    else:
+        table = pl.DataFrame(columns)
+    ds.append_table(table)
+    assert values(ds, a) == [1.0, None, 3.0]
+    assert times(ds, a) == [at(0), at(1), at(3)]
+    assert values(ds, b) == [10.0, 12.0]
+    assert times(ds, b) == [at(0), at(2)]
+
+
+def test_append_table_pandas_naive_ns(ds) -> None:
+    a, b = _two(ds)
+    frame = pd.DataFrame(
+        {
+            "stream_id": [a, b],
+            "timestamp": pd.to_datetime(
+                ["2000-01-01 12:00:00.000001", "2000-01-01 12:00:05"], format="ISO8601"
+            ),
+            "value": [1, 2],
+        }
+    )
+    ds.append_table(frame)
+    assert raw(ds, a) == [{"t": at(0.000001), "v": 1}]
+    assert raw(ds, b) == [{"t": at(5), "v": 2}]
+
+
+@pytest.mark.parametrize("bad", ["unknown", "inf", "older", "derived"])
+def test_append_table_is_atomic(ds, bad) -> None:
+    a, b = _two(ds)
+    derived = ds.ensure_stream(
+        {"a": 3}, {}, ["mean"], G.Seconds, derive_from=[a], derive_op="derivative"
+    )
+    ds.append(b, 5, at(5))
+    ids = [a, a, b, b]
+    stamps = [at(10), at(11), at(10), at(11)]
+    data = [1.0, 2.0, 3.0, 4.0]
+    if bad == "unknown":
+        ids[3] = str(uuid.uuid4())
+    elif bad == "inf":
+        data[3] = math.inf
+    elif bad == "older":
+        stamps[2] = at(1)
+    else:
+        ids[3] = derived
+    table = pa.table(
+        {
+            "stream_id": pa.array(ids),
+            "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            "value": pa.array(data),
+        }
+    )
+    with pytest.raises((exceptions.DatastreamException, ValueError)):
+        ds.append_table(table)
+    assert values(ds, a) == []
+    assert values(ds, b) == [5]
+    assert values(ds, derived) == []

@@ -1,0 +1,144 @@
+"""MongoDB test support: storages on mongomock or, when ``DATASTREAM_MONGODB_URI`` is set, on
+a real server (a fresh uniquely named database per use, dropped afterwards).
+
+mongomock applies ``find_one_and_update`` and conditional updates without any lock, so two
+threads can both match the same filter; the server makes each single-document update atomic.
+:class:`ClientProxy` restores that guarantee by serialising calls (only for mongomock), and
+lets tests inject faults: ``proxy.fault = callable(collection, method, args, kwargs)`` runs
+before every call and may raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import mongomock
+import pymongo
+
+from datastream.storage.mongodb import MongoDBStorage
+
+URI_VARIABLE = "DATASTREAM_MONGODB_URI"
+Fault = Callable[[str, str, tuple, dict], None]
+
+
+def mongo_targets() -> list[str]:
+    """Where MongoDB tests run: always mongomock, plus the server named by the environment."""
+    return ["mongomock", "server"] if os.environ.get(URI_VARIABLE) else ["mongomock"]
+
+
+class ClientProxy:
+    """A client whose collections call ``fault`` first and, for mongomock, one at a time."""
+
+    def __init__(self, client: Any, serialise: bool) -> None:
+        self.client = client
+        self.lock: Any = threading.RLock() if serialise else contextlib.nullcontext()
+        self.fault: Fault | None = None
+
+    def __getitem__(self, name: str) -> _DatabaseProxy:
+        return _DatabaseProxy(self.client[name], self)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _DatabaseProxy:
+    def __init__(self, database: Any, owner: ClientProxy) -> None:
+        self._database = database
+        self._owner = owner
+
+    def __getitem__(self, name: str) -> _CollectionProxy:
+        return _CollectionProxy(self._database[name], self._owner, name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._database, attribute)
+
+
+class _CollectionProxy:
+    def __init__(self, collection: Any, owner: ClientProxy, name: str) -> None:
+        self._collection = collection
+        self._owner = owner
+        self.name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        target = getattr(self._collection, attribute)
+        if not callable(target):
+            return target
+        owner, name = self._owner, self.name
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if owner.fault is not None:
+                owner.fault(name, attribute, args, kwargs)
+            with owner.lock:
+                result = target(*args, **kwargs)
+            if attribute == "find":
+                return _CursorProxy(result, owner)
+            return result
+
+        return call
+
+
+class _CursorProxy:
+    """Sorts and iterates a cursor under the proxy's lock (documents read all at once)."""
+
+    def __init__(self, cursor: Any, owner: ClientProxy) -> None:
+        self._cursor = cursor
+        self._owner = owner
+
+    def sort(self, *args: Any, **kwargs: Any) -> _CursorProxy:
+        with self._owner.lock:
+            self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with self._owner.lock:
+            documents = list(self._cursor)
+        return iter(documents)
+
+
+class StorageFactory:
+    """Callable returning MongoDBStorage objects on one database (one shared client)."""
+
+    def __init__(self, target: str) -> None:
+        self.database_name = f"datastream_test_{uuid.uuid4().hex[:12]}"
+        if target == "server":
+            raw_client: Any = pymongo.MongoClient(
+                os.environ[URI_VARIABLE], serverSelectionTimeoutMS=5000
+            )
+            self.client = ClientProxy(raw_client, serialise=False)
+        else:
+            self.client = ClientProxy(mongomock.MongoClient(), serialise=True)
+        self.target = target
+        self.storages: list[MongoDBStorage] = []
+
+    def __call__(self, **options: Any) -> MongoDBStorage:
+        storage = MongoDBStorage(self.database_name, client=self.client, **options)
+        self.storages.append(storage)
+        return storage
+
+    def cleanup(self) -> None:
+        for storage in self.storages:
+            storage.close()
+        self.client.fault = None
+        self.client.client.drop_database(self.database_name)
+        self.client.close()
+
+
+@contextlib.contextmanager
+def storage_factory(target: str) -> Iterator[StorageFactory]:
+    factory = StorageFactory(target)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@contextlib.contextmanager
+def mongo_backend_factory() -> Iterator[StorageFactory]:
+    """For the backend contract suite: the server when configured, else mongomock."""
+    with storage_factory(mongo_targets()[-1]) as factory:
+        yield factory

@@ -1,0 +1,626 @@
+"""The storage contract on the embedded DuckDB store, below the engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from datastream import exceptions
+from datastream.backends import duckdb as duckdb_backend
+from datastream.granularity import MAX_US, MIN_US
+from datastream.storage import duckdb as store
+from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
+    n = len(times)
+    return pa.table(
+        {
+            "t": pa.array(times, pa.int64()),
+            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
+            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
+            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
+            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
+        }
+    )
+
+
+def add_stream(storage, tags: dict, meta: dict | None = None) -> str:
+    stream_id = new_id()
+    storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
+    return stream_id
+
+
+def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
+    """Everything observable about some streams, to compare before/after a failed write."""
+    return {
+        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
+        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
+        "levels": {
+            (key, i): None
+            if (rows := storage.read_level(key, i, None, None)) is None
+            else (rows.schema, rows.to_pylist())
+            for key in level_keys
+            for i in stream_ids
+        },
+    }
+
+
+@pytest.fixture
+def storage():
+    instance = duckdb_backend.Backend()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "store.duckdb")
+
+
+# -- stream records ----------------------------------------------------------------------------
+
+
+def test_backend_is_the_duckdb_storage():
+    assert duckdb_backend.Backend is store.DuckDBStorage
+    backend = duckdb_backend.Backend()
+    assert backend.requires_downsampling is True
+    assert backend.downsampled_always_exist is False
+    backend.close()
+
+
+def test_create_find_get(storage):
+    a = add_stream(storage, {"name": "a", "n": 1, "nested": {"x": [1, 2]}})
+    b = add_stream(storage, {"name": "b", "n": 2})
+    assert [r.stream_id for r in storage.find_streams(None)] == [a, b]
+    assert [r.stream_id for r in storage.find_streams({})] == [a, b]
+    assert [r.stream_id for r in storage.find_streams({"name": "b"})] == [b]
+    assert [r.stream_id for r in storage.find_streams({"nested": {"x": 2}})] == [a]
+    assert [r.stream_id for r in storage.find_streams({"n": {"$gte": 1}})] == [a, b]
+    assert storage.find_streams({"name": "c"}) == []
+    record = storage.get_stream(a)
+    assert record == StreamRecord(a, {"name": "a", "n": 1, "nested": {"x": [1, 2]}}, {})
+    assert storage.get_stream(new_id()) is None
+    assert storage.get_stream("not-a-uuid") is None
+
+
+def test_find_by_stream_id(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    c = add_stream(storage, {"n": 3})
+    assert [r.stream_id for r in storage.find_streams({"stream_id": b})] == [b]
+    found = storage.find_streams({"stream_id": {"$in": [c, a, new_id(), a]}})
+    assert [r.stream_id for r in found] == [a, c]  # creation order, no duplicates
+    assert storage.find_streams({"stream_id": {"$in": [a, c]}, "n": 3})[0].stream_id == c
+    assert storage.find_streams({"stream_id": "bogus"}) == []
+
+
+def test_create_stream_returns_existing_match(storage):
+    first = StreamRecord(new_id(), {"name": "x", "extra": 1}, {"m": 1})
+    assert storage.create_stream(first, {"name": "x"}) == first
+    second = StreamRecord(new_id(), {"name": "x"}, {"m": 2})
+    assert storage.create_stream(second, {"name": "x"}) == first
+    assert len(storage.find_streams(None)) == 1
+
+
+def test_records_are_independent_copies(storage):
+    a = add_stream(storage, {"list": [1]}, {"meta": {"deep": 1}})
+    record = storage.get_stream(a)
+    record.tags["list"].append(2)
+    record.meta["meta"]["deep"] = 99
+    assert storage.get_stream(a) == StreamRecord(a, {"list": [1]}, {"meta": {"deep": 1}})
+
+
+def test_set_tags(storage):
+    a = add_stream(storage, {"name": "a"})
+    storage.set_tags(a, {"name": "renamed", "deep": {"k": [1, {"z": None}]}})
+    assert storage.get_stream(a).tags == {"name": "renamed", "deep": {"k": [1, {"z": None}]}}
+    assert storage.find_streams({"name": "a"}) == []
+    assert [r.stream_id for r in storage.find_streams({"name": "renamed"})] == [a]
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.set_tags(new_id(), {})
+
+
+def test_delete_streams_removes_records_and_rows(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    levels = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 2]})
+    storage.commit(
+        WriteBatch(
+            raw={a: raw_rows([1], ints=[1]), b: raw_rows([2], ints=[2])}, levels={"S": levels}
+        )
+    )
+    storage.delete_streams([a, new_id()])
+    assert [r.stream_id for r in storage.find_streams(None)] == [b]
+    assert storage.get_stream(a) is None
+    assert storage.read_raw(a, None, None).num_rows == 0
+    assert storage.read_level("S", a, None, None).num_rows == 0
+    assert storage.read_raw(b, None, None).column("i").to_pylist() == [2]
+    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [2]
+    storage.delete_streams([])
+
+
+class FailingConnection:
+    """Wraps a DuckDB connection and fails the first statement containing ``marker``."""
+
+    def __init__(self, connection, marker: str) -> None:
+        self._connection = connection
+        self._marker = marker
+
+    def execute(self, query, *args):
+        if self._marker in query:
+            raise RuntimeError(f"injected failure at {query!r}")
+        return self._connection.execute(query, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
+def test_delete_streams_is_atomic(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2], ints=[1, 2])}))
+    before = snapshot(storage, [a])
+    real = storage._con
+    storage._con = FailingConnection(real, 'DELETE FROM "streams"')
+    with pytest.raises(exceptions.DatastreamException, match="nothing deleted"):
+        storage.delete_streams([a])
+    storage._con = real
+    assert snapshot(storage, [a]) == before
+
+
+# -- commit and reads ----------------------------------------------------------------------------
+
+
+def test_raw_ranges_and_order(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 20, 30], ints=[1, 2, 3, 4])}))
+    storage.commit(
+        WriteBatch(raw={a: raw_rows([20, 40], ints=[5, 6]), b: raw_rows([20], ints=[7])})
+    )
+
+    def values(start, end, reverse=False):
+        rows = storage.read_raw(a, start, end, reverse=reverse)
+        assert rows.schema == RAW_SCHEMA
+        return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
+
+    assert values(None, None) == [(10, 1), (20, 2), (20, 3), (20, 5), (30, 4), (40, 6)]
+    assert values(20, 40) == [(20, 2), (20, 3), (20, 5), (30, 4)]
+    assert values(21, None) == [(30, 4), (40, 6)]
+    assert values(None, 20) == [(10, 1)]
+    assert values(20, 20) == []
+    # reverse: newest first, equal timestamps keep their append order
+    assert values(None, None, reverse=True) == [
+        (40, 6),
+        (30, 4),
+        (20, 2),
+        (20, 3),
+        (20, 5),
+        (10, 1),
+    ]
+    assert storage.read_raw(b, None, None).column("i").to_pylist() == [7]
+    assert storage.read_raw(new_id(), None, None).num_rows == 0
+
+
+def test_raw_accepts_other_arrow_types_and_record_batches(storage):
+    a = add_stream(storage, {"n": 1})
+    batch = pa.record_batch(
+        {
+            "s": pa.array(["x"], pa.large_string()),
+            "t": pa.array([5], pa.int32()),
+            "k": pa.array([4], pa.int64()),
+            "i": pa.nulls(1, pa.int64()),
+            "f": pa.nulls(1, pa.float32()),
+        }
+    )
+    storage.commit(WriteBatch(raw={a: batch}))
+    assert storage.read_raw(a, None, None).to_pylist() == [
+        {"t": 5, "k": 4, "i": None, "f": None, "s": "x"}
+    ]
+
+
+def test_meta_updates(storage):
+    a = add_stream(storage, {"n": 1}, {"keep": "yes", "latest": 10, "earliest": None})
+    storage.commit(
+        WriteBatch(meta={a: MetaUpdate(set={"flag": True}, max={"latest": 5}, min={"earliest": 7})})
+    )
+    assert storage.get_stream(a).meta == {"keep": "yes", "latest": 10, "earliest": 7, "flag": True}
+    storage.commit(WriteBatch(meta={a: MetaUpdate(max={"latest": 12}, min={"earliest": 3})}))
+    assert storage.get_stream(a).meta["latest"] == 12
+    assert storage.get_stream(a).meta["earliest"] == 3
+
+
+def test_levels_upsert_subset_and_new_columns(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    assert storage.read_level("S", a, None, None) is None
+    first = pa.table(
+        {
+            "stream_id": [a, a, b],
+            "t": [20, 10, 10],
+            "c": pa.array([2, 1, 5], pa.int64()),
+            "l": pa.array([1.5, 0.5, None], pa.float32()),
+            "x": pa.array(['{"a":1}', None, None], pa.string()),
+        }
+    )
+    storage.commit(WriteBatch(levels={"S": first}))
+    rows = storage.read_level("S", a, None, None)
+    assert rows.schema == pa.schema(
+        [("t", pa.int64()), ("c", pa.int64()), ("l", pa.float32()), ("x", pa.string())]
+    )
+    assert rows.to_pylist() == [
+        {"t": 10, "c": 1, "l": 0.5, "x": None},
+        {"t": 20, "c": 2, "l": 1.5, "x": '{"a":1}'},
+    ]
+    # a subset of columns replaces the whole row (missing columns read NULL); a new column
+    # widens the table; an all-null column of type null carries no type and is skipped
+    second = pa.table(
+        {"stream_id": [a, a], "t": [20, 30], "c": [7, 8], "np": [3, 4], "n": pa.nulls(2)}
+    )
+    storage.commit(WriteBatch(levels={"S": second}))
+    rows = storage.read_level("S", a, None, None)
+    assert rows.column_names == ["t", "c", "l", "x", "np"]
+    assert rows.to_pylist() == [
+        {"t": 10, "c": 1, "l": 0.5, "x": None, "np": None},
+        {"t": 20, "c": 7, "l": None, "x": None, "np": 3},
+        {"t": 30, "c": 8, "l": None, "x": None, "np": 4},
+    ]
+    assert storage.read_level("S", a, 11, 30).column("t").to_pylist() == [20]
+    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [5]
+    assert storage.read_level("S", new_id(), None, None).num_rows == 0
+    assert storage.read_level("m", a, None, None) is None
+
+
+def test_level_keys_differing_by_case_are_separate(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(
+        WriteBatch(
+            levels={
+                "s": pa.table({"stream_id": [a], "t": [0], "c": [1]}),
+                "S": pa.table({"stream_id": [a], "t": [0], "c": [10]}),
+            }
+        )
+    )
+    assert storage.read_level("s", a, None, None).column("c").to_pylist() == [1]
+    assert storage.read_level("S", a, None, None).column("c").to_pylist() == [10]
+
+
+def test_duplicate_level_rows_in_one_batch_keep_the_last(storage):
+    a = add_stream(storage, {"n": 1})
+    rows = pa.table({"stream_id": [a, a, a], "t": [5, 5, 1], "c": [1, 2, 3]})
+    storage.commit(WriteBatch(levels={"S": rows}))
+    assert storage.read_level("S", a, None, None).to_pylist() == [
+        {"t": 1, "c": 3},
+        {"t": 5, "c": 2},
+    ]
+
+
+def test_clear_raw_and_levels_happen_before_the_writes(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    level = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 1]})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2]), b: raw_rows([1])}, levels={"S": level}))
+    storage.commit(
+        WriteBatch(
+            raw={a: raw_rows([9], ints=[9])},
+            levels={"S": pa.table({"stream_id": [a], "t": [60], "c": [4]})},
+            clear_raw=[a],
+            clear_levels=[a],
+        )
+    )
+    assert storage.read_raw(a, None, None).column("t").to_pylist() == [9]
+    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [60]
+    assert storage.read_raw(b, None, None).num_rows == 1
+    assert storage.read_level("S", b, None, None).num_rows == 1
+
+
+def test_empty_batch_and_empty_tables_are_noops(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch())
+    storage.commit(
+        WriteBatch(raw={a: raw_rows([])}, levels={"S": pa.table({"stream_id": [], "t": []})})
+    )
+    assert storage.read_raw(a, None, None).num_rows == 0
+    assert storage.read_level("S", a, None, None) is None
+
+
+# -- atomicity -----------------------------------------------------------------------------------
+
+
+def prepare_for_failure(storage):
+    a = add_stream(storage, {"n": 1}, {"latest": 1})
+    b = add_stream(storage, {"n": 2}, {"latest": 1})
+    storage.commit(
+        WriteBatch(
+            raw={a: raw_rows([1], ints=[1])},
+            levels={"S": pa.table({"stream_id": [a], "t": [0], "c": pa.array([1], pa.int64())})},
+        )
+    )
+    return a, b
+
+
+def big_batch(a: str, b: str, bad_level: pa.Table) -> WriteBatch:
+    """A batch touching everything: raw, a new level table, a widened one, meta, clears."""
+    return WriteBatch(
+        raw={a: raw_rows([2, 3], ints=[2, 3]), b: raw_rows([5], floats=[0.5])},
+        levels={
+            "m": pa.table({"stream_id": [a], "t": [0], "c": [2]}),
+            "S": bad_level,
+        },
+        meta={a: MetaUpdate(set={"flag": 1}, max={"latest": 3}), b: MetaUpdate(max={"latest": 5})},
+        clear_levels=[a],
+    )
+
+
+def assert_still_usable(storage, a):
+    storage.commit(WriteBatch(raw={a: raw_rows([7], ints=[7])}))
+    rows = storage.read_raw(a, None, None)
+    assert rows.column("t").to_pylist() == [1, 7]
+
+
+def test_incompatible_level_schema_rolls_back_everything(storage):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    # text into the int column c, after a new column was added: fails inside DuckDB
+    bad = pa.table({"stream_id": [a], "t": [10], "new": [1.0], "c": ["not a number"]})
+    with pytest.raises(exceptions.StreamAppendFailed, match="nothing of the batch"):
+        storage.commit(big_batch(a, b, bad))
+    assert snapshot(storage, [a, b]) == before
+    assert_still_usable(storage, a)
+    assert storage.read_level("m", a, None, None) is None
+
+
+def test_unknown_stream_in_batch_fails_whole_batch(storage):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    bad = pa.table({"stream_id": [a, new_id()], "t": [10, 10], "c": [1, 1]})
+    with pytest.raises(exceptions.StreamAppendFailed, match="unknown stream"):
+        storage.commit(big_batch(a, b, bad))
+    assert snapshot(storage, [a, b]) == before
+    with pytest.raises(exceptions.StreamAppendFailed, match="unknown stream"):
+        storage.commit(WriteBatch(raw={new_id(): raw_rows([1])}))
+    assert_still_usable(storage, a)
+
+
+@pytest.mark.parametrize("step", ["_clear", "_write_raw", "_write_levels", "_write_meta"])
+def test_failure_after_a_step_leaves_nothing(storage, monkeypatch, step):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    original = getattr(store.DuckDBStorage, step)
+
+    def fail_after(self, *args):
+        original(self, *args)
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(store.DuckDBStorage, step, fail_after)
+    good = pa.table({"stream_id": [a], "t": [10], "c": [4], "extra": [1.0]})
+    with pytest.raises(exceptions.StreamAppendFailed, match="disk on fire"):
+        storage.commit(big_batch(a, b, good))
+    monkeypatch.undo()
+    assert snapshot(storage, [a, b]) == before
+    assert_still_usable(storage, a)
+
+
+def test_failing_commit_statement_leaves_nothing(storage):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    real = storage._con
+    storage._con = FailingConnection(real, "COMMIT")
+    good = pa.table({"stream_id": [a], "t": [10], "c": [4]})
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(big_batch(a, b, good))
+    storage._con = real
+    assert snapshot(storage, [a, b]) == before
+
+
+# -- files, reopening, locking -------------------------------------------------------------------
+
+LONG_DECIMAL = "2.71828182845904523536028747135266249775724709369995957496696762"
+
+
+def test_reopen_gives_identical_data(path):
+    tags = {
+        "name": "ünïcode ✓",
+        "nested": {"list": [1, 2.5, None, True, {"deep": ["x"]}], "empty": {}},
+        "big": 2**70,
+        "float": 0.1,
+    }
+    times = [MIN_US, -1, 0, 1, 1_700_000_000_123_456, MAX_US]
+    storage = duckdb_backend.Backend(path)
+    a = add_stream(storage, tags, {"latest": MAX_US, "config": {"k": [1, "two"]}})
+    b = add_stream(storage, {"other": 1})
+    storage.commit(
+        WriteBatch(
+            raw={
+                a: raw_rows(
+                    times,
+                    ints=[2**63 - 1, -(2**63), None, 0, None, None],
+                    floats=[None, None, 1e308, None, -0.0, 5e-324],
+                    texts=[None, None, None, LONG_DECIMAL, '{"v":[1,{"i":2}]}', str(2**128)],
+                    kinds=[1, 1, 2, 3, 4, 3],
+                )
+            },
+            levels={
+                "S": pa.table(
+                    {
+                        "stream_id": [a, b],
+                        "t": [0, 10_000_000],
+                        "c": pa.array([1, 2], pa.int64()),
+                        "m2": pa.array([0.1, float("nan")], pa.float64()),
+                        "x": [LONG_DECIMAL, None],
+                        "tiny": pa.array([1, 2], pa.int8()),
+                    }
+                )
+            },
+        )
+    )
+    before = snapshot(storage, [a, b])
+    raw_before = storage.read_raw(a, None, None)
+    level_before = storage.read_level("S", b, None, None)
+    storage.close()
+    storage.close()  # idempotent
+
+    storage = duckdb_backend.Backend(path)
+    try:
+        assert repr(snapshot(storage, [a, b])) == repr(before)  # repr: NaN equals itself
+        assert storage.read_raw(a, None, None).equals(raw_before)
+        assert storage.get_stream(a).tags == tags
+        assert storage.read_level("S", b, None, None).to_pylist()[0]["m2"] != 0.1  # nan kept
+        assert np.isnan(storage.read_level("S", b, None, None).column("m2").to_numpy()[0])
+        assert storage.read_level("S", b, None, None).schema == level_before.schema
+        texts = storage.read_raw(a, None, None).column("s").to_pylist()
+        assert Decimal(texts[3]) == Decimal(LONG_DECIMAL) and texts[3] == LONG_DECIMAL
+        # the insertion counter continues: equal timestamps still keep append order
+        storage.commit(WriteBatch(raw={a: raw_rows([0], ints=[42])}))
+        rows = storage.read_raw(a, 0, 1)
+        assert rows.column("i").to_pylist() == [None, 42]
+        # a new stream after reopening comes after the old ones
+        c = add_stream(storage, {"third": 1})
+        assert [r.stream_id for r in storage.find_streams(None)] == [a, b, c]
+    finally:
+        storage.close()
+
+
+def test_closed_storage_raises(path):
+    storage = duckdb_backend.Backend(path)
+    storage.close()
+    with pytest.raises(store.StorageUnavailable, match="closed"):
+        storage.read_raw(new_id(), None, None)
+    with pytest.raises(exceptions.DatastreamException):
+        storage.commit(WriteBatch(clear_raw=[new_id()]))
+
+
+def test_second_process_gets_a_clear_lock_error(path):
+    storage = duckdb_backend.Backend(path)
+    try:
+        script = (
+            "import sys\n"
+            "from datastream.backends import duckdb\n"
+            "from datastream.exceptions import DatastreamException\n"
+            "try:\n"
+            f"    duckdb.Backend({path!r})\n"
+            "except DatastreamException as exc:\n"
+            "    print(type(exc).__name__, exc)\n"
+            "    sys.exit(3)\n"
+        )
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 3, result.stderr
+        assert result.stdout.startswith("StorageLocked")
+        assert "another process" in result.stdout and path in result.stdout
+        assert time.monotonic() - started < 30  # no waiting for the lock
+    finally:
+        storage.close()
+    # once the writer is gone, the file opens again
+    duckdb_backend.Backend(path).close()
+
+
+def test_committed_data_survives_a_killed_process(path):
+    """A commit that returned is durable even if the process dies without closing."""
+    script = f"""
+import os, uuid
+import pyarrow as pa
+from datastream.backends import duckdb
+from datastream.storage.base import StreamRecord, WriteBatch
+storage = duckdb.Backend({path!r})
+stream_id = str(uuid.uuid4())
+storage.create_stream(StreamRecord(stream_id, {{"crash": 1}}, {{}}), {{"crash": 1}})
+raw = pa.table({{"t": [1, 2], "k": pa.array([1, 1], pa.int8()), "i": [10, 20],
+                 "f": pa.nulls(2, pa.float64()), "s": pa.nulls(2, pa.string())}})
+level = pa.table({{"stream_id": [stream_id], "t": [0], "c": [2]}})
+storage.commit(WriteBatch(raw={{stream_id: raw}}, levels={{"S": level}}))
+print(stream_id, flush=True)
+os._exit(9)  # no close, no checkpoint
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 9, result.stderr
+    stream_id = result.stdout.strip()
+    storage = duckdb_backend.Backend(path)
+    try:
+        assert storage.get_stream(stream_id).tags == {"crash": 1}
+        assert storage.read_raw(stream_id, None, None).column("i").to_pylist() == [10, 20]
+        assert storage.read_level("S", stream_id, None, None).to_pylist() == [{"t": 0, "c": 2}]
+    finally:
+        storage.close()
+
+
+def test_same_process_second_open_is_refused(path):
+    storage = duckdb_backend.Backend(path)
+    try:
+        with pytest.raises(store.StorageLocked, match="already open in this process"):
+            duckdb_backend.Backend(path)
+    finally:
+        storage.close()
+    duckdb_backend.Backend(path).close()
+
+
+def test_not_a_database_file(tmp_path):
+    bogus = tmp_path / "bogus.duckdb"
+    bogus.write_bytes(b"this is not a database" * 1000)
+    with pytest.raises(store.StorageUnavailable):
+        duckdb_backend.Backend(str(bogus))
+
+
+def test_duckdb_options_are_settings(path):
+    storage = duckdb_backend.Backend(path, threads=1)
+    try:
+        assert storage._con.sql("SELECT current_setting('threads')").fetchall() == [(1,)]
+    finally:
+        storage.close()
+
+
+# -- property: ordering against a model --------------------------------------------------------
+
+commits = st.lists(
+    st.dictionaries(
+        st.sampled_from([0, 1]),
+        st.lists(st.integers(-3, 3), min_size=0, max_size=6).map(sorted),
+        max_size=2,
+    ),
+    min_size=1,
+    max_size=5,
+)
+bounds = st.one_of(st.none(), st.integers(-4, 4))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(commits=commits, start=bounds, end=bounds, reverse=st.booleans())
+def test_raw_order_matches_a_model(storage, commits, start, end, reverse):
+    ids = [add_stream(storage, {"model": new_id()}) for _ in range(2)]
+    model: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
+    counter = 0
+    for commit in commits:
+        raw = {}
+        for stream, times in commit.items():
+            labels = list(range(counter, counter + len(times)))
+            counter += len(times)
+            model[stream] += list(zip(times, labels))
+            raw[ids[stream]] = raw_rows(times, ints=labels)
+        storage.commit(WriteBatch(raw=raw))
+    for stream in (0, 1):
+        expected = [
+            p
+            for p in model[stream]
+            if (start is None or p[0] >= start) and (end is None or p[0] < end)
+        ]
+        # sorted() is stable: equal timestamps keep append order in both directions
+        expected.sort(key=lambda p: -p[0] if reverse else p[0])
+        rows = storage.read_raw(ids[stream], start, end, reverse=reverse)
+        assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == expected

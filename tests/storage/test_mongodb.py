@@ -1,0 +1,654 @@
+"""The storage contract on MongoDB (mongomock, and a real server when configured)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from datastream import exceptions
+from datastream.backends import mongodb as mongodb_backend
+from datastream.granularity import MAX_US, MIN_US
+from datastream.storage import mongodb as store
+from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from tests.mongo_support import mongo_targets, storage_factory
+
+HOUR = 3600 * 1_000_000
+
+
+@pytest.fixture(params=mongo_targets())
+def factory(request):
+    with storage_factory(request.param) as made:
+        yield made
+
+
+@pytest.fixture
+def storage(factory):
+    return factory()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
+    n = len(times)
+    return pa.table(
+        {
+            "t": pa.array(times, pa.int64()),
+            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
+            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
+            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
+            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
+        }
+    )
+
+
+def level_rows(stream_id, times, counts, sums=None) -> pa.Table:
+    n = len(times)
+    return pa.table(
+        {
+            "stream_id": pa.array([stream_id] * n, pa.string()),
+            "t": pa.array(times, pa.int64()),
+            "c": pa.array(counts, pa.int64()),
+            "s": pa.array(sums if sums is not None else [None] * n, pa.float64()),
+            "x": pa.array([None] * n, pa.string()),
+        }
+    )
+
+
+def add_stream(storage, tags: dict | None = None, meta: dict | None = None) -> str:
+    stream_id = new_id()
+    tags = tags if tags is not None else {"name": stream_id}
+    storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
+    return stream_id
+
+
+def times_of(storage, stream_id, start=None, end=None, reverse=False) -> list[int]:
+    return storage.read_raw(stream_id, start, end, reverse).column("t").to_pylist()
+
+
+def ints_of(storage, stream_id, start=None, end=None, reverse=False) -> list[int]:
+    return storage.read_raw(stream_id, start, end, reverse).column("i").to_pylist()
+
+
+def observable(storage, stream_ids, level_keys=("S",)) -> dict:
+    """Everything a reader can see of some streams, to compare around a failed write."""
+    return {
+        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
+        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
+        "levels": {
+            (key, i): None if (rows := storage.read_level(key, i, None, None)) is None
+            else rows.to_pylist()
+            for key in level_keys
+            for i in stream_ids
+        },
+    }
+
+
+def collection(storage, name):
+    return storage._db[name]
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+def test_backend_import_path():
+    assert mongodb_backend.Backend is store.MongoDBStorage
+
+
+def test_records_round_trip(storage):
+    meta = {"latest_datapoint": None, "downsampled_until": {"S": None}, "value_type": "numeric"}
+    tags = {"b": {"y": [1, {"z": None}], "x": 1.5}, "a": "é", "t": True}
+    stream_id = add_stream(storage, tags, meta)
+    record = storage.get_stream(stream_id)
+    assert (record.stream_id, record.tags, record.meta) == (stream_id, tags, meta)
+    assert storage.refresh_stream(stream_id) == record
+    for unknown in ("nope", new_id(), 12, None):
+        assert storage.get_stream(unknown) is None
+
+
+def test_find_streams_in_creation_order_and_set_tags(storage):
+    ids = [add_stream(storage, {"n": n, "kind": "x"}) for n in range(5)]
+    assert [r.stream_id for r in storage.find_streams(None)] == ids
+    assert [r.stream_id for r in storage.find_streams({})] == ids
+    assert [r.stream_id for r in storage.find_streams({"kind": "x"})] == ids
+    storage.set_tags(ids[2], {"kind": "y"})
+    assert storage.get_stream(ids[2]).tags == {"kind": "y"}
+    assert [r.stream_id for r in storage.find_streams({"kind": "x"})] == ids[:2] + ids[3:]
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.set_tags(new_id(), {"a": 1})
+
+
+def test_create_stream_returns_the_existing_match(storage):
+    first = add_stream(storage, {"a": 1, "b": 2})
+    other = storage.create_stream(StreamRecord(new_id(), {"a": 1}, {}), {"a": 1})
+    assert other.stream_id == first
+    assert len(storage.find_streams(None)) == 1
+
+
+def test_create_stream_after_the_holder_stopped_matching(storage):
+    first = add_stream(storage, {"a": 1})
+    storage.set_tags(first, {"a": 2})
+    second = storage.create_stream(StreamRecord(new_id(), {"a": 1}, {}), {"a": 1})
+    assert second.stream_id != first
+    assert {r.stream_id for r in storage.find_streams(None)} == {first, second.stream_id}
+
+
+def test_create_stream_is_atomic_across_threads(factory):
+    storages = [factory() for _ in range(6)]
+    barrier = threading.Barrier(len(storages))
+    results, errors = [], []
+
+    def create(storage):
+        try:
+            barrier.wait()
+            record = storage.create_stream(StreamRecord(new_id(), {"q": 1}, {}), {"q": 1})
+            results.append(record.stream_id)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in storages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(set(results)) == 1
+    assert len(storages[0].find_streams(None)) == 1
+
+
+def test_delete_streams_removes_records_and_rows(storage):
+    keep, gone_a, gone_b = (add_stream(storage) for _ in range(3))
+    for stream_id in (keep, gone_a, gone_b):
+        storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])},
+                                  levels={"S": level_rows(stream_id, [0], [2])}))
+    storage.delete_streams([gone_a, gone_b, "unknown"])
+    assert [r.stream_id for r in storage.find_streams(None)] == [keep]
+    assert storage.get_stream(gone_a) is None
+    assert times_of(storage, gone_a) == []
+    assert storage.read_level("S", gone_b, None, None).num_rows == 0
+    assert times_of(storage, keep) == [1, 2]
+    assert collection(storage, "raw").count_documents({"sid": {"$ne": keep}}) == 0
+    assert collection(storage, "level_S").count_documents({"stream_id": {"$ne": keep}}) == 0
+    storage.delete_streams([])
+
+
+def test_interrupted_delete_stays_hidden_until_recovered(factory):
+    storage = factory(commit_timeout=0)
+    ids = [add_stream(storage) for _ in range(3)]
+    calls = []
+
+    def fail_second_raw_delete(name, method, args, kwargs):
+        if name == "raw" and method == "delete_many":
+            calls.append(1)
+            raise store.PyMongoError("connection lost")
+
+    factory.client.fault = fail_second_raw_delete
+    with pytest.warns(exceptions.InternalInconsistencyWarning):
+        storage.delete_streams(ids[:2])
+    factory.client.fault = None
+    assert [r.stream_id for r in storage.find_streams(None)] == ids[2:]
+    assert storage.get_stream(ids[0]) is None
+    storage.recover()
+    assert collection(storage, "batches").count_documents({"kind": "delete"}) == 0
+    assert [r.stream_id for r in storage.find_streams(None)] == ids[2:]
+
+
+# -- raw rows ----------------------------------------------------------------------------------
+
+
+def test_read_raw_order_bounds_and_reverse(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([10, 20, 20, 30], ints=[0, 1, 2, 3])}))
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([20, 25, 40], ints=[4, 5, 6])}))
+    assert ints_of(storage, stream_id) == [0, 1, 2, 4, 5, 3, 6]
+    assert ints_of(storage, stream_id, reverse=True) == [6, 3, 5, 1, 2, 4, 0]
+    assert times_of(storage, stream_id, 20, 30) == [20, 20, 20, 25]
+    assert times_of(storage, stream_id, 21, None) == [25, 30, 40]
+    assert times_of(storage, stream_id, None, 20) == [10]
+    assert times_of(storage, stream_id, 30, 30) == []
+    assert times_of(storage, stream_id, 40, 10) == []
+    assert times_of(storage, new_id()) == []
+    assert storage.read_raw(stream_id, None, None).schema == RAW_SCHEMA
+
+
+def test_unsorted_batches_are_sorted_stably(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([5, 1, 5, 3, 1], ints=[0, 1, 2, 3, 4])}))
+    assert ints_of(storage, stream_id) == [1, 4, 3, 0, 2]
+
+
+def test_every_value_kind_round_trips(storage):
+    stream_id = add_stream(storage)
+    rows = raw_rows(
+        [MIN_US, -1, 0, 0, 1, 2, MAX_US],
+        kinds=[0, 1, 2, 3, 4, 5, 1],
+        ints=[None, -(2**63), None, None, None, None, 2**63 - 1],
+        floats=[None, None, -0.5, None, None, None, None],
+        texts=[None, None, None, "3.14159265358979323846264338327950288419716939937510",
+               '{"v":[{"i":"é\\u0000"}],"e":[]}', "", None],
+    )
+    storage.commit(WriteBatch(raw={stream_id: rows}))
+    assert storage.read_raw(stream_id, None, None).equals(rows)
+
+
+def test_large_batches_are_chunked_and_read_exactly(storage):
+    stream_id = add_stream(storage)
+    count = 20_000
+    rng = np.random.default_rng(7)
+    times = np.sort(rng.integers(0, 3 * HOUR, count))
+    texts = [None if n % 3 else "x" * (n % 17) for n in range(count)]
+    rows = raw_rows(times, floats=rng.normal(size=count), texts=texts, kinds=[2] * count)
+    storage.commit(WriteBatch(raw={stream_id: rows}))
+    chunks = list(collection(storage, "raw").find({"sid": stream_id}))
+    assert len(chunks) >= count // store.CHUNK_ROWS
+    assert all(c["n"] <= store.CHUNK_ROWS and c["t1"] - c["t0"] < store.CHUNK_SPAN_US
+               for c in chunks)
+    assert storage.read_raw(stream_id, None, None).equals(rows)
+    start, end = int(times[5000]), int(times[15000])
+    window = storage.read_raw(stream_id, start, end)
+    mask = (times >= start) & (times < end)
+    assert window.equals(rows.filter(pa.array(mask)))
+
+
+def test_chunks_split_on_text_size(storage, monkeypatch):
+    monkeypatch.setattr(store, "CHUNK_BYTES", 100)
+    stream_id = add_stream(storage)
+    rows = raw_rows(list(range(10)), texts=["y" * 30] * 10, kinds=[4] * 10)
+    storage.commit(WriteBatch(raw={stream_id: rows}))
+    assert collection(storage, "raw").count_documents({"sid": stream_id}) >= 3
+    assert storage.read_raw(stream_id, None, None).equals(rows)
+
+
+def test_range_read_uses_bounded_index_conditions(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([0, 5 * HOUR, 10 * HOUR])}))
+    snap = storage._snapshot(stream_id)
+    chunks = storage._raw_chunks(stream_id, snap, 4 * HOUR, 6 * HOUR)
+    assert [c["t0"] for c in chunks] == [5 * HOUR]
+
+
+# -- meta ---------------------------------------------------------------------------------------
+
+
+def test_meta_updates_never_move_bounds_backwards(storage):
+    stream_id = add_stream(storage, meta={"earliest": None, "latest": None, "other": 1})
+    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(max={"latest": 50}, min={"earliest": 9})}))
+    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(max={"latest": 40}, min={"earliest": 20})}))
+    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"other": None, "new": [1]})}))
+    assert storage.get_stream(stream_id).meta == {
+        "earliest": 9, "latest": 50, "other": None, "new": [1]
+    }
+    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"latest": None},
+                                                          max={"latest": 7})}))
+    assert storage.get_stream(stream_id).meta["latest"] == 7
+
+
+def test_concurrent_writers_keep_every_row_and_the_largest_bound(factory):
+    stream_id = add_stream(factory(), meta={"latest": None})
+    errors = []
+
+    def write(worker):
+        storage = factory()
+        try:
+            for n in range(8):
+                t = worker * 100 + n
+                storage.commit(WriteBatch(raw={stream_id: raw_rows([t], ints=[t])},
+                                          meta={stream_id: MetaUpdate(max={"latest": t})}))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    storage = factory()
+    assert sorted(ints_of(storage, stream_id)) == sorted(
+        w * 100 + n for w in range(4) for n in range(8)
+    )
+    assert storage.get_stream(stream_id).meta["latest"] == 307
+    assert storage._streams.find_one({"_id": stream_id})["w"]["open"] == []
+
+
+# -- levels -------------------------------------------------------------------------------------
+
+
+def test_levels_upsert_and_read(storage):
+    stream_id = add_stream(storage)
+    assert storage.read_level("S", stream_id, None, None) is None
+    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0, 10, 20], [1, 2, 3],
+                                                      [1.0, None, 3.0])}))
+    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [10, 30], [5, 6], [5.0, 6.0])}))
+    rows = storage.read_level("S", stream_id, None, None)
+    assert rows.column_names == ["t", "c", "s", "x"]
+    assert rows.schema.field("c").type == pa.int64()
+    assert rows.to_pydict() == {"t": [0, 10, 20, 30], "c": [1, 5, 3, 6],
+                                "s": [1.0, 5.0, 3.0, 6.0], "x": [None] * 4}
+    assert storage.read_level("S", stream_id, 10, 30).column("t").to_pylist() == [10, 20]
+    assert storage.read_level("S", new_id(), None, None).num_rows == 0
+    assert storage.read_level("m", stream_id, None, None) is None
+    # The superseded version of bucket 10 was collected.
+    assert collection(storage, "level_S").count_documents({"stream_id": stream_id}) == 4
+
+
+def test_level_rows_repeated_in_one_batch_keep_the_last(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0, 0, 10], [1, 2, 3])}))
+    assert storage.read_level("S", stream_id, None, None).column("c").to_pylist() == [2, 3]
+
+
+def test_level_types_are_kept(storage):
+    stream_id = add_stream(storage)
+    table = pa.table({"stream_id": [stream_id], "t": pa.array([0], pa.int64()),
+                      "flag": [True], "ratio": pa.array([0.5], pa.float32()),
+                      "text": ["é"], "nothing": pa.nulls(1)})
+    storage.commit(WriteBatch(levels={"h": table}))
+    assert storage.read_level("h", stream_id, None, None).equals(table.drop(["stream_id"]))
+
+
+def test_clearing_replaces_raw_and_levels(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2, 3], ints=[1, 2, 3])},
+                              levels={"S": level_rows(stream_id, [0, 10], [3, 1])}))
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([2], ints=[9])},
+                              levels={"S": level_rows(stream_id, [0], [7])},
+                              clear_raw=[stream_id], clear_levels=[stream_id]))
+    assert ints_of(storage, stream_id) == [9]
+    assert storage.read_level("S", stream_id, None, None).column("c").to_pylist() == [7]
+    assert collection(storage, "raw").count_documents({"sid": stream_id}) == 1
+    assert collection(storage, "level_S").count_documents({"stream_id": stream_id}) == 1
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def fail_on(factory, collection_name, method, when=None, times=1):
+    """Make the next ``times`` calls of one kind raise (a lost connection, as pymongo
+    reports it)."""
+    left = [times]
+
+    def fault(name, called, args, kwargs):
+        if name == collection_name and called == method and (when is None or when(args)):
+            if left[0] > 0:
+                left[0] -= 1
+                raise store.PyMongoError(f"injected failure in {name}.{called}")
+
+    factory.client.fault = fault
+
+
+def is_flip(args) -> bool:
+    return len(args) > 1 and "$pull" in args[1] and "w.open" in args[1]["$pull"]
+
+
+@pytest.mark.parametrize(
+    ("collection_name", "method", "when"),
+    [
+        ("level_S", "insert_many", None),
+        ("raw", "insert_many", None),
+        ("level_schemas", "update_one", None),
+        ("streams", "update_one", is_flip),
+    ],
+    ids=["levels", "raw", "schema", "flip"],
+)
+def test_failed_commit_leaves_nothing_visible(factory, collection_name, method, when):
+    storage = factory()
+    ids = [add_stream(storage, meta={"latest": 1}) for _ in range(2)]
+    storage.commit(WriteBatch(raw={ids[0]: raw_rows([1], ints=[1])}))
+    before = observable(storage, ids)
+    fail_on(factory, collection_name, method, when)
+    batch = WriteBatch(
+        raw={ids[0]: raw_rows([5, 6], ints=[5, 6])},
+        levels={"S": level_rows(ids[0], [0], [1])},
+        meta={ids[0]: MetaUpdate(max={"latest": 6})},
+    )
+    with pytest.raises(exceptions.StreamAppendFailed, match="injected failure"):
+        storage.commit(batch)
+    factory.client.fault = None
+    assert observable(storage, ids) == before
+    assert collection(storage, "raw").count_documents({}) == 1
+    assert storage._streams.find_one({"_id": ids[0]})["w"]["open"] == []
+    storage.commit(batch)  # a retry is a new batch
+    assert ints_of(storage, ids[0]) == [1, 5, 6]
+
+
+def test_failed_multi_stream_commit_leaves_nothing_visible(factory):
+    storage = factory()
+    ids = [add_stream(storage, meta={"latest": None}) for _ in range(3)]
+    before = observable(storage, ids)
+    fail_on(factory, "batches", "insert_one", lambda args: args[0].get("state") == "committed")
+    batch = WriteBatch(raw={i: raw_rows([1], ints=[1]) for i in ids},
+                       meta={i: MetaUpdate(max={"latest": 1}) for i in ids})
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(batch)
+    factory.client.fault = None
+    assert observable(storage, ids) == before
+    assert collection(storage, "raw").count_documents({}) == 0
+
+
+def test_unknown_stream_fails_the_whole_batch(storage):
+    known = add_stream(storage)
+    batch = WriteBatch(raw={known: raw_rows([1]), "missing": raw_rows([1])})
+    with pytest.raises(exceptions.StreamAppendFailed, match="missing"):
+        storage.commit(batch)
+    assert times_of(storage, known) == []
+    assert collection(storage, "raw").count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        lambda i: WriteBatch(raw={i: pa.table({"t": [1]})}),
+        lambda i: WriteBatch(levels={"S": pa.table({"t": [1], "c": [1]})}),
+        lambda i: WriteBatch(levels={"S": pa.table({"stream_id": [i], "t": [1], "$c": [1]})}),
+        lambda i: WriteBatch(levels={"a.b": level_rows(i, [0], [1])}),
+        lambda i: WriteBatch(meta={i: MetaUpdate(set={"a.b": 1})}),
+        lambda i: WriteBatch(meta={i: MetaUpdate(set={"big": 2**70})}),
+    ],
+    ids=["raw columns", "level stream_id", "column name", "level key", "meta key", "meta int"],
+)
+def test_malformed_batches_are_refused_before_writing(storage, batch):
+    stream_id = add_stream(storage)
+    before = observable(storage, [stream_id])
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(batch(stream_id))
+    assert observable(storage, [stream_id]) == before
+
+
+def test_open_batches_are_invisible_to_readers(factory):
+    storage, reader = factory(), factory()
+    stream_id = add_stream(storage, meta={"latest": None})
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])}))
+    seen = []
+
+    def read_before_flip(name, method, args, kwargs):
+        if name == "streams" and method == "update_one" and is_flip(args):
+            factory.client.fault = None
+            seen.append((ints_of(reader, stream_id), reader.read_level("S", stream_id, None, None),
+                         reader.get_stream(stream_id).meta))
+
+    factory.client.fault = read_before_flip
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([2], ints=[2])},
+                              levels={"S": level_rows(stream_id, [0], [2])},
+                              meta={stream_id: MetaUpdate(max={"latest": 2})}))
+    assert seen == [([1], None, {"latest": None})] or (
+        seen[0][0] == [1] and seen[0][1].num_rows == 0 and seen[0][2] == {"latest": None}
+    )
+    assert ints_of(reader, stream_id) == [1, 2]
+
+
+def test_crashed_writer_is_aborted_by_recovery(factory, monkeypatch):
+    storage = factory(commit_timeout=0)
+    stream_id = add_stream(storage)
+    monkeypatch.setattr(store._Commit, "_undo", lambda self: None)  # the process "dies"
+    monkeypatch.setattr(store._Commit, "_abort_stream", lambda self, sid: False)
+    fail_on(factory, "streams", "update_one", is_flip)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])}))
+    factory.client.fault = None
+    monkeypatch.undo()
+    assert times_of(storage, stream_id) == []
+    assert collection(storage, "raw").count_documents({}) == 1
+    storage.recover()
+    assert collection(storage, "raw").count_documents({}) == 0
+    assert storage._streams.find_one({"_id": stream_id})["w"]["open"] == []
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([3], ints=[3])}))
+    assert ints_of(storage, stream_id) == [3]
+
+
+def test_crash_after_the_commit_point_is_rolled_forward(factory):
+    storage = factory(commit_timeout=0)
+    ids = [add_stream(storage, meta={"latest": None}) for _ in range(2)]
+    flips = []
+
+    def fail_second_flip(name, method, args, kwargs):
+        if name == "streams" and method == "update_one" and is_flip(args):
+            flips.append(args[0]["_id"])
+            if len(flips) == 2:
+                raise store.PyMongoError("connection lost")
+
+    factory.client.fault = fail_second_flip
+    with pytest.warns(exceptions.InternalInconsistencyWarning):
+        storage.commit(WriteBatch(raw={i: raw_rows([1], ints=[1]) for i in ids},
+                                  meta={i: MetaUpdate(max={"latest": 1}) for i in ids}))
+    factory.client.fault = None
+    # Committed: readers see the rows of both streams through the journal.
+    assert [ints_of(storage, i) for i in ids] == [[1], [1]]
+    assert storage.get_stream(flips[1]).meta == {"latest": None}
+    storage.refresh_stream(flips[1])
+    assert [storage.get_stream(i).meta for i in ids] == [{"latest": 1}, {"latest": 1}]
+    assert collection(storage, "batches").count_documents({}) == 0
+
+
+def test_readers_retry_when_rows_are_collected_meanwhile(storage):
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])}))
+    bumps = []
+
+    def read(snap):
+        if len(bumps) < 2:
+            bumps.append(1)
+            storage._streams.update_one({"_id": stream_id}, {"$inc": {"w.gc": 1}})
+        return storage._raw_chunks(stream_id, snap, None, None)
+
+    assert len(storage._consistent(stream_id, read)) == 1
+    assert len(bumps) == 2
+
+
+# -- maintenance locks --------------------------------------------------------------------------
+
+
+def lock_of(storage, stream_id):
+    return storage._streams.find_one({"_id": stream_id})["lock"]
+
+
+def test_lock_is_taken_released_and_reentrant(storage):
+    stream_id = add_stream(storage)
+    with storage.maintenance_lock(stream_id, ttl_seconds=30):
+        held = lock_of(storage, stream_id)
+        assert held["until"] > time.time() + 20
+        with storage.maintenance_lock(stream_id):
+            assert lock_of(storage, stream_id) == held
+        assert lock_of(storage, stream_id) == held
+    assert lock_of(storage, stream_id) is None
+    with storage.maintenance_lock(new_id()):  # unknown stream: nothing to lock
+        pass
+
+
+def test_lock_is_released_when_the_work_fails(storage):
+    stream_id = add_stream(storage)
+    with pytest.raises(KeyError), storage.maintenance_lock(stream_id):
+        raise KeyError("boom")
+    assert lock_of(storage, stream_id) is None
+
+
+def test_contended_lock_gives_up_after_the_wait(factory):
+    holder, waiter = factory(), factory(lock_wait=0.3)
+    stream_id = add_stream(holder)
+    with holder.maintenance_lock(stream_id, ttl_seconds=30):
+        started = time.monotonic()
+        with pytest.raises(exceptions.StreamAppendContended, match=stream_id):
+            with waiter.maintenance_lock(stream_id, ttl_seconds=30):
+                pass
+        assert 0.3 <= time.monotonic() - started < 3
+
+
+def test_waiting_for_a_lock_succeeds_when_released(factory):
+    holder, waiter = factory(), factory(lock_wait=5)
+    stream_id = add_stream(holder)
+    released = threading.Event()
+
+    def hold():
+        with holder.maintenance_lock(stream_id):
+            time.sleep(0.3)
+        released.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    time.sleep(0.05)
+    with waiter.maintenance_lock(stream_id):
+        assert released.is_set()
+    thread.join()
+
+
+def test_lock_excludes_concurrent_maintenance(factory):
+    stream_id = add_stream(factory(), meta={"n": 0})
+    errors = []
+
+    def work():
+        storage = factory(lock_wait=30)
+        try:
+            for _ in range(4):
+                with storage.maintenance_lock(stream_id, ttl_seconds=30):
+                    n = storage.refresh_stream(stream_id).meta["n"]
+                    time.sleep(0.005)
+                    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"n": n + 1})}))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert factory().get_stream(stream_id).meta["n"] == 16
+
+
+def test_expired_lock_taken_by_another_fails_the_holder(factory):
+    slow, fast = factory(), factory(lock_wait=5)
+    stream_id = add_stream(slow)
+    taken = threading.Event()
+
+    def take_over():
+        with fast.maintenance_lock(stream_id, ttl_seconds=30):
+            taken.set()
+            time.sleep(0.3)
+
+    with pytest.raises(exceptions.LockExpiredMidMaintenance, match=stream_id):
+        with slow.maintenance_lock(stream_id, ttl_seconds=0.2):
+            thread = threading.Thread(target=take_over)
+            thread.start()
+            assert taken.wait(5)
+            # The fenced commit of the old holder is refused, and nothing of it is stored.
+            with pytest.raises(exceptions.LockExpiredMidMaintenance):
+                slow.commit(WriteBatch(raw={stream_id: raw_rows([1])},
+                                       meta={stream_id: MetaUpdate(set={"x": 1})}))
+    thread.join()
+    assert times_of(slow, stream_id) == []
+    assert "x" not in slow.get_stream(stream_id).meta
+    assert lock_of(slow, stream_id) is None
+
+
+def test_expired_lock_not_taken_is_released_quietly(storage):
+    stream_id = add_stream(storage)
+    with storage.maintenance_lock(stream_id, ttl_seconds=0.05):
+        time.sleep(0.1)
+        storage.commit(WriteBatch(raw={stream_id: raw_rows([1])}))  # renews the lease
+    assert times_of(storage, stream_id) == [1]
+    assert lock_of(storage, stream_id) is None
