@@ -134,6 +134,8 @@ class Datastream:
         with self._engine.lock:
             derived = None
             if derive_from is not None or derive_op is not None:
+                # Buffered source points are history: flush them before the stream exists.
+                self._engine.flush()
                 derived = self._derive.prepare(
                     derive_from, derive_op, derive_args, highest, value_type
                 )

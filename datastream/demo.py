@@ -77,7 +77,8 @@ def run(path: str, streams: int, points: int) -> None:
               f"({read / elapsed:>12,.0f} points/s, Arrow)")
 
         began = time.perf_counter()
-        window = START + datetime.timedelta(hours=6)
+        middle = int(data[0][0][len(data[0][0]) // 2])
+        window = START + datetime.timedelta(microseconds=middle - START_US)
         sample = ds.get_data(ids[0], Granularity.Seconds, start=window,
                              end=window + datetime.timedelta(minutes=10))
         dicts = list(sample)

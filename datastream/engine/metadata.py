@@ -68,7 +68,12 @@ def public_tags(record: StreamRecord) -> dict[str, Any]:
         }
     )
     if meta.get("derived_from"):
-        result["derived_from"] = copy.deepcopy(meta["derived_from"])
+        derived = meta["derived_from"]
+        result["derived_from"] = {
+            "stream_ids": list(derived["stream_ids"]),
+            "op": derived["op"],
+            "args": copy.deepcopy(derived["args"]),
+        }
     if meta.get("contributes_to"):
         result["contributes_to"] = copy.deepcopy(meta["contributes_to"])
     return result

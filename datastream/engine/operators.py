@@ -346,7 +346,12 @@ def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
 
 def backprocess(engine: Any, records: list[StreamRecord]) -> list[str]:
     """Recompute matching derived streams from all source history, sources first."""
-    derived = {r.stream_id for r in records if engine.record(r.stream_id).meta.get("derived_from")}
+    derived = {
+        r.stream_id
+        for r in records
+        if engine.record(r.stream_id).meta.get("derived_from")
+        and engine.record(r.stream_id).meta.get("derive_history") != "skip"
+    }
     if not derived:
         return []
     done = []

@@ -108,24 +108,14 @@ class DuckDBStorage(Storage):
     # -- lifecycle -------------------------------------------------------------------------
     def _connect(self, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
         if self._file is None:
-            return duckdb.connect(":memory:", config=options)
+            return _open(":memory:", options)
         with _OPEN_FILES_LOCK:
             if self._file in _OPEN_FILES:
                 raise StorageLocked(
                     f"database file {self._file!r} is already open in this process;"
                     " close the other storage object first"
                 )
-            try:
-                con = duckdb.connect(self._file, config=options)
-            except duckdb.IOException as exc:
-                if "lock" in str(exc).lower():
-                    raise StorageLocked(
-                        f"database file {self._file!r} is in use by another process: the"
-                        f" embedded store allows one writing process ({exc})"
-                    ) from exc
-                raise StorageUnavailable(f"cannot open {self._file!r}: {exc}") from exc
-            except duckdb.Error as exc:
-                raise StorageUnavailable(f"cannot open {self._file!r}: {exc}") from exc
+            con = _open(self._file, options)
             _OPEN_FILES[self._file] = self
             return con
 
@@ -282,12 +272,15 @@ class DuckDBStorage(Storage):
                     f" {type(exc).__name__}: {exc}"
                 ) from exc
             finally:
-                for view in ("_ds_raw", "_ds_level", "_ds_meta"):
-                    con.unregister(view)
+                _unregister(con, ("_ds_raw", "_ds_level", "_ds_meta"))
             self._next_seq = next_seq
             self._levels.update(new_levels)
             for stream_id, meta_json in new_meta.items():
                 self._entries[stream_id].meta_json = meta_json
+
+    def _key_of(self, stream_id: str) -> int | None:
+        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        return None if entry is None else entry.key
 
     def _keys_of(self, stream_ids: Iterable[str], what: str) -> list[int]:
         keys = []
@@ -331,30 +324,40 @@ class DuckDBStorage(Storage):
         self, con: duckdb.DuckDBPyConnection, batch_levels: dict[str, pa.Table]
     ) -> dict[str, levels.LevelTable]:
         """Upsert level rows; returns the level tables created or widened."""
-        keys = {stream_id: entry.key for stream_id, entry in self._entries.items()}
         changed: dict[str, levels.LevelTable] = {}
         for level_key, table in batch_levels.items():
             if table.num_rows == 0:
                 continue
-            rows = levels.prepare_rows(level_key, table, keys)
-            con.register("_ds_level", rows)
-            stored = self._ensure_level_table(con, level_key, rows)
+            try:
+                stored = self._write_level(con, level_key, table)
+            except duckdb.Error as exc:  # name the level: DuckDB's message does not
+                raise ValueError(f"level {level_key!r}: {exc}") from exc
+            # not in a finally: in an aborted transaction unregister fails and hides the cause
+            con.unregister("_ds_level")
             if stored is not self._levels.get(level_key):
                 changed[level_key] = stored
-            target = levels.quote(stored.name)
-            stream_keys = rows.column(STREAM_KEY).to_numpy()
-            times = rows.column("t").to_numpy()
-            con.execute(
-                f"DELETE FROM {target} USING _ds_level b"
-                f" WHERE {target}.t BETWEEN {int(times.min())} AND {int(times.max())}"
-                f" AND {target}.{STREAM_KEY} BETWEEN {int(stream_keys.min())}"
-                f" AND {int(stream_keys.max())}"
-                f" AND {target}.{STREAM_KEY} = b.{STREAM_KEY} AND {target}.t = b.t"
-            )
-            columns = ", ".join(levels.quote(name) for name in rows.column_names)
-            con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _ds_level")
-            con.unregister("_ds_level")
         return changed
+
+    def _write_level(
+        self, con: duckdb.DuckDBPyConnection, level_key: str, table: pa.Table
+    ) -> levels.LevelTable:
+        """Upsert one level's rows: delete the stored rows with the same keys, then insert."""
+        rows = levels.prepare_rows(level_key, table, self._key_of)
+        con.register("_ds_level", rows)
+        stored = self._ensure_level_table(con, level_key, rows)
+        target = levels.quote(stored.name)
+        stream_keys = rows.column(STREAM_KEY).to_numpy()
+        times = rows.column("t").to_numpy()
+        con.execute(
+            f"DELETE FROM {target} USING _ds_level b"
+            f" WHERE {target}.t BETWEEN {int(times.min())} AND {int(times.max())}"
+            f" AND {target}.{STREAM_KEY} BETWEEN {int(stream_keys.min())}"
+            f" AND {int(stream_keys.max())}"
+            f" AND {target}.{STREAM_KEY} = b.{STREAM_KEY} AND {target}.t = b.t"
+        )
+        columns = ", ".join(levels.quote(name) for name in rows.column_names)
+        con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _ds_level")
+        return stored
 
     def _ensure_level_table(
         self, con: duckdb.DuckDBPyConnection, level_key: str, rows: pa.Table
@@ -477,6 +480,30 @@ def _raw_rows(stream_id: str, table: pa.Table | pa.RecordBatch) -> pa.Table:
     if missing:
         raise ValueError(f"raw rows of stream {stream_id!r} lack columns {sorted(missing)}")
     return table.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+
+
+def _open(target: str, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection, with DuckDB's errors turned into datastream's."""
+    try:
+        return duckdb.connect(target, config=options)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StorageLocked(
+                f"database file {target!r} is in use by another process: the embedded store"
+                f" allows one writing process ({exc})"
+            ) from exc
+        raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
+    """Drop the batch's Arrow views; never hides the error being raised."""
+    for view in views:
+        try:
+            con.unregister(view)
+        except duckdb.Error:
+            pass
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

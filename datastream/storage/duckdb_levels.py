@@ -8,6 +8,7 @@ types that were written (DuckDB alone would widen or rename some Arrow types).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +55,7 @@ def deserialize_schema(data: bytes) -> pa.Schema:
 
 
 def prepare_rows(
-    level_key: str, table: pa.Table | pa.RecordBatch, keys: dict[str, int]
+    level_key: str, table: pa.Table | pa.RecordBatch, key_of: Callable[[str], int | None]
 ) -> pa.Table:
     """The incoming level rows as ``stream_key``, ``t``, partial columns: stream ids mapped to
     integer keys, all-null columns of type null dropped (they carry no type; absent columns
@@ -72,15 +73,15 @@ def prepare_rows(
     if len(set(lowered)) != len(lowered):
         raise ValueError(f"level {level_key!r}: column names differ only by case: {names}")
 
-    ids = table.column("stream_id")
+    ids = table.column("stream_id").cast(pa.string())
     if ids.null_count:
         raise ValueError(f"level {level_key!r}: null stream_id")
     unique = pc.unique(ids).to_pylist()
-    unknown = [stream_id for stream_id in unique if stream_id not in keys]
-    if unknown:
-        raise ValueError(f"level {level_key!r}: unknown stream {unknown[0]!r}")
+    found = [key_of(stream_id) for stream_id in unique]
+    if None in found:
+        raise ValueError(f"level {level_key!r}: unknown stream {unique[found.index(None)]!r}")
     positions = pc.index_in(ids, value_set=pa.array(unique, ids.type)).to_numpy()
-    stream_keys = np.array([keys[stream_id] for stream_id in unique], dtype=np.int32)[positions]
+    stream_keys = np.array(found, dtype=np.int32)[positions]
     times = table.column("t").cast(pa.int64())
     if times.null_count:
         raise ValueError(f"level {level_key!r}: null t")

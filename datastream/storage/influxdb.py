@@ -588,7 +588,7 @@ class InfluxDBStorage(Storage):
         """Points at ``t * 1000 + ordinal % SLOTS`` with ``_ord = ordinal // SLOTS`` (absent
         when 0), tagged with the stream and epoch and carrying the batch number."""
         series: pa.Array | str = (
-            f"{lp.escape_measurement(lp.encode_name(measurement))},{STREAM_TAG}="
+            f"{lp.escape_measurement(measurement)},{STREAM_TAG}="
             f"{lp.escape_key(lp.encode_name(sid))},{EPOCH_TAG}={epoch}"
         )
         high = ordinals // SLOTS
@@ -823,6 +823,7 @@ def _clear(store: dict, part: str) -> int:
 
 
 def _level_measurement(key: str) -> str:
+    """Measurement of a level (already encoded: level keys may hold any character)."""
     return LEVEL_MEASUREMENT + lp.encode_name(key)
 
 
@@ -864,6 +865,8 @@ def _level_rows(key: str, table: pa.Table | pa.RecordBatch) -> tuple[pa.Schema, 
     """(schema of the value columns incl. ``t``, {stream id: rows sorted by t, one per t (the
     last given, as an upsert), without ``stream_id``})."""
     table = _table(table)
+    if table.num_rows == 0:
+        return pa.schema([]), {}
     for required in ("stream_id", "t"):
         if required not in table.column_names:
             raise ValueError(f"level {key!r}: rows lack the {required!r} column")

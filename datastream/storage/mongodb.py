@@ -172,11 +172,17 @@ class MongoDBStorage(Storage):
         self._batches = self._db["batches"]
         self._counters = self._db["counters"]
         self._schemas = self._db["level_schemas"]
-        self._streams.create_index([("order", 1)])
-        self._streams.create_index([("qkey", 1)], unique=True)
-        self._streams.create_index([("w.open.at", 1)])
-        self._raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
-        self._batches.create_index([("kind", 1)])
+        try:
+            self._streams.create_index([("order", 1)])
+            self._streams.create_index([("qkey", 1)], unique=True)
+            self._streams.create_index([("w.open.at", 1)])
+            self._raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
+            self._batches.create_index([("kind", 1)])
+        except PyMongoError as error:
+            self.close()
+            raise exceptions.DatastreamException(
+                f"MongoDB database {database_name!r} is unavailable: {error}"
+            ) from error
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -192,16 +198,47 @@ class MongoDBStorage(Storage):
         deleting = self._deleting()
         if deleting:
             condition = {"$and": [condition, {"_id": {"$nin": sorted(deleting)}}]}
-        cursor = self._streams.find(condition, _RECORD_FIELDS).sort("order", 1)
-        return [_record(doc) for doc in cursor]
+        return self._records(
+            lambda: list(self._streams.find(condition, _RECORD_FIELDS).sort("order", 1))
+        )
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
-        doc = self._streams.find_one({"_id": stream_id}, _RECORD_FIELDS)
-        if doc is None or stream_id in self._deleting():
+        records = self._records(
+            lambda: list(self._streams.find({"_id": stream_id}, _RECORD_FIELDS))
+        )
+        if not records or stream_id in self._deleting():
             return None
-        return _record(doc)
+        return records[0]
+
+    def _records(self, fetch: Callable[[], list[dict[str, Any]]]) -> list[StreamRecord]:
+        """Records as readers must see them: a batch committed through its journal but not
+        yet flipped on a stream counts as applied to that stream's meta, as its rows do."""
+        for _ in range(_READ_ATTEMPTS):
+            docs = fetch()
+            open_ids = {entry["b"] for doc in docs for entry in doc["w"].get("open", [])}
+            if not open_ids:
+                return [_record(doc, {}) for doc in docs]
+            journals = {
+                journal["_id"]: journal
+                for journal in self._batches.find(
+                    {"_id": {"$in": list(open_ids)}, "state": "committed"}, {"streams": 1}
+                )
+            }
+            unresolved = open_ids - set(journals)
+            if unresolved:
+                # Its journal may have gone because all its flips are done: then re-read.
+                ids = [doc["_id"] for doc in docs]
+                still_open = {
+                    entry["b"]
+                    for doc in self._streams.find({"_id": {"$in": ids}}, {"w.open": 1})
+                    for entry in doc["w"].get("open", [])
+                }
+                if unresolved - still_open:
+                    continue
+            return [_record(doc, journals) for doc in docs]
+        raise exceptions.DatastreamException("reading stream records kept racing with writers")
 
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
         """Re-read one record, first finishing what crashed writers left on it."""
@@ -588,14 +625,32 @@ class MongoDBStorage(Storage):
         return self._streams.find_one({"_id": stream_id}, {"_id": 1}) is None
 
 
-_RECORD_FIELDS = {"tags": 1, "meta": 1, "nulls": 1}
+_RECORD_FIELDS = {"tags": 1, "meta": 1, "nulls": 1, "w.open": 1}
 
 
-def _record(doc: dict[str, Any]) -> StreamRecord:
+def _record(doc: dict[str, Any], journals: dict[Any, dict[str, Any]]) -> StreamRecord:
     meta = dict(doc.get("meta") or {})
     for key in doc.get("nulls") or {}:
         meta[key] = None
+    for entry in doc["w"].get("open", []):
+        journal = journals.get(entry["b"])
+        for part in journal["streams"] if journal else []:
+            if part["sid"] == doc["_id"]:
+                _apply_ops(meta, part["ops"])
     return StreamRecord(doc["_id"], doc.get("tags") or {}, meta)
+
+
+def _apply_ops(meta: dict[str, Any], ops: dict[str, Any]) -> None:
+    """What the flip of ``ops`` will do to ``meta`` (the nulls/unset bookkeeping aside)."""
+    for path, value in ops.get("set", []):
+        root, key = path.split(".", 1)
+        if root in ("meta", "nulls"):
+            meta[key] = value if root == "meta" else None
+    for name, pick in (("max", max), ("min", min)):
+        for path, value in ops.get(name, []):
+            root, key = path.split(".", 1)
+            if root == "meta":
+                meta[key] = value if meta.get(key) is None else pick(meta[key], value)
 
 
 def _split_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
@@ -902,8 +957,24 @@ def _decode_chunks(
         keep &= t < end_us
     seq, pos = np.concatenate(batch_seq)[keep], np.concatenate(position)[keep]
     t = t[keep]
-    order = np.lexsort((pos, seq, -t if reverse else t))
-    return table.take(pa.array(np.flatnonzero(keep)[order]))
+    if not reverse and _in_order(t, seq, pos):
+        rows = np.flatnonzero(keep)
+    else:
+        rows = np.flatnonzero(keep)[np.lexsort((pos, seq, -t if reverse else t))]
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(rows[1:] > rows[:-1]):
+        return table.slice(int(rows[0]), len(rows))  # already in order: no copy
+    return table.take(pa.array(rows))
+
+
+def _in_order(t: np.ndarray, seq: np.ndarray, pos: np.ndarray) -> bool:
+    """Already ordered by (t, seq, pos)? (The usual case: chunks come in index order.)"""
+    if len(t) < 2:
+        return True
+    same_t, same_seq = t[1:] == t[:-1], seq[1:] == seq[:-1]
+    later = (t[1:] > t[:-1]) | (same_t & (seq[1:] > seq[:-1])) | (
+        same_t & same_seq & (pos[1:] > pos[:-1])
+    )
+    return bool(later.all())
 
 
 def _level_table(docs: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -1057,11 +1128,17 @@ class _Commit:
             raise exceptions.StreamAppendFailed(
                 f"MongoDB commit of stream {sid!r} failed, nothing stored: {error}"
             ) from error
-        self._abort_stream(sid)
+        with contextlib.suppress(PyMongoError):  # leftovers stay invisible until recover()
+            self._abort_stream(sid)
         raise self._flip_refused(sid)
 
     def _flip_refused(self, sid: str) -> exceptions.DatastreamException:
-        doc = self.storage._streams.find_one({"_id": sid}, {"lock": 1})
+        try:
+            doc = self.storage._streams.find_one({"_id": sid}, {"lock": 1})
+        except PyMongoError as error:
+            return exceptions.StreamAppendFailed(
+                f"MongoDB commit of stream {sid!r} was refused; nothing stored: {error}"
+            )
         if doc is None:
             return exceptions.StreamAppendFailed(
                 f"stream {sid!r} was deleted while writing; nothing of the batch was stored"

@@ -10,7 +10,7 @@ from datastream.kernels import buckets
 from tests.kernels.strategies import WIDTHS, timestamps
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(timestamps(), st.sampled_from(WIDTHS))
 def test_matches_reference(t, width):
     starts, bounds = buckets.segment(t, width)

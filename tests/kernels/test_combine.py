@@ -22,7 +22,7 @@ def _fine(t, x, valid, width):
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(points(), st.sampled_from(PAIRS))
 def test_combine_matches_reference_and_direct(data, widths):
     t, x, valid = data

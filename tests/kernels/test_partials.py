@@ -10,7 +10,7 @@ from datastream.kernels import buckets, partials
 from tests.kernels.strategies import WIDTHS, assert_same, points
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(points(), st.sampled_from(WIDTHS))
 def test_value_state_matches_reference(data, width):
     t, x, valid = data
@@ -21,7 +21,7 @@ def test_value_state_matches_reference(data, width):
     assert_same(got, expected, scale)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(points(), st.sampled_from(WIDTHS))
 def test_time_state_matches_reference(data, width):
     t, _, valid = data

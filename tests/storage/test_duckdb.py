@@ -376,7 +376,7 @@ def test_incompatible_level_schema_rolls_back_everything(storage):
     before = snapshot(storage, [a, b])
     # text into the int column c, after a new column was added: fails inside DuckDB
     bad = pa.table({"stream_id": [a], "t": [10], "new": [1.0], "c": ["not a number"]})
-    with pytest.raises(exceptions.StreamAppendFailed, match="nothing of the batch"):
+    with pytest.raises(exceptions.StreamAppendFailed, match="nothing of the batch.*level .S."):
         storage.commit(big_batch(a, b, bad))
     assert snapshot(storage, [a, b]) == before
     assert_still_usable(storage, a)
@@ -624,3 +624,8 @@ def test_raw_order_matches_a_model(storage, commits, start, end, reverse):
         expected.sort(key=lambda p: -p[0] if reverse else p[0])
         rows = storage.read_raw(ids[stream], start, end, reverse=reverse)
         assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == expected
+
+
+def test_unknown_duckdb_option_is_a_datastream_error():
+    with pytest.raises(store.StorageUnavailable, match="no_such_setting"):
+        duckdb_backend.Backend(no_such_setting=1)

@@ -101,6 +101,20 @@ def test_backend_import_path():
     assert mongodb_backend.Backend is store.MongoDBStorage
 
 
+def test_plain_mongomock_client_and_unreachable_server():
+    import mongomock
+
+    storage = mongodb_backend.Backend("plain", client=mongomock.MongoClient())
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])}))
+    assert ints_of(storage, stream_id) == [1]
+    storage.close()
+    with pytest.raises(exceptions.DatastreamException, match="unavailable"):
+        mongodb_backend.Backend("db", host="127.0.0.1", port=9, serverSelectionTimeoutMS=200)
+    with pytest.raises(exceptions.DatastreamException, match="unavailable"):
+        mongodb_backend.Backend("db", uri="mongodb://127.0.0.1:9/", serverSelectionTimeoutMS=200)
+
+
 def test_records_round_trip(storage):
     meta = {"latest_datapoint": None, "downsampled_until": {"S": None}, "value_type": "numeric"}
     tags = {"b": {"y": [1, {"z": None}], "x": 1.5}, "a": "é", "t": True}
@@ -278,8 +292,9 @@ def test_range_read_uses_bounded_index_conditions(storage):
 
 def test_meta_updates_never_move_bounds_backwards(storage):
     stream_id = add_stream(storage, meta={"earliest": None, "latest": None, "other": 1})
-    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(max={"latest": 50}, min={"earliest": 9})}))
-    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(max={"latest": 40}, min={"earliest": 20})}))
+    for latest, earliest in ((50, 9), (40, 20)):
+        update = MetaUpdate(max={"latest": latest}, min={"earliest": earliest})
+        storage.commit(WriteBatch(meta={stream_id: update}))
     storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"other": None, "new": [1]})}))
     assert storage.get_stream(stream_id).meta == {
         "earliest": 9, "latest": 50, "other": None, "new": [1]
@@ -477,10 +492,30 @@ def test_open_batches_are_invisible_to_readers(factory):
     storage.commit(WriteBatch(raw={stream_id: raw_rows([2], ints=[2])},
                               levels={"S": level_rows(stream_id, [0], [2])},
                               meta={stream_id: MetaUpdate(max={"latest": 2})}))
-    assert seen == [([1], None, {"latest": None})] or (
-        seen[0][0] == [1] and seen[0][1].num_rows == 0 and seen[0][2] == {"latest": None}
-    )
+    [(raw_seen, levels_seen, meta_seen)] = seen
+    assert raw_seen == [1]
+    assert levels_seen.num_rows == 0
+    assert meta_seen == {"latest": None}
     assert ints_of(reader, stream_id) == [1, 2]
+    assert reader.read_level("S", stream_id, None, None).num_rows == 1
+
+
+def test_a_flip_that_applied_despite_an_error_counts_as_committed(factory):
+    storage = factory()
+    stream_id = add_stream(storage, meta={"latest": None})
+    streams = factory.client.client[factory.database_name]["streams"]
+
+    def apply_then_fail(name, method, args, kwargs):
+        if name == "streams" and method == "update_one" and is_flip(args):
+            factory.client.fault = None
+            streams.update_one(*args, **kwargs)
+            raise store.PyMongoError("reply lost")
+
+    factory.client.fault = apply_then_fail
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])},
+                              meta={stream_id: MetaUpdate(max={"latest": 1})}))
+    assert ints_of(storage, stream_id) == [1]
+    assert storage.get_stream(stream_id).meta == {"latest": 1}
 
 
 def test_crashed_writer_is_aborted_by_recovery(factory, monkeypatch):
@@ -517,10 +552,12 @@ def test_crash_after_the_commit_point_is_rolled_forward(factory):
         storage.commit(WriteBatch(raw={i: raw_rows([1], ints=[1]) for i in ids},
                                   meta={i: MetaUpdate(max={"latest": 1}) for i in ids}))
     factory.client.fault = None
-    # Committed: readers see the rows of both streams through the journal.
+    # Committed: readers see the rows and the meta of both streams through the journal.
     assert [ints_of(storage, i) for i in ids] == [[1], [1]]
-    assert storage.get_stream(flips[1]).meta == {"latest": None}
+    assert [r.meta for r in storage.find_streams(None)] == [{"latest": 1}, {"latest": 1}]
+    assert storage._streams.find_one({"_id": flips[1]})["meta"] == {}
     storage.refresh_stream(flips[1])
+    assert storage._streams.find_one({"_id": flips[1]})["meta"] == {"latest": 1}
     assert [storage.get_stream(i).meta for i in ids] == [{"latest": 1}, {"latest": 1}]
     assert collection(storage, "batches").count_documents({}) == 0
 
@@ -652,3 +689,79 @@ def test_expired_lock_not_taken_is_released_quietly(storage):
         storage.commit(WriteBatch(raw={stream_id: raw_rows([1])}))  # renews the lease
     assert times_of(storage, stream_id) == [1]
     assert lock_of(storage, stream_id) is None
+
+
+def test_lost_lock_refuses_a_multi_stream_batch(storage):
+    locked, other = add_stream(storage), add_stream(storage)
+    with pytest.raises(exceptions.LockExpiredMidMaintenance, match=locked):
+        with storage.maintenance_lock(locked, ttl_seconds=30):
+            storage._streams.update_one({"_id": locked},
+                                        {"$set": {"lock.owner": "someone else"}})
+            with pytest.raises(exceptions.LockExpiredMidMaintenance):
+                storage.commit(WriteBatch(raw={locked: raw_rows([1]), other: raw_rows([1])}))
+            storage._streams.update_one({"_id": locked}, {"$set": {"lock.owner": "x"}})
+    assert times_of(storage, locked) == times_of(storage, other) == []
+    assert collection(storage, "raw").count_documents({}) == 0
+
+
+def test_readers_never_see_part_of_a_batch(factory):
+    ids = [add_stream(factory(), meta={"latest": 0}) for _ in range(2)]
+    stop = threading.Event()
+    problems, reads = [], []
+
+    def slow_flips(name, method, args, kwargs):
+        # Widen the windows between writing rows, the commit point and the flips.
+        if (name == "streams" and method == "update_one" and is_flip(args)) or (
+            name == "batches" and method == "insert_one"
+        ):
+            time.sleep(0.01)
+
+    def write():
+        storage = factory()
+        for n in range(1, 15):
+            rows = raw_rows([n] * 3, ints=[n] * 3)
+            storage.commit(WriteBatch(raw={i: rows for i in ids},
+                                      levels={"S": level_rows(ids[0], [n], [n])},
+                                      meta={i: MetaUpdate(max={"latest": n}) for i in ids}))
+        stop.set()
+
+    def read():
+        storage = factory()
+        while not stop.is_set():
+            for stream_id in ids:
+                values = ints_of(storage, stream_id)
+                levels = storage.read_level("S", stream_id, None, None)
+                latest = storage.get_stream(stream_id).meta["latest"]
+                counts = {v: values.count(v) for v in values}
+                if any(c != 3 for c in counts.values()) or max(values, default=0) > latest:
+                    problems.append((values, latest))
+                if levels is not None and max(levels.column("c").to_pylist(), default=0) > latest:
+                    problems.append((levels.to_pydict(), latest))
+                reads.append(len(values))
+
+    factory.client.fault = slow_flips
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not problems
+    assert len(reads) > 10
+
+
+def test_crashed_multi_stream_writer_is_aborted(factory, monkeypatch):
+    storage = factory(commit_timeout=0)
+    ids = [add_stream(storage) for _ in range(2)]
+    monkeypatch.setattr(store._Commit, "_undo", lambda self: None)
+    fail_on(factory, "batches", "insert_one", lambda args: args[0].get("state") == "committed")
+    monkeypatch.setattr(store.MongoDBStorage, "_claim_abort",
+                        lambda self, b: (_ for _ in ()).throw(store.PyMongoError("down")))
+    with pytest.raises(exceptions.StreamAppendFailed, match="unknown"):
+        storage.commit(WriteBatch(raw={i: raw_rows([1]) for i in ids}))
+    factory.client.fault = None
+    monkeypatch.undo()
+    assert [times_of(storage, i) for i in ids] == [[], []]
+    storage.recover()
+    assert collection(storage, "raw").count_documents({}) == 0
+    assert all(storage._streams.find_one({"_id": i})["w"]["open"] == [] for i in ids)
+    assert collection(storage, "batches").find_one({})["state"] == "aborted"

@@ -1,0 +1,778 @@
+"""The storage contract on InfluxDB (datapoints) + PostgreSQL (metadata), below the engine.
+
+Runs against throwaway servers (tests/servers.py); each test gets fresh databases.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+
+import numpy as np
+import psycopg2
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from datastream import exceptions
+from datastream import tags as tag_rules
+from datastream.backends import influxdb as influxdb_backend
+from datastream.granularity import MAX_US, MIN_US
+from datastream.storage import influxdb as store
+from datastream.storage import line_protocol as lp
+from datastream.storage import pg_query
+from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from tests import servers
+
+HOSTILE = [
+    'quote " double',
+    "quote ' single",
+    "back\\slash",
+    "ends with backslash\\",
+    "\\",
+    'back\\"quote',
+    "new\nline",
+    "carriage\rreturn",
+    "tab\tand space ",
+    " lead space",
+    "comma,and=equals",
+    "a\\,b\\ c\\=d",
+    "#hash",
+    "%41 percent",
+    "_under",
+    "time",
+    "nul\x00byte",
+    "ctrl\x01\x02",
+    "ünïcødé ∑ 🚀",
+    "'); DROP TABLE datastream_streams; --",
+    '" OR 1=1 --',
+    "x\ndatastream_raw,stream_id=victim,_epoch=0 k=1i,_batch=1i 0",
+]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
+    n = len(times)
+    return pa.table(
+        {
+            "t": pa.array(times, pa.int64()),
+            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
+            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
+            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
+            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
+        }
+    )
+
+
+def add_stream(storage, tags: dict, meta: dict | None = None) -> str:
+    stream_id = new_id()
+    storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
+    return stream_id
+
+
+def ids(records) -> list[str]:
+    return [record.stream_id for record in records]
+
+
+def raw_pairs(storage, stream_id, start=None, end=None, reverse=False) -> list[tuple]:
+    rows = storage.read_raw(stream_id, start, end, reverse=reverse)
+    assert rows.schema == RAW_SCHEMA
+    return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
+
+
+def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
+    """Everything observable about some streams, to compare before/after a failed write."""
+    return {
+        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
+        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
+        "levels": {
+            (key, i): None
+            if (rows := storage.read_level(key, i, None, None)) is None
+            else (rows.schema, rows.to_pylist())
+            for key in level_keys
+            for i in stream_ids
+        },
+    }
+
+
+@pytest.fixture
+def storage(influx_factory):
+    return influx_factory()
+
+
+# -- line protocol names -------------------------------------------------------------------------
+
+
+@given(st.text(min_size=1))
+def test_encoded_names_decode_exactly_and_need_no_backslash(name):
+    encoded = lp.encode_name(name)
+    assert lp.decode_name(encoded) == name
+    assert not set(encoded) & set("\\\n\r\x00")
+    assert not encoded.startswith(("_", "#")) and encoded != "time"
+
+
+def test_string_values_and_keys_are_escaped_by_the_protocol_rules():
+    assert lp.quote_string('a"b\\c\nd') == '"a\\"b\\\\c\nd"'
+    assert lp.escape_key("a b,c=d") == "a\\ b\\,c\\=d"
+    assert lp.escape_measurement("a b,c=d") == "a\\ b\\,c=d"
+    assert lp.quote_identifier('x"y\\z') == '"x\\"y\\\\z"'
+
+
+# -- stream records ------------------------------------------------------------------------------
+
+
+def test_backend_is_the_influxdb_storage(storage):
+    assert influxdb_backend.Backend is store.InfluxDBStorage
+    assert storage.requires_downsampling is True
+    assert storage.downsampled_always_exist is False
+
+
+def test_create_find_get_set_delete(storage):
+    a = add_stream(storage, {"name": "a", "n": 1, "nested": {"x": [1, 2]}})
+    b = add_stream(storage, {"name": "b", "n": 2})
+    assert ids(storage.find_streams(None)) == [a, b]
+    assert ids(storage.find_streams({})) == [a, b]
+    assert ids(storage.find_streams({"name": "b"})) == [b]
+    assert ids(storage.find_streams({"nested": {"x": 2}})) == [a]
+    assert ids(storage.find_streams({"n": {"$gte": 1}})) == [a, b]
+    assert storage.get_stream(a) == StreamRecord(a, {"name": "a", "n": 1, "nested": {"x": [1, 2]}},
+                                                 {})
+    assert storage.get_stream(new_id()) is None
+    assert storage.get_stream("not-a-uuid") is None
+    # stream_id conditions
+    assert ids(storage.find_streams({"stream_id": b})) == [b]
+    assert ids(storage.find_streams({"stream_id": {"$in": [b, new_id(), a, a]}})) == [a, b]
+    assert ids(storage.find_streams({"stream_id": {"$in": [a, b]}, "n": 2})) == [b]
+    # records are independent copies
+    record = storage.get_stream(a)
+    record.tags["nested"]["x"].append(3)
+    assert storage.get_stream(a).tags["nested"]["x"] == [1, 2]
+    # existing match is returned, not duplicated
+    again = storage.create_stream(StreamRecord(new_id(), {"name": "a"}, {"m": 2}), {"name": "a"})
+    assert again.stream_id == a
+    with pytest.raises(ValueError, match="already exists"):
+        storage.create_stream(StreamRecord(a, {"other": 1}, {}), {"other": 1})
+    storage.set_tags(a, {"name": "renamed", "deep": {"k": [1, {"z": None}]}})
+    assert storage.get_stream(a).tags == {"name": "renamed", "deep": {"k": [1, {"z": None}]}}
+    assert ids(storage.find_streams({"name": "renamed"})) == [a]
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.set_tags(new_id(), {})
+    storage.delete_streams([a, new_id()])
+    assert ids(storage.find_streams(None)) == [b]
+    storage.delete_streams([])
+
+
+def test_tags_and_meta_round_trip_exactly(storage, influx_factory):
+    tags = {
+        **{text: text for text in HOSTILE if "\x00" not in text},
+        "values": HOSTILE,
+        "numbers": [1, 1.0, -0.0, 1e16, 1e300, 5e-324, 2**70, -(2**64), 0.1, True, False, None],
+        "nested": {"deeper": {"list": [{"a": [1, "2"]}, []], "empty": {}}},
+    }
+    meta = {"latest_datapoint": 2**62, "args": {"max_value": 1e20, "ratio": 0.5}, "x": None}
+    a = add_stream(storage, tags, meta)
+    other = influx_factory()  # a second process's view
+    for view in (storage, other):
+        record = view.get_stream(a)
+        assert record.tags == tags and record.meta == meta
+        assert repr(record.tags) == repr(tags)  # float vs int and -0.0 kept
+        assert repr(record.meta) == repr(meta)
+    assert ids(storage.find_streams({"nul\x01": "x"})) == []
+    for text in HOSTILE:
+        assert ids(storage.find_streams({"values": text})) == [a], text
+        if "\x00" not in text:
+            assert ids(storage.find_streams({text: text})) == [a], text
+
+
+# Stored tags covering the tricky cases of the reference matcher.
+CORPUS = [
+    {"n": 1}, {"n": 1.0}, {"n": True}, {"n": 0}, {"n": False}, {"n": None}, {"n": 2**53 + 1},
+    {"n": float(2**53)}, {"n": 2.0**60}, {"n": 2**60 + 1}, {"n": -0.5}, {"n": 1e16}, {"n": 0.1},
+    {"n": [1, 2, 3]}, {"n": [1, [2, 3]]}, {"n": [True]}, {"n": []}, {"n": [None]},
+    {"n": {"a": 1}}, {"n": [{"a": 1}]}, {"n": {"a": {"b": [1, "x"]}, "c": "d"}},
+    {"s": "abc"}, {"s": "ABC"}, {"s": "aBc d"}, {"s": ""}, {"s": ["x", "Abc"]},
+    {"s": "a\x00b"}, {"s": "a\x01"}, {"s": "a"}, {"s": "b"}, {"s": "ÉCOLE"}, {"s": "école"},
+    {"s": "\u212a"}, {"s": "ǅ"}, {"s": 5}, {"s": "10"}, {"s": "9"},
+    {"n": 1, "s": "abc", "d": {"e": [1, 2], "f": "g"}}, {}, {"other": "n"},
+]
+
+
+def _plain(value) -> bool:
+    """PostgreSQL compares this value exactly like Python (ASCII text without NUL)."""
+    if isinstance(value, str):
+        return value.isascii() and "\x00" not in value
+    if isinstance(value, list):
+        return all(map(_plain, value))
+    if isinstance(value, dict):
+        return all(map(_plain, value.values()))
+    return True
+
+LEAVES = [
+    1, 1.0, True, False, 0, None, 2**53 + 1, float(2**53), 2.0**60, 2**60 + 1, -0.5, 0.1, 1e16,
+    2, 3, "abc", "ABC", "Abc", "b", "a", "", "école", "ÉCOLE", "k", "a\x00b", "a\x01", "10", "x",
+]
+OPERATORS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$all", "$exists", "$iexact",
+             "$contains", "$icontains"]
+
+
+def _argument(draw, operator):
+    if operator in ("$in", "$all"):
+        items = st.sampled_from(LEAVES) | st.lists(st.sampled_from([1, 2, 3, "x", True]),
+                                                   max_size=2)
+        return draw(st.lists(items, max_size=3))
+    if operator == "$exists":
+        return draw(st.booleans())
+    if operator in ("$iexact", "$contains", "$icontains"):
+        return draw(st.sampled_from([x for x in LEAVES if isinstance(x, str)]))
+    if operator in ("$gt", "$gte", "$lt", "$lte"):
+        return draw(st.sampled_from([x for x in LEAVES if type(x) in (int, float, str)]))
+    return draw(st.sampled_from(LEAVES) | st.just([1, 2, 3]) | st.just({"a": 1}))
+
+
+@st.composite
+def queries(draw):
+    key = draw(st.sampled_from(["n", "s", "d", "missing"]))
+    kind = draw(st.sampled_from(["leaf", "list", "operator", "nested"]))
+    if kind == "leaf":
+        condition = draw(st.sampled_from(LEAVES))
+    elif kind == "list":
+        condition = draw(st.sampled_from([[1, 2, 3], [1, [2, 3]], [], [True], [None], ["x"]]))
+    elif kind == "operator":
+        ops = draw(st.lists(st.sampled_from(OPERATORS), min_size=1, max_size=2, unique=True))
+        condition = {op: _argument(draw, op) for op in ops}
+    else:
+        condition = draw(st.sampled_from([{}, {"a": 1}, {"a": {"b": 1}}, {"a": {"b": "x"}},
+                                          {"e": 2}, {"e": {"$all": [1, 2]}}, {"f": "g"},
+                                          {"a": {"$exists": True}}, {"a": {"$ne": 1}}]))
+    return {key: condition}
+
+
+@pytest.fixture(scope="module")
+def corpus(influx_servers):
+    with servers.influx_backend_factory(influx_servers) as factory:
+        storage = factory()
+        records = []
+        for tags in CORPUS:
+            add = StreamRecord(new_id(), tags, {})
+            records.append(storage.create_stream(add, {"_id": add.stream_id}))
+        yield storage, records
+
+
+def _reference(records, query) -> list[str]:
+    return [r.stream_id for r in records if tag_rules.matches(r.tags, query)]
+
+
+def _sql_only(storage, query) -> list[str]:
+    where, params = pg_query.translate(query)
+    rows = storage._fetch(f"SELECT stream_id, tags_text FROM datastream_streams WHERE {where}"
+                          " ORDER BY seq", params)
+    return [stream_id for stream_id, _ in rows]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=queries())
+def test_queries_agree_with_the_reference_matcher(corpus, query):
+    storage, records = corpus
+    tag_rules.validate_query(query)
+    assert ids(storage.find_streams(query)) == _reference(records, query)
+    # the SQL alone is exact wherever PostgreSQL can represent the case exactly (no NUL,
+    # ASCII case folding), and never misses a match elsewhere
+    found = _sql_only(storage, query)
+    plain = [r for r in records if _plain(r.tags)]
+    if _plain(query):
+        assert [i for i in found if i in {r.stream_id for r in plain}] == _reference(plain, query)
+    assert set(_reference(records, query)) <= set(found)
+
+
+def test_documented_query_examples(corpus):
+    storage, records = corpus
+
+    def found(query):  # repr: in Python, 1 == True
+        return [repr(r.tags) for r in storage.find_streams(query)]
+
+    assert found({"n": True}) == ["{'n': True}", "{'n': [True]}"]
+    assert found({"n": {"$in": [False, "1"]}}) == ["{'n': False}"]
+    assert found({"n": [1, 2, 3]}) == [repr({"n": [1, 2, 3]})]
+    assert repr({"n": [1, [2, 3]]}) not in found({"n": 2})
+    assert found({"n": 2**53 + 1}) == [repr({"n": 2**53 + 1})]  # not the float 2**53
+    assert found({"n": {"$gt": 2.0**60}}) == [repr({"n": 2**60 + 1})]
+    assert found({"n": {"a": {"b": "x"}}}) == [repr({"n": {"a": {"b": [1, "x"]}, "c": "d"}})]
+    assert repr({"s": "\u212a"}) in found({"s": {"$iexact": "k"}})  # the Kelvin sign lowers to k
+    assert found({"s": "a\x00b"}) == [repr({"s": "a\x00b"})]
+    below = found({"s": {"$lt": "a\x01"}})
+    assert repr({"s": "a\x00b"}) in below and repr({"s": "a\x01"}) not in below
+
+
+def test_query_values_and_keys_cannot_alter_sql(storage):
+    a = add_stream(storage, {text: text for text in HOSTILE if "\x00" not in text})
+    for text in HOSTILE:
+        for condition in ({"$contains": text}, {"$gt": text}, {"$in": [text]}, {"$ne": text},
+                          {"$icontains": text}, {"$iexact": text}):
+            query = {"x": condition}
+            assert ids(storage.find_streams(query)) == _reference(
+                [storage.get_stream(a)], query
+            )
+    assert ids(storage.find_streams(None)) == [a]
+
+
+def test_concurrent_create_stream_with_one_query_creates_one(influx_factory):
+    backends = [influx_factory() for _ in range(6)]
+    results: list[str] = []
+    barrier = threading.Barrier(len(backends))
+
+    def create(backend):
+        barrier.wait()
+        record = StreamRecord(new_id(), {"host": "a", "extra": 1}, {})
+        results.append(backend.create_stream(record, {"host": "a"}).stream_id)
+
+    threads = [threading.Thread(target=create, args=(b,)) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+    assert len(backends[0].find_streams(None)) == 1
+
+
+# -- commit and reads ----------------------------------------------------------------------------
+
+
+def test_raw_ranges_order_and_equal_timestamps(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 20, 30], ints=[1, 2, 3, 4])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([20, 40], ints=[5, 6]),
+                              b: raw_rows([20], ints=[7])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([30, 30], ints=[8, 9])}))  # tail = 30 still
+    storage.commit(WriteBatch(raw={a: raw_rows([40, 20], ints=[10, 11])}))  # unsorted, older
+    expected = [(10, 1), (20, 2), (20, 3), (20, 5), (20, 11), (30, 4), (30, 8), (30, 9),
+                (40, 6), (40, 10)]
+    assert raw_pairs(storage, a) == expected
+    assert raw_pairs(storage, a, 20, 40) == expected[1:8]
+    assert raw_pairs(storage, a, 21, None) == expected[5:]
+    assert raw_pairs(storage, a, None, 20) == [(10, 1)]
+    assert raw_pairs(storage, a, 20, 20) == []
+    newest_first = sorted(expected, key=lambda pair: -pair[0])  # stable: append order kept
+    assert raw_pairs(storage, a, reverse=True) == newest_first
+    assert raw_pairs(storage, b) == [(20, 7)]
+    assert storage.read_raw(new_id(), None, None).num_rows == 0
+
+
+def test_many_equal_timestamps_keep_order_past_the_slot_limit(storage):
+    a = add_stream(storage, {"n": 1})
+    n = store.SLOTS * 2 + 17
+    storage.commit(WriteBatch(raw={a: raw_rows([MAX_US] * n, ints=list(range(n)))}))
+    storage.commit(WriteBatch(raw={a: raw_rows([MAX_US] * 3, ints=[-1, -2, -3])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([MIN_US, MIN_US, -1, -1, 0], ints=[1, 2, 3, 4, 5])}))
+    values = storage.read_raw(a, None, None).column("i").to_pylist()
+    assert values == [1, 2, 3, 4, 5] + list(range(n)) + [-1, -2, -3]
+    times = storage.read_raw(a, None, None).column("t").to_pylist()
+    assert times[:5] == [MIN_US, MIN_US, -1, -1, 0] and set(times[5:]) == {MAX_US}
+    reverse = storage.read_raw(a, None, None, reverse=True).column("i").to_pylist()
+    assert reverse == list(range(n)) + [-1, -2, -3] + [5, 3, 4, 1, 2]
+    assert storage.read_raw(a, MAX_US, None).num_rows == n + 3
+    assert raw_pairs(storage, a, -1, 0) == [(-1, 3), (-1, 4)]
+
+
+def test_hostile_strings_and_special_floats_round_trip(storage):
+    a = add_stream(storage, {"n": 1})
+    victim = add_stream(storage, {"n": 2})
+    texts = HOSTILE + ["x" * 100_000]
+    floats = [math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, 1e308, 0.1 + 0.2, -1.5]
+    n = len(texts)
+    rows = raw_rows(list(range(n)), texts=texts, floats=(floats * n)[:n],
+                    ints=[2**63 - 1, -(2**63)] * (n // 2) + [0] * (n % 2), kinds=[4] * n)
+    storage.commit(WriteBatch(raw={a: rows}))
+    back = storage.read_raw(a, None, None)
+    assert back.column("s").to_pylist() == texts
+    assert back.column("i").to_pylist() == rows.column("i").to_pylist()
+    for got, want in zip(back.column("f").to_pylist(), rows.column("f").to_pylist()):
+        assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(
+            1, got) == math.copysign(1, want))
+    assert storage.read_raw(victim, None, None).num_rows == 0  # no line was injected
+    # hostile level keys and column names, string and float columns
+    columns = {name: pa.array([name, None], pa.string()) for name in HOSTILE}
+    columns["float column"] = pa.array([math.nan, -0.0])
+    level = pa.table({"stream_id": [a, a], "t": [0, 10], **columns})
+    keys = ["S", "a b,c=d\\", "ü\n"]
+    storage.commit(WriteBatch(levels={key: level for key in keys}))
+    for key in keys:
+        got = storage.read_level(key, a, None, None)
+        assert got.column_names == ["t"] + HOSTILE + ["float column"]
+        for name in HOSTILE:
+            assert got.column(name).to_pylist() == [name, None]
+        assert math.isnan(got.column("float column")[0].as_py())
+        assert math.copysign(1, got.column("float column")[1].as_py()) == -1
+    assert storage.read_raw(victim, None, None).num_rows == 0
+
+
+def test_meta_updates(storage):
+    a = add_stream(storage, {"n": 1}, {"keep": "yes", "latest": 10, "earliest": None})
+    storage.commit(
+        WriteBatch(meta={a: MetaUpdate(set={"flag": True}, max={"latest": 5}, min={"earliest": 7})})
+    )
+    assert storage.get_stream(a).meta == {"keep": "yes", "latest": 10, "earliest": 7, "flag": True}
+    storage.commit(WriteBatch(meta={a: MetaUpdate(max={"latest": 12}, min={"earliest": 3})}))
+    assert storage.get_stream(a).meta["latest"] == 12
+    assert storage.get_stream(a).meta["earliest"] == 3
+
+
+def test_levels_upsert_subset_and_new_columns(storage, influx_factory):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    assert storage.read_level("S", a, None, None) is None
+    first = pa.table({
+        "stream_id": [a, a, b],
+        "t": [20, 10, 10],
+        "c": pa.array([2, 1, 5], pa.int64()),
+        "l": pa.array([1.5, 0.5, None], pa.float32()),
+        "x": pa.array(['{"a":1}', None, None], pa.string()),
+        "ok": pa.array([True, False, None]),
+    })
+    storage.commit(WriteBatch(levels={"S": first}))
+    rows = storage.read_level("S", a, None, None)
+    assert rows.schema == pa.schema([("t", pa.int64()), ("c", pa.int64()), ("l", pa.float32()),
+                                     ("x", pa.string()), ("ok", pa.bool_())])
+    assert rows.to_pylist() == [
+        {"t": 10, "c": 1, "l": 0.5, "x": None, "ok": False},
+        {"t": 20, "c": 2, "l": 1.5, "x": '{"a":1}', "ok": True},
+    ]
+    # a subset of columns replaces the whole row (no field of the old version leaks into the
+    # new one); a new column widens the schema; an all-null column of type null is skipped
+    second = pa.table({"stream_id": [a, a], "t": [20, 30], "c": [7, 8], "np": [3, 4],
+                       "n": pa.nulls(2)})
+    storage.commit(WriteBatch(levels={"S": second}))
+    expected = [
+        {"t": 10, "c": 1, "l": 0.5, "x": None, "ok": False, "np": None},
+        {"t": 20, "c": 7, "l": None, "x": None, "ok": None, "np": 3},
+        {"t": 30, "c": 8, "l": None, "x": None, "ok": None, "np": 4},
+    ]
+    assert storage.read_level("S", a, None, None).to_pylist() == expected
+    storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [20], "c": [9]})}))
+    expected[1] = {"t": 20, "c": 9, "l": None, "x": None, "ok": None, "np": None}
+    assert storage.read_level("S", a, None, None).to_pylist() == expected
+    assert influx_factory().read_level("S", a, None, None).to_pylist() == expected
+    assert storage.read_level("S", a, 11, 30).column("t").to_pylist() == [20]
+    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [5]
+    assert storage.read_level("S", new_id(), None, None).num_rows == 0
+    assert storage.read_level("m", a, None, None) is None
+    # duplicates in one batch: the last wins; keys differing by case are separate levels
+    storage.commit(WriteBatch(levels={
+        "s": pa.table({"stream_id": [a, a, a], "t": [5, 5, 1], "c": [1, 2, 3]}),
+    }))
+    assert storage.read_level("s", a, None, None).to_pylist() == [{"t": 1, "c": 3},
+                                                                  {"t": 5, "c": 2}]
+    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [10, 20, 30]
+    with pytest.raises(exceptions.StreamAppendFailed, match="column 'c'"):
+        storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [0],
+                                                         "c": ["text"]})}))
+
+
+def test_clear_raw_and_levels_happen_before_the_writes(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    level = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 1]})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2]), b: raw_rows([1])}, levels={"S": level}))
+    storage.commit(WriteBatch(
+        raw={a: raw_rows([9], ints=[9])},
+        levels={"S": pa.table({"stream_id": [a], "t": [60], "c": [4]})},
+        clear_raw=[a], clear_levels=[a],
+    ))
+    assert raw_pairs(storage, a) == [(9, 9)]
+    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [60]
+    assert storage.read_raw(b, None, None).num_rows == 1
+    assert storage.read_level("S", b, None, None).num_rows == 1
+    assert series_count(storage, a) == 2  # the old epochs' series were dropped
+
+
+def test_empty_batch_and_empty_tables_are_noops(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch())
+    storage.commit(
+        WriteBatch(raw={a: raw_rows([])}, levels={"S": pa.table({"stream_id": [], "t": []})})
+    )
+    assert storage.read_raw(a, None, None).num_rows == 0
+    assert storage.read_level("S", a, None, None) is None
+
+
+def series_count(storage, stream_id) -> int:
+    result = storage._client.query("SHOW SERIES WHERE stream_id = $s",
+                                   bind_params={"s": stream_id})
+    return len(list(result.get_points()))
+
+
+def test_delete_streams_drops_series(storage):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    level = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 2]})
+    storage.commit(WriteBatch(raw={a: raw_rows([1], ints=[1]), b: raw_rows([2], ints=[2])},
+                              levels={"S": level}))
+    assert series_count(storage, a) == 2
+    storage.delete_streams([a])
+    assert series_count(storage, a) == 0
+    assert storage.read_raw(a, None, None).num_rows == 0
+    assert storage.read_level("S", a, None, None).num_rows == 0
+    assert raw_pairs(storage, b) == [(2, 2)]
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.commit(WriteBatch(raw={a: raw_rows([3])}))
+
+
+# -- atomicity -----------------------------------------------------------------------------------
+
+
+def prepare_for_failure(storage):
+    a = add_stream(storage, {"n": 1}, {"latest": 1})
+    b = add_stream(storage, {"n": 2}, {"latest": 1})
+    storage.commit(WriteBatch(
+        raw={a: raw_rows([1], ints=[1])},
+        levels={"S": pa.table({"stream_id": [a], "t": [0], "c": pa.array([1], pa.int64())})},
+    ))
+    return a, b
+
+
+def big_batch(a: str, b: str, n: int = 5) -> WriteBatch:
+    """Raw points of two streams (first batch ints, so a retry with floats shows any merge),
+    a level rewrite and a new level, meta updates."""
+    return WriteBatch(
+        raw={a: raw_rows(list(range(2, n + 2)), ints=list(range(n))),
+             b: raw_rows([5] * 3, ints=[1, 2, 3])},
+        levels={"S": pa.table({"stream_id": [a, a], "t": [0, 10], "c": [5, 6], "l": [1.0, 2.0]}),
+                "m": pa.table({"stream_id": [a], "t": [0], "c": [2]})},
+        meta={a: MetaUpdate(set={"flag": 1}, max={"latest": n + 1}),
+              b: MetaUpdate(max={"latest": 5})},
+    )
+
+
+def retry_batch(a: str, b: str, n: int = 5) -> WriteBatch:
+    """The same identities as big_batch with other fields set: leftovers must not leak in."""
+    return WriteBatch(
+        raw={a: raw_rows(list(range(2, n + 2)), floats=[0.5] * n),
+             b: raw_rows([5] * 3, floats=[0.5] * 3)},
+        levels={"S": pa.table({"stream_id": [a, a], "t": [0, 10], "c": [7, 8]})},
+        meta={a: MetaUpdate(max={"latest": n + 1}), b: MetaUpdate(max={"latest": 5})},
+    )
+
+
+def assert_retry_stored_once(storage, a, b, n):
+    raw = storage.read_raw(a, None, None)
+    assert raw.column("t").to_pylist() == list(range(1, n + 2))
+    assert raw.column("i").to_pylist() == [1] + [None] * n
+    assert raw.column("f").to_pylist() == [None] + [0.5] * n
+    assert storage.read_raw(b, None, None).column("f").to_pylist() == [0.5] * 3
+    assert storage.read_raw(b, None, None).column("i").to_pylist() == [None] * 3
+    assert storage.read_level("S", a, None, None).to_pylist() == [{"t": 0, "c": 7},
+                                                                  {"t": 10, "c": 8}]
+    assert storage.get_stream(a).meta == {"latest": n + 1}
+
+
+def test_unknown_stream_fails_the_whole_batch(storage):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    batch = big_batch(a, b)
+    batch.raw[new_id()] = raw_rows([1])
+    with pytest.raises(exceptions.StreamNotFound, match="nothing of the batch"):
+        storage.commit(batch)
+    assert snapshot(storage, [a, b]) == before
+
+
+@pytest.mark.parametrize("fail_after_chunks", [0, 1])
+def test_failed_write_leaves_nothing_and_a_retry_is_stored_once(storage, monkeypatch,
+                                                                fail_after_chunks):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    monkeypatch.setattr(store, "LINES_PER_REQUEST", 2)
+    original = store.InfluxDBStorage._write_chunk
+    calls = []
+
+    def flaky(self, client, body):
+        if len(calls) >= fail_after_chunks:
+            raise OSError("network down")
+        calls.append(body)
+        original(self, client, body)
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", flaky)
+    with pytest.raises(exceptions.StreamAppendFailed, match="network down"):
+        storage.commit(big_batch(a, b))
+    monkeypatch.undo()
+    assert snapshot(storage, [a, b]) == before
+    storage.commit(retry_batch(a, b))
+    assert_retry_stored_once(storage, a, b, 5)
+
+
+class CommitFailsOnce:
+    """A psycopg2 connection whose next COMMIT raises, after (``reach_server``) or instead of
+    committing: the two outcomes of a connection lost during COMMIT."""
+
+    def __init__(self, connection, reach_server: bool) -> None:
+        self._connection = connection
+        self._reach_server = reach_server
+        self.failed = False
+
+    def commit(self):
+        if self.failed:
+            return self._connection.commit()
+        self.failed = True
+        if self._reach_server:
+            self._connection.commit()
+        else:
+            self._connection.rollback()
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
+@pytest.mark.parametrize("reach_server", [True, False])
+def test_ambiguous_commit_is_resolved_by_the_pending_record(storage, reach_server):
+    a, b = prepare_for_failure(storage)
+    before = snapshot(storage, [a, b])
+    real = storage._connection()
+    storage._pg = CommitFailsOnce(real, reach_server)
+    if reach_server:
+        storage.commit(retry_batch(a, b))  # it did commit: success
+    else:
+        with pytest.raises(exceptions.StreamAppendFailed, match="nothing of it is visible"):
+            storage.commit(retry_batch(a, b))
+        storage._pg = real
+        assert snapshot(storage, [a, b]) == before
+        storage.commit(retry_batch(a, b))
+    storage._pg = real
+    assert_retry_stored_once(storage, a, b, 5)
+
+
+def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
+    """A real crash: SIGKILL influxd after the first chunk of a commit was written."""
+    with servers.influxdb_server() as influxd:
+        name = "ds_kill_" + uuid.uuid4().hex[:8]
+        metadata = influx_servers.postgres.connection(name)
+        storage = store.InfluxDBStorage(influxd.connection(name), metadata)
+        try:
+            a, b = prepare_for_failure(storage)
+            before = snapshot(storage, [a, b])
+            n = 3 * store.LINES_PER_REQUEST
+            original = store.InfluxDBStorage._write_chunk
+            written = []
+
+            def crash_after_first(self, client, body):
+                if written:
+                    influxd.kill()
+                original(self, client, body)
+                written.append(len(body))
+
+            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            with pytest.raises(exceptions.StreamAppendFailed):
+                storage.commit(big_batch(a, b, n))
+            monkeypatch.undo()
+            assert len(written) == 1
+            assert storage.get_stream(a).meta == {"latest": 1}  # metadata untouched
+            with pytest.raises(exceptions.StreamAppendFailed):
+                storage.commit(retry_batch(a, b, n))  # server still down
+            influxd.start()
+            assert snapshot(storage, [a, b]) == before
+            storage.commit(retry_batch(a, b, n))
+            assert_retry_stored_once(storage, a, b, n)
+            storage.commit(WriteBatch(raw={a: raw_rows([n + 1], ints=[42])}))
+            assert raw_pairs(storage, a, n + 1, None) == [(n + 1, None), (n + 1, 42)]
+        finally:
+            storage.close()
+            influx_servers.postgres.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_concurrent_writers_keep_every_point(influx_factory):
+    first, second = influx_factory(), influx_factory()
+    a = add_stream(first, {"n": 1})
+    errors = []
+
+    def write(backend, base):
+        try:
+            for step in range(10):
+                rows = raw_rows([100, 100, 200 + step], ints=[base + step, base + step, -1])
+                backend.commit(WriteBatch(raw={a: rows},
+                                          meta={a: MetaUpdate(max={"latest": 200 + step})}))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(backend, base))
+               for backend, base in ((first, 1000), (second, 2000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    at_100 = storage_values(first, a, 100)
+    assert sorted(at_100) == sorted([1000 + s for s in range(10) for _ in (0, 1)]
+                                    + [2000 + s for s in range(10) for _ in (0, 1)])
+    for base in (1000, 2000):  # each writer's points in its own order
+        mine = [v for v in at_100 if base <= v < base + 100]
+        assert mine == sorted(mine)
+    assert first.read_raw(a, None, None).num_rows == 60
+    assert second.get_stream(a).meta["latest"] == 209
+
+
+def storage_values(storage, stream_id, t):
+    return storage.read_raw(stream_id, t, t + 1).column("i").to_pylist()
+
+
+# -- maintenance locks ---------------------------------------------------------------------------
+
+
+def test_maintenance_lock_is_exclusive_across_processes(influx_factory):
+    first, second = influx_factory(), influx_factory()
+    a = add_stream(first, {"n": 1})
+    events = []
+
+    def other():
+        with second.maintenance_lock(a):
+            events.append("second in")
+
+    with first.maintenance_lock(a):
+        with first.maintenance_lock(a):  # re-entrant in one thread
+            thread = threading.Thread(target=other)
+            thread.start()
+            time.sleep(0.3)
+            events.append("first out")
+    thread.join(5)
+    assert events == ["first out", "second in"]
+
+
+def test_expired_lease_taken_over_fences_the_old_holder(influx_factory):
+    first, second = influx_factory(), influx_factory()
+    a = add_stream(first, {"n": 1})
+    level = pa.table({"stream_id": [a], "t": [0], "c": [1]})
+    with first.maintenance_lock(a, ttl_seconds=0.2):
+        first.commit(WriteBatch(levels={"S": level}))  # renews the lease
+        time.sleep(0.3)
+        with second.maintenance_lock(a, ttl_seconds=5):
+            second.commit(WriteBatch(levels={"S": level}))
+            with pytest.raises(exceptions.LockExpiredMidMaintenance):
+                first.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [10],
+                                                               "c": [2]})}))
+    assert first.read_level("S", a, None, None).to_pylist() == [{"t": 0, "c": 1}]
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+def test_missing_server_binaries_fail_clearly(monkeypatch):
+    monkeypatch.setattr(servers, "PG_BIN", "/nonexistent")
+    with pytest.raises(servers.ServerUnavailable, match="PostgreSQL binaries not found"):
+        with servers.postgres_server():
+            pass
+    monkeypatch.setattr(servers, "INFLUXD", "influxd-does-not-exist")
+    with pytest.raises(servers.ServerUnavailable, match="not found"):
+        with servers.influxdb_server():
+            pass
+
+
+def test_empty_ranges_read_nothing(storage):
+    a = add_stream(storage, {"n": 1})
+    with np.errstate(all="raise"):
+        assert storage.read_raw(a, 5, 1).num_rows == 0
+        assert storage.read_raw(a, None, None, reverse=True).num_rows == 0
