@@ -342,6 +342,9 @@ def with_dependencies(names: Iterable[str]) -> set[str]:
     """The stored set for a requested set (SPEC §3.3 rule 6): a non-empty set gains count, mean
     gains sum and count, std_dev gains sum, count and sum_squares."""
     chosen = set(names)
+    unknown = chosen - VALUE_DECLARATIONS.keys()
+    if unknown:
+        raise exceptions.UnsupportedDownsampler(f"unknown value downsamplers {sorted(unknown)!r}")
     for name in list(chosen):
         chosen.update(VALUE_DECLARATIONS[name].requires)
     return chosen

@@ -45,6 +45,10 @@ def close_buckets(storage: Storage, record: StreamRecord, until_us: int | None) 
     bounds: dict[str, Any] = meta.get("downsampled_until") or {}
     value_type, options = meta["value_type"], meta["value_type_options"]
     with_median = "median" in meta["value_downsamplers"]
+    # Frequency tables are costly for continuous numbers: only when a downsampler needs them.
+    with_frequencies = bool(
+        {"most_often", "least_often", "frequencies"} & set(meta["value_downsamplers"])
+    )
     steps: list[LevelStep] = []
     finer: LevelStep | None = None
     finer_bound: int | None = None
@@ -67,7 +71,9 @@ def close_buckets(storage: Storage, record: StreamRecord, until_us: int | None) 
             continue
         if index == 0:
             raw = storage.read_raw(record.stream_id, start, new)
-            rows = downsamplers.partials_from_raw(raw, value_type, options, width, with_median)
+            rows = downsamplers.partials_from_raw(
+                raw, value_type, options, width, with_median, with_frequencies=with_frequencies
+            )
         else:
             child = _child_rows(storage, record, levels[index - 1], finer, start, new)
             raw = storage.read_raw(record.stream_id, start, new) if with_median else None

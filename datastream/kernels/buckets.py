@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, readonly
 
 
 @kernel
@@ -50,7 +50,7 @@ def bucket_bounds_reference(t: np.ndarray, width: int) -> tuple[np.ndarray, np.n
 
 def segment(t: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(bucket starts, segment bounds) of sorted int64 timestamps ``t``."""
-    t = np.ascontiguousarray(t, dtype=np.int64)
+    t = readonly(t, np.int64)
     starts = np.empty(len(t), np.int64)
     bounds = np.empty(len(t) + 1, np.int64)
     count = bucket_bounds(t, np.int64(width), starts, bounds)

@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, readonly
 from .partials import TIME_STATE, US, VALUE_STATE
 
 
@@ -154,7 +154,8 @@ def _alloc(names: tuple[str, ...], size: int, ints: tuple[str, ...]) -> dict[str
 def merge_value_state(child: dict[str, np.ndarray], bounds: np.ndarray) -> dict[str, np.ndarray]:
     """Value state per segment of child rows given as ``VALUE_STATE`` arrays."""
     out = _alloc(VALUE_STATE, len(bounds) - 1, ("c",))
-    combine_values(*(child[n] for n in VALUE_STATE), bounds, *out.values())
+    inputs = [readonly(child[n], np.int64 if n == "c" else np.float64) for n in VALUE_STATE]
+    combine_values(*inputs, readonly(bounds, np.int64), *out.values())
     return out
 
 
@@ -163,7 +164,12 @@ def merge_time_state(
 ) -> dict[str, np.ndarray]:
     """Time state per segment of child rows (bucket starts ``child_t``) into ``starts``."""
     out = _alloc(TIME_STATE, len(starts), ("np", "tn", "ta", "tz", "ic"))
-    combine_times(child_t, *(child[n] for n in TIME_STATE), starts, bounds, *out.values())
+    ints = ("np", "tn", "ta", "tz", "ic")
+    inputs = [readonly(child[n], np.int64 if n in ints else np.float64) for n in TIME_STATE]
+    combine_times(
+        readonly(child_t, np.int64), *inputs, readonly(starts, np.int64),
+        readonly(bounds, np.int64), *out.values(),
+    )
     return out
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import numba
+import numpy as np
 
 F = TypeVar("F", bound=Callable)
 
@@ -20,3 +21,15 @@ F = TypeVar("F", bound=Callable)
 def kernel(func: F) -> F:
     """Compile ``func`` as a cached, GIL-free numba kernel."""
     return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+
+
+def readonly(values: np.ndarray, dtype: type) -> np.ndarray:
+    """``values`` as a C-contiguous read-only array of ``dtype`` (a view when possible).
+
+    numba compiles a separate specialisation for read-only arrays, and Arrow hands out read-only
+    buffers: passing every kernel input read-only means one compile per kernel, whatever the
+    caller holds.
+    """
+    view = np.ascontiguousarray(values, dtype=dtype).view()
+    view.flags.writeable = False
+    return view

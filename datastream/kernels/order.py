@@ -10,7 +10,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, readonly
 
 
 @kernel
@@ -106,7 +106,7 @@ def medians(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Median per segment (NaN where no valid value)."""
     out = np.empty(len(bounds) - 1, np.float64)
     bucket_median(
-        np.ascontiguousarray(x, np.float64), np.ascontiguousarray(valid, np.bool_), bounds, out
+        readonly(x, np.float64), readonly(valid, np.bool_), readonly(bounds, np.int64), out
     )
     return out
 
@@ -115,11 +115,13 @@ def code_counts(
     codes: np.ndarray, bounds: np.ndarray, n_codes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(segment, code, count) triples of the non-negative ``codes`` of each segment."""
-    codes = np.ascontiguousarray(codes, np.int64)
+    codes = readonly(codes, np.int64)
     buckets = np.empty(len(codes), np.int64)
     found = np.empty(len(codes), np.int64)
     counts = np.empty(len(codes), np.int64)
-    k = count_codes(codes, bounds, np.int64(max(n_codes, 1)), buckets, found, counts)
+    k = count_codes(
+        codes, readonly(bounds, np.int64), np.int64(max(n_codes, 1)), buckets, found, counts
+    )
     return buckets[:k], found[:k], counts[:k]
 
 

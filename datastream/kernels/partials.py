@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, readonly
 
 VALUE_STATE = ("c", "s", "q", "l", "u", "mu", "m2")
 TIME_STATE = ("np", "tn", "tm", "ta", "tz", "ic", "isum", "il", "iu", "iq", "im2")
@@ -120,7 +120,7 @@ def raw_value_state(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> dic
     """Value state per segment (``VALUE_STATE`` arrays)."""
     out = _alloc(VALUE_STATE, len(bounds) - 1, ("c",))
     value_partials(
-        np.ascontiguousarray(x, np.float64), np.ascontiguousarray(valid, np.bool_), bounds,
+        readonly(x, np.float64), readonly(valid, np.bool_), readonly(bounds, np.int64),
         *out.values(),
     )
     return out
@@ -132,8 +132,8 @@ def raw_time_state(
     """Time state per segment (``TIME_STATE`` arrays)."""
     out = _alloc(TIME_STATE, len(starts), ("np", "tn", "ta", "tz", "ic"))
     time_partials(
-        np.ascontiguousarray(t, np.int64), np.ascontiguousarray(nonnull, np.bool_), starts,
-        bounds, *out.values(),
+        readonly(t, np.int64), readonly(nonnull, np.bool_), readonly(starts, np.int64),
+        readonly(bounds, np.int64), *out.values(),
     )
     return out
 

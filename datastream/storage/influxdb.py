@@ -663,10 +663,7 @@ class InfluxDBStorage(Storage):
                   "chunk_size": ROWS_PER_CHUNK, "params": json.dumps(bind)}
         response = self._influx().request("query", params=params, stream=True)
         with contextlib.closing(response):
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                data = json.loads(line)
+            for data in _json_lines(response):
                 if "error" in data:
                     raise InfluxDBClientError(data["error"])
                 for result in data.get("results", []):
@@ -798,6 +795,22 @@ class InfluxDBStorage(Storage):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _json_lines(response: requests.Response) -> Iterator[Any]:
+    """JSON documents of a chunked response, one per line (``iter_lines`` of requests is
+    quadratic in the length of a line, and a chunk of 10,000 rows is one long line)."""
+    pending = bytearray()
+    for block in response.iter_content(chunk_size=1 << 20):
+        pending += block
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            if end > start:
+                yield json.loads(bytes(pending[start:end]))
+            start = end + 1
+        del pending[:start]
+    if pending.strip():
+        yield json.loads(bytes(pending))
+
 
 def _rollback(con: Any) -> None:
     try:

@@ -30,8 +30,9 @@ Why chunks (measured here with pymongo's BSON codec, 100k float points, one stre
 A document per point also costs one index entry per point (~60 bytes more). Flushes that hold
 one point per stream pay about what a document per point would; anything batched (buffers of
 up to 10,000 points, bulk appends, backfills) is 6-7x smaller and 100x+ cheaper to read, and a
-million points export without a per-point Python loop. Values are opaque to the server, which
-is fine: storage never computes aggregates.
+million points export without a per-point Python loop (through this module: ~50 ms to encode
+and ~110 ms to decode 1M points on a shared core). Values are opaque to the server, which is
+fine: storage never computes aggregates.
 
 Commit atomicity (no multi-document transactions needed)
 -------------------------------------------------------
@@ -49,11 +50,14 @@ Every row carries the writing batch id ``b`` and the stream's write sequence num
 
 A reader takes a snapshot of ``w`` and sees rows with ``floor <= q <= seq`` whose batch is not
 open, or open but journalled as committed; it re-reads ``w.gc`` afterwards and retries when a
-collection ran meanwhile. A failure before the commit point undoes the reservation (pull, then
-delete the batch's rows) and raises ``StreamAppendFailed``; nothing was ever visible. A crash
-leaves an open entry: rows stay invisible and :meth:`MongoDBStorage.recover` (also run on
-later commits, lock acquisition and ``refresh_stream``) aborts it once older than
-``commit_timeout``, or rolls it forward when journalled as committed. Aborting first inserts
+collection ran meanwhile. Records are read the same way: the meta update of a journalled batch
+counts as applied before its flip, so meta never lags behind rows a reader could see.
+
+A failure before the commit point undoes the reservation (pull, then delete the batch's rows)
+and raises ``StreamAppendFailed``; nothing was ever visible. A crash leaves an open entry: rows
+stay invisible and :meth:`MongoDBStorage.recover` (also run on later commits, lock acquisition
+and ``refresh_stream``) aborts it once older than ``commit_timeout``, or rolls it forward when
+journalled as committed. Aborting first inserts
 ``{_id: b, state: 'aborted'}``, so a late writer's journal insert fails instead of racing it.
 Retries are new batches, so they are idempotent.
 

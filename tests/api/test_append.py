@@ -67,39 +67,38 @@ def test_microseconds_are_kept(ds) -> None:
     assert [t.microsecond for t in times(ds, stream_id)] == [0, 1, 500000, 999999, 123456]
 
 
-@pytest.mark.parametrize(
-    "stamp",
-    [
+def test_supported_timestamp_range(ds) -> None:
+    stamps = [
         datetime.datetime(1677, 9, 22, tzinfo=UTC),
         datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime.datetime(1970, 1, 1, tzinfo=UTC),
         datetime.datetime(2262, 4, 11, tzinfo=UTC),
-    ],
-)
-def test_supported_timestamp_range(ds, stamp) -> None:
+    ]
+    for number, stamp in enumerate(stamps):
+        stream_id = ds.ensure_stream({"a": number}, {}, ["mean"], G.Seconds)
+        ds.append(stream_id, 1, stamp)
+        assert times(ds, stream_id) == [stamp]
+    stream_id = ds.ensure_stream({"a": "all"}, {}, [], G.Seconds)
+    for stamp in stamps:
+        ds.append(stream_id, 1, stamp)
+    assert times(ds, stream_id) == stamps
+
+
+def test_unsupported_timestamps(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
-    ds.append(stream_id, 1, stamp)
-    assert times(ds, stream_id) == [stamp]
-
-
-@pytest.mark.parametrize(
-    "stamp",
-    [
+    for stamp in [
         datetime.datetime(1677, 9, 20, tzinfo=UTC),
         datetime.datetime(1000, 1, 1),
         datetime.datetime.min,
         datetime.datetime(2262, 4, 12, tzinfo=UTC),
         datetime.datetime.max,
-    ],
-)
-def test_unsupported_timestamps(ds, stamp) -> None:
-    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
-    with pytest.raises(exceptions.InvalidTimestamp):
-        ds.append(stream_id, 1, stamp)
-    with pytest.raises(exceptions.InvalidTimestamp):
-        ds.append(stream_id, 1, stamp, check_timestamp=False)
-    with pytest.raises(exceptions.InvalidTimestamp):
-        ds.append_multiple([{"stream_id": stream_id, "value": 1, "timestamp": stamp}])
+    ]:
+        with pytest.raises(exceptions.InvalidTimestamp):
+            ds.append(stream_id, 1, stamp)
+        with pytest.raises(exceptions.InvalidTimestamp):
+            ds.append(stream_id, 1, stamp, check_timestamp=False)
+        with pytest.raises(exceptions.InvalidTimestamp):
+            ds.append_multiple([{"stream_id": stream_id, "value": 1, "timestamp": stamp}])
     assert values(ds, stream_id) == []
     assert ds.get_tags(stream_id)["latest_datapoint"] is None
 
@@ -204,9 +203,7 @@ BAD_ITEMS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(BAD_ITEMS))
-@pytest.mark.parametrize("position", ["first", "last"])
-def test_append_multiple_is_atomic(ds, kind, position) -> None:
+def test_append_multiple_is_atomic(ds) -> None:
     ids = {
         "a": ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds),
         "b": ds.ensure_stream({"a": 2}, {}, ["mean"], G.Seconds),
@@ -223,21 +220,23 @@ def test_append_multiple_is_atomic(ds, kind, position) -> None:
         {"stream_id": ids["g"], "value": None, "timestamp": at(20)},
         {"stream_id": ids["b"], "value": 3, "timestamp": at(30)},
     ]
-    if kind == "decreasing_in_call":
-        bad = [{"stream_id": ids["a"], "value": 5, "timestamp": at(40)},
-               {"stream_id": ids["a"], "value": 6, "timestamp": at(35)}]
-    else:
-        bad = [BAD_ITEMS[kind](ids)]
-    items = bad + good if position == "first" else good + bad
-    with pytest.raises((exceptions.DatastreamException, ValueError, TypeError)):
-        ds.append_multiple(items)
-    ds.flush()
-    assert values(ds, ids["a"]) == [0]
-    assert values(ds, ids["b"]) == [0]
-    assert values(ds, ids["g"]) == []
-    assert values(ds, ids["d"]) == []
-    assert ds.get_tags(ids["a"])["latest_datapoint"] == at(10)
-    assert ds.get_tags(ids["g"])["latest_datapoint"] is None
+    for kind, make in BAD_ITEMS.items():
+        if make is None:
+            bad = [{"stream_id": ids["a"], "value": 5, "timestamp": at(40)},
+                   {"stream_id": ids["a"], "value": 6, "timestamp": at(35)}]
+        else:
+            bad = [make(ids)]
+        for items in (bad + good, good + bad):
+            with pytest.raises((exceptions.DatastreamException, ValueError, TypeError)):
+                ds.append_multiple(items)
+                pytest.fail(f"{kind} accepted")
+            ds.flush()
+            assert values(ds, ids["a"]) == [0], kind
+            assert values(ds, ids["b"]) == [0], kind
+            assert values(ds, ids["g"]) == [], kind
+            assert values(ds, ids["d"]) == [], kind
+            assert ds.get_tags(ids["a"])["latest_datapoint"] == at(10), kind
+            assert ds.get_tags(ids["g"])["latest_datapoint"] is None, kind
     ds.append_multiple(good)
     assert values(ds, ids["b"]) == [0, 1, 3]
     assert values(ds, ids["d"]) == [0.1, 0.2]
@@ -311,40 +310,55 @@ CHILD = textwrap.dedent(
     import datastream
     from datastream.backends import duckdb
 
-    path, mode = sys.argv[1], sys.argv[2]
     T0 = datetime.datetime(2000, 1, 1, 12, tzinfo=datetime.timezone.utc)
     at = lambda s: T0 + datetime.timedelta(seconds=s)
-    d = datastream.Datastream(duckdb.Backend(path), clock=lambda: T0,
-                              buffered=(mode != "unbuffered"))
-    a = d.ensure_stream({"n": 1}, {}, ["mean"], "seconds")
-    r = d.ensure_stream({"n": 2}, {}, ["mean"], "seconds", derive_from=[a],
-                        derive_op="derivative")
-    if mode == "unbuffered":
-        for i in range(5):
-            d.append(a, i * i, at(i))
-    elif mode == "flushed":
-        for i in range(5):
-            d.append(a, i * i, at(i))
-        d.flush()
-        for i in range(5, 8):
-            d.append(a, i * i, at(i))
-    elif mode == "full_buffer":
-        stamps = np.arange(10_000, dtype="int64") * 1_000_000 + 946728000 * 1_000_000
-        d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"))
-    print(a, r, flush=True)
+    keep = []  # every Datastream stays open until the crash
+    for path, mode in zip(sys.argv[1::2], sys.argv[2::2]):
+        d = datastream.Datastream(duckdb.Backend(path), clock=lambda: T0,
+                                  buffered=(mode != "unbuffered"))
+        keep.append(d)
+        a = d.ensure_stream({"n": 1}, {}, ["mean"], "seconds")
+        r = d.ensure_stream({"n": 2}, {}, ["mean"], "seconds", derive_from=[a],
+                            derive_op="derivative")
+        if mode == "unbuffered":
+            for i in range(5):
+                d.append(a, i * i, at(i))
+        elif mode == "flushed":
+            for i in range(5):
+                d.append(a, i * i, at(i))
+            d.flush()
+            for i in range(5, 8):
+                d.append(a, i * i, at(i))
+        elif mode == "full_buffer":
+            stamps = np.arange(10_000, dtype="int64") * 1_000_000 + 946728000 * 1_000_000
+            d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"))
+        print(mode, a, r, flush=True)
     os._exit(0)  # a crash: no close, no flush, no atexit handlers
     """
 )
 
 
-def _crash(tmp_path, mode: str) -> tuple[str, str, str]:
-    path = str(tmp_path / "crash.duckdb")
+CRASH_MODES = ("unbuffered", "flushed", "full_buffer")
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory) -> dict[str, tuple[str, str, str]]:
+    """One child process writes a file per mode and dies without closing anything."""
+    folder = tmp_path_factory.mktemp("crash")
+    arguments = []
+    for mode in CRASH_MODES:
+        arguments += [str(folder / f"{mode}.duckdb"), mode]
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, path, mode], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHILD, *arguments], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    a, r = done.stdout.split()
-    return path, a, r
+    result = {}
+    for line in done.stdout.split("\n"):
+        if line.strip():
+            mode, a, r = line.split()
+            result[mode] = (str(folder / f"{mode}.duckdb"), a, r)
+    assert set(result) == set(CRASH_MODES), done.stdout + done.stderr
+    return result
 
 
 def _open(path, clock):
@@ -353,16 +367,16 @@ def _open(path, clock):
     return datastream.Datastream(duckdb.Backend(path), clock=clock)
 
 
-def test_crash_after_unbuffered_appends_loses_nothing(tmp_path, clock) -> None:
-    path, a, r = _crash(tmp_path, "unbuffered")
+def test_crash_after_unbuffered_appends_loses_nothing(crashed, clock) -> None:
+    path, a, r = crashed["unbuffered"]
     with _open(path, clock) as d:
         assert values(d, a) == [0, 1, 4, 9, 16]
         assert values(d, r) == [1.0, 3.0, 5.0, 7.0]
         assert d.get_tags(a)["latest_datapoint"] == at(4)
 
 
-def test_crash_keeps_everything_a_flush_covered(tmp_path, clock) -> None:
-    path, a, r = _crash(tmp_path, "flushed")
+def test_crash_keeps_everything_a_flush_covered(crashed, clock) -> None:
+    path, a, r = crashed["flushed"]
     with _open(path, clock) as d:
         got = values(d, a)
         assert got[:5] == [0, 1, 4, 9, 16]
@@ -379,8 +393,8 @@ def test_crash_keeps_everything_a_flush_covered(tmp_path, clock) -> None:
         assert [p["v"]["c"] for p in d.get_data(a, G.Seconds10, start=EVER)][0] == len(got)
 
 
-def test_full_buffer_flushes_by_itself(tmp_path, clock) -> None:
-    path, a, r = _crash(tmp_path, "full_buffer")
+def test_full_buffer_flushes_by_itself(crashed, clock) -> None:
+    path, a, r = crashed["full_buffer"]
     with _open(path, clock) as d:
         assert len(d.get_data(a, G.Seconds, start=EVER)) == 10_000
         assert len(d.get_data(r, G.Seconds, start=EVER)) == 9_999
@@ -445,31 +459,31 @@ def test_append_arrays_downsamples_like_single_appends(ds) -> None:
         ]
 
 
-@pytest.mark.parametrize("bad", ["inf", "decreasing", "older", "unknown", "derived"])
-def test_append_arrays_is_atomic(ds, bad) -> None:
+def test_append_arrays_is_atomic(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     derived = ds.ensure_stream(
         {"a": 2}, {}, ["mean"], G.Seconds, derive_from=[stream_id], derive_op="derivative"
     )
     ds.append(stream_id, 0, at(10))
-    target, stamps, data = stream_id, _us([11, 12, 13]), np.array([1.0, 2.0, 3.0])
-    expected: type[Exception] = exceptions.InvalidTimestamp
-    if bad == "inf":
-        data = np.array([1.0, np.inf, 3.0])
-        expected = ValueError
-    elif bad == "decreasing":
-        stamps = _us([11, 13, 12])
-    elif bad == "older":
-        stamps = _us([9, 12, 13])
-    elif bad == "unknown":
-        target, expected = str(uuid.uuid4()), exceptions.StreamNotFound
-    else:
-        target, expected = derived, exceptions.AppendToDerivedStreamNotAllowed
-    with pytest.raises(expected):
-        ds.append_arrays(target, stamps, data)
-    assert values(ds, stream_id) == [0]
-    assert values(ds, derived) == []
-    assert ds.get_tags(stream_id)["latest_datapoint"] == at(10)
+    for bad in ["inf", "decreasing", "older", "unknown", "derived"]:
+        target, stamps, data = stream_id, _us([11, 12, 13]), np.array([1.0, 2.0, 3.0])
+        expected: type[Exception] = exceptions.InvalidTimestamp
+        if bad == "inf":
+            data = np.array([1.0, np.inf, 3.0])
+            expected = ValueError
+        elif bad == "decreasing":
+            stamps = _us([11, 13, 12])
+        elif bad == "older":
+            stamps = _us([9, 12, 13])
+        elif bad == "unknown":
+            target, expected = str(uuid.uuid4()), exceptions.StreamNotFound
+        else:
+            target, expected = derived, exceptions.AppendToDerivedStreamNotAllowed
+        with pytest.raises(expected):
+            ds.append_arrays(target, stamps, data)
+        assert values(ds, stream_id) == [0], bad
+        assert values(ds, derived) == [], bad
+        assert ds.get_tags(stream_id)["latest_datapoint"] == at(10), bad
 
 
 def test_append_arrays_unchecked_order(ds) -> None:
@@ -560,33 +574,33 @@ def test_append_table_pandas_naive_ns(ds) -> None:
     assert raw(ds, b) == [{"t": at(5), "v": 2}]
 
 
-@pytest.mark.parametrize("bad", ["unknown", "inf", "older", "derived"])
-def test_append_table_is_atomic(ds, bad) -> None:
+def test_append_table_is_atomic(ds) -> None:
     a, b = _two(ds)
     derived = ds.ensure_stream(
         {"a": 3}, {}, ["mean"], G.Seconds, derive_from=[a], derive_op="derivative"
     )
     ds.append(b, 5, at(5))
-    ids = [a, a, b, b]
-    stamps = [at(10), at(11), at(10), at(11)]
-    data = [1.0, 2.0, 3.0, 4.0]
-    if bad == "unknown":
-        ids[3] = str(uuid.uuid4())
-    elif bad == "inf":
-        data[3] = math.inf
-    elif bad == "older":
-        stamps[2] = at(1)
-    else:
-        ids[3] = derived
-    table = pa.table(
-        {
-            "stream_id": pa.array(ids),
-            "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
-            "value": pa.array(data),
-        }
-    )
-    with pytest.raises((exceptions.DatastreamException, ValueError)):
-        ds.append_table(table)
-    assert values(ds, a) == []
-    assert values(ds, b) == [5]
-    assert values(ds, derived) == []
+    for bad in ["unknown", "inf", "older", "derived"]:
+        ids = [a, a, b, b]
+        stamps = [at(10), at(11), at(10), at(11)]
+        data = [1.0, 2.0, 3.0, 4.0]
+        if bad == "unknown":
+            ids[3] = str(uuid.uuid4())
+        elif bad == "inf":
+            data[3] = math.inf
+        elif bad == "older":
+            stamps[2] = at(1)
+        else:
+            ids[3] = derived
+        table = pa.table(
+            {
+                "stream_id": pa.array(ids),
+                "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                "value": pa.array(data),
+            }
+        )
+        with pytest.raises((exceptions.DatastreamException, ValueError)):
+            ds.append_table(table)
+        assert values(ds, a) == [], bad
+        assert values(ds, b) == [5], bad
+        assert values(ds, derived) == [], bad
