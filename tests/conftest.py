@@ -42,6 +42,23 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(scope="session")
+def influx_servers():
+    """PostgreSQL and InfluxDB for the whole session, stopped at its end. A missing binary
+    fails (CI installs both): it is never a skip."""
+    from tests import servers
+
+    try:
+        context = servers.influx_servers()
+        running = context.__enter__()
+    except servers.ServerUnavailable as error:
+        pytest.fail(f"test servers unavailable: {error}", pytrace=False)
+    try:
+        yield running
+    finally:
+        context.__exit__(None, None, None)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_factory(request):
     """A callable returning a fresh storage backend of one kind (same data on each call)."""

@@ -55,6 +55,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import numpy as np
 import psycopg2
 import psycopg2.errors
@@ -80,7 +81,7 @@ LEVEL_MEASUREMENT = "datastream_level_"
 STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
 MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 LINES_PER_REQUEST = 10_000
-ROWS_PER_CHUNK = 10_000
+ROWS_PER_CHUNK = 5_000
 LOCK_CLASS = 0x6473  # advisory lock namespace ("ds")
 SCHEMA_LOCK, CREATE_LOCK = 1, 2
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
@@ -624,46 +625,70 @@ class InfluxDBStorage(Storage):
         client.write(body, params={"db": self._database, "precision": "n"}, protocol="line")
 
     # -- reading ---------------------------------------------------------------------------
-    def _view(self, stream_id: str) -> _View | None:
+    def _view(self, stream_id: str, level_key: str | None = None) -> tuple[_View | None, Any]:
+        """The stream's visibility view and, with ``level_key``, the stored level schema
+        (None when the level was never written), read in one statement."""
         rows = self._fetch(
             "SELECT s.store, b.last, ARRAY(SELECT p.batch FROM datastream_pending p"
-            " WHERE p.stream_ids @> ARRAY[s.stream_id]) FROM datastream_batches b"
-            " JOIN datastream_streams s ON s.stream_id = %s WHERE b.id = 1", [stream_id]
+            " WHERE p.stream_ids @> ARRAY[s.stream_id]),"
+            " (SELECT arrow_schema FROM datastream_levels WHERE level_key = %s)"
+            " FROM datastream_batches b LEFT JOIN datastream_streams s ON s.stream_id = %s"
+            " WHERE b.id = 1", [level_key, stream_id]
         )
-        return _View(*rows[0]) if rows else None
+        store_json, last, pending, schema = rows[0]
+        view = None if store_json is None else _View(store_json, last, pending)
+        return view, None if schema is None else _read_schema(schema)
 
-    def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int,
-                hi_ns: int) -> tuple[dict[str, list], int]:
-        """Every point of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns.
-        Values travel as bound parameters; the time range is always explicit."""
+    def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int, hi_ns: int,
+                fields: list[str] = ()) -> tuple[dict[str, list], int]:
+        """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns: the time,
+        the batch number, the ``_ord`` tag and the given (encoded) fields. Values travel as
+        bound parameters; the time range is always explicit."""
+        names = [BATCH_FIELD, *fields, ORD_TAG]
         query = (
-            f"SELECT * FROM {lp.quote_identifier(measurement)} WHERE"
+            f"SELECT {', '.join(map(lp.quote_identifier, names))}"
+            f" FROM {lp.quote_identifier(measurement)} WHERE"
             f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
             " $epoch AND time >= $lo AND time <= $hi"
         )
         bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
-        columns: dict[str, list] = {}
-        count = 0
+        parts: list[list] = []
         for series in self._query(query, bind):
-            values = series.get("values") or []
-            if not values:
-                continue
-            names = series["columns"]
-            for name in set(columns) - set(names):
-                columns[name].extend([None] * len(values))
-            for name, column in zip(names, zip(*values)):
-                columns.setdefault(name, [None] * count).extend(column)
-            count += len(values)
-        return columns, count
+            values = series.get("values")
+            if values:
+                if series["columns"] != ["time", *names]:
+                    raise ValueError(f"unexpected columns {series['columns']} from InfluxDB")
+                parts.append(values)
+        rows = [row for part in parts for row in part] if len(parts) != 1 else parts[0]
+        if not rows:
+            return {}, 0
+        return dict(zip(["time", *names], map(list, zip(*rows)))), len(rows)
 
     def _query(self, query: str, bind: dict[str, Any]) -> Iterator[dict]:
-        """Series of a chunked InfluxQL query; errors in the stream raise (the client's own
-        chunked reader drops them)."""
+        """Series of a chunked InfluxQL query, streamed as MessagePack (a third of the decoding
+        time of JSON, and types survive: 1.0 stays a float). The client's ``query`` cannot
+        stream MessagePack and its chunked JSON reader drops errors, so this sends the request
+        on the client's own session and settings."""
+        client = self._influx()
         params = {"q": query, "db": self._database, "epoch": "ns", "chunked": "true",
                   "chunk_size": ROWS_PER_CHUNK, "params": json.dumps(bind)}
-        response = self._influx().request("query", params=params, stream=True)
+        headers = {**client._headers, "Accept": "application/x-msgpack"}
+        auth = None
+        if "Authorization" not in headers and None not in (client._username, client._password):
+            auth = (client._username, client._password)
+        response = client._session.get(
+            f"{client._baseurl}/query", params=params, headers=headers, auth=auth, stream=True,
+            verify=client._verify_ssl, timeout=client._timeout, proxies=client._proxies,
+        )
         with contextlib.closing(response):
-            for data in _json_lines(response):
+            if response.status_code != 200:
+                error = InfluxDBServerError if response.status_code >= 500 else InfluxDBClientError
+                raise error(f"query failed ({response.status_code}): {response.content[:500]!r}")
+            if "msgpack" in response.headers.get("Content-Type", ""):
+                documents = _msgpack_documents(response)
+            else:
+                documents = _json_lines(response)
+            for data in documents:
                 if "error" in data:
                     raise InfluxDBClientError(data["error"])
                 for result in data.get("results", []):
@@ -675,12 +700,12 @@ class InfluxDBStorage(Storage):
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
         with self._lock:
-            view = self._view(stream_id) if isinstance(stream_id, str) else None
+            view = self._view(stream_id)[0] if isinstance(stream_id, str) else None
             bounds = _bounds(start_us, end_us)
             if view is None or bounds is None:
                 return RAW_SCHEMA.empty_table()
             columns, count = self._select(RAW_MEASUREMENT, stream_id, view.store["raw"]["e"],
-                                          *bounds)
+                                          *bounds, fields=_stored_fields(RAW_SCHEMA))
         if not count:
             return RAW_SCHEMA.empty_table()
         t_us, ordinals = _positions(columns)
@@ -696,20 +721,17 @@ class InfluxDBStorage(Storage):
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
         with self._lock:
-            schema = self._schema(level_key)
+            view, schema = self._view(stream_id if isinstance(stream_id, str) else "", level_key)
             if schema is None:
                 return None
-            view = self._view(stream_id) if isinstance(stream_id, str) else None
             bounds = _bounds(start_us, end_us)
             if view is None or bounds is None:
                 return schema.empty_table()
             columns, count = self._select(_level_measurement(level_key), stream_id,
-                                          view.store["lv"]["e"], *bounds)
+                                          view.store["lv"]["e"], *bounds,
+                                          fields=_stored_fields(schema))
             if not count:
                 return schema.empty_table()
-            names = {lp.decode_name(n) for n in columns if not n.startswith("_")}
-            if not names <= set(schema.names) | {"time", STREAM_TAG}:
-                schema = self._schema(level_key, refresh=True)
         t_us, rows = _latest_versions(columns, view)
         arrays = []
         for field in schema:
@@ -718,15 +740,6 @@ class InfluxDBStorage(Storage):
             else:
                 arrays.append(_column(columns, field, count).take(pa.array(rows)))
         return pa.Table.from_arrays(arrays, schema=schema)
-
-    def _schema(self, level_key: str, refresh: bool = False) -> pa.Schema | None:
-        if refresh or level_key not in self._schemas:
-            rows = self._fetch("SELECT arrow_schema FROM datastream_levels WHERE level_key = %s",
-                               [level_key])
-            if not rows:
-                return None
-            self._schemas[level_key] = _read_schema(rows[0][0])
-        return self._schemas[level_key]
 
     # -- coordination ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -795,6 +808,13 @@ class InfluxDBStorage(Storage):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _msgpack_documents(response: requests.Response) -> Iterator[Any]:
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=2**31 - 1)
+    for block in response.iter_content(chunk_size=1 << 20):
+        unpacker.feed(block)
+        yield from unpacker
+
 
 def _json_lines(response: requests.Response) -> Iterator[Any]:
     """JSON documents of a chunked response, one per line (``iter_lines`` of requests is
@@ -975,6 +995,17 @@ def _spans(raw: dict[str, pa.Table], levels: dict[str, tuple]) -> dict[str, list
         old = spans.get(sid)
         spans[sid] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
     return spans
+
+
+def _stored_fields(schema: pa.Schema) -> list[str]:
+    """Encoded field names holding the columns of ``schema`` (``t`` is the point's time)."""
+    names = []
+    for field in schema:
+        if field.name != "t":
+            names.append(lp.encode_name(field.name))
+            if _kind(field.type) == "float":
+                names.append(lp.SPECIAL_FLOAT_PREFIX + names[-1])
+    return names
 
 
 def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:

@@ -649,10 +649,10 @@ def test_ambiguous_commit_is_resolved_by_the_pending_record(storage, reach_serve
 
 def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
     """A real crash: SIGKILL influxd after the first chunk of a commit was written."""
-    with servers.influxdb_server() as influxd:
-        name = "ds_kill_" + uuid.uuid4().hex[:8]
-        metadata = influx_servers.postgres.connection(name)
-        storage = store.InfluxDBStorage(influxd.connection(name), metadata)
+    with servers.influxdb_server() as influxd, servers.fresh_databases(influx_servers) as (
+        _, metadata
+    ):
+        storage = store.InfluxDBStorage(influxd.connection("killed"), metadata)
         try:
             a, b = prepare_for_failure(storage)
             before = snapshot(storage, [a, b])
@@ -682,7 +682,6 @@ def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
             assert raw_pairs(storage, a, n + 1, None) == [(n + 1, None), (n + 1, 42)]
         finally:
             storage.close()
-            influx_servers.postgres.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_concurrent_writers_keep_every_point(influx_factory):
