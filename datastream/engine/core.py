@@ -6,6 +6,7 @@ streams, automatic bucket closing, one storage commit per flush).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -117,13 +118,24 @@ class Engine:
             )
         if self.derive_hook is not None:
             self.derive_hook(raw_tables, batch)
-        if self.auto_downsample:
-            for stream_id in list(batch.meta):
+        if not self.auto_downsample:
+            self.commit(batch)
+            return
+        # Closing buckets in the same commit as the raw rows: hold every stream's maintenance
+        # lock (sorted, so two writers cannot deadlock) and start from the stored bounds, so a
+        # concurrent downsampler in another process never sees its bounds moved backwards.
+        stream_ids = sorted(batch.meta)
+        with contextlib.ExitStack() as locks:
+            for stream_id in stream_ids:
+                locks.enter_context(self.storage.maintenance_lock(stream_id))
+            for stream_id in stream_ids:
                 record = self._records.get(stream_id)
-                if record is None:
+                fresh = self.storage.refresh_stream(stream_id) if record is not None else None
+                if fresh is None:
                     continue
+                record.meta["downsampled_until"] = fresh.meta.get("downsampled_until")
                 self._downsample_into(batch, record, None, include_batch=batch)
-        self.commit(batch)
+            self.commit(batch)
 
     def commit(self, batch: WriteBatch) -> None:
         """Store a batch, then bring the cached records up to date."""

@@ -42,6 +42,11 @@ pending record tells whether it happened.
 ``clear_raw`` / ``clear_levels`` switch the stream to a new ``_epoch`` tag in the same commit;
 the old epoch's series, and those of deleted streams, are recorded in ``datastream_garbage``
 and dropped (``DROP SERIES``) after the commit, retried later if InfluxDB is unreachable.
+
+Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
+streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
+streams times levels). A failed attempt leaves a ``datastream_pending`` row (a few bytes) and
+invisible points until its stream is deleted or cleared.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ LEVEL_MEASUREMENT = "datastream_level_"
 STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
 MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 LINES_PER_REQUEST = 10_000
+BYTES_PER_REQUEST = 8 << 20
 ROWS_PER_CHUNK = 5_000
 LOCK_CLASS = 0x6473  # advisory lock namespace ("ds")
 SCHEMA_LOCK, CREATE_LOCK = 1, 2
@@ -112,6 +118,17 @@ _DDL = [
 
 class StorageUnavailable(exceptions.DatastreamException):
     """The metadata database cannot be reached or the storage was closed."""
+
+
+@contextlib.contextmanager
+def _reachable(what: str) -> Iterator[None]:
+    """Server failures outside commits as StorageUnavailable, naming what was being done."""
+    try:
+        yield
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        raise StorageUnavailable(f"{what}: PostgreSQL failed: {error}") from error
+    except INFLUX_ERRORS as error:
+        raise StorageUnavailable(f"{what}: InfluxDB failed: {error}") from error
 
 
 def _dumps(value: Any) -> str:
@@ -290,7 +307,7 @@ class InfluxDBStorage(Storage):
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         where, params = pg_query.translate(query)
-        with self._lock:
+        with self._lock, _reachable("finding streams"):
             rows = self._fetch(
                 "SELECT stream_id, tags_text, meta FROM datastream_streams"
                 f" WHERE {where} ORDER BY seq", params
@@ -301,7 +318,7 @@ class InfluxDBStorage(Storage):
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
-        with self._lock:
+        with self._lock, _reachable(f"reading stream {stream_id!r}"):
             rows = self._fetch(
                 "SELECT stream_id, tags_text, meta FROM datastream_streams WHERE stream_id = %s",
                 [stream_id],
@@ -313,7 +330,7 @@ class InfluxDBStorage(Storage):
         matching each other's query (stronger than per-query locking, and creation is rare)."""
         tags_text, meta_text = _dumps(record.tags), _dumps(record.meta)
         where, params = pg_query.translate(query)
-        with self._lock, self._transaction() as cur:
+        with self._lock, _reachable("creating a stream"), self._transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, CREATE_LOCK))
             cur.execute(
                 "SELECT stream_id, tags_text, meta FROM datastream_streams"
@@ -335,7 +352,7 @@ class InfluxDBStorage(Storage):
         return StreamRecord(record.stream_id, json.loads(tags_text), json.loads(meta_text))
 
     def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
-        with self._lock, self._transaction() as cur:
+        with self._lock, _reachable(f"setting tags of {stream_id!r}"), self._transaction() as cur:
             cur.execute(
                 "UPDATE datastream_streams SET tags = %s::jsonb, tags_text = %s::json"
                 " WHERE stream_id = %s",
@@ -351,7 +368,7 @@ class InfluxDBStorage(Storage):
         if not ids:
             return
         with self._lock:
-            with self._transaction() as cur:
+            with _reachable("deleting streams"), self._transaction() as cur:
                 cur.execute(
                     "SELECT stream_id FROM datastream_streams WHERE stream_id = ANY(%s)"
                     " ORDER BY stream_id FOR UPDATE", [ids]
@@ -419,14 +436,9 @@ class InfluxDBStorage(Storage):
                     spans = _spans(raw, levels)
                     risky = self._pending_spans(cur, written)
                     attempt = self._begin_attempt(spans)
-                    lines = [self._raw_lines(sid, t, stores[sid], risky.get(sid, []), attempt)
-                             for sid, t in raw.items()]
-                    for key, (_, per_stream) in levels.items():
-                        lines += [
-                            self._level_lines(key, sid, t, stores[sid], risky.get(sid, []),
-                                              attempt)
-                            for sid, t in per_stream.items()
-                        ]
+                    lines = [self._raw_lines(raw, stores, risky, attempt)] if raw else []
+                    lines += [self._level_lines(key, per_stream, stores, risky, attempt)
+                              for key, (_, per_stream) in levels.items()]
                     self._write(lines)
                     cur.execute("DELETE FROM datastream_pending WHERE batch = %s", [attempt])
                 updates = []
@@ -513,7 +525,8 @@ class InfluxDBStorage(Storage):
         """Stored Arrow schema of each level written, widened by new columns. The schema row is
         locked only when it has to change, so writers of known columns never wait on it."""
         result = {}
-        for key, (incoming, _) in levels.items():
+        for key in sorted(levels):  # one lock order for every writer
+            incoming = levels[key][0]
             known = self._schemas.get(key)
             if known is not None and _merge_schema(key, known, incoming) is known:
                 result[key] = known
@@ -534,14 +547,20 @@ class InfluxDBStorage(Storage):
             result[key] = merged
         return result
 
-    def _raw_lines(self, sid: str, table: pa.Table, store: dict, risky: list[list[int]],
+    def _raw_lines(self, raw: dict[str, pa.Table], stores: dict, risky: dict,
                    attempt: int) -> pa.Array:
-        state = store["raw"]
-        t = table.column("t").to_numpy()
-        ordinals = self._raw_ordinals(sid, state, t, risky)
+        """Lines of all raw points of a batch, built column-wise in one go."""
+        series, times, ordinals = [], [], []
+        for sid, table in raw.items():
+            state = stores[sid]["raw"]
+            t = table.column("t").to_numpy()
+            times.append(t)
+            ordinals.append(self._raw_ordinals(sid, state, t, risky.get(sid, [])))
+            series.append(_series(RAW_MEASUREMENT, sid, state["e"]))
+        table = pa.concat_tables(raw.values())
         fields = [column for name in ("k", "i", "f", "s")
                   for column in lp.field_columns(name, table.column(name).combine_chunks())]
-        return self._lines(RAW_MEASUREMENT, sid, state["e"], t, ordinals, fields, attempt)
+        return _lines(series, times, ordinals, fields, attempt)
 
     def _raw_ordinals(self, sid: str, state: dict, t: np.ndarray,
                       risky: list[list[int]]) -> np.ndarray:
@@ -563,41 +582,30 @@ class InfluxDBStorage(Storage):
             state["t"], state["n"] = int(group_t[-1]), int(base[-1] + len(t) - starts[-1])
         return np.arange(len(t)) - starts[group] + base[group]
 
-    def _level_lines(self, key: str, sid: str, table: pa.Table, store: dict,
-                     risky: list[list[int]], attempt: int) -> pa.Array:
+    def _level_lines(self, key: str, per_stream: dict[str, pa.Table], stores: dict,
+                     risky: dict, attempt: int) -> pa.Array:
         """A level row is never overwritten in place: a new version gets the next free ordinal
         at its time, and readers take the visible version of the latest batch."""
-        state = store["lv"]
-        t = table.column("t").to_numpy()
-        ordinals = np.zeros(len(t), dtype=np.int64)
-        hwm = state["hwm"].get(key)
-        look = _within(t, risky)
-        if hwm is not None:
-            look |= t <= hwm
-        if look.any():
-            measurement = _level_measurement(key)
-            ordinals[look] = self._occupied(measurement, sid, state["e"], t[look]) + 1
-        state["hwm"][key] = int(t.max()) if hwm is None else max(hwm, int(t.max()))
+        measurement = _level_measurement(key)
+        series, times, ordinals = [], [], []
+        for sid, table in per_stream.items():
+            state = stores[sid]["lv"]
+            t = table.column("t").to_numpy()
+            ordinal = np.zeros(len(t), dtype=np.int64)
+            hwm = state["hwm"].get(key)
+            look = _within(t, risky.get(sid, []))
+            if hwm is not None:
+                look |= t <= hwm
+            if look.any():
+                ordinal[look] = self._occupied(measurement, sid, state["e"], t[look]) + 1
+            state["hwm"][key] = int(t.max()) if hwm is None else max(hwm, int(t.max()))
+            series.append(_series(measurement, sid, state["e"]))
+            times.append(t)
+            ordinals.append(ordinal)
+        table = pa.concat_tables(per_stream.values())
         fields = [column for name in table.column_names if name != "t"
                   for column in lp.field_columns(name, table.column(name).combine_chunks())]
-        return self._lines(_level_measurement(key), sid, state["e"], t, ordinals, fields,
-                           attempt)
-
-    @staticmethod
-    def _lines(measurement: str, sid: str, epoch: int, t: np.ndarray, ordinals: np.ndarray,
-               fields: list, attempt: int) -> pa.Array:
-        """Points at ``t * 1000 + ordinal % SLOTS`` with ``_ord = ordinal // SLOTS`` (absent
-        when 0), tagged with the stream and epoch and carrying the batch number."""
-        series: pa.Array | str = (
-            f"{lp.escape_measurement(measurement)},{STREAM_TAG}="
-            f"{lp.escape_key(lp.encode_name(sid))},{EPOCH_TAG}={epoch}"
-        )
-        high = ordinals // SLOTS
-        if high.any():
-            tag = lp.join(f",{ORD_TAG}=", pc.cast(pa.array(high), pa.string()))
-            series = lp.join(series, pc.if_else(pa.array(high > 0), tag, ""))
-        fields = fields + [pa.scalar(f"{BATCH_FIELD}={attempt}i")]
-        return lp.lines(series, fields, t * 1000 + ordinals % SLOTS)
+        return _lines(series, times, ordinals, fields, attempt)
 
     def _occupied(self, measurement: str, sid: str, epoch: int, times: np.ndarray) -> np.ndarray:
         """Highest ordinal stored at each of ``times`` (-1 where none), invisible points
@@ -616,10 +624,18 @@ class InfluxDBStorage(Storage):
         return np.where(known_t[index] == times, known_max[index], -1)
 
     def _write(self, parts: list[pa.Array]) -> None:
+        """POST the lines in requests of at most LINES_PER_REQUEST lines and BYTES_PER_REQUEST
+        bytes (InfluxDB refuses bodies over ``max-body-size``, 25 MB by default)."""
         lines = pa.concat_arrays([part.cast(pa.string()) for part in parts if len(part)])
+        sizes = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False) + 1)
         client = self._influx()
-        for offset in range(0, len(lines), LINES_PER_REQUEST):
-            self._write_chunk(client, "\n".join(lines.slice(offset, LINES_PER_REQUEST).to_pylist()))
+        start = 0
+        while start < len(lines):
+            base = sizes[start - 1] if start else 0
+            end = int(np.searchsorted(sizes, base + BYTES_PER_REQUEST, side="right"))
+            end = min(max(end, start + 1), start + LINES_PER_REQUEST)
+            self._write_chunk(client, "\n".join(lines.slice(start, end - start).to_pylist()))
+            start = end
 
     def _write_chunk(self, client: InfluxDBClient, body: str) -> None:
         client.write(body, params={"db": self._database, "precision": "n"}, protocol="line")
@@ -699,7 +715,7 @@ class InfluxDBStorage(Storage):
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
-        with self._lock:
+        with self._lock, _reachable(f"reading raw rows of stream {stream_id!r}"):
             view = self._view(stream_id)[0] if isinstance(stream_id, str) else None
             bounds = _bounds(start_us, end_us)
             if view is None or bounds is None:
@@ -720,7 +736,7 @@ class InfluxDBStorage(Storage):
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
-        with self._lock:
+        with self._lock, _reachable(f"reading level {level_key!r} of stream {stream_id!r}"):
             view, schema = self._view(stream_id if isinstance(stream_id, str) else "", level_key)
             if schema is None:
                 return None
@@ -768,7 +784,7 @@ class InfluxDBStorage(Storage):
             self._release_lease(stream_id, lease)
 
     def _take_lease(self, stream_id: str, lease: _Lease) -> bool:
-        with self._lock, self._transaction() as cur:
+        with self._lock, _reachable("taking a maintenance lock"), self._transaction() as cur:
             cur.execute(
                 "INSERT INTO datastream_locks VALUES (%s, %s, clock_timestamp() + %s *"
                 " interval '1 s') ON CONFLICT (stream_id) DO UPDATE SET owner = EXCLUDED.owner,"
@@ -855,6 +871,29 @@ def _clear(store: dict, part: str) -> int:
     return old
 
 
+def _series(measurement: str, sid: str, epoch: int) -> str:
+    """Escaped measurement and tag set of one stream epoch (``measurement`` is encoded)."""
+    return (f"{lp.escape_measurement(measurement)},{STREAM_TAG}="
+            f"{lp.escape_key(lp.encode_name(sid))},{EPOCH_TAG}={epoch}")
+
+
+def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray],
+           fields: list[pa.Array], attempt: int) -> pa.Array:
+    """Points of several streams (``series[j]`` for the rows ``times[j]``) at
+    ``t * 1000 + ordinal % SLOTS``, with ``_ord = ordinal // SLOTS`` when that is not 0, each
+    carrying the batch number."""
+    counts = [len(t) for t in times]
+    prefix = pa.array(series, pa.string()).take(
+        pa.array(np.repeat(np.arange(len(series)), counts)))
+    t, ordinal = np.concatenate(times), np.concatenate(ordinals)
+    high = ordinal // SLOTS
+    if high.any():
+        tag = lp.join(f",{ORD_TAG}=", pc.cast(pa.array(high), pa.string()))
+        prefix = lp.join(prefix, pc.if_else(pa.array(high > 0), tag, ""))
+    fields = fields + [pa.scalar(f"{BATCH_FIELD}={attempt}i")]
+    return lp.lines(prefix, fields, t * 1000 + ordinal % SLOTS)
+
+
 def _level_measurement(key: str) -> str:
     """Measurement of a level (already encoded: level keys may hold any character)."""
     return LEVEL_MEASUREMENT + lp.encode_name(key)
@@ -909,15 +948,18 @@ def _level_rows(key: str, table: pa.Table | pa.RecordBatch) -> tuple[pa.Schema, 
     values = values.set_column(keep.index("t"), "t", values.column("t").cast(pa.int64()))
     if values.column("t").null_count or table.column("stream_id").null_count:
         raise ValueError(f"level {key!r}: null stream_id or t")
-    ids = table.column("stream_id").to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(table.column("stream_id").combine_chunks())
+    codes, names = encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
     t = values.column("t").to_numpy()
     _check_times(f"level {key!r}", t)
+    order = np.lexsort((t, codes))  # stable: by stream, then time, then arrival
+    codes, times = codes[order], t[order]
+    last = np.r_[(codes[1:] != codes[:-1]) | (times[1:] != times[:-1]), True]
+    order, codes = order[last], codes[last]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
     per_stream = {}
-    for sid in dict.fromkeys(ids.tolist()):
-        rows = np.flatnonzero(ids == sid)
-        rows = rows[np.argsort(t[rows], kind="stable")]
-        last = np.r_[t[rows][1:] != t[rows][:-1], True]
-        per_stream[sid] = values.take(pa.array(rows[last]))
+    for rows, code in zip(np.split(order, bounds), codes[np.r_[0, bounds]]):
+        per_stream[names[code]] = values.take(pa.array(rows))
     return values.schema, per_stream
 
 

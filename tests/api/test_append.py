@@ -305,7 +305,7 @@ def test_unbuffered(backend_factory, clock) -> None:
 
 CHILD = textwrap.dedent(
     """
-    import datetime, os, sys
+    import datetime, os, sys, time
     import numpy as np
     import datastream
     from datastream.backends import duckdb
@@ -332,21 +332,28 @@ CHILD = textwrap.dedent(
         elif mode == "full_buffer":
             stamps = np.arange(10_000, dtype="int64") * 1_000_000 + 946728000 * 1_000_000
             d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"))
+        elif mode == "aged":
+            d.append(a, 0, at(0))
+            d.append(a, 1, at(1))
+            time.sleep(1.3)
+            d.append(a, 4, at(2))  # the oldest buffered point is over 1 s old: flush
+        elif mode == "exit":
+            for i in range(5):
+                d.append(a, i * i, at(i))
         print(mode, a, r, flush=True)
+    if sys.argv[2] == "exit":
+        sys.exit(0)  # a normal exit: the atexit handler flushes
     os._exit(0)  # a crash: no close, no flush, no atexit handlers
     """
 )
 
 
-CRASH_MODES = ("unbuffered", "flushed", "full_buffer")
+CRASH_MODES = ("unbuffered", "flushed", "full_buffer", "aged")
 
 
-@pytest.fixture(scope="module")
-def crashed(tmp_path_factory) -> dict[str, tuple[str, str, str]]:
-    """One child process writes a file per mode and dies without closing anything."""
-    folder = tmp_path_factory.mktemp("crash")
+def _child(folder, modes) -> dict[str, tuple[str, str, str]]:
     arguments = []
-    for mode in CRASH_MODES:
+    for mode in modes:
         arguments += [str(folder / f"{mode}.duckdb"), mode]
     done = subprocess.run(
         [sys.executable, "-c", CHILD, *arguments], capture_output=True, text=True, timeout=120
@@ -357,8 +364,14 @@ def crashed(tmp_path_factory) -> dict[str, tuple[str, str, str]]:
         if line.strip():
             mode, a, r = line.split()
             result[mode] = (str(folder / f"{mode}.duckdb"), a, r)
-    assert set(result) == set(CRASH_MODES), done.stdout + done.stderr
+    assert set(result) == set(modes), done.stdout + done.stderr
     return result
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory) -> dict[str, tuple[str, str, str]]:
+    """One child process writes a file per mode and dies without closing anything."""
+    return _child(tmp_path_factory.mktemp("crash"), CRASH_MODES)
 
 
 def _open(path, clock):
@@ -399,6 +412,23 @@ def test_full_buffer_flushes_by_itself(crashed, clock) -> None:
         assert len(d.get_data(a, G.Seconds, start=EVER)) == 10_000
         assert len(d.get_data(r, G.Seconds, start=EVER)) == 9_999
         assert d.get_tags(a)["latest_datapoint"] == at(9_999)
+
+
+def test_old_buffer_flushes_by_itself(crashed, clock) -> None:
+    path, a, r = crashed["aged"]
+    with _open(path, clock) as d:
+        got = [p["v"] for p in d.get_data(a, G.Seconds, start=EVER)]
+        assert got[:2] == [0, 1]
+        assert got in ([0, 1], [0, 1, 4])
+        assert [p["v"] for p in d.get_data(r, G.Seconds, start=EVER)] == [1.0, 3.0][
+            : len(got) - 1]
+
+
+def test_interpreter_exit_flushes(tmp_path, clock) -> None:
+    path, a, r = _child(tmp_path, ["exit"])["exit"]
+    with _open(path, clock) as d:
+        assert values(d, a) == [0, 1, 4, 9, 16]
+        assert values(d, r) == [1.0, 3.0, 5.0, 7.0]
 
 
 # -- append_arrays ---------------------------------------------------------------------------

@@ -117,6 +117,26 @@ def test_coarser_levels_compose_exactly(ds) -> None:
     assert t["d"] == 0.0
 
 
+def test_time_mean_is_weighted_by_count(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    for second, value in [(0, 1), (10, 1), (11, 1), (12, 1), (13, None), (14, None)]:
+        ds.append(stream_id, value, at(second))
+    ds.append(stream_id, 0, at(60))
+    ds.downsample_streams(until=at(120))
+    tens = level(ds, stream_id, G.Seconds10)
+    assert tens[1]["t"]["m"] == at(11)
+    minute = level(ds, stream_id, G.Minutes)[0]
+    # (0 + 10 + 11 + 12) / 4, not the mean of the bucket means (0 + 11) / 2; nulls excluded
+    assert minute["t"]["m"] == at(8.25)
+    assert minute["t"]["a"] == at(0) and minute["t"]["z"] == at(14)
+    assert minute["v"] == {"c": 4, "s": 4, "m": 1.0}
+    # gaps 10, 1, 1, 1, 1 (nulls included, across the child buckets)
+    assert minute["t"]["i"] == pytest.approx(2.8, rel=1e-12)
+    assert minute["t"]["u"] == 10.0 and minute["t"]["l"] == 1.0
+    assert minute["t"]["q"] == 104.0
+    assert minute["t"]["d"] == pytest.approx(3.6, rel=1e-12)
+
+
 def test_median_comes_from_raw_values(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["median"], G.Seconds)
     for second, value in [(0, 1), (1, 2), (2, 3), (10, 100), (20, 4), (21, 5)]:

@@ -164,6 +164,32 @@ def test_query_tags_must_be_a_non_empty_dict(ds) -> None:
     assert len(ds.find_streams()) == 0
 
 
+def test_concurrent_ensure_stream_creates_one_stream(ds) -> None:
+    import threading
+
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            barrier.wait()
+            results.append(ds.ensure_stream({"shared": True}, {"w": number}, ["mean"],
+                                            G.Seconds))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(results) == 8
+    assert len(set(results)) == 1
+    assert len(ds.find_streams({"shared": True})) == 1
+
+
 def test_multiple_streams_returned(ds) -> None:
     ds.ensure_stream({"a": 1, "b": 1}, {}, ["mean"], G.Seconds)
     ds.ensure_stream({"a": 1, "b": 2}, {}, ["mean"], G.Seconds)

@@ -112,7 +112,7 @@ def test_pre_aggregated_dict_rejections(ds) -> None:
 
 def test_high_accuracy_reads_back_exactly_and_means_exactly(ds) -> None:
     stream_id = ds.ensure_stream(
-        {"a": 1}, {}, ["mean", "min", "max", "median"], G.Seconds,
+        {"a": 1}, {}, ["mean", "min", "max", "median", "std_dev"], G.Seconds,
         value_type_options={"high_accuracy": True},
     )
     for i in range(40):
@@ -131,6 +131,8 @@ def test_high_accuracy_reads_back_exactly_and_means_exactly(ds) -> None:
         assert bucket["l"] == E and bucket["u"] == E and bucket["n"] == E
         assert type(bucket["s"]) is decimal.Decimal
         assert bucket["s"] == decimal.Context(prec=64).multiply(E, 40)
+        assert bucket["d"] == 0
+        assert type(bucket["d"]) is decimal.Decimal
 
 
 def test_high_accuracy_keeps_64_significant_digits(ds) -> None:

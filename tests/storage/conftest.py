@@ -1,8 +1,5 @@
-"""Storage-level fixtures of the InfluxDB + PostgreSQL backend.
-
-The servers are started once per session (``influx_servers`` in tests/conftest.py); a missing
-binary fails the fixture with the reason: CI installs both, so it is not a skip.
-"""
+"""Fixtures of the InfluxDB + PostgreSQL storage tests. The session servers themselves come
+from ``influx_servers`` in tests/conftest.py (started by tests/servers.py)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import numpy as np
 import psycopg2
 import pyarrow as pa
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -524,6 +525,24 @@ def test_delete_streams_drops_series(storage):
         storage.commit(WriteBatch(raw={a: raw_rows([3])}))
 
 
+def test_series_of_deleted_streams_are_dropped_once_influxdb_is_back(storage, monkeypatch):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={a: raw_rows([1]), b: raw_rows([1])}))
+
+    def unreachable(self):
+        raise requests.ConnectionError("influxd is down")
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_influx", unreachable)
+    storage.delete_streams([a])  # the records go at once
+    assert ids(storage.find_streams(None)) == [b]
+    monkeypatch.undo()
+    assert series_count(storage, a) == 1
+    storage.commit(WriteBatch(raw={b: raw_rows([2])}))  # retries the drop
+    assert series_count(storage, a) == 0
+    assert storage._fetch("SELECT count(*) FROM datastream_garbage") == [(0,)]
+
+
 # -- atomicity -----------------------------------------------------------------------------------
 
 
@@ -672,6 +691,8 @@ def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
             monkeypatch.undo()
             assert len(written) == 1
             assert storage.get_stream(a).meta == {"latest": 1}  # metadata untouched
+            with pytest.raises(store.StorageUnavailable, match="InfluxDB failed"):
+                storage.read_raw(a, None, None)
             with pytest.raises(exceptions.StreamAppendFailed):
                 storage.commit(retry_batch(a, b, n))  # server still down
             influxd.start()
