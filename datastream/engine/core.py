@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .. import exceptions
@@ -239,7 +240,7 @@ class _PendingRawView:
         stored = self._storage.read_raw(stream_id, start_us, end_us, reverse=False)
         if stream_id != self._stream_id or not self._pending.num_rows:
             return stored
-        pending = downsampling._slice_t(
+        pending = downsampling.slice_t(
             self._pending,
             start_us if start_us is not None else -(2**63),
             end_us if end_us is not None else 2**63 - 1,
@@ -247,8 +248,6 @@ class _PendingRawView:
         if not pending.num_rows:
             return stored
         combined = pa.concat_tables([stored.cast(pending.schema), pending])
-        import numpy as np
-
         order = np.argsort(combined.column("t").to_numpy(), kind="stable")
         return combined.take(pa.array(order))
 

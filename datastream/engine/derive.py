@@ -139,11 +139,11 @@ class Deriver:
         """Feed newly materialised level buckets (empty ones included) to derived streams."""
         from .. import downsamplers
         from . import operators
-        from .downsampling import _conform
+        from .downsampling import conform
 
         level_inputs = {
             (stream_id, step.level.key): downsamplers.fill_empty(
-                _conform(step.rows), step.start_us, step.end_us, step.level.width_us
+                conform(step.rows), step.start_us, step.end_us, step.level.width_us
             )
             for step in steps
         }

@@ -30,7 +30,7 @@ class LevelStep:
     rows: pa.Table  # non-empty buckets in [start_us, end_us), LEVEL_SCHEMA without stream_id
 
 
-def _slice_t(table: pa.Table, start_us: int, end_us: int) -> pa.Table:
+def slice_t(table: pa.Table, start_us: int, end_us: int) -> pa.Table:
     t = table.column("t")
     mask = pc.and_(pc.greater_equal(t, start_us), pc.less(t, end_us))
     return table.filter(mask)
@@ -98,15 +98,15 @@ def _child_rows(
     if stored_end > start:
         stored = storage.read_level(finer_level.key, record.stream_id, start, stored_end)
         if stored is not None and stored.num_rows:
-            parts.append(_conform(stored))
+            parts.append(conform(stored))
     if finer is not None:
-        parts.append(_conform(_slice_t(finer.rows, start, end)))
+        parts.append(conform(slice_t(finer.rows, start, end)))
     if not parts:
         return downsamplers.LEVEL_SCHEMA.empty_table()
     return pa.concat_tables(parts)
 
 
-def _conform(table: pa.Table) -> pa.Table:
+def conform(table: pa.Table) -> pa.Table:
     """Rows in LEVEL_SCHEMA column order and types (storage may return extra/missing columns)."""
     schema = downsamplers.LEVEL_SCHEMA
     columns = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,27 @@ class _Run:
     def add(self, index: int, t: np.ndarray, v: np.ndarray) -> None:
         self.t[index].append(t)
         self.v[index].append(v)
+
+    def feed(
+        self,
+        engine: Any,
+        raw_of: Callable[[str], pa.Table | None],
+        level_of: Callable[[StreamRecord, GranularityLevel], pa.Table | None],
+    ) -> None:
+        """Add each source's new points: raw rows for a source at its highest granularity,
+        bucket means of level rows for a source at a coarser level."""
+        for index, source in enumerate(self.config["sources"]):
+            source_record = engine.record(source["stream"])
+            level = resolve(source["granularity"])
+            if level == resolve(source_record.meta["highest_granularity"]):
+                table = raw_of(source["stream"])
+                if table is not None and table.num_rows:
+                    is_reset = self.config["op"] == "counter_derivative" and index == 0
+                    self.add(index, *_points_from_raw(table, is_reset))
+            else:
+                rows = level_of(source_record, level)
+                if rows is not None and rows.num_rows:
+                    self.add(index, *_points_from_level(rows))
 
     def has_input(self) -> bool:
         return any(part.size for parts in self.t for part in parts)
@@ -248,15 +270,20 @@ def _dependents_in_order(engine: Any, changed: set[str]) -> list[StreamRecord]:
                 except exceptions.StreamNotFound:
                     continue
                 queue.append(dependent)
+    return _sources_first(reachable)
+
+
+def _sources_first(records: dict[str, StreamRecord]) -> list[StreamRecord]:
+    """Derived streams ordered so that each comes after those of its sources in ``records``."""
     ordered: list[StreamRecord] = []
     placed: set[str] = set()
-    while len(ordered) < len(reachable):
+    while len(ordered) < len(records):
         progressed = False
-        for stream_id, record in reachable.items():
+        for stream_id, record in records.items():
             if stream_id in placed:
                 continue
             sources = record.meta["derived_from"]["stream_ids"]
-            if all(s not in reachable or s in placed for s in sources):
+            if all(s not in records or s in placed for s in sources):
                 ordered.append(record)
                 placed.add(stream_id)
                 progressed = True
@@ -301,18 +328,11 @@ def propagate(
         meta = update.apply_to(record.meta) if update else record.meta
         state = meta.get("derive_state") or _fresh_state(meta["derived_from"]["op"])
         run = _Run(record, _copy_state(state))
-        for index, source in enumerate(run.config["sources"]):
-            source_record = engine.record(source["stream"])
-            level = resolve(source["granularity"])
-            is_reset = run.config["op"] == "counter_derivative" and index == 0
-            if level == resolve(source_record.meta["highest_granularity"]):
-                table = changed.get(source["stream"])
-                if table is not None and table.num_rows:
-                    run.add(index, *_points_from_raw(table, is_reset))
-            else:
-                rows = level_inputs.get((source["stream"], level.key))
-                if rows is not None and rows.num_rows:
-                    run.add(index, *_points_from_level(rows))
+        run.feed(
+            engine,
+            lambda stream_id: changed.get(stream_id),
+            lambda source, level: level_inputs.get((source.stream_id, level.key)),
+        )
         if not run.has_input():
             continue
         mark = min(_watermark(engine, source, batch) for source in run.config["sources"])
@@ -355,24 +375,10 @@ def backprocess(engine: Any, records: list[StreamRecord]) -> list[str]:
     if not derived:
         return []
     done = []
-    for record in _order_subset(engine, derived):
+    for record in _sources_first({stream_id: engine.record(stream_id) for stream_id in derived}):
         _replay(engine, engine.record(record.stream_id))
         done.append(record.stream_id)
     return done
-
-
-def _order_subset(engine: Any, ids: set[str]) -> list[StreamRecord]:
-    ordered, placed = [], set()
-    records = {stream_id: engine.record(stream_id) for stream_id in ids}
-    while len(ordered) < len(records):
-        for stream_id, record in records.items():
-            if stream_id in placed:
-                continue
-            sources = record.meta["derived_from"]["stream_ids"]
-            if all(s not in records or s in placed for s in sources):
-                ordered.append(record)
-                placed.add(stream_id)
-    return ordered
 
 
 def _replay(engine: Any, record: StreamRecord) -> None:
@@ -380,7 +386,6 @@ def _replay(engine: Any, record: StreamRecord) -> None:
 
     meta = record.meta
     config = meta["derived_from"]
-    highest = resolve(meta["highest_granularity"])
     batch = WriteBatch(clear_raw=[record.stream_id], clear_levels=[record.stream_id])
     reset = MetaUpdate(
         set={
@@ -393,19 +398,12 @@ def _replay(engine: Any, record: StreamRecord) -> None:
     )
     fresh = StreamRecord(record.stream_id, record.tags, reset.apply_to(meta))
     run = _Run(fresh, _fresh_state(config["op"]))
-    for index, source in enumerate(config["sources"]):
-        source_record = engine.record(source["stream"])
-        level = resolve(source["granularity"])
-        is_reset = config["op"] == "counter_derivative" and index == 0
-        if level == resolve(source_record.meta["highest_granularity"]):
-            table = engine.storage.read_raw(source["stream"], None, None)
-            if table.num_rows:
-                run.add(index, *_points_from_raw(table, is_reset))
-        else:
-            rows = level_rows(engine.storage, source_record, level, Range(None, False, None, False),
-                              reverse=False)
-            if rows.num_rows:
-                run.add(index, *_points_from_level(rows))
+    everything = Range(None, False, None, False)
+    run.feed(
+        engine,
+        lambda stream_id: engine.storage.read_raw(stream_id, None, None),
+        lambda source, level: level_rows(engine.storage, source, level, everything, False),
+    )
     mark = min(_watermark(engine, source, WriteBatch()) for source in config["sources"])
     out_t, out_v = run.run(mark)
     reset.set["derive_state"] = run.state
@@ -414,5 +412,4 @@ def _replay(engine: Any, record: StreamRecord) -> None:
         batch.raw[record.stream_id] = _output_table(fresh, out_t, out_v)
         reset.set["earliest_datapoint"] = int(out_t.min())
         reset.set["latest_datapoint"] = int(out_t.max())
-    del highest
     engine.commit(batch)

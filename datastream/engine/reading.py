@@ -15,7 +15,7 @@ from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us, resolve
 from ..results import Datapoints
 from ..storage.base import Storage, StreamRecord
 from ..timestamps import bound_is_low, bound_us
-from .downsampling import _conform
+from .downsampling import conform
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -132,7 +132,7 @@ def level_rows(
     if lo >= hi:
         return downsamplers.LEVEL_SCHEMA.empty_table()
     stored = storage.read_level(level.key, record.stream_id, lo, hi)
-    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else _conform(stored)
+    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
     rows = downsamplers.fill_empty(rows, lo, hi, level.width_us)
     if reverse:
         rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1, dtype=np.int64)))
@@ -146,7 +146,7 @@ def new_datapoints(closed: list[tuple], engine: Any) -> list[dict[str, Any]]:
         meta = engine.record(stream_id).meta
         keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in meta["value_downsamplers"]]
         time_keys = list(downsamplers.TIME_DOWNSAMPLERS.values())
-        filled = downsamplers.fill_empty(_conform(rows), start, end, level.width_us)
+        filled = downsamplers.fill_empty(conform(rows), start, end, level.width_us)
         points = downsamplers.finalize(
             filled, meta["value_type"], meta["value_type_options"], keys, time_keys,
             level.width_us,

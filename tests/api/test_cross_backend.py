@@ -27,7 +27,7 @@ BASE_US = int(BASE.timestamp()) * 1_000_000
 NOW = datetime.datetime(2000, 1, 4, tzinfo=UTC)
 SPAN = 2 * 86400  # seconds of data
 GAP = (60_000, 75_000)  # a ~4 h hole with no datapoint on any stream
-CHUNKS = 6
+CHUNKS = 4
 NOMINAL_VALUES: list[Any] = ["idle", "busy", 3, True, {"mode": "x"}, ["a", 1], None]
 NOMINAL_DOWNSAMPLERS = ["count", "most_often", "least_often", "frequencies"]
 
@@ -54,9 +54,9 @@ def _seconds(rng: np.random.Generator, count: int) -> np.ndarray:
 def workload(seed: int = 20240611) -> dict[str, list[tuple[int, Any]]]:
     """Per stream name: (offset in µs from BASE, value), strictly increasing offsets."""
     rng = np.random.default_rng(seed)
-    shared = _seconds(rng, 2500)
-    ints_only = _seconds(rng, 300)
-    ints_seconds = np.union1d(rng.choice(shared, size=2000, replace=False), ints_only)
+    shared = _seconds(rng, 500)
+    ints_only = _seconds(rng, 60)
+    ints_seconds = np.union1d(rng.choice(shared, size=400, replace=False), ints_only)
     points: dict[str, list[tuple[int, Any]]] = {}
 
     offsets = shared * 1_000_000 + rng.integers(0, 1_000_000, size=len(shared))
@@ -70,7 +70,7 @@ def workload(seed: int = 20240611) -> dict[str, list[tuple[int, Any]]]:
     ints = rng.integers(-1000, 1000, size=len(ints_seconds))
     points["ints"] = [(int(t), int(v)) for t, v in zip(offsets, ints)]
 
-    seconds = _seconds(rng, 1500)
+    seconds = _seconds(rng, 300)
     offsets = seconds * 1_000_000 + rng.integers(0, 1_000_000, size=len(seconds))
     mixed: list[tuple[int, Any]] = []
     for t, kind, number in zip(offsets, rng.integers(0, 3, size=len(seconds)),
@@ -79,12 +79,12 @@ def workload(seed: int = 20240611) -> dict[str, list[tuple[int, Any]]]:
         mixed.append((int(t), value))
     points["mixed"] = mixed
 
-    seconds = _seconds(rng, 800)
+    seconds = _seconds(rng, 160)
     offsets = seconds * 1_000_000 + rng.integers(0, 1_000_000, size=len(seconds))
     coarse = rng.exponential(3.0, size=len(seconds)) * 1e-3
     points["coarse"] = [(int(t), float(v)) for t, v in zip(offsets, coarse)]
 
-    seconds = _seconds(rng, 1200)
+    seconds = _seconds(rng, 240)
     offsets = seconds * 1_000_000 + rng.integers(0, 1_000_000, size=len(seconds))
     choice = rng.integers(0, len(NOMINAL_VALUES), size=len(seconds))
     points["nominal"] = [(int(t), NOMINAL_VALUES[int(c)]) for t, c in zip(offsets, choice)]
@@ -228,7 +228,7 @@ def test_identical_results_on_every_backend(influx_servers) -> None:
 
     reference = snapshots["duckdb"]
     # the workload must exercise what it claims to
-    assert len(reference["floats"]["levels"]["seconds"]) == 2500
+    assert len(reference["floats"]["levels"]["seconds"]) == 500
     assert any(v == ("NoneType", None) for v in
                (p["v"] for p in reference["mixed"]["levels"]["seconds"]))
     assert reference["total"]["levels"]["seconds"] and reference["slope"]["levels"]["seconds"]

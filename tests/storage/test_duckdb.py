@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from decimal import Decimal
 
 import numpy as np
@@ -19,29 +18,7 @@ from datastream.backends import duckdb as duckdb_backend
 from datastream.granularity import MAX_US, MIN_US
 from datastream.storage import duckdb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
-    n = len(times)
-    return pa.table(
-        {
-            "t": pa.array(times, pa.int64()),
-            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
-            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
-            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
-            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
-        }
-    )
-
-
-def add_stream(storage, tags: dict, meta: dict | None = None) -> str:
-    stream_id = new_id()
-    storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
-    return stream_id
+from tests.storage.rows import add_stream, new_id, raw_rows
 
 
 def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:

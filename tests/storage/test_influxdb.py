@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
 
 import numpy as np
 import psycopg2
@@ -27,6 +26,7 @@ from datastream.storage import line_protocol as lp
 from datastream.storage import pg_query
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
 from tests import servers
+from tests.storage.rows import add_stream, new_id, raw_rows
 
 HOSTILE = [
     'quote " double',
@@ -54,27 +54,6 @@ HOSTILE = [
 ]
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
-    n = len(times)
-    return pa.table(
-        {
-            "t": pa.array(times, pa.int64()),
-            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
-            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
-            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
-            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
-        }
-    )
-
-
-def add_stream(storage, tags: dict, meta: dict | None = None) -> str:
-    stream_id = new_id()
-    storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
-    return stream_id
 
 
 def ids(records) -> list[str]:

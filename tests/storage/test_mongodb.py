@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +15,7 @@ from datastream.granularity import MAX_US, MIN_US
 from datastream.storage import mongodb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
 from tests.mongo_support import mongo_targets, storage_factory
+from tests.storage.rows import new_id, raw_rows
 
 HOUR = 3600 * 1_000_000
 
@@ -31,21 +31,6 @@ def storage(factory):
     return factory()
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def raw_rows(times, ints=None, floats=None, texts=None, kinds=None) -> pa.Table:
-    n = len(times)
-    return pa.table(
-        {
-            "t": pa.array(times, pa.int64()),
-            "k": pa.array(kinds if kinds is not None else [1] * n, pa.int8()),
-            "i": pa.array(ints if ints is not None else [None] * n, pa.int64()),
-            "f": pa.array(floats if floats is not None else [None] * n, pa.float64()),
-            "s": pa.array(texts if texts is not None else [None] * n, pa.string()),
-        }
-    )
 
 
 def level_rows(stream_id, times, counts, sums=None) -> pa.Table:

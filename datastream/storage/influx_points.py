@@ -1,0 +1,450 @@
+"""Rows as InfluxDB 1.x points and back: the point layout of :mod:`.influxdb`.
+
+Kept apart from the storage class because it is pure data shaping (Arrow in, line protocol out;
+query results in, Arrow out) with no transactions in it; the only I/O is the streamed query.
+
+Point identities
+----------------
+InfluxDB keeps one point per (measurement, tag set, time) and *merges the fields* of a point
+written again at the same identity, so the backend never writes over a stored point. Points
+go out with nanosecond precision at ``t_us * 1000 + ordinal % SLOTS``, plus an ``_ord`` tag
+``ordinal // SLOTS`` when that is not 0; reads floor times back to microseconds. For raw points
+the ordinal is the insertion order among points sharing a microsecond (the stream's tail in
+its bookkeeping gives it for in-order appends; older times are looked up). A level row that is
+written again gets the next free ordinal at its time, and readers take the visible version of
+the latest batch, so the old version stays valid until the new one is committed. Lookups of
+ordinals in use go through an ``occupied(measurement, stream_id, epoch, times)`` callback.
+
+Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+
+from ..granularity import MAX_US, MIN_US
+from . import line_protocol as lp
+from .base import RAW_SCHEMA
+
+SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the time
+RAW_MEASUREMENT = "datastream_raw"
+LEVEL_MEASUREMENT = "datastream_level_"
+STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
+MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
+ROWS_PER_CHUNK = 5_000
+
+Occupied = Callable[[str, str, int, np.ndarray], np.ndarray]
+Visible = Callable[[np.ndarray], np.ndarray]
+
+
+# -- rows given to a commit --------------------------------------------------------------------
+
+def _table(table: pa.Table | pa.RecordBatch) -> pa.Table:
+    return pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
+
+
+def _check_times(what: str, t: np.ndarray) -> None:
+    if len(t) and (t.min() < MIN_US or t.max() > MAX_US):
+        raise ValueError(f"{what}: timestamps outside the supported range")
+
+
+def raw_rows(sid: str, table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """Raw rows as RAW_SCHEMA, stably sorted by t."""
+    if not isinstance(sid, str) or not sid:
+        raise ValueError(f"invalid stream id {sid!r}")
+    table = _table(table)
+    missing = set(RAW_SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise ValueError(f"raw rows of stream {sid!r} lack columns {sorted(missing)}")
+    table = table.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+    if table.column("t").null_count:
+        raise ValueError(f"raw rows of stream {sid!r}: null t")
+    t = table.column("t").to_numpy()
+    _check_times(f"raw rows of stream {sid!r}", t)
+    if len(t) > 1 and (t[1:] < t[:-1]).any():
+        table = table.take(pa.array(np.argsort(t, kind="stable")))
+    return table
+
+
+def level_rows(key: str, table: pa.Table | pa.RecordBatch) -> tuple[pa.Schema, dict]:
+    """(schema of the value columns incl. ``t``, {stream id: rows sorted by t, one per t (the
+    last given, as an upsert), without ``stream_id``})."""
+    table = _table(table)
+    if table.num_rows == 0:
+        return pa.schema([]), {}
+    for required in ("stream_id", "t"):
+        if required not in table.column_names:
+            raise ValueError(f"level {key!r}: rows lack the {required!r} column")
+    keep = [name for name in table.column_names
+            if name != "stream_id" and not pa.types.is_null(table.schema.field(name).type)]
+    values = table.select(keep)
+    values = values.set_column(keep.index("t"), "t", values.column("t").cast(pa.int64()))
+    if values.column("t").null_count or table.column("stream_id").null_count:
+        raise ValueError(f"level {key!r}: null stream_id or t")
+    encoded = pc.dictionary_encode(table.column("stream_id").combine_chunks())
+    codes, names = encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
+    t = values.column("t").to_numpy()
+    _check_times(f"level {key!r}", t)
+    order = np.lexsort((t, codes))  # stable: by stream, then time, then arrival
+    codes, times = codes[order], t[order]
+    last = np.r_[(codes[1:] != codes[:-1]) | (times[1:] != times[:-1]), True]
+    order, codes = order[last], codes[last]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    per_stream = {}
+    for rows, code in zip(np.split(order, bounds), codes[np.r_[0, bounds]]):
+        per_stream[names[code]] = values.take(pa.array(rows))
+    return values.schema, per_stream
+
+
+def spans(raw: dict[str, pa.Table], levels: dict[str, tuple]) -> dict[str, list[int]]:
+    """Per stream, the time span (µs) a batch writes at, over raw and level rows."""
+    result: dict[str, list[int]] = {}
+    tables = list(raw.items()) + [item for _, rows in levels.values() for item in rows.items()]
+    for sid, table in tables:
+        t = table.column("t").to_numpy()
+        lo, hi = int(t.min()), int(t.max())
+        old = result.get(sid)
+        result[sid] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
+    return result
+
+
+# -- column types ------------------------------------------------------------------------------
+
+_KINDS = (
+    ("integer", pa.types.is_integer),
+    ("float", pa.types.is_floating),
+    ("string", lambda kind: pa.types.is_string(kind) or pa.types.is_large_string(kind)),
+    ("boolean", pa.types.is_boolean),
+)
+
+
+def kind(data_type: pa.DataType) -> str:
+    """The InfluxDB field type an Arrow type is stored as."""
+    if pa.types.is_dictionary(data_type):
+        data_type = data_type.value_type
+    for name, test in _KINDS:
+        if test(data_type):
+            return name
+    return str(data_type)
+
+
+def merge_schema(key: str, stored: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+    """``stored`` itself when it covers ``incoming``, else widened by the new columns. The same
+    column with another InfluxDB field type would be rejected by InfluxDB: ValueError."""
+    added = []
+    for field in incoming:
+        index = stored.get_field_index(field.name)
+        if index < 0:
+            added.append(field)
+        elif kind(stored.field(index).type) != kind(field.type):
+            raise ValueError(f"level {key!r}: column {field.name!r} was stored as"
+                             f" {stored.field(index).type}, now given as {field.type}")
+    return pa.schema(list(stored) + added) if added else stored
+
+
+def stored_fields(schema: pa.Schema) -> list[str]:
+    """Encoded field names holding the columns of ``schema`` (``t`` is the point's time)."""
+    names = []
+    for field in schema:
+        if field.name != "t":
+            names.append(lp.encode_name(field.name))
+            if kind(field.type) == "float":
+                names.append(lp.SPECIAL_FLOAT_PREFIX + names[-1])
+    return names
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+def level_measurement(key: str) -> str:
+    """Measurement of a level (already encoded: level keys may hold any character)."""
+    return LEVEL_MEASUREMENT + lp.encode_name(key)
+
+
+def _series(measurement: str, sid: str, epoch: int) -> str:
+    """Escaped measurement and tag set of one stream epoch (``measurement`` is encoded)."""
+    return (f"{lp.escape_measurement(measurement)},{STREAM_TAG}="
+            f"{lp.escape_key(lp.encode_name(sid))},{EPOCH_TAG}={epoch}")
+
+
+def _within(times: np.ndarray, spans: list[list[int]]) -> np.ndarray:
+    mask = np.zeros(len(times), dtype=bool)
+    for lo, hi in spans:
+        mask |= (times >= lo) & (times <= hi)
+    return mask
+
+
+def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray],
+           fields: list[pa.Array], attempt: int) -> pa.Array:
+    """Points of several streams (``series[j]`` for the rows ``times[j]``) at
+    ``t * 1000 + ordinal % SLOTS``, with ``_ord = ordinal // SLOTS`` when that is not 0, each
+    carrying the batch number."""
+    counts = [len(t) for t in times]
+    prefix = pa.array(series, pa.string()).take(
+        pa.array(np.repeat(np.arange(len(series)), counts)))
+    t, ordinal = np.concatenate(times), np.concatenate(ordinals)
+    high = ordinal // SLOTS
+    if high.any():
+        tag = lp.join(f",{ORD_TAG}=", pc.cast(pa.array(high), pa.string()))
+        prefix = lp.join(prefix, pc.if_else(pa.array(high > 0), tag, ""))
+    fields = fields + [pa.scalar(f"{BATCH_FIELD}={attempt}i")]
+    return lp.lines(prefix, fields, t * 1000 + ordinal % SLOTS)
+
+
+def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
+              occupied: Occupied) -> pa.Array:
+    """Lines of all raw points of a batch, built column-wise in one go."""
+    series, times, ordinals = [], [], []
+    for sid, table in raw.items():
+        state = stores[sid]["raw"]
+        t = table.column("t").to_numpy()
+        times.append(t)
+        ordinals.append(_raw_ordinals(sid, state, t, risky.get(sid, []), occupied))
+        series.append(_series(RAW_MEASUREMENT, sid, state["e"]))
+    table = pa.concat_tables(raw.values())
+    fields = [column for name in ("k", "i", "f", "s")
+              for column in lp.field_columns(name, table.column(name).combine_chunks())]
+    return _lines(series, times, ordinals, fields, attempt)
+
+
+def _raw_ordinals(sid: str, state: dict, t: np.ndarray, risky: list[list[int]],
+                  occupied: Occupied) -> np.ndarray:
+    """Insertion ordinals of sorted raw times, above every point stored at the same
+    microsecond; updates the stream's tail (latest time, next ordinal there) in ``state``.
+    Only times before the tail or inside a failed attempt's span need a look at InfluxDB."""
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(t)]))
+    group_t = t[starts]
+    base = np.zeros(len(starts), dtype=np.int64)
+    tail_t = state["t"]
+    look = _within(group_t, risky)
+    if tail_t is not None:
+        base[group_t == tail_t] = state["n"]
+        look |= group_t < tail_t
+    if look.any():
+        base[look] = occupied(RAW_MEASUREMENT, sid, state["e"], group_t[look]) + 1
+    if tail_t is None or group_t[-1] >= tail_t:
+        state["t"], state["n"] = int(group_t[-1]), int(base[-1] + len(t) - starts[-1])
+    return np.arange(len(t)) - starts[group] + base[group]
+
+
+def level_lines(key: str, per_stream: dict[str, pa.Table], stores: dict, risky: dict,
+                attempt: int, occupied: Occupied) -> pa.Array:
+    """A level row is never overwritten in place: a new version gets the next free ordinal
+    at its time, and readers take the visible version of the latest batch. Updates the
+    level's high-water mark in ``stores``."""
+    measurement = level_measurement(key)
+    series, times, ordinals = [], [], []
+    for sid, table in per_stream.items():
+        state = stores[sid]["lv"]
+        t = table.column("t").to_numpy()
+        ordinal = np.zeros(len(t), dtype=np.int64)
+        hwm = state["hwm"].get(key)
+        look = _within(t, risky.get(sid, []))
+        if hwm is not None:
+            look |= t <= hwm
+        if look.any():
+            ordinal[look] = occupied(measurement, sid, state["e"], t[look]) + 1
+        state["hwm"][key] = int(t.max()) if hwm is None else max(hwm, int(t.max()))
+        series.append(_series(measurement, sid, state["e"]))
+        times.append(t)
+        ordinals.append(ordinal)
+    table = pa.concat_tables(per_stream.values())
+    fields = [column for name in table.column_names if name != "t"
+              for column in lp.field_columns(name, table.column(name).combine_chunks())]
+    return _lines(series, times, ordinals, fields, attempt)
+
+
+# -- querying ----------------------------------------------------------------------------------
+
+def bounds(start_us: int | None, end_us: int | None) -> tuple[int, int] | None:
+    """Inclusive nanosecond bounds of ``start_us <= t < end_us``; None when empty."""
+    lo = MIN_NS if start_us is None else max(MIN_NS, int(start_us) * 1000)
+    hi = MAX_NS if end_us is None else min(MAX_NS, int(end_us) * 1000 - 1)
+    return (lo, hi) if lo <= hi else None
+
+
+def ordinal_window(times: np.ndarray) -> tuple[int, int]:
+    """Inclusive nanosecond bounds holding every ordinal of the microseconds ``times``."""
+    return int(times.min()) * 1000, min(MAX_NS, int(times.max()) * 1000 + SLOTS - 1)
+
+
+def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
+           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, list], int]:
+    """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns: the time,
+    the batch number, the ``_ord`` tag and the given (encoded) fields. Values travel as
+    bound parameters; the time range is always explicit."""
+    names = [BATCH_FIELD, *fields, ORD_TAG]
+    statement = (
+        f"SELECT {', '.join(map(lp.quote_identifier, names))}"
+        f" FROM {lp.quote_identifier(measurement)} WHERE"
+        f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
+        " $epoch AND time >= $lo AND time <= $hi"
+    )
+    bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
+    parts: list[list] = []
+    for series in query(client, database, statement, bind):
+        values = series.get("values")
+        if values:
+            if series["columns"] != ["time", *names]:
+                raise ValueError(f"unexpected columns {series['columns']} from InfluxDB")
+            parts.append(values)
+    rows = [row for part in parts for row in part] if len(parts) != 1 else parts[0]
+    if not rows:
+        return {}, 0
+    return dict(zip(["time", *names], map(list, zip(*rows)))), len(rows)
+
+
+def query(client: InfluxDBClient, database: str, statement: str,
+          bind: dict[str, Any]) -> Iterator[dict]:
+    """Series of a chunked InfluxQL query, streamed as MessagePack (a third of the decoding
+    time of JSON, and types survive: 1.0 stays a float). The client's ``query`` cannot
+    stream MessagePack and its chunked JSON reader drops errors, so this sends the request
+    on the client's own session and settings."""
+    params = {"q": statement, "db": database, "epoch": "ns", "chunked": "true",
+              "chunk_size": ROWS_PER_CHUNK, "params": json.dumps(bind)}
+    headers = {**client._headers, "Accept": "application/x-msgpack"}
+    auth = None
+    if "Authorization" not in headers and None not in (client._username, client._password):
+        auth = (client._username, client._password)
+    response = client._session.get(
+        f"{client._baseurl}/query", params=params, headers=headers, auth=auth, stream=True,
+        verify=client._verify_ssl, timeout=client._timeout, proxies=client._proxies,
+    )
+    with contextlib.closing(response):
+        if response.status_code != 200:
+            error = InfluxDBServerError if response.status_code >= 500 else InfluxDBClientError
+            raise error(f"query failed ({response.status_code}): {response.content[:500]!r}")
+        if "msgpack" in response.headers.get("Content-Type", ""):
+            documents = _msgpack_documents(response)
+        else:
+            documents = _json_lines(response)
+        for data in documents:
+            if "error" in data:
+                raise InfluxDBClientError(data["error"])
+            for result in data.get("results", []):
+                if "error" in result:
+                    raise InfluxDBClientError(result["error"])
+                yield from result.get("series", [])
+
+
+def _msgpack_documents(response: requests.Response) -> Iterator[Any]:
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=2**31 - 1)
+    for block in response.iter_content(chunk_size=1 << 20):
+        unpacker.feed(block)
+        yield from unpacker
+
+
+def _json_lines(response: requests.Response) -> Iterator[Any]:
+    """JSON documents of a chunked response, one per line (``iter_lines`` of requests is
+    quadratic in the length of a line, and a chunk of 10,000 rows is one long line)."""
+    pending = bytearray()
+    for block in response.iter_content(chunk_size=1 << 20):
+        pending += block
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            if end > start:
+                yield json.loads(bytes(pending[start:end]))
+            start = end + 1
+        del pending[:start]
+    if pending.strip():
+        yield json.loads(bytes(pending))
+
+
+def drop_series(client: InfluxDBClient, sid: str, epoch: int | None) -> None:
+    """Drop the series of a stream, of one epoch or (``epoch`` None) all of them."""
+    condition = f"{lp.quote_identifier(STREAM_TAG)} = $sid"
+    bind = {"sid": lp.encode_name(sid)}
+    if epoch is not None:
+        condition += f" AND {lp.quote_identifier(EPOCH_TAG)} = $epoch"
+        bind["epoch"] = str(epoch)
+    client.query(f"DROP SERIES WHERE {condition}", bind_params=bind, method="POST")
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+def _positions(columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+    """(microsecond times, ordinals) of queried points."""
+    t_ns = np.array(columns["time"], dtype=np.int64)
+    t_us = t_ns // 1000
+    ordinals = t_ns - t_us * 1000
+    high = columns.get(ORD_TAG)
+    if high is not None and any(value is not None for value in high):
+        ordinals = ordinals + SLOTS * np.array([int(v or 0) for v in high], dtype=np.int64)
+    return t_us, ordinals
+
+
+def highest_ordinals(columns: dict[str, list], count: int, times: np.ndarray) -> np.ndarray:
+    """Highest ordinal among queried points at each of ``times`` (-1 where none)."""
+    if not count:
+        return np.full(len(times), -1, dtype=np.int64)
+    t_us, ordinals = _positions(columns)
+    order = np.lexsort((ordinals, t_us))
+    t_us, ordinals = t_us[order], ordinals[order]
+    last = np.r_[t_us[1:] != t_us[:-1], True]
+    known_t, known_max = t_us[last], ordinals[last]
+    index = np.clip(np.searchsorted(known_t, times), 0, len(known_t) - 1)
+    return np.where(known_t[index] == times, known_max[index], -1)
+
+
+def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
+    """One stored column from query results (absent = all null), as ``field.type``."""
+    name = lp.encode_name(field.name)
+    values = columns.get(name)
+    special = columns.get(lp.SPECIAL_FLOAT_PREFIX + name)
+    field_kind = kind(field.type)
+    if values is None:
+        values = [None] * count
+    if field_kind == "float":
+        values = [None if v is None else float(v) for v in values]
+        if special is not None:
+            values = [v if s is None else f for v, s, f in
+                      zip(values, special, lp.decode_special(special))]
+        return pa.array(values, pa.float64()).cast(field.type)
+    arrow_type = {"integer": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}.get(
+        field_kind)
+    if arrow_type is None:
+        raise ValueError(f"column {field.name!r}: unsupported type {field.type}")
+    return pa.array(values, arrow_type).cast(field.type)
+
+
+def raw_table(columns: dict[str, list], count: int, visible: Visible,
+              reverse: bool = False) -> pa.Table:
+    """Queried raw points whose batch is ``visible``, as RAW_SCHEMA in time and insertion
+    order (or reversed time, still in insertion order within a microsecond)."""
+    t_us, ordinals = _positions(columns)
+    rows = np.flatnonzero(visible(np.array(columns[BATCH_FIELD], dtype=np.int64)))
+    order = np.lexsort((ordinals[rows], -t_us[rows] if reverse else t_us[rows]))
+    rows = rows[order]
+    arrays = [pa.array(t_us[rows], pa.int64())]
+    for field in list(RAW_SCHEMA)[1:]:
+        arrays.append(_column(columns, field, count).take(pa.array(rows)))
+    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
+
+
+def level_table(columns: dict[str, list], count: int, schema: pa.Schema,
+                visible: Visible) -> pa.Table:
+    """Queried level points as ``schema``: per time, among the ``visible`` versions of the
+    row, the one of the latest batch."""
+    t_us, _ = _positions(columns)
+    batches = np.array(columns[BATCH_FIELD], dtype=np.int64)
+    rows = np.flatnonzero(visible(batches))
+    rows = rows[np.lexsort((batches[rows], t_us[rows]))]
+    rows = rows[np.r_[t_us[rows][1:] != t_us[rows][:-1], True]]
+    arrays = []
+    for field in schema:
+        if field.name == "t":
+            arrays.append(pa.array(t_us[rows], pa.int64()).cast(field.type))
+        else:
+            arrays.append(_column(columns, field, count).take(pa.array(rows)))
+    return pa.Table.from_arrays(arrays, schema=schema)
