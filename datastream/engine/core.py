@@ -22,6 +22,7 @@ from . import downsampling
 from .buffers import Buffers, StreamBuffer
 
 LEVEL_COLUMNS_KEY = "stream_id"
+DOWNSAMPLE_GROUP = 64  # streams closed together in one commit
 
 
 class Engine:
@@ -155,19 +156,30 @@ class Engine:
 
     # -- downsampling ----------------------------------------------------------------------
     def downsample(self, records: list[StreamRecord], until_us: int | None) -> list[tuple]:
-        """Close buckets of each stream; returns (stream_id, level, rows, start, end) steps."""
+        """Close buckets of each stream; returns (stream_id, level, rows, start, end) steps.
+
+        Streams are handled in groups, each under its streams' maintenance locks (taken in id
+        order so that two processes cannot deadlock) and written in one commit: per-commit
+        costs are paid once per group, not once per stream."""
         self.flush()
         closed: list[tuple] = []
-        for record in records:
-            with self.storage.maintenance_lock(record.stream_id):
-                fresh = self.storage.refresh_stream(record.stream_id)
-                if fresh is None:
-                    continue
-                self.remember(fresh)
+        for offset in range(0, len(records), DOWNSAMPLE_GROUP):
+            group = sorted(records[offset : offset + DOWNSAMPLE_GROUP], key=_stream_id)
+            with contextlib.ExitStack() as locks:
+                for record in group:
+                    locks.enter_context(self.storage.maintenance_lock(record.stream_id))
                 batch = WriteBatch()
-                steps = self._downsample_into(batch, fresh, until_us)
+                steps_by_stream = {}
+                for record in group:
+                    fresh = self.storage.refresh_stream(record.stream_id)
+                    if fresh is None:
+                        continue
+                    self.remember(fresh)
+                    steps_by_stream[fresh.stream_id] = self._downsample_into(batch, fresh, until_us)
                 self.commit(batch)
-                closed.extend((fresh.stream_id, *step) for step in steps)
+            for record in records[offset : offset + DOWNSAMPLE_GROUP]:
+                steps = steps_by_stream.get(record.stream_id, [])
+                closed.extend((record.stream_id, *step) for step in steps)
         return closed
 
     def _downsample_into(
@@ -218,6 +230,10 @@ def first_level(record: StreamRecord) -> GranularityLevel | None:
     """The first level coarser than the stream's highest (None for Days streams)."""
     levels = coarser_levels(resolve(record.meta["highest_granularity"]))
     return levels[0] if levels else None
+
+
+def _stream_id(record: StreamRecord) -> str:
+    return record.stream_id
 
 
 def _is_uuid(value: str) -> bool:

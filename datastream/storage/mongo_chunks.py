@@ -226,4 +226,3 @@ def _in_order(t: np.ndarray, seq: np.ndarray, pos: np.ndarray) -> bool:
         same_t & same_seq & (pos[1:] > pos[:-1])
     )
     return bool(later.all())
-
