@@ -164,9 +164,9 @@ class Engine:
         self.flush()
         closed: list[tuple] = []
         for offset in range(0, len(records), DOWNSAMPLE_GROUP):
-            group = sorted(records[offset : offset + DOWNSAMPLE_GROUP], key=_stream_id)
+            group = records[offset : offset + DOWNSAMPLE_GROUP]
             with contextlib.ExitStack() as locks:
-                for record in group:
+                for record in sorted(group, key=_stream_id):
                     locks.enter_context(self.storage.maintenance_lock(record.stream_id))
                 batch = WriteBatch()
                 steps_by_stream = {}
@@ -177,7 +177,7 @@ class Engine:
                     self.remember(fresh)
                     steps_by_stream[fresh.stream_id] = self._downsample_into(batch, fresh, until_us)
                 self.commit(batch)
-            for record in records[offset : offset + DOWNSAMPLE_GROUP]:
+            for record in group:
                 steps = steps_by_stream.get(record.stream_id, [])
                 closed.extend((record.stream_id, *step) for step in steps)
         return closed

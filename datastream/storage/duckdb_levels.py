@@ -97,6 +97,8 @@ def prepare_rows(
     sorted_keys, sorted_t = stream_keys[order], t[order]
     last = np.ones(len(order), dtype=bool)
     last[:-1] = (sorted_keys[1:] != sorted_keys[:-1]) | (sorted_t[1:] != sorted_t[:-1])
+    if last.all() and np.array_equal(order, np.arange(len(order))):
+        return rows  # already sorted and unique: the common case, no copy
     return rows.take(pa.array(order[last]))
 
 
