@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions, tags, values
+from . import downsamplers, exceptions, values
+from . import tags as tag_rules
 from .engine import derive, reading
 from .engine.core import Engine, first_level
 from .engine.metadata import new_meta, public_tags
@@ -38,7 +39,7 @@ class Datastream:
     """
 
     Granularity = Granularity
-    RESERVED_TAGS = tags.RESERVED_TAGS
+    RESERVED_TAGS = tag_rules.RESERVED_TAGS
     VALUE_DOWNSAMPLERS = downsamplers.VALUE_DOWNSAMPLERS
     TIME_DOWNSAMPLERS = downsamplers.TIME_DOWNSAMPLERS
     DERIVE_OPERATORS = derive.DERIVE_OPERATORS
@@ -116,8 +117,6 @@ class Datastream:
         derive_backprocess: bool = True,
     ) -> str:
         """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3)."""
-        from . import tags as tag_rules
-
         if not isinstance(query_tags, dict) or not query_tags:
             raise ValueError(f"query_tags must be a non-empty dict, got {query_tags!r}")
         tag_rules.validate_tags(query_tags)
@@ -221,8 +220,6 @@ class Datastream:
 
     def update_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
         """Deep-merge ``tags`` into the stream's user tags."""
-        from . import tags as tag_rules
-
         if not isinstance(tags, dict):
             raise ValueError(f"tags must be a dict, got {tags!r}")
         tag_rules.validate_tags(tags)
@@ -234,8 +231,6 @@ class Datastream:
 
     def remove_tag(self, stream_id: str, tag: Any) -> None:
         """Remove the tag paths named by the keys of ``tag`` (a str names one top-level key)."""
-        from . import tags as tag_rules
-
         paths = {tag: None} if isinstance(tag, str) else tag
         if not isinstance(paths, dict):
             raise ValueError(f"tag must be a dict of paths or a key, got {tag!r}")
@@ -255,7 +250,7 @@ class Datastream:
 
     def find_streams(self, query_tags: dict[str, Any] | None = None) -> Streams:
         """Streams whose user tags match ``query_tags`` (SPEC §3.4), in creation order."""
-        query = tags.validate_query(query_tags or {}, allow_stream_id=False)
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=False)
         with self._engine.lock:
             records = self._engine.find(query)
             found = [self._public(record) for record in records]
@@ -263,7 +258,7 @@ class Datastream:
 
     def delete_streams(self, query_tags: dict[str, Any] | None = None) -> None:
         """Delete matching streams (all when None) with all their datapoints, atomically."""
-        query = tags.validate_query(query_tags or {}, allow_stream_id=True)
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
             records = self._engine.find(query)
             self._derive.delete(records)
@@ -489,7 +484,7 @@ class Datastream:
         filter_stream: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """Materialise every bucket that may close before ``until`` (SPEC §5.5)."""
-        query = tags.validate_query(query_tags or {}, allow_stream_id=True)
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
             self._engine.flush()
@@ -504,7 +499,7 @@ class Datastream:
 
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
         """Replay source history into matching derived streams (SPEC §7); idempotent."""
-        query = tags.validate_query(query_tags or {}, allow_stream_id=True)
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
             self._engine.flush()
             return self._derive.backprocess(self._engine.find(query))

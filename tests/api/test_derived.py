@@ -208,14 +208,20 @@ def test_derivative_nulls_and_zero_interval(ds) -> None:
     assert [(p["t"], p["v"]) for p in raw(ds, slope_b)] == [(at(1), 1.0)]
 
 
-def test_counter_derivative_without_max_value_warns(ds) -> None:
+def _counter_streams(ds, args=None) -> tuple[str, str, str]:
+    """uptime and data sources, and counter_derivative(counter_reset(uptime), data)."""
     uptime = ds.ensure_stream({"n": "uptime"}, {}, ["mean"], G.Seconds)
     data = ds.ensure_stream({"n": "data"}, {}, ["mean"], G.Seconds)
     reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[uptime],
                              derive_op="counter_reset", value_type="nominal")
     rate = ds.ensure_stream({"n": "rate"}, {}, [], G.Seconds,
                             derive_from=[{"stream": reset, "name": "reset"}, data],
-                            derive_op="counter_derivative")
+                            derive_op="counter_derivative", derive_args=args)
+    return uptime, data, rate
+
+
+def test_counter_derivative_without_max_value_warns(ds) -> None:
+    uptime, data, rate = _counter_streams(ds)
     assert ds.get_tags(rate)["derived_from"]["args"] == {}
     with pytest.warns(exceptions.DatastreamWarning):
         for second, value in enumerate([5, 12, 7]):
@@ -226,13 +232,7 @@ def test_counter_derivative_without_max_value_warns(ds) -> None:
 
 
 def test_counter_derivative_null_emits_none(ds) -> None:
-    uptime = ds.ensure_stream({"n": "uptime"}, {}, ["mean"], G.Seconds)
-    data = ds.ensure_stream({"n": "data"}, {}, ["mean"], G.Seconds)
-    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[uptime],
-                             derive_op="counter_reset", value_type="nominal")
-    rate = ds.ensure_stream({"n": "rate"}, {}, [], G.Seconds,
-                            derive_from=[{"stream": reset, "name": "reset"}, data],
-                            derive_op="counter_derivative", derive_args={"max_value": 100})
+    uptime, data, rate = _counter_streams(ds, {"max_value": 100})
     for second, value in enumerate([5, 12, None]):
         ds.append(uptime, 100 + second, at(second))
         ds.append(data, value, at(second))

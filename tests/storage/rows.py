@@ -32,3 +32,18 @@ def add_stream(storage, tags: dict, meta: dict | None = None) -> str:
     stream_id = new_id()
     storage.create_stream(StreamRecord(stream_id, tags, meta or {}), tags)
     return stream_id
+
+
+def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
+    """Everything observable about some streams, to compare before/after a failed write."""
+    return {
+        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
+        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
+        "levels": {
+            (key, i): None
+            if (rows := storage.read_level(key, i, None, None)) is None
+            else (rows.schema, rows.to_pylist())
+            for key in level_keys
+            for i in stream_ids
+        },
+    }

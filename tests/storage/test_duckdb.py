@@ -18,22 +18,7 @@ from datastream.backends import duckdb as duckdb_backend
 from datastream.granularity import MAX_US, MIN_US
 from datastream.storage import duckdb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
-from tests.storage.rows import add_stream, new_id, raw_rows
-
-
-def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
-    """Everything observable about some streams, to compare before/after a failed write."""
-    return {
-        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
-        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
-        "levels": {
-            (key, i): None
-            if (rows := storage.read_level(key, i, None, None)) is None
-            else (rows.schema, rows.to_pylist())
-            for key in level_keys
-            for i in stream_ids
-        },
-    }
+from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from datastream.storage import line_protocol as lp
 from datastream.storage import pg_query
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
 from tests import servers
-from tests.storage.rows import add_stream, new_id, raw_rows
+from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
 
 HOSTILE = [
     'quote " double',
@@ -65,20 +65,6 @@ def raw_pairs(storage, stream_id, start=None, end=None, reverse=False) -> list[t
     assert rows.schema == RAW_SCHEMA
     return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
 
-
-def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
-    """Everything observable about some streams, to compare before/after a failed write."""
-    return {
-        "records": [(r.stream_id, r.tags, r.meta) for r in storage.find_streams(None)],
-        "raw": {i: storage.read_raw(i, None, None).to_pylist() for i in stream_ids},
-        "levels": {
-            (key, i): None
-            if (rows := storage.read_level(key, i, None, None)) is None
-            else (rows.schema, rows.to_pylist())
-            for key in level_keys
-            for i in stream_ids
-        },
-    }
 
 
 @pytest.fixture
