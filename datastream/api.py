@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions, values
+from . import downsamplers, exceptions
 from . import tags as tag_rules
+from . import values as value_types
 from .engine import derive, reading
 from .engine.core import Engine, first_level
 from .engine.metadata import new_meta, public_tags
@@ -43,7 +44,7 @@ class Datastream:
     VALUE_DOWNSAMPLERS = downsamplers.VALUE_DOWNSAMPLERS
     TIME_DOWNSAMPLERS = downsamplers.TIME_DOWNSAMPLERS
     DERIVE_OPERATORS = derive.DERIVE_OPERATORS
-    VALUE_TYPES = values.VALUE_TYPES
+    VALUE_TYPES = value_types.VALUE_TYPES
 
     def __init__(
         self,
@@ -126,9 +127,9 @@ class Datastream:
         tag_rules.validate_tags(tags)
         highest = resolve(highest_granularity)
         value_type = "numeric" if value_type is None else value_type
-        if value_type not in values.VALUE_TYPES:
+        if value_type not in value_types.VALUE_TYPES:
             raise exceptions.UnsupportedValueType(f"unsupported value type {value_type!r}")
-        options = values.normalise_options(value_type, value_type_options)
+        options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
         with self._engine.lock:
             derived = None
@@ -281,7 +282,7 @@ class Datastream:
         return {
             "stream_id": record.stream_id,
             "granularity": resolve(record.meta["highest_granularity"]),
-            "datapoint": {"t": from_us(timestamp_us), "v": values.decode_value(
+            "datapoint": {"t": from_us(timestamp_us), "v": value_types.decode_value(
                 encoded, record.meta["value_type"], record.meta["value_type_options"])},
         }
 
@@ -323,7 +324,7 @@ class Datastream:
         timestamp_us = point_us(self._clock() if timestamp is None else timestamp)
         self._check_time(record, timestamp_us, timestamp_us, check_timestamp, latest_in_call)
         meta = record.meta
-        encoded = values.encode_value(
+        encoded = value_types.encode_value(
             value, meta["value_type"], meta["value_type_options"],
             _value_keys(meta), stream_id,
         )
@@ -371,23 +372,18 @@ class Datastream:
         self,
         stream_id: str,
         timestamps: Any,
-        values_: Any = None,
+        values: Any,
         check_timestamp: bool = True,
-        **kwargs: Any,
     ) -> int:
         """Append columns of timestamps and values to one stream, vectorised (SPEC §4.4).
 
         ``timestamps``: datetime64 or int64 epoch microseconds (numpy or pyarrow);
         ``values``: numbers (NaN = null) or, for nominal/graph streams, a sequence of values.
-        Returns the number of points appended.
+        All or nothing; returns the number of points appended.
         """
-        if "values" in kwargs:
-            values_ = kwargs.pop("values")
-        if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         with self._engine.lock:
             record, table, earliest, latest = self._prepare_arrays(
-                stream_id, timestamps, values_, check_timestamp, {}
+                stream_id, timestamps, values, check_timestamp, {}
             )
             if table.num_rows:
                 self._engine.buffer_table(stream_id, table, earliest, latest)
@@ -405,7 +401,7 @@ class Datastream:
         record = self._writable(stream_id)
         timestamps_us = reading.timestamps_to_us(timestamps)
         meta = record.meta
-        table = values.encode_arrays(
+        table = value_types.encode_arrays(
             timestamps_us, column, meta["value_type"], meta["value_type_options"], stream_id,
             value_keys=_value_keys(meta),
         )
