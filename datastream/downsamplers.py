@@ -5,8 +5,10 @@ partial states compose exactly across levels (sums of sums, min of mins, Chan-me
 frequency tables, intervals plus the bridging gaps), and finalizing is a cheap per-read step. Each
 downsampler is one declaration: its key, the value types it applies to, the partial columns it
 reads and its finalize rule (the flox "Aggregation" idea). The numeric work runs in the numba
-kernels of ``datastream.kernels``; this module is the Arrow glue around them plus the two exact
-slow paths that cannot be vectorised (Decimal high-accuracy state, frequency tables as JSON).
+kernels of ``datastream.kernels``; this module is the registry and the Arrow glue around them.
+The slow paths that cannot be vectorised live beside it: ``exact`` (Decimal high-accuracy
+state) and ``frequencies`` (frequency tables as JSON); ``raw_numbers`` reads raw rows and
+``level_export`` turns finalized columns into Python values or Arrow arrays.
 
 Column notes: ``mu`` holds the bucket mean *minus its minimum* ``l`` (a small number kept to full
 precision even for values near 1e9, which Chan's merge needs); the mean itself is ``s / c``.
@@ -35,15 +37,13 @@ Decisions where SPEC is silent:
   JSON text, frequencies ``map<string, int64>`` keyed by canonical JSON.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import functools
 import json
-import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -51,17 +51,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import exceptions
+from . import exceptions, frequencies
+from .exact import HIGH_ACCURACY, ExactState, exact_std, merge_states
+from .exact import WIDE as WIDE  # re-exported
 from .granularity import US_PER_SECOND, from_us
-from .kernels import buckets, combine, order, partials
+from .kernels import buckets, combine, partials
+from .level_export import UTC_MICROS as UTC_MICROS  # re-exported
+from .level_export import arrow_column, float_array, python_column, time_column
+from .raw_numbers import NumericRaw, item_float_state, kinds_of
 
 NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
 ALL_TYPES = frozenset((NUMERIC, NOMINAL, GRAPH))
-
-# Results are rounded to 64 significant digits (SPEC §5.1); partial sums keep far more so that
-# summing many 64-digit values stays exact before the final rounding (40·e / 40 == e).
-HIGH_ACCURACY = decimal.Context(prec=64)
-WIDE = decimal.Context(prec=256, Emax=999_999, Emin=-999_999)
 
 LEVEL_SCHEMA = pa.schema(
     [
@@ -153,13 +153,6 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(column.to_numpy(), dtype=np.float64)
 
 
-def _float_array(values: np.ndarray) -> pa.Array:
-    """Arrow float64 with NaN as null (zero-copy when nothing is NaN)."""
-    values = np.asarray(values, dtype=np.float64)
-    missing = np.isnan(values)
-    return pa.array(values, mask=missing) if missing.any() else pa.array(values)
-
-
 # == declarations ===============================================================================
 
 
@@ -201,13 +194,10 @@ def _exact_or(float_rule: Callable[[Rows], np.ndarray], exact_rule: Callable) ->
 
 
 def _most(sign: int) -> Callable[[Rows], list]:
-    """most_often (sign 1) / least_often (sign -1): ties go to the smallest canonical JSON."""
+    """most_often (sign 1) / least_often (sign -1) of each row's frequency table."""
 
     def rule(rows: Rows) -> list:
-        return [
-            None if t is None else min(t.items(), key=lambda kv: (-sign * kv[1], kv[0]))[0]
-            for t in rows.tables
-        ]
+        return [None if t is None else frequencies.most(t, sign) for t in rows.tables]
 
     return rule
 
@@ -217,24 +207,7 @@ def _present_value(rows: Rows, column: list) -> list:
 
 
 def _present_table(rows: Rows, column: list) -> list:
-    return [None if t is None else _keyed_by_value(rows, t) for t in column]
-
-
-def _keyed_by_value(rows: Rows, table: dict[str, int]) -> dict:
-    """Keys are the values; dict/list values, and scalars that are one Python key (1, 1.0,
-    True), are keyed by their canonical JSON."""
-    decoded = [(text, rows.decode(text), count) for text, count in table.items()]
-    scalars = Counter(v for _, v, _ in decoded if not isinstance(v, (dict, list)))
-    return {
-        (text if isinstance(value, (dict, list)) or scalars[value] > 1 else value): count
-        for text, value, count in decoded
-    }
-
-
-def _exact_std(state: ExactState) -> Decimal:
-    if state.m2.is_zero():
-        return Decimal(0)
-    return HIGH_ACCURACY.sqrt(WIDE.divide(state.m2, state.c))
+    return [None if t is None else frequencies.keyed_by_value(t, rows.decode) for t in column]
 
 
 def _std(rows: Rows) -> np.ndarray:
@@ -267,7 +240,7 @@ _VALUE = [
     ),
     ValueDownsampler(
         "std_dev", "d", _NUM, ("c", "m2", "x"), ("count", "sum", "sum_squares"),
-        _exact_or(_std, lambda st: _exact_std(st)),
+        _exact_or(_std, lambda st: exact_std(st)),
     ),
     ValueDownsampler(
         "median", "n", _NUM, ("c", "n", "x"), ("count",),
@@ -350,298 +323,11 @@ def with_dependencies(names: Iterable[str]) -> set[str]:
     return chosen
 
 
-# == high-accuracy partial state ================================================================
-
-
-@dataclasses.dataclass
-class ExactState:
-    """Decimal partial state of one bucket (high-accuracy streams), kept in ``x`` as text."""
-
-    c: int
-    s: Decimal
-    q: Decimal
-    low: Decimal
-    high: Decimal
-    mu: Decimal
-    m2: Decimal
-    n: Decimal | None = None
-
-    @classmethod
-    def of(cls, value: Decimal) -> ExactState:
-        return cls(1, value, WIDE.multiply(value, value), value, value, value, Decimal(0))
-
-    @classmethod
-    def from_item(cls, item: dict) -> ExactState | None:
-        """State of a pre-aggregated dict (None when it holds no values)."""
-        c = int(item.get("c") or 0)
-        if c <= 0:
-            return None
-        nan = Decimal("NaN")
-        num = {k: Decimal(str(item[k])) for k in "sqlumd" if item.get(k) is not None}
-        s, q = num.get("s", nan), num.get("q", nan)
-        mu = num["m"] if "m" in num else WIDE.divide(s, c)
-        if "d" in num:
-            m2 = WIDE.multiply(WIDE.multiply(num["d"], num["d"]), c)
-        else:
-            m2 = WIDE.subtract(q, WIDE.divide(WIDE.multiply(s, s), c))
-            m2 = m2 if m2.is_nan() or m2 > 0 else Decimal(0)
-        return cls(c, s, q, num.get("l", nan), num.get("u", nan), mu, m2)
-
-    def merge(self, other: ExactState) -> None:
-        """Absorb ``other`` (Chan's formula for mean and M2)."""
-        n = self.c + other.c
-        delta = WIDE.subtract(other.mu, self.mu)
-        weight = WIDE.divide(other.c, n)
-        self.mu = WIDE.add(self.mu, WIDE.multiply(delta, weight))
-        pooled = WIDE.multiply(WIDE.multiply(delta, delta), WIDE.multiply(self.c, weight))
-        self.m2 = WIDE.add(WIDE.add(self.m2, other.m2), pooled)
-        self.s = WIDE.add(self.s, other.s)
-        self.q = WIDE.add(self.q, other.q)
-        self.low = _nan_min(self.low, other.low)
-        self.high = _nan_min(self.high.copy_negate(), other.high.copy_negate()).copy_negate()
-        self.c = n
-
-    def to_json(self) -> dict:
-        numbers = (self.s, self.q, self.low, self.high, self.mu, self.m2)
-        out: dict[str, Any] = {"c": self.c}
-        out.update({k: str(v) for k, v in zip(_EXACT_KEYS, numbers, strict=True)})
-        if self.n is not None:
-            out["n"] = str(self.n)
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict) -> ExactState | None:
-        if "mu" not in data:
-            return None
-        n = data.get("n")
-        return cls(
-            int(data["c"]), *(Decimal(data[k]) for k in _EXACT_KEYS),
-            n=None if n is None else Decimal(n),
-        )
-
-
-_EXACT_KEYS = ("s", "q", "l", "u", "mu", "m2")
-
-
-def _nan_min(a: Decimal, b: Decimal) -> Decimal:
-    if a.is_nan():
-        return b
-    if b.is_nan():
-        return a
-    return min(a, b)
-
-
-def _exact_median(values: list[Decimal]) -> Decimal | None:
-    if not values:
-        return None
-    values = sorted(values)
-    half = len(values) // 2
-    if len(values) % 2:
-        return values[half]
-    return HIGH_ACCURACY.divide(WIDE.add(values[half - 1], values[half]), 2)
-
-
-def _merge_exact(states: Sequence[ExactState | None]) -> ExactState | None:
-    total = None
-    for state in states:
-        if state is None:
-            continue
-        if total is None:
-            total = dataclasses.replace(state, n=None)
-        else:
-            total.merge(state)
-    return total
-
-
-# == raw rows → numbers, codes, items ===========================================================
+# == partial state from raw rows ================================================================
 
 
 def _high_accuracy(value_type: str, options: dict | None) -> bool:
     return value_type == NUMERIC and bool((options or {}).get("high_accuracy"))
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _kinds(raw: pa.Table) -> np.ndarray:
-    kinds = raw.column("k")
-    return np.asarray((kinds.fill_null(0) if kinds.null_count else kinds).to_numpy(), np.int8)
-
-
-def _texts(raw: pa.Table, where: np.ndarray) -> list:
-    return raw.column("s").take(pa.array(where)).to_pylist()
-
-
-def _numeric_values(raw: pa.Table, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float view of the plain numbers (kinds 1, 2, 3) and the mask of points that have one."""
-    floats = _column(raw, "f")
-    if raw.column("i").null_count == raw.num_rows and not (kinds == 3).any():
-        return floats, (kinds == 2) & ~np.isnan(floats)  # the common all-float case
-    ints = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
-    x = np.where(kinds == 1, ints.astype(np.float64), floats)
-    exact = np.flatnonzero(kinds == 3)
-    if exact.size:
-        x[exact] = [float(Decimal(text)) for text in _texts(raw, exact)]
-    valid = ((kinds == 1) | (kinds == 2) | (kinds == 3)) & ~np.isnan(x)
-    return x, valid
-
-
-def _exact_values(raw: pa.Table, kinds: np.ndarray) -> list[Decimal | None]:
-    """Decimal of every plain number (None elsewhere): the high-accuracy slow path."""
-    out: list[Decimal | None] = [None] * len(kinds)
-    columns = {k: raw.column(k).to_pylist() for k in "ifs"}
-    for p in np.flatnonzero((kinds == 1) | (kinds == 2) | (kinds == 3)).tolist():
-        kind = kinds[p]
-        if kind == 1:
-            out[p] = Decimal(columns["i"][p])
-        elif kind == 2:
-            out[p] = None if math.isnan(columns["f"][p]) else Decimal(repr(columns["f"][p]))
-        else:
-            out[p] = Decimal(columns["s"][p])
-    return out
-
-
-def _numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
-    """Codes of the plain numbers by canonical text (-1 elsewhere) and the sorted texts."""
-    texts_by_group = []
-    codes = np.full(len(kinds), -1, np.int64)
-    groups = []
-    ints = np.flatnonzero(kinds == 1)
-    if ints.size:
-        column = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
-        uniq, inv = np.unique(column[ints], return_inverse=True)
-        groups.append((ints, inv, [str(int(v)) for v in uniq]))
-    floats = np.flatnonzero(((kinds == 2) | ((kinds == 3) & (not exact))) & ~np.isnan(x))
-    if floats.size:
-        uniq, inv = np.unique(x[floats], return_inverse=True)
-        groups.append((floats, inv, [repr(float(v)) for v in uniq]))
-    if exact and (kinds == 3).any():
-        where = np.flatnonzero(kinds == 3)
-        uniq, inv = np.unique(np.array(_texts(raw, where), dtype=object), return_inverse=True)
-        groups.append((where, inv, [str(Decimal(v)) for v in uniq]))
-    offset = 0
-    for where, inv, texts in groups:
-        codes[where] = inv + offset
-        offset += len(texts)
-        texts_by_group.extend(texts)
-    return _recode(codes, texts_by_group)
-
-
-def _nominal_codes(raw: pa.Table, kinds: np.ndarray):
-    """Codes of the JSON values (-1 for nulls) by canonical JSON, and the sorted texts."""
-    encoded = raw.column("s").combine_chunks().dictionary_encode()
-    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
-    codes[kinds != 4] = -1
-    texts = [_canonical(json.loads(v)) for v in encoded.dictionary.to_pylist()]
-    return _recode(codes, texts)
-
-
-def _recode(codes: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Merge codes whose texts are equal; new codes follow the sorted texts."""
-    if not texts:
-        return codes, []
-    uniq, inv = np.unique(np.array(texts, dtype=object), return_inverse=True)
-    mapped = np.where(codes >= 0, inv[np.maximum(codes, 0)], -1)
-    return mapped.astype(np.int64), uniq.tolist()
-
-
-def _frequency_tables(
-    codes: np.ndarray, texts: list[str], bounds: np.ndarray
-) -> list[dict[str, int] | None]:
-    """{canonical JSON: count} per segment (None where the segment has no value)."""
-    nb = len(bounds) - 1
-    segment_of, code, count = order.code_counts(codes, bounds, len(texts))
-    splits = np.searchsorted(segment_of, np.arange(nb + 1))
-    labels = np.array(texts, dtype=object)
-    out: list[dict[str, int] | None] = [None] * nb
-    counts = count.tolist()
-    for j in np.flatnonzero(np.diff(splits)).tolist():
-        a, b = splits[j], splits[j + 1]
-        out[j] = dict(zip(labels[code[a:b]].tolist(), counts[a:b], strict=True))
-    return out
-
-
-def _item_float_state(item: dict) -> tuple:
-    """(c, s, q, l, u, mu, m2) of a pre-aggregated dict, NaN for what it does not carry."""
-    c = int(item.get("c") or 0)
-    if c <= 0:
-        return (0,) + (np.nan,) * 6
-
-    def num(key: str) -> float:
-        value = item.get(key)
-        return np.nan if value is None else float(value)
-
-    s, q, d, mean, low = num("s"), num("q"), num("d"), num("m"), num("l")
-    if math.isnan(mean):
-        mean = s / c
-    m2 = d * d * c if not math.isnan(d) else max(q - s * s / c, 0.0)
-    offset = mean if math.isnan(low) else mean - low  # the kernels keep means as mean - min
-    return c, s, q, low, num("u"), offset, m2
-
-
-# == partial state from raw rows ================================================================
-
-
-@dataclasses.dataclass
-class _NumericRaw:
-    """The numbers of numeric raw rows: a float view for the kernels, the pre-aggregated items
-    (kind 5) parsed, and on demand the exact Decimals of the high-accuracy slow path."""
-
-    raw: pa.Table
-    kinds: np.ndarray
-    x: np.ndarray
-    valid: np.ndarray
-    items: np.ndarray
-    parsed: list[dict]
-
-    @classmethod
-    def of(cls, raw: pa.Table) -> _NumericRaw:
-        kinds = _kinds(raw)
-        x, valid = _numeric_values(raw, kinds)
-        items = np.flatnonzero(kinds == 5)
-        parsed = [json.loads(v) for v in _texts(raw, items)] if items.size else []
-        return cls(raw, kinds, x, valid, items, parsed)
-
-    @functools.cached_property
-    def numbers(self) -> list[Decimal | None]:
-        return _exact_values(self.raw, self.kinds)
-
-    def item_segments(self, bounds: np.ndarray) -> np.ndarray:
-        return np.searchsorted(bounds, self.items, side="right") - 1
-
-    def medians(self, bounds: np.ndarray) -> np.ndarray:
-        """Float median per segment; an item's own median ``n`` counts as one value."""
-        pool, valid = self.x, self.valid
-        if self.items.size:
-            item_n = np.array([np.nan if d.get("n") is None else float(d["n"])
-                               for d in self.parsed])
-            pool, valid = pool.copy(), valid.copy()
-            pool[self.items] = item_n
-            valid[self.items] = ~np.isnan(item_n)
-        return order.medians(pool, valid, bounds)
-
-    def exact_medians(self, bounds: np.ndarray) -> list[Decimal | None]:
-        pools: list[list[Decimal]] = [[] for _ in range(len(bounds) - 1)]
-        numbers = self.numbers
-        for j, (a, b) in enumerate(pairwise(bounds.tolist())):
-            pools[j] = [v for v in numbers[a:b] if v is not None]
-        for j, d in zip(self.item_segments(bounds).tolist(), self.parsed, strict=True):
-            if d.get("n") is not None:
-                pools[j].append(Decimal(str(d["n"])))
-        return [_exact_median(pool) for pool in pools]
-
-    def exact_states(self, bounds: np.ndarray) -> list[ExactState | None]:
-        by_point = dict(zip(self.items.tolist(), map(ExactState.from_item, self.parsed),
-                            strict=True))
-        numbers = self.numbers
-        out = []
-        for a, b in pairwise(bounds.tolist()):
-            out.append(_merge_exact([
-                ExactState.of(numbers[p]) if numbers[p] is not None else by_point.get(p)
-                for p in range(a, b)
-            ]))
-        return out
 
 
 def partials_from_raw(
@@ -663,28 +349,28 @@ def partials_from_raw(
     if with_frequencies is None:
         with_frequencies = value_type == NOMINAL
     t = np.asarray(raw.column("t").to_numpy(), dtype=np.int64)
-    kinds = _kinds(raw)
+    kinds = kinds_of(raw)
     starts, bounds = buckets.segment(t, width_us)
     columns: dict[str, Any] = {"t": starts}
     columns.update(partials.raw_time_state(t, kinds != 0, starts, bounds))
     if value_type == NUMERIC:
         exact = _high_accuracy(value_type, options)
-        columns.update(_numeric_from_raw(_NumericRaw.of(raw), bounds, exact, with_median,
+        columns.update(_numeric_from_raw(NumericRaw.of(raw), bounds, exact, with_median,
                                          with_frequencies))
     else:
         columns["c"] = columns["tn"]
         if value_type == NOMINAL:
-            columns["x"] = _frequency_tables(*_nominal_codes(raw, kinds), bounds)
+            columns["x"] = frequencies.tables(*frequencies.nominal_codes(raw, kinds), bounds)
     return _level_table(columns, len(starts))
 
 
 def _numeric_from_raw(
-    nr: _NumericRaw, bounds: np.ndarray, exact: bool, with_median: bool, with_frequencies: bool
+    nr: NumericRaw, bounds: np.ndarray, exact: bool, with_median: bool, with_frequencies: bool
 ) -> dict[str, Any]:
     out = partials.raw_value_state(nr.x, nr.valid, bounds)
     segments = nr.item_segments(bounds)
     if nr.items.size:
-        out = _with_items(out, segments, [_item_float_state(d) for d in nr.parsed])
+        out = _with_items(out, segments, [item_float_state(d) for d in nr.parsed])
     out["n"] = nr.medians(bounds) if with_median else None
     if not (exact or with_frequencies):
         return out
@@ -696,10 +382,11 @@ def _numeric_from_raw(
                 state.n = median
                 extra.update(state.to_json())
     if with_frequencies:
-        tables = _frequency_tables(*_numeric_codes(nr.raw, nr.kinds, nr.x, exact), bounds)
+        codes = frequencies.numeric_codes(nr.raw, nr.kinds, nr.x, exact)
+        tables = frequencies.tables(*codes, bounds)
         for j, d in zip(segments.tolist(), nr.parsed, strict=True):
             if d.get("f"):
-                tables[j] = _add_tables([tables[j], d["f"]])
+                tables[j] = frequencies.add_tables([tables[j], d["f"]])
         for extra, table in zip(extras, tables, strict=True):
             if table:
                 extra["f"] = table
@@ -718,16 +405,6 @@ def _with_items(state: dict, item_segment: np.ndarray, items: list[tuple]) -> di
         child[name] = np.concatenate([state[name], extra])[ordering]
     bounds = np.searchsorted(owner[ordering], np.arange(nb + 1)).astype(np.int64)
     return combine.merge_value_state(child, bounds)
-
-
-def _add_tables(tables: Iterable[dict | None]) -> dict[str, int] | None:
-    total: Counter = Counter()
-    seen = False
-    for table in tables:
-        if table:
-            total.update(table)
-            seen = True
-    return dict(total) if seen else None
 
 
 # == combining levels ===========================================================================
@@ -767,7 +444,7 @@ def combine_partials(
     else:
         columns["c"] = np.add.reduceat(_column(child, "c"), bounds[:-1])
         if value_type == NOMINAL and groups:
-            columns["x"] = [_add_tables(group) for group in groups]
+            columns["x"] = [frequencies.add_tables(group) for group in groups]
     keep = columns["np"] > 0
     table = _level_table(columns, len(starts))
     return table if keep.all() else table.filter(pa.array(keep))
@@ -778,10 +455,10 @@ def _combine_numeric_extras(groups: list[list], exact: bool) -> list[dict | None
     for group in groups:
         extra: dict = {}
         if exact:
-            total = _merge_exact([ExactState.from_json(x) if x else None for x in group])
+            total = merge_states([ExactState.from_json(x) if x else None for x in group])
             if total is not None:
                 extra.update(total.to_json())
-        table = _add_tables(x.get("f") for x in group if x)
+        table = frequencies.add_tables(x.get("f") for x in group if x)
         if table:
             extra["f"] = table
         out.append(extra or None)
@@ -792,7 +469,7 @@ def _medians_from_raw(columns: dict, raw: pa.Table, width_us: int, exact: bool) 
     """Set the median (and, high-accuracy, its exact text) of every bucket from raw rows."""
     raw_t = np.asarray(raw.column("t").to_numpy(), dtype=np.int64)
     raw_starts, raw_bounds = buckets.segment(raw_t, width_us)
-    nr = _NumericRaw.of(raw)
+    nr = NumericRaw.of(raw)
     at = np.searchsorted(columns["t"], raw_starts)
     hit = at < len(columns["t"])
     hit[hit] = columns["t"][at[hit]] == raw_starts[hit]
@@ -816,10 +493,10 @@ def _level_table(columns: dict[str, Any], size: int) -> pa.Table:
         if value is None:
             arrays.append(pa.nulls(size, field.type))
         elif field.name == "x":
-            texts = [None if e is None else _canonical(e) for e in value]
+            texts = [None if e is None else frequencies.canonical(e) for e in value]
             arrays.append(pa.array(texts, pa.string()))
         elif field.type == pa.float64():
-            arrays.append(_float_array(value))
+            arrays.append(float_array(value))
         else:
             arrays.append(pa.array(value, field.type))
     return pa.Table.from_arrays(arrays, schema=LEVEL_SCHEMA)
@@ -878,12 +555,6 @@ def _chosen_time(keys: Iterable[str] | None, by: str) -> list[TimeDownsampler]:
     return [d for d in _TIME if (d.key if by == "key" else d.name) in wanted]
 
 
-def _python(column: np.ndarray | list) -> list:
-    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in column.tolist()]
-    return column.tolist() if isinstance(column, np.ndarray) else list(column)
-
-
 def finalize(
     rows: pa.Table,
     value_type: str,
@@ -896,14 +567,14 @@ def finalize(
     row order; an empty key filter drops ``'t'`` or ``'v'`` (None = every applicable key)."""
     view = Rows(rows, value_type, options, width_us)
     values = [
-        (d.key, d.present(view, _python(d.finalize(view))))
+        (d.key, d.present(view, python_column(d.finalize(view))))
         for d in _chosen_value(value_type, value_keys, "key")
     ]
     times = []
     for d in _chosen_time(time_keys, "key"):
         column = d.finalize(view)
         times.append((d.key, [from_us(v) for v in column.tolist()] if d.is_time
-                      else _python(column)))
+                      else python_column(column)))
     value_keys_, value_columns = [k for k, _ in values], [c for _, c in values]
     time_keys_, time_columns = [k for k, _ in times], [c for _, c in times]
     if times and values:
@@ -919,9 +590,6 @@ def finalize(
     return [{} for _ in range(view.size)]
 
 
-UTC_MICROS = pa.timestamp("us", tz="UTC")
-
-
 def finalize_arrow(
     rows: pa.Table,
     value_type: str,
@@ -933,24 +601,9 @@ def finalize_arrow(
     """Columnar finalize (SPEC §6.3): ``t`` (bucket start), one column per value downsampler
     named by its name, time downsamplers as ``time_<name>``."""
     view = Rows(rows, value_type, options, width_us)
-    columns = {"t": pa.array(view.col("t")).cast(UTC_MICROS)}
+    columns = {"t": time_column(view.col("t"), True)}
     for d in _chosen_value(value_type, value_names, "name"):
-        columns[d.name] = _arrow(d.finalize(view), d.name)
+        columns[d.name] = arrow_column(d.finalize(view), d.name)
     for d in _chosen_time(time_names, "name"):
-        result = d.finalize(view)
-        columns[f"time_{d.name}"] = (
-            pa.array(result).cast(UTC_MICROS) if d.is_time
-            else _float_array(result)
-        )
+        columns[f"time_{d.name}"] = time_column(d.finalize(view), d.is_time)
     return pa.table(columns)
-
-
-def _arrow(column: np.ndarray | list, name: str) -> pa.Array:
-    if isinstance(column, np.ndarray):
-        if column.dtype.kind == "f":
-            return _float_array(column)
-        return pa.array(column, pa.int64())
-    if name == "frequencies":
-        return pa.array([None if t is None else sorted(t.items()) for t in column],
-                        pa.map_(pa.string(), pa.int64()))
-    return pa.array([None if v is None else str(v) for v in column], pa.string())

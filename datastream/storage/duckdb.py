@@ -94,6 +94,10 @@ class DuckDBStorage(Storage):
         self._file: str | None = None
         self._entries: dict[str, _Entry] = {}
         self._levels: dict[str, levels.LevelTable] = {}
+        # level key -> stream key -> latest stored bucket start; lets an append-only level write
+        # (the usual case: buckets past the last closed one) skip the upsert's DELETE. Loaded
+        # lazily, updated only after COMMIT, and dropped whenever rows may have been removed.
+        self._level_ends: dict[str, dict[int, int]] = {}
         self._next_key = 1
         self._next_seq = 0
         if path is not None and os.fspath(path) != ":memory:":
@@ -241,6 +245,7 @@ class DuckDBStorage(Storage):
                 ) from exc
             for entry in entries:
                 del self._entries[entry.stream_id]
+            self._level_ends = {}
 
     def _entry(self, stream_id: str) -> _Entry:
         entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
@@ -256,6 +261,7 @@ class DuckDBStorage(Storage):
             return
         with self._lock:
             con = self._connection()
+            self._pending_ends: dict[str, dict[int, int]] = {}
             try:
                 con.execute("BEGIN TRANSACTION")
                 self._clear(con, batch)
@@ -275,6 +281,10 @@ class DuckDBStorage(Storage):
                 _unregister(con, ("_ds_raw", "_ds_level", "_ds_meta"))
             self._next_seq = next_seq
             self._levels.update(new_levels)
+            if batch.clear_levels:
+                self._level_ends = {}
+            for level_key, ends in self._pending_ends.items():
+                self._level_ends.setdefault(level_key, {}).update(ends)
             for stream_id, meta_json in new_meta.items():
                 self._entries[stream_id].meta_json = meta_json
 
@@ -348,16 +358,34 @@ class DuckDBStorage(Storage):
         target = levels.quote(stored.name)
         stream_keys = rows.column(STREAM_KEY).to_numpy()
         times = rows.column("t").to_numpy()
-        con.execute(
-            f"DELETE FROM {target} USING _ds_level b"
-            f" WHERE {target}.t BETWEEN {int(times.min())} AND {int(times.max())}"
-            f" AND {target}.{STREAM_KEY} BETWEEN {int(stream_keys.min())}"
-            f" AND {int(stream_keys.max())}"
-            f" AND {target}.{STREAM_KEY} = b.{STREAM_KEY} AND {target}.t = b.t"
-        )
+        ends = self._stored_ends(con, level_key, target)
+        # rows are sorted by (stream_key, t): the first of each key is its earliest bucket
+        firsts = np.flatnonzero(np.r_[True, stream_keys[1:] != stream_keys[:-1]])
+        lasts = np.r_[firsts[1:] - 1, len(stream_keys) - 1]
+        if any(times[i] <= ends.get(int(stream_keys[i]), -(2**63)) for i in firsts):
+            con.execute(
+                f"DELETE FROM {target} USING _ds_level b"
+                f" WHERE {target}.t BETWEEN {int(times.min())} AND {int(times.max())}"
+                f" AND {target}.{STREAM_KEY} BETWEEN {int(stream_keys.min())}"
+                f" AND {int(stream_keys.max())}"
+                f" AND {target}.{STREAM_KEY} = b.{STREAM_KEY} AND {target}.t = b.t"
+            )
+        pending = self._pending_ends.setdefault(level_key, {})
+        for i in lasts:
+            key = int(stream_keys[i])
+            pending[key] = max(int(times[i]), ends.get(key, -(2**63)), pending.get(key, -(2**63)))
         columns = ", ".join(levels.quote(name) for name in rows.column_names)
         con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _ds_level")
         return stored
+
+    def _stored_ends(
+        self, con: duckdb.DuckDBPyConnection, level_key: str, target: str
+    ) -> dict[int, int]:
+        ends = self._level_ends.get(level_key)
+        if ends is None:
+            found = con.execute(f"SELECT {STREAM_KEY}, max(t) FROM {target} GROUP BY 1").fetchall()
+            ends = self._level_ends[level_key] = {int(k): int(t) for k, t in found}
+        return ends
 
     def _ensure_level_table(
         self, con: duckdb.DuckDBPyConnection, level_key: str, rows: pa.Table

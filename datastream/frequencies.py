@@ -1,0 +1,109 @@
+"""Frequency tables ``{canonical JSON: count}``: the nominal state and most_often/least_often.
+
+Values become codes per distinct canonical text so the counting runs in a numba kernel; only
+the tables themselves are Python dicts (stored as JSON in ``x``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .kernels import order
+from .raw_numbers import texts as _texts
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
+    """Codes of the plain numbers by canonical text (-1 elsewhere) and the sorted texts."""
+    texts_by_group = []
+    codes = np.full(len(kinds), -1, np.int64)
+    groups = []
+    ints = np.flatnonzero(kinds == 1)
+    if ints.size:
+        column = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
+        uniq, inv = np.unique(column[ints], return_inverse=True)
+        groups.append((ints, inv, [str(int(v)) for v in uniq]))
+    floats = np.flatnonzero(((kinds == 2) | ((kinds == 3) & (not exact))) & ~np.isnan(x))
+    if floats.size:
+        uniq, inv = np.unique(x[floats], return_inverse=True)
+        groups.append((floats, inv, [repr(float(v)) for v in uniq]))
+    if exact and (kinds == 3).any():
+        where = np.flatnonzero(kinds == 3)
+        uniq, inv = np.unique(np.array(_texts(raw, where), dtype=object), return_inverse=True)
+        groups.append((where, inv, [str(Decimal(v)) for v in uniq]))
+    offset = 0
+    for where, inv, texts in groups:
+        codes[where] = inv + offset
+        offset += len(texts)
+        texts_by_group.extend(texts)
+    return _recode(codes, texts_by_group)
+
+
+def nominal_codes(raw: pa.Table, kinds: np.ndarray):
+    """Codes of the JSON values (-1 for nulls) by canonical JSON, and the sorted texts."""
+    encoded = raw.column("s").combine_chunks().dictionary_encode()
+    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
+    codes[kinds != 4] = -1
+    texts = [canonical(json.loads(v)) for v in encoded.dictionary.to_pylist()]
+    return _recode(codes, texts)
+
+
+def _recode(codes: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Merge codes whose texts are equal; new codes follow the sorted texts."""
+    if not texts:
+        return codes, []
+    uniq, inv = np.unique(np.array(texts, dtype=object), return_inverse=True)
+    mapped = np.where(codes >= 0, inv[np.maximum(codes, 0)], -1)
+    return mapped.astype(np.int64), uniq.tolist()
+
+
+def tables(
+    codes: np.ndarray, texts: list[str], bounds: np.ndarray
+) -> list[dict[str, int] | None]:
+    """{canonical JSON: count} per segment (None where the segment has no value)."""
+    nb = len(bounds) - 1
+    segment_of, code, count = order.code_counts(codes, bounds, len(texts))
+    splits = np.searchsorted(segment_of, np.arange(nb + 1))
+    labels = np.array(texts, dtype=object)
+    out: list[dict[str, int] | None] = [None] * nb
+    counts = count.tolist()
+    for j in np.flatnonzero(np.diff(splits)).tolist():
+        a, b = splits[j], splits[j + 1]
+        out[j] = dict(zip(labels[code[a:b]].tolist(), counts[a:b], strict=True))
+    return out
+
+
+def add_tables(tables: Iterable[dict | None]) -> dict[str, int] | None:
+    total: Counter = Counter()
+    seen = False
+    for table in tables:
+        if table:
+            total.update(table)
+            seen = True
+    return dict(total) if seen else None
+
+
+def most(table: dict[str, int], sign: int) -> str:
+    """most_often (sign 1) / least_often (sign -1): ties go to the smallest canonical JSON."""
+    return min(table.items(), key=lambda kv: (-sign * kv[1], kv[0]))[0]
+
+
+def keyed_by_value(table: dict[str, int], decode: Callable[[str], Any]) -> dict:
+    """Keys are the values; dict/list values, and scalars that are one Python key (1, 1.0,
+    True), are keyed by their canonical JSON."""
+    decoded = [(text, decode(text), count) for text, count in table.items()]
+    scalars = Counter(v for _, v, _ in decoded if not isinstance(v, (dict, list)))
+    return {
+        (text if isinstance(value, (dict, list)) or scalars[value] > 1 else value): count
+        for text, value, count in decoded
+    }

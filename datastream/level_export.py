@@ -1,0 +1,43 @@
+"""Finalized columns exported: Python values (SPEC §5.4) or Arrow arrays (SPEC §6.3).
+
+Finalize rules yield float arrays (NaN = None), int arrays or lists; this is the one place that
+turns them into what callers see.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def float_array(values: np.ndarray) -> pa.Array:
+    """Arrow float64 with NaN as null (zero-copy when nothing is NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    return pa.array(values, mask=missing) if missing.any() else pa.array(values)
+
+
+def python_column(column: np.ndarray | list) -> list:
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in column.tolist()]
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
+def arrow_column(column: np.ndarray | list, name: str) -> pa.Array:
+    if isinstance(column, np.ndarray):
+        if column.dtype.kind == "f":
+            return float_array(column)
+        return pa.array(column, pa.int64())
+    if name == "frequencies":
+        return pa.array([None if t is None else sorted(t.items()) for t in column],
+                        pa.map_(pa.string(), pa.int64()))
+    return pa.array([None if v is None else str(v) for v in column], pa.string())
+
+
+def time_column(result: np.ndarray, is_time: bool) -> pa.Array:
+    """A time downsampler's result: UTC timestamps (``is_time``) or float seconds."""
+    return pa.array(result).cast(UTC_MICROS) if is_time else float_array(result)
