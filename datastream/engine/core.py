@@ -66,12 +66,17 @@ class Engine:
             self._records.pop(stream_id, None)
 
     def find(self, query: dict[str, Any] | None) -> list[StreamRecord]:
-        records = self.storage.find_streams(query)
-        for record in records:
+        """Matching records, as stored now; the cache takes the stored state (another process
+        sharing the backend may have moved bounds or tags since)."""
+        found = []
+        for record in self.storage.find_streams(query):
             cached = self._records.get(record.stream_id)
-            if cached is not None:
-                record.meta = cached.meta
-        return records
+            if cached is None:
+                self._records[record.stream_id] = cached = record
+            else:
+                cached.tags, cached.meta = record.tags, record.meta
+            found.append(cached)
+        return found
 
     def pending_extent(self, stream_id: str) -> tuple[int | None, int | None]:
         """Earliest and latest timestamp of a stream including what is still buffered."""
