@@ -1,0 +1,57 @@
+"""The whole engine through the public API: bulk and single appends, downsampling, reads."""
+
+import datetime
+
+import numpy as np
+
+import datastream
+
+UTC = datetime.timezone.utc
+START = datetime.datetime(2026, 1, 1, tzinfo=UTC)
+START_US = 1_767_225_600_000_000
+POINTS = 100_000
+
+
+class Engine:
+    """One stream of 100k one-second float points on the in-memory embedded store."""
+
+    def setup(self):
+        rng = np.random.default_rng(1)
+        self.timestamps = START_US + np.arange(POINTS, dtype=np.int64) * 1_000_000
+        self.values = rng.normal(20, 5, POINTS).round(2)
+        self.until = START + datetime.timedelta(seconds=POINTS)
+        self.ds = datastream.Datastream()
+        self.stream = self._new_stream("bench")
+        self.ds.append_arrays(self.stream, self.timestamps, self.values)
+        self.ds.downsample_streams(until=self.until)
+
+    def teardown(self):
+        self.ds.close()
+
+    def _new_stream(self, name):
+        return self.ds.ensure_stream(
+            {"name": name}, {}, ["mean", "min", "max", "std_dev"], datastream.Granularity.Seconds
+        )
+
+    def time_append_arrays_and_flush(self):
+        stream = self._new_stream(f"arrays-{id(object())}")
+        self.ds.append_arrays(stream, self.timestamps, self.values)
+        self.ds.flush()
+
+    def time_append_10k_single_points(self):
+        stream = self._new_stream(f"single-{id(object())}")
+        for offset in range(10_000):
+            self.ds.append(stream, 1.5, START + datetime.timedelta(seconds=offset))
+        self.ds.flush()
+
+    def time_downsample_all_levels(self):
+        name = f"down-{id(object())}"
+        stream = self._new_stream(name)
+        self.ds.append_arrays(stream, self.timestamps, self.values)
+        self.ds.downsample_streams({"name": name}, until=self.until)
+
+    def time_read_raw_to_arrow(self):
+        self.ds.get_data(self.stream, "seconds", start=START).to_arrow()
+
+    def time_read_minutes_as_dicts(self):
+        list(self.ds.get_data(self.stream, "minutes", start=START))
