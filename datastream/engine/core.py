@@ -125,12 +125,13 @@ class Engine:
             )
         if self.derive_hook is not None:
             self.derive_hook(raw_tables, batch)
-        if not self.auto_downsample:
+        shared = self.storage.concurrent_writers
+        if not (self.auto_downsample or shared):
             self.commit(batch)
             return
-        # Closing buckets in the same commit as the raw rows: hold every stream's maintenance
-        # lock (sorted, so two writers cannot deadlock) and start from the stored bounds, so a
-        # concurrent downsampler in another process never sees its bounds moved backwards.
+        # Hold every stream's maintenance lock (sorted, so two writers cannot deadlock) and work
+        # from the stored bounds: a downsampler in another process never sees its bounds moved
+        # backwards, and rows it could not know about are folded into its closed buckets.
         stream_ids = sorted(batch.meta)
         with contextlib.ExitStack() as locks:
             for stream_id in stream_ids:
@@ -140,9 +141,33 @@ class Engine:
                 fresh = self.storage.refresh_stream(stream_id) if record is not None else None
                 if fresh is None:
                     continue
-                record.meta["downsampled_until"] = fresh.meta.get("downsampled_until")
-                self._downsample_into(batch, record, None, include_batch=batch)
+                record.tags, record.meta = fresh.tags, fresh.meta
+                if shared:
+                    self._recompute_late(batch, record)
+                if self.auto_downsample:
+                    self._downsample_into(batch, record, None, include_batch=batch)
             self.commit(batch)
+
+    def _recompute_late(self, batch: WriteBatch, record: StreamRecord) -> None:
+        """Another process closed buckets that rows of this batch fall into (they were appended
+        before this process saw the new bound): recompute those buckets with the rows, up to
+        the stored bounds, so that no level ever diverges from its raw data."""
+        level = first_level(record)
+        rows = batch.raw.get(record.stream_id)
+        bounds = record.meta.get("downsampled_until") or {}
+        if level is None or rows is None or not rows.num_rows or bounds.get(level.key) is None:
+            return
+        earliest = int(np.min(rows.column("t").to_numpy()))
+        first_bound = bounds[level.key]
+        if earliest >= first_bound:
+            return
+        lowered = {
+            key: None if bound is None else min(bound, resolve(key).floor_us(earliest))
+            for key, bound in bounds.items()
+        }
+        self._downsample_into(
+            batch, record, first_bound, include_batch=batch, bounds=lowered, feed_derived=False
+        )
 
     def commit(self, batch: WriteBatch) -> None:
         """Store a batch, then bring the cached records up to date."""
@@ -193,8 +218,14 @@ class Engine:
         record: StreamRecord,
         until_us: int | None,
         include_batch: WriteBatch | None = None,
+        bounds: dict[str, int | None] | None = None,
+        feed_derived: bool = True,
     ) -> list[tuple]:
-        """Add the buckets that may close now to ``batch`` (and their new bounds to its meta)."""
+        """Add the buckets that may close now to ``batch`` (and their new bounds to its meta).
+
+        ``bounds`` replaces the stored bounds as the starting point (recomputing buckets);
+        ``feed_derived=False`` keeps recomputed buckets away from derived streams, which saw
+        them once already."""
         view = record
         storage: Storage = self.storage
         if include_batch is not None and record.stream_id in include_batch.raw:
@@ -202,6 +233,10 @@ class Engine:
             meta = update.apply_to(record.meta) if update else record.meta
             view = StreamRecord(record.stream_id, record.tags, meta)
             storage = _PendingRawView(self.storage, record.stream_id, include_batch.raw)
+        if bounds is not None:
+            view = StreamRecord(
+                record.stream_id, record.tags, {**view.meta, "downsampled_until": bounds}
+            )
         steps = downsampling.close_buckets(storage, view, until_us)
         if not steps:
             return []
@@ -218,7 +253,7 @@ class Engine:
                 )
         update = batch.meta.setdefault(record.stream_id, MetaUpdate())
         update.set["downsampled_until"] = bounds
-        if self.level_hook is not None and (record.meta.get("contributes_to") or {}):
+        if feed_derived and self.level_hook and (record.meta.get("contributes_to") or {}):
             self.level_hook(record.stream_id, steps, batch)
         return [(step.level, step.rows, step.start_us, step.end_us) for step in steps]
 

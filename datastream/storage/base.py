@@ -94,6 +94,9 @@ class Storage(abc.ABC):
     # Every backend of this project materialises its levels.
     requires_downsampling = True
     downsampled_always_exist = False
+    # True when other processes may write the same streams: the engine then takes the stream
+    # locks around each flush and folds rows into buckets another process has closed meanwhile.
+    concurrent_writers = False
 
     @property
     def value_downsamplers(self) -> frozenset[str]:

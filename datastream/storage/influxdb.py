@@ -88,6 +88,8 @@ class InfluxDBStorage(PgMetadata, Storage):
     missing and the tables on first use. See the module docstring for the commit protocol.
     """
 
+    concurrent_writers = True
+
     def __init__(self, connection_influxdb: dict[str, Any], connection_metadata: dict[str, Any]):
         self._lock = threading.RLock()
         self._closed = False

@@ -71,6 +71,8 @@ _Commit = Commit  # its name before the split, still importable from here
 class MongoDBStorage(CommitProtocol, Storage):
     """Streams, raw chunks and level rows in one MongoDB database (module docstrings: why)."""
 
+    concurrent_writers = True
+
     def __init__(
         self,
         database_name: str,

@@ -169,3 +169,33 @@ def _check_stream(
         t = stored.column("t").to_pylist()
         assert len(set(t)) == len(t), f"duplicate stored rows at {level}"
         assert sum(c or 0 for c in stored.column("c").to_pylist()) == len(non_null), level
+
+
+@pytest.mark.parametrize("kind", ["mongodb", "influxdb"])
+def test_rows_behind_another_writers_bound_are_folded_into_its_buckets(kind, request) -> None:
+    """A process that appends before it sees another process's new bound must not leave the
+    closed buckets diverging from raw: its flush recomputes them with the late rows."""
+    with _factory(kind, request) as factory:
+        first = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
+        second = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
+        try:
+            stream = first.ensure_stream({"n": "late"}, {}, ["mean", "median"], G.Seconds)
+            second.get_tags(stream)  # the second writer now caches the stream, no bound yet
+            for second_offset in range(60):
+                first.append(stream, 1.0, _at(second_offset))
+            first.downsample_streams(until=_at(60))
+            second.append(stream, 100.0, _at(25.5), check_timestamp=False)
+
+            buckets = first.get_data(stream, G.Seconds10, start=EVER)
+            by_start = {point["t"]["a"].replace(second=point["t"]["a"].second // 10 * 10,
+                                                microsecond=0): point["v"] for point in buckets}
+            assert len(buckets) == 5
+            assert by_start[_at(20)]["c"] == 11
+            assert by_start[_at(20)]["s"] == 110.0
+            assert by_start[_at(20)]["n"] == 1.0
+            assert by_start[_at(10)]["c"] == 10 and by_start[_at(30)]["c"] == 10
+            assert len(first.get_data(stream, G.Seconds, start=EVER)) == 61
+            assert first.get_tags(stream)["downsampled_until"]["10seconds"] == _at(50)
+        finally:
+            first.close()
+            second.close()
