@@ -26,43 +26,44 @@ class OutstandingDependenciesError(DatastreamException):
 
 
 class UnsupportedDownsampler(DatastreamException, ValueError):
-    pass
+    """An unknown downsampler name, or one that does not support the value type."""
 
 
 class UnsupportedGranularity(DatastreamException, ValueError):
-    pass
+    """Not a granularity, nor the name or key of one."""
 
 
 class UnsupportedDeriveOperator(DatastreamException, ValueError):
-    pass
+    """An unknown derive operator, or one that does not support the value type."""
 
 
 class UnsupportedValueType(DatastreamException, TypeError):
-    pass
+    """An unknown value type."""
 
 
 class ReservedTagNameError(DatastreamException, ValueError):
-    pass
+    """A tag key that is reserved (metadata names, `$`, `.`, `__`, NUL, empty)."""
 
 
 class InvalidTimestamp(DatastreamException, ValueError):
-    pass
+    """A timestamp that is not a datetime, out of range, older than allowed, or inside a
+    downsampled range."""
 
 
 class IncompatibleGranularities(DatastreamException, ValueError):
-    pass
+    """A derive source whose granularity does not fit the operator or the source."""
 
 
 class IncompatibleTypes(DatastreamException, TypeError):
-    pass
+    """A derive source whose value type the operator cannot use."""
 
 
 class AppendToDerivedStreamNotAllowed(DatastreamException, ValueError):
-    pass
+    """Derived streams are computed from their sources; they take no appends."""
 
 
 class InvalidOperatorArguments(DatastreamException, ValueError):
-    pass
+    """Derive sources or arguments that the operator cannot run with."""
 
 
 class LockExpiredMidMaintenance(DatastreamException):
@@ -82,12 +83,12 @@ class DatastreamWarning(RuntimeWarning):
 
 
 class InvalidValueWarning(DatastreamWarning):
-    pass
+    """A value that could not contribute (e.g. a zero time step in a derivative)."""
 
 
 class InternalInconsistencyWarning(DatastreamWarning):
-    pass
+    """Stored state that disagrees with itself; the operation went on."""
 
 
 class DownsampleConsistencyNotGuaranteed(DatastreamWarning):
-    pass
+    """Downsampled data may not reflect every raw datapoint."""
