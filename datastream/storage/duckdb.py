@@ -12,12 +12,13 @@ Layout (see the class docstring for why):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import duckdb
@@ -98,6 +99,7 @@ class DuckDBStorage(Storage):
         # (the usual case: buckets past the last closed one) skip the upsert's DELETE. Loaded
         # lazily, updated only after COMMIT, and dropped whenever rows may have been removed.
         self._level_ends: dict[str, dict[int, int]] = {}
+        self._pending_ends: dict[str, dict[int, int]] = {}  # of the commit under way
         self._next_key = 1
         self._next_seq = 0
         if path is not None and os.fspath(path) != ":memory:":
@@ -230,19 +232,10 @@ class DuckDBStorage(Storage):
             con = self._connection()
             keys = _key_list(entry.key for entry in entries)
             tables = ["raw", "streams"] + [table.name for table in self._levels.values()]
-            try:
-                con.execute("BEGIN TRANSACTION")
+            failure = f"deleting streams {[e.stream_id for e in entries]} failed, nothing deleted"
+            with _transaction(con, exceptions.DatastreamException, failure):
                 for name in tables:
                     con.execute(f"DELETE FROM {levels.quote(name)} WHERE {STREAM_KEY} IN {keys}")
-                con.execute("COMMIT")
-            except BaseException as exc:
-                _rollback(con)
-                if not isinstance(exc, Exception):
-                    raise
-                raise exceptions.DatastreamException(
-                    f"deleting streams {[e.stream_id for e in entries]} failed, nothing"
-                    f" deleted: {type(exc).__name__}: {exc}"
-                ) from exc
             for entry in entries:
                 del self._entries[entry.stream_id]
             self._level_ends = {}
@@ -261,22 +254,14 @@ class DuckDBStorage(Storage):
             return
         with self._lock:
             con = self._connection()
-            self._pending_ends: dict[str, dict[int, int]] = {}
+            self._pending_ends = {}
+            failure = "DuckDB commit failed, nothing of the batch was stored"
             try:
-                con.execute("BEGIN TRANSACTION")
-                self._clear(con, batch)
-                next_seq = self._write_raw(con, batch.raw)
-                new_levels = self._write_levels(con, batch.levels)
-                new_meta = self._write_meta(con, batch.meta)
-                con.execute("COMMIT")
-            except BaseException as exc:
-                _rollback(con)
-                if not isinstance(exc, Exception):
-                    raise
-                raise exceptions.StreamAppendFailed(
-                    f"DuckDB commit failed, nothing of the batch was stored:"
-                    f" {type(exc).__name__}: {exc}"
-                ) from exc
+                with _transaction(con, exceptions.StreamAppendFailed, failure):
+                    self._clear(con, batch)
+                    next_seq = self._write_raw(con, batch.raw)
+                    new_levels = self._write_levels(con, batch.levels)
+                    new_meta = self._write_meta(con, batch.meta)
             finally:
                 _unregister(con, ("_ds_raw", "_ds_level", "_ds_meta"))
             self._next_seq = next_seq
@@ -532,6 +517,23 @@ def _unregister(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
             con.unregister(view)
         except duckdb.Error:
             pass
+
+
+@contextlib.contextmanager
+def _transaction(
+    con: duckdb.DuckDBPyConnection, error: type[Exception], failure: str
+) -> Iterator[None]:
+    """BEGIN ... COMMIT; on any error roll back and raise ``error`` naming the cause (an
+    interrupt is rolled back and re-raised as it is)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        _rollback(con)
+        if not isinstance(exc, Exception):
+            raise
+        raise error(f"{failure}: {type(exc).__name__}: {exc}") from exc
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

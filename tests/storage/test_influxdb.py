@@ -54,8 +54,6 @@ HOSTILE = [
 ]
 
 
-
-
 def ids(records) -> list[str]:
     return [record.stream_id for record in records]
 
@@ -379,17 +377,6 @@ def test_hostile_strings_and_special_floats_round_trip(storage):
     assert storage.read_raw(victim, None, None).num_rows == 0
 
 
-def test_meta_updates(storage):
-    a = add_stream(storage, {"n": 1}, {"keep": "yes", "latest": 10, "earliest": None})
-    storage.commit(
-        WriteBatch(meta={a: MetaUpdate(set={"flag": True}, max={"latest": 5}, min={"earliest": 7})})
-    )
-    assert storage.get_stream(a).meta == {"keep": "yes", "latest": 10, "earliest": 7, "flag": True}
-    storage.commit(WriteBatch(meta={a: MetaUpdate(max={"latest": 12}, min={"earliest": 3})}))
-    assert storage.get_stream(a).meta["latest"] == 12
-    assert storage.get_stream(a).meta["earliest"] == 3
-
-
 def test_levels_upsert_subset_and_new_columns(storage, influx_factory):
     a = add_stream(storage, {"n": 1})
     b = add_stream(storage, {"n": 2})
@@ -456,16 +443,6 @@ def test_clear_raw_and_levels_happen_before_the_writes(storage):
     assert storage.read_raw(b, None, None).num_rows == 1
     assert storage.read_level("S", b, None, None).num_rows == 1
     assert series_count(storage, a) == 2  # the old epochs' series were dropped
-
-
-def test_empty_batch_and_empty_tables_are_noops(storage):
-    a = add_stream(storage, {"n": 1})
-    storage.commit(WriteBatch())
-    storage.commit(
-        WriteBatch(raw={a: raw_rows([])}, levels={"S": pa.table({"stream_id": [], "t": []})})
-    )
-    assert storage.read_raw(a, None, None).num_rows == 0
-    assert storage.read_level("S", a, None, None) is None
 
 
 def series_count(storage, stream_id) -> int:
