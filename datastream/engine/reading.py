@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
-from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us, resolve
+from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us
 from ..results import Datapoints
-from ..storage.base import Storage, StreamRecord
+from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
-from .downsampling import conform
+from .state import StreamState
+from .view import conform
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -71,7 +72,7 @@ class Range:
 
 def datapoints(
     storage: Storage,
-    record: StreamRecord,
+    state: StreamState,
     level: GranularityLevel,
     query: Range,
     reverse: bool,
@@ -79,16 +80,15 @@ def datapoints(
     time_names: list[str] | None,
 ) -> Datapoints:
     """A lazy result for one stream and level."""
-    meta = record.meta
-    highest = resolve(meta["highest_granularity"])
-    value_type, options = meta["value_type"], meta["value_type_options"]
+    highest = state.highest
+    value_type, options = state.value_type, state.options
     if level >= highest:
         lo, hi = query.raw_bounds()
 
         def load_raw() -> pa.Table:
             if query.empty or (lo is not None and hi is not None and lo >= hi):
                 return _empty_raw()
-            return storage.read_raw(record.stream_id, lo, hi, reverse=reverse)
+            return storage.read_raw(state.stream_id, lo, hi, reverse=reverse)
 
         return Datapoints(
             load_raw,
@@ -96,7 +96,7 @@ def datapoints(
             lambda table: _raw_arrow(table, value_type, options),
         )
 
-    stored_names = meta["value_downsamplers"]
+    stored_names = list(state.value_downsamplers)
     names = stored_names if value_names is None else [n for n in value_names if n in stored_names]
     times = list(downsamplers.TIME_DOWNSAMPLERS) if time_names is None else time_names
     value_keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in names]
@@ -104,7 +104,7 @@ def datapoints(
     width = level.width_us
 
     def load_level() -> pa.Table:
-        return level_rows(storage, record, level, query, reverse)
+        return level_rows(storage, state, level, query, reverse)
 
     return Datapoints(
         load_level,
@@ -116,13 +116,12 @@ def datapoints(
 
 
 def level_rows(
-    storage: Storage, record: StreamRecord, level: GranularityLevel, query: Range, reverse: bool
+    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
 ) -> pa.Table:
     """Stored rows of a range plus the empty buckets between the first datapoint and the
     level's downsampled bound (generated here, never stored)."""
-    meta = record.meta
-    bound = (meta.get("downsampled_until") or {}).get(level.key)
-    earliest = meta.get("earliest_datapoint")
+    bound = state.bound(level)
+    earliest = state.earliest
     if query.empty or bound is None or earliest is None:
         return downsamplers.LEVEL_SCHEMA.empty_table()
     lo, hi = query.bucket_bounds(level)
@@ -131,7 +130,7 @@ def level_rows(
     hi = bound if hi is None else min(hi, bound)
     if lo >= hi:
         return downsamplers.LEVEL_SCHEMA.empty_table()
-    stored = storage.read_level(level.key, record.stream_id, lo, hi)
+    stored = storage.read_level(level.key, state.stream_id, lo, hi)
     rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
     rows = downsamplers.fill_empty(rows, lo, hi, level.width_us)
     if reverse:
@@ -139,17 +138,18 @@ def level_rows(
     return rows
 
 
-def new_datapoints(closed: list[tuple], engine: Any) -> list[dict[str, Any]]:
+def new_datapoints(closed: list[tuple], states: dict[str, StreamState]) -> list[dict[str, Any]]:
     """``downsample_streams(return_datapoints=True)``: new points by stream, level, time."""
     result = []
-    for stream_id, level, rows, start, end in closed:
-        meta = engine.record(stream_id).meta
-        keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in meta["value_downsamplers"]]
+    for stream_id, step in closed:
+        state = states[stream_id]
+        level = step.level
+        keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in state.value_downsamplers]
         time_keys = list(downsamplers.TIME_DOWNSAMPLERS.values())
-        filled = downsamplers.fill_empty(conform(rows), start, end, level.width_us)
+        filled = downsamplers.fill_empty(conform(step.rows), step.start_us, step.end_us,
+                                         level.width_us)
         points = downsamplers.finalize(
-            filled, meta["value_type"], meta["value_type_options"], keys, time_keys,
-            level.width_us,
+            filled, state.value_type, state.options, keys, time_keys, level.width_us,
         )
         result.extend(
             {"stream_id": stream_id, "granularity": level, "datapoint": point} for point in points

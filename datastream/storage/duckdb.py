@@ -3,7 +3,9 @@
 Layout (see the class docstring for why):
 
 * ``streams``: integer ``stream_key`` (also the creation order), the UUID ``stream_id``, user
-  tags and engine meta as JSON text. Records are cached in process: the store has one writer.
+  tags and engine meta as JSON text, and the record ``version``. Records are cached in process
+  (the store has one writing process); several ``Datastream`` objects of that process may share
+  one storage object, and the versions keep their commits from overwriting each other.
 * ``raw``: ``stream_key, t, seq, k, i, f, s``; ``seq`` is a global insertion counter that
   orders points sharing a timestamp.
 * ``level_<hex key>``: ``stream_key`` plus whatever columns the engine writes for that level;
@@ -28,15 +30,24 @@ import pyarrow as pa
 from .. import exceptions
 from .. import tags as tag_rules
 from . import duckdb_levels as levels
-from .base import RAW_SCHEMA, MetaUpdate, Storage, StreamRecord, WriteBatch
+from .base import (
+    RAW_SCHEMA,
+    MetaUpdate,
+    RecordConflict,
+    Storage,
+    StreamExists,
+    StreamRecord,
+    WriteBatch,
+)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 STREAM_KEY = levels.STREAM_KEY
 
 _DDL = [
     "CREATE TABLE IF NOT EXISTS datastream_info (key VARCHAR PRIMARY KEY, value VARCHAR)",
     f"CREATE TABLE IF NOT EXISTS streams ({STREAM_KEY} INTEGER PRIMARY KEY,"
-    " stream_id VARCHAR NOT NULL, tags VARCHAR NOT NULL, meta VARCHAR NOT NULL)",
+    " stream_id VARCHAR NOT NULL, tags VARCHAR NOT NULL, meta VARCHAR NOT NULL,"
+    " version BIGINT NOT NULL DEFAULT 0)",
     f"CREATE TABLE IF NOT EXISTS raw ({STREAM_KEY} INTEGER NOT NULL, t BIGINT NOT NULL,"
     " seq BIGINT NOT NULL, k TINYINT, i BIGINT, f DOUBLE, s VARCHAR)",
     "CREATE TABLE IF NOT EXISTS level_tables (level_key VARCHAR PRIMARY KEY,"
@@ -70,9 +81,12 @@ class _Entry:
     tags: dict[str, Any]
     tags_json: str
     meta_json: str
+    version: int = 0
 
     def record(self) -> StreamRecord:
-        return StreamRecord(self.stream_id, json.loads(self.tags_json), json.loads(self.meta_json))
+        return StreamRecord(
+            self.stream_id, json.loads(self.tags_json), json.loads(self.meta_json), self.version
+        )
 
 
 class DuckDBStorage(Storage):
@@ -141,11 +155,12 @@ class DuckDBStorage(Storage):
                 f" this datastream reads version {SCHEMA_VERSION}"
             )
         rows = con.sql(
-            f"SELECT {STREAM_KEY}, stream_id, tags, meta FROM streams ORDER BY {STREAM_KEY}"
+            f"SELECT {STREAM_KEY}, stream_id, tags, meta, version FROM streams"
+            f" ORDER BY {STREAM_KEY}"
         ).fetchall()
-        for key, stream_id, tags_json, meta_json in rows:
+        for key, stream_id, tags_json, meta_json, version in rows:
             self._entries[stream_id] = _Entry(
-                key, stream_id, json.loads(tags_json), tags_json, meta_json
+                key, stream_id, json.loads(tags_json), tags_json, meta_json, version
             )
         self._next_key = (rows[-1][0] + 1) if rows else 1
         self._next_seq = con.sql("SELECT coalesce(max(seq) + 1, 0) FROM raw").fetchall()[0][0]
@@ -197,48 +212,24 @@ class DuckDBStorage(Storage):
             entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
             return entry.record() if entry is not None else None
 
-    def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
-        with self._lock:
-            existing = self._matching(query)
-            if existing:
-                return existing[0].record()
-            if record.stream_id in self._entries:
-                raise ValueError(f"stream id {record.stream_id!r} already exists")
-            tags_json, meta_json = _dumps(record.tags), _dumps(record.meta)
-            key = self._next_key
-            self._connection().execute(
-                "INSERT INTO streams VALUES (?, ?, ?, ?)",
-                [key, record.stream_id, tags_json, meta_json],
-            )
-            entry = _Entry(key, record.stream_id, json.loads(tags_json), tags_json, meta_json)
-            self._entries[record.stream_id] = entry
-            self._next_key = key + 1
-            return entry.record()
+    def record_version(self, stream_id: str) -> int | None:
+        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        return None if entry is None else entry.version
 
-    def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
+    def set_tags(
+        self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
+    ) -> None:
         with self._lock:
             entry = self._entry(stream_id)
+            if expect_version is not None and entry.version != expect_version:
+                raise RecordConflict(f"stream {stream_id!r} changed since it was read")
             tags_json = _dumps(tags)
             self._connection().execute(
-                f"UPDATE streams SET tags = ? WHERE {STREAM_KEY} = ?", [tags_json, entry.key]
+                f"UPDATE streams SET tags = ?, version = version + 1 WHERE {STREAM_KEY} = ?",
+                [tags_json, entry.key],
             )
             entry.tags, entry.tags_json = json.loads(tags_json), tags_json
-
-    def delete_streams(self, stream_ids: list[str]) -> None:
-        with self._lock:
-            entries = [self._entries[i] for i in dict.fromkeys(stream_ids) if i in self._entries]
-            if not entries:
-                return
-            con = self._connection()
-            keys = _key_list(entry.key for entry in entries)
-            tables = ["raw", "streams"] + [table.name for table in self._levels.values()]
-            failure = f"deleting streams {[e.stream_id for e in entries]} failed, nothing deleted"
-            with _transaction(con, exceptions.DatastreamException, failure):
-                for name in tables:
-                    con.execute(f"DELETE FROM {levels.quote(name)} WHERE {STREAM_KEY} IN {keys}")
-            for entry in entries:
-                del self._entries[entry.stream_id]
-            self._level_ends = {}
+            entry.version += 1
 
     def _entry(self, stream_id: str) -> _Entry:
         entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
@@ -254,24 +245,85 @@ class DuckDBStorage(Storage):
             return
         with self._lock:
             con = self._connection()
+            self._check_expectations(batch)
+            created = self._new_entries(batch.create)
+            deleted = [self._entries[i] for i in dict.fromkeys(batch.delete) if i in self._entries]
+            touched = [self._entries[i] for i in sorted(batch.touched()) if i in self._entries]
             self._pending_ends = {}
             failure = "DuckDB commit failed, nothing of the batch was stored"
             try:
                 with _transaction(con, exceptions.StreamAppendFailed, failure):
+                    self._delete(con, deleted)
+                    self._insert_records(con, created)
                     self._clear(con, batch)
                     next_seq = self._write_raw(con, batch.raw)
                     new_levels = self._write_levels(con, batch.levels)
                     new_meta = self._write_meta(con, batch.meta)
+                    if touched:
+                        keys = _key_list(entry.key for entry in touched)
+                        con.execute(
+                            f"UPDATE streams SET version = version + 1 WHERE {STREAM_KEY} IN {keys}"
+                        )
             finally:
                 _unregister(con, ("_ds_raw", "_ds_level", "_ds_meta"))
             self._next_seq = next_seq
             self._levels.update(new_levels)
-            if batch.clear_levels:
+            for entry in deleted:
+                del self._entries[entry.stream_id]
+            for entry in created:
+                self._entries[entry.stream_id] = entry
+            self._next_key += len(created)
+            if batch.clear_levels or deleted:
                 self._level_ends = {}
             for level_key, ends in self._pending_ends.items():
                 self._level_ends.setdefault(level_key, {}).update(ends)
             for stream_id, meta_json in new_meta.items():
                 self._entries[stream_id].meta_json = meta_json
+            for entry in touched:
+                entry.version += 1
+
+    def _check_expectations(self, batch: WriteBatch) -> None:
+        """RecordConflict (before anything is written) when a record changed since it was read,
+        or a stream to create already exists."""
+        for stream_id, version in batch.expect.items():
+            entry = self._entries.get(stream_id)
+            if entry is None:
+                raise exceptions.StreamNotFound(
+                    f"stream {stream_id!r} not found; nothing of the batch was stored"
+                )
+            if entry.version != version:
+                raise RecordConflict(
+                    f"stream {stream_id!r} changed since it was read (version {entry.version},"
+                    f" expected {version})"
+                )
+        for record, query in batch.create:
+            existing = self._matching(query)
+            if existing:
+                raise StreamExists(f"a stream matching {query!r} exists", existing[0].record())
+            if record.stream_id in self._entries:
+                raise ValueError(f"stream id {record.stream_id!r} already exists")
+
+    def _new_entries(self, create: list[tuple[StreamRecord, dict[str, Any]]]) -> list[_Entry]:
+        entries = []
+        for offset, (record, _) in enumerate(create):
+            tags_json, meta_json = _dumps(record.tags), _dumps(record.meta)
+            entries.append(_Entry(self._next_key + offset, record.stream_id,
+                                  json.loads(tags_json), tags_json, meta_json, 0))
+        return entries
+
+    def _insert_records(self, con: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
+        for entry in entries:
+            con.execute(
+                "INSERT INTO streams VALUES (?, ?, ?, ?, 0)",
+                [entry.key, entry.stream_id, entry.tags_json, entry.meta_json],
+            )
+
+    def _delete(self, con: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
+        if not entries:
+            return
+        keys = _key_list(entry.key for entry in entries)
+        for name in ["raw", "streams"] + [table.name for table in self._levels.values()]:
+            con.execute(f"DELETE FROM {levels.quote(name)} WHERE {STREAM_KEY} IN {keys}")
 
     def _key_of(self, stream_id: str) -> int | None:
         entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
@@ -290,6 +342,9 @@ class DuckDBStorage(Storage):
         if batch.clear_raw:
             keys = _key_list(self._keys_of(batch.clear_raw, "clear_raw"))
             con.execute(f"DELETE FROM raw WHERE {STREAM_KEY} IN {keys}")
+        for stream_id, start in batch.truncate_raw.items():
+            (key,) = self._keys_of([stream_id], "truncate_raw")
+            con.execute(f"DELETE FROM raw WHERE {STREAM_KEY} = {key} AND t >= {int(start)}")
         if batch.clear_levels:
             keys = _key_list(self._keys_of(batch.clear_levels, "clear_levels"))
             for table in self._levels.values():

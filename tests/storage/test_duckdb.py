@@ -137,7 +137,7 @@ def test_delete_streams_is_atomic(storage):
     before = snapshot(storage, [a])
     real = storage._con
     storage._con = FailingConnection(real, 'DELETE FROM "streams"')
-    with pytest.raises(exceptions.DatastreamException, match="nothing deleted"):
+    with pytest.raises(exceptions.DatastreamException, match="nothing of the batch was stored"):
         storage.delete_streams([a])
     storage._con = real
     assert snapshot(storage, [a]) == before
