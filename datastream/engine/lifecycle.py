@@ -2,7 +2,7 @@
 
 * A background thread (one per process, a daemon) flushes every engine whose buffer reached
   its size or age limit, also while the application is idle, and retries failed flushes with
-  backoff.
+  backoff. It first warms up pyarrow's lazy imports so that the first flush is not late.
 * At normal interpreter exit every engine is flushed. The exit path must not depend on
   imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
   Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
@@ -49,6 +49,7 @@ def unregister(engine: Engine) -> None:
 
 
 def _run() -> None:
+    _prewarm()
     wait = threading.Event().wait
     while not _exiting:
         wait(TICK_SECONDS)
@@ -57,6 +58,18 @@ def _run() -> None:
                 engine.flush_if_due()
             except Exception:  # noqa: BLE001 - recorded on the engine; never kill the thread
                 pass
+
+
+def _prewarm() -> None:
+    """pyarrow imports pandas (when installed) the first time it converts anything, which can
+    take a second or more: do it here, off the application's path, rather than in the first
+    flush that is due."""
+    try:
+        import pyarrow
+
+        pyarrow.array([0])
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
 
 
 def flush_at_exit() -> None:
