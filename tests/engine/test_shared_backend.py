@@ -129,3 +129,23 @@ def test_a_stale_writer_sees_the_latest_datapoint_of_the_other(pair):
     one.flush()
     with pytest.raises(exceptions.InvalidTimestamp, match="older"):
         two.append(sid, 2, at(5))
+
+
+def test_buffered_points_behind_the_others_new_bound_are_folded_in(pair):
+    """A point accepted before the other writer closed its range (and committed after)
+    becomes part of the closed buckets: levels never diverge from raw rows."""
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {}, ["mean", "count"], G.Seconds)
+    for second in range(0, 120, 10):
+        one.append(sid, 10, at(second))
+    one.flush()
+    two.append(sid, 40, at(125))  # buffered by the second writer only
+    two.append(sid, 70, at(130))
+    one.append(sid, 10, at(200))
+    one.flush()
+    one.downsample_streams(until=at(190))  # closes up to 180 without the buffered points
+    two.flush()
+    minute = one.get_data(sid, G.Minutes, start=at(120), end=at(120))
+    assert [(p["v"]["c"], p["v"]["m"]) for p in minute] == [(2, 55.0)]
+    ten = one.get_data(sid, G.Seconds10, start=at(120), end=at(130))
+    assert [(p["v"]["c"], p["v"]["m"]) for p in ten] == [(1, 40.0), (1, 70.0)]
