@@ -43,7 +43,10 @@ as the old ones disappear. It adds a *cut* ``(t, b)`` to the stream's bookkeepin
 raw points at or after ``t`` from batches before ``b`` are invisible (``pg_metadata.add_cut``
 keeps the cuts to their Pareto frontier; readers apply them). The hidden points keep their
 identities, so new points never reuse them. They stay on disk until their epoch is dropped
-(the stream is deleted or cleared); a derived stream re-derived from late points holds them.
+(the stream is deleted or cleared). The list stays short: past ``MAX_CUTS`` the newer cuts are
+merged into one, and the batch that merges them writes again the visible points the merged cut
+would hide (see ``_cut_starts``), so a stream re-derived over and over from late points pays
+with a copy of its recent points now and then, never with unbounded bookkeeping.
 
 Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
 streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
@@ -81,6 +84,7 @@ from .pg_metadata import (
     StorageUnavailable,
     Stored,
     StreamIdTaken,
+    View,
     add_cut,
     clear,
     dumps,
@@ -91,6 +95,8 @@ from .pg_metadata import (
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
+MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
+UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
@@ -210,7 +216,6 @@ class InfluxDBStorage(PgMetadata, Storage):
             per_stream = {sid: rows for sid, rows in per_stream.items() if sid not in gone}
             if per_stream:
                 levels[key] = (schema, per_stream)
-        written = sorted(set(raw) | {sid for _, rows in levels.values() for sid in rows})
         touched = sorted(batch.touched() - created - gone)  # each moves one version on
         ids = sorted((set(touched) | set(batch.expect) | gone) - created)
         con = self._connection()
@@ -231,6 +236,10 @@ class InfluxDBStorage(PgMetadata, Storage):
                            if sid not in gone]
                 garbage += [(sid, clear(stores[sid], "lv")) for sid in batch.clear_levels
                             if sid not in gone]
+                truncate = {sid: int(t) for sid, t in batch.truncate_raw.items()
+                            if sid not in gone and sid not in batch.clear_raw}
+                cuts = self._cut_starts(cur, truncate, stores, raw)
+                written = sorted(set(raw) | {sid for _, rows in levels.values() for sid in rows})
                 risky = self._pending_spans(cur, written) if written else {}
                 spans = points.spans(raw, levels) if written else {}
                 attempt = self._begin_attempt(sorted(set(ids) | created), spans)
@@ -242,9 +251,8 @@ class InfluxDBStorage(PgMetadata, Storage):
                               for key, (_, per_stream) in levels.items()]
                     sent = True
                     self._write(lines)
-                for sid, start in batch.truncate_raw.items():
-                    if sid not in gone and sid not in batch.clear_raw:
-                        add_cut(stores[sid]["raw"], start, attempt)
+                for sid, start in cuts.items():
+                    add_cut(stores[sid]["raw"], start, attempt)
                 self._end_attempt(cur, attempt)
                 updates = []
                 for sid in sorted(set(touched) | created):
@@ -273,6 +281,33 @@ class InfluxDBStorage(PgMetadata, Storage):
         # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
         self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
+
+    def _cut_starts(self, cur: Any, truncate: dict[str, int], stores: dict[str, dict],
+                    raw: dict[str, pa.Table]) -> dict[str, int]:
+        """Where the cut of each truncated stream starts (see the module docstring). When the
+        cut list would grow past MAX_CUTS, its newer half is merged into one cut starting
+        earlier, and this batch writes again the visible points that the merged cut would
+        hide (before its own rows at equal times), so readers see the same rows. That keeps
+        the bookkeeping bounded at the cost of copying the points after a recent cut."""
+        starts = {}
+        for sid, t in sorted(truncate.items()):
+            state = stores[sid]["raw"]
+            planned = {"cut": list(state.get("cut", []))}
+            add_cut(planned, t, UNALLOCATED)
+            start = t
+            if len(planned["cut"]) > MAX_CUTS:
+                start = planned["cut"][MAX_CUTS // 2][0]
+                view = View({"raw": state}, UNALLOCATED, self._failed_batches(cur, sid))
+                columns, count = self._select(RAW_MEASUREMENT, sid, state["e"],
+                                              *points.bounds(start, t),
+                                              fields=points.stored_fields(RAW_SCHEMA))
+                if count:
+                    kept = points.raw_table(columns, count, view.raw_visible)
+                    if sid in raw:
+                        kept = pa.concat_tables([kept, raw[sid]])
+                    raw[sid] = points.raw_rows(sid, kept)
+            starts[sid] = start
+        return starts
 
     def _occupied(self, measurement: str, sid: str, epoch: int, times: np.ndarray) -> np.ndarray:
         """Highest ordinal stored at each of ``times`` (-1 where none), invisible points

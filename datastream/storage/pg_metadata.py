@@ -424,6 +424,13 @@ class PgMetadata:
                 result.setdefault(sid, []).append(span)
         return result
 
+    @staticmethod
+    def _failed_batches(cur: Any, stream_id: str) -> list[int]:
+        """Pending batches that wrote to a stream; under its row lock, all of them failed."""
+        cur.execute("SELECT batch FROM datastream_pending WHERE stream_ids @> ARRAY[%s]",
+                    [stream_id])
+        return [row[0] for row in cur.fetchall()]
+
     def _begin_attempt(self, stream_ids: list[str], spans: dict[str, list[int]]) -> int:
         """A new batch number, recorded as pending with the streams the batch touches and the
         time span it writes per stream, and committed before any point is written. Every
