@@ -239,7 +239,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                 truncate = {sid: int(t) for sid, t in batch.truncate_raw.items()
                             if sid not in gone and sid not in batch.clear_raw}
                 cuts = self._cut_starts(cur, truncate, stores, raw)
-                written = sorted(set(raw) | {sid for _, rows in levels.values() for sid in rows})
+                written = sorted(set(raw) | {sid for _, per in levels.values() for sid in per})
                 risky = self._pending_spans(cur, written) if written else {}
                 spans = points.spans(raw, levels) if written else {}
                 attempt = self._begin_attempt(sorted(set(ids) | created), spans)
