@@ -1136,3 +1136,10 @@ def test_two_storages_racing_lose_no_update(influx_factory):
     assert record.tags == {"n": 0, **{f"{name}{s}": s for name in "xyz" for s in range(rounds)}}
     assert record.version == 2 * 3 * rounds
     assert first.read_raw(a, None, None).num_rows == 3 * rounds
+
+
+def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory):
+    with storage._transaction() as cur:
+        cur.execute("UPDATE datastream_info SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(store.StorageUnavailable, match="schema version 1, this datastream reads 2"):
+        influx_factory()
