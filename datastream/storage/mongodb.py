@@ -325,8 +325,11 @@ class MongoDBStorage(CommitProtocol, Storage):
     def commit(self, batch: WriteBatch) -> None:
         if batch.is_empty():
             return
+        # Tags and queries of new streams are the caller's input: their errors (ValueError,
+        # TypeError, ReservedTagNameError) are raised as they are.
+        creations = {record.stream_id: _creation(record, query) for record, query in batch.create}
         try:
-            plan = _plan(batch)
+            plan = _plan(batch, creations)
         except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException,
                 bson.errors.BSONError) as error:
             raise exceptions.StreamAppendFailed(
@@ -471,7 +474,7 @@ def _bounds(start_us: int | None, end_us: int | None) -> dict[str, int]:
 # -- planning (encoding before anything is written) -------------------------------------------
 
 
-def _plan(batch: WriteBatch) -> Plan:
+def _plan(batch: WriteBatch, creations: dict[str, Creation]) -> Plan:
     deleted = {sid for sid in batch.delete if isinstance(sid, str)}
     # CHUNK_BYTES is looked up here, at call time, so that it can be tuned on this module.
     raw = {
@@ -495,7 +498,6 @@ def _plan(batch: WriteBatch) -> Plan:
         sid: int(t) for sid, t in batch.truncate_raw.items()
         if sid not in deleted and sid not in batch.clear_raw
     }
-    creations = {record.stream_id: _creation(record, query) for record, query in batch.create}
     streams = set(raw) | set(ops) | set(batch.clear_raw) | set(batch.clear_levels) | set(truncate)
     for by_stream in levels.values():
         streams |= set(by_stream)

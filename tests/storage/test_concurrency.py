@@ -173,18 +173,21 @@ def _check_stream(
 
 @pytest.mark.parametrize("kind", ["mongodb", "influxdb"])
 def test_rows_behind_another_writers_bound_are_folded_into_its_buckets(kind, request) -> None:
-    """A process that appends before it sees another process's new bound must not leave the
-    closed buckets diverging from raw: its flush recomputes them with the late rows."""
+    """A point validated and buffered before another process closed its buckets must not
+    leave them diverging from raw: its flush recomputes them with the late rows. A point
+    appended after the bound moved is checked against the stored bound and refused."""
     with _factory(kind, request) as factory:
         first = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
-        second = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
+        second = datastream.Datastream(factory(), clock=lambda: NOW, buffer_seconds=3600)
         try:
             stream = first.ensure_stream({"n": "late"}, {}, ["mean", "median"], G.Seconds)
-            second.get_tags(stream)  # the second writer now caches the stream, no bound yet
             for second_offset in range(60):
                 first.append(stream, 1.0, _at(second_offset))
+            second.append(stream, 100.0, _at(25.5), check_timestamp=False)  # buffered
             first.downsample_streams(until=_at(60))
-            second.append(stream, 100.0, _at(25.5), check_timestamp=False)
+            with pytest.raises(datastream.exceptions.InvalidTimestamp):
+                second.append(stream, 5.0, _at(26), check_timestamp=False)
+            second.flush()
 
             buckets = first.get_data(stream, G.Seconds10, start=EVER)
             by_start = {point["t"]["a"].replace(second=point["t"]["a"].second // 10 * 10,
