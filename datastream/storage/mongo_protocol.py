@@ -315,8 +315,7 @@ class CommitProtocol:
         to run at any time, from any process."""
         for doc in list(self._streams.find({"gone": {"$exists": True}}, {"_id": 1})):
             self._delete_now([doc["_id"]])
-        cutoff = time.time() - self.commit_timeout
-        for doc in list(self._streams.find({"w.open.at": {"$lt": cutoff}}, {"_id": 1})):
+        for doc in list(self._streams.find({"w.open.b": {"$exists": True}}, {"_id": 1})):
             self._settle_stream(doc["_id"], abort_stale=True)
 
 

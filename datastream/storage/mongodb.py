@@ -116,7 +116,7 @@ class MongoDBStorage(CommitProtocol, Storage):
         try:
             self._streams.create_index([("order", 1)])
             self._streams.create_index([("qkey", 1)], unique=True)
-            self._streams.create_index([("w.open.at", 1)])
+            self._streams.create_index([("w.open.b", 1)])
             self._streams.create_index([("gone", 1)], sparse=True)
             self._raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
             self._batches.create_index([("kind", 1)])

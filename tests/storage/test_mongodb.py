@@ -853,7 +853,10 @@ def test_committed_unflipped_batch_counts_and_is_rolled_forward_first(factory):
         storage.commit(WriteBatch(meta={b: MetaUpdate(set={"n": 5})}, expect={b: 0}))
     storage.commit(WriteBatch(meta={b: MetaUpdate(set={"n": 2})}, expect={b: 1}))
     assert (version_of(storage, b), storage.get_stream(b).meta) == (2, {"n": 2})
+    assert (version_of(storage, a), storage.get_stream(a).meta) == (1, {"n": 1})
+    storage.recover()  # rolls forward on a too, if its flip came after b's (ids order them)
     assert collection(storage, "batches").count_documents({}) == 0
+    assert collection(storage, "streams").find_one({"_id": a})["v"] == 1
     # The same for set_tags.
     leave_unflipped(factory, b)
     with pytest.warns(exceptions.InternalInconsistencyWarning):
