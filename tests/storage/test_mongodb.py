@@ -866,22 +866,57 @@ def test_committed_unflipped_batch_counts_and_is_rolled_forward_first(factory):
     assert (version_of(storage, b), storage.get_stream(b).meta) == (4, {"n": 3})
 
 
+def change_tags(storage, stream_id, key, value) -> int:
+    """Read-modify-write of one tag, retried on conflict; returns the conflicts met."""
+    conflicts = 0
+    while True:
+        record = storage.get_stream(stream_id)
+        try:
+            storage.set_tags(stream_id, {**record.tags, key: value},
+                             expect_version=record.version)
+            return conflicts
+        except store.RecordConflict:
+            conflicts += 1
+
+
 def test_two_processes_changing_tags_lose_nothing(factory):
+    first, second = factory(), factory()  # two storage objects: two "processes"
+    stream_id = add_stream(first, {"base": 0})
+    interfere = []
+
+    def second_writes_first(name, method, args, kwargs):
+        # Right before the first process's compare-and-set, the second process changes
+        # another key: the first one's read is stale.
+        if interfere and name == "streams" and method == "update_one" and (
+            "tags" in args[1].get("$set", {})
+        ):
+            n = interfere.pop()
+            factory.client.fault = None
+            change_tags(second, stream_id, f"second{n}", n)
+            factory.client.fault = second_writes_first
+
+    factory.client.fault = second_writes_first
+    conflicts = []
+    for n in range(3):
+        interfere.append(n)
+        conflicts.append(change_tags(first, stream_id, f"first{n}", n))
+    factory.client.fault = None
+    assert conflicts == [1, 1, 1]
+    record = first.get_stream(stream_id)
+    assert record.tags == {"base": 0, **{f"first{n}": n for n in range(3)},
+                           **{f"second{n}": n for n in range(3)}}
+    assert record.version == 6
+
+
+def test_threads_of_two_processes_changing_tags_lose_nothing(factory):
     stream_id = add_stream(factory(), {"base": 0})
-    errors, conflicts = [], []
+    errors = []
 
     def change(worker):
-        storage = factory()  # its own storage object: another "process"
+        storage = factory()
         try:
             for n in range(10):
-                while True:
-                    record = storage.get_stream(stream_id)
-                    tags = {**record.tags, f"w{worker}_{n}": n}
-                    try:
-                        storage.set_tags(stream_id, tags, expect_version=record.version)
-                        break
-                    except store.RecordConflict:
-                        conflicts.append(worker)
+                change_tags(storage, stream_id, f"w{worker}_{n}", n)
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
 
