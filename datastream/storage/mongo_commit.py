@@ -157,8 +157,8 @@ class Commit:
         now = time.time()
         created = [sid for sid in self.plan.streams if sid in self.plan.create]
         for sid in created:
+            self.seq[sid] = 1  # first, so that _undo removes it even if the reply is lost
             self.storage._insert_stream(self.plan.create[sid], self.batch_id, now)
-            self.seq[sid] = 1
         for sid in self.plan.streams:
             if sid not in self.plan.create:
                 self._reserve(sid, now)

@@ -1168,10 +1168,13 @@ def run_step(scenario, mode, step):
         def fault(name, method, args, kwargs):
             calls.append((name, method))
             if len(calls) - 1 >= step:
-                if mode == "error" and len(calls) - 1 == step:
-                    raise store.PyMongoError(f"injected at {name}.{method}")
                 if mode == "crash":
                     raise Crash(f"{name}.{method}")
+                if len(calls) - 1 == step:
+                    if mode == "lost reply":  # applied, but the client sees an error
+                        target = made.client.client[made.database_name][name]
+                        getattr(target, method)(*args, **kwargs)
+                    raise store.PyMongoError(f"injected at {name}.{method}")
                 return
             made.client.fault = None
             try:
@@ -1192,7 +1195,7 @@ def run_step(scenario, mode, step):
         where = f"step {step} {calls[step]}, {mode}, raised {raised!r}"
         assert not mixes, where
         seen = state(reader)
-        if mode == "error":
+        if mode != "crash":
             assert seen == (before if raised else after), where
         else:
             assert seen in (before, after), where
@@ -1202,12 +1205,13 @@ def run_step(scenario, mode, step):
         return seen == after
 
 
-@pytest.mark.parametrize("mode", ["error", "crash"])
+@pytest.mark.parametrize("mode", ["error", "lost reply", "crash"])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_step_of_a_commit_is_all_or_nothing(scenario, mode):
     """For each call the commit makes: readers before it see the state before or after the
-    batch, never a mix; a failure of that call leaves the batch stored (no error) or not at
-    all (an error); a crash there is finished or undone by recover()."""
+    batch, never a mix; a failure of that call (before or after it applied) leaves the batch
+    stored without an error or not stored with one; a crash there is finished or undone by
+    recover()."""
     steps = calls_of_commit(scenario)
     outcomes = [run_step(scenario, mode, step) for step in range(steps)]
     # Early failures undo the batch, late ones (after the commit point) keep it.
