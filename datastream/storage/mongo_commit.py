@@ -1,29 +1,45 @@
 """The MongoDB backend's commit and visibility protocol (no multi-document transactions needed).
 
 Every row carries the writing batch id ``b`` and the stream's write sequence number ``q``
-(``_b``/``_q`` in level rows). ``streams.w`` holds ``seq`` (last reserved number), ``open``
-(batches in flight: ``{b, at}``), ``raw_floor``/``level_floor`` (rows below are cleared) and
-``gc`` (bumped before rows that old readers may still see are deleted).
+(``_b``/``_q`` in level rows). A stream document holds ``v`` (its version), ``w`` with ``seq``
+(last reserved number), ``open`` (batches in flight: ``{b, at}``), ``raw_floor``/``level_floor``
+(rows below are cleared), ``cuts`` (truncations, see :mod:`.mongo_chunks`) and ``gc`` (bumped
+before rows that old readers may still see are deleted); while a batch creates it, ``new`` (that
+batch), and once a batch deleted it, ``gone``.
 
-1. Reserve: per stream, ``$inc w.seq`` and ``$push w.open`` in one atomic update.
+1. Reserve. An existing stream: one conditional update that requires the version the engine
+   read (``WriteBatch.expect``) and pushes the batch on ``w.open`` (``$inc w.seq``). A stream
+   to create: its document is inserted with ``new`` set and the batch open on it, under the
+   unique query key (so of two creators one gets ``StreamExists``).
 2. Insert all raw chunks and level rows (invisible: their batch is open).
 3. Commit point. One stream: the *flip* below. Several streams: inserting the journal document
-   ``{_id: b, state: 'committed', streams: [their meta updates]}`` into ``batches``.
-4. Flip each stream: one update that pulls ``b`` from ``w.open`` and applies the MetaUpdate
-   (``$set``/``$max``/``$min``), the floors and (when fenced) the lock lease.
+   ``{_id: b, state: 'committed', streams: [parts]}`` into ``batches``
+   (parts: :mod:`.mongo_protocol`).
+4. Flip each stream: one update that pulls ``b`` from ``w.open`` and applies the part: meta
+   update, floors, cut, ``$inc v`` (or, for a created stream, ``$unset new``; for a deleted
+   one, ``gone``); when fenced, the lock lease too. Then, outside the commit, rows the batch
+   made unreachable are collected and deleted streams physically removed; failures there only
+   warn (recover() finishes them).
 
-A reader takes a snapshot of ``w`` and sees rows with ``floor <= q <= seq`` whose batch is not
-open, or open but journalled as committed; it re-reads ``w.gc`` afterwards and retries when a
-collection ran meanwhile. Records are read the same way: the meta update of a journalled batch
-counts as applied before its flip, so meta never lags behind rows a reader could see.
+Readers see rows with ``floor <= q <= seq`` whose batch is not open, or open but journalled as
+committed, minus what cuts hide; records the same way (a journalled batch counts as applied
+before its flip: meta, version, creation, deletion), so nothing lags behind anything else.
 
-A failure before the commit point undoes the reservation (pull, then delete the batch's rows)
-and raises ``StreamAppendFailed``; nothing was ever visible. A crash leaves an open entry: rows
+Versions: ``v`` counts flips and ``set_tags`` calls; the logical version adds one per batch
+journalled as committed and not yet flipped on the stream. A reservation conditional on the
+version is refused while such a batch exists: it is rolled forward first (its flip would
+otherwise overwrite newer meta), and the reservation is retried. Between reservation and flip
+no other meta writer exists (the engine holds the streams' maintenance locks), so the
+reservation's check holds at the flip.
+
+A failure before the commit point undoes the reservations (pull, or remove a created stream,
+then delete the batch's rows) and raises ``StreamAppendFailed`` (``RecordConflict`` /
+``StreamExists`` when refused); nothing was ever visible. A crash leaves an open entry: rows
 stay invisible and :meth:`CommitProtocol.recover` (also run on later commits, lock acquisition
 and ``refresh_stream``) aborts it once older than ``commit_timeout``, or rolls it forward when
-journalled as committed. Aborting first inserts
-``{_id: b, state: 'aborted'}``, so a late writer's journal insert fails instead of racing it.
-Retries are new batches, so they are idempotent.
+journalled as committed. Aborting first inserts ``{_id: b, state: 'aborted'}``, so a late
+writer's journal insert fails instead of racing it. Retries are new batches, so they are
+idempotent.
 """
 
 from __future__ import annotations
@@ -32,33 +48,31 @@ import contextlib
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from .. import exceptions
-from .base import StreamRecord
-from .mongo_meta import apply_ops
+from .base import RecordConflict
+from .mongo_protocol import LIVE, flip_update
 
 if TYPE_CHECKING:
     from .mongodb import MongoDBStorage
 
-READ_ATTEMPTS = 10
-RECORD_FIELDS = {"tags": 1, "meta": 1, "nulls": 1, "w.open": 1}
+RESERVE_ATTEMPTS = 4
+NO_OPS: dict[str, list[Any]] = {"set": [], "unset": [], "max": [], "min": []}
 
 
 @dataclasses.dataclass
-class Snapshot:
-    """What one reader may see of a stream (see the module docstring)."""
+class Creation:
+    """A stream to create: its document (without bookkeeping) and the query it answers."""
 
-    seq: int
-    hidden: list[Any]
-    raw_floor: int
-    level_floor: int
-    gc: int
+    doc: dict[str, Any]
+    query: dict[str, Any]
+    condition: dict[str, Any]
+    qkey: str
 
 
 @dataclasses.dataclass
@@ -72,194 +86,10 @@ class Plan:
     ops: dict[str, dict[str, Any]]
     clear_raw: set[str]
     clear_levels: set[str]
-
-
-class CommitProtocol:
-    """The readers' and the collector's side of the protocol, mixed into MongoDBStorage.
-
-    Needs the ``streams``, ``raw`` and ``batches`` collections, ``_level(key)`` and
-    ``_level_keys()`` for level collections, ``_delete_now(ids)`` and ``commit_timeout``.
-    """
-
-    _streams: Any
-    _raw: Any
-    _batches: Any
-    commit_timeout: float
-    _level: Callable[[str], Any]
-    _level_keys: Callable[[], list[str]]
-    _delete_now: Callable[[list[str]], None]
-
-    # -- readers ---------------------------------------------------------------------------
-    def _records(self, fetch: Callable[[], list[dict[str, Any]]]) -> list[StreamRecord]:
-        """Records as readers must see them: a batch committed through its journal but not
-        yet flipped on a stream counts as applied to that stream's meta, as its rows do."""
-        for _ in range(READ_ATTEMPTS):
-            docs = fetch()
-            open_ids = {entry["b"] for doc in docs for entry in doc["w"].get("open", [])}
-            if not open_ids:
-                return [_record(doc, {}) for doc in docs]
-            journals = {
-                journal["_id"]: journal
-                for journal in self._batches.find(
-                    {"_id": {"$in": list(open_ids)}, "state": "committed"}, {"streams": 1}
-                )
-            }
-            unresolved = open_ids - set(journals)
-            if unresolved:
-                # Its journal may have gone because all its flips are done: then re-read.
-                ids = [doc["_id"] for doc in docs]
-                still_open = {
-                    entry["b"]
-                    for doc in self._streams.find({"_id": {"$in": ids}}, {"w.open": 1})
-                    for entry in doc["w"].get("open", [])
-                }
-                if unresolved - still_open:
-                    continue
-            return [_record(doc, journals) for doc in docs]
-        raise exceptions.DatastreamException("reading stream records kept racing with writers")
-
-    def _snapshot(self, stream_id: str) -> Snapshot | None:
-        doc = self._streams.find_one({"_id": stream_id}, {"w": 1})
-        if doc is None:
-            return None
-        w = doc["w"]
-        hidden = [entry["b"] for entry in w.get("open", [])]
-        if hidden:
-            committed = {
-                journal["_id"]
-                for journal in self._batches.find(
-                    {"_id": {"$in": hidden}, "state": "committed"}, {"_id": 1}
-                )
-            }
-            hidden = [b for b in hidden if b not in committed]
-        return Snapshot(w["seq"], hidden, w.get("raw_floor", 0), w.get("level_floor", 0),
-                         w.get("gc", 0))
-
-    def _consistent(self, stream_id: str, read: Callable[[Snapshot], list]) -> list:
-        """Run ``read`` on a snapshot; repeat when rows it could see were collected meanwhile."""
-        for _ in range(READ_ATTEMPTS):
-            snap = self._snapshot(stream_id)
-            if snap is None:
-                return []
-            result = read(snap)
-            after = self._streams.find_one({"_id": stream_id}, {"w.gc": 1})
-            if after is None:
-                return []
-            if after["w"].get("gc", 0) == snap.gc:
-                return result
-        raise exceptions.DatastreamException(
-            f"reading stream {stream_id!r} kept racing with concurrent rewrites"
-        )
-
-    # -- collecting rows -------------------------------------------------------------------
-    def _collect(self, stream_id: str, deletions: list[tuple[Any, dict[str, Any]]]) -> None:
-        """Delete rows that readers with older snapshots may still see: bump ``w.gc`` first,
-        so that such a reader notices and reads again."""
-        pending = [(coll, cond) for coll, cond in deletions if coll.find_one(cond, {"_id": 1})]
-        if not pending:
-            return
-        self._streams.update_one({"_id": stream_id}, {"$inc": {"w.gc": 1}})
-        for collection, condition in pending:
-            collection.delete_many(condition)
-
-    def _collect_floors(self, stream_id: str, raw_floor: int | None, level_floor: int | None):
-        deletions: list[tuple[Any, dict[str, Any]]] = []
-        if raw_floor:
-            deletions.append((self._raw, {"sid": stream_id, "q": {"$lt": raw_floor}}))
-        if level_floor:
-            for key in self._level_keys():
-                deletions.append(
-                    (self._level(key), {"stream_id": stream_id, "_q": {"$lt": level_floor}})
-                )
-        self._collect(stream_id, deletions)
-
-    def _drop_rows_of(self, stream_id: str, batch_id: Any, level_keys: list[str]) -> None:
-        """Delete the (never visible) rows one batch wrote for one stream."""
-        self._raw.delete_many({"sid": stream_id, "b": batch_id})
-        for key in level_keys:
-            self._level(key).delete_many({"stream_id": stream_id, "_b": batch_id})
-
-    # -- recovery --------------------------------------------------------------------------
-    def recover(self) -> None:
-        """Finish interrupted deletes and resolve batches left open by crashed writers
-        (older than ``commit_timeout``). Safe to run at any time, from any process."""
-        cutoff = time.time() - self.commit_timeout
-        for doc in list(self._batches.find({"kind": "delete", "at": {"$lt": cutoff}})):
-            self._delete_now(sorted(doc["streams"]))
-            self._batches.delete_one({"_id": doc["_id"]})
-        for doc in list(self._streams.find({"w.open.at": {"$lt": cutoff}}, {"_id": 1})):
-            self._recover_stream(doc["_id"])
-
-    def _recover_stream(self, stream_id: str) -> None:
-        if not isinstance(stream_id, str):
-            return
-        doc = self._streams.find_one({"_id": stream_id}, {"w.open": 1})
-        if doc is None:
-            return
-        cutoff = time.time() - self.commit_timeout
-        for entry in doc["w"].get("open", []):
-            if entry["at"] < cutoff:
-                self._resolve(stream_id, entry["b"])
-
-    def _resolve(self, stream_id: str, batch_id: Any) -> None:
-        """Abort or roll forward one stale open batch on one stream."""
-        journal = self._claim_abort(batch_id)
-        if journal.get("state") == "committed":
-            for part in journal.get("streams", []):
-                if part["sid"] == stream_id:
-                    self._streams.update_one(
-                        {"_id": stream_id, "w.open.b": batch_id},
-                        flip_update(batch_id, part["ops"]),
-                    )
-                    self._collect_floors(stream_id, part.get("raw_floor"),
-                                         part.get("level_floor"))
-            if self._streams.find_one({"w.open.b": batch_id}, {"_id": 1}) is None:
-                self._batches.delete_one({"_id": batch_id})
-            return
-        pulled = self._streams.update_one(
-            {"_id": stream_id, "w.open.b": batch_id}, {"$pull": {"w.open": {"b": batch_id}}}
-        )
-        if pulled.modified_count:
-            self._drop_rows_of(stream_id, batch_id, self._level_keys())
-
-    def _claim_abort(self, batch_id: Any) -> dict[str, Any]:
-        """The batch's journal entry; a batch without one is marked aborted first, so that
-        its writer can no longer commit it."""
-        journal = self._batches.find_one({"_id": batch_id})
-        if journal is not None:
-            return journal
-        claim = {"_id": batch_id, "kind": "commit", "state": "aborted", "at": time.time()}
-        try:
-            self._batches.insert_one(claim)
-            return claim
-        except DuplicateKeyError:
-            return self._batches.find_one({"_id": batch_id}) or claim
-
-
-def _record(doc: dict[str, Any], journals: dict[Any, dict[str, Any]]) -> StreamRecord:
-    meta = dict(doc.get("meta") or {})
-    for key in doc.get("nulls") or {}:
-        meta[key] = None
-    for entry in doc["w"].get("open", []):
-        journal = journals.get(entry["b"])
-        for part in journal["streams"] if journal else []:
-            if part["sid"] == doc["_id"]:
-                apply_ops(meta, part["ops"])
-    return StreamRecord(doc["_id"], doc.get("tags") or {}, meta)
-
-
-def flip_update(batch_id: Any, ops: dict[str, Any], extra_set: dict | None = None) -> dict:
-    """The one atomic update that makes a batch visible on one stream."""
-    update: dict[str, Any] = {"$pull": {"w.open": {"b": batch_id}}}
-    for name in ("set", "max", "min"):
-        pairs = dict(ops.get(name, []))
-        if name == "set" and extra_set:
-            pairs.update(extra_set)
-        if pairs:
-            update[f"${name}"] = pairs
-    if ops.get("unset"):
-        update["$unset"] = {path: "" for path in ops["unset"]}
-    return update
+    truncate: dict[str, int] = dataclasses.field(default_factory=dict)
+    expect: dict[str, int] = dataclasses.field(default_factory=dict)
+    create: dict[str, Creation] = dataclasses.field(default_factory=dict)
+    delete: set[str] = dataclasses.field(default_factory=set)
 
 
 class Commit:
@@ -277,6 +107,7 @@ class Commit:
     def run(self) -> None:
         storage, plan = self.storage, self.plan
         try:
+            self._check_unreserved()
             self._reserve_all()
             for key, fields in plan.level_fields.items():
                 storage._register_fields(key, fields)
@@ -291,32 +122,94 @@ class Commit:
                 f"MongoDB commit failed, nothing of the batch is visible:"
                 f" {type(error).__name__}: {error}"
             ) from error
-        if len(plan.streams) == 1:
-            self._commit_one(plan.streams[0])
+        live = [sid for sid in plan.streams if sid in self.seq]
+        if not live:
+            return  # only streams to delete, all gone already
+        if len(live) == 1:
+            self._commit_one(live[0])
         else:
-            self._commit_many()
-        self._after()
+            self._commit_many(live)
+        try:
+            self._after(live)
+        except Exception as error:  # noqa: BLE001 - the batch is stored: never raise now
+            warnings.warn(f"cleanup after a MongoDB commit failed: {error}",
+                          exceptions.InternalInconsistencyWarning, stacklevel=3)
 
     # reservation and rows
+    def _check_unreserved(self) -> None:
+        """Expected versions of streams the batch does not otherwise touch (the engine sends
+        none): checked by reading, since nothing of them is written."""
+        for sid, version in self.plan.expect.items():
+            if sid in self.plan.streams:
+                continue
+            record = self.storage.get_stream(sid)
+            if record is None:
+                raise exceptions.StreamAppendFailed(
+                    f"stream {sid!r} not found: nothing of the batch was stored"
+                )
+            if record.version != version:
+                raise RecordConflict(
+                    f"stream {sid!r} changed since it was read (version {record.version},"
+                    f" expected {version}); nothing of the batch was stored"
+                )
+
     def _reserve_all(self) -> None:
         now = time.time()
-        cutoff = now - self.storage.commit_timeout
+        created = [sid for sid in self.plan.streams if sid in self.plan.create]
+        for sid in created:
+            self.seq[sid] = 1  # first, so that _undo removes it even if the reply is lost
+            self.storage._insert_stream(self.plan.create[sid], self.batch_id, now)
         for sid in self.plan.streams:
-            doc = self.storage._streams.find_one_and_update(
-                {"_id": sid},
+            if sid not in self.plan.create:
+                self._reserve(sid, now)
+
+    def _reserve(self, sid: str, now: float) -> None:
+        """Push this batch on an existing stream whose version is the expected one, never on
+        top of a batch journalled as committed and not yet flipped there (rolled forward
+        first). A stream to delete that no longer exists is skipped."""
+        storage, expected = self.storage, self.plan.expect.get(sid)
+        condition: dict[str, Any] = {"_id": sid, **LIVE}
+        if expected is not None:
+            condition["v"] = expected
+        cutoff = now - storage.commit_timeout
+        for _ in range(RESERVE_ATTEMPTS):
+            doc = storage._streams.find_one_and_update(
+                condition,
                 {"$inc": {"w.seq": 1}, "$push": {"w.open": {"b": self.batch_id, "at": now}}},
                 projection={"w": 1},
                 return_document=ReturnDocument.AFTER,
             )
             if doc is None:
-                raise exceptions.StreamAppendFailed(
-                    f"stream {sid!r} not found: nothing of the batch was stored"
-                )
+                if storage._settle_stream(sid, abort_stale=False):
+                    continue
+                self._refused(sid, expected)
+                return
             self.seq[sid] = doc["w"]["seq"]
-            self.stale.extend(
-                (sid, entry["b"]) for entry in doc["w"]["open"]
-                if entry["at"] < cutoff and entry["b"] != self.batch_id
+            others = [entry for entry in doc["w"]["open"] if entry["b"] != self.batch_id]
+            if not others or not storage._committed(entry["b"] for entry in others):
+                self.stale.extend((sid, entry["b"]) for entry in others if entry["at"] < cutoff)
+                return
+            del self.seq[sid]
+            storage._abort_entry(sid, self.batch_id, self.level_keys)
+            storage._settle_stream(sid, abort_stale=False)
+        raise RecordConflict(
+            f"stream {sid!r} kept changing while reserving it; nothing of the batch was stored"
+        )
+
+    def _refused(self, sid: str, expected: int | None) -> None:
+        """Why a reservation matched nothing: the stream is missing (skipped when only to be
+        deleted) or its version is not the expected one."""
+        doc = self.storage._streams.find_one({"_id": sid, **LIVE}, {"v": 1})
+        if doc is None:
+            if sid in self.plan.delete and expected is None:
+                return
+            raise exceptions.StreamAppendFailed(
+                f"stream {sid!r} not found: nothing of the batch was stored"
             )
+        raise RecordConflict(
+            f"stream {sid!r} changed since it was read (version {doc.get('v', 0)}, expected"
+            f" {expected}); nothing of the batch was stored"
+        )
 
     def _write_rows(self) -> None:
         storage, b = self.storage, self.batch_id
@@ -334,25 +227,29 @@ class Commit:
                 storage._level(key).insert_many(rows)
 
     def _undo(self) -> None:
-        """Best effort: pull this batch's open entries and delete its rows. What fails here
-        stays invisible and is cleaned up by recover()."""
+        """Best effort: take this batch off every stream it reserved and delete its rows.
+        What fails here stays invisible and is cleaned up by recover()."""
         for sid in self.seq:
             with contextlib.suppress(PyMongoError):
                 self._abort_stream(sid)
 
     def _abort_stream(self, sid: str) -> bool:
-        """Pull this batch's open entry; True when this call removed it (then, or when the
-        stream is gone, the batch's rows are deleted: nobody can ever see them)."""
-        streams = self.storage._streams
-        pulled = streams.update_one(
-            {"_id": sid, "w.open.b": self.batch_id},
-            {"$pull": {"w.open": {"b": self.batch_id}}},
-        )
-        if pulled.modified_count or streams.find_one({"_id": sid}, {"_id": 1}) is None:
-            self.storage._drop_rows_of(sid, self.batch_id, self.level_keys)
-        return bool(pulled.modified_count)
+        return self.storage._abort_entry(sid, self.batch_id, self.level_keys)
 
     # commit points
+    def _part(self, sid: str) -> dict[str, Any]:
+        """What this batch does to one stream (module docstring of mongo_protocol)."""
+        plan, seq = self.plan, self.seq[sid]
+        role = "new" if sid in plan.create else "delete" if sid in plan.delete else None
+        part: dict[str, Any] = {"sid": sid, "ops": plan.ops.get(sid, NO_OPS), "role": role}
+        if sid in plan.clear_raw:
+            part["raw_floor"] = seq
+        elif sid in plan.truncate:
+            part["cut"] = {"t": plan.truncate[sid], "q": seq}
+        if sid in plan.clear_levels:
+            part["level_floor"] = seq
+        return part
+
     def _fence(self, sid: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Extra filter and $set of a flip made while this thread holds the stream's lock."""
         if sid not in self.held:
@@ -366,16 +263,8 @@ class Commit:
         if fenced:
             fence, extra_set = self._fence(sid)
             condition.update(fence)
-        update = flip_update(self.batch_id, self._ops(sid), extra_set)
+        update = flip_update(self.batch_id, self._part(sid), extra_set)
         return bool(self.storage._streams.update_one(condition, update).matched_count)
-
-    def _ops(self, sid: str) -> dict[str, Any]:
-        ops = {name: list(values) for name, values in self.plan.ops[sid].items()}
-        if sid in self.plan.clear_raw:
-            ops["max"].append(["w.raw_floor", self.seq[sid]])
-        if sid in self.plan.clear_levels:
-            ops["max"].append(["w.level_floor", self.seq[sid]])
-        return ops
 
     def _commit_one(self, sid: str) -> None:
         try:
@@ -420,10 +309,10 @@ class Commit:
             f" {self.storage.commit_timeout} s); nothing of it was stored"
         )
 
-    def _commit_many(self) -> None:
+    def _commit_many(self, live: list[str]) -> None:
         storage = self.storage
         try:
-            for sid in self.plan.streams:
+            for sid in live:
                 if sid in self.held:
                     fence, renew = self._fence(sid)
                     if not storage._streams.update_one({"_id": sid, **fence},
@@ -436,12 +325,7 @@ class Commit:
             raise
         journal = {
             "_id": self.batch_id, "kind": "commit", "state": "committed", "at": time.time(),
-            "streams": [
-                {"sid": sid, "ops": self._ops(sid),
-                 "raw_floor": self.seq[sid] if sid in self.plan.clear_raw else None,
-                 "level_floor": self.seq[sid] if sid in self.plan.clear_levels else None}
-                for sid in self.plan.streams
-            ],
+            "streams": [self._part(sid) for sid in live],
         }
         try:
             storage._batches.insert_one(journal)
@@ -460,13 +344,14 @@ class Commit:
                 raise exceptions.StreamAppendFailed(
                     f"MongoDB commit failed, nothing of the batch is visible: {error}"
                 ) from error
-        for sid in self.plan.streams:
+        # Committed. From here on nothing may raise: a caller would retry a stored batch.
+        for sid in live:
             try:
                 if not self._flip(sid, fenced=False):
-                    # Deleted meanwhile (or rolled forward by recovery): drop orphan rows.
+                    # Deleted meanwhile (or rolled forward by someone else): drop orphan rows.
                     if storage._streams.find_one({"_id": sid}, {"_id": 1}) is None:
                         storage._drop_rows_of(sid, self.batch_id, self.level_keys)
-            except PyMongoError as error:
+            except Exception as error:  # noqa: BLE001 - see above
                 warnings.warn(
                     f"batch committed but stream {sid!r} not yet updated ({error});"
                     " recover() completes it",
@@ -478,27 +363,19 @@ class Commit:
             storage._batches.delete_one({"_id": self.batch_id})
 
     # after the commit
-    def _after(self) -> None:
-        """Collect rows the batch superseded and resolve stale batches seen while reserving.
-        Failures here lose nothing: they only leave garbage for a later pass."""
+    def _after(self, live: list[str]) -> None:
+        """Collect rows the batch superseded, remove deleted streams and resolve stale
+        batches seen while reserving. Failures here lose nothing: they leave garbage for a
+        later pass (and deleted streams, hidden, for recover())."""
         storage = self.storage
-        try:
-            for sid in self.plan.streams:
-                seq = self.seq[sid]
-                storage._collect_floors(
-                    sid,
-                    seq if sid in self.plan.clear_raw else None,
-                    seq if sid in self.plan.clear_levels else None,
-                )
-            for key, by_stream in self.plan.levels.items():
-                for sid, docs in by_stream.items():
-                    if sid in self.plan.clear_levels:
-                        continue
-                    condition = {"stream_id": sid, "t": {"$in": [doc["t"] for doc in docs]},
-                                 "_q": {"$lt": self.seq[sid]}}
-                    storage._collect(sid, [(storage._level(key), condition)])
-            for sid, batch_id in self.stale:
-                storage._resolve(sid, batch_id)
-        except PyMongoError as error:
-            warnings.warn(f"cleanup after a MongoDB commit failed: {error}",
-                          exceptions.InternalInconsistencyWarning, stacklevel=3)
+        for sid in live:
+            storage._after_flip(sid, self._part(sid))
+        for key, by_stream in self.plan.levels.items():
+            for sid, docs in by_stream.items():
+                if sid in self.plan.clear_levels or sid not in self.seq:
+                    continue
+                condition = {"stream_id": sid, "t": {"$in": [doc["t"] for doc in docs]},
+                             "_q": {"$lt": self.seq[sid]}}
+                storage._collect(sid, [(storage._level(key), condition)])
+        for sid, batch_id in self.stale:
+            storage._resolve(sid, batch_id)
