@@ -1,4 +1,10 @@
-"""Reading: time ranges, raw and level results, and conversion of bulk inputs to columns."""
+"""Reading: time ranges, raw and level results, and conversion of bulk inputs to columns.
+
+A raw result is the stored rows of its range, loaded once. A downsampled result is the grid of
+every bucket between the stream's first datapoint and the level's downsampled bound (clipped to
+the query): stored rows where a bucket holds points, empty buckets computed on demand
+(``level_grid``), so a long gap costs nothing until its rows are asked for.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
 from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us
-from ..results import Datapoints
+from ..results import Datapoints, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
+from .level_grid import Grid, LevelRows
+from .level_store import StoredLevel
 from .state import StreamState
 from .view import conform
 
@@ -91,7 +99,7 @@ def datapoints(
             return storage.read_raw(state.stream_id, lo, hi, reverse=reverse)
 
         return Datapoints(
-            load_raw,
+            TableRows(load_raw),
             lambda table: _raw_dicts(table, value_type, options),
             lambda table: _raw_arrow(table, value_type, options),
         )
@@ -102,12 +110,8 @@ def datapoints(
     value_keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in names]
     time_keys = [downsamplers.TIME_DOWNSAMPLERS[n] for n in times]
     width = level.width_us
-
-    def load_level() -> pa.Table:
-        return level_rows(storage, state, level, query, reverse)
-
     return Datapoints(
-        load_level,
+        level_source(storage, state, level, query, reverse),
         lambda table: downsamplers.finalize(
             table, value_type, options, value_keys, time_keys, width
         ),
@@ -115,27 +119,35 @@ def datapoints(
     )
 
 
-def level_rows(
-    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
-) -> pa.Table:
-    """Stored rows of a range plus the empty buckets between the first datapoint and the
-    level's downsampled bound (generated here, never stored)."""
+def level_grid(state: StreamState, level: GranularityLevel, query: Range) -> Grid:
+    """The buckets a level read shows: from the bucket of the stream's first datapoint to the
+    level's downsampled bound, clipped to the query (empty when the level holds nothing)."""
     bound = state.bound(level)
     earliest = state.earliest
     if query.empty or bound is None or earliest is None:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
+        return Grid.empty(level.width_us)
     lo, hi = query.bucket_bounds(level)
     first = level.floor_us(earliest)
     lo = first if lo is None else max(lo, first)
     hi = bound if hi is None else min(hi, bound)
     if lo >= hi:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
-    stored = storage.read_level(level.key, state.stream_id, lo, hi)
-    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
-    rows = downsamplers.fill_empty(rows, lo, hi, level.width_us)
-    if reverse:
-        rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1, dtype=np.int64)))
-    return rows
+        return Grid.empty(level.width_us)
+    return Grid.between(lo, hi, level.width_us)
+
+
+def level_source(
+    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
+) -> LevelRows:
+    """The rows of a level read as a lazy source (oldest first, or newest first)."""
+    grid = level_grid(state, level, query)
+    stream_id = state.stream_id
+
+    def read(start_us: int, end_us: int) -> pa.Table:
+        stored = storage.read_level(level.key, stream_id, start_us, end_us)
+        return downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
+
+    view = range(grid.size - 1, -1, -1) if reverse else range(grid.size)
+    return LevelRows(grid, StoredLevel(read, grid), view)
 
 
 def new_datapoints(closed: list[tuple], states: dict[str, StreamState]) -> list[dict[str, Any]]:

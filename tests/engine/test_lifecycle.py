@@ -49,7 +49,7 @@ CHILD_PREAMBLE = """
     import datastream
     from datastream.backends import duckdb
     t0 = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
-    ds = datastream.Datastream(duckdb.Backend({path!r}))
+    ds = datastream.Datastream(duckdb.Backend({path!r}){options})
     sid = ds.ensure_stream({{"n": 1}}, {{}}, ["mean"], datastream.Granularity.Seconds)
     for i in range(5):
         ds.append(sid, i, t0 + datetime.timedelta(seconds=i))
@@ -58,7 +58,7 @@ CHILD_PREAMBLE = """
 
 def test_exit_without_close_stores_everything(tmp_path):
     path = str(tmp_path / "exit.duckdb")
-    run_child(CHILD_PREAMBLE.format(path=path))
+    run_child(CHILD_PREAMBLE.format(path=path, options=""))
     assert stored_values(path) == [0, 1, 2, 3, 4]
 
 
@@ -69,7 +69,7 @@ def test_exit_flush_survives_lazy_imports_during_shutdown(tmp_path):
     run_child("""
     from datastream.engine import lifecycle
     lifecycle._prewarm = lambda: None  # the flusher's warm-up has not happened yet
-    """ + CHILD_PREAMBLE.format(path=path) + """
+    """ + CHILD_PREAMBLE.format(path=path, options=", buffer_seconds=3600") + """
     assert "pandas" not in sys.modules
     """)
     assert stored_values(path) == [0, 1, 2, 3, 4]
@@ -77,7 +77,7 @@ def test_exit_flush_survives_lazy_imports_during_shutdown(tmp_path):
 
 def test_an_idle_process_flushes_by_age_without_another_call(tmp_path):
     path = str(tmp_path / "idle.duckdb")
-    child = run_child(CHILD_PREAMBLE.format(path=path) + """
+    child = run_child(CHILD_PREAMBLE.format(path=path, options="") + """
     import time
     print("appended", flush=True)
     time.sleep(60)
