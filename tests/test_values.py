@@ -162,7 +162,7 @@ def test_big_int_reads_back_as_equal_float():
 
 @pytest.mark.parametrize(
     "value",
-    [None, float("nan"), np.nan, np.float32("nan"), Decimal("NaN"), Decimal("sNaN")],
+    [None, float("nan"), np.nan, np.float32("nan"), Decimal("NaN"), Decimal("-NaN")],
 )
 @pytest.mark.parametrize("options", [DEFAULT, HIGH])
 def test_nan_and_none_are_null(value, options):
@@ -191,8 +191,54 @@ HUGE = Decimal(10**400)
     ],
 )
 def test_numbers_beyond_float_range(value, exact):
+    """Rejected in both modes: every level keeps float64 partials, also in high accuracy."""
     raises_naming(ValueError, value)
-    assert roundtrip(value, options=HIGH) == values.HIGH_ACCURACY.plus(exact)
+    assert "float64 range" in raises_naming(ValueError, value, options=HIGH)
+    assert "float64 range" in raises_naming(ValueError, exact, options=HIGH)
+
+
+FLOAT_MAX = Decimal(np.finfo(np.float64).max)
+FLOAT_TINY = Decimal(5e-324)  # the smallest subnormal float64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, Decimal("0E-1000"), Decimal("-0"), FLOAT_MAX, -FLOAT_MAX, FLOAT_TINY, -FLOAT_TINY,
+     Decimal("1e308"), Decimal("1e-320"), Fraction(1, 10**300), 10**308],
+)
+def test_high_accuracy_accepts_the_float64_range(value):
+    result = roundtrip(value, options=HIGH)
+    assert result == values.HIGH_ACCURACY.plus(Decimal(value) if not isinstance(value, Fraction)
+                                               else values.HIGH_ACCURACY.divide(1, 10**300))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1e999999"), Decimal("-1e999999"), Decimal("1e309"), FLOAT_MAX * 2,
+     Decimal("1e-400"), Decimal("-1e-999999999"), Decimal((0, (1,), -(10**12))),
+     Decimal((1, (9,), 10**12)), 10**309, Fraction(1, 10**400), Fraction(10**400, 7)],
+)
+def test_high_accuracy_rejects_magnitudes_outside_float64(value):
+    """Decimal('1e999999') used to be accepted and to fail later, squared in the exact partial
+    state (decimal.Overflow) while the stream's flush or downsampling was jammed."""
+    assert "float64 range" in raises_naming(ValueError, value, options=HIGH)
+    raises_naming(ValueError, {"c": 1, "s": value, "m": 1}, options=HIGH, keys=MEAN_KEYS)
+    raises_naming(ValueError, {"c": 1, "f": {value: 1}}, options=HIGH, keys={"c", "f"})
+    with pytest.raises(ValueError, match="float64 range"):
+        bulk(np.array([1, value], dtype=object), HIGH)
+
+
+@pytest.mark.parametrize("value", [Decimal("sNaN"), Decimal("-sNaN"), Decimal("sNaN12")])
+@pytest.mark.parametrize("options", [DEFAULT, HIGH])
+def test_signalling_nan_is_rejected_not_null(value, options):
+    """Any arithmetic on a signalling NaN signals: storing it as a null would hide that."""
+    assert "signalling" in raises_naming(ValueError, value, options=options)
+    for aggregate, keys in [({"c": 1, "s": value, "m": 1}, MEAN_KEYS),
+                            ({"c": value, "s": 1, "m": 1}, MEAN_KEYS),
+                            ({"c": 1, "f": {1: value}}, {"c", "f"})]:
+        raises_naming(ValueError, aggregate, options=options, keys=keys)
+    with pytest.raises(ValueError, match="signalling"):
+        bulk(np.array([1, value], dtype=object), options)
 
 
 def test_infinite_message_names_the_value():
@@ -256,6 +302,10 @@ def test_decimal_beyond_range_is_rejected():
     raises_naming(ValueError, Decimal("1e9999999"), options=HIGH)
 
 
+def _in_float64_range(value: Decimal) -> bool:
+    return value.is_zero() or 0 < abs(float(value)) < math.inf
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_floats_roundtrip_exactly(value):
@@ -274,6 +324,9 @@ def test_ints_roundtrip(value):
 @settings(max_examples=60, deadline=None)
 @given(st.decimals(allow_nan=False, allow_infinity=False))
 def test_decimals_roundtrip(value):
+    if not _in_float64_range(value):
+        raises_naming(ValueError, value, options=HIGH)
+        return
     high = roundtrip(value, options=HIGH)
     assert high == values.HIGH_ACCURACY.plus(value)
     if len(value.as_tuple().digits) <= 64:
@@ -350,6 +403,25 @@ def test_aggregate_count_must_be_a_non_negative_integer(count):
     with pytest.raises((TypeError, ValueError)) as caught:
         encode({"c": count, "s": 1, "m": 1}, keys=MEAN_KEYS)
     assert SID in str(caught.value)
+
+
+@pytest.mark.parametrize("options", [DEFAULT, HIGH])
+def test_aggregate_counts_are_bounded(options):
+    """Counts above 2**32 - 1 are rejected at append: {'c': 2**63} used to be accepted and to
+    fail at commit (int64 overflow), jamming every later flush of the store."""
+    assert values.MAX_COUNT == 2**32 - 1
+    largest = values.MAX_COUNT
+    assert same(roundtrip({"c": largest, "s": 1, "m": 1}, options=options, keys=MEAN_KEYS)["c"],
+                largest)
+    table = roundtrip({"c": 1, "f": {3: largest}}, options=options, keys={"c", "f"})
+    assert list(table["f"].values()) == [largest]
+    for count in (largest + 1, 2**63, 2**64, 10**400, float(2**70), Decimal("1e30")):
+        message = raises_naming(ValueError, {"c": count, "s": 1, "m": 1}, options=options,
+                                keys=MEAN_KEYS)
+        assert "4294967295" in message or "float" in message
+        raises_naming(ValueError, {"c": 1, "f": {3: count}}, options=options, keys={"c", "f"})
+    # keys that become the same number merge, and their total is bounded too
+    raises_naming(ValueError, {"c": 1, "f": {2**70: largest, 2**70 + 1: 1}}, keys={"c", "f"})
 
 
 def test_aggregate_integral_float_count_reads_back_as_int():
