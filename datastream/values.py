@@ -96,7 +96,7 @@ def canonical_json(value: Any) -> str:
     )
 
 
-def _show(value: Any, limit: int = 200) -> str:
+def show(value: Any, limit: int = 200) -> str:
     """A bounded repr for error messages (a nominal value may be huge)."""
     try:
         text = repr(value)
@@ -107,7 +107,7 @@ def _show(value: Any, limit: int = 200) -> str:
 
 def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:
     """The error to raise: names the stream and the offending value (SPEC §8)."""
-    return error(f"stream {stream_id}: {reason}: {_show(value)}")
+    return error(f"stream {stream_id}: {reason}: {show(value)}")
 
 
 def _is_high_accuracy(options: dict | None) -> bool:
@@ -117,7 +117,7 @@ def _is_high_accuracy(options: dict | None) -> bool:
 def _check_value_type(value_type: Any) -> str:
     if not isinstance(value_type, str) or value_type not in VALUE_TYPES:
         raise exceptions.UnsupportedValueType(
-            f"unsupported value type {_show(value_type)}; expected one of {VALUE_TYPES}"
+            f"unsupported value type {show(value_type)}; expected one of {VALUE_TYPES}"
         )
     return value_type
 
@@ -132,7 +132,7 @@ def normalise_options(value_type: str | None, options: dict | None) -> dict:
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise TypeError(f"value_type_options must be a dict, got {_show(options)}")
+        raise TypeError(f"value_type_options must be a dict, got {show(options)}")
     defaults = _OPTION_DEFAULTS[value_type]
     unknown = sorted(map(str, set(options) - set(defaults)))
     if unknown:
@@ -141,7 +141,7 @@ def normalise_options(value_type: str | None, options: dict | None) -> dict:
     result.update(options)
     for key, item in result.items():
         if not isinstance(item, bool):
-            raise TypeError(f"value_type_options[{key!r}] must be a bool, got {_show(item)}")
+            raise TypeError(f"value_type_options[{key!r}] must be a bool, got {show(item)}")
     return result
 
 

@@ -9,6 +9,7 @@ order (time, then declared source order) is fixed, so results never depend on ba
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -56,13 +57,11 @@ def validate(
     allowed = {"max_value"} if op == "counter_derivative" else set()
     unknown = set(args) - allowed
     if unknown:
-        raise exceptions.InvalidOperatorArguments(f"{op} takes no arguments {sorted(unknown)}")
+        raise exceptions.InvalidOperatorArguments(
+            f"{op} takes no arguments {sorted(map(repr, unknown))}"
+        )
     if "max_value" in args:
-        value = args["max_value"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise exceptions.InvalidOperatorArguments(
-                f"max_value must be a positive number, got {value!r}"
-            )
+        _check_max_value(args["max_value"])
     for position, source in enumerate(sources):
         if resolve(source["granularity"]) != highest:
             raise exceptions.IncompatibleGranularities(
@@ -75,6 +74,22 @@ def validate(
             raise exceptions.IncompatibleTypes(
                 f"{op} needs numeric sources; stream {source['stream']} is {value_type}"
             )
+
+
+def _check_max_value(value: Any) -> None:
+    """The kernel wraps counters in float64 and backends store the argument in JSON or BSON: a
+    finite positive float, or a positive int within int64 (larger ones: pass a float)."""
+    shown = values.show(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be a number, got {shown}")
+    if not value > 0:  # also NaN
+        raise exceptions.InvalidOperatorArguments(f"max_value must be positive, got {shown}")
+    if isinstance(value, int) and value > values.INT64_MAX:
+        raise exceptions.InvalidOperatorArguments(
+            f"max_value {shown} is beyond int64; pass it as a float"
+        )
+    if not math.isfinite(value):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be finite, got {shown}")
 
 
 def _fresh_state(op: str) -> dict[str, Any]:

@@ -360,24 +360,60 @@ def test_validation_named_errors(sources) -> None:
 def test_validation_operator_arity(sources) -> None:
     ds, ids = sources
     a, b = ids["a"], ids["b"]
+    arity, types = exceptions.InvalidOperatorArguments, exceptions.IncompatibleTypes
     cases = [
-        ([a, b], "derivative", {}),
-        ([], "sum", {}),
-        ([], "derivative", {}),
-        ([a, b], "counter_reset", {"value_type": "nominal", "downsamplers": []}),
-        ([ids["nominal"]], "derivative", {}),
-        ([a], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, {"stream": b, "name": "reset"}],
+        (arity, [a, b], "derivative", {}),
+        (arity, [], "sum", {}),
+        (arity, [], "derivative", {}),
+        (arity, [a, b], "counter_reset", {"value_type": "nominal", "downsamplers": []}),
+        (types, [ids["nominal"]], "derivative", {}),
+        (arity, [a], "counter_derivative", {}),
+        (arity, [{"stream": a, "name": "reset"}, {"stream": b, "name": "reset"}],
          "counter_derivative", {}),
-        ([a, {"stream": b, "name": "reset"}], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, ids["nominal"]], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, b, a], "counter_derivative", {}),
+        (arity, [a, {"stream": b, "name": "reset"}], "counter_derivative", {}),
+        (types, [{"stream": a, "name": "reset"}, ids["nominal"]], "counter_derivative", {}),
+        (arity, [{"stream": a, "name": "reset"}, b, a], "counter_derivative", {}),
+        (arity, [a], "derivative", {"derive_args": {"max_value": 1}}),
+        (arity, [a], "sum", {"derive_args": {1: 2, "x": 3}}),
     ]
-    for derive_from, op, kwargs in cases:
-        with pytest.raises(exceptions.DatastreamException):
+    for error, derive_from, op, kwargs in cases:
+        with pytest.raises(exceptions.DatastreamException) as caught:
             _derive(ds, derive_from, op, **kwargs)
-            pytest.fail(f"{op} over {derive_from} accepted")
+        assert type(caught.value) is error, (op, derive_from, caught.value)
     assert len(ds.find_streams()) == 4
+
+
+@pytest.mark.parametrize(
+    "max_value",
+    [10**400, -(10**400), 2**63, float("inf"), float("nan"), 0, -1, -0.5, True, "256",
+     None, [256]],
+)
+def test_counter_derivative_max_value_out_of_range(sources, max_value) -> None:
+    """max_value must be usable by the float64 kernel and storable by every backend: 10**400
+    used to be accepted and to fail later (on MongoDB when the stream was stored, in the kernel
+    at the first flush)."""
+    ds, ids = sources
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[ids["a"]],
+                             derive_op="counter_reset", value_type="nominal")
+    derive_from = [{"stream": reset, "name": "reset"}, ids["b"]]
+    with pytest.raises(exceptions.InvalidOperatorArguments, match="max_value"):
+        _derive(ds, derive_from, "counter_derivative", derive_args={"max_value": max_value})
+    assert len(ds.find_streams()) == 5
+    assert set(ds.get_tags(ids["b"]).get("contributes_to", {})) == set()
+
+
+@pytest.mark.parametrize("max_value", [1, 256, 2**63 - 1, 0.5, float(2**64), 1e300])
+def test_counter_derivative_max_value_in_range(sources, max_value) -> None:
+    ds, ids = sources
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[ids["a"]],
+                             derive_op="counter_reset", value_type="nominal")
+    rate = _derive(ds, [{"stream": reset, "name": "reset"}, ids["b"]], "counter_derivative",
+                   derive_args={"max_value": max_value})
+    assert ds.get_tags(rate)["derived_from"]["args"] == {"max_value": max_value}
+    for second, value in enumerate([10, 5]):
+        ds.append(ids["a"], 100 + second, at(second))  # no reset; its watermark advances
+        ds.append(ids["b"], value, at(second))
+    assert [p["v"] for p in raw(ds, rate)] == [float(max_value) - 10 + 5]
 
 
 def test_valid_derive_forms(sources) -> None:
