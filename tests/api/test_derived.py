@@ -240,6 +240,64 @@ def test_counter_derivative_null_emits_none(ds) -> None:
     assert got == [(at(1), 7.0), (at(2), None)]
 
 
+def test_counter_reset_skips_nulls(ds) -> None:
+    """A null is neither a reset nor a new base: 5 after (20, None) is a reset against 20, and
+    20 after (10, None) is none."""
+    uptime = ds.ensure_stream({"n": "uptime"}, {}, [], G.Seconds)
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[uptime],
+                             derive_op="counter_reset", value_type="nominal")
+    values = [10, None, 20, None, None, 5, 7, None, 6]
+    for second, value in enumerate(values):
+        ds.append(uptime, value, at(second))
+    assert [(p["t"], p["v"]) for p in raw(ds, reset)] == [(at(5), 1), (at(8), 1)]
+
+
+def _rate_with_own_reset(ds) -> tuple[str, str, str]:
+    """counter_derivative whose reset input is a nominal stream appended by hand."""
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, value_type="nominal")
+    data = ds.ensure_stream({"n": "data"}, {}, [], G.Seconds)
+    rate = ds.ensure_stream({"n": "rate"}, {}, [], G.Seconds,
+                            derive_from=[{"stream": reset, "name": "reset"}, data],
+                            derive_op="counter_derivative", derive_args={"max_value": 1000})
+    return reset, data, rate
+
+
+def _feed(ds, points: list[tuple[str, float, object]]) -> None:
+    for stream_id, second, value in sorted(points, key=lambda p: p[1]):
+        ds.append(stream_id, value, at(second))
+
+
+@pytest.mark.parametrize("falsy", [0, "", False, [], {}, 0.0])
+def test_counter_derivative_falsy_reset_keeps_the_counter(ds, falsy) -> None:
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, falsy), (reset, 2.0, falsy), (reset, 3.5, falsy)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
+        (at(1), 10.0), (at(2), 20.0), (at(3), 30.0)
+    ]
+
+
+@pytest.mark.parametrize("truthy", [1, "x", True, [0], {"a": 0}])
+def test_counter_derivative_truthy_reset_clears_the_counter(ds, truthy) -> None:
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, truthy), (reset, 3.5, 0)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [(at(1), 10.0), (at(3), 30.0)]
+
+
+def test_counter_derivative_null_reset_emits_none(ds) -> None:
+    """A null on the reset input emits None at its own timestamp and keeps the counter."""
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, None), (reset, 3.5, 0)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
+        (at(1), 10.0), (at(1.5), None), (at(2), 20.0), (at(3), 30.0)
+    ]
+
+
 def test_chain_of_derived_streams(ds) -> None:
     a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
     first = ds.ensure_stream({"n": "d1"}, {}, ["mean"], G.Seconds, derive_from=[a],
