@@ -227,6 +227,7 @@ class Datastream:
         with self._engine.lock:
             record = self._engine.record(stream_id)
             merged = tag_rules.deep_merge(record.tags, tags)
+            tag_rules.check_size(merged, f"tags of stream {stream_id}")
             self.backend.set_tags(stream_id, merged)
             record.tags = merged
 
@@ -251,17 +252,22 @@ class Datastream:
 
     def find_streams(self, query_tags: dict[str, Any] | None = None) -> Streams:
         """Streams whose user tags match ``query_tags`` (SPEC §3.4), in creation order."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=False)
         with self._engine.lock:
-            records = self._engine.find(query)
+            records = self._find(query_tags, allow_stream_id=False)
             found = [self._public(record) for record in records]
         return Streams(lambda: found)
 
+    def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamRecord]:
+        """Records matching a query (SPEC §3.4); ``allow_stream_id`` lets a top-level
+        ``stream_id`` select ids, otherwise it is a user-tag path like any reserved name."""
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=allow_stream_id)
+        query = tag_rules.without_reserved(query, allow_stream_id=allow_stream_id)
+        return [] if query is None else self._engine.find(query)
+
     def delete_streams(self, query_tags: dict[str, Any] | None = None) -> None:
         """Delete matching streams (all when None) with all their datapoints, atomically."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
-            records = self._engine.find(query)
+            records = self._find(query_tags, allow_stream_id=True)
             self._derive.delete(records)
 
     # -- appending -------------------------------------------------------------------------
@@ -480,11 +486,11 @@ class Datastream:
         filter_stream: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """Materialise every bucket that may close before ``until`` (SPEC §5.5)."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
             self._engine.flush()
-            records = self._engine.find(query)
+            records = self._find(query_tags, allow_stream_id=True)
             if filter_stream is not None:
                 records = [r for r in records if filter_stream(self._public(r))]
             records = [r for r in records if not r.meta.get("pending_backprocess")]

@@ -70,6 +70,7 @@ def test_constants() -> None:
         "stream_id", "value_downsamplers", "time_downsamplers", "highest_granularity",
         "derived_from", "contributes_to", "pending_backprocess", "latest_datapoint",
         "earliest_datapoint", "downsampled_until", "value_type", "value_type_options",
+        "retention",
     }
 
 

@@ -339,6 +339,51 @@ def test_reserved_key_shapes_rejected(ds, where) -> None:
     assert len(ds.find_streams()) == 0
 
 
+def _nested(depth: int) -> dict:
+    """A tag document of ``depth`` nested containers, lists and dicts in turn."""
+    value: object = 1
+    for level in range(depth - 1):
+        value = [value] if level % 2 else {"k": value}
+    return {"k": value}
+
+
+def test_tag_limits(ds) -> None:
+    """SPEC §3.2: over 32 levels or 64 KiB → ValueError naming the limit, never RecursionError
+    (500 levels used to raise RecursionError), wherever tags or queries are accepted."""
+    stream_id = ds.ensure_stream({"q": 1}, _nested(32), ["mean"], G.Seconds)
+    assert ds.find_streams(_nested(32)).count() == 1
+    before = ds.get_tags(stream_id)
+    big = "x" * (64 * 1024)
+    half = "y" * (40 * 1024)
+    calls = {
+        "depth": [
+            lambda doc: ds.ensure_stream({"q": 2}, doc, ["mean"], G.Seconds),
+            lambda doc: ds.ensure_stream({"q": 2, **doc}, {}, ["mean"], G.Seconds),
+            lambda doc: ds.update_tags(stream_id, doc),
+            lambda doc: ds.remove_tag(stream_id, doc),
+            lambda doc: ds.find_streams(doc),
+            lambda doc: ds.delete_streams(doc),
+            lambda doc: ds.downsample_streams(doc),
+        ],
+    }
+    for depth in (33, 500, 50_000):
+        for call in calls["depth"]:
+            with pytest.raises(ValueError, match="32 levels"):
+                call(_nested(depth))
+    for call in calls["depth"]:
+        with pytest.raises(ValueError, match="65536"):
+            call({"big": big})
+    with pytest.raises(ValueError, match="65536"):  # each part fits, together they do not
+        ds.ensure_stream({"q": 2, "a": half}, {"b": half}, ["mean"], G.Seconds)
+    with pytest.raises(ValueError, match="65536"):
+        ds.ensure_stream({"q": 1}, {"b": half, "c": half}, ["mean"], G.Seconds)
+    ds.update_tags(stream_id, {"a": half})
+    with pytest.raises(ValueError, match="65536"):
+        ds.update_tags(stream_id, {"b": half})
+    assert ds.get_tags(stream_id) == {**before, "a": half}
+    assert [s["stream_id"] for s in ds.find_streams()] == [stream_id]
+
+
 def test_reserved_key_shapes_rejected_in_mutation(ds) -> None:
     stream_id = ds.ensure_stream({"q": 1}, {"keep": {"x": 1}}, ["mean"], G.Seconds)
     before = ds.get_tags(stream_id)
@@ -498,15 +543,27 @@ def test_query_values_are_data(catalogue) -> None:
 
 
 def test_query_matches_user_tags_only(catalogue) -> None:
+    """Reserved names are metadata, not user tags: as query paths they are missing fields."""
     ds, ids = catalogue
-    for query in [{"value_type": "numeric"}, {"highest_granularity": "seconds"}]:
-        try:
-            found = _found(ds, query)
-        except exceptions.ReservedTagNameError:
-            continue
-        assert found == []
+    for query in [{"value_type": "numeric"}, {"highest_granularity": "seconds"},
+                  {"stream_id": ids[0]}, {"stream_id": {"$in": ids}},
+                  {"value_downsamplers": {"$exists": True}}, {"retention": None},
+                  {"stream_number": 0, "stream_id": ids[0]}]:
+        assert _found(ds, query) == [], query
+    assert _found(ds, {"value_type": {"$exists": False}}) == ids
+    assert _found(ds, {"stream_id": {"$ne": ids[0]}, "stream_number": 1}) == [ids[1]]
     ds.update_tags(ids[2], {"meta": {"value_type": "numeric"}})
     assert _found(ds, {"meta": {"value_type": "numeric"}}) == [ids[2]]
+
+
+def test_find_by_stream_id_matches_no_stream(catalogue) -> None:
+    """SPEC §3.4: in find_streams a top-level stream_id is an ordinary user-tag path."""
+    ds, ids = catalogue
+    assert _found(ds, {"stream_id": ids[3]}) == []
+    assert len(ds.find_streams({"stream_id": {"$in": [ids[3]]}})) == 0
+    ds.downsample_streams({"stream_id": {"$in": ids}}, until=at(0))
+    with pytest.raises(ValueError):
+        ds.find_streams({"stream_id": {"$in": ids[3]}})
 
 
 def test_delete_and_downsample_accept_stream_id(catalogue) -> None:
