@@ -107,8 +107,8 @@ class Datastream:
     def ensure_stream(
         self,
         query_tags: dict[str, Any],
-        tags: dict[str, Any] | None = None,
-        value_downsamplers: Iterable[str] | None = None,
+        tags: dict[str, Any] | None,
+        value_downsamplers: list[str] | tuple[str, ...],
         highest_granularity: Any = Granularity.Seconds,
         derive_from: Any = None,
         derive_op: str | None = None,
@@ -117,37 +117,48 @@ class Datastream:
         value_type_options: dict[str, Any] | None = None,
         derive_backprocess: bool = True,
     ) -> str:
-        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3)."""
+        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3).
+
+        ``value_downsamplers`` is a list or tuple; ``[]`` means never downsampled.
+        """
         if not isinstance(query_tags, dict) or not query_tags:
-            raise ValueError(f"query_tags must be a non-empty dict, got {query_tags!r}")
+            raise ValueError(
+                f"query_tags must be a non-empty dict, got {value_types.show(query_tags)}"
+            )
         tag_rules.validate_tags(query_tags)
         tags = {} if tags is None else tags
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {value_types.show(tags)}")
         tag_rules.validate_tags(tags)
+        user_tags = tag_rules.deep_merge(tags, query_tags)
+        tag_rules.check_size(user_tags)
         highest = resolve(highest_granularity)
         value_type = "numeric" if value_type is None else value_type
         if value_type not in value_types.VALUE_TYPES:
-            raise exceptions.UnsupportedValueType(f"unsupported value type {value_type!r}")
+            raise exceptions.UnsupportedValueType(
+                f"unsupported value type {value_types.show(value_type)}"
+            )
         options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
+        request = _derive_request(derive_from, derive_op, derive_args)
+        config = (stored_downsamplers, highest, value_type, options, request)
         with self._engine.lock:
-            derived = None
-            if derive_from is not None or derive_op is not None:
-                # Buffered source points are history: flush them before the stream exists.
-                self._engine.flush()
-                derived = self._derive.prepare(
-                    derive_from, derive_op, derive_args, highest, value_type
-                )
-            user_tags = tag_rules.deep_merge(tags, query_tags)
             existing = self._engine.find(query_tags)
             if len(existing) > 1:
                 raise exceptions.MultipleStreamsReturned(
                     f"{len(existing)} streams match query {query_tags!r}"
                 )
+            if existing:  # the old API's order: consistency before operator validation
+                self._check_consistent(existing[0], *config)
+            derived = None
+            if request is not None:
+                # Buffered source points are history: flush them before the stream exists.
+                self._engine.flush()
+                derived = self._derive.prepare(
+                    derive_from, derive_op, derive_args, highest, value_type
+                )
             if existing:
-                return self._reuse(existing[0], user_tags, stored_downsamplers, highest,
-                                   value_type, options, derived)
+                return self._retag(existing[0], user_tags)
             pending = bool(derived) and derive_backprocess and self._derive.sources_hold_data(
                 derived
             )
@@ -160,26 +171,24 @@ class Datastream:
             record = StreamRecord(str(uuid.uuid4()), user_tags, meta)
             stored = self.backend.create_stream(record, query_tags)
             if stored.stream_id != record.stream_id:  # another writer created it first
-                return self._reuse(stored, user_tags, stored_downsamplers, highest,
-                                   value_type, options, derived)
+                self._check_consistent(stored, *config)
+                return self._retag(stored, user_tags)
             self._engine.remember(stored)
             if derived is not None:
                 self._derive.link(stored)
             return stored.stream_id
 
-    def _reuse(
+    def _check_consistent(
         self,
         record: StreamRecord,
-        user_tags: dict[str, Any],
         stored_downsamplers: list[str],
         highest: GranularityLevel,
         value_type: str,
         options: dict[str, Any],
-        derived: dict[str, Any] | None,
-    ) -> str:
-        """Return an existing stream's id after checking its configuration matches."""
-        record = self._engine.record(record.stream_id)
-        meta = record.meta
+        request: tuple[str, list[Any]] | None,
+    ) -> None:
+        """InconsistentStreamConfiguration unless an existing stream has this configuration."""
+        meta = self._engine.record(record.stream_id).meta
         differences = []
         if meta["value_type"] != value_type:
             differences.append("value_type")
@@ -190,17 +199,22 @@ class Datastream:
         if set(meta["value_downsamplers"]) != set(stored_downsamplers):
             differences.append("value_downsamplers")
         stored_derived = meta.get("derived_from")
-        if bool(stored_derived) != bool(derived):
+        if bool(stored_derived) != (request is not None):
             differences.append("derive_from")
-        elif derived:
-            if stored_derived["op"] != derived["op"]:
+        elif request is not None:
+            op, source_ids = request
+            if stored_derived["op"] != op:
                 differences.append("derive_op")
-            if set(stored_derived["stream_ids"]) != set(derived["stream_ids"]):
+            if not _same_members(stored_derived["stream_ids"], source_ids):
                 differences.append("derive_from")
         if differences:
             raise exceptions.InconsistentStreamConfiguration(
                 f"stream {record.stream_id} exists with a different {', '.join(differences)}"
             )
+
+    def _retag(self, record: StreamRecord, user_tags: dict[str, Any]) -> str:
+        """An existing stream's id, its user tags now ``tags`` overlaid by ``query_tags``."""
+        record = self._engine.record(record.stream_id)
         if record.tags != user_tags:
             self.backend.set_tags(record.stream_id, user_tags)
             record.tags = user_tags
@@ -501,24 +515,67 @@ class Datastream:
 
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
         """Replay source history into matching derived streams (SPEC §7); idempotent."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
             self._engine.flush()
-            return self._derive.backprocess(self._engine.find(query))
+            return self._derive.backprocess(self._find(query_tags, allow_stream_id=True))
 
 
-def _check_downsamplers(names: Iterable[str] | None, value_type: str) -> list[str]:
+def _check_downsamplers(names: Any, value_type: str) -> list[str]:
     """The stored downsampler list: requested plus dependencies, canonical order."""
-    requested = [] if names is None else list(names)
+    if not isinstance(names, list | tuple):
+        raise TypeError(
+            "value_downsamplers must be a list or tuple of names ([] means never downsampled),"
+            f" got {value_types.show(names)}"
+        )
+    requested = list(names)
     for name in requested:
-        if name not in downsamplers.VALUE_DOWNSAMPLERS:
-            raise exceptions.UnsupportedDownsampler(f"unsupported value downsampler {name!r}")
+        if not isinstance(name, str) or name not in downsamplers.VALUE_DOWNSAMPLERS:
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported value downsampler {value_types.show(name)}"
+            )
         if name not in downsamplers.DOWNSAMPLERS_BY_VALUE_TYPE[value_type]:
             raise exceptions.UnsupportedDownsampler(
                 f"value downsampler {name!r} does not support value type {value_type!r}"
             )
     chosen = downsamplers.with_dependencies(requested)
     return [name for name in downsamplers.VALUE_DOWNSAMPLERS if name in chosen]
+
+
+def _derive_request(
+    derive_from: Any, derive_op: Any, derive_args: Any
+) -> tuple[str, list[Any]] | None:
+    """The operator and source ids of a derived-stream request (None: not derived), after the
+    checks that need no stream (SPEC §3.3 step 4). Operator-specific validation comes later, once
+    an existing stream has been compared with the request."""
+    if derive_from is None and derive_op is None:
+        return None
+    if derive_op is None:
+        raise ValueError("derive_op is required when derive_from is given")
+    if not isinstance(derive_op, str) or derive_op not in derive.DERIVE_OPERATORS:
+        raise exceptions.UnsupportedDeriveOperator(
+            f"unsupported derive operator {value_types.show(derive_op)}"
+        )
+    if derive_from is None:
+        raise ValueError(f"derive operator {derive_op!r} needs derive_from")
+    if derive_args is not None and not isinstance(derive_args, dict):
+        raise exceptions.InvalidOperatorArguments(
+            f"derive_args must be a dict, got {value_types.show(derive_args)}"
+        )
+    items = derive_from if isinstance(derive_from, list | tuple) else [derive_from]
+    ids = []
+    for item in items:
+        if isinstance(item, dict) and "stream" not in item:
+            raise exceptions.InvalidOperatorArguments(
+                f"a derive_from entry needs a 'stream' key, got {value_types.show(item)}"
+            )
+        ids.append(item["stream"] if isinstance(item, dict) else item)
+    return derive_op, ids
+
+
+def _same_members(stored: list[str], requested: list[Any]) -> bool:
+    """Same set of ids (requested ones may be anything a caller passed, even unhashable)."""
+    return all(item in stored for item in requested) and all(i in requested for i in stored)
 
 
 def _check_filter(
