@@ -24,7 +24,7 @@ from .engine.metadata import new_meta, public_tags
 from .granularity import Granularity, GranularityLevel, from_us, resolve
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamRecord
-from .timestamps import point_us
+from .timestamps import array_us, point_us
 
 
 def _utc_now() -> datetime.datetime:
@@ -394,16 +394,18 @@ class Datastream:
         timestamps: Any,
         values: Any,
         check_timestamp: bool = True,
+        unit: str | None = None,
     ) -> int:
         """Append columns of timestamps and values to one stream, vectorised (SPEC §4.4).
 
-        ``timestamps``: datetime64 or int64 epoch microseconds (numpy or pyarrow);
+        ``timestamps``: datetime64 of any unit or Arrow timestamps, or integer epochs counted
+        in ``unit`` (``'s'``, ``'ms'``, ``'us'``, ``'ns'``; required for integers);
         ``values``: numbers (NaN = null) or, for nominal/graph streams, a sequence of values.
         All or nothing; returns the number of points appended.
         """
         with self._engine.lock:
             record, table, earliest, latest = self._prepare_arrays(
-                stream_id, timestamps, values, check_timestamp, {}
+                stream_id, timestamps, unit, values, check_timestamp, {}
             )
             if table.num_rows:
                 self._engine.buffer_table(stream_id, table, earliest, latest)
@@ -414,12 +416,13 @@ class Datastream:
         self,
         stream_id: str,
         timestamps: Any,
+        unit: str | None,
         column: Any,
         check_timestamp: bool,
         latest_in_call: dict[str, int],
     ) -> tuple[StreamRecord, pa.Table, int, int]:
         record = self._writable(stream_id)
-        timestamps_us = reading.timestamps_to_us(timestamps)
+        timestamps_us = array_us(timestamps, unit)
         meta = record.meta
         table = value_types.encode_arrays(
             timestamps_us, column, meta["value_type"], meta["value_type_options"], stream_id,
@@ -437,9 +440,12 @@ class Datastream:
         self._check_time(record, min(first, earliest), latest, check_timestamp, latest_in_call)
         return record, table, earliest, latest
 
-    def append_table(self, table: Any, check_timestamp: bool = True) -> int:
+    def append_table(
+        self, table: Any, check_timestamp: bool = True, unit: str | None = None
+    ) -> int:
         """Append a table with columns ``stream_id``, ``timestamp``, ``value`` (pyarrow, pandas
-        or polars), all or nothing. Returns the number of points appended."""
+        or polars), all or nothing. An integer ``timestamp`` column needs ``unit`` as in
+        :meth:`append_arrays`. Returns the number of points appended."""
         arrow = reading.to_arrow_table(table)
         missing = {"stream_id", "timestamp", "value"} - set(arrow.column_names)
         if missing:
@@ -450,7 +456,7 @@ class Datastream:
             for stream_id, rows in reading.split_by_stream(arrow):
                 prepared.append(
                     self._prepare_arrays(
-                        stream_id, rows.column("timestamp"), rows.column("value"),
+                        stream_id, rows.column("timestamp"), unit, rows.column("value"),
                         check_timestamp, latest_in_call,
                     )
                 )
