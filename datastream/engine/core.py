@@ -109,6 +109,11 @@ class Engine:
                 return
             try:
                 self._write(taken)
+            except exceptions.StorageUnavailable as error:  # locks or records, before commit
+                self.buffers.restore(taken)
+                raise exceptions.StreamAppendFailed(
+                    f"flushing failed, the points stay buffered: {error}"
+                ) from error
             except BaseException:
                 self.buffers.restore(taken)
                 raise

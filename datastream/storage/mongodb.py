@@ -30,6 +30,13 @@ applies while this owner still holds the lock and renews its lease, else the bat
 and ``LockExpiredMidMaintenance`` raised. Release checks the owner too and raises
 ``LockExpiredMidMaintenance`` when someone else took the lock meanwhile. Re-entrant per thread.
 
+Unreachable server
+------------------
+Outside commits, a server that cannot be reached (pymongo's ``ConnectionFailure`` family:
+server selection timeouts, lost connections, network timeouts) or a closed storage raises
+:class:`datastream.exceptions.StorageUnavailable` from reads, record operations and locks; a
+commit raises ``StreamAppendFailed`` instead (see :mod:`.mongo_commit`).
+
 Creating streams
 ----------------
 ``create_stream`` looks for a match, then inserts with ``qkey`` = SHA-256 of the canonical
@@ -55,7 +62,7 @@ import bson
 import pyarrow as pa
 import pymongo
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
 from .. import exceptions
 from . import mongo_chunks, mongo_levels, mongo_meta, mongo_query
@@ -66,6 +73,9 @@ from .mongo_chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
 from .mongo_commit import RECORD_FIELDS, Commit, CommitProtocol, Plan, Snapshot
 
 _Commit = Commit  # its name before the split, still importable from here
+# The server cannot be reached (selection timeouts, lost connections, network timeouts) or the
+# client was closed (InvalidOperation: "cannot use MongoClient after close").
+UNREACHABLE = (ConnectionFailure, InvalidOperation)
 
 
 class MongoDBStorage(CommitProtocol, Storage):
@@ -112,7 +122,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._batches.create_index([("kind", 1)])
         except PyMongoError as error:
             self.close()
-            raise exceptions.DatastreamException(
+            raise exceptions.StorageUnavailable(
                 f"MongoDB database {database_name!r} is unavailable: {error}"
             ) from error
 
@@ -121,35 +131,61 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._client.close()
         self._client = None
 
+    @contextlib.contextmanager
+    def _reachable(self, what: str) -> Iterator[None]:
+        """StorageUnavailable when closed or when the server cannot be reached (outside
+        commits; module docstring), naming what was being done."""
+        if self._client is None:
+            raise exceptions.StorageUnavailable(f"{what}: the MongoDB storage is closed")
+        try:
+            yield
+        except UNREACHABLE as error:
+            raise exceptions.StorageUnavailable(
+                f"{what}: MongoDB database {self.database_name!r} is unreachable: {error}"
+            ) from error
+
     def __repr__(self) -> str:
         return f"MongoDBStorage({self.database_name!r})"
 
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         condition = mongo_query.translate(query)
-        deleting = self._deleting()
-        if deleting:
-            condition = {"$and": [condition, {"_id": {"$nin": sorted(deleting)}}]}
-        return self._records(
-            lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
-        )
+        with self._reachable("finding streams"):
+            deleting = self._deleting()
+            if deleting:
+                condition = {"$and": [condition, {"_id": {"$nin": sorted(deleting)}}]}
+            return self._records(
+                lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
+            )
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
-        records = self._records(
-            lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
-        )
-        if not records or stream_id in self._deleting():
-            return None
-        return records[0]
+        with self._reachable(f"reading stream {stream_id!r}"):
+            records = self._records(
+                lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
+            )
+            if not records or stream_id in self._deleting():
+                return None
+            return records[0]
 
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
         """Re-read one record, first finishing what crashed writers left on it."""
-        self._recover_stream(stream_id)
+        with self._reachable(f"reading stream {stream_id!r}"):
+            self._recover_stream(stream_id)
         return self.get_stream(stream_id)
 
+    def recover(self) -> None:
+        """Finish interrupted deletes and resolve batches left open by crashed writers (see
+        :meth:`CommitProtocol.recover`); StorageUnavailable when the server is unreachable."""
+        with self._reachable("recovering interrupted writes"):
+            super().recover()
+
     def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
+        with self._reachable("creating a stream"):
+            return self._create_stream(record, query)
+
+    def _create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
         condition = mongo_query.translate(query)
         qkey = _query_key(query)
         tags = mongo_query.canonical(record.tags)
@@ -192,7 +228,8 @@ class MongoDBStorage(CommitProtocol, Storage):
         stored = mongo_query.canonical(tags)
         if not isinstance(stream_id, str):
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-        result = self._streams.update_one({"_id": stream_id}, {"$set": {"tags": stored}})
+        with self._reachable(f"setting tags of stream {stream_id!r}"):
+            result = self._streams.update_one({"_id": stream_id}, {"$set": {"tags": stored}})
         if result.matched_count == 0:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
 
@@ -202,6 +239,10 @@ class MongoDBStorage(CommitProtocol, Storage):
         ids = sorted({i for i in stream_ids if isinstance(i, str)})
         if not ids:
             return
+        with self._reachable(f"deleting streams {ids}"):
+            self._delete_streams(ids)
+
+    def _delete_streams(self, ids: list[str]) -> None:
         journal = None
         if len(ids) > 1:
             journal = self._batches.insert_one(
@@ -211,6 +252,8 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._delete_now(ids)
         except PyMongoError as error:
             if journal is None:
+                if isinstance(error, UNREACHABLE):
+                    raise  # StorageUnavailable: nothing was deleted
                 raise exceptions.DatastreamException(
                     f"deleting stream {ids[0]!r} failed: {error}"
                 ) from error
@@ -243,8 +286,9 @@ class MongoDBStorage(CommitProtocol, Storage):
         empty = RAW_SCHEMA.empty_table()
         if not isinstance(stream_id, str) or _empty_range(start_us, end_us):
             return empty
-        chunks = self._consistent(stream_id, lambda snap: self._raw_chunks(
-            stream_id, snap, start_us, end_us))
+        with self._reachable(f"reading raw rows of stream {stream_id!r}"):
+            chunks = self._consistent(stream_id, lambda snap: self._raw_chunks(
+                stream_id, snap, start_us, end_us))
         if not chunks:
             return empty
         return mongo_chunks.decode(chunks, start_us, end_us, reverse)
@@ -261,6 +305,12 @@ class MongoDBStorage(CommitProtocol, Storage):
         return list(self._raw.find(condition, {"sid": 0, "b": 0}))
 
     def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        with self._reachable(f"reading level {level_key!r} of stream {stream_id!r}"):
+            return self._read_level(level_key, stream_id, start_us, end_us)
+
+    def _read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
         fields = self._level_fields(level_key)
@@ -304,6 +354,10 @@ class MongoDBStorage(CommitProtocol, Storage):
     def commit(self, batch: WriteBatch) -> None:
         if batch.is_empty():
             return
+        if self._client is None:
+            raise exceptions.StreamAppendFailed(
+                "the MongoDB storage is closed; nothing of the batch was stored"
+            )
         try:
             plan = _plan(batch)
         except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException,
@@ -348,7 +402,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                 held[stream_id][2] -= 1
             return
         token = uuid.uuid4().hex
-        if not self._acquire(stream_id, token, ttl_seconds):
+        with self._reachable(f"taking the maintenance lock of stream {stream_id!r}"):
+            acquired = self._acquire(stream_id, token, ttl_seconds)
+        if not acquired:
             yield  # unknown stream: nothing to protect
             return
         held[stream_id] = [token, ttl_seconds, 1]
@@ -362,7 +418,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                 self._release(stream_id, token)
             raise
         held.pop(stream_id, None)
-        if not self._release(stream_id, token):
+        with self._reachable(f"releasing the maintenance lock of stream {stream_id!r}"):
+            released = self._release(stream_id, token)
+        if not released:
             raise exceptions.LockExpiredMidMaintenance(
                 f"maintenance lock of stream {stream_id!r} expired after {ttl_seconds} s and"
                 " was taken by another process before the work finished"
