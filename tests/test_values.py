@@ -11,9 +11,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from datastream import exceptions, values
+from datastream import downsamplers, exceptions, values
 from datastream.storage.base import RAW_SCHEMA
+from tests import nasty
 
 SID = "0b7f4c1e-3c2a-4e8f-9a51-2d7c9e6b1f00"
 DEFAULT = {"high_accuracy": False}
@@ -801,3 +803,90 @@ def test_bulk_ints_equal_single_values(items):
     array = np.array(items, dtype=np.int64)
     assert bulk(array).equals(singles(items))
     assert values.decode_values(bulk(array), "numeric", DEFAULT) == items
+
+
+# -- hostile values ----------------------------------------------------------------------------
+
+ALLOWED = (TypeError, ValueError, exceptions.DatastreamException)
+CONFIGS = [("numeric", DEFAULT), ("numeric", HIGH), ("nominal", {}), ("graph", {})]
+KEYS = {"numeric": set(nasty.DOWNSAMPLER_KEYS), "nominal": {"c", "o", "r", "f"},
+        "graph": {"c"}}
+WIDTH = 10_000_000
+
+
+def _aggregate_everything(table: pa.Table, value_type: str, options: dict) -> None:
+    """What commits and downsampling do with accepted raw rows: nothing of it may fail."""
+    values.decode_values(table, value_type, options)
+    if value_type == "numeric":
+        values.numeric_columns(table)
+    rows = downsamplers.partials_from_raw(table, value_type, options, WIDTH, True,
+                                          with_frequencies=True)
+    coarser = downsamplers.combine_partials(rows, 6 * WIDTH, value_type, options, raw=table)
+    for level_rows in (rows, coarser):
+        downsamplers.finalize(level_rows, value_type, options, KEYS[value_type], None, WIDTH)
+
+
+def _object_array(items: list) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    for position, item in enumerate(items):
+        array[position] = item
+    return array
+
+
+@settings(max_examples=500, deadline=None)
+@given(nasty.values, st.sampled_from(CONFIGS))
+def test_hostile_values_raise_only_type_or_value_errors(value, config):
+    """Nothing but TypeError/ValueError (or a datastream subclass) comes out of validation,
+    and a value that gets in can be aggregated (three copies, two levels) without error."""
+    value_type, options = config
+    try:
+        encoded = values.encode_value(value, value_type, options, KEYS[value_type], SID)
+    except ALLOWED:
+        return
+    table = values.encode_table(np.array([0, 1, 1], dtype=np.int64), [encoded] * 3)
+    _aggregate_everything(table, value_type, options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(nasty.values, max_size=5), st.sampled_from(CONFIGS))
+def test_hostile_object_arrays_raise_only_type_or_value_errors(items, config):
+    value_type, options = config
+    timestamps = np.arange(len(items), dtype=np.int64)
+    try:
+        table = values.encode_arrays(timestamps, _object_array(items), value_type, options, SID,
+                                     value_keys=KEYS[value_type])
+    except ALLOWED:
+        return
+    _aggregate_everything(table, value_type, options)
+
+
+hostile_arrays = st.one_of(
+    hnp.arrays(
+        st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(),
+                  hnp.complex_number_dtypes(), hnp.boolean_dtypes(), hnp.datetime64_dtypes(),
+                  hnp.timedelta64_dtypes(), hnp.byte_string_dtypes(), hnp.unicode_string_dtypes(),
+                  st.just(np.dtype(np.longdouble))),
+        st.integers(0, 6),
+    ),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 3), st.integers(0, 3))),
+    st.lists(st.integers(-(2**63), 2**63 - 1) | st.none(), max_size=5).map(
+        lambda items: pa.array(items, pa.int64())),
+    st.lists(st.integers(0, 2**64 - 1), max_size=5).map(lambda items: pa.array(items, pa.uint64())),
+    st.lists(st.floats() | st.none(), max_size=5).map(pa.array),
+    st.lists(st.decimals(-(10**60), 10**60, places=10) | st.none(), max_size=4).map(
+        lambda items: pa.array(items, pa.decimal256(76, 10))),
+    st.lists(st.text(max_size=3) | st.none(), max_size=4).map(pa.array),
+    st.lists(st.booleans(), max_size=4).map(pa.array),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_arrays, st.sampled_from(CONFIGS))
+def test_hostile_numpy_and_arrow_arrays_raise_only_type_or_value_errors(array, config):
+    value_type, options = config
+    try:
+        table = values.encode_arrays(np.arange(len(array), dtype=np.int64), array, value_type,
+                                     options, SID, value_keys=KEYS[value_type])
+    except ALLOWED:
+        return
+    _aggregate_everything(table, value_type, options)

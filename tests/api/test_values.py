@@ -8,8 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import datastream
 from datastream import exceptions
+from tests import nasty
 
 from .helpers import EVER, G, at, level, raw, values
 
@@ -320,3 +324,60 @@ def test_raw_level_ignores_filters(ds) -> None:
     # downsampler filters are ignored at the raw level
     assert list(ds.get_data(stream_id, G.Seconds, start=EVER, value_downsamplers=["mean"],
                             time_downsamplers=[])) == [{"t": at(0), "v": 5}]
+
+
+# -- hostile values through every backend ------------------------------------------------------
+
+ALLOWED = (TypeError, ValueError, exceptions.DatastreamException)
+ALL_DOWNSAMPLERS = list(datastream.VALUE_DOWNSAMPLERS)
+STREAMS = {
+    "numeric": ({}, ALL_DOWNSAMPLERS),
+    "high": ({"value_type_options": {"high_accuracy": True}}, ALL_DOWNSAMPLERS),
+    "nominal": ({"value_type": "nominal"}, ["count", "most_often", "least_often",
+                                            "frequencies"]),
+    "graph": ({"value_type": "graph"}, ["count"]),
+}
+
+
+def _same(left, right) -> bool:
+    """Equal with equal types (True is not 1, 1 is not 1.0), Decimals by their text."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(_same, left, right))
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    if isinstance(left, decimal.Decimal):
+        return str(left) == str(right)
+    if isinstance(left, float):
+        return left == right and math.copysign(1, left) == math.copysign(1, right)
+    return left == right
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_hostile_values_round_trip(ds, data) -> None:
+    """Whatever append accepts reads back as append returned it, and downsampling it (with
+    every downsampler) works on every backend; whatever it refuses is a TypeError/ValueError."""
+    state = ds.__dict__.setdefault("_hostile", {"day": 0, "ids": {}})
+    name = data.draw(st.sampled_from(sorted(STREAMS)))
+    if name not in state["ids"]:
+        kwargs, names = STREAMS[name]
+        state["ids"][name] = ds.ensure_stream({"hostile": name}, {}, names, G.Seconds, **kwargs)
+    stream_id = state["ids"][name]
+    value = data.draw(nasty.values)
+    state["day"] += 1
+    stamp = at(state["day"] * 86400)
+    try:
+        appended = ds.append(stream_id, value, stamp)["datapoint"]
+    except ALLOWED:
+        return
+    assert appended["t"] == stamp
+    read = list(ds.get_data(stream_id, G.Seconds, start=stamp, end=stamp))
+    assert len(read) == 1 and read[0]["t"] == stamp
+    assert _same(read[0]["v"], appended["v"]), (read[0]["v"], appended["v"])
+    ds.downsample_streams(until=stamp)  # closes the buckets of the earlier examples
+    earlier = at((state["day"] - 1) * 86400)
+    for granularity in G.values[1:]:
+        list(ds.get_data(stream_id, granularity, start=earlier, end=earlier))
