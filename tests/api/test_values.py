@@ -114,6 +114,65 @@ def test_pre_aggregated_dict_rejections(ds) -> None:
 # -- numeric, high accuracy ------------------------------------------------------------------
 
 
+def test_values_that_would_fail_later_are_refused_at_append(ds) -> None:
+    """SPEC §4.1: these used to be buffered and to fail at commit or in a kernel, jamming the
+    stream; now append refuses them and nothing of them is buffered."""
+    plain = ds.ensure_stream({"a": 1}, {}, ["mean", "std_dev", "frequencies"], G.Seconds)
+    high = ds.ensure_stream({"a": 2}, {}, ["mean", "std_dev"], G.Seconds,
+                            value_type_options={"high_accuracy": True})
+    cases = [
+        (plain, {"c": 2**63, "s": 1, "m": 1, "q": 1, "d": 0, "f": None}),
+        (plain, {"c": 2**32, "s": 1, "m": 1, "q": 1, "d": 0, "f": None}),
+        (plain, {"c": 1, "s": 1, "m": 1, "q": 1, "d": 0, "f": {1: 2**64}}),
+        (plain, decimal.Decimal("sNaN")),
+        (high, decimal.Decimal("1e999999")),
+        (high, decimal.Decimal("-1e400")),
+        (high, decimal.Decimal("1e-400")),
+        (high, decimal.Decimal("sNaN")),
+        (high, {"c": 1, "s": decimal.Decimal("1e999999"), "m": 1, "q": 1, "d": 0}),
+    ]
+    for second, (stream_id, value) in enumerate(cases):
+        with pytest.raises(ValueError):
+            ds.append(stream_id, value, at(second))
+        with pytest.raises(ValueError):
+            ds.append_multiple([{"stream_id": stream_id, "value": value, "timestamp": at(0)}])
+        if isinstance(value, decimal.Decimal):
+            with pytest.raises(ValueError):
+                ds.append_arrays(stream_id, np.array([np.datetime64("2000-01-01T12:00")]),
+                                 np.array([value], dtype=object))
+    ds.append(plain, 1, at(0))
+    ds.append(plain, 3, at(1))
+    ds.append(high, decimal.Decimal("1e308"), at(0))
+    ds.append(high, decimal.Decimal(3), at(20))
+    ds.append(plain, 5, at(20))
+    ds.flush()
+    ds.downsample_streams(until=at(20))
+    assert level(ds, plain, G.Seconds10)[0]["v"] == {
+        "c": 2, "s": 4, "q": 10, "m": 2.0, "d": 1.0, "f": {1: 1, 3: 1}
+    }
+    assert level(ds, high, G.Seconds10)[0]["v"]["m"] == decimal.Decimal("1e308")
+    assert values(ds, plain) == [1, 3, 5]
+
+
+def test_largest_counts_add_up_exactly(ds) -> None:
+    """Counts up to 2**32 - 1 cannot overflow the int64 count of a bucket, even when a
+    thousand such points share one."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["count", "frequencies"], G.Seconds)
+    largest = 2**32 - 1
+    ds.append_multiple([
+        {"stream_id": stream_id, "value": {"c": largest, "f": {7: largest}},
+         "timestamp": at(second / 100)}
+        for second in range(1000)
+    ])
+    ds.append(stream_id, 1, at(86400))
+    ds.downsample_streams(until=at(86400))
+    for granularity in (G.Seconds10, G.Minutes, G.Days):
+        total = sum(point["v"]["c"] for point in level(ds, stream_id, granularity))
+        assert total == 1000 * largest, granularity
+    day = level(ds, stream_id, G.Days)
+    assert day[0]["v"] == {"c": 1000 * largest, "f": {7: 1000 * largest}}
+
+
 def test_high_accuracy_reads_back_exactly_and_means_exactly(ds) -> None:
     stream_id = ds.ensure_stream(
         {"a": 1}, {}, ["mean", "min", "max", "median", "std_dev"], G.Seconds,
