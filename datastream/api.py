@@ -236,7 +236,7 @@ class Datastream:
     def update_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
         """Deep-merge ``tags`` into the stream's user tags."""
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {value_types.show(tags)}")
         tag_rules.validate_tags(tags)
         with self._engine.lock:
             record = self._engine.record(stream_id)
@@ -249,7 +249,7 @@ class Datastream:
         """Remove the tag paths named by the keys of ``tag`` (a str names one top-level key)."""
         paths = {tag: None} if isinstance(tag, str) else tag
         if not isinstance(paths, dict):
-            raise ValueError(f"tag must be a dict of paths or a key, got {tag!r}")
+            raise ValueError(f"tag must be a dict of paths or a key, got {value_types.show(tag)}")
         tag_rules.validate_tags(paths)
         with self._engine.lock:
             record = self._engine.record(stream_id)
@@ -316,7 +316,7 @@ class Datastream:
                 if not isinstance(item, dict) or "stream_id" not in item or "value" not in item:
                     raise ValueError(
                         f"datapoint #{position} must be a dict with 'stream_id' and 'value', "
-                        f"got {item!r}"
+                        f"got {value_types.show(item)}"
                     )
                 unknown = set(item) - {"stream_id", "value", "timestamp", "check_timestamp"}
                 if unknown:
@@ -592,7 +592,9 @@ def _check_filter(
     names = [names] if isinstance(names, str) else list(names)
     for name in names:
         if name not in known:
-            raise exceptions.UnsupportedDownsampler(f"unsupported {kind} downsampler {name!r}")
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported {kind} downsampler {value_types.show(name)}"
+            )
     return names
 
 

@@ -33,11 +33,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import reprlib
 from collections.abc import Callable
 from typing import Any
 
 from .exceptions import ReservedTagNameError
+from .messages import show
 
 RESERVED_TAGS = (
     "stream_id",
@@ -60,18 +60,6 @@ MAX_BYTES = 64 * 1024
 
 
 # -- limits ----------------------------------------------------------------------------------
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 4, 80, 80
-
-
-def _shown(value: Any) -> str:
-    """A bounded repr for messages: never recurses deeply, never fails."""
-    try:
-        return _REPR.repr(value)
-    except Exception:  # noqa: BLE001 - e.g. an int too long to print; the type still helps
-        return f"<{type(value).__name__}>"
-
 
 
 def check_depth(document: Any, what: str = "tags") -> None:
@@ -127,7 +115,7 @@ def check_key(key: Any, where: str = "tags") -> None:
     """Raise ReservedTagNameError when ``key`` could be mistaken for query syntax."""
     problem = _key_problem(key)
     if problem is not None:
-        raise ReservedTagNameError(f"reserved tag name {_shown(key)} in {where}: {problem}")
+        raise ReservedTagNameError(f"reserved tag name {show(key)} in {where}: {problem}")
 
 
 def _inside(where: str, key: Any) -> str:
@@ -142,7 +130,7 @@ def check_value(value: Any, where: str = "tags") -> None:
         _check_text(value, where)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where}: NaN and infinity are not JSON values, got {_shown(value)}")
+            raise ValueError(f"{where}: NaN and infinity are not JSON values, got {show(value)}")
     elif isinstance(value, list):
         for position, item in enumerate(value):
             check_value(item, f"{where}[{position}]")
@@ -152,7 +140,7 @@ def check_value(value: Any, where: str = "tags") -> None:
             check_value(item, _inside(where, key))
     else:
         raise TypeError(
-            f"{where}: tag values must be JSON data, got {type(value).__name__} {_shown(value)}"
+            f"{where}: tag values must be JSON data, got {type(value).__name__} {show(value)}"
         )
 
 
@@ -160,7 +148,7 @@ def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{where}: strings must be valid Unicode, got {_shown(text)}") from None
+        raise ValueError(f"{where}: strings must be valid Unicode, got {show(text)}") from None
 
 
 def validate_tags(tags: Any, *, top_level_reserved: bool = True) -> None:
@@ -170,11 +158,11 @@ def validate_tags(tags: Any, *, top_level_reserved: bool = True) -> None:
     remove_tag); nested reserved names are ordinary tags.
     """
     if not isinstance(tags, dict):
-        raise TypeError(f"tags must be a dict, got {_shown(tags)}")
+        raise TypeError(f"tags must be a dict, got {show(tags)}")
     check_depth(tags)
     for key in tags:
         if top_level_reserved and key in RESERVED_TAGS:
-            raise ReservedTagNameError(f"tag name {_shown(key)} is reserved for stream metadata")
+            raise ReservedTagNameError(f"tag name {show(key)} is reserved for stream metadata")
     check_value(tags, "tags")
     check_size(tags)
 
@@ -211,18 +199,18 @@ def _validate_operators(condition: dict, where: str) -> None:
     for operator, argument in condition.items():
         if not (isinstance(operator, str) and operator.startswith("$")):
             raise ValueError(
-                f"query at {where} mixes operators and tag names ({_shown(operator)}); "
+                f"query at {where} mixes operators and tag names ({show(operator)}); "
                 "use a nested dict for sub-fields"
             )
         if operator not in _ARGUMENT_RULES:
             raise ValueError(
-                f"unknown query operator {_shown(operator)} at {where}; "
+                f"unknown query operator {show(operator)} at {where}; "
                 f"supported: {', '.join(sorted(OPERATORS))}"
             )
         accepts, expected = _ARGUMENT_RULES[operator]
         if not accepts(argument):
             raise ValueError(
-                f"query operator {operator} at {where} needs {expected}, got {_shown(argument)}"
+                f"query operator {operator} at {where} needs {expected}, got {show(argument)}"
             )
         check_value(argument, f"{where}.{operator}")
 
@@ -254,7 +242,7 @@ def _validate_stream_id(condition: Any) -> None:
         and all(isinstance(item, str) for item in condition["$in"])
     ):
         return
-    raise ValueError(f"query stream_id must be an id or {{'$in': [ids]}}, got {_shown(condition)}")
+    raise ValueError(f"query stream_id must be an id or {{'$in': [ids]}}, got {show(condition)}")
 
 
 def validate_query(query: Any, *, allow_stream_id: bool = False) -> dict:
@@ -266,7 +254,7 @@ def validate_query(query: Any, *, allow_stream_id: bool = False) -> dict:
     if query is None:
         return {}
     if not isinstance(query, dict):  # the SPEC asks for ValueError, as for query_tags
-        raise ValueError(f"a query must be a dict of tag conditions, got {_shown(query)}")  # noqa: TRY004
+        raise ValueError(f"a query must be a dict of tag conditions, got {show(query)}")  # noqa: TRY004
     check_depth(query, "query")
     for key, condition in query.items():
         if key == STREAM_ID and allow_stream_id:
@@ -304,12 +292,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _exact(number: Any) -> Any:
+    """A plain float for float subclasses (numpy.float64 compares with a huge int by
+    converting the int to a float, which overflows); Python compares int and float exactly."""
+    return float(number) if isinstance(number, float) else number
+
+
 def _json_equal(left: Any, right: Any) -> bool:
     """Equality of JSON data that keeps bools apart from numbers, also inside containers."""
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if _is_number(left) and _is_number(right):
-        return left == right
+        return _exact(left) == _exact(right)
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(map(_json_equal, left, right))
     if isinstance(left, dict) and isinstance(right, dict):
@@ -339,7 +333,8 @@ def _comparable(left: Any, right: Any) -> bool:
 def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def test(value: Any, argument: Any) -> bool:
         return _any_element(
-            value, lambda item: _comparable(item, argument) and compare(item, argument)
+            value,
+            lambda item: _comparable(item, argument) and compare(_exact(item), _exact(argument)),
         )
 
     return test
@@ -376,7 +371,7 @@ def _apply(operator: str, argument: Any, present: bool, value: Any) -> bool:
         return not (present and _equal_or_contains(value, argument))
     test = _PRESENT_TESTS.get(operator)
     if test is None:
-        raise ValueError(f"unknown query operator {_shown(operator)}")
+        raise ValueError(f"unknown query operator {show(operator)}")
     return present and test(value, argument)
 
 
@@ -448,7 +443,7 @@ def remove_paths(tags: dict, paths: dict) -> dict:
     Leaf values of ``paths`` are ignored, nested dicts descend, missing paths are ignored.
     """
     if not isinstance(paths, dict):
-        raise TypeError(f"paths to remove must be a dict, got {_shown(paths)}")
+        raise TypeError(f"paths to remove must be a dict, got {show(paths)}")
     result = copy.deepcopy(tags)
     _remove_in_place(result, paths)
     return result

@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exceptions
+from .messages import show
 from .storage.base import RAW_SCHEMA
 
 VALUE_TYPES = ("numeric", "nominal", "graph")
@@ -94,15 +95,6 @@ def canonical_json(value: Any) -> str:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
-
-
-def show(value: Any, limit: int = 200) -> str:
-    """A bounded repr for error messages (a nominal value may be huge)."""
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:

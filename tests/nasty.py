@@ -62,7 +62,7 @@ def _hashable(value: object) -> bool:
     return True
 
 
-numbers = st.one_of(
+_numbers = st.one_of(
     integers,
     st.floats(),
     decimals,
@@ -72,6 +72,7 @@ numbers = st.one_of(
     st.booleans(),
     numpy_scalars,
 )
+numbers = st.deferred(lambda: _numbers)  # a short repr: hypothesis prints strategies it uses
 scalars = st.one_of(numbers, st.none(), st.text(max_size=20), st.binary(max_size=5))
 aggregates = st.dictionaries(
     st.sampled_from(DOWNSAMPLER_KEYS),

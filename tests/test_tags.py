@@ -637,3 +637,15 @@ def test_remove_paths_does_not_modify_or_alias_input():
 def test_remove_paths_needs_a_dict():
     with pytest.raises(TypeError):
         tags.remove_paths({"a": 1}, ["a"])
+
+
+def test_numpy_floats_compare_with_huge_ints():
+    """numpy.float64 (a float) compared with an int beyond float range used to raise
+    OverflowError inside the matcher."""
+    huge = 10**400
+    assert not tags.matches({"q": huge}, {"q": np.float64(1.5)})
+    assert not tags.matches({"q": np.float64(1.5)}, {"q": huge})
+    assert not tags.matches({"q": [np.float64(1.5)]}, {"q": {"$in": [huge]}})
+    assert tags.matches({"q": huge}, {"q": {"$gt": np.float64(1e300)}})
+    assert not tags.matches({"q": np.float64(1e300)}, {"q": {"$gte": huge}})
+    assert tags.matches({"q": np.float64(2.0)}, {"q": 2})

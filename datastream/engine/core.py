@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .. import exceptions
 from ..granularity import GranularityLevel, coarser_levels, resolve
+from ..messages import show
 from ..storage.base import MetaUpdate, Storage, StreamRecord, WriteBatch
 from . import downsampling
 from .buffers import Buffers, StreamBuffer
@@ -51,7 +52,7 @@ class Engine:
         if cached is not None:
             return cached
         if not isinstance(stream_id, str) or not _is_uuid(stream_id):
-            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
+            raise exceptions.StreamNotFound(f"stream {show(stream_id)} not found (malformed id)")
         record = self.storage.get_stream(stream_id)
         if record is None:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")

@@ -6,9 +6,12 @@ import datetime
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import datastream
 from datastream import exceptions
+from tests import nasty
 
 from .helpers import EVER, TIME_NAMES, UTC, G, at, values
 
@@ -732,3 +735,56 @@ def test_delete_dependent_then_source(dependency) -> None:
     assert _found(ds, None) == [bystander]
     ds.append(bystander, 10, at(10))
     assert values(ds, bystander) == [1, 3, 6, 10]
+
+
+# -- hostile arguments -------------------------------------------------------------------------
+
+HOSTILE_CALLS = {
+    "tags": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {"t": v}, [], G.Seconds),
+    "query_tags": lambda ds, sid, n, v: ds.ensure_stream({"q": v}, {}, [], G.Seconds),
+    "update_tags": lambda ds, sid, n, v: ds.update_tags(sid, {"t": v}),
+    "remove_tag": lambda ds, sid, n, v: ds.remove_tag(sid, {"t": v}),
+    "find_streams": lambda ds, sid, n, v: list(ds.find_streams({"t": v})),
+    "find_streams top": lambda ds, sid, n, v: list(ds.find_streams(v)),
+    "delete_streams": lambda ds, sid, n, v: ds.delete_streams({"missing": v}),
+    "downsamplers": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, v, G.Seconds),
+    "granularity": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], v),
+    "value_type": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], G.Seconds,
+                                                         value_type=v),
+    "options": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], G.Seconds,
+                                                      value_type_options=v),
+    "derive_from": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=v, derive_op="sum"),
+    "derive_op": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=[sid], derive_op=v),
+    "max_value": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=[{"stream": sid, "name": "reset"}, sid],
+        derive_op="counter_derivative", derive_args={"max_value": v}),
+    "timestamp": lambda ds, sid, n, v: ds.append(sid, 1, v, check_timestamp=False),
+    "stream id": lambda ds, sid, n, v: ds.append(v, 1),
+    "get_tags": lambda ds, sid, n, v: ds.get_tags(v),
+    "remove_tag key": lambda ds, sid, n, v: ds.remove_tag(sid, v),
+    "update_tags doc": lambda ds, sid, n, v: ds.update_tags(sid, v),
+    "append_multiple": lambda ds, sid, n, v: ds.append_multiple([v]),
+    "filter": lambda ds, sid, n, v: ds.get_data(sid, G.Minutes, start=EVER,
+                                                value_downsamplers=v),
+    "get_data start": lambda ds, sid, n, v: list(  # (None is the SPEC's AttributeError)
+        ds.get_data(sid, G.Seconds, start=EVER if v is None else v)),
+    "downsample until": lambda ds, sid, n, v: ds.downsample_streams({"none": 1}, until=v),
+}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(sorted(HOSTILE_CALLS)), nasty.values)
+def test_hostile_arguments_raise_only_type_or_value_errors(ds, where, value) -> None:
+    """No OverflowError, decimal error or RecursionError escapes from ensure/tag/query/append
+    arguments (two did: numpy floats against huge ints in the matcher, deep reprs)."""
+    state = ds.__dict__.setdefault("_hostile", {"n": 0})
+    if "sid" not in state:
+        state["sid"] = ds.ensure_stream({"hostile": "base"}, {}, ["mean"], G.Seconds)
+    state["n"] += 1
+    try:
+        HOSTILE_CALLS[where](ds, state["sid"], state["n"], value)
+    except (TypeError, ValueError, exceptions.DatastreamException):
+        pass
