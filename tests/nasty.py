@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 DOWNSAMPLER_KEYS = "csqlumdnorf"  # every value downsampler key: any pre-aggregated dict shape
 
 
-def _deep(depth: int, container: str) -> object:
+def deep_value(depth: int, container: str) -> object:
+    """``depth`` nested lists or dicts around a 1."""
     value: object = 1
     for _ in range(depth):
         value = [value] if container == "list" else {"k": value}
@@ -94,7 +95,9 @@ nested = st.recursive(
     ),
     max_leaves=10,
 )
-deep = st.builds(_deep, st.sampled_from([31, 33, 100, 5000]), st.sampled_from(["list", "dict"]))
+deep = st.builds(
+    deep_value, st.sampled_from([31, 33, 100, 5000]), st.sampled_from(["list", "dict"])
+)
 graphs = st.fixed_dictionaries(
     {"v": st.lists(st.fixed_dictionaries({"i": scalars}), max_size=3),
      "e": st.lists(st.fixed_dictionaries({"f": scalars, "t": scalars}), max_size=2)}

@@ -6,7 +6,7 @@ import datetime
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import datastream
@@ -777,6 +777,7 @@ HOSTILE_CALLS = {
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.sampled_from(sorted(HOSTILE_CALLS)), nasty.values)
+@example("max_value", 10**400)
 def test_hostile_arguments_raise_only_type_or_value_errors(ds, where, value) -> None:
     """No OverflowError, decimal error or RecursionError escapes from ensure/tag/query/append
     arguments (two did: numpy floats against huge ints in the matcher, deep reprs)."""
@@ -788,3 +789,15 @@ def test_hostile_arguments_raise_only_type_or_value_errors(ds, where, value) -> 
         HOSTILE_CALLS[where](ds, state["sid"], state["n"], value)
     except (TypeError, ValueError, exceptions.DatastreamException):
         pass
+
+
+@pytest.mark.parametrize("where", ["tags", "query_tags", "update_tags", "remove_tag key",
+                                   "find_streams", "granularity", "stream id", "get_tags",
+                                   "append_multiple", "derive_from", "filter"])
+def test_deep_arguments_never_raise_recursion_error(ds, where) -> None:
+    """Deep values used to raise RecursionError, in validation or while naming them in the
+    message (hypothesis cannot print such values, so they are checked here one by one)."""
+    stream_id = ds.ensure_stream({"hostile": "base"}, {}, ["mean"], G.Seconds)
+    for container in ("list", "dict"):
+        with pytest.raises((TypeError, ValueError, exceptions.DatastreamException)):
+            HOSTILE_CALLS[where](ds, stream_id, 1, nasty.deep_value(5000, container))
