@@ -58,7 +58,7 @@ def validate(
     unknown = set(args) - allowed
     if unknown:
         raise exceptions.InvalidOperatorArguments(
-            f"{op} takes no arguments {sorted(map(repr, unknown))}"
+            f"{op} takes no arguments {sorted(map(values.show, unknown))}"
         )
     if "max_value" in args:
         _check_max_value(args["max_value"])
