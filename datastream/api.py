@@ -24,9 +24,10 @@ from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
 from .granularity import Granularity, from_us, resolve
+from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
-from .timestamps import point_us
+from .timestamps import array_us, point_us
 
 
 def _utc_now() -> datetime.datetime:
@@ -145,8 +146,8 @@ class Datastream:
     def ensure_stream(
         self,
         query_tags: dict[str, Any],
-        tags: dict[str, Any] | None = None,
-        value_downsamplers: Iterable[str] | None = (),
+        tags: dict[str, Any] | None,
+        value_downsamplers: list[str] | tuple[str, ...],
         highest_granularity: Any = Granularity.Seconds,
         derive_from: Any = None,
         derive_op: str | None = None,
@@ -155,25 +156,29 @@ class Datastream:
         value_type_options: dict[str, Any] | None = None,
         derive_backprocess: bool = True,
     ) -> str:
-        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3)."""
+        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3).
+
+        ``value_downsamplers`` is a list or tuple; ``[]`` means never downsampled.
+        """
         self._open()
         if not isinstance(query_tags, dict) or not query_tags:
-            raise ValueError(f"query_tags must be a non-empty dict, got {query_tags!r}")
+            raise ValueError(f"query_tags must be a non-empty dict, got {show(query_tags)}")
         tag_rules.validate_tags(query_tags)
         tags = {} if tags is None else tags
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {show(tags)}")
         tag_rules.validate_tags(tags)
+        user_tags = tag_rules.deep_merge(tags, query_tags)
+        tag_rules.check_size(user_tags)
         highest = resolve(highest_granularity)
         value_type = "numeric" if value_type is None else value_type
         if value_type not in value_types.VALUE_TYPES:
-            raise exceptions.UnsupportedValueType(f"unsupported value type {value_type!r}")
+            raise exceptions.UnsupportedValueType(f"unsupported value type {show(value_type)}")
         options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
-        wants_derived = derive_from is not None or derive_op is not None
-        if wants_derived:
+        request = _derive_request(derive_from, derive_op, derive_args)
+        if request is not None:
             derive.check_operator(derive_op, value_type)
-        user_tags = tag_rules.deep_merge(tags, query_tags)
         with self._engine.lock:
             for _ in range(8):
                 existing = self._engine.find(query_tags)
@@ -181,13 +186,12 @@ class Datastream:
                     raise exceptions.MultipleStreamsReturned(
                         f"{len(existing)} streams match query {query_tags!r}"
                     )
-                if existing:
+                if existing:  # the old API's order: consistency before operator validation
                     self._check_consistent(existing[0], stored_downsamplers, highest, value_type,
-                                           options, derive_op if wants_derived else None,
-                                           derive_from)
+                                           options, request)
                     return self._reuse(existing[0], user_tags)
                 derivation = None
-                if wants_derived:
+                if request is not None:
                     derivation = derive.prepare(
                         derive_from, derive_op, derive_args, highest, value_type,
                         lambda stream_id: self._engine.state(stream_id, fresh=True),
@@ -210,8 +214,7 @@ class Datastream:
         highest: Any,
         value_type: str,
         options: dict[str, Any],
-        derive_op: str | None,
-        derive_from: Any,
+        request: tuple[str, list[Any]] | None,
     ) -> None:
         """InconsistentStreamConfiguration when an existing stream differs from the request;
         checked before any operator-specific validation of the new configuration."""
@@ -225,12 +228,13 @@ class Datastream:
         if set(state.value_downsamplers) != set(stored_downsamplers):
             differences.append("value_downsamplers")
         stored = state.derivation
-        if (stored is None) != (derive_op is None):
+        if (stored is None) != (request is None):
             differences.append("derive_from")
         elif stored is not None:
-            if stored.op != derive_op:
+            op, source_ids = request
+            if stored.op != op:
                 differences.append("derive_op")
-            if set(stored.stream_ids) != set(derive.source_ids(derive_from)):
+            if not _same_members(stored.stream_ids, source_ids):
                 differences.append("derive_from")
         if differences:
             raise exceptions.InconsistentStreamConfiguration(
@@ -257,17 +261,23 @@ class Datastream:
         writers)."""
         self._open()
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {show(tags)}")
         tag_rules.validate_tags(tags)
+
+        def merged(stored: dict[str, Any]) -> dict[str, Any]:
+            result = tag_rules.deep_merge(stored, tags)
+            tag_rules.check_size(result, f"tags of stream {stream_id}")
+            return result
+
         with self._engine.lock:
-            self._engine.change_tags(stream_id, lambda stored: tag_rules.deep_merge(stored, tags))
+            self._engine.change_tags(stream_id, merged)
 
     def remove_tag(self, stream_id: str, tag: Any) -> None:
         """Remove the tag paths named by the keys of ``tag`` (a str names one top-level key)."""
         self._open()
         paths = {tag: None} if isinstance(tag, str) else tag
         if not isinstance(paths, dict):
-            raise ValueError(f"tag must be a dict of paths or a key, got {tag!r}")
+            raise ValueError(f"tag must be a dict of paths or a key, got {show(tag)}")
         tag_rules.validate_tags(paths)
         with self._engine.lock:
             self._engine.change_tags(stream_id, lambda stored: tag_rules.remove_paths(stored,
@@ -282,17 +292,22 @@ class Datastream:
     def find_streams(self, query_tags: dict[str, Any] | None = None) -> Streams:
         """Streams whose user tags match ``query_tags`` (SPEC §3.4), in creation order."""
         self._open()
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=False)
         with self._engine.lock:
-            found = [self._public(state) for state in self._engine.find(query)]
+            found = [self._public(state) for state in self._find(query_tags, False)]
         return Streams(lambda: found)
+
+    def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
+        """Streams matching a query (SPEC §3.4); ``allow_stream_id`` lets a top-level
+        ``stream_id`` select ids, otherwise it is a user-tag path like any reserved name."""
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=allow_stream_id)
+        query = tag_rules.without_reserved(query, allow_stream_id=allow_stream_id)
+        return [] if query is None else self._engine.find(query)
 
     def delete_streams(self, query_tags: dict[str, Any] | None = None) -> None:
         """Delete matching streams (all when None) with all their datapoints, atomically."""
         self._open()
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
-            states = self._engine.find(query)
+            states = self._find(query_tags, True)
             if states:
                 self._engine.delete([state.stream_id for state in states])
 
@@ -331,7 +346,7 @@ class Datastream:
                 if not isinstance(item, dict) or "stream_id" not in item or "value" not in item:
                     raise ValueError(
                         f"datapoint #{position} must be a dict with 'stream_id' and 'value', "
-                        f"got {item!r}"
+                        f"got {show(item)}"
                     )
                 unknown = set(item) - {"stream_id", "value", "timestamp", "check_timestamp"}
                 if unknown:
@@ -443,17 +458,19 @@ class Datastream:
         timestamps: Any,
         values: Any,
         check_timestamp: bool = True,
+        unit: str | None = None,
     ) -> int:
         """Append columns of timestamps and values to one stream, vectorised (SPEC §4.4).
 
-        ``timestamps``: datetime64 or int64 epoch microseconds (numpy or pyarrow);
+        ``timestamps``: datetime64 of any unit or Arrow timestamps, or integer epochs counted
+        in ``unit`` (``'s'``, ``'ms'``, ``'us'``, ``'ns'``; required for integers);
         ``values``: numbers (NaN = null) or, for nominal/graph streams, a sequence of values.
         All or nothing; returns the number of points appended.
         """
         self._open()
         with self._engine.lock:
             state, table, earliest, latest = self._prepare_arrays(
-                stream_id, timestamps, values, check_timestamp, {}
+                stream_id, timestamps, unit, values, check_timestamp, {}
             )
             if table.num_rows:
                 self._accept(table.num_rows)
@@ -465,12 +482,13 @@ class Datastream:
         self,
         stream_id: str,
         timestamps: Any,
+        unit: str | None,
         column: Any,
         check_timestamp: bool,
         latest_in_call: dict[str, int],
     ) -> tuple[StreamState, pa.Table, int, int]:
         state = self._writable(stream_id, latest_in_call)
-        timestamps_us = reading.timestamps_to_us(timestamps)
+        timestamps_us = array_us(timestamps, unit)
         table = value_types.encode_arrays(
             timestamps_us, column, state.value_type, state.options, stream_id,
             value_keys=state.value_keys,
@@ -487,9 +505,12 @@ class Datastream:
         self._check_time(state, min(first, earliest), latest, check_timestamp, latest_in_call)
         return state, table, earliest, latest
 
-    def append_table(self, table: Any, check_timestamp: bool = True) -> int:
+    def append_table(
+        self, table: Any, check_timestamp: bool = True, unit: str | None = None
+    ) -> int:
         """Append a table with columns ``stream_id``, ``timestamp``, ``value`` (pyarrow, pandas
-        or polars), all or nothing. Returns the number of points appended."""
+        or polars), all or nothing. An integer ``timestamp`` column needs ``unit`` as in
+        :meth:`append_arrays`. Returns the number of points appended."""
         self._open()
         arrow = reading.to_arrow_table(table)
         missing = {"stream_id", "timestamp", "value"} - set(arrow.column_names)
@@ -501,7 +522,7 @@ class Datastream:
             for stream_id, rows in reading.split_by_stream(arrow):
                 prepared.append(
                     self._prepare_arrays(
-                        stream_id, rows.column("timestamp"), rows.column("value"),
+                        stream_id, rows.column("timestamp"), unit, rows.column("value"),
                         check_timestamp, latest_in_call,
                     )
                 )
@@ -556,10 +577,10 @@ class Datastream:
     ) -> list[dict[str, Any]]:
         """Materialise every bucket that may close before ``until`` (SPEC §5.5)."""
         self._open()
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
-            states = self._engine.find(query)
+            states = self._find(query_tags, True)
             if filter_stream is not None:
                 states = [s for s in states if filter_stream(self._public(s))]
             states = [s for s in states if not s.pending_backprocess]
@@ -571,28 +592,65 @@ class Datastream:
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
         """Replay source history into matching derived streams (SPEC §7); idempotent."""
         self._open()
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
-            states = self._engine.find(query)
+            states = self._find(query_tags, True)
             return self._engine.backprocess([s.stream_id for s in states])
 
 
-def _check_downsamplers(names: Iterable[str] | None, value_type: str) -> list[str]:
+def _check_downsamplers(names: Any, value_type: str) -> list[str]:
     """The stored downsampler list: requested plus dependencies, canonical order."""
     if not isinstance(names, list | tuple):
         raise TypeError(
-            f"value_downsamplers must be a list or tuple of names ([] means never downsampled),"
-            f" got {names!r}"
+            "value_downsamplers must be a list or tuple of names ([] means never downsampled),"
+            f" got {show(names)}"
         )
     for name in names:
-        if name not in downsamplers.VALUE_DOWNSAMPLERS:
-            raise exceptions.UnsupportedDownsampler(f"unsupported value downsampler {name!r}")
+        if not isinstance(name, str) or name not in downsamplers.VALUE_DOWNSAMPLERS:
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported value downsampler {show(name)}"
+            )
         if name not in downsamplers.DOWNSAMPLERS_BY_VALUE_TYPE[value_type]:
             raise exceptions.UnsupportedDownsampler(
                 f"value downsampler {name!r} does not support value type {value_type!r}"
             )
     chosen = downsamplers.with_dependencies(names)
     return [name for name in downsamplers.VALUE_DOWNSAMPLERS if name in chosen]
+
+
+def _derive_request(
+    derive_from: Any, derive_op: Any, derive_args: Any
+) -> tuple[str, list[Any]] | None:
+    """The operator and source ids of a derived-stream request (None: not derived), after the
+    checks that need no stream (SPEC §3.3 step 4). Operator-specific validation comes later,
+    once an existing stream has been compared with the request."""
+    if derive_from is None and derive_op is None:
+        return None
+    if derive_op is None:
+        raise ValueError("derive_op is required when derive_from is given")
+    if not isinstance(derive_op, str) or derive_op not in derive.DERIVE_OPERATORS:
+        raise exceptions.UnsupportedDeriveOperator(
+            f"unsupported derive operator {show(derive_op)}"
+        )
+    if derive_from is None:
+        raise ValueError(f"derive operator {derive_op!r} needs derive_from")
+    if derive_args is not None and not isinstance(derive_args, dict):
+        raise exceptions.InvalidOperatorArguments(
+            f"derive_args must be a dict, got {show(derive_args)}"
+        )
+    ids = []
+    for item in derive.source_items(derive_from):
+        if isinstance(item, dict) and "stream" not in item:
+            raise exceptions.InvalidOperatorArguments(
+                f"a derive_from entry needs a 'stream' key, got {show(item)}"
+            )
+        ids.append(item["stream"] if isinstance(item, dict) else item)
+    return derive_op, ids
+
+
+def _same_members(stored: list[str], requested: list[Any]) -> bool:
+    """Same set of ids (requested ones may be anything a caller passed, even unhashable)."""
+    return all(item in stored for item in requested) and all(i in requested for i in stored)
 
 
 def _check_filter(
@@ -603,7 +661,9 @@ def _check_filter(
     names = [names] if isinstance(names, str) else list(names)
     for name in names:
         if name not in known:
-            raise exceptions.UnsupportedDownsampler(f"unsupported {kind} downsampler {name!r}")
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported {kind} downsampler {show(name)}"
+            )
     return names
 
 

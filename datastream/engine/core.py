@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .. import exceptions
+from ..messages import show
 from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators
 from .buffers import Buffers, StreamBuffer
@@ -63,7 +64,7 @@ class Engine:
         ``fresh`` re-reads the stored record (backends whose versions are cheap to ask are
         always checked against the stored version)."""
         if not isinstance(stream_id, str) or not _is_uuid(stream_id):
-            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
+            raise exceptions.StreamNotFound(f"stream {show(stream_id)} not found (malformed id)")
         cached = self._states.get(stream_id)
         if cached is not None:
             if self._cheap_versions:
@@ -240,8 +241,14 @@ class Engine:
         dropped (the caller reports the failure; a retry of the call stores them once)."""
         with self.lock:
             taken = self.buffers.take()
-            if taken:
+            if not taken:
+                return
+            try:
                 self._store(taken)
+            except exceptions.StorageUnavailable as error:  # locks or records, before commit
+                raise exceptions.StreamAppendFailed(
+                    f"storing the points failed, nothing was stored: {error}"
+                ) from error
 
     def flush_if_due(self) -> None:
         """The background flusher's tick: flush when a limit is reached, and retry a failed

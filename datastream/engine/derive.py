@@ -40,12 +40,6 @@ def source_items(derive_from: Any) -> list[Any]:
     return list(derive_from) if isinstance(derive_from, list | tuple) else [derive_from]
 
 
-def source_ids(derive_from: Any) -> list[Any]:
-    """The stream ids named by ``derive_from`` (without checking them)."""
-    return [item.get("stream") if isinstance(item, dict) else item
-            for item in source_items(derive_from)]
-
-
 def prepare(
     derive_from: Any,
     derive_op: str | None,

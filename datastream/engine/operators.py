@@ -68,7 +68,9 @@ def validate(
     allowed = {"max_value"} if op == "counter_derivative" else set()
     unknown = set(args) - allowed
     if unknown:
-        raise exceptions.InvalidOperatorArguments(f"{op} takes no arguments {sorted(unknown)}")
+        raise exceptions.InvalidOperatorArguments(
+            f"{op} takes no arguments {sorted(map(values.show, unknown))}"
+        )
     if "max_value" in args:
         _check_max_value(args["max_value"])
     for position, source in enumerate(sources):
@@ -86,18 +88,20 @@ def validate(
 
 
 def _check_max_value(value: Any) -> None:
-    """max_value must be a finite positive number that float64 holds (the kernels use it)."""
-    problem = isinstance(value, bool) or not isinstance(value, int | float)
-    if not problem:
-        try:
-            as_float = float(value)
-        except OverflowError:
-            as_float = math.inf
-        problem = not math.isfinite(as_float) or as_float <= 0
-    if problem:
+    """The kernel wraps counters in float64 and backends store the argument in JSON or BSON: a
+    finite positive float, or a positive int within int64 (larger ones: pass a float)."""
+    shown = values.show(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be a number, got {shown}")
+    if not value > 0:  # also NaN
+        raise exceptions.InvalidOperatorArguments(f"max_value must be positive, got {shown}")
+    if isinstance(value, int) and value > values.INT64_MAX:
         raise exceptions.InvalidOperatorArguments(
-            f"max_value must be a finite positive number, got {value!r}"
+            f"max_value {shown} is beyond int64; pass it as a float"
         )
+    if not math.isfinite(value):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be finite, got {shown}")
+
 
 
 # -- reading inputs -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
-from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us
+from ..granularity import GranularityLevel, from_us
 from ..results import Datapoints, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
@@ -228,37 +228,6 @@ def _level_arrow(
 
 
 # -- bulk inputs --------------------------------------------------------------------------
-
-
-def timestamps_to_us(timestamps: Any) -> np.ndarray:
-    """int64 epoch microseconds from datetime64 / int64 µs / Arrow timestamp columns."""
-    if isinstance(timestamps, pa.ChunkedArray):
-        timestamps = timestamps.combine_chunks()
-    if isinstance(timestamps, pa.Array):
-        if pa.types.is_timestamp(timestamps.type):
-            if timestamps.null_count:
-                raise exceptions.InvalidTimestamp("timestamps must not contain nulls")
-            timestamps = timestamps.cast(pa.timestamp("us", tz=timestamps.type.tz)).cast(
-                pa.int64()
-            )
-        timestamps = timestamps.to_numpy(zero_copy_only=False)
-    array = np.asarray(timestamps)
-    if np.issubdtype(array.dtype, np.datetime64):
-        if np.any(np.isnat(array)):
-            raise exceptions.InvalidTimestamp("timestamps must not contain NaT")
-        array = array.astype("datetime64[us]").astype(np.int64)
-    elif array.dtype == object:
-        from ..timestamps import point_us
-
-        array = np.fromiter((point_us(v) for v in array), dtype=np.int64, count=len(array))
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise exceptions.InvalidTimestamp(
-            f"timestamps must be datetime64 or int64 epoch microseconds, got {array.dtype}"
-        )
-    array = array.astype(np.int64, copy=False)
-    if array.size and (array.min() < MIN_US or array.max() > MAX_US):
-        raise exceptions.InvalidTimestamp("timestamps outside the supported range")
-    return array
 
 
 def to_arrow_table(table: Any) -> pa.Table:

@@ -133,7 +133,12 @@ class WriteBatch:
 
 
 class Storage(abc.ABC):
-    """Base class of every backend (``datastream.backends.<name>.Backend``)."""
+    """Base class of every backend (``datastream.backends.<name>.Backend``).
+
+    Errors: when the backend cannot be reached or has been closed, every method but
+    :meth:`commit` raises ``exceptions.StorageUnavailable`` (or a subclass); :meth:`commit`
+    raises ``StreamAppendFailed`` whatever went wrong, so that callers can keep the batch.
+    """
 
     # Every backend of this project materialises its levels.
     requires_downsampling = True

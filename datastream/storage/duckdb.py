@@ -60,11 +60,10 @@ _OPEN_FILES: weakref.WeakValueDictionary[str, DuckDBStorage] = weakref.WeakValue
 _OPEN_FILES_LOCK = threading.Lock()
 
 
-class StorageUnavailable(exceptions.DatastreamException):
-    """The embedded store cannot be opened or has been closed."""
+StorageUnavailable = exceptions.StorageUnavailable  # its name here before it was shared
 
 
-class StorageLocked(StorageUnavailable):
+class StorageLocked(exceptions.StorageUnavailable):
     """Another writer holds the database file (the embedded store has one writing process)."""
 
 
@@ -188,12 +187,17 @@ class DuckDBStorage(Storage):
             raise StorageUnavailable("the DuckDB storage is closed")
         return self._con
 
+    def _check_open(self) -> None:
+        """Records are cached in process; a closed store still refuses to serve them."""
+        self._connection()
+
     def __repr__(self) -> str:
         return f"DuckDBStorage({self._file or ':memory:'!r})"
 
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         with self._lock:
+            self._check_open()
             return [entry.record() for entry in self._matching(query)]
 
     def _matching(self, query: dict[str, Any] | None) -> list[_Entry]:
@@ -209,6 +213,7 @@ class DuckDBStorage(Storage):
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         with self._lock:
+            self._check_open()
             entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
             return entry.record() if entry is not None else None
 
@@ -220,6 +225,7 @@ class DuckDBStorage(Storage):
         self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
     ) -> None:
         with self._lock:
+            self._check_open()
             entry = self._entry(stream_id)
             if expect_version is not None and entry.version != expect_version:
                 raise RecordConflict(f"stream {stream_id!r} changed since it was read")
@@ -244,6 +250,10 @@ class DuckDBStorage(Storage):
         if batch.is_empty():
             return
         with self._lock:
+            if self._con is None:
+                raise exceptions.StreamAppendFailed(
+                    "the DuckDB storage is closed; nothing of the batch was stored"
+                )
             con = self._connection()
             self._check_expectations(batch)
             created = self._new_entries(batch.create)
@@ -484,6 +494,12 @@ class DuckDBStorage(Storage):
             f" WHERE streams.{STREAM_KEY} = u.{STREAM_KEY}"
         )
         return new_meta
+
+    @contextlib.contextmanager
+    def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:
+        """One writing process: nothing to coordinate, but a closed store refuses."""
+        self._check_open()
+        yield
 
     # -- reading ---------------------------------------------------------------------------
     def read_raw(

@@ -192,6 +192,10 @@ class InfluxDBStorage(PgMetadata, Storage):
         if batch.is_empty():
             return
         with self._lock:
+            if self._closed:
+                raise exceptions.StreamAppendFailed(
+                    "the InfluxDB storage is closed; nothing of the batch was stored"
+                )
             try:
                 self._commit(batch)
             except (exceptions.DatastreamException, StreamIdTaken):

@@ -63,7 +63,7 @@ import bson
 import pyarrow as pa
 import pymongo
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
 from .. import exceptions
 from . import mongo_chunks, mongo_levels, mongo_meta, mongo_query
@@ -75,6 +75,9 @@ from .mongo_commit import Commit, Creation, Plan
 from .mongo_protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
 _Commit = Commit  # its name before the split, still importable from here
+# The server cannot be reached (selection timeouts, lost connections, network timeouts) or the
+# client was closed (InvalidOperation: "cannot use MongoClient after close").
+UNREACHABLE = (ConnectionFailure, InvalidOperation)
 
 
 class MongoDBStorage(CommitProtocol, Storage):
@@ -122,7 +125,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._batches.create_index([("kind", 1)])
         except PyMongoError as error:
             self.close()
-            raise exceptions.DatastreamException(
+            raise exceptions.StorageUnavailable(
                 f"MongoDB database {database_name!r} is unavailable: {error}"
             ) from error
 
@@ -131,36 +134,59 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._client.close()
         self._client = None
 
+    @contextlib.contextmanager
+    def _reachable(self, what: str) -> Iterator[None]:
+        """StorageUnavailable when closed or when the server cannot be reached (outside
+        commits), naming what was being done."""
+        if self._client is None:
+            raise exceptions.StorageUnavailable(f"{what}: the MongoDB storage is closed")
+        try:
+            yield
+        except UNREACHABLE as error:
+            raise exceptions.StorageUnavailable(
+                f"{what}: MongoDB database {self.database_name!r} is unreachable: {error}"
+            ) from error
+
     def __repr__(self) -> str:
         return f"MongoDBStorage({self.database_name!r})"
 
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         condition = mongo_query.translate(query)
-        return self._records(
-            lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
-        )
+        with self._reachable("finding streams"):
+            return self._records(
+                lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
+            )
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
-        records = self._records(
-            lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
-        )
+        with self._reachable(f"reading stream {stream_id!r}"):
+            records = self._records(
+                lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
+            )
         return records[0] if records else None
 
     def record_version(self, stream_id: str) -> int | None:
         """The logical version without reading tags and meta."""
         if not isinstance(stream_id, str):
             return None
-        records = self._records(
-            lambda: list(self._streams.find({"_id": stream_id}, VERSION_FIELDS))
-        )
+        with self._reachable(f"reading stream {stream_id!r}"):
+            records = self._records(
+                lambda: list(self._streams.find({"_id": stream_id}, VERSION_FIELDS))
+            )
         return records[0].version if records else None
+
+    def recover(self) -> None:
+        """Finish interrupted deletes and resolve batches left open by crashed writers (see
+        :meth:`CommitProtocol.recover`); StorageUnavailable when the server is unreachable."""
+        with self._reachable("recovering interrupted writes"):
+            super().recover()
 
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
         """Re-read one record, first finishing what other writers left on it."""
-        self._settle_stream(stream_id, abort_stale=True)
+        with self._reachable(f"reading stream {stream_id!r}"):
+            self._settle_stream(stream_id, abort_stale=True)
         return self.get_stream(stream_id)
 
     def _insert_stream(self, creation: Creation, batch_id: Any, now: float) -> None:
@@ -236,13 +262,14 @@ class MongoDBStorage(CommitProtocol, Storage):
         stored = mongo_query.canonical(tags)
         if not isinstance(stream_id, str):
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-        self._settle_stream(stream_id, abort_stale=False)
-        condition: dict[str, Any] = {"_id": stream_id, **LIVE}
-        if expect_version is not None:
-            condition["v"] = int(expect_version)
-        update = {"$set": {"tags": stored}, "$inc": {"v": 1}}
-        if self._streams.update_one(condition, update).matched_count:
-            return
+        with self._reachable(f"setting tags of stream {stream_id!r}"):
+            self._settle_stream(stream_id, abort_stale=False)
+            condition: dict[str, Any] = {"_id": stream_id, **LIVE}
+            if expect_version is not None:
+                condition["v"] = int(expect_version)
+            update = {"$set": {"tags": stored}, "$inc": {"v": 1}}
+            if self._streams.update_one(condition, update).matched_count:
+                return
         version = self.record_version(stream_id)
         if version is None:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
@@ -264,7 +291,8 @@ class MongoDBStorage(CommitProtocol, Storage):
             cuts[:] = snap.cuts
             return self._raw_chunks(stream_id, snap, start_us, end_us)
 
-        chunks = self._consistent(stream_id, read)
+        with self._reachable(f"reading raw rows of stream {stream_id!r}"):
+            chunks = self._consistent(stream_id, read)
         if not chunks:
             return empty
         return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts)
@@ -282,6 +310,12 @@ class MongoDBStorage(CommitProtocol, Storage):
         return list(self._raw.find(condition, {"sid": 0, "b": 0}))
 
     def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        with self._reachable(f"reading level {level_key!r} of stream {stream_id!r}"):
+            return self._read_level(level_key, stream_id, start_us, end_us)
+
+    def _read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
         fields = self._level_fields(level_key)
@@ -325,6 +359,10 @@ class MongoDBStorage(CommitProtocol, Storage):
     def commit(self, batch: WriteBatch) -> None:
         if batch.is_empty():
             return
+        if self._client is None:
+            raise exceptions.StreamAppendFailed(
+                "the MongoDB storage is closed; nothing of the batch was stored"
+            )
         # Tags and queries of new streams are the caller's input: their errors (ValueError,
         # TypeError, ReservedTagNameError) are raised as they are.
         creations = {record.stream_id: _creation(record, query) for record, query in batch.create}
@@ -381,7 +419,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                 held[stream_id][2] -= 1
             return
         token = uuid.uuid4().hex
-        if not self._acquire(stream_id, token, ttl_seconds):
+        with self._reachable(f"taking the maintenance lock of stream {stream_id!r}"):
+            acquired = self._acquire(stream_id, token, ttl_seconds)
+        if not acquired:
             yield  # unknown stream: nothing to protect
             return
         held[stream_id] = [token, ttl_seconds, 1]
@@ -395,7 +435,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                 self._release(stream_id, token)
             raise
         held.pop(stream_id, None)
-        if not self._release(stream_id, token):
+        with self._reachable(f"releasing the maintenance lock of stream {stream_id!r}"):
+            released = self._release(stream_id, token)
+        if not released:
             raise exceptions.LockExpiredMidMaintenance(
                 f"maintenance lock of stream {stream_id!r} expired after {ttl_seconds} s and"
                 " was taken by another process before the work finished"

@@ -65,8 +65,7 @@ _DDL = [
 _RECORDS = "SELECT stream_id, tags_text, meta, version FROM datastream_streams"
 
 
-class StorageUnavailable(exceptions.DatastreamException):
-    """The metadata database cannot be reached or the storage was closed."""
+StorageUnavailable = exceptions.StorageUnavailable  # its name here before it was shared
 
 
 class StreamIdTaken(ValueError):

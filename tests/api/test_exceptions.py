@@ -29,6 +29,7 @@ HIERARCHY = {
     "LockExpiredMidMaintenance": (),
     "StreamAppendContended": (),
     "StreamAppendFailed": (),
+    "StorageUnavailable": (),
 }
 WARNINGS = ["InvalidValueWarning", "InternalInconsistencyWarning",
             "DownsampleConsistencyNotGuaranteed"]
