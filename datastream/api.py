@@ -177,8 +177,6 @@ class Datastream:
         options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
         request = _derive_request(derive_from, derive_op, derive_args)
-        if request is not None:
-            derive.check_operator(derive_op, value_type)
         with self._engine.lock:
             for _ in range(8):
                 existing = self._engine.find(query_tags)
@@ -189,7 +187,6 @@ class Datastream:
                 if existing:  # the old API's order: consistency before operator validation
                     self._check_consistent(existing[0], stored_downsamplers, highest, value_type,
                                            options, request)
-                    return self._reuse(existing[0], user_tags)
                 derivation = None
                 if request is not None:
                     derivation = derive.prepare(
@@ -197,6 +194,8 @@ class Datastream:
                         lambda stream_id: self._engine.state(stream_id, fresh=True),
                         derive_backprocess,
                     )
+                if existing:
+                    return self._reuse(existing[0], user_tags)
                 state = StreamState.new(str(uuid.uuid4()), user_tags, stored_downsamplers,
                                         highest, value_type, options, derivation)
                 try:
