@@ -116,7 +116,7 @@ class Datastream:
 
     def _open(self) -> None:
         if self._closed:
-            raise exceptions.DatastreamException("this Datastream is closed")
+            raise exceptions.StorageUnavailable("this Datastream is closed")
 
     def _after_write(self) -> None:
         if not self._buffered:

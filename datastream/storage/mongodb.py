@@ -363,6 +363,14 @@ class MongoDBStorage(CommitProtocol, Storage):
             raise exceptions.StreamAppendFailed(
                 "the MongoDB storage is closed; nothing of the batch was stored"
             )
+        try:
+            self._commit(batch)
+        except exceptions.StorageUnavailable as error:  # a read inside the commit failed
+            raise exceptions.StreamAppendFailed(
+                f"MongoDB commit failed, nothing of the batch was stored: {error}"
+            ) from error
+
+    def _commit(self, batch: WriteBatch) -> None:
         # Tags and queries of new streams are the caller's input: their errors (ValueError,
         # TypeError, ReservedTagNameError) are raised as they are.
         creations = {record.stream_id: _creation(record, query) for record, query in batch.create}

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from datastream import Granularity as G
 from datastream import downsamplers, values
 from datastream.engine import level_grid, reading
+from datastream.engine.state import StreamState
 from datastream.storage.base import RAW_SCHEMA, StreamRecord
 from tests import materialised
 
@@ -165,7 +166,8 @@ def test_lazy_result_equals_materialised(read, reverse, batch, page, positions, 
     expected = _reference(storage, record, granularity, query, reverse, value_names,
                           time_names)
     with mock.patch.object(level_grid, "MIN_PAGE", page):  # small pages: many windows
-        data = reading.datapoints(storage, record, granularity, query, reverse, value_names,
+        state = StreamState.from_record(record)
+        data = reading.datapoints(storage, state, granularity, query, reverse, value_names,
                                   time_names).batch_size(batch)
     assert len(data) == len(expected)
     assert data.count() == len(expected)
@@ -190,7 +192,8 @@ def test_lazy_result_equals_materialised(read, reverse, batch, page, positions, 
 @given(reads(), st.booleans(), slices)
 def test_export_equals_materialised(read, reverse, cut) -> None:
     storage, record, granularity, value_names, time_names, query = read
-    data = reading.datapoints(storage, record, granularity, query, reverse, value_names,
+    state = StreamState.from_record(record)
+    data = reading.datapoints(storage, state, granularity, query, reverse, value_names,
                               time_names)
     if granularity >= G.Seconds:
         lo, hi = query.raw_bounds()
