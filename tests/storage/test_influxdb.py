@@ -26,9 +26,6 @@ from datastream import tags as tag_rules
 from datastream.backends import duckdb as duckdb_backend
 from datastream.backends import influxdb as influxdb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage import influxdb as store
-from datastream.storage import line_protocol as lp
-from datastream.storage import pg_query
 from datastream.storage.base import (
     RAW_SCHEMA,
     MetaUpdate,
@@ -37,6 +34,9 @@ from datastream.storage.base import (
     StreamRecord,
     WriteBatch,
 )
+from datastream.storage.influxdb import line_protocol as lp
+from datastream.storage.influxdb import query as pg_query
+from datastream.storage.influxdb import storage as store
 from tests import servers
 from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
 

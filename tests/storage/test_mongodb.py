@@ -13,8 +13,8 @@ import pytest
 from datastream import exceptions
 from datastream.backends import mongodb as mongodb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage import mongodb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.mongodb import storage as store
 from tests.mongo_support import mongo_targets, storage_factory
 from tests.storage.rows import new_id, raw_rows
 

@@ -20,8 +20,8 @@ from datastream.backends import duckdb as duckdb_backend
 from datastream.backends import influxdb as influxdb_backend
 from datastream.backends import mongodb as mongodb_backend
 from datastream.storage import duckdb as duckdb_store
-from datastream.storage import pg_metadata
 from datastream.storage.base import MetaUpdate, WriteBatch
+from datastream.storage.influxdb import metadata as pg_metadata
 from tests.mongo_support import storage_factory
 from tests.storage.rows import add_stream, new_id, raw_rows
 

@@ -3,7 +3,7 @@
 Every row carries the writing batch id ``b`` and the stream's write sequence number ``q``
 (``_b``/``_q`` in level rows). A stream document holds ``v`` (its version), ``w`` with ``seq``
 (last reserved number), ``open`` (batches in flight: ``{b, at}``), ``raw_floor``/``level_floor``
-(rows below are cleared), ``cuts`` (truncations, see :mod:`.mongo_chunks`) and ``gc`` (bumped
+(rows below are cleared), ``cuts`` (truncations, see :mod:`.chunks`) and ``gc`` (bumped
 before rows that old readers may still see are deleted); while a batch creates it, ``new`` (that
 batch), and once a batch deleted it, ``gone``.
 
@@ -14,7 +14,7 @@ batch), and once a batch deleted it, ``gone``.
 2. Insert all raw chunks and level rows (invisible: their batch is open).
 3. Commit point. One stream: the *flip* below. Several streams: inserting the journal document
    ``{_id: b, state: 'committed', streams: [parts]}`` into ``batches``
-   (parts: :mod:`.mongo_protocol`).
+   (parts: :mod:`.protocol`).
 4. Flip each stream: one update that pulls ``b`` from ``w.open`` and applies the part: meta
    update, floors, cut, ``$inc v`` (or, for a created stream, ``$unset new``; for a deleted
    one, ``gone``); when fenced, the lock lease too. Then, outside the commit, rows the batch
@@ -54,12 +54,12 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
-from .. import exceptions
-from .base import RecordConflict
-from .mongo_protocol import LIVE, flip_update
+from ... import exceptions
+from ..base import RecordConflict
+from .protocol import LIVE, flip_update
 
 if TYPE_CHECKING:
-    from .mongodb import MongoDBStorage
+    from .storage import MongoDBStorage
 
 RESERVE_ATTEMPTS = 4
 NO_OPS: dict[str, list[Any]] = {"set": [], "unset": [], "max": [], "min": []}
@@ -238,7 +238,7 @@ class Commit:
 
     # commit points
     def _part(self, sid: str) -> dict[str, Any]:
-        """What this batch does to one stream (module docstring of mongo_protocol)."""
+        """What this batch does to one stream (module docstring of protocol.py)."""
         plan, seq = self.plan, self.seq[sid]
         role = "new" if sid in plan.create else "delete" if sid in plan.delete else None
         part: dict[str, Any] = {"sid": sid, "ops": plan.ops.get(sid, NO_OPS), "role": role}

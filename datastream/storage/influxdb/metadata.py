@@ -6,7 +6,7 @@ here. :class:`PgMetadata` is a mixin: the storage sets ``_lock``, ``_closed``, `
 storage itself.
 
 Tables: ``datastream_streams`` (creation ``seq``, ``stream_id``, tags twice: as given in
-``tags_text`` and in the GIN-indexed query form ``tags``, see :mod:`.pg_query`; ``meta`` as
+``tags_text`` and in the GIN-indexed query form ``tags``, see :mod:`.query`; ``meta`` as
 exact JSON text; ``store``, the backend's bookkeeping, see :func:`new_store`; ``version``, the
 record version the engine's conditional commits compare), the batch counter
 ``datastream_batches``, ``datastream_pending`` (batches not committed, with the spans they
@@ -30,11 +30,11 @@ import psycopg2.extras
 import psycopg2.sql
 import pyarrow as pa
 
-from .. import exceptions
-from .. import tags as tag_rules
-from . import pg_query
-from .base import RecordConflict, StreamExists, StreamRecord
-from .influx_points import merge_schema
+from ... import exceptions
+from ... import tags as tag_rules
+from ..base import RecordConflict, StreamExists, StreamRecord
+from . import query as pg_query
+from .points import merge_schema
 
 SCHEMA_VERSION = "2"
 LOCK_CLASS = 0x6473  # advisory lock namespace ("ds")

@@ -1,13 +1,13 @@
 """The side of the MongoDB commit protocol that every process shares (the protocol itself is
-described in :mod:`.mongo_commit`): what readers see of records and rows, how a batch
+described in :mod:`.commit`): what readers see of records and rows, how a batch
 journalled as committed is rolled forward on a stream by whoever meets it first, how rows are
 collected without pulling them from under a reader, and recovery after crashed writers.
 
 A *part* is what one batch does to one stream (stored in the journal for multi-stream
 batches): ``{sid, ops, role, raw_floor?, level_floor?, cut?}``. ``ops`` are the meta update
-operators (:mod:`.mongo_meta`); ``role`` is None for an existing stream, ``'new'`` for a stream
+operators (:mod:`.meta`); ``role`` is None for an existing stream, ``'new'`` for a stream
 the batch creates and ``'delete'`` for one it deletes; ``cut`` is ``{t, q}`` (see
-:mod:`.mongo_chunks`). :func:`flip_update` turns a part into the one update that applies it.
+:mod:`.chunks`). :func:`flip_update` turns a part into the one update that applies it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from .. import exceptions
-from . import mongo_chunks
-from .base import StreamRecord
-from .mongo_meta import apply_ops
+from ... import exceptions
+from ..base import StreamRecord
+from . import chunks as mongo_chunks
+from .meta import apply_ops
 
 READ_ATTEMPTS = 10
 RECORD_FIELDS = {"tags": 1, "meta": 1, "nulls": 1, "v": 1, "new": 1, "gone": 1, "w.open": 1}

@@ -3,11 +3,11 @@
 Layout
 ------
 PostgreSQL holds the stream records, this backend's bookkeeping and the small tables of the
-commit protocol below (:mod:`.pg_metadata`). InfluxDB holds one measurement for raw points
+commit protocol below (:mod:`.metadata`). InfluxDB holds one measurement for raw points
 (``datastream_raw``: fields ``k i f s``) and one per level (``datastream_level_<key>``: the
 engine's columns as fields), tagged ``stream_id`` and ``_epoch``, every point with an integer
 field ``_batch``. Nulls are missing fields. Names are encoded by :mod:`.line_protocol`; how rows
-become points with unique identities, and points rows again, is in :mod:`.influx_points`.
+become points with unique identities, and points rows again, is in :mod:`.points`.
 
 Commit protocol (all-or-nothing as seen by readers)
 ---------------------------------------------------
@@ -40,7 +40,7 @@ and dropped (``DROP SERIES``) after the commit, retried later if InfluxDB is unr
 ``truncate_raw`` cannot delete: InfluxQL ``DELETE`` neither filters on fields nor takes part in
 the transaction, and the batch's own points at the same times must appear at the same moment
 as the old ones disappear. It adds a *cut* ``(t, b)`` to the stream's bookkeeping instead:
-raw points at or after ``t`` from batches before ``b`` are invisible (``pg_metadata.add_cut``
+raw points at or after ``t`` from batches before ``b`` are invisible (``metadata.add_cut``
 keeps the cuts to their Pareto frontier; readers apply them). The hidden points keep their
 identities, so new points never reuse them. They stay on disk until their epoch is dropped
 (the stream is deleted or cleared). The list stays short: past ``MAX_CUTS`` the newer cuts are
@@ -71,12 +71,11 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from .. import exceptions
-from .. import tags as tag_rules
-from . import influx_points as points
-from .base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
-from .influx_points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
-from .pg_metadata import (
+from ... import exceptions
+from ... import tags as tag_rules
+from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
+from . import points
+from .metadata import (
     CREATE_LOCK,
     LOCK_CLASS,
     Lease,
@@ -91,6 +90,7 @@ from .pg_metadata import (
     new_store,
     rollback,
 )
+from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20

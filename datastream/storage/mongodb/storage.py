@@ -1,26 +1,26 @@
 """The MongoDB backend: ``datastream.backends.mongodb.Backend(database_name, **connection)``.
 
-:class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.mongo_query` (tag
-queries as filters), :mod:`.mongo_chunks` (raw rows packed into chunk documents, and why),
-:mod:`.mongo_levels` (level rows), :mod:`.mongo_meta` (meta and MetaUpdates as update
-operators), :mod:`.mongo_commit` (atomic conditional commits) and :mod:`.mongo_protocol`
+:class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
+queries as filters), :mod:`.chunks` (raw rows packed into chunk documents, and why),
+:mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
+operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
 (readers' snapshots, rolling forward, recovery).
 
 Collections
 -----------
 * ``streams``: one document per stream: ``_id`` (the stream id), ``order`` (creation counter),
   ``qkey`` (unique: hash of the creating query), ``tags`` (user tags, keys sorted), ``meta``
-  (the engine's dict; top-level None values are kept in ``nulls``, see :mod:`.mongo_meta`),
-  ``v`` (version), ``w`` (write bookkeeping, see :mod:`.mongo_commit`), ``lock``, and while
+  (the engine's dict; top-level None values are kept in ``nulls``, see :mod:`.meta`),
+  ``v`` (version), ``w`` (write bookkeeping, see :mod:`.commit`), ``lock``, and while
   a batch creates or has deleted the stream, ``new`` or ``gone`` (the stream is invisible).
-* ``raw``: raw datapoints in chunks (:mod:`.mongo_chunks`): per stream and commit, runs of at
+* ``raw``: raw datapoints in chunks (:mod:`.chunks`): per stream and commit, runs of at
   most 4096 rows that span less than an hour. Index ``(sid, t1, t0, q)``: a time-range read is
   one index range scan, bounded on both sides by the one-hour span limit.
-* ``level_<key>``: a document per level row (:mod:`.mongo_levels`). Unique index
+* ``level_<key>``: a document per level row (:mod:`.levels`). Unique index
   ``(stream_id, t, _q)``; the newest visible version of a ``(stream_id, t)`` is the row (an
   upsert in effect, without overwriting a committed row before the batch that replaces it is
   committed). ``level_schemas`` remembers column types so that reads return the written types.
-* ``batches`` (commit journal, see :mod:`.mongo_commit`), ``counters``.
+* ``batches`` (commit journal, see :mod:`.commit`), ``counters``.
 
 Maintenance locks
 -----------------
@@ -65,14 +65,17 @@ import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
-from .. import exceptions
-from . import mongo_chunks, mongo_levels, mongo_meta, mongo_query
-from .base import RAW_SCHEMA, RecordConflict, Storage, StreamExists, StreamRecord, WriteBatch
-from .mongo_chunks import CHUNK_BYTES
-from .mongo_chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
-from .mongo_chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
-from .mongo_commit import Commit, Creation, Plan
-from .mongo_protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
+from ... import exceptions
+from ..base import RAW_SCHEMA, RecordConflict, Storage, StreamExists, StreamRecord, WriteBatch
+from . import chunks as mongo_chunks
+from . import levels as mongo_levels
+from . import meta as mongo_meta
+from . import query as mongo_query
+from .chunks import CHUNK_BYTES
+from .chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
+from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
+from .commit import Commit, Creation, Plan
+from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
 _Commit = Commit  # its name before the split, still importable from here
 # The server cannot be reached (selection timeouts, lost connections, network timeouts) or the

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..exceptions import ReservedTagNameError
+from ...exceptions import ReservedTagNameError
 
 TAGS_FIELD = "tags"
 STREAM_ID = "stream_id"

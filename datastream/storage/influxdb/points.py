@@ -33,9 +33,9 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from ..granularity import MAX_US, MIN_US
+from ...granularity import MAX_US, MIN_US
+from ..base import RAW_SCHEMA
 from . import line_protocol as lp
-from .base import RAW_SCHEMA
 
 SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the time
 RAW_MEASUREMENT = "datastream_raw"

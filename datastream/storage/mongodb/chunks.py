@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bson import Binary
 
-from .base import RAW_SCHEMA
+from ..base import RAW_SCHEMA
 
 CHUNK_ROWS = 4096
 CHUNK_SPAN_US = 3600 * 1_000_000
