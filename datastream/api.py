@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions
+from . import downsamplers, exceptions, verification
 from . import tags as tag_rules
 from . import values as value_types
 from .engine import derive, reading
@@ -499,6 +499,15 @@ class Datastream:
         with self._engine.lock:
             self._engine.flush()
             return self._derive.backprocess(self._engine.find(query))
+
+    def verify(self, query_tags: dict[str, Any] | None = None) -> verification.Verification:
+        """Recompute every materialised bucket of the matching streams from their raw data,
+        and every derived stream from its sources, independently of the code that stored
+        them; the result lists each disagreement and is falsy when there is none (SPEC §10)."""
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        with self._engine.lock:
+            self._engine.flush()
+            return verification.verify(self.backend, self._engine.find(query))
 
 
 def _check_downsamplers(names: Iterable[str] | None, value_type: str) -> list[str]:
