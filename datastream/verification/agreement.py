@@ -70,8 +70,8 @@ def _close(stored: Any, want: float, scale: float) -> bool:
     if isinstance(stored, bool) or not isinstance(stored, (int, float)):
         return False
     stored, want = float(stored), float(want)
-    if stored == want:  # also equal infinities (a sum of squares can overflow)
-        return True
+    if not (math.isfinite(stored) and math.isfinite(want)):
+        return stored == want  # a sum of squares can overflow: equal infinities agree
     allowed = RELATIVE * max(abs(stored), abs(want), scale)
     return abs(stored - want) <= allowed
 

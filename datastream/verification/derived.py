@@ -144,6 +144,8 @@ def check_derived(
     result: Verification,
     window_points: int,
 ) -> None:
+    """Add to ``result`` every stored point of a derived stream that its replay disagrees
+    with, and every point only one side has."""
     meta = record.meta
     if meta.get("pending_backprocess"):
         return
@@ -160,9 +162,12 @@ def check_derived(
         after = _first_settling_point(storage, record, until, window_points)
         if after is None:
             return
-    start = min(firsts + [meta.get("earliest_datapoint") or firsts[0]])
+    own_first = meta.get("earliest_datapoint")
+    start = min(firsts if own_first is None else [*firsts, own_first])
     operator = replay.operator(config["op"], config, width)
-    spans = window_sizes.Windows(start, until + 1, width, window_points)
+    spans = window_sizes.Windows(
+        start, until + 1, width, window_points, longest=window_sizes.WINDOW_BUCKETS * width
+    )
     for a, b in spans:
         b = min(b, until + 1)
         parts = [source.points(storage, sql, a, b) for source in inputs]

@@ -37,6 +37,7 @@ def check_levels(
     result: Verification,
     window_points: int,
 ) -> None:
+    """Add to ``result`` every bucket of every materialised level that disagrees with SQL."""
     meta = record.meta
     levels = coarser_levels(resolve(meta["highest_granularity"]))
     bounds = meta.get("downsampled_until") or {}

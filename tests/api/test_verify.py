@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from datastream import exceptions
@@ -137,9 +138,10 @@ def populate(ds, everything: bool = False) -> dict[str, str]:
         ds.append_multiple(_points(ids["minutes"], [(at(s * 7), s % 5) for s in range(120)]))
     ds.downsample_streams(until=at(20))  # a first, partial pass
 
-    # derived streams created over sources that hold data: one replayed, one live only
+    # derived streams created over sources that hold data: replayed, pending, live only
     if everything:
         stream("replayed", ["mean"], derive_from=[a], derive_op="derivative")
+        stream("pending", ["mean"], derive_from=[a, b], derive_op="sum")
     stream("live_only", ["mean"], derive_from=[a, b], derive_op="sum",
            derive_backprocess=False)
     ds.append_multiple(
@@ -175,6 +177,7 @@ def test_ordinary_use_verifies_clean(ds) -> None:
     assert [p["t"] for p in raw(ds, streams["reset"])][:4] == [at(4), at(7), at(8), at(13)]
     assert [p["v"] for p in raw(ds, streams["rate"])][:5] == [7.0, 251.0, 18.0, 11.0, 15.0]
     assert level(ds, streams["gappy"], G.Days)  # levels are materialised up to days
+    assert ds.get_tags(streams["pending"])["pending_backprocess"] is True
     result = ds.verify()
     assert clean(result)
     assert result.checked["streams"] == len(streams)
@@ -235,7 +238,7 @@ def _drop_level_row(ds, stream_id: str, key: str, when: datetime.datetime) -> No
         if stored is not None and stored.num_rows:
             rows = conform(stored)
             if level_key == key:
-                rows = rows.filter(pa.compute.not_equal(rows.column("t"), to_us(when)))
+                rows = rows.filter(pc.not_equal(rows.column("t"), to_us(when)))
             levels[level_key] = _with_id(rows, stream_id)
     ds.backend.commit(WriteBatch(levels=levels, clear_levels=[stream_id]))
 
