@@ -502,8 +502,10 @@ class Datastream:
 
     def verify(self, query_tags: dict[str, Any] | None = None) -> verification.Verification:
         """Recompute every materialised bucket of the matching streams from their raw data,
-        and every derived stream from its sources, independently of the code that stored
-        them; the result lists each disagreement and is falsy when there is none (SPEC §10)."""
+        and every derived stream from its sources, independently of the code that stored them
+        (SPEC §10). The result lists each disagreement and is falsy when there is none: counts
+        and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
+        of the magnitude of the terms they were computed from."""
         query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
             self._engine.flush()

@@ -11,6 +11,7 @@ import tracemalloc
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,10 +54,10 @@ def test_floats_agree_within_a_relative_billionth() -> None:
 
 
 def test_values_near_zero_are_judged_by_the_scale_of_their_terms() -> None:
-    # 1e9 + 1 - 1e9 - 1 summed in another order: a rounding residue, not a wrong sum
-    assert agreement.agrees(2.0e-7, agreement.close(0.0, scale=2e9 + 2))
-    assert not agreement.agrees(2.0e-7, agreement.close(0.0))
-    assert not agreement.agrees(3.0, agreement.close(0.0, scale=2e9))
+    # 1e9 + 0.1 - 1e9 summed in another order: a rounding residue, not a wrong sum
+    assert agreement.agrees(1.1920928955078125e-7, agreement.close(0.0, scale=2e9 + 0.1))
+    assert not agreement.agrees(1.2e-7, agreement.close(0.0))
+    assert not agreement.agrees(3e-3, agreement.close(0.0, scale=2e9))
 
 
 def test_exact_values_compare_by_value_within_one_number_family() -> None:
@@ -96,9 +97,9 @@ UPTIME = [10, 23, 28, 44, 2, 17, 90, 30, 2, 5, 10, 15, 23, 1, 7, 12, 19, 25, 31,
 S = 1_000_000
 
 
-def _series(seconds, values) -> tuple[np.ndarray, np.ndarray]:
+def _series(seconds, values) -> replay.Input:
     v = [math.nan if x is None else float(x) for x in values]
-    return np.array(seconds, dtype=np.int64) * S, np.array(v, dtype=np.float64)
+    return np.array(seconds, dtype=np.int64) * S, np.array(v), np.zeros(len(v))
 
 
 def _run(operator, *inputs) -> list[tuple[float, object]]:
@@ -111,8 +112,8 @@ def test_replay_sum_spec_example() -> None:
 
 
 def test_replay_sum_aligns_by_bucket_and_uses_each_sources_first_point() -> None:
-    a = (np.array([200_000, 1_700_000, 2 * S]), np.array([1.0, 2.0, 3.0]))
-    b = (np.array([900_000, 2 * S, 2 * S]), np.array([10.0, math.nan, 5.0]))
+    a = (np.array([200_000, 1_700_000, 2 * S]), np.array([1.0, 2.0, 3.0]), np.zeros(3))
+    b = (np.array([900_000, 2 * S, 2 * S]), np.array([10.0, math.nan, 5.0]), np.zeros(3))
     assert _run(replay.Sum(2, S), a, b) == [(0, 11.0), (2, 3.0)]
 
 
@@ -150,14 +151,16 @@ def test_replay_is_the_same_window_by_window(points, cuts) -> None:
     for source in (0, 1):
         chosen = [i for i, (s, _, _) in enumerate(points) if s == source]
         inputs.append((t[chosen], np.array([math.nan if points[i][2] is None
-                                            else float(points[i][2]) for i in chosen])))
+                                            else float(points[i][2]) for i in chosen]),
+                       np.zeros(len(chosen))))
     bounds = sorted({0, *(c * S for c in cuts), int(t.max() if len(t) else 0) + S})
     for make in (lambda: replay.Sum(2, S), replay.Derivative, replay.CounterReset,
                  lambda: replay.CounterDerivative(100.0)):
         whole = make().feed(*replay.merge(inputs))
         pieces, op = [], make()
         for lo, hi in zip(bounds, bounds[1:], strict=False):
-            part = [(ts[(ts >= lo) & (ts < hi)], vs[(ts >= lo) & (ts < hi)]) for ts, vs in inputs]
+            part = [tuple(column[(ts >= lo) & (ts < hi)] for column in (ts, vs, es))
+                    for ts, vs, es in inputs]
             pieces += op.feed(*replay.merge(part))
         assert pieces == whole
 
@@ -194,14 +197,17 @@ def _aggregate(numbers: list[int]) -> dict:
             "n": statistics.median(numbers), "o": numbers[0], "r": numbers[-1], "f": counts}
 
 
-# Floats are kept within ±1e150 and -0.0 is left out: see the notes in the report of known
-# kernel limitations (squares overflowing in std_dev; the frequency key of -0.0).
+# Float magnitudes stay within [1e-150, 1e150] (or 0), and -0.0 is left out: the kernels
+# square values for std_dev (beyond 1e154 that overflows, below 1e-154 it underflows: d then
+# reads None or 0.0 where verify expects the true spread), and the frequency key of -0.0
+# depends on what else is downsampled with it. verify reports both; these tests are about the
+# oracle agreeing with correct levels.
 NUMBERS = st.one_of(
     st.integers(-1000, 1000),
     st.integers(-(2**100), 2**100),
-    st.floats(-1e150, 1e150, allow_nan=False).map(lambda x: x + 0.0),
+    st.floats(-1e150, 1e150, allow_nan=False).map(lambda x: 0.0 if abs(x) < 1e-150 else x),
     st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: round(x, 2) + 0.0),
-    st.sampled_from([0.1, 1e9 + 0.5, 1e9 - 0.5, 5e-324, 1, 1.0]),
+    st.sampled_from([0.1, 1e9 + 0.5, 1e9 - 0.5, 1e-150, 1, 1.0]),
 )
 NUMERIC_VALUES = st.one_of(
     NUMBERS, st.none(), st.lists(st.integers(-50, 50), min_size=1, max_size=4).map(_aggregate)
@@ -341,7 +347,33 @@ def test_spec_std_dev_stability_example_verifies_and_a_naive_spread_would_not() 
     naive = math.sqrt(abs(squares / 1000 - (total / 1000) ** 2))
     expected = float(np.std(values))
     spread = float(values.max() - values.min())
-    assert not agreement.agrees(naive, agreement.close(expected, spread + 1e-4 * 1e9))
+    assert not agreement.agrees(naive, agreement.close(expected, spread + 0.1 * 1e9))
+
+
+# -- what verify found in the kernels (strict xfail: these flip when the kernels are fixed) -----
+
+
+@pytest.mark.xfail(strict=True, reason="the kernels square raw values for std_dev: beyond "
+                   "~1e154 the squares overflow (d reads inf or None), below ~1e-154 they "
+                   "underflow (d reads 0.0)")
+def test_std_dev_of_extreme_magnitudes_verifies_clean() -> None:
+    ds = datastream.Datastream()
+    stream = ds.ensure_stream({"n": 1}, {}, ["std_dev"], G.Seconds)
+    for seconds, value in [(0, 0.0), (0, 2e200), (10, 1e-200), (10, 0.0), (20, 1.0)]:
+        ds.append(stream, value, T0 + datetime.timedelta(seconds=seconds))
+    ds.downsample_streams(until=T0 + datetime.timedelta(minutes=1))
+    _assert_clean(ds.verify())
+
+
+@pytest.mark.xfail(strict=True, reason="the kernels count -0.0 and 0.0 as one value but key "
+                   "it by whichever of them comes first in a downsampling batch")
+def test_negative_zero_frequencies_verify_clean() -> None:
+    ds = datastream.Datastream()
+    stream = ds.ensure_stream({"n": 1}, {}, ["frequencies"], G.Seconds)
+    for seconds, value in [(0, -0.0), (20, 0.0), (40, 1)]:
+        ds.append(stream, value, T0 + datetime.timedelta(seconds=seconds))
+    ds.downsample_streams(until=T0 + datetime.timedelta(minutes=1))
+    _assert_clean(ds.verify())
 
 
 # -- bounded memory ---------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """When a stored value agrees with the value the oracle expects.
 
 * Counts and high-accuracy Decimals: exactly (by value: ``Decimal('3.0') == Decimal('3')``).
-* Floats: ``|stored - expected| <= 1e-9 * max(|stored|, |expected|, scale)``. ``scale`` is the
-  magnitude of the terms the value was computed from (e.g. ``c * max(|min|, |max|)`` for a sum),
-  so a result that cancels to near 0 is held to what floating point can promise for its inputs,
-  not to an impossible relative error of its own tiny value. Scales are chosen by the oracle.
+* Floats: ``|stored - expected| <= max(1e-9 * max(|stored|, |expected|), 1e-12 * scale)``.
+  The absolute floor is for values near 0: a sum or a spread that cancels to almost nothing
+  carries the rounding of its terms, which no order of computation avoids, so it is judged
+  against ``scale``, the magnitude of those terms (e.g. ``c * max(|min|, |max|)`` for a sum).
+  1e-12 of it is thousands of units in the last place: room for correct computations done in a
+  different order, far too little for a wrong formula. Values computed by one correctly rounded
+  operation from exact inputs (a min, a median, a derivative of raw points) get scale 0.
 * Timestamps: exactly, except the time mean, a float mean rounded to the microsecond, which may
   land on either side of a rounding boundary (1 µs slack).
 * Values, most/least often and frequency tables: strictly equal (same types, so ``1`` is not
@@ -20,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 RELATIVE = 1e-9
+ROUNDING = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +76,7 @@ def _close(stored: Any, want: float, scale: float) -> bool:
     stored, want = float(stored), float(want)
     if not (math.isfinite(stored) and math.isfinite(want)):
         return stored == want  # a sum of squares can overflow: equal infinities agree
-    allowed = RELATIVE * max(abs(stored), abs(want), scale)
+    allowed = max(RELATIVE * max(abs(stored), abs(want)), ROUNDING * scale)
     return abs(stored - want) <= allowed
 
 

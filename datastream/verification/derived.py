@@ -59,30 +59,43 @@ class _Input:
             return None
         return earliest if self.at_highest else self.level.floor_us(earliest)
 
-    def points(self, storage: Storage, sql: WindowOracle, a: int, b: int):
-        """(t, v) of this input in ``[a, b)``, v float with NaN for nulls."""
+    def points(self, storage: Storage, sql: WindowOracle, a: int, b: int) -> replay.Input:
+        """(t, v, scale) of this input in ``[a, b)``, v float with NaN for nulls."""
         stream_id = self.record.stream_id
         if self.at_highest:
             rows = storage.read_raw(stream_id, a, b)
             meta = self.record.meta
             decoded = values.decode_values(rows, meta["value_type"], meta["value_type_options"])
             v = [_as_reset(x) if self.as_reset else _as_number(x) for x in decoded]
-            return rows.column("t").to_numpy().astype(np.int64), np.array(v, dtype=np.float64)
+            exact = np.zeros(len(v))  # stored values: no rounding to allow for
+            return rows.column("t").to_numpy().astype(np.int64), np.array(v, np.float64), exact
         width = self.level.width_us
         bound = (self.record.meta.get("downsampled_until") or {}).get(self.level.key)
         first = self.first()
         if bound is None or first is None:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
+            return _nothing()
         lo, hi = max(a, first), min(b, bound)
         if lo >= hi:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
+            return _nothing()
         rows = storage.read_raw(stream_id, lo, hi)
         sql.load(rows)
         numeric = self.record.meta["value_type"] == "numeric"
         stats = sql.float_values([width]) if numeric else {}
         starts = np.arange(lo, hi, width, dtype=np.int64)
-        means = [_mean(stats.get((width, int(start)))) for start in starts]
-        return starts, np.array(means, dtype=np.float64)
+        buckets = [stats.get((width, int(start))) for start in starts]
+        means = np.array([_mean(bucket) for bucket in buckets], dtype=np.float64)
+        return starts, means, np.array([_magnitude(bucket) for bucket in buckets])
+
+
+def _nothing() -> replay.Input:
+    return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
+
+
+def _magnitude(stats: Any) -> float:
+    """The rounding a bucket mean may carry is relative to the bucket's values, not to it."""
+    if stats is None:
+        return 0.0
+    return max(abs(stats.low or 0.0), abs(stats.high or 0.0))
 
 
 def _as_number(value: Any) -> float:
@@ -173,7 +186,7 @@ def check_derived(
         parts = [source.points(storage, sql, a, b) for source in inputs]
         outputs = operator.feed(*replay.merge(parts))
         stored = storage.read_raw(record.stream_id, a, b)
-        spans.observe(stored.num_rows + sum(len(t) for t, _ in parts))
+        spans.observe(stored.num_rows + sum(len(part[0]) for part in parts))
         if after is not None:
             outputs = [out for out in outputs if out[0] > after]
             stored = stored.filter(pc.greater(stored.column("t"), after))

@@ -6,6 +6,7 @@ decisions of the level format: empty buckets read c 0, other values None and the
 time; a pre-aggregated dict is one non-null point for the time statistics; frequency tables are
 keyed by canonical JSON text and returned keyed by value, except dict/list values and scalars
 that would share one Python key (``1``, ``1.0``, ``True``), which stay keyed by that text.
+Floats -0.0 and 0.0 are one value, counted under ``0.0``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from .sql_oracle import FloatValues, Key, TimeFacts, WindowOracle
 
 TIME_LABELS = {f"time_{name}": key for name, key in downsamplers.TIME_DOWNSAMPLERS.items()}
 TABLE_NAMES = ("most_often", "least_often", "frequencies")
-STD_FLOOR = 1e-4  # of the magnitude: a spread of equal values is 0 up to rounding (§ agreement)
+# A standard deviation's rounding depends on the spread of the values, and for equal values
+# (true spread 0) on their magnitude, at a far smaller rate: its scale is spread + this · magnitude.
+STD_FLOOR = 0.1
 
 
 def value_labels(names: list[str]) -> dict[str, str]:
@@ -124,7 +127,7 @@ class BucketOracle:
             "max": close(v.high),
             "mean": close(None if v.s is None else v.s / v.c, magnitude),
             "std_dev": close(v.std, spread + STD_FLOOR * magnitude),
-            "median": close(median, magnitude),
+            "median": close(median),
         }
         out.update(self._table_expectations(table))
         return {name: out[name] for name in self.names}

@@ -2,8 +2,10 @@
 
 Each operator consumes input points already merged in the SPEC's order (time, then the declared
 order of ``derive_from``, then append order) and keeps its state between calls, so a long
-history can be replayed window by window. Every output carries a *scale*: the magnitude of the
-terms it was computed from, against which its floating-point error is judged.
+history can be replayed window by window. Every input point and every output carries a *scale*:
+the magnitude whose rounding it may carry (0 for a stored raw value, which is exact; the bucket
+magnitude for a bucket mean; the summed terms for a sum), against which a tiny result is judged
+(see ``agreement``).
 
 Inputs are floats with NaN for a null; a value that is not a single number (a pre-aggregated
 dict) is a null to the operators, as it has no one value to add or differentiate.
@@ -20,16 +22,20 @@ import numpy as np
 Output = tuple[int, float | None, float]  # (t µs, value or None, scale)
 
 
-def merge(inputs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Concatenate per-source (t, v) arrays (each in append order) into one input ordered by
-    time, then source position, then append order. Returns (t, source, v)."""
-    t = np.concatenate([np.asarray(ts, dtype=np.int64) for ts, _ in inputs])
-    v = np.concatenate([np.asarray(vs, dtype=np.float64) for _, vs in inputs])
+Input = tuple[np.ndarray, np.ndarray, np.ndarray]  # (t µs, v with NaN for null, scale)
+
+
+def merge(inputs: Sequence[Input]) -> tuple[np.ndarray, ...]:
+    """Concatenate per-source (t, v, scale) arrays (each in append order) into one input
+    ordered by time, then source position, then append order. Returns (t, source, v, scale)."""
+    t = np.concatenate([np.asarray(part[0], dtype=np.int64) for part in inputs])
+    v = np.concatenate([np.asarray(part[1], dtype=np.float64) for part in inputs])
+    scale = np.concatenate([np.asarray(part[2], dtype=np.float64) for part in inputs])
     source = np.concatenate(
-        [np.full(len(ts), position, dtype=np.int64) for position, (ts, _) in enumerate(inputs)]
+        [np.full(len(part[0]), position, dtype=np.int64) for position, part in enumerate(inputs)]
     )
     order = np.lexsort((np.arange(len(t)), source, t))
-    return t[order], source[order], v[order]
+    return t[order], source[order], v[order], scale[order]
 
 
 class Sum:
@@ -41,19 +47,22 @@ class Sum:
         self.sources = sources
         self.width = width
 
-    def feed(self, t: np.ndarray, source: np.ndarray, v: np.ndarray) -> list[Output]:
-        firsts: dict[int, dict[int, float]] = {}
-        for time, index, value in zip(t.tolist(), source.tolist(), v.tolist(), strict=True):
+    def feed(
+        self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
+    ) -> list[Output]:
+        firsts: dict[int, dict[int, tuple[float, float]]] = {}
+        points = zip(t.tolist(), source.tolist(), v.tolist(), scale.tolist(), strict=True)
+        for time, index, value, error in points:
             bucket = time - time % self.width
-            firsts.setdefault(bucket, {}).setdefault(index, value)
+            firsts.setdefault(bucket, {}).setdefault(index, (value, error))
         out = []
         for bucket in sorted(firsts):
             chosen = firsts[bucket]
             if len(chosen) < self.sources:
                 continue
-            present = [x for x in chosen.values() if not math.isnan(x)]
-            total = math.fsum(present) if present else None
-            out.append((bucket, total, math.fsum(abs(x) for x in present)))
+            present = [(x, e) for x, e in chosen.values() if not math.isnan(x)]
+            total = math.fsum(x for x, _ in present) if present else None
+            out.append((bucket, total, math.fsum(abs(x) + e for x, e in present)))
         return out
 
 
@@ -63,20 +72,22 @@ class Derivative:
     previous point forward."""
 
     def __init__(self) -> None:
-        self.previous: tuple[int, float] | None = None
+        self.previous: tuple[int, float, float] | None = None
 
-    def feed(self, t: np.ndarray, source: np.ndarray, v: np.ndarray) -> list[Output]:
+    def feed(
+        self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
+    ) -> list[Output]:
         out: list[Output] = []
-        for time, value in zip(t.tolist(), v.tolist(), strict=True):
+        for time, value, error in zip(t.tolist(), v.tolist(), scale.tolist(), strict=True):
             if math.isnan(value):
                 out.append((time, None, 0.0))
                 self.previous = None
                 continue
             if self.previous is not None and time != self.previous[0]:
-                before, old = self.previous
+                before, old, old_error = self.previous
                 seconds = (time - before) / 1e6
-                out.append((time, (value - old) / seconds, (abs(value) + abs(old)) / seconds))
-            self.previous = (time, value)
+                out.append((time, (value - old) / seconds, (error + old_error) / seconds))
+            self.previous = (time, value, error)
         return out
 
 
@@ -86,7 +97,9 @@ class CounterReset:
     def __init__(self) -> None:
         self.previous: float | None = None
 
-    def feed(self, t: np.ndarray, source: np.ndarray, v: np.ndarray) -> list[Output]:
+    def feed(
+        self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
+    ) -> list[Output]:
         out: list[Output] = []
         for time, value in zip(t.tolist(), v.tolist(), strict=True):
             if math.isnan(value):
@@ -106,11 +119,14 @@ class CounterDerivative:
 
     def __init__(self, max_value: float | None) -> None:
         self.max_value = max_value
-        self.previous: tuple[int, float] | None = None
+        self.previous: tuple[int, float, float] | None = None
 
-    def feed(self, t: np.ndarray, source: np.ndarray, v: np.ndarray) -> list[Output]:
+    def feed(
+        self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
+    ) -> list[Output]:
         out: list[Output] = []
-        for time, index, value in zip(t.tolist(), source.tolist(), v.tolist(), strict=True):
+        points = zip(t.tolist(), source.tolist(), v.tolist(), scale.tolist(), strict=True)
+        for time, index, value, error in points:
             if math.isnan(value):
                 out.append((time, None, 0.0))
                 if index == 1:
@@ -121,23 +137,21 @@ class CounterDerivative:
                     self.previous = None
                 continue
             if self.previous is not None:
-                out.extend(self._step(time, value))
-            self.previous = (time, value)
+                out.extend(self._step(time, value, error))
+            self.previous = (time, value, error)
         return out
 
-    def _step(self, time: int, value: float) -> list[Output]:
-        before, old = self.previous
+    def _step(self, time: int, value: float, error: float) -> list[Output]:
+        before, old, old_error = self.previous
         change = value - old
-        scale = abs(value) + abs(old)
         if change < 0:
             if self.max_value is None:
                 return []
             change = self.max_value - old + value
-            scale += abs(self.max_value)
         if time == before:
             return []
         seconds = (time - before) / 1e6
-        return [(time, change / seconds, scale / seconds)]
+        return [(time, change / seconds, (error + old_error) / seconds)]
 
 
 Operator = Sum | Derivative | CounterReset | CounterDerivative

@@ -41,7 +41,8 @@ class Verification:
     ``'time_<name>'`` such as ``'time_first'``, the names of the columnar export; None for a
     whole bucket or a raw point), ``stored`` and ``expected`` (``ABSENT`` where one side has
     nothing). ``checked`` counts what was compared: ``streams``, ``buckets`` and derived
-    ``points``, so a caller can tell "all agree" from "nothing was looked at".
+    ``points``, so a caller can tell "all agree" from "nothing was looked at". How values are
+    compared (exactly, or floats within 1e-9 relative) is described in ``agreement``.
     """
 
     def __init__(self) -> None:
