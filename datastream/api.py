@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions
+from . import downsamplers, exceptions, verification
 from . import tags as tag_rules
 from . import values as value_types
 from .engine import derive, lifecycle, reading
@@ -595,6 +595,17 @@ class Datastream:
         with self._engine.lock:
             states = self._find(query_tags, True)
             return self._engine.backprocess([s.stream_id for s in states])
+
+    def verify(self, query_tags: dict[str, Any] | None = None) -> verification.Verification:
+        """Recompute every materialised bucket of the matching streams from their raw data,
+        and every derived stream from its sources, independently of the code that stored them
+        (SPEC §10). The result lists each disagreement and is falsy when there is none: counts
+        and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
+        of the magnitude of the terms they were computed from."""
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        with self._engine.lock:
+            self._engine.flush()
+            return verification.verify(self.backend, self._engine.find(query))
 
 
 def _check_downsamplers(names: Any, value_type: str) -> list[str]:
