@@ -602,10 +602,13 @@ class Datastream:
         (SPEC §10). The result lists each disagreement and is falsy when there is none: counts
         and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
         of the magnitude of the terms they were computed from."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
-            self._engine.flush()
-            return verification.verify(self.backend, self._engine.find(query))
+            states = self._find(query_tags, True)
+            self._engine.flush_for([state.stream_id for state in states])
+            records = [state.record() for state in self._find(query_tags, True)]
+            return verification.verify(self.backend, records)
 
 
 def _check_downsamplers(names: Any, value_type: str) -> list[str]:

@@ -32,7 +32,7 @@ PROPERTY = settings(max_examples=25, deadline=None,
 def _verify(ds: datastream.Datastream, window_points: int | None = None):
     """verify() of every stream, with a chosen window budget."""
     ds.flush()
-    return verification.verify(ds.backend, ds._engine.find({}), window_points=window_points)
+    return verification.verify(ds.backend, ds.backend.find_streams({}), window_points=window_points)
 
 
 def _assert_clean(result) -> None:
@@ -338,7 +338,7 @@ def test_spec_std_dev_stability_example_verifies_and_a_naive_spread_would_not() 
     stream = ds.ensure_stream({"n": "s"}, {}, ["std_dev"], G.Seconds)
     values = np.random.default_rng(3).normal(1e9, 1.0, 1000)
     ds.append_arrays(stream, np.arange(1000, dtype=np.int64) * 10_000 + 946_684_800_000_000,
-                     values)
+                     values, unit="us")
     ds.append(stream, 1e9, datetime.datetime(2000, 1, 1, 0, 0, 20, tzinfo=UTC))
     ds.downsample_streams(until=datetime.datetime(2000, 1, 1, 0, 1, tzinfo=UTC))
     _assert_clean(ds.verify())
@@ -415,9 +415,9 @@ def test_long_streams_are_read_range_by_range() -> None:
     points = 3 * day + day // 2
     start_us = 946_684_800_000_000
     ds.append_arrays(source, start_us + np.arange(points, dtype=np.int64) * 20_000_000,
-                     np.sin(np.arange(points) / 500.0))
+                     np.sin(np.arange(points) / 500.0), unit="us")
     ds.downsample_streams(until=datetime.datetime(2000, 2, 1, tzinfo=UTC))
-    records = ds._engine.find({})
+    records = ds.backend.find_streams({})
     small_peak, small_read, result = _peak(ds.backend, records, 1_000)
     _assert_clean(result)
     assert result.checked["points"] == points - 1

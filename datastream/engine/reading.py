@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
 from ..granularity import GranularityLevel, from_us
-from ..results import Datapoints, TableRows
+from ..results import DEFAULT_BATCH, Datapoints, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
 from .level_grid import Grid, LevelRows
@@ -148,6 +148,15 @@ def level_source(
 
     view = range(grid.size - 1, -1, -1) if reverse else range(grid.size)
     return LevelRows(grid, StoredLevel(read, grid), view)
+
+
+def level_rows(
+    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
+) -> pa.Table:
+    """Every row of a level read, empty buckets included, as one table (for a checker that
+    reads a window at a time)."""
+    source = level_source(storage, state, level, query, reverse)
+    return source.rows(range(len(source)), DEFAULT_BATCH)
 
 
 def new_datapoints(closed: list[tuple], states: dict[str, StreamState]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from .. import downsamplers
 from ..engine.downsampling import conform
 from ..engine.reading import Range, level_rows
+from ..engine.state import StreamState
 from ..granularity import GranularityLevel, coarser_levels, resolve
 from ..storage.base import Storage, StreamRecord
 from . import windows as window_sizes
@@ -90,7 +91,8 @@ def _compare(
     """Compare the buckets of ``[lo, hi)`` as a reader sees them with the oracle's."""
     width = level.width_us
     expected = {b: e for (w, b), e in everything.items() if w == width and lo <= b < hi}
-    rows = level_rows(storage, record, level, Range(lo, False, hi, True), False)
+    state = StreamState.from_record(record)
+    rows = level_rows(storage, state, level, Range(lo, False, hi, True), False)
     result.checked["buckets"] += rows.num_rows
     starts = np.asarray(rows.column("t").to_numpy(), dtype=np.int64)
     interesting = ~_plainly_empty(rows) | np.isin(starts, np.fromiter(expected, np.int64))

@@ -131,7 +131,7 @@ def populate(ds, everything: bool = False) -> dict[str, str]:
         ds.append_multiple(_points(ids["gappy"], plain))
         spread = np.random.default_rng(7).normal(1e9, 1.0, 600)
         ds.append_arrays(ids["stable"], np.array([to_us(at(s / 10)) for s in range(600)]),
-                         spread)
+                         spread, unit="us")
         graph = {"v": [{"i": 1}, {"i": 2, "w": 0.5}], "e": [{"f": 1, "t": 2}]}
         ds.append_multiple(_points(ids["graph"], [(at(0), graph), (at(3), None),
                                                   (at(3), graph)]))
