@@ -7,7 +7,7 @@ EXTRAS := test,mongodb,influxdb
 BENCH_MACHINE ?= $(shell hostname)
 INFLUXD ?= influxd
 
-.PHONY: venv install demo influxd lint test bench clean distclean
+.PHONY: venv install demo influxd lint test bench compare clean distclean
 
 venv: $(BIN)/python
 
@@ -47,9 +47,16 @@ bench: $(INSTALLED)
 	$(BIN)/asv run --python=same --machine $(BENCH_MACHINE) --set-commit-hash $$(git rev-parse HEAD)
 	$(BIN)/asv publish
 
+# Every peer side by side on one data set (bench/compare.py; see bench/RESULTS.md). Roughly an
+# hour at the default scale, InfluxDB taking most of it. Smoke test:
+# make compare COMPARE_ARGS="--quick --targets"
+COMPARE_ARGS ?= --targets --json compare.json
+compare: $(INSTALLED) influxd
+	PYTHONPATH=. $(BIN)/python bench/compare.py $(COMPARE_ARGS)
+
 clean:
 	rm -rf build *.egg-info .pytest_cache .hypothesis .ruff_cache bench/results bench/html bench/env
-	rm -f demo.duckdb demo.duckdb.wal
+	rm -f demo.duckdb demo.duckdb.wal compare.json
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
