@@ -2,9 +2,9 @@
 
 Kernels are plain loops over numpy arrays with explicit ``out`` arguments (numbagg style). This
 decorator compiles them with numba in nopython mode and caches the machine code on disk, so a
-machine pays the compile cost (~0.5 s per kernel) once. ``nogil`` lets callers process several
-streams in threads; numpy's error model makes float division by zero give inf/NaN instead of
-raising, exactly as in the numpy reference functions.
+machine pays the compile cost (about a second per kernel) once. ``nogil`` lets callers process
+several streams in threads; numpy's error model makes float division by zero give inf/NaN
+instead of raising, exactly as in the numpy reference functions.
 
 Importing numba takes most of a second, and most programs that import datastream only append or
 read: so the decorator returns a :class:`Kernel` that imports numba and builds the dispatcher on
