@@ -62,9 +62,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import exceptions
+from .lazy import pc
 from .messages import show
 from .storage.base import RAW_SCHEMA
 

@@ -13,9 +13,9 @@ import dataclasses
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..downsamplers import LEVEL_SCHEMA
+from ..lazy import pc
 from .level_store import StoredLevel
 
 MIN_PAGE = 1000  # stored rows are read at least this many buckets at a time

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
 from ..granularity import GranularityLevel, from_us
+from ..lazy import pc
 from ..results import DEFAULT_BATCH, Datapoints, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import downsamplers
+from ..lazy import pc
 from ..storage.base import RAW_SCHEMA, Storage
 
 if TYPE_CHECKING:
