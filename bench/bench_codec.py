@@ -123,7 +123,7 @@ def measure(tables: list[pa.Table], encode, decode, repeat: int) -> tuple[int, t
 
 
 def column_report(blobs: list[bytes]) -> str:
-    """Per column: codec(s) chosen and bytes per row."""
+    """Per column: codec(s) chosen (most used first) and bytes per row."""
     sizes: dict[str, int] = collections.Counter()
     kinds: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     rows = 0
@@ -164,12 +164,15 @@ def cascade(raw: pa.Table) -> list[pa.Table]:
 
 def level_section(days: int, repeat: int) -> None:
     n = days * 86_400
-    rng = np.random.default_rng(1)
     regular = START + np.arange(n, dtype=np.int64) * SECOND
     kinds = np.full(n, 2, np.int8)
+    rngs = [np.random.default_rng(seed) for seed in (1, 2, 3, 4)]  # one per series
+    irregular = START + np.cumsum(rngs[2].integers(SECOND // 2, 3 * SECOND // 2, n))
     series = {
-        "sensor 0.01": sensor_values(n, rng),
-        "full-entropy random walk": np.cumsum(rng.normal(0, 1, n)),
+        "sensor 0.01": (regular, sensor_values(n, rngs[0])),
+        "full-entropy random walk": (regular, np.cumsum(rngs[1].normal(0, 1, n))),
+        "full-entropy i.i.d. normal(20, 5)": (regular, rngs[3].normal(20, 5, n)),
+        "sensor 0.01, irregular 0.5-1.5 s": (irregular, sensor_values(n, rngs[2])),
     }
     print(f"### Raw + all six levels ({days} days of 1 Hz points = {n:,} raw points)\n")
     print("Bytes per raw point. Level rows hold every partial (count, sum, sum of squares, "
@@ -179,8 +182,8 @@ def level_section(days: int, repeat: int) -> None:
           "levels | raw + levels | level encode M rows/s wall / CPU | level decode M rows/s "
           "wall / CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, values in series.items():
-        raw = raw_table(regular, kinds, f=pa.array(values))
+    for name, (times, values) in series.items():
+        raw = raw_table(times, kinds, f=pa.array(values))
         levels = cascade(raw)
         for size in CHUNK_SIZES:
             raw_bytes = sum(len(codec.encode_raw(t)) for t in chunks_of(raw, size))
@@ -196,9 +199,12 @@ def level_section(days: int, repeat: int) -> None:
             print(f"| {name} | {size:,} | {raw_bytes / n:.3f} | {cells} | {sum(per_level):.3f} "
                   f"| {raw_bytes / n + sum(per_level):.3f} | {rate(level_rows, enc)} | "
                   f"{rate(level_rows, dec)} |", flush=True)
-    blobs = [codec.encode_level(t) for t in chunks_of(cascade(raw_table(
-        regular, kinds, f=pa.array(series["sensor 0.01"])))[0], 8192)]
-    print(f"\n10 s level of the sensor data, 8k-row chunks: {column_report(blobs)}\n")
+    for name, (times, values) in series.items():
+        tens = cascade(raw_table(times, kinds, f=pa.array(values)))[0]
+        blobs = [codec.encode_level(t) for t in chunks_of(tens, 8192)]
+        print(f"\n10 s level of {name}, 8k-row chunks, bytes per level row: "
+              f"{column_report(blobs)}")
+    print()
 
 
 def kernel_section(n: int, repeat: int) -> None:
@@ -211,7 +217,9 @@ def kernel_section(n: int, repeat: int) -> None:
     z, out, out_f = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
     transforms.decimal_encode(x, 2, digits, residual)
     transforms.int_encode(t, 1, z)
-    no_residual = np.empty(0, np.int64)
+    # the decoders get read-only inputs, as the codec passes them
+    digits_in, z_in = readonly(digits, np.int64), readonly(z, np.int64)
+    no_residual = readonly(np.empty(0, np.int64), np.int64)
 
     def numpy_decimal_decode():
         v = np.cumsum(transforms.unzigzag_reference(digits))
@@ -225,16 +233,17 @@ def kernel_section(n: int, repeat: int) -> None:
          lambda: transforms.decimal_encode(x, 2, digits, residual),
          lambda: transforms.decimal_encode_reference(x, 2)),
         ("decimal decode (unzigzag, cumsum, scale)",
-         lambda: transforms.decimal_decode(digits, no_residual, 2, out_f), numpy_decimal_decode),
+         lambda: transforms.decimal_decode(digits_in, no_residual, 2, out_f),
+         numpy_decimal_decode),
         ("int delta encode", lambda: transforms.int_encode(t, 1, z),
          lambda: transforms.int_encode_reference(t, 1)),
-        ("int delta decode", lambda: transforms.int_decode(readonly(z, np.int64), 1, out),
-         numpy_int_decode),
+        ("int delta decode", lambda: transforms.int_decode(z_in, 1, out), numpy_int_decode),
     ]
     print(f"### numba kernels against numpy ({n:,} values, M values/s)\n")
     print("| transform | numba (CPU) | numpy (CPU) | speed-up |")
     print("|---|---|---|---|")
     for label, numba_run, numpy_run in cases:
+        numba_run()  # compiled (or loaded from the cache) outside the timing
         a, b = best(numba_run, repeat)[1], best(numpy_run, repeat)[1]
         print(f"| {label} | {n / a / 1e6:.0f} | {n / b / 1e6:.0f} | {b / a:.1f}× |")
     print()

@@ -36,16 +36,19 @@ Column codecs (``param`` bits in brackets):
 * ``TEXT`` (4) [lengths width 0-2]: UTF-8 lengths packed, the bytes zstd-compressed.
 * ``TEXT_DICT`` (5) [indices width 0-2, lengths width 3-5]: the dictionary size (raw u32),
   indices into the distinct strings (first-seen order) packed, the dictionary as in ``TEXT``.
-* ``PREDICTED`` (6) [predictor 0-3, width 4-6]: level columns that other columns of the row
-  determine up to rounding (``PREDICTORS``: mean offset from sum, count and minimum; sum of
-  squares and M2 from each other). Only the ulp distance to the prediction is stored, packed.
+* ``PREDICTED`` (6) [predictor 0-3, width 4-6]: level columns that other columns of the same
+  row give up to rounding (``PREDICTORS``: the mean offset from sum, count and minimum; sum of
+  squares and M2 from each other; counts from counts; the interval sum from the first and last
+  timestamps). Only the difference to the prediction is stored, packed (in ulps for floats).
   Predictions are IEEE divisions, products and differences, which every CPU rounds alike; a
-  NaN prediction is replaced by 0.0, because NaN bits are not portable.
+  NaN prediction becomes 0.0, because the bits of a computed NaN are not portable.
 
 Choices are made per column and per chunk from estimates over at most 256 rows (the start and
-the middle): the difference order with the fewest summed bit lengths; likewise the scale ``k``;
-a prediction when it beats the column's own estimate (of two columns predicting each other, at
-most one is predicted); a dictionary when it has at most half as many entries as rows.
+the middle), modelling what bit shuffling + LZ4 make of each candidate
+(``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
+prediction when it beats the column's own estimate, greedily by gain and never in a cycle (of
+q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
+rows.
 
 Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
 version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
@@ -113,6 +116,18 @@ def _spread(q, s, c):
     return q - s * s / c
 
 
+def _same(x):
+    return x
+
+
+def _intervals(points):
+    return points - 1
+
+
+def _span_seconds(last, first):
+    return (last - first) / 1e6
+
+
 # Predictor ids are stored in chunks: never renumber one.
 PREDICTORS = {
     1: Predictor("mu", ("s", "c", "l"), _mean_offset),
@@ -120,9 +135,14 @@ PREDICTORS = {
     3: Predictor("m2", ("q", "s", "c"), _spread),
     4: Predictor("iq", ("im2", "isum", "ic"), _squares),
     5: Predictor("im2", ("iq", "isum", "ic"), _spread),
+    6: Predictor("c", ("tn",), _same),  # values = non-null points, but for aggregates
+    7: Predictor("np", ("tn",), _same),  # points = non-null points, without null points
+    8: Predictor("ic", ("np",), _intervals),  # intervals between the points
+    9: Predictor("isum", ("tz", "ta"), _span_seconds),  # they add up to last - first
 }
-# The columns of a group predict each other: at most one predictor of a group is used.
-_PREDICTOR_GROUPS = ((1,), (2, 3), (4, 5))
+
+_INT_TARGETS = sorted({p.target for p in PREDICTORS.values()} - {
+    f.name for f in LAYOUTS[LEVEL] if f.type == pa.float64()})
 
 _HEADER = struct.Struct("<4sBBBBIqqI")  # everything the header CRC covers
 _HEADER_SIZE = _HEADER.size + 4
@@ -196,14 +216,21 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         validity[field.name], values[field.name] = _prepare(array, field.type)
     plans = {name: _float_plan(x) for name, x in values.items()
              if isinstance(x, np.ndarray) and x.dtype == np.float64}
+    predicted = {}
     if kind == LEVEL:
-        _choose_predictions(values, plans)
+        costs = {name: plan[1] for name, plan in plans.items()}
+        for name in _INT_TARGETS:
+            if isinstance(values[name], np.ndarray):
+                costs[name] = min(transforms.int_costs(_sample(values[name])))
+        predicted = _choose_predictions(values, costs)
     descriptors = []
     parts: list[bytes] = []
     t_range = None
     for name, x in values.items():
         if x is None:
             codec, param, column_parts = NULL, 0, []
+        elif name in predicted:
+            codec, param, column_parts = _encode_predicted(*predicted[name])
         elif name in plans:
             codec, param, column_parts = _encode_float(x, plans[name])
         elif isinstance(x, np.ndarray):
@@ -280,35 +307,50 @@ def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
     return (DECIMAL, k), float(costs[k])
 
 
-def _choose_predictions(values: dict, plans: dict) -> None:
-    """Replace the plans of level columns whose prediction is cheaper than their own codec."""
-    options = {}
+def _choose_predictions(values: dict, costs: dict) -> dict[str, tuple[int, np.ndarray]]:
+    """Level columns to store as residuals of a prediction: {target: (predictor, residual)}.
+    ``costs`` holds each candidate column's own estimate; predictions are taken greedily by
+    gain, skipping those that would close a cycle (q from M2 and M2 from q)."""
+    options = []
     for key, predictor in PREDICTORS.items():
-        if predictor.target in plans:
-            guess = _predict(predictor, values)
+        target = values.get(predictor.target)
+        if predictor.target in costs and isinstance(target, np.ndarray):
+            guess = _predict(predictor, values, target.dtype)
             if guess is not None:
                 with np.errstate(over="ignore"):
-                    diff = values[predictor.target].view(np.int64) - guess.view(np.int64)
-                options[key] = (diff, transforms.int_costs(_sample(readonly(diff, np.int64)))[0])
-    for group in _PREDICTOR_GROUPS:
-        saving, choice = 0, None
-        for key in group:
-            if key in options:
-                gain = plans[PREDICTORS[key].target][1] - options[key][1]
-                if gain > saving:
-                    saving, choice = gain, key
-        if choice is not None:
-            plans[PREDICTORS[choice].target] = ((PREDICTED, choice), options[choice][0])
+                    diff = target.view(np.int64) - guess.view(np.int64)
+                cost = transforms.int_costs(_sample(readonly(diff, np.int64)))[0]
+                if cost < costs[predictor.target]:
+                    options.append((costs[predictor.target] - cost, key, diff))
+    chosen: dict[str, tuple[int, np.ndarray]] = {}
+    for _, key, diff in sorted(options, key=lambda option: -option[0]):
+        predictor = PREDICTORS[key]
+        if predictor.target not in chosen and not any(
+            _depends(name, predictor.target, chosen) for name in predictor.inputs
+        ):
+            chosen[predictor.target] = (key, diff)
+    return chosen
 
 
-def _predict(predictor: Predictor, values: dict) -> np.ndarray | None:
-    """The prediction from the (filled) input columns; None when an input is missing."""
+def _depends(name: str, on: str, chosen: dict) -> bool:
+    """Whether column ``name`` is ``on`` or is predicted from it, directly or not."""
+    if name == on:
+        return True
+    if name not in chosen:
+        return False
+    return any(_depends(i, on, chosen) for i in PREDICTORS[chosen[name][0]].inputs)
+
+
+def _predict(predictor: Predictor, values: dict, dtype: np.dtype) -> np.ndarray | None:
+    """A fresh array of the prediction from the (filled) input columns; None when an input
+    is missing."""
     inputs = [values.get(name) for name in predictor.inputs]
     if any(not isinstance(x, np.ndarray) for x in inputs):
         return None
     with np.errstate(all="ignore"):
-        guess = np.asarray(predictor.predict(*inputs), np.float64)
-    guess[np.isnan(guess)] = 0.0  # the bits of a computed NaN differ between CPUs
+        guess = np.array(predictor.predict(*inputs), dtype)
+    if dtype == np.float64:
+        guess[np.isnan(guess)] = 0.0  # the bits of a computed NaN differ between CPUs
     return guess
 
 
@@ -321,15 +363,17 @@ def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
     return INT, order | width << 2, [z[:order].tobytes(), packed], (low, high)
 
 
+def _encode_predicted(key: int, diff: np.ndarray) -> tuple[int, int, list[bytes]]:
+    z = np.empty(len(diff), np.int64)
+    tail, _, _ = transforms.int_encode(readonly(diff, np.int64), 0, z)
+    width, packed = _pack(z, tail)
+    return PREDICTED, key | width << 4, [packed]
+
+
 def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
-    (codec, arg), extra = plan
+    (codec, arg), _ = plan
     if codec == FLOAT_BITS:
         return FLOAT_BITS, 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
-    if codec == PREDICTED:
-        z = np.empty(len(x), np.int64)
-        tail, _, _ = transforms.int_encode(readonly(extra, np.int64), 0, z)
-        width, packed = _pack(z, tail)
-        return PREDICTED, arg | width << 4, [packed]
     digits = np.empty(len(x), np.int64)
     residual = np.empty(len(x), np.int64)
     digits_or, residual_or = transforms.decimal_encode(x, arg, digits, residual)
@@ -473,18 +517,26 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
             if flags & _HAS_VALIDITY:
                 validity[field.name] = pa.py_buffer(_decompress(parts.pop(0), (rows + 7) // 8))
             if codec == PREDICTED:
+                _predictor(field, param)
                 predicted.append((field, param, parts))
             else:
                 values[field.name] = _decode_values(field.type, rows, codec, param, parts)
         except (RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                              f"({error})") from None
-    for field, param, parts in predicted:  # after every column a prediction may read
-        try:
-            values[field.name] = _decode_predicted(field, rows, param, parts, values)
-        except (RuntimeError, ValueError, TypeError) as error:
-            raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
-                             f"({error})") from None
+    while predicted:  # each once its inputs are decoded (predictions may chain)
+        ready = [p for p in predicted if all(
+            name in values for name in _predictor(p[0], p[1]).inputs)]
+        if not ready:
+            raise ValueError("corrupted chunk: predicted columns depend on each other")
+        for item in ready:
+            predicted.remove(item)
+            field, param, parts = item
+            try:
+                values[field.name] = _decode_predicted(field, rows, param, parts, values)
+            except (RuntimeError, ValueError, TypeError) as error:
+                raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
+                                 f"({error})") from None
     arrays = []
     for field in layout:
         x = values.get(field.name)
@@ -569,12 +621,17 @@ def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarra
 _NO_RESIDUAL = np.empty(0, np.int64)
 
 
-def _decode_predicted(field: pa.Field, rows: int, param: int, parts: list[memoryview],
-                      values: dict) -> np.ndarray:
+def _predictor(field: pa.Field, param: int) -> Predictor:
     predictor = PREDICTORS.get(param & 15)
     if predictor is None or predictor.target != field.name:
-        raise ValueError(f"no predictor {param & 15} for this column")
-    guess = _predict(predictor, values)
+        raise ValueError(f"corrupted chunk: no predictor {param & 15} for {field.name!r}")
+    return predictor
+
+
+def _decode_predicted(field: pa.Field, rows: int, param: int, parts: list[memoryview],
+                      values: dict) -> np.ndarray:
+    dtype = np.float64 if field.type == pa.float64() else np.int64
+    guess = _predict(_predictor(field, param), values, dtype)
     if guess is None:
         raise ValueError("an input of its prediction is missing")
     z = np.empty(rows, np.int64)

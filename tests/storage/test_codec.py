@@ -231,7 +231,30 @@ def cascaded_levels(draw) -> pa.Table:
 @CODEC_SETTINGS
 @given(cascaded_levels())
 def test_predicted_level_columns_round_trip(table):
-    assert_bit_exact(codec.decode_level(codec.encode_level(table)), table)
+    data = codec.encode_level(table)
+    assert_bit_exact(codec.decode_level(data), table)
+    predicted = {name for name, kind, _ in codec.describe(data) if kind == "predicted"}
+    assert not {"q", "m2"} <= predicted and not {"iq", "im2"} <= predicted
+
+
+def test_a_cycle_of_predictions_is_refused(monkeypatch):
+    """q from M2 and M2 from q cannot both be decoded: a writer doing so gets a ValueError
+    from the reader, not a wrong table."""
+    rows = downsamplers.partials_from_raw(sensor_table(100), "numeric", {}, 10 * SECOND, False)
+    choose = codec._choose_predictions
+
+    def cyclic(values, costs):
+        chosen = choose(values, costs)
+        for key in (2, 3):
+            target = codec.PREDICTORS[key].target
+            guess = codec._predict(codec.PREDICTORS[key], values, np.float64)
+            chosen[target] = (key, values[target].view(np.int64) - guess.view(np.int64))
+        return chosen
+
+    monkeypatch.setattr(codec, "_choose_predictions", cyclic)
+    data = codec.encode_level(rows)
+    with pytest.raises(ValueError, match="depend on each other"):
+        codec.decode_level(data)
 
 
 @settings(settings.get_profile("codec"), max_examples=40)
