@@ -162,6 +162,8 @@ def readonly(values: np.ndarray, dtype: type) -> np.ndarray:
     buffers: passing every kernel input read-only means one compile per kernel, whatever the
     caller holds.
     """
+    if values.dtype == dtype and not values.flags.writeable and values.flags.c_contiguous:
+        return values  # already what the kernels take (Arrow's buffers usually are)
     view = np.ascontiguousarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view

@@ -72,7 +72,7 @@ def encode_level(table: pa.Table) -> bytes:
     """A level chunk: the codec's level layout when every column fits it, else Arrow IPC."""
     fits = all(_LEVEL_TYPES.get(field.name) == field.type for field in table.schema)
     if fits:
-        return _CODEC + codec.encode_level(table)
+        return _CODEC + codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema,
                            options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
