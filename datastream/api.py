@@ -156,7 +156,7 @@ class Datastream:
         value_type_options: dict[str, Any] | None = None,
         derive_backprocess: bool = True,
     ) -> str:
-        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3).
+        """The id of the stream matching ``query_tags``, created if none does (behaviour §3.3).
 
         ``value_downsamplers`` is a list or tuple; ``[]`` means never downsampled.
         """
@@ -247,7 +247,7 @@ class Datastream:
         return state.stream_id
 
     def get_tags(self, stream_id: str) -> dict[str, Any]:
-        """User tags merged with the reserved metadata fields (SPEC §3.1)."""
+        """User tags merged with the reserved metadata fields (behaviour §3.1)."""
         self._open()
         with self._engine.lock:
             return self._public(self._engine.state(stream_id, fresh=True))
@@ -289,14 +289,14 @@ class Datastream:
             self._engine.change_tags(stream_id, lambda stored: {})
 
     def find_streams(self, query_tags: dict[str, Any] | None = None) -> Streams:
-        """Streams whose user tags match ``query_tags`` (SPEC §3.4), in creation order."""
+        """Streams whose user tags match ``query_tags`` (behaviour §3.4), in creation order."""
         self._open()
         with self._engine.lock:
             found = [self._public(state) for state in self._find(query_tags, False)]
         return Streams(lambda: found)
 
     def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
-        """Streams matching a query (SPEC §3.4); ``allow_stream_id`` lets a top-level
+        """Streams matching a query (behaviour §3.4); ``allow_stream_id`` lets a top-level
         ``stream_id`` select ids, otherwise it is a user-tag path like any reserved name."""
         query = tag_rules.validate_query(query_tags or {}, allow_stream_id=allow_stream_id)
         query = tag_rules.without_reserved(query, allow_stream_id=allow_stream_id)
@@ -318,7 +318,7 @@ class Datastream:
         timestamp: datetime.datetime | None = None,
         check_timestamp: bool = True,
     ) -> dict[str, Any]:
-        """Append one datapoint (SPEC §4.1)."""
+        """Append one datapoint (behaviour §4.1)."""
         self._open()
         with self._engine.lock:
             state, timestamp_us, encoded = self._prepare_point(
@@ -335,7 +335,7 @@ class Datastream:
         }
 
     def append_multiple(self, datapoints: Iterable[dict[str, Any]]) -> None:
-        """Append many datapoints, all or nothing (SPEC §4.2)."""
+        """Append many datapoints, all or nothing (behaviour §4.2)."""
         self._open()
         items = list(datapoints)
         with self._engine.lock:
@@ -459,7 +459,7 @@ class Datastream:
         check_timestamp: bool = True,
         unit: str | None = None,
     ) -> int:
-        """Append columns of timestamps and values to one stream, vectorised (SPEC §4.4).
+        """Append columns of timestamps and values to one stream, vectorised (behaviour §4.4).
 
         ``timestamps``: datetime64 of any unit or Arrow timestamps, or integer epochs counted
         in ``unit`` (``'s'``, ``'ms'``, ``'us'``, ``'ns'``; required for integers);
@@ -548,7 +548,7 @@ class Datastream:
         value_downsamplers: Iterable[str] | None = None,
         time_downsamplers: Iterable[str] | None = None,
     ) -> Datapoints:
-        """Datapoints of one stream at one granularity in a time range (SPEC §6)."""
+        """Datapoints of one stream at one granularity in a time range (behaviour §6)."""
         self._open()
         if (start is None) == (start_exclusive is None):
             raise AttributeError("exactly one of start and start_exclusive is required")
@@ -574,7 +574,7 @@ class Datastream:
         return_datapoints: bool = False,
         filter_stream: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """Materialise every bucket that may close before ``until`` (SPEC §5.5)."""
+        """Materialise every bucket that may close before ``until`` (behaviour §5.5)."""
         self._open()
         tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
@@ -589,7 +589,7 @@ class Datastream:
             return reading.new_datapoints(closed, {s.stream_id: s for s in states})
 
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
-        """Replay source history into matching derived streams (SPEC §7); idempotent."""
+        """Replay source history into matching derived streams (behaviour §7); idempotent."""
         self._open()
         tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
@@ -599,7 +599,7 @@ class Datastream:
     def verify(self, query_tags: dict[str, Any] | None = None) -> verification.Verification:
         """Recompute every materialised bucket of the matching streams from their raw data,
         and every derived stream from its sources, independently of the code that stored them
-        (SPEC §10). The result lists each disagreement and is falsy when there is none: counts
+        (behaviour §10). The result lists each disagreement and is falsy when there is none: counts
         and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
         of the magnitude of the terms they were computed from."""
         self._open()
@@ -635,7 +635,7 @@ def _derive_request(
     derive_from: Any, derive_op: Any, derive_args: Any
 ) -> tuple[str, list[Any]] | None:
     """The operator and source ids of a derived-stream request (None: not derived), after the
-    checks that need no stream (SPEC §3.3 step 4). Operator-specific validation comes later,
+    checks that need no stream (behaviour §3.3 step 4). Operator-specific validation comes later,
     once an existing stream has been compared with the request."""
     if derive_from is None and derive_op is None:
         return None

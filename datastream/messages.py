@@ -1,4 +1,4 @@
-"""Bounded reprs for error messages (SPEC §8: every message names the offending value).
+"""Bounded reprs for error messages (behaviour §8: every message names the offending value).
 
 A value in a message may be hostile: huge, nested ten thousand levels deep, an int too long to
 print, or an object whose ``__repr__`` fails. Naming it must never cost more than a few

@@ -1,19 +1,19 @@
-"""Tag rules (SPEC §3.2), the portable query language (SPEC §3.4) and tag mutation (§3.5).
+"""Tag rules (behaviour §3.2), the portable query language (behaviour §3.4) and tag mutation (§3.5).
 
 :func:`matches` is the reference matcher: every backend either calls it or translates queries
 into its own language with exactly these semantics (the contract suite compares them).
 
-Decisions where the SPEC is silent:
+Decisions in detail (beyond behaviour §3.2 and §3.4):
 
 * Tags must be a dict (``TypeError`` otherwise). A tag value that is not JSON data (tuple, set,
   Decimal, datetime, numpy scalars other than float64, which is a float) raises ``TypeError``;
   a float NaN or ±inf raises ``ValueError`` (not JSON, and never equal to itself so it could
   never be queried); so does a string that is not valid Unicode (a lone surrogate).
-* In a query, a top-level key of RESERVED_TAGS is an ordinary user-tag path (SPEC §3.4 says so
+* In a query, a top-level key of RESERVED_TAGS is an ordinary user-tag path (behaviour §3.4 says so
   of ``stream_id`` in ``find_streams``). User tags never hold such a key, so the condition is
   decided without looking at any stream: see :func:`without_reserved`. ``stream_id`` selects ids
   only with ``allow_stream_id=True``.
-* Limits (SPEC §3.2): a tag document, a path document of ``remove_tag`` or a query nested
+* Limits (behaviour §3.2): a tag document, a path document of ``remove_tag`` or a query nested
   deeper than ``MAX_DEPTH`` (32) containers, or whose canonical JSON is over ``MAX_BYTES``
   (64 KiB of UTF-8), raises ``ValueError`` naming the limit. Depth is checked without
   recursion first, so no ``RecursionError`` can come out of any later step.
@@ -152,7 +152,7 @@ def _check_text(text: str, where: str) -> None:
 
 
 def validate_tags(tags: Any, *, top_level_reserved: bool = True) -> None:
-    """Check user tags (SPEC §3.2) before anything is written.
+    """Check user tags (behaviour §3.2) before anything is written.
 
     ``top_level_reserved``: reject top-level names of RESERVED_TAGS (tags, update_tags and
     remove_tag); nested reserved names are ordinary tags.
@@ -246,14 +246,14 @@ def _validate_stream_id(condition: Any) -> None:
 
 
 def validate_query(query: Any, *, allow_stream_id: bool = False) -> dict:
-    """Check a query (SPEC §3.4) and return a private copy of it; None means all streams.
+    """Check a query (behaviour §3.4) and return a private copy of it; None means all streams.
 
     ``allow_stream_id``: a top-level ``stream_id`` condition selects ids (delete_streams,
     downsample_streams and backprocess_streams); otherwise it is an ordinary user-tag path.
     """
     if query is None:
         return {}
-    if not isinstance(query, dict):  # the SPEC asks for ValueError, as for query_tags
+    if not isinstance(query, dict):  # ValueError, as for query_tags (behaviour §3.3)
         raise ValueError(f"a query must be a dict of tag conditions, got {show(query)}")  # noqa: TRY004
     check_depth(query, "query")
     for key, condition in query.items():
@@ -393,7 +393,7 @@ def _match_field(container: Any, key: str, condition: Any) -> bool:
 
 
 def matches(tags: dict, query: dict | None, stream_id: str | None = None) -> bool:
-    """True when user ``tags`` satisfy ``query`` (SPEC §3.4); all conditions are ANDed.
+    """True when user ``tags`` satisfy ``query`` (behaviour §3.4); all conditions are ANDed.
 
     A top-level ``stream_id`` condition is checked against ``stream_id`` when it is given.
     Never raises for stored data of unexpected types: incompatible values just do not match.
@@ -412,7 +412,7 @@ def matches(tags: dict, query: dict | None, stream_id: str | None = None) -> boo
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """``base`` updated by ``update`` (SPEC §3.5): nested dicts merge, other values replace.
+    """``base`` updated by ``update`` (behaviour §3.5): nested dicts merge, other values replace.
 
     Returns new dicts and copies every value, so callers may mutate the result or the inputs
     without affecting each other.
@@ -438,7 +438,7 @@ def _remove_in_place(tags: dict, paths: dict) -> None:
 
 
 def remove_paths(tags: dict, paths: dict) -> dict:
-    """A copy of ``tags`` without the paths named by the keys of ``paths`` (SPEC §3.5).
+    """A copy of ``tags`` without the paths named by the keys of ``paths`` (behaviour §3.5).
 
     Leaf values of ``paths`` are ignored, nested dicts descend, missing paths are ignored.
     """

@@ -1,4 +1,4 @@
-"""Value types (SPEC §5.1): validation of appended values and their raw-row encoding.
+"""Value types (behaviour §5.1): validation of appended values and their raw-row encoding.
 
 Every appended value becomes one ``RAW_SCHEMA`` row ``(k, i, f, s)``: a kind and at most one
 filled payload column. Validation and encoding happen together so a value is inspected once,
@@ -14,7 +14,7 @@ Kinds::
     5 aggregate     s                  a pre-aggregated numeric dict, canonical JSON (numbers as
                                        text in high-accuracy mode; ``f`` keys are number texts)
 
-Decisions where the SPEC is silent:
+Decisions in detail (beyond behaviour §5.1):
 
 * ``None`` is a null point for every value type.
 * Nominal values must be pure JSON (str, int, float, bool, None, list, dict with str keys);
@@ -32,7 +32,7 @@ Decisions where the SPEC is silent:
   be non-negative integers (``ValueError`` otherwise) and read back as ``int`` in every mode.
 
 Limits, so that a value accepted here can never fail later (at commit, in a kernel, in an
-operator; SPEC §4.1):
+operator; behaviour §4.1):
 
 * A count (``c``, or a count in ``f``) is at most ``MAX_COUNT`` = 2**32 - 1. Levels keep counts
   in int64 columns and add them up per bucket, and a bucket may hold any number of
@@ -98,7 +98,7 @@ def canonical_json(value: Any) -> str:
 
 
 def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:
-    """The error to raise: names the stream and the offending value (SPEC §8)."""
+    """The error to raise: names the stream and the offending value (behaviour §8)."""
     return error(f"stream {stream_id}: {reason}: {show(value)}")
 
 
@@ -115,7 +115,7 @@ def _check_value_type(value_type: Any) -> str:
 
 
 def normalise_options(value_type: str | None, options: dict | None) -> dict:
-    """The full options dict of a value type, defaults filled in (SPEC §3.3 step 5).
+    """The full options dict of a value type, defaults filled in (behaviour §3.3 step 5).
 
     Normalised options are what streams compare for InconsistentStreamConfiguration, so
     ``None``, ``{}`` and ``{'high_accuracy': False}`` must all give the same dict.
@@ -405,7 +405,7 @@ def encode_value(
     value_keys: Iterable[str] | None,
     stream_id: Any,
 ) -> Encoded:
-    """Validate one appended value (SPEC §5.1) and return its raw row ``(k, i, f, s)``.
+    """Validate one appended value (behaviour §5.1) and return its raw row ``(k, i, f, s)``.
 
     ``value_keys`` are the stream's value downsampler keys, needed for pre-aggregated dicts.
     """
@@ -542,7 +542,7 @@ def encode_arrays(
     stream_id: Any,
     value_keys: Iterable[str] | None = None,
 ) -> pa.Table:
-    """The bulk path (SPEC §4.4): numeric numpy/Arrow arrays are encoded without a per-point
+    """The bulk path (behaviour §4.4): numeric numpy/Arrow arrays are encoded without a per-point
     Python loop (ints → kind 1, floats → kind 2, NaN → null, ±inf → ValueError); object arrays
     and non-numeric types go through :func:`encode_value` one by one."""
     timestamps = _timestamps(timestamps_us)
@@ -616,7 +616,7 @@ def decode_value(encoded: Encoded, value_type: str, options: dict | None) -> Any
 
 
 def decode_values(table: pa.Table, value_type: str, options: dict | None) -> list:
-    """Python values of RAW_SCHEMA rows, as they were appended (SPEC §5.1 round trip)."""
+    """Python values of RAW_SCHEMA rows, as they were appended (behaviour §5.1 round trip)."""
     high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
     kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
     if not len(kinds):

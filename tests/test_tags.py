@@ -1,4 +1,4 @@
-"""Tag rules, the portable query language and tag mutation (SPEC §3.2, §3.4, §3.5)."""
+"""Tag rules, the portable query language and tag mutation (behaviour §3.2, §3.4, §3.5)."""
 
 from __future__ import annotations
 
@@ -232,7 +232,8 @@ def test_nan_query_value_is_rejected():
 
 
 def test_stream_id_selects_ids_only_where_allowed():
-    """Elsewhere (find_streams) a top-level stream_id is an ordinary user-tag path (SPEC §3.4)."""
+    """Elsewhere (find_streams) a top-level stream_id is an ordinary user-tag path
+    (behaviour §3.4)."""
     sid = "0b7f4c1e-3c2a-4e8f-9a51-2d7c9e6b1f00"
     assert tags.validate_query({"stream_id": sid}) == {"stream_id": sid}
     assert tags.without_reserved({"stream_id": sid}) is None

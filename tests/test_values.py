@@ -1,4 +1,4 @@
-"""Value validation and encoding (SPEC §5.1, docs/INTERNALS.md "values.py")."""
+"""Value validation and encoding (behaviour §5.1, docs/INTERNALS.md "values.py")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Derived streams: validating a configuration into a :class:`Derivation` (SPEC §7).
+"""Derived streams: validating a configuration into a :class:`Derivation` (behaviour §7).
 
 The operators themselves are vectorised kernels in ``datastream.kernels.derive`` driven by
 ``datastream.engine.operators``; creating a derived stream (with its sources'

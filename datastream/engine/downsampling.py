@@ -2,9 +2,9 @@
 
 For each level coarser than the stream's highest, finest first, a bucket closes when (a) the
 ``until`` bound is at or after its end, (b) a datapoint at or after its end exists, and (c) every
-finer level is closed up to its end (SPEC §5.5). Level 1 is computed from raw rows; each coarser
-level combines the partial rows of the level below (stored ones plus those computed in the same
-step), and the median is recomputed from raw rows because medians do not compose.
+finer level is closed up to its end (behaviour §5.5). Level 1 is computed from raw rows; each
+coarser level combines the partial rows of the level below (stored ones plus those computed in the
+same step), and the median is recomputed from raw rows because medians do not compose.
 """
 
 from __future__ import annotations

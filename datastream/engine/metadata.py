@@ -1,4 +1,4 @@
-"""The public, get_tags shape of a stream state (SPEC §3.1)."""
+"""The public, get_tags shape of a stream state (behaviour §3.1)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def validate(
     op: str, sources: list[Source], args: dict, highest: GranularityLevel,
     states: dict[str, StreamState],
 ) -> None:
-    """Raise the SPEC's exception for a configuration the operator cannot run."""
+    """Raise the exception of behaviour §7 for a configuration the operator cannot run."""
     ids = [source.stream_id for source in sources]
     if op == "sum":
         if not sources:

@@ -1,4 +1,4 @@
-"""Verification (SPEC §10): recompute stored data from what it was derived from, and compare.
+"""Verification (behaviour §10): recompute stored data from what it was derived from, and compare.
 
 Levels are recomputed from raw points by DuckDB SQL (``sql_oracle``; Decimal streams in exact
 rational arithmetic, ``exact_oracle``), derived streams by replaying their sources through plain

@@ -1,8 +1,9 @@
-"""Verify a derived stream's stored points against a replay of its sources (SPEC §7).
+"""Verify a derived stream's stored points against a replay of its sources (behaviour §7).
 
 The replay reads what the sources hold now (raw points, or bucket means recomputed by SQL for a
-source taken at a coarser level, empty buckets included as nulls), merges them in the SPEC's
-order and runs the plain operators of ``replay``, window by window with the state carried over.
+source taken at a coarser level, empty buckets included as nulls), merges them in the order of
+behaviour §7 and runs the plain operators of ``replay``, window by window with the state carried
+over.
 
 What can be known, and so what is compared:
 

@@ -2,8 +2,8 @@
 
 DuckDB's DECIMAL holds at most 38 digits, so the 64-digit values are summed here with
 ``fractions.Fraction`` (no rounding at all) and each result is rounded once to 64 significant
-digits, which is what the SPEC promises (e.g. the mean of 40 copies of a 64-digit value is that
-value exactly).
+digits, which is what behaviour §5.1 promises (e.g. the mean of 40 copies of a 64-digit value is
+that value exactly).
 """
 
 from __future__ import annotations

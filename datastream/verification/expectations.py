@@ -1,7 +1,7 @@
 """What every bucket must read as: oracle facts turned into labelled expected values.
 
 Labels are the names of the columnar export: value downsamplers by name (``'mean'``), time
-downsamplers as ``'time_<name>'``. The results follow SPEC §5.2-§5.4 and the documented
+downsamplers as ``'time_<name>'``. The results follow behaviour §5.2-§5.4 and the documented
 decisions of the level format: empty buckets read c 0, other values None and their middle as
 time; a pre-aggregated dict is one non-null point for the time statistics; frequency tables are
 keyed by canonical JSON text and returned keyed by value, except dict/list values and scalars

@@ -1,7 +1,7 @@
-"""The four derive operators of SPEC §7, written plainly: the oracle for derived streams.
+"""The four derive operators of behaviour §7, written plainly: the oracle for derived streams.
 
-Each operator consumes input points already merged in the SPEC's order (time, then the declared
-order of ``derive_from``, then append order) and keeps its state between calls, so a long
+Each operator consumes input points already merged in the order of behaviour §7 (time, then the
+declared order of ``derive_from``, then append order) and keeps its state between calls, so a long
 history can be replayed window by window. Every input point and every output carries a *scale*:
 the magnitude whose rounding it may carry (0 for a stored raw value, which is exact; the bucket
 magnitude for a bucket mean; the summed terms for a sum), against which a tiny result is judged

@@ -1,4 +1,4 @@
-"""SPEC §4: append, append_multiple, buffering and durability, columnar bulk appends."""
+"""behaviour §4: append, append_multiple, buffering and durability, columnar bulk appends."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def test_unsupported_timestamps(ds) -> None:
 
 
 def test_other_timestamp_forms(ds) -> None:
-    """SPEC §4.1: pandas.Timestamp, numpy.datetime64 scalars and ISO-8601 strings (naive → UTC)."""
+    """behaviour §4.1: pandas.Timestamp, numpy.datetime64 scalars and ISO-8601 strings
+    (naive → UTC)."""
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     stamps = [
         (pd.Timestamp("2000-01-01 12:00:01"), at(1)),

@@ -1,4 +1,4 @@
-"""SPEC §9: results are identical across backends for the same appends.
+"""behaviour §9: results are identical across backends for the same appends.
 
 One seeded random workload (numeric streams with nulls, ints and floats, a nominal stream, a
 coarser stream, a derived sum and a derived derivative; irregular timestamps over two days with

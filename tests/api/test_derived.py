@@ -1,4 +1,4 @@
-"""SPEC §7: derived streams — every example, however the appends are batched."""
+"""behaviour §7: derived streams — every example, however the appends are batched."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _interleave(*series: tuple[str, list[float], list]) -> list[tuple[str, float
     return [(s, t, v) for t, _, s, v in sorted(points, key=lambda p: (p[0], p[1]))]
 
 
-# -- the SPEC examples -----------------------------------------------------------------------
+# -- the behaviour examples ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", MODES)

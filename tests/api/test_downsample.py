@@ -1,4 +1,4 @@
-"""SPEC §5.2–5.5: downsamplers, bucket closing, empty buckets, filters, auto_downsample."""
+"""behaviour §5.2–5.5: downsamplers, bucket closing, empty buckets, filters, auto_downsample."""
 
 from __future__ import annotations
 

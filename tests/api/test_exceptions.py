@@ -1,4 +1,4 @@
-"""SPEC §8: the exception hierarchy, and messages that name what was wrong."""
+"""behaviour §8: the exception hierarchy, and messages that name what was wrong."""
 
 from __future__ import annotations
 

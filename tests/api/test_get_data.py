@@ -1,4 +1,4 @@
-"""SPEC §6: get_data ranges and argument rules, Datapoints, columnar export."""
+"""behaviour §6: get_data ranges and argument rules, Datapoints, columnar export."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ FOREVER = datetime.datetime.max
 
 @pytest.fixture
 def example(ds):
-    """SPEC §6: 1200 one-second points from 12:00:00."""
+    """behaviour §6: 1200 one-second points from 12:00:00."""
     stream_id = ds.ensure_stream({"example": 1}, {}, ["mean", "min", "max"], G.Seconds)
     stamps = np.arange(1200, dtype="int64") * 1_000_000 + 946_728_000 * 1_000_000
     ds.append_arrays(stream_id, stamps, np.arange(1200, dtype="int64"), unit="us")

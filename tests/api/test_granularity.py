@@ -1,4 +1,4 @@
-"""SPEC §1 (public surface) and §2 (granularities), through the public API."""
+"""behaviour §1 (public surface) and §2 (granularities), through the public API."""
 
 from __future__ import annotations
 

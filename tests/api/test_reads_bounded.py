@@ -1,4 +1,4 @@
-"""SPEC §6.1: downsampled reads over empty buckets are computed, not materialised.
+"""behaviour §6.1: downsampled reads over empty buckets are computed, not materialised.
 
 A year-long gap at 10 s is 3.2 M buckets; ``len()``, indexing, slicing and reversing such a
 result must cost (almost) nothing, on every backend, and give exactly the rows that

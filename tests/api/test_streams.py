@@ -1,4 +1,4 @@
-"""SPEC §3: stream identity, metadata, tag rules, queries, tag mutation and deletion."""
+"""behaviour §3: stream identity, metadata, tag rules, queries, tag mutation and deletion."""
 
 from __future__ import annotations
 
@@ -351,7 +351,7 @@ def _nested(depth: int) -> dict:
 
 
 def test_tag_limits(ds) -> None:
-    """SPEC §3.2: over 32 levels or 64 KiB → ValueError naming the limit, never RecursionError
+    """behaviour §3.2: over 32 levels or 64 KiB → ValueError naming the limit, never RecursionError
     (500 levels used to raise RecursionError), wherever tags or queries are accepted."""
     stream_id = ds.ensure_stream({"q": 1}, _nested(32), ["mean"], G.Seconds)
     assert ds.find_streams(_nested(32)).count() == 1
@@ -560,7 +560,7 @@ def test_query_matches_user_tags_only(catalogue) -> None:
 
 
 def test_find_by_stream_id_matches_no_stream(catalogue) -> None:
-    """SPEC §3.4: in find_streams a top-level stream_id is an ordinary user-tag path."""
+    """behaviour §3.4: in find_streams a top-level stream_id is an ordinary user-tag path."""
     ds, ids = catalogue
     assert _found(ds, {"stream_id": ids[3]}) == []
     assert len(ds.find_streams({"stream_id": {"$in": [ids[3]]}})) == 0
@@ -768,7 +768,7 @@ HOSTILE_CALLS = {
     "append_multiple": lambda ds, sid, n, v: ds.append_multiple([v]),
     "filter": lambda ds, sid, n, v: ds.get_data(sid, G.Minutes, start=EVER,
                                                 value_downsamplers=v),
-    "get_data start": lambda ds, sid, n, v: list(  # (None is the SPEC's AttributeError)
+    "get_data start": lambda ds, sid, n, v: list(  # (None: behaviour §6's AttributeError)
         ds.get_data(sid, G.Seconds, start=EVER if v is None else v)),
     "downsample until": lambda ds, sid, n, v: ds.downsample_streams({"none": 1}, until=v),
 }

@@ -1,4 +1,4 @@
-"""SPEC §5.1: value types through the public API (validation, read-back, aggregates)."""
+"""behaviour §5.1: value types through the public API (validation, read-back, aggregates)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_pre_aggregated_dict_rejections(ds) -> None:
 
 
 def test_values_that_would_fail_later_are_refused_at_append(ds) -> None:
-    """SPEC §4.1: these used to be buffered and to fail at commit or in a kernel, jamming the
+    """behaviour §4.1: these used to be buffered and to fail at commit or in a kernel, jamming the
     stream; now append refuses them and nothing of them is buffered."""
     plain = ds.ensure_stream({"a": 1}, {}, ["mean", "std_dev", "frequencies"], G.Seconds)
     high = ds.ensure_stream({"a": 2}, {}, ["mean", "std_dev"], G.Seconds,

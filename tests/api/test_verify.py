@@ -1,4 +1,4 @@
-"""SPEC §10: ``verify()`` on every backend — clean after ordinary use, and every kind of
+"""behaviour §10: ``verify()`` on every backend — clean after ordinary use, and every kind of
 tampering with stored levels or derived points is reported with the right coordinates."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _points(stream_id: str, pairs) -> list[dict]:
 
 def populate(ds, everything: bool = False) -> dict[str, str]:
     """Streams of every kind, appended and downsampled the way an application would, with
-    the SPEC §7 derived-stream examples among them. ``everything`` adds more kinds of streams
+    the behaviour §7 derived-stream examples among them. ``everything`` adds more kinds of streams
     (a day-long gap, a Minutes stream, chains, level sources, a replayed stream...) on top of
     the few that the tampering tests need. Returns name → stream id."""
     ids: dict[str, str] = {}
@@ -99,7 +99,7 @@ def populate(ds, everything: bool = False) -> dict[str, str]:
                derive_from=[{"stream": a, "granularity": G.Seconds10},
                             {"stream": b, "granularity": "10seconds"}])
 
-    # SPEC §7 examples, then more history with nulls and equal timestamps
+    # behaviour §7 examples, then more history with nulls and equal timestamps
     ds.append_multiple(
         _points(a, [(at(s), v) for s, v in zip(SECONDS, A, strict=True)])
         + _points(b, [(at(s), v) for s, v in zip(SECONDS, B, strict=True)])
@@ -171,7 +171,7 @@ def test_ordinary_use_verifies_clean(ds) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", exceptions.InvalidValueWarning)
         streams = populate(ds, everything=True)
-    # the SPEC §7 examples really are in the store being verified
+    # the behaviour §7 examples really are in the store being verified
     assert [p["v"] for p in raw(ds, streams["sum"])][:7] == [42, 50, 56, 64, 50, 112, 116]
     assert [p["v"] for p in raw(ds, streams["slope"])][:6] == [4.0, 3.0, 4.0, -7.0, 7.5, 4.0]
     assert [p["t"] for p in raw(ds, streams["reset"])][:4] == [at(4), at(7), at(8), at(13)]

@@ -1,4 +1,4 @@
-"""SPEC §9: MongoDB and InfluxDB are safe for many writers appending and downsampling at once.
+"""behaviour §9: MongoDB and InfluxDB are safe for many writers appending and downsampling at once.
 
 Two ``Datastream`` objects on two backend instances over the same database; two threads append
 disjoint time ranges to different streams (one through each object) while two threads keep

@@ -1,4 +1,4 @@
-"""SPEC §8: one ``StorageUnavailable`` for a backend that cannot be reached or was closed.
+"""behaviour §8: one ``StorageUnavailable`` for a backend that cannot be reached or was closed.
 
 Reads, record operations and maintenance locks raise it on every backend; a commit raises
 ``StreamAppendFailed`` instead, and a flush that cannot reach the backend keeps its points.
