@@ -11,12 +11,12 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions, verification
+from . import downsamplers, exceptions
 from . import tags as tag_rules
 from . import values as value_types
 from .engine import derive, lifecycle, reading
@@ -28,6 +28,9 @@ from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
 from .timestamps import array_us, point_us
+
+if TYPE_CHECKING:
+    from .verification import Verification
 
 
 def _utc_now() -> datetime.datetime:
@@ -596,7 +599,7 @@ class Datastream:
             states = self._find(query_tags, True)
             return self._engine.backprocess([s.stream_id for s in states])
 
-    def verify(self, query_tags: dict[str, Any] | None = None) -> verification.Verification:
+    def verify(self, query_tags: dict[str, Any] | None = None) -> Verification:
         """Recompute every materialised bucket of the matching streams from their raw data,
         and every derived stream from its sources, independently of the code that stored them
         (behaviour §10). The result lists each disagreement and is falsy when there is none: counts
@@ -608,7 +611,9 @@ class Datastream:
             states = self._find(query_tags, True)
             self._engine.flush_for([state.stream_id for state in states])
             records = [state.record() for state in self._find(query_tags, True)]
-            return verification.verify(self.backend, records)
+            from .verification import verify  # pyarrow.compute and the oracle load on first use
+
+            return verify(self.backend, records)
 
 
 def _check_downsamplers(names: Any, value_type: str) -> list[str]:
