@@ -34,6 +34,26 @@ RETRY_FIRST, RETRY_MAX = 0.25, 30.0  # background retry of a failed flush (secon
 R = TypeVar("R")
 
 
+class Lane:
+    """What a single append needs of one stream, computed once per cached state: the stored
+    extent and frozen bound it is validated against, and how its values are encoded. Valid
+    while that state is the engine's cached one (see :meth:`Engine.lane`)."""
+
+    __slots__ = ("state", "latest", "frozen", "derived", "plain", "highest", "value_type",
+                 "options", "value_keys")
+
+    def __init__(self, state: StreamState) -> None:
+        self.state = state
+        self.latest = state.latest
+        self.frozen = state.frozen_until
+        self.derived = state.derivation is not None
+        self.plain = state.value_type == "numeric" and not state.options.get("high_accuracy")
+        self.highest = state.highest
+        self.value_type = state.value_type
+        self.options = state.options
+        self.value_keys = state.value_keys
+
+
 class Engine:
     """Buffers appends, commits them and every consequence, and serves stream states."""
 
@@ -55,6 +75,7 @@ class Engine:
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
         self._states: dict[str, StreamState] = {}
+        self._lanes: dict[str, Lane] = {}
         self._cheap_versions = type(storage).record_version is not Storage.record_version
 
     # -- stream states ---------------------------------------------------------------------
@@ -77,6 +98,21 @@ class Engine:
             self._states.pop(stream_id, None)
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         return state
+
+    def lane(self, stream_id: str) -> Lane | None:
+        """The append lane of a stream whose cached state is current without asking storage
+        (its record version is checked where that is cheap); None when it is not cached or
+        stale, and :meth:`state` must decide. For backends without concurrent writers only:
+        those read the stored state at every append."""
+        state = self._states.get(stream_id)
+        if state is None:
+            return None
+        if self._cheap_versions and self.storage.record_version(stream_id) != state.version:
+            return None
+        lane = self._lanes.get(stream_id)
+        if lane is None or lane.state is not state:
+            lane = self._lanes[stream_id] = Lane(state)
+        return lane
 
     def _read(self, stream_id: str) -> StreamState | None:
         """The stored state of a stream (None when it does not exist), cached."""
@@ -104,6 +140,7 @@ class Engine:
     def forget(self, stream_ids: Iterable[str]) -> None:
         for stream_id in stream_ids:
             self._states.pop(stream_id, None)
+            self._lanes.pop(stream_id, None)
 
     def pending_extent(self, state: StreamState) -> tuple[int | None, int | None]:
         """Earliest and latest timestamp of a stream including what is still buffered."""
