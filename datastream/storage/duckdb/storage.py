@@ -666,8 +666,7 @@ class DuckDBStorage(Storage):
         parts = [part for part in parts if part.num_rows]
         if not parts:
             return RAW_SCHEMA.empty_table()
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        return chunking.stable_by_time(table, reverse)
+        return chunking.joined_by_time(parts, reverse)
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
@@ -690,8 +689,7 @@ class DuckDBStorage(Storage):
         parts = [part for part in parts if part.num_rows]
         if not parts:
             return level.schema.empty_table()
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        return chunking.stable_by_time(table)
+        return chunking.joined_by_time(parts)
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
