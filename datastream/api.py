@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .verification import Verification
 
 
-ONE_US = datetime.timedelta(microseconds=1)
 INT64_MIN, INT64_MAX = value_types.INT64_MIN, value_types.INT64_MAX
 
 
@@ -344,7 +343,9 @@ class Datastream:
             lane = engine.lane(stream_id) if self._use_lanes and type(stream_id) is str else None
             if lane is not None and not lane.derived:
                 if type(timestamp) is datetime.datetime and timestamp.tzinfo is UTC:
-                    timestamp_us = (timestamp - EPOCH) // ONE_US
+                    delta = timestamp - EPOCH  # exact integer µs, as timestamps.utc_us
+                    timestamp_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + (
+                        delta.microseconds)
                     stamp = timestamp if MIN_US <= timestamp_us <= MAX_US else None
                 else:
                     timestamp_us = point_us(timestamp)

@@ -26,7 +26,6 @@ from .granularity import EPOCH, MAX_US, MIN_US, to_us
 from .values import show
 
 UTC = datetime.timezone.utc
-_ONE_US = datetime.timedelta(microseconds=1)
 INTEGER_UNITS = ("s", "ms", "us", "ns")
 _SPAN = "1677-09-22 to 2262-04-11"
 # Length of one unit of numpy's linear datetime64 units, in attoseconds (exact integers).
@@ -39,8 +38,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def utc_us(value: datetime.datetime) -> int:
     """Epoch µs of a ``datetime`` whose tzinfo is ``datetime.timezone.utc`` (the caller
-    checks that), exactly: integer arithmetic on the timedelta, no float. Not range checked."""
-    return (value - EPOCH) // _ONE_US
+    checks that), exactly: integer arithmetic on the fields of the timedelta from the epoch
+    (a third faster than ``delta // timedelta(microseconds=1)``), no float. Not range checked."""
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _bare_number(value: object, what: str) -> exceptions.InvalidTimestamp:

@@ -20,8 +20,10 @@ import pyarrow as pa
 from .. import values
 from ..storage.base import RAW_SCHEMA
 
+_monotonic = time.monotonic
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(slots=True)
 class StreamBuffer:
     timestamps: list[int] = dataclasses.field(default_factory=list)
     slots: list[Any] = dataclasses.field(default_factory=list)
@@ -82,23 +84,23 @@ class Buffers:
 
     def add_point(self, stream_id: str, timestamp_us: int, slot: Any) -> bool:
         """Buffer one validated point; True when the buffers are due for a flush now (the
-        per-point path: :meth:`StreamBuffer.add` and :meth:`due` in one call)."""
+        per-point path: adding and :meth:`due` in one call)."""
         buffer = self.streams.get(stream_id)
         if buffer is None or self._oldest is None:
             buffer = self.get(stream_id)
         buffer.timestamps.append(timestamp_us)
         buffer.slots.append(slot)
         buffer.points += 1
-        if buffer.latest is None:
+        latest = buffer.latest
+        if latest is None:
             buffer.earliest = buffer.latest = timestamp_us
-        elif timestamp_us > buffer.latest:
+        elif timestamp_us >= latest:
             buffer.latest = timestamp_us
         elif timestamp_us < buffer.earliest:
             buffer.earliest = timestamp_us
         self.points += 1
         return (self.points >= self.max_points
-                or time.monotonic() - self._oldest >= self.max_age_seconds)
-
+                or _monotonic() - self._oldest >= self.max_age_seconds)
     def add_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
         self.get(stream_id).add_table(table, earliest, latest)
         self.points += table.num_rows

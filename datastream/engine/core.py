@@ -34,16 +34,33 @@ RETRY_FIRST, RETRY_MAX = 0.25, 30.0  # background retry of a failed flush (secon
 R = TypeVar("R")
 
 
+class _States(dict):
+    """The cached stream states by id, with the append lanes built from them: replacing or
+    dropping a state drops its lane, so a lane found in :attr:`lanes` is the current one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: dict[str, Lane] = {}
+
+    def __setitem__(self, stream_id: str, state: StreamState) -> None:
+        super().__setitem__(stream_id, state)
+        self.lanes.pop(stream_id, None)
+
+    def pop(self, stream_id: str, *default: Any) -> Any:
+        self.lanes.pop(stream_id, None)
+        return super().pop(stream_id, *default)
+
+
 class Lane:
     """What a single append needs of one stream, computed once per cached state: the stored
     extent and frozen bound it is validated against, and how its values are encoded. Valid
     while that state is the engine's cached one (see :meth:`Engine.lane`)."""
 
-    __slots__ = ("state", "latest", "frozen", "derived", "plain", "highest", "value_type",
+    __slots__ = ("version", "latest", "frozen", "derived", "plain", "highest", "value_type",
                  "options", "value_keys")
 
     def __init__(self, state: StreamState) -> None:
-        self.state = state
+        self.version = state.version
         self.latest = state.latest
         self.frozen = state.frozen_until
         self.derived = state.derivation is not None
@@ -74,8 +91,7 @@ class Engine:
         self.failure: BaseException | None = None
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
-        self._states: dict[str, StreamState] = {}
-        self._lanes: dict[str, Lane] = {}
+        self._states = _States()
         self._cheap_versions = type(storage).record_version is not Storage.record_version
 
     # -- stream states ---------------------------------------------------------------------
@@ -104,14 +120,14 @@ class Engine:
         (its record version is checked where that is cheap); None when it is not cached or
         stale, and :meth:`state` must decide. For backends without concurrent writers only:
         those read the stored state at every append."""
-        state = self._states.get(stream_id)
-        if state is None:
+        lane = self._states.lanes.get(stream_id)
+        if lane is None:
+            state = self._states.get(stream_id)
+            if state is None:
+                return None
+            lane = self._states.lanes[stream_id] = Lane(state)
+        if self._cheap_versions and self.storage.record_version(stream_id) != lane.version:
             return None
-        if self._cheap_versions and self.storage.record_version(stream_id) != state.version:
-            return None
-        lane = self._lanes.get(stream_id)
-        if lane is None or lane.state is not state:
-            lane = self._lanes[stream_id] = Lane(state)
         return lane
 
     def _read(self, stream_id: str) -> StreamState | None:
@@ -140,7 +156,6 @@ class Engine:
     def forget(self, stream_ids: Iterable[str]) -> None:
         for stream_id in stream_ids:
             self._states.pop(stream_id, None)
-            self._lanes.pop(stream_id, None)
 
     def pending_extent(self, state: StreamState) -> tuple[int | None, int | None]:
         """Earliest and latest timestamp of a stream including what is still buffered."""
