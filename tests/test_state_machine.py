@@ -63,7 +63,6 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 T0 = datetime.datetime(2000, 1, 1, 12, tzinfo=UTC)
 EVER = datetime.datetime.min
 US = M.US
-HOUR = 3600 * US
 
 
 def to_us(moment: datetime.datetime) -> int:
@@ -76,6 +75,7 @@ def to_dt(us: int) -> datetime.datetime:
 
 
 T0_US = to_us(T0)
+NO_BUFFER_FLUSH = {"buffer_points": 1_000_000, "buffer_seconds": 3600.0}
 STATISTICS: collections.Counter[str] = collections.Counter()
 
 
@@ -84,7 +84,6 @@ def event(name: str) -> None:
     ``DATASTREAM_STATEFUL_STATS=1``)."""
     STATISTICS[name] += 1
     hypothesis_event(name)
-NO_BUFFER_FLUSH = {"buffer_points": 1_000_000, "buffer_seconds": 3600.0}
 
 
 # -- stores: where the two objects keep their data ------------------------------------------
