@@ -7,7 +7,12 @@ EXTRAS := test,mongodb,influxdb
 BENCH_MACHINE ?= $(shell hostname)
 INFLUXD ?= influxd
 
-.PHONY: venv install demo influxd lint test bench clean distclean
+BENCH_BASE ?= main
+BENCH_HEAD ?= HEAD
+BENCH_FILTER ?=
+ASV_VENV := asv.virtualenv.conf.json
+
+.PHONY: venv install warmup demo influxd lint test bench bench-compare compare clean distclean
 
 venv: $(BIN)/python
 
@@ -23,8 +28,13 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 install: | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $(INSTALLED)
+	$(BIN)/datastream warmup
 
-demo: $(INSTALLED)
+# Compiles every numba kernel into the per-user cache (seconds when it is already warm).
+warmup: $(INSTALLED)
+	$(BIN)/datastream warmup
+
+demo: warmup
 	$(BIN)/python -m datastream demo
 
 # The InfluxDB backend tests start their own influxd; it comes from the Debian package.
@@ -47,9 +57,24 @@ bench: $(INSTALLED)
 	$(BIN)/asv run --python=same --machine $(BENCH_MACHINE) --set-commit-hash $$(git rev-parse HEAD)
 	$(BIN)/asv publish
 
+# Every peer side by side on one data set (bench/compare.py; see bench/RESULTS.md). Roughly an
+# hour at the default scale, InfluxDB taking most of it. Smoke test:
+# make compare COMPARE_ARGS="--quick --targets"
+COMPARE_ARGS ?= --targets --json compare.json
+compare: $(INSTALLED) influxd
+	PYTHONPATH=. $(BIN)/python bench/compare.py $(COMPARE_ARGS)
+
+# Two commits compared (default: main and HEAD), each built and installed by asv into its own
+# virtualenv under bench/env with the dependencies from the package index; fails when a
+# benchmark got slower by more than 10%. BENCH_FILTER=coldstart runs only matching benchmarks.
+bench-compare: $(INSTALLED)
+	$(BIN)/asv machine --config $(ASV_VENV) --yes --machine $(BENCH_MACHINE)
+	$(BIN)/asv continuous --config $(ASV_VENV) --machine $(BENCH_MACHINE) --factor 1.1 \
+	  $(if $(BENCH_FILTER),--bench $(BENCH_FILTER)) $(BENCH_BASE) $(BENCH_HEAD)
+
 clean:
 	rm -rf build *.egg-info .pytest_cache .hypothesis .ruff_cache bench/results bench/html bench/env
-	rm -f demo.duckdb demo.duckdb.wal
+	rm -f demo.duckdb demo.duckdb.wal compare.json
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

@@ -46,7 +46,7 @@ def run_datastream(path: str, data) -> float:
             for n in range(len(data))
         ]
         for stream_id, (timestamps, values) in zip(ids, data, strict=True):
-            ds.append_arrays(stream_id, timestamps, values)
+            ds.append_arrays(stream_id, timestamps, values, unit="us")
         ds.flush()
         latest = max(int(t[-1]) for t, _ in data)
         until = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(

@@ -1,6 +1,6 @@
 """datastream: time-series streams identified by tags, downsampled automatically.
 
-Public names only; see SPEC.md for the contract.
+Public names only; docs/behaviour.md describes what they do.
 """
 
 from . import exceptions

@@ -1,16 +1,17 @@
 """``Datastream``: the public facade. Validates and normalises arguments, then calls the engine.
 
-Every check happens before anything is written, so a rejected call never changes the store.
+Every check happens before anything is buffered or written, so a rejected call never changes
+the store, and whatever could fail later (in a kernel, at commit) is rejected here instead.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,13 +19,18 @@ import pyarrow as pa
 from . import downsamplers, exceptions
 from . import tags as tag_rules
 from . import values as value_types
-from .engine import derive, reading
-from .engine.core import Engine, first_level
-from .engine.metadata import new_meta, public_tags
-from .granularity import Granularity, GranularityLevel, from_us, resolve
+from .engine import derive, lifecycle, reading
+from .engine.core import Engine
+from .engine.metadata import public_tags
+from .engine.state import StreamState
+from .granularity import Granularity, from_us, resolve
+from .messages import show
 from .results import Datapoints, Streams
-from .storage.base import Storage, StreamRecord
-from .timestamps import point_us
+from .storage.base import Storage, StreamExists
+from .timestamps import array_us, point_us
+
+if TYPE_CHECKING:
+    from .verification import Verification
 
 
 def _utc_now() -> datetime.datetime:
@@ -37,6 +43,13 @@ class Datastream:
     ``Datastream()`` uses the embedded store in memory; pass a backend
     (``datastream.backends.duckdb.Backend(path)``, ``mongodb.Backend(...)``,
     ``influxdb.Backend(...)``) to persist.
+
+    Appends are buffered per stream and committed when a buffer holds ``buffer_points`` points
+    or its oldest point is ``buffer_seconds`` old (by a background thread, also while the
+    application is idle), on ``flush()``/``close()``, at interpreter exit and when an unclosed
+    instance is garbage-collected. A failing commit keeps the points buffered and is retried;
+    ``flush()`` reports it. While the backend fails, at most ``max_buffered_points`` points are
+    accepted. ``buffered=False`` commits every append before it returns.
     """
 
     Granularity = Granularity
@@ -55,11 +68,14 @@ class Datastream:
         auto_downsample: bool = False,
         buffer_points: int = 10_000,
         buffer_seconds: float = 1.0,
+        max_buffered_points: int = 10_000_000,
     ) -> None:
         if backend is None:
             from .storage.duckdb import DuckDBStorage
 
             backend = DuckDBStorage()
+        if not isinstance(backend, Storage):
+            raise TypeError(f"backend must be a datastream storage backend, got {backend!r}")
         self.backend = backend
         self._clock = clock or _utc_now
         self._buffered = buffered
@@ -68,28 +84,32 @@ class Datastream:
             buffer_points=buffer_points,
             buffer_seconds=buffer_seconds,
             auto_downsample=auto_downsample,
+            max_buffered_points=max_buffered_points,
         )
-        self._derive = derive.Deriver(self._engine)
-        self._engine.derive_hook = self._derive.on_flush
-        self._engine.level_hook = self._derive.on_levels
         self._closed = False
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        lifecycle.register(self._engine)
+        self._finalizer = weakref.finalize(self, _collect_unclosed, self._engine, repr(backend))
+        self._finalizer.atexit = False  # the exit flush covers live instances
 
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
-        """Return once every earlier append is durable and derived streams are updated."""
-        with self._engine.lock:
-            self._engine.flush()
+        """Return once every earlier append is durable and derived streams are updated;
+        StreamAppendFailed when the backend refused (the points stay buffered and are
+        retried)."""
+        self._open()
+        self._engine.flush()
 
     def close(self) -> None:
-        """Flush and release the backend. Idempotent."""
+        """Flush and release the backend. Idempotent. If the flush fails, StreamAppendFailed
+        is raised and the instance stays open (nothing buffered is dropped): call close()
+        again once the backend is back."""
         if self._closed:
             return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            self.backend.close()
+        self._engine.flush()
+        self._closed = True
+        self._finalizer.detach()
+        lifecycle.unregister(self._engine)
+        self._engine.close()
 
     def __enter__(self) -> Datastream:
         return self
@@ -97,18 +117,40 @@ class Datastream:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _open(self) -> None:
+        if self._closed:
+            raise exceptions.StorageUnavailable("this Datastream is closed")
+
     def _after_write(self) -> None:
+        if not self._buffered:
+            self._engine.flush_exactly()
+        elif self._engine.buffers.due():
+            try:
+                self._engine.flush()
+            except exceptions.DatastreamException:
+                pass  # the points stay buffered; the flusher retries, flush() reports
+
+    def _accept(self, count: int) -> None:
+        """Room for ``count`` more points (the memory bound while the backend fails)."""
         if self._buffered:
-            self._engine.maybe_flush()
-        else:
-            self._engine.flush()
+            self._engine.make_room(count)
+
+    def _commit_call(self, buffered_ids: Iterable[str]) -> None:
+        """After buffering one call's points: commit them now when unbuffered, dropping them
+        if that fails (so that a retry of the call stores them exactly once)."""
+        try:
+            self._after_write()
+        except BaseException:
+            if not self._buffered:
+                self._engine.buffers.discard(set(buffered_ids))
+            raise
 
     # -- streams ---------------------------------------------------------------------------
     def ensure_stream(
         self,
         query_tags: dict[str, Any],
-        tags: dict[str, Any] | None = None,
-        value_downsamplers: Iterable[str] | None = None,
+        tags: dict[str, Any] | None,
+        value_downsamplers: list[str] | tuple[str, ...],
         highest_granularity: Any = Granularity.Seconds,
         derive_from: Any = None,
         derive_op: str | None = None,
@@ -117,152 +159,159 @@ class Datastream:
         value_type_options: dict[str, Any] | None = None,
         derive_backprocess: bool = True,
     ) -> str:
-        """The id of the stream matching ``query_tags``, created if none does (SPEC §3.3)."""
+        """The id of the stream matching ``query_tags``, created if none does (behaviour §3.3).
+
+        ``value_downsamplers`` is a list or tuple; ``[]`` means never downsampled.
+        """
+        self._open()
         if not isinstance(query_tags, dict) or not query_tags:
-            raise ValueError(f"query_tags must be a non-empty dict, got {query_tags!r}")
+            raise ValueError(f"query_tags must be a non-empty dict, got {show(query_tags)}")
         tag_rules.validate_tags(query_tags)
         tags = {} if tags is None else tags
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {show(tags)}")
         tag_rules.validate_tags(tags)
+        user_tags = tag_rules.deep_merge(tags, query_tags)
+        tag_rules.check_size(user_tags)
         highest = resolve(highest_granularity)
         value_type = "numeric" if value_type is None else value_type
         if value_type not in value_types.VALUE_TYPES:
-            raise exceptions.UnsupportedValueType(f"unsupported value type {value_type!r}")
+            raise exceptions.UnsupportedValueType(f"unsupported value type {show(value_type)}")
         options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
+        request = _derive_request(derive_from, derive_op, derive_args)
         with self._engine.lock:
-            derived = None
-            if derive_from is not None or derive_op is not None:
-                # Buffered source points are history: flush them before the stream exists.
-                self._engine.flush()
-                derived = self._derive.prepare(
-                    derive_from, derive_op, derive_args, highest, value_type
-                )
-            user_tags = tag_rules.deep_merge(tags, query_tags)
-            existing = self._engine.find(query_tags)
-            if len(existing) > 1:
-                raise exceptions.MultipleStreamsReturned(
-                    f"{len(existing)} streams match query {query_tags!r}"
-                )
-            if existing:
-                return self._reuse(existing[0], user_tags, stored_downsamplers, highest,
-                                   value_type, options, derived)
-            pending = bool(derived) and derive_backprocess and self._derive.sources_hold_data(
-                derived
+            for _ in range(8):
+                existing = self._engine.find(query_tags)
+                if len(existing) > 1:
+                    raise exceptions.MultipleStreamsReturned(
+                        f"{len(existing)} streams match query {query_tags!r}"
+                    )
+                if existing:  # the old API's order: consistency before operator validation
+                    self._check_consistent(existing[0], stored_downsamplers, highest, value_type,
+                                           options, request)
+                derivation = None
+                if request is not None:
+                    derivation = derive.prepare(
+                        derive_from, derive_op, derive_args, highest, value_type,
+                        lambda stream_id: self._engine.state(stream_id, fresh=True),
+                        derive_backprocess,
+                    )
+                if existing:
+                    return self._reuse(existing[0], user_tags)
+                state = StreamState.new(str(uuid.uuid4()), user_tags, stored_downsamplers,
+                                        highest, value_type, options, derivation)
+                try:
+                    return self._engine.create(state, query_tags).stream_id
+                except StreamExists:
+                    continue  # created by another writer meanwhile: check it and reuse it
+            raise exceptions.StreamAppendContended(
+                f"creating the stream for {query_tags!r} kept racing with other writers"
             )
-            meta = new_meta(
-                stored_downsamplers, highest, value_type, options,
-                derived_from=derived, pending_backprocess=pending,
-            )
-            if derived is not None:
-                meta["derive_history"] = "replay" if derive_backprocess else "skip"
-            record = StreamRecord(str(uuid.uuid4()), user_tags, meta)
-            stored = self.backend.create_stream(record, query_tags)
-            if stored.stream_id != record.stream_id:  # another writer created it first
-                return self._reuse(stored, user_tags, stored_downsamplers, highest,
-                                   value_type, options, derived)
-            self._engine.remember(stored)
-            if derived is not None:
-                self._derive.link(stored)
-            return stored.stream_id
 
-    def _reuse(
+    def _check_consistent(
         self,
-        record: StreamRecord,
-        user_tags: dict[str, Any],
+        state: StreamState,
         stored_downsamplers: list[str],
-        highest: GranularityLevel,
+        highest: Any,
         value_type: str,
         options: dict[str, Any],
-        derived: dict[str, Any] | None,
-    ) -> str:
-        """Return an existing stream's id after checking its configuration matches."""
-        record = self._engine.record(record.stream_id)
-        meta = record.meta
+        request: tuple[str, list[Any]] | None,
+    ) -> None:
+        """InconsistentStreamConfiguration when an existing stream differs from the request;
+        checked before any operator-specific validation of the new configuration."""
         differences = []
-        if meta["value_type"] != value_type:
+        if state.value_type != value_type:
             differences.append("value_type")
-        if meta["value_type_options"] != options:
+        if state.options != options:
             differences.append("value_type_options")
-        if resolve(meta["highest_granularity"]) != highest:
+        if state.highest != highest:
             differences.append("highest_granularity")
-        if set(meta["value_downsamplers"]) != set(stored_downsamplers):
+        if set(state.value_downsamplers) != set(stored_downsamplers):
             differences.append("value_downsamplers")
-        stored_derived = meta.get("derived_from")
-        if bool(stored_derived) != bool(derived):
+        stored = state.derivation
+        if (stored is None) != (request is None):
             differences.append("derive_from")
-        elif derived:
-            if stored_derived["op"] != derived["op"]:
+        elif stored is not None:
+            op, source_ids = request
+            if stored.op != op:
                 differences.append("derive_op")
-            if set(stored_derived["stream_ids"]) != set(derived["stream_ids"]):
+            if not _same_members(stored.stream_ids, source_ids):
                 differences.append("derive_from")
         if differences:
             raise exceptions.InconsistentStreamConfiguration(
-                f"stream {record.stream_id} exists with a different {', '.join(differences)}"
+                f"stream {state.stream_id} exists with a different {', '.join(differences)}"
             )
-        if record.tags != user_tags:
-            self.backend.set_tags(record.stream_id, user_tags)
-            record.tags = user_tags
-        return record.stream_id
+
+    def _reuse(self, state: StreamState, user_tags: dict[str, Any]) -> str:
+        if state.tags != user_tags:
+            # the stored tags become `tags` overlaid by the query: replace, not merge
+            self._engine.change_tags(state.stream_id, lambda stored: user_tags)
+        return state.stream_id
 
     def get_tags(self, stream_id: str) -> dict[str, Any]:
-        """User tags merged with the reserved metadata fields (SPEC §3.1)."""
+        """User tags merged with the reserved metadata fields (behaviour §3.1)."""
+        self._open()
         with self._engine.lock:
-            record = self._engine.record(stream_id)
-            return self._public(record)
+            return self._public(self._engine.state(stream_id, fresh=True))
 
-    def _public(self, record: StreamRecord) -> dict[str, Any]:
-        earliest, latest = self._engine.pending_extent(record.stream_id)
-        result = public_tags(record)
-        result["earliest_datapoint"] = None if earliest is None else from_us(earliest)
-        result["latest_datapoint"] = None if latest is None else from_us(latest)
-        return result
+    def _public(self, state: StreamState) -> dict[str, Any]:
+        return public_tags(state, *self._engine.pending_extent(state))
 
     def update_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
-        """Deep-merge ``tags`` into the stream's user tags."""
+        """Deep-merge ``tags`` into the stream's user tags (atomically against other
+        writers)."""
+        self._open()
         if not isinstance(tags, dict):
-            raise ValueError(f"tags must be a dict, got {tags!r}")
+            raise ValueError(f"tags must be a dict, got {show(tags)}")
         tag_rules.validate_tags(tags)
+
+        def merged(stored: dict[str, Any]) -> dict[str, Any]:
+            result = tag_rules.deep_merge(stored, tags)
+            tag_rules.check_size(result, f"tags of stream {stream_id}")
+            return result
+
         with self._engine.lock:
-            record = self._engine.record(stream_id)
-            merged = tag_rules.deep_merge(record.tags, tags)
-            self.backend.set_tags(stream_id, merged)
-            record.tags = merged
+            self._engine.change_tags(stream_id, merged)
 
     def remove_tag(self, stream_id: str, tag: Any) -> None:
         """Remove the tag paths named by the keys of ``tag`` (a str names one top-level key)."""
+        self._open()
         paths = {tag: None} if isinstance(tag, str) else tag
         if not isinstance(paths, dict):
-            raise ValueError(f"tag must be a dict of paths or a key, got {tag!r}")
+            raise ValueError(f"tag must be a dict of paths or a key, got {show(tag)}")
         tag_rules.validate_tags(paths)
         with self._engine.lock:
-            record = self._engine.record(stream_id)
-            remaining = tag_rules.remove_paths(record.tags, paths)
-            self.backend.set_tags(stream_id, remaining)
-            record.tags = remaining
+            self._engine.change_tags(stream_id, lambda stored: tag_rules.remove_paths(stored,
+                                                                                      paths))
 
     def clear_tags(self, stream_id: str) -> None:
         """Remove every user tag."""
+        self._open()
         with self._engine.lock:
-            record = self._engine.record(stream_id)
-            self.backend.set_tags(stream_id, {})
-            record.tags = {}
+            self._engine.change_tags(stream_id, lambda stored: {})
 
     def find_streams(self, query_tags: dict[str, Any] | None = None) -> Streams:
-        """Streams whose user tags match ``query_tags`` (SPEC §3.4), in creation order."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=False)
+        """Streams whose user tags match ``query_tags`` (behaviour §3.4), in creation order."""
+        self._open()
         with self._engine.lock:
-            records = self._engine.find(query)
-            found = [self._public(record) for record in records]
+            found = [self._public(state) for state in self._find(query_tags, False)]
         return Streams(lambda: found)
+
+    def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
+        """Streams matching a query (behaviour §3.4); ``allow_stream_id`` lets a top-level
+        ``stream_id`` select ids, otherwise it is a user-tag path like any reserved name."""
+        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=allow_stream_id)
+        query = tag_rules.without_reserved(query, allow_stream_id=allow_stream_id)
+        return [] if query is None else self._engine.find(query)
 
     def delete_streams(self, query_tags: dict[str, Any] | None = None) -> None:
         """Delete matching streams (all when None) with all their datapoints, atomically."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        self._open()
         with self._engine.lock:
-            records = self._engine.find(query)
-            self._derive.delete(records)
+            states = self._find(query_tags, True)
+            if states:
+                self._engine.delete([state.stream_id for state in states])
 
     # -- appending -------------------------------------------------------------------------
     def append(
@@ -272,22 +321,25 @@ class Datastream:
         timestamp: datetime.datetime | None = None,
         check_timestamp: bool = True,
     ) -> dict[str, Any]:
-        """Append one datapoint (SPEC §4.1)."""
+        """Append one datapoint (behaviour §4.1)."""
+        self._open()
         with self._engine.lock:
-            record, timestamp_us, encoded = self._prepare_point(
+            state, timestamp_us, encoded = self._prepare_point(
                 stream_id, value, timestamp, check_timestamp, {}
             )
-            self._engine.buffer_point(stream_id, timestamp_us, encoded)
-            self._after_write()
+            self._accept(1)
+            self._engine.buffers.add_point(state.stream_id, timestamp_us, encoded)
+            self._commit_call([state.stream_id])
         return {
-            "stream_id": record.stream_id,
-            "granularity": resolve(record.meta["highest_granularity"]),
+            "stream_id": state.stream_id,
+            "granularity": state.highest,
             "datapoint": {"t": from_us(timestamp_us), "v": value_types.decode_value(
-                encoded, record.meta["value_type"], record.meta["value_type_options"])},
+                encoded, state.value_type, state.options)},
         }
 
     def append_multiple(self, datapoints: Iterable[dict[str, Any]]) -> None:
-        """Append many datapoints, all or nothing (SPEC §4.2)."""
+        """Append many datapoints, all or nothing (behaviour §4.2)."""
+        self._open()
         items = list(datapoints)
         with self._engine.lock:
             latest_in_call: dict[str, int] = {}
@@ -296,7 +348,7 @@ class Datastream:
                 if not isinstance(item, dict) or "stream_id" not in item or "value" not in item:
                     raise ValueError(
                         f"datapoint #{position} must be a dict with 'stream_id' and 'value', "
-                        f"got {item!r}"
+                        f"got {show(item)}"
                     )
                 unknown = set(item) - {"stream_id", "value", "timestamp", "check_timestamp"}
                 if unknown:
@@ -307,9 +359,12 @@ class Datastream:
                         item.get("check_timestamp", True), latest_in_call,
                     )
                 )
-            for record, timestamp_us, encoded in prepared:
-                self._engine.buffer_point(record.stream_id, timestamp_us, encoded)
-            self._after_write()
+            if not prepared:
+                return
+            self._accept(len(prepared))
+            for state, timestamp_us, encoded in prepared:
+                self._engine.buffers.add_point(state.stream_id, timestamp_us, encoded)
+            self._commit_call({state.stream_id for state, _, _ in prepared})
 
     def _prepare_point(
         self,
@@ -318,37 +373,39 @@ class Datastream:
         timestamp: Any,
         check_timestamp: bool,
         latest_in_call: dict[str, int],
-    ) -> tuple[StreamRecord, int, tuple]:
+    ) -> tuple[StreamState, int, tuple]:
         """Validate one datapoint against its stream; nothing is buffered here."""
-        record = self._writable(stream_id)
+        state = self._writable(stream_id, latest_in_call)
         timestamp_us = point_us(self._clock() if timestamp is None else timestamp)
-        self._check_time(record, timestamp_us, timestamp_us, check_timestamp, latest_in_call)
-        meta = record.meta
+        self._check_time(state, timestamp_us, timestamp_us, check_timestamp, latest_in_call)
         encoded = value_types.encode_value(
-            value, meta["value_type"], meta["value_type_options"],
-            _value_keys(meta), stream_id,
+            value, state.value_type, state.options, state.value_keys, stream_id
         )
-        return record, timestamp_us, encoded
+        return state, timestamp_us, encoded
 
-    def _writable(self, stream_id: str) -> StreamRecord:
-        record = self._engine.record(stream_id)
-        if record.meta.get("derived_from"):
+    def _writable(self, stream_id: str, seen_in_call: dict[str, int]) -> StreamState:
+        """The stream's state for an append: on a shared backend read from the store once per
+        call (another process may have appended or downsampled meanwhile)."""
+        fresh = self.backend.concurrent_writers and stream_id not in seen_in_call
+        state = self._engine.state(stream_id, fresh=fresh)
+        if state.derivation is not None:
             raise exceptions.AppendToDerivedStreamNotAllowed(
                 f"stream {stream_id} is derived; its datapoints are computed, not appended"
             )
-        return record
+        return state
 
     def _check_time(
         self,
-        record: StreamRecord,
+        state: StreamState,
         earliest_us: int,
         latest_us: int,
         check_timestamp: bool,
         latest_in_call: dict[str, int],
     ) -> None:
-        """Reject timestamps older than the stream's latest or inside a downsampled range."""
-        stream_id = record.stream_id
-        _, latest = self._engine.pending_extent(stream_id)
+        """Reject timestamps older than the stream's latest, inside its downsampled range, or
+        (late points) inside the downsampled range of a stream derived from it."""
+        stream_id = state.stream_id
+        _, latest = self._engine.pending_extent(state)
         if stream_id in latest_in_call:
             latest = latest_in_call[stream_id] if latest is None else max(
                 latest, latest_in_call[stream_id])
@@ -357,16 +414,45 @@ class Datastream:
                 f"timestamp {from_us(earliest_us).isoformat()} of stream {stream_id} is older "
                 f"than its latest datapoint {from_us(latest).isoformat()}"
             )
-        level = first_level(record)
-        if level is not None:
-            bound = (record.meta.get("downsampled_until") or {}).get(level.key)
-            if bound is not None and earliest_us < bound:
-                raise exceptions.InvalidTimestamp(
-                    f"timestamp {from_us(earliest_us).isoformat()} of stream {stream_id} falls "
-                    f"in its already downsampled range (before {from_us(bound).isoformat()})"
-                )
+        frozen = state.frozen_until
+        if frozen is not None and earliest_us < frozen:
+            raise exceptions.InvalidTimestamp(
+                f"timestamp {from_us(earliest_us).isoformat()} of stream {stream_id} falls "
+                f"in its already downsampled range (before {from_us(frozen).isoformat()})"
+            )
+        if latest is not None and earliest_us < latest and state.contributes_to:
+            self._check_derived_frozen(state, earliest_us)
         latest_in_call[stream_id] = latest_us if stream_id not in latest_in_call else max(
             latest_us, latest_in_call[stream_id])
+
+    def _check_derived_frozen(self, source: StreamState, changed_us: int) -> None:
+        """A late point re-derives the streams fed by it from its time on: refuse it when that
+        reaches into one of their downsampled ranges (transitively)."""
+        fresh = self.backend.concurrent_writers
+        queue = [(source, changed_us)]
+        seen: set[str] = set()
+        while queue:
+            state, changed = queue.pop()
+            for derived_id in state.contributes_to:
+                if derived_id in seen:
+                    continue
+                seen.add(derived_id)
+                try:
+                    derived = self._engine.state(derived_id, fresh=fresh)
+                except exceptions.StreamNotFound:
+                    continue
+                feeding = [s for s in derived.derivation.sources if s.stream_id == state.stream_id]
+                if not any(s.level == state.highest for s in feeding):
+                    continue  # fed by closed buckets only, which the point cannot reach
+                affected = derived.highest.floor_us(changed)
+                frozen = derived.frozen_until
+                if frozen is not None and affected < frozen:
+                    raise exceptions.InvalidTimestamp(
+                        f"timestamp {from_us(changed_us).isoformat()} of stream"
+                        f" {source.stream_id} would change derived stream {derived_id} inside"
+                        f" its already downsampled range (before {from_us(frozen).isoformat()})"
+                    )
+                queue.append((derived, affected))
 
     def append_arrays(
         self,
@@ -374,39 +460,43 @@ class Datastream:
         timestamps: Any,
         values: Any,
         check_timestamp: bool = True,
+        unit: str | None = None,
     ) -> int:
-        """Append columns of timestamps and values to one stream, vectorised (SPEC §4.4).
+        """Append columns of timestamps and values to one stream, vectorised (behaviour §4.4).
 
-        ``timestamps``: datetime64 or int64 epoch microseconds (numpy or pyarrow);
+        ``timestamps``: datetime64 of any unit or Arrow timestamps, or integer epochs counted
+        in ``unit`` (``'s'``, ``'ms'``, ``'us'``, ``'ns'``; required for integers);
         ``values``: numbers (NaN = null) or, for nominal/graph streams, a sequence of values.
         All or nothing; returns the number of points appended.
         """
+        self._open()
         with self._engine.lock:
-            record, table, earliest, latest = self._prepare_arrays(
-                stream_id, timestamps, values, check_timestamp, {}
+            state, table, earliest, latest = self._prepare_arrays(
+                stream_id, timestamps, unit, values, check_timestamp, {}
             )
             if table.num_rows:
-                self._engine.buffer_table(stream_id, table, earliest, latest)
-                self._after_write()
+                self._accept(table.num_rows)
+                self._engine.buffers.add_table(state.stream_id, table, earliest, latest)
+                self._commit_call([state.stream_id])
             return table.num_rows
 
     def _prepare_arrays(
         self,
         stream_id: str,
         timestamps: Any,
+        unit: str | None,
         column: Any,
         check_timestamp: bool,
         latest_in_call: dict[str, int],
-    ) -> tuple[StreamRecord, pa.Table, int, int]:
-        record = self._writable(stream_id)
-        timestamps_us = reading.timestamps_to_us(timestamps)
-        meta = record.meta
+    ) -> tuple[StreamState, pa.Table, int, int]:
+        state = self._writable(stream_id, latest_in_call)
+        timestamps_us = array_us(timestamps, unit)
         table = value_types.encode_arrays(
-            timestamps_us, column, meta["value_type"], meta["value_type_options"], stream_id,
-            value_keys=_value_keys(meta),
+            timestamps_us, column, state.value_type, state.options, stream_id,
+            value_keys=state.value_keys,
         )
         if not len(timestamps_us):
-            return record, table, 0, 0
+            return state, table, 0, 0
         if check_timestamp and np.any(timestamps_us[1:] < timestamps_us[:-1]):
             position = int(np.argmax(timestamps_us[1:] < timestamps_us[:-1])) + 1
             raise exceptions.InvalidTimestamp(
@@ -414,12 +504,16 @@ class Datastream:
             )
         earliest, latest = int(timestamps_us.min()), int(timestamps_us.max())
         first = int(timestamps_us[0]) if check_timestamp else earliest
-        self._check_time(record, min(first, earliest), latest, check_timestamp, latest_in_call)
-        return record, table, earliest, latest
+        self._check_time(state, min(first, earliest), latest, check_timestamp, latest_in_call)
+        return state, table, earliest, latest
 
-    def append_table(self, table: Any, check_timestamp: bool = True) -> int:
+    def append_table(
+        self, table: Any, check_timestamp: bool = True, unit: str | None = None
+    ) -> int:
         """Append a table with columns ``stream_id``, ``timestamp``, ``value`` (pyarrow, pandas
-        or polars), all or nothing. Returns the number of points appended."""
+        or polars), all or nothing. An integer ``timestamp`` column needs ``unit`` as in
+        :meth:`append_arrays`. Returns the number of points appended."""
+        self._open()
         arrow = reading.to_arrow_table(table)
         missing = {"stream_id", "timestamp", "value"} - set(arrow.column_names)
         if missing:
@@ -430,16 +524,18 @@ class Datastream:
             for stream_id, rows in reading.split_by_stream(arrow):
                 prepared.append(
                     self._prepare_arrays(
-                        stream_id, rows.column("timestamp"), rows.column("value"),
+                        stream_id, rows.column("timestamp"), unit, rows.column("value"),
                         check_timestamp, latest_in_call,
                     )
                 )
-            total = 0
-            for record, part, earliest, latest in prepared:
+            total = sum(part.num_rows for _, part, _, _ in prepared)
+            if not total:
+                return 0
+            self._accept(total)
+            for state, part, earliest, latest in prepared:
                 if part.num_rows:
-                    self._engine.buffer_table(record.stream_id, part, earliest, latest)
-                    total += part.num_rows
-            self._after_write()
+                    self._engine.buffers.add_table(state.stream_id, part, earliest, latest)
+            self._commit_call({state.stream_id for state, _, _, _ in prepared})
             return total
 
     # -- reading ---------------------------------------------------------------------------
@@ -455,7 +551,8 @@ class Datastream:
         value_downsamplers: Iterable[str] | None = None,
         time_downsamplers: Iterable[str] | None = None,
     ) -> Datapoints:
-        """Datapoints of one stream at one granularity in a time range (SPEC §6)."""
+        """Datapoints of one stream at one granularity in a time range (behaviour §6)."""
+        self._open()
         if (start is None) == (start_exclusive is None):
             raise AttributeError("exactly one of start and start_exclusive is required")
         if end is not None and end_exclusive is not None:
@@ -464,11 +561,12 @@ class Datastream:
         value_names = _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value")
         time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
         with self._engine.lock:
-            record = self._engine.record(stream_id)
-            self._engine.flush()
+            self._engine.state(stream_id)
+            self._engine.flush_for([stream_id])
+            state = self._engine.state(stream_id, fresh=True)
             query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
             return reading.datapoints(
-                self.backend, record, level, query, reverse, value_names, time_names
+                self.backend, state, level, query, reverse, value_names, time_names
             )
 
     # -- maintenance -----------------------------------------------------------------------
@@ -479,40 +577,98 @@ class Datastream:
         return_datapoints: bool = False,
         filter_stream: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """Materialise every bucket that may close before ``until`` (SPEC §5.5)."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        """Materialise every bucket that may close before ``until`` (behaviour §5.5)."""
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
-            self._engine.flush()
-            records = self._engine.find(query)
+            states = self._find(query_tags, True)
             if filter_stream is not None:
-                records = [r for r in records if filter_stream(self._public(r))]
-            records = [r for r in records if not r.meta.get("pending_backprocess")]
-            closed = self._engine.downsample(records, until_us)
-        if not return_datapoints:
-            return []
-        return reading.new_datapoints(closed, self._engine)
+                states = [s for s in states if filter_stream(self._public(s))]
+            states = [s for s in states if not s.pending_backprocess]
+            closed = self._engine.downsample([s.stream_id for s in states], until_us)
+            if not return_datapoints:
+                return []
+            return reading.new_datapoints(closed, {s.stream_id: s for s in states})
 
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
-        """Replay source history into matching derived streams (SPEC §7); idempotent."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        """Replay source history into matching derived streams (behaviour §7); idempotent."""
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         with self._engine.lock:
-            self._engine.flush()
-            return self._derive.backprocess(self._engine.find(query))
+            states = self._find(query_tags, True)
+            return self._engine.backprocess([s.stream_id for s in states])
+
+    def verify(self, query_tags: dict[str, Any] | None = None) -> Verification:
+        """Recompute every materialised bucket of the matching streams from their raw data,
+        and every derived stream from its sources, independently of the code that stored them
+        (behaviour §10). The result lists each disagreement and is falsy when there is none: counts
+        and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
+        of the magnitude of the terms they were computed from."""
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        with self._engine.lock:
+            states = self._find(query_tags, True)
+            self._engine.flush_for([state.stream_id for state in states])
+            records = [state.record() for state in self._find(query_tags, True)]
+            from .verification import verify  # pyarrow.compute and the oracle load on first use
+
+            return verify(self.backend, records)
 
 
-def _check_downsamplers(names: Iterable[str] | None, value_type: str) -> list[str]:
+def _check_downsamplers(names: Any, value_type: str) -> list[str]:
     """The stored downsampler list: requested plus dependencies, canonical order."""
-    requested = [] if names is None else list(names)
-    for name in requested:
-        if name not in downsamplers.VALUE_DOWNSAMPLERS:
-            raise exceptions.UnsupportedDownsampler(f"unsupported value downsampler {name!r}")
+    if not isinstance(names, list | tuple):
+        raise TypeError(
+            "value_downsamplers must be a list or tuple of names ([] means never downsampled),"
+            f" got {show(names)}"
+        )
+    for name in names:
+        if not isinstance(name, str) or name not in downsamplers.VALUE_DOWNSAMPLERS:
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported value downsampler {show(name)}"
+            )
         if name not in downsamplers.DOWNSAMPLERS_BY_VALUE_TYPE[value_type]:
             raise exceptions.UnsupportedDownsampler(
                 f"value downsampler {name!r} does not support value type {value_type!r}"
             )
-    chosen = downsamplers.with_dependencies(requested)
+    chosen = downsamplers.with_dependencies(names)
     return [name for name in downsamplers.VALUE_DOWNSAMPLERS if name in chosen]
+
+
+def _derive_request(
+    derive_from: Any, derive_op: Any, derive_args: Any
+) -> tuple[str, list[Any]] | None:
+    """The operator and source ids of a derived-stream request (None: not derived), after the
+    checks that need no stream (behaviour §3.3 step 4). Operator-specific validation comes later,
+    once an existing stream has been compared with the request."""
+    if derive_from is None and derive_op is None:
+        return None
+    if derive_op is None:
+        raise ValueError("derive_op is required when derive_from is given")
+    if not isinstance(derive_op, str) or derive_op not in derive.DERIVE_OPERATORS:
+        raise exceptions.UnsupportedDeriveOperator(
+            f"unsupported derive operator {show(derive_op)}"
+        )
+    if derive_from is None:
+        raise ValueError(f"derive operator {derive_op!r} needs derive_from")
+    if derive_args is not None and not isinstance(derive_args, dict):
+        raise exceptions.InvalidOperatorArguments(
+            f"derive_args must be a dict, got {show(derive_args)}"
+        )
+    ids = []
+    for item in derive.source_items(derive_from):
+        if isinstance(item, dict) and "stream" not in item:
+            raise exceptions.InvalidOperatorArguments(
+                f"a derive_from entry needs a 'stream' key, got {show(item)}"
+            )
+        ids.append(item["stream"] if isinstance(item, dict) else item)
+    return derive_op, ids
+
+
+def _same_members(stored: list[str], requested: list[Any]) -> bool:
+    """Same set of ids (requested ones may be anything a caller passed, even unhashable)."""
+    return all(item in stored for item in requested) and all(i in requested for i in stored)
 
 
 def _check_filter(
@@ -523,19 +679,23 @@ def _check_filter(
     names = [names] if isinstance(names, str) else list(names)
     for name in names:
         if name not in known:
-            raise exceptions.UnsupportedDownsampler(f"unsupported {kind} downsampler {name!r}")
+            raise exceptions.UnsupportedDownsampler(
+                f"unsupported {kind} downsampler {show(name)}"
+            )
     return names
 
 
-def _value_keys(meta: dict[str, Any]) -> set[str]:
-    return {downsamplers.VALUE_DOWNSAMPLERS[name] for name in meta["value_downsamplers"]}
-
-
-def _flush_at_exit(reference: weakref.ref) -> None:
-    instance = reference()
-    if instance is not None and not instance._closed:
-        try:
-            instance.flush()
-        except Exception:  # noqa: BLE001 - nothing can be reported at interpreter exit
-            pass
-
+def _collect_unclosed(engine: Engine, backend: str) -> None:
+    """An unclosed Datastream was garbage-collected: store its buffers, then release."""
+    warnings.warn(
+        f"unclosed Datastream on {backend}: its buffered points were flushed at garbage"
+        " collection; call close() or use a with block",
+        ResourceWarning,
+        stacklevel=2,
+    )
+    lifecycle.report_failure(engine, "when an unclosed Datastream was garbage-collected")
+    lifecycle.unregister(engine)
+    try:
+        engine.close()
+    except Exception:  # noqa: BLE001 - nothing to report to during garbage collection
+        pass

@@ -54,7 +54,7 @@ def run(path: str, streams: int, points: int) -> None:
             )
         began = time.perf_counter()
         for stream_id, (timestamps, signal) in zip(ids, data, strict=True):
-            ds.append_arrays(stream_id, timestamps, signal)
+            ds.append_arrays(stream_id, timestamps, signal, unit="us")
         ds.flush()
         written = time.perf_counter() - began
         total = streams * points

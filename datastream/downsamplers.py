@@ -16,7 +16,7 @@ precision even for values near 1e9, which Chan's merge needs); the mean itself i
 streams a JSON object with ``f`` (that table, when computed) and, in high-accuracy mode, the
 Decimal state as text (``c, s, q, l, u, mu`` (the plain mean here), ``m2``, ``n``).
 
-Decisions where SPEC is silent:
+Decisions in detail (beyond behaviour §5.2–§5.4):
 
 * Every float that is undefined (no values, fewer than two points, ...) is null in the rows and
   None after finalize; ``count``/``np``/``tn``/``ic`` are 0 instead.
@@ -159,7 +159,8 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class ValueDownsampler:
     """One value downsampler: ``finalize`` maps level rows to one result per row (a float array
-    with NaN for None, or a list), ``present`` turns that into the Python values of SPEC §5.4."""
+    with NaN for None, or a list), ``present`` turns that into the Python values of
+    behaviour §5.4."""
 
     name: str
     key: str
@@ -312,7 +313,7 @@ _TIME_BY_KEY = {d.key: d for d in _TIME}
 
 
 def with_dependencies(names: Iterable[str]) -> set[str]:
-    """The stored set for a requested set (SPEC §3.3 rule 6): a non-empty set gains count, mean
+    """The stored set for a requested set (behaviour §3.3 rule 6): a non-empty set gains count, mean
     gains sum and count, std_dev gains sum, count and sum_squares."""
     chosen = set(names)
     unknown = chosen - VALUE_DECLARATIONS.keys()
@@ -563,7 +564,7 @@ def finalize(
     time_keys: Iterable[str] | None,
     width_us: int,
 ) -> list[dict]:
-    """SPEC §5.4 datapoints ``{'t': {time key: ...}, 'v': {value key: ...}}`` of level rows, in
+    """behaviour §5.4 datapoints ``{'t': {time key: ...}, 'v': {value key: ...}}`` of level rows, in
     row order; an empty key filter drops ``'t'`` or ``'v'`` (None = every applicable key)."""
     view = Rows(rows, value_type, options, width_us)
     values = [
@@ -598,7 +599,7 @@ def finalize_arrow(
     time_names: Iterable[str] | None,
     width_us: int,
 ) -> pa.Table:
-    """Columnar finalize (SPEC §6.3): ``t`` (bucket start), one column per value downsampler
+    """Columnar finalize (behaviour §6.3): ``t`` (bucket start), one column per value downsampler
     named by its name, time downsamplers as ``time_<name>``."""
     view = Rows(rows, value_type, options, width_us)
     columns = {"t": time_column(view.col("t"), True)}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-# Results are rounded to 64 significant digits (SPEC §5.1); partial sums keep far more so that
+# Results are rounded to 64 significant digits (behaviour §5.1); partial sums keep far more so that
 # summing many 64-digit values stays exact before the final rounding (40·e / 40 == e).
 HIGH_ACCURACY = decimal.Context(prec=64)
 WIDE = decimal.Context(prec=256, Emax=999_999, Emin=-999_999)

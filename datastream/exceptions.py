@@ -78,6 +78,15 @@ class StreamAppendFailed(DatastreamException):
     """A backend failed while writing; nothing of that batch is stored."""
 
 
+class StorageUnavailable(DatastreamException):
+    """The backend cannot be reached or has been closed.
+
+    Raised by reads, stream-record operations and maintenance locks of every backend, so that
+    callers can catch one class whatever the backend; a failing commit is a
+    :class:`StreamAppendFailed` instead.
+    """
+
+
 class DatastreamWarning(RuntimeWarning):
     """Base class of every datastream warning."""
 

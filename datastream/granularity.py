@@ -6,6 +6,7 @@ import datetime
 from functools import total_ordering
 
 from . import exceptions
+from .messages import show
 
 US_PER_SECOND = 1_000_000
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -100,7 +101,7 @@ def resolve(value: object) -> GranularityLevel:
         return value
     if isinstance(value, str) and value in _BY_NAME:
         return _BY_NAME[value]
-    raise exceptions.UnsupportedGranularity(f"unsupported granularity: {value!r}")
+    raise exceptions.UnsupportedGranularity(f"unsupported granularity: {show(value)}")
 
 
 def coarser_levels(level: GranularityLevel) -> list[GranularityLevel]:

@@ -1,4 +1,4 @@
-"""Finalized columns exported: Python values (SPEC §5.4) or Arrow arrays (SPEC §6.3).
+"""Finalized columns exported: Python values (behaviour §5.4) or Arrow arrays (behaviour §6.3).
 
 Finalize rules yield float arrays (NaN = None), int arrays or lists; this is the one place that
 turns them into what callers see.

@@ -1,14 +1,17 @@
 """Lazy, list-like results: ``Datapoints`` (get_data) and ``Streams`` (find_streams).
 
-Both hold a columnar table and turn rows into dicts only when they are iterated or indexed, so
-a large result costs one Arrow table until someone asks for Python objects, and the columnar
-exports never build per-point dicts.
+A result is a view over a *row source* that builds columnar rows only for the positions asked
+for: ``len()`` never converts anything, iteration turns one batch at a time into Python objects,
+indexing converts one row, slicing makes a new view, and the columnar exports never build
+per-point dicts. Raw reads and ``find_streams`` use a table loaded once on first use
+(``TableRows``); downsampled reads compute their empty buckets instead of storing them (see
+``datastream.engine.level_grid``), so their size does not depend on the range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -16,23 +19,59 @@ import pyarrow as pa
 DEFAULT_BATCH = 1000
 
 
-class _LazyRows:
-    """Shared list behaviour over a table that is loaded on first use."""
+class RowSource(Protocol):
+    """Rows of a result in output order, as Arrow tables built on demand."""
+
+    def __len__(self) -> int: ...
+
+    def rows(self, positions: range, page: int) -> pa.Table:
+        """The rows at ``positions`` (valid, in the order given). ``page`` is the batch size
+        hint: how many rows the caller converts at a time."""
+        ...
+
+    def select(self, positions: range) -> RowSource:
+        """A source of just the rows at ``positions``."""
+        ...
+
+
+class TableRows:
+    """A row source over one table, loaded on first use and kept."""
 
     def __init__(self, load: Callable[[], pa.Table]) -> None:
         self._load = load
         self._table: pa.Table | None = None
-        self._batch = DEFAULT_BATCH
 
-    def _rows(self) -> pa.Table:
+    def table(self) -> pa.Table:
         if self._table is None:
             self._table = self._load()
         return self._table
 
+    def __len__(self) -> int:
+        return self.table().num_rows
+
+    def rows(self, positions: range, page: int) -> pa.Table:
+        table = self.table()
+        if positions.step == 1:
+            return table.slice(positions.start, len(positions))
+        wanted = np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
+        return table.take(pa.array(wanted))
+
+    def select(self, positions: range) -> TableRows:
+        part = self.rows(positions, len(positions))
+        return TableRows(lambda: part)
+
+
+class _LazyRows:
+    """Shared list behaviour over a row source."""
+
+    def __init__(self, source: RowSource) -> None:
+        self._source = source
+        self._batch = DEFAULT_BATCH
+
     def _convert(self, table: pa.Table) -> list[Any]:
         raise NotImplementedError
 
-    def _with_table(self, table: pa.Table) -> _LazyRows:
+    def _with_source(self, source: RowSource) -> _LazyRows:
         raise NotImplementedError
 
     def batch_size(self, size: int) -> _LazyRows:
@@ -41,33 +80,31 @@ class _LazyRows:
         return self
 
     def __len__(self) -> int:
-        return self._rows().num_rows
+        return len(self._source)
 
     def count(self) -> int:
         return len(self)
 
     def __iter__(self) -> Iterator[Any]:
-        table = self._rows()
-        for offset in range(0, table.num_rows, self._batch):
-            yield from self._convert(table.slice(offset, self._batch))
+        total, batch = len(self._source), self._batch
+        for offset in range(0, total, batch):
+            positions = range(offset, min(offset + batch, total))
+            yield from self._convert(self._source.rows(positions, batch))
 
     def __getitem__(self, index: int | slice) -> Any:
-        table = self._rows()
+        total = len(self._source)
         if isinstance(index, slice):
-            positions = range(*index.indices(table.num_rows))
-            if positions.step == 1:
-                part = table.slice(positions.start, max(0, len(positions)))
-            else:
-                part = table.take(pa.array(list(positions), type=pa.int64()))
-            return self._with_table(part)
+            part = self._with_source(self._source.select(range(*index.indices(total))))
+            part._batch = self._batch
+            return part
         if not isinstance(index, int | np.integer):
             raise TypeError(f"indices must be integers or slices, not {type(index).__name__}")
         position = int(index)
         if position < 0:
-            position += table.num_rows
-        if not 0 <= position < table.num_rows:
-            raise IndexError(f"index {index} out of range for {table.num_rows} items")
-        return self._convert(table.slice(position, 1))[0]
+            position += total
+        if not 0 <= position < total:
+            raise IndexError(f"index {index} out of range for {total} items")
+        return self._convert(self._source.rows(range(position, position + 1), self._batch))[0]
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -79,29 +116,31 @@ class _LazyRows:
 class Datapoints(_LazyRows):
     """Result of ``get_data``: dicts on iteration, Arrow/pandas/numpy on request.
 
-    ``convert`` turns a slice of the stored table into datapoint dicts; ``export`` turns it into
-    the public columnar shape (SPEC §6.3).
+    ``convert`` turns rows of ``source`` into datapoint dicts; ``export`` turns them into the
+    public columnar shape (raw: ``t``, ``v``; downsampled: ``t`` and one column per downsampler).
     """
 
     def __init__(
         self,
-        load: Callable[[], pa.Table],
+        source: RowSource,
         convert: Callable[[pa.Table], list[dict]],
         export: Callable[[pa.Table], pa.Table],
     ) -> None:
-        super().__init__(load)
+        super().__init__(source)
         self._converter = convert
         self._export = export
 
     def _convert(self, table: pa.Table) -> list[dict]:
         return self._converter(table)
 
-    def _with_table(self, table: pa.Table) -> Datapoints:
-        return Datapoints(lambda: table, self._converter, self._export)
+    def _with_source(self, source: RowSource) -> Datapoints:
+        return Datapoints(source, self._converter, self._export)
 
     def to_arrow(self) -> pa.Table:
-        """Columns ``t`` (timestamp[us, UTC]) and ``v`` (raw), or one per downsampler."""
-        return self._export(self._rows())
+        """Columns ``t`` (timestamp[us, UTC]) and ``v`` (raw), or one per downsampler.
+
+        Every row of the result is built here, column-wise."""
+        return self._export(self._source.rows(range(len(self._source)), self._batch))
 
     def to_pandas(self):
         """A pandas DataFrame of :meth:`to_arrow` (needs pandas)."""
@@ -139,7 +178,7 @@ class Streams(_LazyRows):
     def __init__(self, items: Callable[[], list[dict]]) -> None:
         self._items_loader = items
         self._items: list[dict] | None = None
-        super().__init__(self._index_table)
+        super().__init__(TableRows(self._index_table))
 
     def _all(self) -> list[dict]:
         if self._items is None:
@@ -153,6 +192,6 @@ class Streams(_LazyRows):
         items = self._all()
         return [items[row] for row in table.column("row").to_pylist()]
 
-    def _with_table(self, table: pa.Table) -> Streams:
-        selected = self._convert(table)
+    def _with_source(self, source: RowSource) -> Streams:
+        selected = self._convert(source.rows(range(len(source)), self._batch))
         return Streams(lambda: selected)

@@ -1,17 +1,22 @@
-"""Tag rules (SPEC §3.2), the portable query language (SPEC §3.4) and tag mutation (§3.5).
+"""Tag rules (behaviour §3.2), the portable query language (behaviour §3.4) and tag mutation (§3.5).
 
 :func:`matches` is the reference matcher: every backend either calls it or translates queries
 into its own language with exactly these semantics (the contract suite compares them).
 
-Decisions where the SPEC is silent:
+Decisions in detail (beyond behaviour §3.2 and §3.4):
 
 * Tags must be a dict (``TypeError`` otherwise). A tag value that is not JSON data (tuple, set,
   Decimal, datetime, numpy scalars other than float64, which is a float) raises ``TypeError``;
   a float NaN or ±inf raises ``ValueError`` (not JSON, and never equal to itself so it could
   never be queried); so does a string that is not valid Unicode (a lone surrogate).
-* In a query, a top-level key of RESERVED_TAGS raises ``ReservedTagNameError``: matching is on
-  user tags only, so such a condition could never match. ``stream_id`` is the one exception when
-  ``allow_stream_id=True``.
+* In a query, a top-level key of RESERVED_TAGS is an ordinary user-tag path (behaviour §3.4 says so
+  of ``stream_id`` in ``find_streams``). User tags never hold such a key, so the condition is
+  decided without looking at any stream: see :func:`without_reserved`. ``stream_id`` selects ids
+  only with ``allow_stream_id=True``.
+* Limits (behaviour §3.2): a tag document, a path document of ``remove_tag`` or a query nested
+  deeper than ``MAX_DEPTH`` (32) containers, or whose canonical JSON is over ``MAX_BYTES``
+  (64 KiB of UTF-8), raises ``ValueError`` naming the limit. Depth is checked without
+  recursion first, so no ``RecursionError`` can come out of any later step.
 * Operator arguments of the wrong shape (``$in`` not a list, ``$exists`` not a bool...) raise
   ``ValueError``; ``$gt``/``$gte``/``$lt``/``$lte`` take a number or a str.
 * A scalar ``None`` leaf matches a stored ``None`` (or a list holding one), never a missing field;
@@ -26,11 +31,13 @@ Decisions where the SPEC is silent:
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 from .exceptions import ReservedTagNameError
+from .messages import show
 
 RESERVED_TAGS = (
     "stream_id",
@@ -45,8 +52,43 @@ RESERVED_TAGS = (
     "downsampled_until",
     "value_type",
     "value_type_options",
+    "retention",
 )
 STREAM_ID = "stream_id"
+MAX_DEPTH = 32
+MAX_BYTES = 64 * 1024
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+
+def check_depth(document: Any, what: str = "tags") -> None:
+    """ValueError when containers nest deeper than MAX_DEPTH (the document itself is level 1).
+
+    Iterative, so that any depth (even a self-containing list) is refused without recursion.
+    """
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{what} nest deeper than the limit of {MAX_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def check_size(document: Any, what: str = "tags") -> None:
+    """ValueError when the canonical JSON of a (validated) document exceeds MAX_BYTES."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    size = len(text.encode("utf-8"))
+    if size > MAX_BYTES:
+        raise ValueError(
+            f"{what} take {size} bytes as canonical JSON, over the limit of {MAX_BYTES} (64 KiB)"
+        )
 
 
 # -- tag rules -------------------------------------------------------------------------------
@@ -73,7 +115,7 @@ def check_key(key: Any, where: str = "tags") -> None:
     """Raise ReservedTagNameError when ``key`` could be mistaken for query syntax."""
     problem = _key_problem(key)
     if problem is not None:
-        raise ReservedTagNameError(f"reserved tag name {key!r} in {where}: {problem}")
+        raise ReservedTagNameError(f"reserved tag name {show(key)} in {where}: {problem}")
 
 
 def _inside(where: str, key: Any) -> str:
@@ -88,7 +130,7 @@ def check_value(value: Any, where: str = "tags") -> None:
         _check_text(value, where)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where}: NaN and infinity are not JSON values, got {value!r}")
+            raise ValueError(f"{where}: NaN and infinity are not JSON values, got {show(value)}")
     elif isinstance(value, list):
         for position, item in enumerate(value):
             check_value(item, f"{where}[{position}]")
@@ -98,7 +140,7 @@ def check_value(value: Any, where: str = "tags") -> None:
             check_value(item, _inside(where, key))
     else:
         raise TypeError(
-            f"{where}: tag values must be JSON data, got {type(value).__name__} {value!r}"
+            f"{where}: tag values must be JSON data, got {type(value).__name__} {show(value)}"
         )
 
 
@@ -106,21 +148,23 @@ def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{where}: strings must be valid Unicode, got {text!r}") from None
+        raise ValueError(f"{where}: strings must be valid Unicode, got {show(text)}") from None
 
 
 def validate_tags(tags: Any, *, top_level_reserved: bool = True) -> None:
-    """Check user tags (SPEC §3.2) before anything is written.
+    """Check user tags (behaviour §3.2) before anything is written.
 
     ``top_level_reserved``: reject top-level names of RESERVED_TAGS (tags, update_tags and
     remove_tag); nested reserved names are ordinary tags.
     """
     if not isinstance(tags, dict):
-        raise TypeError(f"tags must be a dict, got {tags!r}")
+        raise TypeError(f"tags must be a dict, got {show(tags)}")
+    check_depth(tags)
     for key in tags:
         if top_level_reserved and key in RESERVED_TAGS:
-            raise ReservedTagNameError(f"tag name {key!r} is reserved for stream metadata")
+            raise ReservedTagNameError(f"tag name {show(key)} is reserved for stream metadata")
     check_value(tags, "tags")
+    check_size(tags)
 
 
 # -- query validation ------------------------------------------------------------------------
@@ -155,18 +199,18 @@ def _validate_operators(condition: dict, where: str) -> None:
     for operator, argument in condition.items():
         if not (isinstance(operator, str) and operator.startswith("$")):
             raise ValueError(
-                f"query at {where} mixes operators and tag names ({operator!r}); "
+                f"query at {where} mixes operators and tag names ({show(operator)}); "
                 "use a nested dict for sub-fields"
             )
         if operator not in _ARGUMENT_RULES:
             raise ValueError(
-                f"unknown query operator {operator!r} at {where}; "
+                f"unknown query operator {show(operator)} at {where}; "
                 f"supported: {', '.join(sorted(OPERATORS))}"
             )
         accepts, expected = _ARGUMENT_RULES[operator]
         if not accepts(argument):
             raise ValueError(
-                f"query operator {operator} at {where} needs {expected}, got {argument!r}"
+                f"query operator {operator} at {where} needs {expected}, got {show(argument)}"
             )
         check_value(argument, f"{where}.{operator}")
 
@@ -198,35 +242,46 @@ def _validate_stream_id(condition: Any) -> None:
         and all(isinstance(item, str) for item in condition["$in"])
     ):
         return
-    raise ValueError(f"query stream_id must be an id or {{'$in': [ids]}}, got {condition!r}")
+    raise ValueError(f"query stream_id must be an id or {{'$in': [ids]}}, got {show(condition)}")
 
 
 def validate_query(query: Any, *, allow_stream_id: bool = False) -> dict:
-    """Check a query (SPEC §3.4) and return a private copy of it; None means all streams.
+    """Check a query (behaviour §3.4) and return a private copy of it; None means all streams.
 
-    ``allow_stream_id``: a top-level ``stream_id`` condition is allowed (delete_streams,
-    downsample_streams and backprocess_streams).
+    ``allow_stream_id``: a top-level ``stream_id`` condition selects ids (delete_streams,
+    downsample_streams and backprocess_streams); otherwise it is an ordinary user-tag path.
     """
     if query is None:
         return {}
-    if not isinstance(query, dict):  # the SPEC asks for ValueError, as for query_tags
-        raise ValueError(f"a query must be a dict of tag conditions, got {query!r}")  # noqa: TRY004
+    if not isinstance(query, dict):  # ValueError, as for query_tags (behaviour §3.3)
+        raise ValueError(f"a query must be a dict of tag conditions, got {show(query)}")  # noqa: TRY004
+    check_depth(query, "query")
     for key, condition in query.items():
         if key == STREAM_ID and allow_stream_id:
             _validate_stream_id(condition)
-        elif key == STREAM_ID:
-            raise ReservedTagNameError(
-                "a stream_id condition is only accepted by delete_streams, downsample_streams "
-                f"and backprocess_streams; got {condition!r}"
-            )
-        elif key in RESERVED_TAGS:
-            raise ReservedTagNameError(
-                f"query on reserved name {key!r}: queries match user tags only"
-            )
         else:
             check_key(key, "query")
             _validate_condition(condition, _inside("query", key))
+    check_size(query, "query")
     return copy.deepcopy(query)
+
+
+def without_reserved(query: dict, *, allow_stream_id: bool = False) -> dict | None:
+    """``query`` without its top-level conditions on RESERVED_TAGS, or None if one of them
+    excludes every stream.
+
+    User tags never hold a top-level reserved name, so such a condition is decided once, as a
+    condition on a missing field (``{'$exists': False}`` holds, equality does not), and backends
+    never see it. ``stream_id`` stays when ``allow_stream_id`` makes it an id selection.
+    """
+    rest = {}
+    for key, condition in query.items():
+        if key in RESERVED_TAGS and not (key == STREAM_ID and allow_stream_id):
+            if not _match_field({}, key, condition):
+                return None
+        else:
+            rest[key] = condition
+    return rest
 
 
 # -- matching --------------------------------------------------------------------------------
@@ -237,12 +292,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _exact(number: Any) -> Any:
+    """A plain float for float subclasses (numpy.float64 compares with a huge int by
+    converting the int to a float, which overflows); Python compares int and float exactly."""
+    return float(number) if isinstance(number, float) else number
+
+
 def _json_equal(left: Any, right: Any) -> bool:
     """Equality of JSON data that keeps bools apart from numbers, also inside containers."""
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if _is_number(left) and _is_number(right):
-        return left == right
+        return _exact(left) == _exact(right)
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(map(_json_equal, left, right))
     if isinstance(left, dict) and isinstance(right, dict):
@@ -272,7 +333,8 @@ def _comparable(left: Any, right: Any) -> bool:
 def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def test(value: Any, argument: Any) -> bool:
         return _any_element(
-            value, lambda item: _comparable(item, argument) and compare(item, argument)
+            value,
+            lambda item: _comparable(item, argument) and compare(_exact(item), _exact(argument)),
         )
 
     return test
@@ -309,7 +371,7 @@ def _apply(operator: str, argument: Any, present: bool, value: Any) -> bool:
         return not (present and _equal_or_contains(value, argument))
     test = _PRESENT_TESTS.get(operator)
     if test is None:
-        raise ValueError(f"unknown query operator {operator!r}")
+        raise ValueError(f"unknown query operator {show(operator)}")
     return present and test(value, argument)
 
 
@@ -331,7 +393,7 @@ def _match_field(container: Any, key: str, condition: Any) -> bool:
 
 
 def matches(tags: dict, query: dict | None, stream_id: str | None = None) -> bool:
-    """True when user ``tags`` satisfy ``query`` (SPEC §3.4); all conditions are ANDed.
+    """True when user ``tags`` satisfy ``query`` (behaviour §3.4); all conditions are ANDed.
 
     A top-level ``stream_id`` condition is checked against ``stream_id`` when it is given.
     Never raises for stored data of unexpected types: incompatible values just do not match.
@@ -350,7 +412,7 @@ def matches(tags: dict, query: dict | None, stream_id: str | None = None) -> boo
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """``base`` updated by ``update`` (SPEC §3.5): nested dicts merge, other values replace.
+    """``base`` updated by ``update`` (behaviour §3.5): nested dicts merge, other values replace.
 
     Returns new dicts and copies every value, so callers may mutate the result or the inputs
     without affecting each other.
@@ -376,12 +438,12 @@ def _remove_in_place(tags: dict, paths: dict) -> None:
 
 
 def remove_paths(tags: dict, paths: dict) -> dict:
-    """A copy of ``tags`` without the paths named by the keys of ``paths`` (SPEC §3.5).
+    """A copy of ``tags`` without the paths named by the keys of ``paths`` (behaviour §3.5).
 
     Leaf values of ``paths`` are ignored, nested dicts descend, missing paths are ignored.
     """
     if not isinstance(paths, dict):
-        raise TypeError(f"paths to remove must be a dict, got {paths!r}")
+        raise TypeError(f"paths to remove must be a dict, got {show(paths)}")
     result = copy.deepcopy(tags)
     _remove_in_place(result, paths)
     return result

@@ -1,37 +1,97 @@
-"""Normalising user timestamps to int64 epoch microseconds (UTC)."""
+"""Normalising user timestamps to int64 epoch microseconds (UTC).
+
+One datapoint (``append``): a ``datetime.datetime`` (naive = UTC, aware converted), which
+includes ``pandas.Timestamp``; a ``numpy.datetime64`` scalar of any unit; or an ISO-8601 string
+(naive = UTC). A bare number is refused: its unit would be a guess.
+
+Columns (``append_arrays``, ``append_table``): numpy ``datetime64`` of any unit, Arrow
+timestamps, objects as above, or integer epochs together with ``unit`` in ``'s'``, ``'ms'``,
+``'us'``, ``'ns'``; integers without a unit raise ``TypeError``. Every value is checked against
+the supported span (int64 nanoseconds since the epoch, 1677-09-22 to 2262-04-11) *in its own
+unit, before any conversion*: a conversion that overflowed would silently wrap into 1970.
+Finer than microseconds is floored to the microsecond, as numpy does.
+"""
 
 from __future__ import annotations
 
 import datetime
+import numbers
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from . import exceptions
 from .granularity import MAX_US, MIN_US, to_us
+from .values import show
+
+INTEGER_UNITS = ("s", "ms", "us", "ns")
+_SPAN = "1677-09-22 to 2262-04-11"
+# Length of one unit of numpy's linear datetime64 units, in attoseconds (exact integers).
+_ATTOSECONDS = {
+    "W": 7 * 86400 * 10**18, "D": 86400 * 10**18, "h": 3600 * 10**18, "m": 60 * 10**18,
+    "s": 10**18, "ms": 10**15, "us": 10**12, "ns": 10**9, "ps": 10**6, "fs": 10**3, "as": 1,
+}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _bare_number(value: object, what: str) -> exceptions.InvalidTimestamp:
+    return exceptions.InvalidTimestamp(
+        f"{what} {show(value)} is a bare number: pass a datetime (or a numpy.datetime64, a pandas"
+        " Timestamp, an ISO-8601 string), or use append_arrays(..., unit=) for epoch numbers"
+    )
 
 
 def _as_datetime(value: object, what: str) -> datetime.datetime:
     if isinstance(value, datetime.datetime):
         return value
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise exceptions.InvalidTimestamp(
+                f"{what} {show(value)} is not an ISO-8601 date and time"
+            ) from None
     to_pydatetime = getattr(value, "to_pydatetime", None)  # pandas Timestamp subclasses datetime
     if callable(to_pydatetime):
         return to_pydatetime()
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, np.bool_)):
+        raise _bare_number(value, what)
     raise exceptions.InvalidTimestamp(
-        f"{what} must be a datetime.datetime, got {type(value).__name__} {value!r}"
+        f"{what} must be a datetime.datetime, got {type(value).__name__} {show(value)}"
     )
+
+
+def _outside(value: object, what: str) -> exceptions.InvalidTimestamp:
+    return exceptions.InvalidTimestamp(
+        f"{what} {show(value)} is outside the supported range ({_SPAN})"
+    )
+
+
+def _datetime_us(value: object, what: str) -> int:
+    """Epoch µs of anything :func:`_as_datetime` accepts (not range checked)."""
+    timestamp = _as_datetime(value, what)
+    try:
+        return to_us(timestamp)
+    except (TypeError, ValueError, OverflowError, AttributeError):  # NaT, a broken tzinfo
+        raise exceptions.InvalidTimestamp(f"{what} {show(value)} is not a valid time") from None
 
 
 def point_us(value: object, what: str = "timestamp") -> int:
     """A datapoint timestamp: naive = UTC, aware converted, inside the int64-ns span."""
-    timestamp_us = to_us(_as_datetime(value, what))
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise exceptions.InvalidTimestamp(f"{what} must not be NaT")
+        return int(_datetime64_us(np.array([value]), what)[0])
+    timestamp_us = _datetime_us(value, what)
     if not MIN_US <= timestamp_us <= MAX_US:
-        raise exceptions.InvalidTimestamp(
-            f"{what} {value!r} is outside the supported range (1677-09-22 to 2262-04-11)"
-        )
+        raise _outside(value, what)
     return timestamp_us
 
 
 def bound_us(value: object, what: str) -> int | None:
     """A query bound; None when it lies beyond the supported span (datetime.min/max)."""
-    timestamp_us = to_us(_as_datetime(value, what))
+    timestamp_us = _datetime_us(value, what)
     if timestamp_us < MIN_US or timestamp_us > MAX_US:
         return None
     return timestamp_us
@@ -39,4 +99,98 @@ def bound_us(value: object, what: str) -> int | None:
 
 def bound_is_low(value: object) -> bool:
     """For a bound outside the span: True when it is below it (datetime.min-like)."""
-    return to_us(_as_datetime(value, "bound")) < MIN_US
+    return _datetime_us(value, "bound") < MIN_US
+
+
+# -- columns ----------------------------------------------------------------------------------
+
+
+def _check_span(low: int, high: int, lowest: int, highest: int, what: str) -> None:
+    if low < lowest or high > highest:
+        raise exceptions.InvalidTimestamp(
+            f"{what} outside the supported range ({_SPAN}): from {low} to {high} in their unit"
+        )
+
+
+def _span_in(step: int) -> tuple[int, int]:
+    """First and last tick of ``step`` attoseconds whose microsecond (floored) is supported."""
+    return -(-MIN_US * 10**12 // step), ((MAX_US + 1) * 10**12 - 1) // step
+
+
+def _datetime64_us(array: np.ndarray, what: str = "timestamps") -> np.ndarray:
+    """int64 µs of a datetime64 array of any unit, range checked before converting."""
+    if np.isnat(array).any():
+        raise exceptions.InvalidTimestamp(f"{what} must not contain NaT")
+    unit, count = np.datetime_data(array.dtype)
+    if unit == "generic":
+        raise exceptions.InvalidTimestamp(f"{what} of a datetime64 without a unit")
+    if array.size:
+        ticks = array.view(np.int64)
+        low, high = int(ticks.min()), int(ticks.max())
+        if unit in _ATTOSECONDS:
+            lowest, highest = _span_in(_ATTOSECONDS[unit] * count)
+        else:  # years and months: floor the span's ends to the unit (a coarser one: no overflow)
+            ends = np.array([MIN_US, MAX_US], dtype="datetime64[us]").astype(array.dtype)
+            lowest, highest = (int(end) for end in ends.view(np.int64))
+        _check_span(low, high, max(lowest, _INT64_MIN + 1), min(highest, _INT64_MAX), what)
+    result = array.astype("datetime64[us]").view(np.int64)
+    if result.size:
+        _check_span(int(result.min()), int(result.max()), MIN_US, MAX_US, what)
+    return result
+
+
+def _integers_us(array: np.ndarray, unit: Any, what: str) -> np.ndarray:
+    """int64 µs of integer epochs in ``unit``, range checked before scaling."""
+    if unit is None:
+        raise TypeError(
+            f"{what} are integers ({array.dtype}): say which epoch unit they count with"
+            f" unit= one of {INTEGER_UNITS}; integers are never guessed to be a unit"
+        )
+    if unit not in INTEGER_UNITS:
+        raise ValueError(f"unit must be one of {INTEGER_UNITS}, got {unit!r}")
+    step = _ATTOSECONDS[unit]
+    lowest, highest = _span_in(step)
+    if array.size:
+        _check_span(int(array.min()), int(array.max()), lowest, highest, what)
+    ticks = array.astype(np.int64)
+    if unit == "ns":
+        return ticks // 1000
+    return ticks * (step // 10**12)
+
+
+def array_us(timestamps: Any, unit: str | None = None, what: str = "timestamps") -> np.ndarray:
+    """int64 epoch µs of a timestamp column (see the module docstring)."""
+    if isinstance(timestamps, pa.ChunkedArray):
+        timestamps = timestamps.combine_chunks()
+    if isinstance(timestamps, pa.Array):
+        if timestamps.null_count:
+            raise exceptions.InvalidTimestamp(f"{what} must not contain nulls")
+        if pa.types.is_timestamp(timestamps.type):
+            if unit is not None:
+                raise TypeError(f"unit= applies to integer epochs, not to Arrow {timestamps.type}")
+            ticks = timestamps.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            return _integers_us(ticks, timestamps.type.unit, what)
+        timestamps = timestamps.to_numpy(zero_copy_only=False)
+    array = np.asarray(timestamps)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.datetime64):
+        if unit is not None:
+            raise TypeError(f"unit= applies to integer epochs, not to {array.dtype}")
+        return _datetime64_us(array, what)
+    if np.issubdtype(array.dtype, np.integer):
+        return _integers_us(array, unit, what)
+    if array.dtype == object:
+        if unit is not None:
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in array):
+                raise exceptions.InvalidTimestamp(  # ints that no numpy integer could hold
+                    f"{what} hold integers beyond int64: outside the supported range ({_SPAN})"
+                )
+            raise TypeError("unit= applies to integer epochs, not to Python objects")
+        return np.fromiter((point_us(v, "timestamp") for v in array), np.int64, len(array))
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    raise exceptions.InvalidTimestamp(
+        f"{what} must be datetime64, Arrow timestamps, datetimes or integer epochs with unit=,"
+        f" got {array.dtype}"
+    )

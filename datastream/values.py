@@ -1,4 +1,4 @@
-"""Value types (SPEC §5.1): validation of appended values and their raw-row encoding.
+"""Value types (behaviour §5.1): validation of appended values and their raw-row encoding.
 
 Every appended value becomes one ``RAW_SCHEMA`` row ``(k, i, f, s)``: a kind and at most one
 filled payload column. Validation and encoding happen together so a value is inspected once,
@@ -14,7 +14,7 @@ Kinds::
     5 aggregate     s                  a pre-aggregated numeric dict, canonical JSON (numbers as
                                        text in high-accuracy mode; ``f`` keys are number texts)
 
-Decisions where the SPEC is silent:
+Decisions in detail (beyond behaviour §5.1):
 
 * ``None`` is a null point for every value type.
 * Nominal values must be pure JSON (str, int, float, bool, None, list, dict with str keys);
@@ -30,6 +30,25 @@ Decisions where the SPEC is silent:
   numbers ``str(Decimal)``. Complex numbers raise ``TypeError``.
 * Pre-aggregated dicts may hold None for any key but ``c``; ``c`` (and the counts of ``f``) must
   be non-negative integers (``ValueError`` otherwise) and read back as ``int`` in every mode.
+
+Limits, so that a value accepted here can never fail later (at commit, in a kernel, in an
+operator; behaviour §4.1):
+
+* A count (``c``, or a count in ``f``) is at most ``MAX_COUNT`` = 2**32 - 1. Levels keep counts
+  in int64 columns and add them up per bucket, and a bucket may hold any number of
+  pre-aggregated points: with counts below 2**32, an overflow needs more than 2**31 such points
+  in one bucket of one stream. A bound of 2**53 - 1 (exact as a float) would overflow int64 with
+  1025 points in one bucket.
+* ``Decimal('sNaN')`` (signalling NaN) raises ``ValueError`` everywhere: any arithmetic on it
+  signals. A quiet NaN is a null point, as a float NaN is.
+* High-accuracy mode accepts the float64 range: zero, or a magnitude that converts to a finite,
+  non-zero float64 (about 4.9e-324 to 1.8e308). Every level keeps float64 partials beside the
+  exact Decimal state, and squares of such values stay far inside the Decimal context of the
+  exact partial state, so nothing overflows or silently underflows to zero there. This applies
+  to plain values, to the numbers inside pre-aggregated dicts and to the bulk path alike.
+* The default mode needs no such rule: a value becomes a finite float64 or is rejected.
+* Conversions that overflow (``OverflowError``, ``decimal.Overflow``, ``InvalidOperation``) or
+  recurse too deeply are reported as ``ValueError`` naming the stream and value.
 """
 
 from __future__ import annotations
@@ -43,9 +62,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import exceptions
+from .lazy import pc
+from .messages import show
 from .storage.base import RAW_SCHEMA
 
 VALUE_TYPES = ("numeric", "nominal", "graph")
@@ -53,6 +73,7 @@ HIGH_ACCURACY = decimal.Context(prec=64)
 
 KIND_NULL, KIND_INT, KIND_FLOAT, KIND_EXACT, KIND_JSON, KIND_AGGREGATE = range(6)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_COUNT = 2**32 - 1  # of one pre-aggregated count; see the module docstring
 
 Encoded = tuple[int, int | None, float | None, str | None]
 NULL: Encoded = (KIND_NULL, None, None, None)
@@ -76,18 +97,9 @@ def canonical_json(value: Any) -> str:
     )
 
 
-def _show(value: Any, limit: int = 200) -> str:
-    """A bounded repr for error messages (a nominal value may be huge)."""
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:
-    """The error to raise: names the stream and the offending value (SPEC §8)."""
-    return error(f"stream {stream_id}: {reason}: {_show(value)}")
+    """The error to raise: names the stream and the offending value (behaviour §8)."""
+    return error(f"stream {stream_id}: {reason}: {show(value)}")
 
 
 def _is_high_accuracy(options: dict | None) -> bool:
@@ -97,13 +109,13 @@ def _is_high_accuracy(options: dict | None) -> bool:
 def _check_value_type(value_type: Any) -> str:
     if not isinstance(value_type, str) or value_type not in VALUE_TYPES:
         raise exceptions.UnsupportedValueType(
-            f"unsupported value type {_show(value_type)}; expected one of {VALUE_TYPES}"
+            f"unsupported value type {show(value_type)}; expected one of {VALUE_TYPES}"
         )
     return value_type
 
 
 def normalise_options(value_type: str | None, options: dict | None) -> dict:
-    """The full options dict of a value type, defaults filled in (SPEC §3.3 step 5).
+    """The full options dict of a value type, defaults filled in (behaviour §3.3 step 5).
 
     Normalised options are what streams compare for InconsistentStreamConfiguration, so
     ``None``, ``{}`` and ``{'high_accuracy': False}`` must all give the same dict.
@@ -112,7 +124,7 @@ def normalise_options(value_type: str | None, options: dict | None) -> dict:
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise TypeError(f"value_type_options must be a dict, got {_show(options)}")
+        raise TypeError(f"value_type_options must be a dict, got {show(options)}")
     defaults = _OPTION_DEFAULTS[value_type]
     unknown = sorted(map(str, set(options) - set(defaults)))
     if unknown:
@@ -121,7 +133,7 @@ def normalise_options(value_type: str | None, options: dict | None) -> dict:
     result.update(options)
     for key, item in result.items():
         if not isinstance(item, bool):
-            raise TypeError(f"value_type_options[{key!r}] must be a bool, got {_show(item)}")
+            raise TypeError(f"value_type_options[{key!r}] must be a bool, got {show(item)}")
     return result
 
 
@@ -142,13 +154,24 @@ def _finite_float(value: Any, stream_id: Any) -> float | None:
     """float(value); NaN → None (a null point), ±inf or overflow → ValueError."""
     try:
         result = float(value)
-    except OverflowError:
+    except (OverflowError, ArithmeticError):
         raise _fail(ValueError, stream_id, value, "number too large for a float") from None
     if math.isnan(result):
         return None
     if math.isinf(result):
-        raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
+        raise _fail(ValueError, stream_id, value, "number outside the float64 range")
     return result
+
+
+def _special_decimal(value: decimal.Decimal, stream_id: Any) -> bool:
+    """True for a quiet NaN (a null point); sNaN and infinities raise ValueError."""
+    if value.is_snan():
+        raise _fail(ValueError, stream_id, value, "a signalling NaN is not a value")
+    if value.is_nan():
+        return True
+    if value.is_infinite():
+        raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
+    return False
 
 
 def _plain_number(value: Any, stream_id: Any) -> int | float | None:
@@ -158,13 +181,32 @@ def _plain_number(value: Any, stream_id: Any) -> int | float | None:
         integer = int(value)
         return integer if INT64_MIN <= integer <= INT64_MAX else _finite_float(integer, stream_id)
     if isinstance(value, decimal.Decimal):
-        if value.is_nan():
+        if _special_decimal(value, stream_id):
             return None
-        if value.is_infinite():
-            raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
         if INT64_MIN <= value <= INT64_MAX and value == value.to_integral_value():
             return int(value)
     return _finite_float(value, stream_id)
+
+
+def _check_float_range(exact: decimal.Decimal, value: Any, stream_id: Any) -> None:
+    """High accuracy: zero or a magnitude inside the float64 range (module docstring)."""
+    as_float = float(exact)  # correctly rounded; never raises for a finite Decimal
+    if math.isinf(as_float) or (as_float == 0.0 and not exact.is_zero()):
+        raise _fail(ValueError, stream_id, value,
+                    "high-accuracy values must be 0 or of a magnitude within the float64 range"
+                    " (about 4.9e-324 to 1.8e308)")
+
+
+def _exact_decimal(value: Any, stream_id: Any) -> decimal.Decimal | None:
+    """The Decimal a high-accuracy value stands for, before rounding (None: a null point)."""
+    if isinstance(value, numbers.Integral):
+        return decimal.Decimal(int(value))
+    if isinstance(value, decimal.Decimal):
+        return None if _special_decimal(value, stream_id) else value
+    if isinstance(value, numbers.Rational):
+        numerator = decimal.Decimal(value.numerator)
+        return HIGH_ACCURACY.divide(numerator, decimal.Decimal(value.denominator))
+    return None
 
 
 def _exact_text(value: Any, stream_id: Any) -> str | None:
@@ -174,20 +216,15 @@ def _exact_text(value: Any, stream_id: Any) -> str | None:
     what the vectorised bulk path produces, so both paths store identical text.
     """
     _check_number(value, stream_id)
-    try:
-        if isinstance(value, numbers.Integral):
-            return str(HIGH_ACCURACY.create_decimal(int(value)))
-        if isinstance(value, decimal.Decimal):
-            if value.is_nan():
+    if isinstance(value, (numbers.Rational, decimal.Decimal)):
+        try:
+            exact = _exact_decimal(value, stream_id)
+            if exact is None:
                 return None
-            if value.is_infinite():
-                raise _fail(ValueError, stream_id, value, "infinite values are not allowed")
-            return str(HIGH_ACCURACY.create_decimal(value))
-        if isinstance(value, numbers.Rational):
-            numerator = decimal.Decimal(value.numerator)
-            return str(HIGH_ACCURACY.divide(numerator, decimal.Decimal(value.denominator)))
-    except (decimal.Overflow, decimal.InvalidOperation):
-        raise _fail(ValueError, stream_id, value, "number out of the Decimal range") from None
+            _check_float_range(exact, value, stream_id)
+            return str(HIGH_ACCURACY.create_decimal(exact))
+        except (ArithmeticError, OverflowError):  # decimal.Overflow, InvalidOperation...
+            raise _fail(ValueError, stream_id, value, "number out of the Decimal range") from None
     as_float = _finite_float(value, stream_id)
     return None if as_float is None else repr(as_float)
 
@@ -208,11 +245,15 @@ def _encode_number(value: Any, high_accuracy: bool, stream_id: Any) -> Encoded:
 
 
 def _count(value: Any, stream_id: Any, what: str) -> int:
-    """A count (``c`` or a frequency): a non-negative integral number."""
+    """A count (``c`` or a frequency): an integral number from 0 to ``MAX_COUNT``."""
     _check_number(value, stream_id)
     plain = _plain_number(value, stream_id)
     if plain is None or plain < 0 or plain != int(plain):
         raise _fail(ValueError, stream_id, value, f"{what} must be a non-negative integer")
+    if plain > MAX_COUNT:
+        raise _fail(ValueError, stream_id, value,
+                    f"{what} must be at most {MAX_COUNT} (2**32 - 1), so that the counts of a"
+                    " bucket cannot overflow")
     return int(plain)
 
 
@@ -241,6 +282,8 @@ def _encode_frequencies(table: Any, high_accuracy: bool, stream_id: Any) -> dict
     for key, count in table.items():
         text = _frequency_key(key, high_accuracy, stream_id)
         result[text] = result.get(text, 0) + _count(count, stream_id, "a frequency")
+        if result[text] > MAX_COUNT:  # keys that became the same number were merged
+            _count(result[text], stream_id, "a frequency")
     return result
 
 
@@ -362,7 +405,7 @@ def encode_value(
     value_keys: Iterable[str] | None,
     stream_id: Any,
 ) -> Encoded:
-    """Validate one appended value (SPEC §5.1) and return its raw row ``(k, i, f, s)``.
+    """Validate one appended value (behaviour §5.1) and return its raw row ``(k, i, f, s)``.
 
     ``value_keys`` are the stream's value downsampler keys, needed for pre-aggregated dicts.
     """
@@ -499,7 +542,7 @@ def encode_arrays(
     stream_id: Any,
     value_keys: Iterable[str] | None = None,
 ) -> pa.Table:
-    """The bulk path (SPEC §4.4): numeric numpy/Arrow arrays are encoded without a per-point
+    """The bulk path (behaviour §4.4): numeric numpy/Arrow arrays are encoded without a per-point
     Python loop (ints → kind 1, floats → kind 2, NaN → null, ±inf → ValueError); object arrays
     and non-numeric types go through :func:`encode_value` one by one."""
     timestamps = _timestamps(timestamps_us)
@@ -573,7 +616,7 @@ def decode_value(encoded: Encoded, value_type: str, options: dict | None) -> Any
 
 
 def decode_values(table: pa.Table, value_type: str, options: dict | None) -> list:
-    """Python values of RAW_SCHEMA rows, as they were appended (SPEC §5.1 round trip)."""
+    """Python values of RAW_SCHEMA rows, as they were appended (behaviour §5.1 round trip)."""
     high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
     kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
     if not len(kinds):

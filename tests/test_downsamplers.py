@@ -1,5 +1,5 @@
 """Downsampling oracle: every level built by cascade (raw → 10 s → 1 min → ... → 1 day) and
-finalized must equal what DuckDB SQL computes from the raw points directly; plus the SPEC §5
+finalized must equal what DuckDB SQL computes from the raw points directly; plus the behaviour §5
 examples, high accuracy, nominal tables, incremental combining and empty buckets."""
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def test_cascade_matches_duckdb_on_three_busy_days(seed):
     check_against_oracle(t, v)
 
 
-# -- SPEC examples ---------------------------------------------------------------------------
+# -- behaviour examples ----------------------------------------------------------------------
 
 
 def finalized(raw, width=10, value_type="numeric", options=None, **kwargs):

@@ -1,4 +1,4 @@
-"""Tag rules, the portable query language and tag mutation (SPEC §3.2, §3.4, §3.5)."""
+"""Tag rules, the portable query language and tag mutation (behaviour §3.2, §3.4, §3.5)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from datastream import tags
 from datastream.exceptions import ReservedTagNameError
 
-SPEC_RESERVED = (
+DOCUMENTED_RESERVED = (
     "stream_id",
     "value_downsamplers",
     "time_downsamplers",
@@ -26,6 +26,7 @@ SPEC_RESERVED = (
     "downsampled_until",
     "value_type",
     "value_type_options",
+    "retention",
 )
 BAD_KEYS = ["a__b", "__", "x__", "$a", "$", "a.b", ".", "a\x00b", "", 5, None, ("a",), 1.5]
 GOOD_KEYS = ["a", "a_b", "_a", "a_", "a$", "a-b", "A B", "ключ", "1"]
@@ -35,7 +36,7 @@ GOOD_KEYS = ["a", "a_b", "_a", "a_", "a$", "a-b", "A B", "ключ", "1"]
 
 
 def test_reserved_tags_in_spec_order():
-    assert tags.RESERVED_TAGS == SPEC_RESERVED
+    assert tags.RESERVED_TAGS == DOCUMENTED_RESERVED
     assert isinstance(tags.RESERVED_TAGS, tuple)
 
 
@@ -71,7 +72,7 @@ def test_bad_keys_rejected_at_any_depth(key, wrap):
         tags.validate_query(wrap(key))
 
 
-@pytest.mark.parametrize("name", SPEC_RESERVED)
+@pytest.mark.parametrize("name", DOCUMENTED_RESERVED)
 def test_top_level_reserved_names(name):
     with pytest.raises(ReservedTagNameError, match=name):
         tags.validate_tags({name: 1})
@@ -230,14 +231,20 @@ def test_nan_query_value_is_rejected():
         tags.validate_query({"a": {"$gt": float("nan")}})
 
 
-def test_stream_id_only_where_allowed():
+def test_stream_id_selects_ids_only_where_allowed():
+    """Elsewhere (find_streams) a top-level stream_id is an ordinary user-tag path
+    (behaviour §3.4)."""
     sid = "0b7f4c1e-3c2a-4e8f-9a51-2d7c9e6b1f00"
-    with pytest.raises(ReservedTagNameError):
-        tags.validate_query({"stream_id": sid})
+    assert tags.validate_query({"stream_id": sid}) == {"stream_id": sid}
+    assert tags.without_reserved({"stream_id": sid}) is None
+    assert tags.without_reserved({"stream_id": {"$exists": False}, "a": 1}) == {"a": 1}
     assert tags.validate_query({"stream_id": sid}, allow_stream_id=True) == {"stream_id": sid}
+    assert tags.without_reserved({"stream_id": sid}, allow_stream_id=True) == {"stream_id": sid}
     query = {"stream_id": {"$in": [sid]}, "a": 1}
     assert tags.validate_query(query, allow_stream_id=True) == query
     assert tags.validate_query({"n": {"stream_id": 1}}) == {"n": {"stream_id": 1}}
+    with pytest.raises(ValueError):  # as a user-tag path it is still checked as a condition
+        tags.validate_query({"stream_id": {"$in": sid}})
 
 
 @pytest.mark.parametrize(
@@ -259,11 +266,79 @@ def test_stream_id_condition_shape(condition):
         tags.validate_query({"stream_id": condition}, allow_stream_id=True)
 
 
-@pytest.mark.parametrize("name", [n for n in SPEC_RESERVED if n != "stream_id"])
-def test_other_reserved_names_cannot_be_queried(name):
-    with pytest.raises(ReservedTagNameError):
-        tags.validate_query({name: 1}, allow_stream_id=True)
+@pytest.mark.parametrize("name", [n for n in DOCUMENTED_RESERVED if n != "stream_id"])
+@pytest.mark.parametrize("allow_stream_id", [False, True])
+def test_other_reserved_names_are_missing_user_tags(name, allow_stream_id):
+    """Matching is on user tags only, which never hold a top-level reserved name: a condition
+    on one is decided as on a missing field."""
+    for condition, holds in [(1, False), ("numeric", False), ({"$exists": True}, False),
+                             ({"$in": [1]}, False), ({"$exists": False}, True),
+                             ({"$ne": 1}, True), ({"$eq": None}, False)]:
+        query = tags.validate_query({name: condition, "a": 1}, allow_stream_id=allow_stream_id)
+        expected = {"a": 1} if holds else None
+        assert tags.without_reserved(query, allow_stream_id=allow_stream_id) == expected
+        assert tags.matches({}, {name: condition}) is holds
     assert tags.validate_query({"x": {name: 1}}) == {"x": {name: 1}}
+    assert tags.without_reserved({"x": {name: 1}}) == {"x": {name: 1}}
+
+
+def _nested(depth: int, leaf=1, container="dict"):
+    """A document of ``depth`` nested containers (the outer dict counts as one)."""
+    value = leaf
+    for _ in range(depth - 1):
+        value = {"k": value} if container == "dict" else [value]
+    return {"k": value}
+
+
+@pytest.mark.parametrize("container", ["dict", "list"])
+def test_nesting_limit(container):
+    tags.validate_tags(_nested(tags.MAX_DEPTH, container=container))
+    tags.validate_query(_nested(tags.MAX_DEPTH, container=container))
+    for depth in (tags.MAX_DEPTH + 1, 500, 100_000):
+        document = _nested(depth, container=container)
+        with pytest.raises(ValueError, match="32 levels"):
+            tags.validate_tags(document)
+        with pytest.raises(ValueError, match="32 levels"):
+            tags.validate_query(document)
+        with pytest.raises(ValueError, match="32 levels"):
+            tags.check_depth(document)
+
+
+def test_nesting_limit_counts_operator_dicts_and_cycles():
+    with pytest.raises(ValueError, match="32 levels"):
+        tags.validate_query(_nested(tags.MAX_DEPTH, leaf={"$in": [1]}))
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="32 levels"):
+        tags.validate_tags({"a": loop})
+
+
+def test_size_limit():
+    fits = {"t": "x" * (tags.MAX_BYTES - len('{"t":""}'))}
+    tags.validate_tags(fits)
+    tags.validate_query(fits)
+    for too_big in ({"t": "x" * tags.MAX_BYTES},
+                    {"t": "é" * (tags.MAX_BYTES // 2)},  # two UTF-8 bytes each
+                    {f"k{i}": i for i in range(10_000)}):
+        with pytest.raises(ValueError, match="65536"):
+            tags.validate_tags(too_big)
+        with pytest.raises(ValueError, match="65536"):
+            tags.validate_query(too_big)
+
+
+def test_messages_of_huge_or_deep_values_are_bounded():
+    deep_key: tuple = (1,)
+    for _ in range(100_000):
+        deep_key = (deep_key,)
+    with pytest.raises(ReservedTagNameError) as caught:
+        tags.validate_tags({"a": {deep_key: 1}})
+    assert len(str(caught.value)) < 400
+    with pytest.raises(TypeError) as caught:
+        tags.validate_tags({"a": {10**5000}})
+    assert len(str(caught.value)) < 400
+    with pytest.raises(ValueError) as caught:
+        tags.validate_query([[[[[[[[[[1]]]]]]]]]])
+    assert len(str(caught.value)) < 400
 
 
 def test_validate_query_returns_a_private_copy():
@@ -563,3 +638,15 @@ def test_remove_paths_does_not_modify_or_alias_input():
 def test_remove_paths_needs_a_dict():
     with pytest.raises(TypeError):
         tags.remove_paths({"a": 1}, ["a"])
+
+
+def test_numpy_floats_compare_with_huge_ints():
+    """numpy.float64 (a float) compared with an int beyond float range used to raise
+    OverflowError inside the matcher."""
+    huge = 10**400
+    assert not tags.matches({"q": huge}, {"q": np.float64(1.5)})
+    assert not tags.matches({"q": np.float64(1.5)}, {"q": huge})
+    assert not tags.matches({"q": [np.float64(1.5)]}, {"q": {"$in": [huge]}})
+    assert tags.matches({"q": huge}, {"q": {"$gt": np.float64(1e300)}})
+    assert not tags.matches({"q": np.float64(1e300)}, {"q": {"$gte": huge}})
+    assert tags.matches({"q": np.float64(2.0)}, {"q": 2})

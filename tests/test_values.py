@@ -1,4 +1,4 @@
-"""Value validation and encoding (SPEC §5.1, docs/INTERNALS.md "values.py")."""
+"""Value validation and encoding (behaviour §5.1, docs/INTERNALS.md "values.py")."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from fractions import Fraction
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from datastream import exceptions, values
+from datastream import downsamplers, exceptions, values
 from datastream.storage.base import RAW_SCHEMA
+from tests import nasty
 
 SID = "0b7f4c1e-3c2a-4e8f-9a51-2d7c9e6b1f00"
 DEFAULT = {"high_accuracy": False}
@@ -162,7 +164,7 @@ def test_big_int_reads_back_as_equal_float():
 
 @pytest.mark.parametrize(
     "value",
-    [None, float("nan"), np.nan, np.float32("nan"), Decimal("NaN"), Decimal("sNaN")],
+    [None, float("nan"), np.nan, np.float32("nan"), Decimal("NaN"), Decimal("-NaN")],
 )
 @pytest.mark.parametrize("options", [DEFAULT, HIGH])
 def test_nan_and_none_are_null(value, options):
@@ -191,8 +193,54 @@ HUGE = Decimal(10**400)
     ],
 )
 def test_numbers_beyond_float_range(value, exact):
+    """Rejected in both modes: every level keeps float64 partials, also in high accuracy."""
     raises_naming(ValueError, value)
-    assert roundtrip(value, options=HIGH) == values.HIGH_ACCURACY.plus(exact)
+    assert "float64 range" in raises_naming(ValueError, value, options=HIGH)
+    assert "float64 range" in raises_naming(ValueError, exact, options=HIGH)
+
+
+FLOAT_MAX = Decimal(np.finfo(np.float64).max)
+FLOAT_TINY = Decimal(5e-324)  # the smallest subnormal float64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, Decimal("0E-1000"), Decimal("-0"), FLOAT_MAX, -FLOAT_MAX, FLOAT_TINY, -FLOAT_TINY,
+     Decimal("1e308"), Decimal("1e-320"), Fraction(1, 10**300), 10**308],
+)
+def test_high_accuracy_accepts_the_float64_range(value):
+    result = roundtrip(value, options=HIGH)
+    assert result == values.HIGH_ACCURACY.plus(Decimal(value) if not isinstance(value, Fraction)
+                                               else values.HIGH_ACCURACY.divide(1, 10**300))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1e999999"), Decimal("-1e999999"), Decimal("1e309"), FLOAT_MAX * 2,
+     Decimal("1e-400"), Decimal("-1e-999999999"), Decimal((0, (1,), -(10**12))),
+     Decimal((1, (9,), 10**12)), 10**309, Fraction(1, 10**400), Fraction(10**400, 7)],
+)
+def test_high_accuracy_rejects_magnitudes_outside_float64(value):
+    """Decimal('1e999999') used to be accepted and to fail later, squared in the exact partial
+    state (decimal.Overflow) while the stream's flush or downsampling was jammed."""
+    assert "float64 range" in raises_naming(ValueError, value, options=HIGH)
+    raises_naming(ValueError, {"c": 1, "s": value, "m": 1}, options=HIGH, keys=MEAN_KEYS)
+    raises_naming(ValueError, {"c": 1, "f": {value: 1}}, options=HIGH, keys={"c", "f"})
+    with pytest.raises(ValueError, match="float64 range"):
+        bulk(np.array([1, value], dtype=object), HIGH)
+
+
+@pytest.mark.parametrize("value", [Decimal("sNaN"), Decimal("-sNaN"), Decimal("sNaN12")])
+@pytest.mark.parametrize("options", [DEFAULT, HIGH])
+def test_signalling_nan_is_rejected_not_null(value, options):
+    """Any arithmetic on a signalling NaN signals: storing it as a null would hide that."""
+    assert "signalling" in raises_naming(ValueError, value, options=options)
+    for aggregate, keys in [({"c": 1, "s": value, "m": 1}, MEAN_KEYS),
+                            ({"c": value, "s": 1, "m": 1}, MEAN_KEYS),
+                            ({"c": 1, "f": {1: value}}, {"c", "f"})]:
+        raises_naming(ValueError, aggregate, options=options, keys=keys)
+    with pytest.raises(ValueError, match="signalling"):
+        bulk(np.array([1, value], dtype=object), options)
 
 
 def test_infinite_message_names_the_value():
@@ -256,6 +304,10 @@ def test_decimal_beyond_range_is_rejected():
     raises_naming(ValueError, Decimal("1e9999999"), options=HIGH)
 
 
+def _in_float64_range(value: Decimal) -> bool:
+    return value.is_zero() or 0 < abs(float(value)) < math.inf
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_floats_roundtrip_exactly(value):
@@ -274,6 +326,9 @@ def test_ints_roundtrip(value):
 @settings(max_examples=60, deadline=None)
 @given(st.decimals(allow_nan=False, allow_infinity=False))
 def test_decimals_roundtrip(value):
+    if not _in_float64_range(value):
+        raises_naming(ValueError, value, options=HIGH)
+        return
     high = roundtrip(value, options=HIGH)
     assert high == values.HIGH_ACCURACY.plus(value)
     if len(value.as_tuple().digits) <= 64:
@@ -350,6 +405,25 @@ def test_aggregate_count_must_be_a_non_negative_integer(count):
     with pytest.raises((TypeError, ValueError)) as caught:
         encode({"c": count, "s": 1, "m": 1}, keys=MEAN_KEYS)
     assert SID in str(caught.value)
+
+
+@pytest.mark.parametrize("options", [DEFAULT, HIGH])
+def test_aggregate_counts_are_bounded(options):
+    """Counts above 2**32 - 1 are rejected at append: {'c': 2**63} used to be accepted and to
+    fail at commit (int64 overflow), jamming every later flush of the store."""
+    assert values.MAX_COUNT == 2**32 - 1
+    largest = values.MAX_COUNT
+    assert same(roundtrip({"c": largest, "s": 1, "m": 1}, options=options, keys=MEAN_KEYS)["c"],
+                largest)
+    table = roundtrip({"c": 1, "f": {3: largest}}, options=options, keys={"c", "f"})
+    assert list(table["f"].values()) == [largest]
+    for count in (largest + 1, 2**63, 2**64, 10**400, float(2**70), Decimal("1e30")):
+        message = raises_naming(ValueError, {"c": count, "s": 1, "m": 1}, options=options,
+                                keys=MEAN_KEYS)
+        assert "4294967295" in message or "float" in message
+        raises_naming(ValueError, {"c": 1, "f": {3: count}}, options=options, keys={"c", "f"})
+    # keys that become the same number merge, and their total is bounded too
+    raises_naming(ValueError, {"c": 1, "f": {2**70: largest, 2**70 + 1: 1}}, keys={"c", "f"})
 
 
 def test_aggregate_integral_float_count_reads_back_as_int():
@@ -729,3 +803,94 @@ def test_bulk_ints_equal_single_values(items):
     array = np.array(items, dtype=np.int64)
     assert bulk(array).equals(singles(items))
     assert values.decode_values(bulk(array), "numeric", DEFAULT) == items
+
+
+# -- hostile values ----------------------------------------------------------------------------
+
+ALLOWED = (TypeError, ValueError, exceptions.DatastreamException)
+CONFIGS = [("numeric", DEFAULT), ("numeric", HIGH), ("nominal", {}), ("graph", {})]
+KEYS = {"numeric": set(nasty.DOWNSAMPLER_KEYS), "nominal": {"c", "o", "r", "f"},
+        "graph": {"c"}}
+WIDTH = 10_000_000
+
+
+def _aggregate_everything(table: pa.Table, value_type: str, options: dict) -> None:
+    """What commits and downsampling do with accepted raw rows: nothing of it may fail."""
+    values.decode_values(table, value_type, options)
+    if value_type == "numeric":
+        values.numeric_columns(table)
+    rows = downsamplers.partials_from_raw(table, value_type, options, WIDTH, True,
+                                          with_frequencies=True)
+    coarser = downsamplers.combine_partials(rows, 6 * WIDTH, value_type, options, raw=table)
+    for level_rows in (rows, coarser):
+        downsamplers.finalize(level_rows, value_type, options, KEYS[value_type], None, WIDTH)
+
+
+def _object_array(items: list) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    for position, item in enumerate(items):
+        array[position] = item
+    return array
+
+
+@settings(max_examples=500, deadline=None)
+@given(nasty.values, st.sampled_from(CONFIGS))
+# values that used to get in and fail later, in the exact partial state or the int64 counts
+@example(Decimal("1e999999"), ("numeric", HIGH))
+@example({**dict.fromkeys(nasty.DOWNSAMPLER_KEYS), "c": 2**64}, ("numeric", DEFAULT))
+@example({**dict.fromkeys(nasty.DOWNSAMPLER_KEYS), "c": 1, "f": {1: 2**64}}, ("numeric", HIGH))
+def test_hostile_values_raise_only_type_or_value_errors(value, config):
+    """Nothing but TypeError/ValueError (or a datastream subclass) comes out of validation,
+    and a value that gets in can be aggregated (three copies, two levels) without error."""
+    value_type, options = config
+    try:
+        encoded = values.encode_value(value, value_type, options, KEYS[value_type], SID)
+    except ALLOWED:
+        return
+    table = values.encode_table(np.array([0, 1, 1], dtype=np.int64), [encoded] * 3)
+    _aggregate_everything(table, value_type, options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(nasty.values, max_size=5), st.sampled_from(CONFIGS))
+def test_hostile_object_arrays_raise_only_type_or_value_errors(items, config):
+    value_type, options = config
+    timestamps = np.arange(len(items), dtype=np.int64)
+    try:
+        table = values.encode_arrays(timestamps, _object_array(items), value_type, options, SID,
+                                     value_keys=KEYS[value_type])
+    except ALLOWED:
+        return
+    _aggregate_everything(table, value_type, options)
+
+
+hostile_arrays = st.one_of(
+    hnp.arrays(
+        st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(),
+                  hnp.complex_number_dtypes(), hnp.boolean_dtypes(), hnp.datetime64_dtypes(),
+                  hnp.timedelta64_dtypes(), hnp.byte_string_dtypes(), hnp.unicode_string_dtypes(),
+                  st.just(np.dtype(np.longdouble))),
+        st.integers(0, 6),
+    ),
+    hnp.arrays(np.float64, st.tuples(st.integers(0, 3), st.integers(0, 3))),
+    st.lists(st.integers(-(2**63), 2**63 - 1) | st.none(), max_size=5).map(
+        lambda items: pa.array(items, pa.int64())),
+    st.lists(st.integers(0, 2**64 - 1), max_size=5).map(lambda items: pa.array(items, pa.uint64())),
+    st.lists(st.floats() | st.none(), max_size=5).map(pa.array),
+    st.lists(st.decimals(-(10**60), 10**60, places=10) | st.none(), max_size=4).map(
+        lambda items: pa.array(items, pa.decimal256(76, 10))),
+    st.lists(st.text(max_size=3) | st.none(), max_size=4).map(pa.array),
+    st.lists(st.booleans(), max_size=4).map(pa.array),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_arrays, st.sampled_from(CONFIGS))
+def test_hostile_numpy_and_arrow_arrays_raise_only_type_or_value_errors(array, config):
+    value_type, options = config
+    try:
+        table = values.encode_arrays(np.arange(len(array), dtype=np.int64), array, value_type,
+                                     options, SID, value_keys=KEYS[value_type])
+    except ALLOWED:
+        return
+    _aggregate_everything(table, value_type, options)

@@ -22,7 +22,7 @@ class Engine:
         self.until = START + datetime.timedelta(seconds=POINTS)
         self.ds = datastream.Datastream()
         self.stream = self._new_stream("bench")
-        self.ds.append_arrays(self.stream, self.timestamps, self.values)
+        self.ds.append_arrays(self.stream, self.timestamps, self.values, unit="us")
         self.ds.downsample_streams(until=self.until)
 
     def teardown(self):
@@ -35,7 +35,7 @@ class Engine:
 
     def time_append_arrays_and_flush(self):
         stream = self._new_stream(f"arrays-{id(object())}")
-        self.ds.append_arrays(stream, self.timestamps, self.values)
+        self.ds.append_arrays(stream, self.timestamps, self.values, unit="us")
         self.ds.flush()
 
     def time_append_10k_single_points(self):
@@ -47,7 +47,7 @@ class Engine:
     def time_downsample_all_levels(self):
         name = f"down-{id(object())}"
         stream = self._new_stream(name)
-        self.ds.append_arrays(stream, self.timestamps, self.values)
+        self.ds.append_arrays(stream, self.timestamps, self.values, unit="us")
         self.ds.downsample_streams({"name": name}, until=self.until)
 
     def time_read_raw_to_arrow(self):

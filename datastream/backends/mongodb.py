@@ -4,6 +4,7 @@
 option; or ``client=`` an existing client (tests pass ``mongomock.MongoClient()``).
 """
 
+from ..exceptions import StorageUnavailable
 from ..storage.mongodb import MongoDBStorage as Backend
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "StorageUnavailable"]

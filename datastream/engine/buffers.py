@@ -55,11 +55,15 @@ class StreamBuffer:
         self._seal()
         if not self.tables:
             return RAW_SCHEMA.empty_table()
-        table = pa.concat_tables([t.cast(RAW_SCHEMA) for t in self.tables])
+        if len(self.tables) == 1 and self.tables[0].schema.equals(RAW_SCHEMA):
+            table = self.tables[0]
+        else:
+            table = pa.concat_tables([t.cast(RAW_SCHEMA) for t in self.tables])
         timestamps = table.column("t").to_numpy()
         if timestamps.size > 1 and np.any(timestamps[1:] < timestamps[:-1]):
             order = np.argsort(timestamps, kind="stable")
             table = table.take(pa.array(order))
+        self.tables = [table]  # a retried flush reuses the work
         return table
 
 
@@ -81,8 +85,13 @@ class Buffers:
             self._oldest = time.monotonic()
         return buffer
 
-    def added(self, count: int) -> None:
-        self.points += count
+    def add_point(self, stream_id: str, timestamp_us: int, encoded: tuple) -> None:
+        self.get(stream_id).add(timestamp_us, encoded)
+        self.points += 1
+
+    def add_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
+        self.get(stream_id).add_table(table, earliest, latest)
+        self.points += table.num_rows
 
     def due(self) -> bool:
         """True when the buffers should be flushed now (size or age limit reached)."""
@@ -118,3 +127,5 @@ class Buffers:
             buffer = self.streams.pop(stream_id, None)
             if buffer is not None:
                 self.points -= buffer.points
+        if not self.points:
+            self._oldest = None

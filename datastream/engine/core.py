@@ -1,32 +1,41 @@
 """The engine: the one place that turns validated API calls into storage writes and reads.
 
-It owns the record cache, the append buffers and the flush pipeline (raw batches, derived
-streams, automatic bucket closing, one storage commit per flush).
+Every change is built from the *stored* state of the streams it touches, read under their
+maintenance locks (a no-op in the embedded store), and committed conditionally on the versions
+that were read; a conflict (another writer changed a record meanwhile) rebuilds it from the new
+state. The process-local cache of stream states serves reads and validation of immutable
+configuration only; nothing another process can change is decided from it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from .. import exceptions
-from ..granularity import GranularityLevel, coarser_levels, resolve
-from ..storage.base import MetaUpdate, Storage, StreamRecord, WriteBatch
-from . import downsampling
+from ..messages import show
+from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
+from . import operators
 from .buffers import Buffers, StreamBuffer
+from .changes import ChangeSet
+from .settle import dependents, settle
+from .state import StreamState
 
-LEVEL_COLUMNS_KEY = "stream_id"
+MAX_CONFLICTS = 64  # rebuilds of one commit before giving up with StreamAppendContended
 DOWNSAMPLE_GROUP = 64  # streams closed together in one commit
+RETRY_FIRST, RETRY_MAX = 0.25, 30.0  # background retry of a failed flush (seconds)
+
+R = TypeVar("R")
 
 
 class Engine:
-    """Buffers appends, flushes them, closes buckets and serves reads for one storage."""
+    """Buffers appends, commits them and every consequence, and serves stream states."""
 
     def __init__(
         self,
@@ -35,142 +44,122 @@ class Engine:
         buffer_points: int = 10_000,
         buffer_seconds: float = 1.0,
         auto_downsample: bool = False,
+        max_buffered_points: int = 10_000_000,
     ) -> None:
         self.storage = storage
         self.buffers = Buffers(buffer_points, buffer_seconds)
         self.auto_downsample = auto_downsample
+        self.max_buffered_points = max_buffered_points
         self.lock = threading.RLock()
-        self._records: dict[str, StreamRecord] = {}
-        self.derive_hook: Callable[[dict[str, pa.Table], WriteBatch], None] | None = None
-        self.level_hook: Callable[[str, list, WriteBatch], None] | None = None
+        self.failure: BaseException | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST
+        self._states: dict[str, StreamState] = {}
+        self._cheap_versions = type(storage).record_version is not Storage.record_version
 
-    # -- records ---------------------------------------------------------------------------
-    def record(self, stream_id: object) -> StreamRecord:
-        """The record of a stream id; StreamNotFound for unknown or malformed ids."""
-        cached = self._records.get(stream_id) if isinstance(stream_id, str) else None
-        if cached is not None:
-            return cached
+    # -- stream states ---------------------------------------------------------------------
+    def state(self, stream_id: object, *, fresh: bool = False) -> StreamState:
+        """The state of a stream; StreamNotFound for unknown or malformed ids.
+
+        ``fresh`` re-reads the stored record (backends whose versions are cheap to ask are
+        always checked against the stored version)."""
         if not isinstance(stream_id, str) or not _is_uuid(stream_id):
-            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found (malformed id)")
+            raise exceptions.StreamNotFound(f"stream {show(stream_id)} not found (malformed id)")
+        cached = self._states.get(stream_id)
+        if cached is not None:
+            if self._cheap_versions:
+                if self.storage.record_version(stream_id) == cached.version:
+                    return cached
+            elif not fresh:
+                return cached
+        state = self._read(stream_id)
+        if state is None:
+            self._states.pop(stream_id, None)
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
+        return state
+
+    def _read(self, stream_id: str) -> StreamState | None:
+        """The stored state of a stream (None when it does not exist), cached."""
+        if self._cheap_versions:
+            cached = self._states.get(stream_id)
+            if cached is not None and self.storage.record_version(stream_id) == cached.version:
+                return cached
         record = self.storage.get_stream(stream_id)
         if record is None:
-            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-        self._records[stream_id] = record
-        return record
+            self._states.pop(stream_id, None)
+            return None
+        state = StreamState.from_record(record)
+        self._states[stream_id] = state
+        return state
 
-    def remember(self, record: StreamRecord) -> None:
-        self._records[record.stream_id] = record
-
-    def forget(self, stream_ids: set[str]) -> None:
-        for stream_id in stream_ids:
-            self._records.pop(stream_id, None)
-
-    def find(self, query: dict[str, Any] | None) -> list[StreamRecord]:
-        """Matching records, as stored now; the cache takes the stored state (another process
-        sharing the backend may have moved bounds or tags since)."""
+    def find(self, query: dict[str, Any] | None) -> list[StreamState]:
+        """Matching streams as stored now, in creation order."""
         found = []
         for record in self.storage.find_streams(query):
-            cached = self._records.get(record.stream_id)
-            if cached is None:
-                self._records[record.stream_id] = cached = record
-            else:
-                cached.tags, cached.meta = record.tags, record.meta
-            found.append(cached)
+            state = StreamState.from_record(record)
+            self._states[record.stream_id] = state
+            found.append(state)
         return found
 
-    def pending_extent(self, stream_id: str) -> tuple[int | None, int | None]:
+    def forget(self, stream_ids: Iterable[str]) -> None:
+        for stream_id in stream_ids:
+            self._states.pop(stream_id, None)
+
+    def pending_extent(self, state: StreamState) -> tuple[int | None, int | None]:
         """Earliest and latest timestamp of a stream including what is still buffered."""
-        meta = self.record(stream_id).meta
-        earliest, latest = meta.get("earliest_datapoint"), meta.get("latest_datapoint")
-        buffer = self.buffers.streams.get(stream_id)
+        earliest, latest = state.earliest, state.latest
+        buffer = self.buffers.streams.get(state.stream_id)
         if buffer is not None and buffer.points:
             earliest = buffer.earliest if earliest is None else min(earliest, buffer.earliest)
             latest = buffer.latest if latest is None else max(latest, buffer.latest)
         return earliest, latest
 
-    # -- appending -------------------------------------------------------------------------
-    def buffer_point(self, stream_id: str, timestamp_us: int, encoded: tuple) -> None:
-        self.buffers.get(stream_id).add(timestamp_us, encoded)
-        self.buffers.added(1)
-
-    def buffer_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
-        self.buffers.get(stream_id).add_table(table, earliest, latest)
-        self.buffers.added(table.num_rows)
-
-    def maybe_flush(self) -> None:
-        if self.buffers.due():
-            self.flush()
-
-    def flush(self) -> None:
-        """Write everything buffered in one commit; on failure the buffers are kept."""
-        with self.lock:
-            taken = self.buffers.take()
-            if not taken:
-                return
-            try:
-                self._write(taken)
-            except BaseException:
-                self.buffers.restore(taken)
-                raise
-
-    def _write(self, taken: dict[str, StreamBuffer]) -> None:
-        batch = WriteBatch()
-        raw_tables: dict[str, pa.Table] = {}
-        for stream_id, buffer in taken.items():
-            table = buffer.to_table()
-            raw_tables[stream_id] = table
-            batch.raw[stream_id] = table
-            batch.meta[stream_id] = MetaUpdate(
-                max={"latest_datapoint": buffer.latest}, min={"earliest_datapoint": buffer.earliest}
-            )
-        if self.derive_hook is not None:
-            self.derive_hook(raw_tables, batch)
-        shared = self.storage.concurrent_writers
-        if not (self.auto_downsample or shared):
-            self.commit(batch)
-            return
-        # Hold every stream's maintenance lock (sorted, so two writers cannot deadlock) and work
-        # from the stored bounds: a downsampler in another process never sees its bounds moved
-        # backwards, and rows it could not know about are folded into its closed buckets.
-        stream_ids = sorted(batch.meta)
-        with contextlib.ExitStack() as locks:
-            for stream_id in stream_ids:
-                locks.enter_context(self.storage.maintenance_lock(stream_id))
-            for stream_id in stream_ids:
-                record = self._records.get(stream_id)
-                fresh = self.storage.refresh_stream(stream_id) if record is not None else None
-                if fresh is None:
-                    continue
-                record.tags, record.meta = fresh.tags, fresh.meta
-                if shared:
-                    self._recompute_late(batch, record)
-                if self.auto_downsample:
-                    self._downsample_into(batch, record, None, include_batch=batch)
-            self.commit(batch)
-
-    def _recompute_late(self, batch: WriteBatch, record: StreamRecord) -> None:
-        """Another process closed buckets that rows of this batch fall into (they were appended
-        before this process saw the new bound): recompute those buckets with the rows, up to
-        the stored bounds, so that no level ever diverges from its raw data."""
-        level = first_level(record)
-        rows = batch.raw.get(record.stream_id)
-        bounds = record.meta.get("downsampled_until") or {}
-        if level is None or rows is None or not rows.num_rows or bounds.get(level.key) is None:
-            return
-        earliest = int(np.min(rows.column("t").to_numpy()))
-        first_bound = bounds[level.key]
-        if earliest >= first_bound:
-            return
-        lowered = {
-            key: None if bound is None else min(bound, resolve(key).floor_us(earliest))
-            for key, bound in bounds.items()
-        }
-        self._downsample_into(
-            batch, record, first_bound, include_batch=batch, bounds=lowered, feed_derived=False
+    # -- one conditional commit ------------------------------------------------------------
+    def transact(
+        self,
+        stream_ids: Iterable[str],
+        build: Callable[[ChangeSet], R],
+        expand: Callable[[dict[str, StreamState]], set[str]] | None = None,
+    ) -> R:
+        """Lock ``stream_ids`` (and whatever ``expand`` asks for, until it asks for nothing
+        new), read their stored states, let ``build`` fill a ChangeSet and commit it on the
+        condition that none of those records changed meanwhile; rebuild on conflict."""
+        for attempt in range(MAX_CONFLICTS):
+            wanted = set(stream_ids)
+            while True:
+                with self._locked(sorted(wanted)):
+                    states = {sid: self._read(sid) for sid in sorted(wanted)}
+                    present = {sid: state for sid, state in states.items() if state is not None}
+                    more = expand(present) if expand is not None else set()
+                    if not more <= wanted:
+                        wanted |= more
+                        continue  # release and take the larger set, in order
+                    changes = ChangeSet(self.storage, present)
+                    result = build(changes)
+                    batch = changes.batch()
+                    try:
+                        self.commit(batch)
+                    except StreamExists:
+                        raise
+                    except RecordConflict:
+                        break
+                    self._remember(changes)
+                    return result
+            time.sleep(random.uniform(0, min(0.05 * (attempt + 1), 0.5)))
+        raise exceptions.StreamAppendContended(
+            f"streams {sorted(stream_ids)[:5]} kept changing under concurrent writers;"
+            f" gave up after {MAX_CONFLICTS} attempts"
         )
 
+    @contextlib.contextmanager
+    def _locked(self, stream_ids: list[str]) -> Iterator[None]:
+        """Every stream's maintenance lock, taken in id order (no deadlock between writers)."""
+        with contextlib.ExitStack() as stack:
+            for stream_id in stream_ids:
+                stack.enter_context(self.storage.maintenance_lock(stream_id))
+            yield
+
     def commit(self, batch: WriteBatch) -> None:
-        """Store a batch, then bring the cached records up to date."""
         if batch.is_empty():
             return
         try:
@@ -178,102 +167,300 @@ class Engine:
         except exceptions.DatastreamException:
             raise
         except Exception as error:  # a backend bug or a driver error not wrapped by it
-            raise exceptions.StreamAppendFailed(f"writing a batch failed: {error}") from error
-        for stream_id, update in batch.meta.items():
-            record = self._records.get(stream_id)
-            if record is not None:
-                record.meta = update.apply_to(record.meta)
+            raise exceptions.StreamAppendFailed(
+                f"writing a batch failed, nothing of it was stored: {type(error).__name__}:"
+                f" {error}"
+            ) from error
 
-    # -- downsampling ----------------------------------------------------------------------
-    def downsample(self, records: list[StreamRecord], until_us: int | None) -> list[tuple]:
-        """Close buckets of each stream; returns (stream_id, level, rows, start, end) steps.
+    def _remember(self, changes: ChangeSet) -> None:
+        """Cache the states as they are stored now (each touched record moved one version)."""
+        created = {state.stream_id for state, _ in changes.created}
+        for stream_id in changes.deleted:
+            self._states.pop(stream_id, None)
+        for stream_id in changes.dirty - created - set(changes.deleted):
+            state = changes.states[stream_id]
+            state.version = changes.base[stream_id].version + 1
+            self._states[stream_id] = state
+        for state, _ in changes.created:
+            state.version = 0
+            self._states[state.stream_id] = state
 
-        Streams are handled in groups, each under its streams' maintenance locks (taken in id
-        order so that two processes cannot deadlock) and written in one commit: per-commit
-        costs are paid once per group, not once per stream."""
-        self.flush()
+    def connected(self, present: dict[str, StreamState]) -> set[str]:
+        """Streams a change of ``present`` can affect or read: the ones derived from them and
+        the sources of derived ones (the lock set grows by this until it is closed)."""
+        ids: set[str] = set()
+        for state in present.values():
+            ids.update(state.contributes_to)
+            if state.derivation is not None:
+                ids.update(state.derivation.stream_ids)
+        return ids
+
+    # -- buffering and flushing --------------------------------------------------------------
+    def make_room(self, count: int) -> None:
+        """Called before buffering ``count`` points: past the memory bound, flush now, and when
+        that fails refuse the points (StreamAppendFailed) rather than grow without limit."""
+        if self.buffers.points + count > self.max_buffered_points and self.buffers.points:
+            try:
+                self.flush()
+            except exceptions.DatastreamException as error:
+                raise exceptions.StreamAppendFailed(
+                    f"{self.buffers.points} points are buffered (the bound is"
+                    f" {self.max_buffered_points}) and the backend is failing; the new points"
+                    f" were not accepted: {error}"
+                ) from error
+
+    def flush(self) -> None:
+        """Commit everything buffered; streams whose commit fails stay buffered (the others
+        are stored) and StreamAppendFailed names them."""
+        with self.lock:
+            taken = self.buffers.take()
+            if not taken:
+                return
+            try:
+                failed = self._store_isolated(taken)
+            except BaseException:
+                self.buffers.restore(taken)
+                raise
+            if failed:
+                self.buffers.restore({sid: taken[sid] for sid in failed})
+                self._failed(failed)
+            self.failure = None
+            self._retry_delay = RETRY_FIRST
+
+    def flush_for(self, stream_ids: Iterable[str]) -> None:
+        """Flush before working on some streams: a failure of other streams is not theirs
+        (it stays buffered and reported by flush()), a failure of theirs is raised."""
+        try:
+            self.flush()
+        except exceptions.DatastreamException:
+            if any(self.buffers.streams.get(sid) for sid in stream_ids):
+                raise
+
+    def flush_exactly(self) -> None:
+        """Commit everything buffered in one commit or nothing: on failure the points are
+        dropped (the caller reports the failure; a retry of the call stores them once)."""
+        with self.lock:
+            taken = self.buffers.take()
+            if not taken:
+                return
+            try:
+                self._store(taken)
+            except exceptions.StorageUnavailable as error:  # locks or records, before commit
+                raise exceptions.StreamAppendFailed(
+                    f"storing the points failed, nothing was stored: {error}"
+                ) from error
+
+    def flush_if_due(self) -> None:
+        """The background flusher's tick: flush when a limit is reached, and retry a failed
+        flush with backoff. Never waits for a caller holding the engine."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            if not self.buffers.due():
+                return
+            if self.failure is not None and time.monotonic() < self._retry_at:
+                return
+            try:
+                self.flush()
+            except exceptions.DatastreamException:
+                pass  # kept in self.failure; the next flush()/close() reports it
+        finally:
+            self.lock.release()
+
+    def _failed(self, failed: dict[str, BaseException]) -> None:
+        first_id, first = next(iter(failed.items()))
+        error = exceptions.StreamAppendFailed(
+            f"storing the buffered points of {len(failed)} stream(s) failed; they stay buffered"
+            f" and are retried (first: stream {first_id}: {type(first).__name__}: {first})"
+        )
+        error.__cause__ = first
+        self.failure = error
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+        raise error
+
+    def _store_isolated(self, taken: dict[str, StreamBuffer]) -> dict[str, BaseException]:
+        """Store everything in one commit; if that fails, stream by stream, so that one
+        failing stream never keeps the others from being stored."""
+        try:
+            self._store(taken)
+            return {}
+        except Exception as error:
+            if len(taken) == 1:
+                return {next(iter(taken)): error}
+        failed: dict[str, BaseException] = {}
+        for stream_id, buffer in taken.items():
+            try:
+                self._store({stream_id: buffer})
+            except Exception as error:
+                failed[stream_id] = error
+        return failed
+
+    def _store(self, taken: dict[str, StreamBuffer]) -> None:
+        dropped: list[str] = []
+
+        def build(changes: ChangeSet) -> None:
+            roots = set()
+            for stream_id, buffer in taken.items():
+                if stream_id not in changes.states:
+                    dropped.append(stream_id)
+                    continue
+                changes.add_raw(stream_id, buffer.to_table())
+                roots.add(stream_id)
+            settle(changes, roots, auto_downsample=self.auto_downsample)
+
+        self.transact(taken, build, self.connected)
+        if dropped:
+            warnings.warn(
+                f"streams {sorted(set(dropped))} were deleted before their buffered points were"
+                " stored; those points were dropped",
+                exceptions.InternalInconsistencyWarning,
+                stacklevel=4,
+            )
+
+    # -- derived streams, downsampling, deleting ------------------------------------------
+    def create(self, state: StreamState, query: dict[str, Any]) -> StreamState:
+        """Create a stream (a derived one together with its sources' ``contributes_to``), in
+        one commit. StreamExists when a stream matching ``query`` exists."""
+        derivation = state.derivation
+        if derivation is None:
+            record = self.storage.create_stream(state.record(), query)
+            if record.stream_id != state.stream_id:
+                raise StreamExists(f"a stream matching {query!r} exists", record)
+            self._states[state.stream_id] = state
+            return state
+        sources = set(derivation.stream_ids)
+        self.flush_for(sources)  # buffered source points are history the new stream must know
+
+        def build(changes: ChangeSet) -> StreamState:
+            new = state.copy()
+            for source_id in sources:
+                if source_id not in changes.states:
+                    raise exceptions.StreamNotFound(f"source stream {source_id!r} not found")
+            holds_data = any(changes.states[s].earliest is not None for s in sources)
+            new.pending_backprocess = derivation.history == "replay" and holds_data
+            changes.create(new, query)
+            if derivation.history == "skip":
+                operators.skip_history(changes, new)
+            for source_id in sources:
+                changes.states[source_id].contributes_to[new.stream_id] = {
+                    "op": derivation.op, "args": dict(derivation.args),
+                }
+                changes.touch(source_id)
+            return new
+
+        return self.transact(sources, build)
+
+    def downsample(self, stream_ids: list[str], until_us: int | None) -> list[tuple]:
+        """Close buckets of each stream; returns (stream_id, LevelStep) of what closed."""
+        self.flush_for(stream_ids)
         closed: list[tuple] = []
-        for offset in range(0, len(records), DOWNSAMPLE_GROUP):
-            group = records[offset : offset + DOWNSAMPLE_GROUP]
-            with contextlib.ExitStack() as locks:
-                for record in sorted(group, key=_stream_id):
-                    locks.enter_context(self.storage.maintenance_lock(record.stream_id))
-                batch = WriteBatch()
-                steps_by_stream = {}
-                for record in group:
-                    fresh = self.storage.refresh_stream(record.stream_id)
-                    if fresh is None:
-                        continue
-                    self.remember(fresh)
-                    steps_by_stream[fresh.stream_id] = self._downsample_into(batch, fresh, until_us)
-                self.commit(batch)
-            for record in group:
-                steps = steps_by_stream.get(record.stream_id, [])
-                closed.extend((record.stream_id, *step) for step in steps)
+        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
+            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+
+            def build(changes: ChangeSet, group: list[str] = group) -> list[tuple]:
+                roots = {
+                    sid for sid in group
+                    if sid in changes.states and not changes.states[sid].pending_backprocess
+                }
+                settle(changes, roots, auto_downsample=self.auto_downsample, until=until_us,
+                       downsample=roots)
+                order = {sid: index for index, sid in enumerate(group)}
+                steps = [(sid, step) for sid, step in changes.steps if sid in roots]
+                return sorted(steps, key=lambda item: (order[item[0]], item[1].level.rank))
+
+            closed.extend(self.transact(group, build, self.connected))
         return closed
 
-    def _downsample_into(
-        self,
-        batch: WriteBatch,
-        record: StreamRecord,
-        until_us: int | None,
-        include_batch: WriteBatch | None = None,
-        bounds: dict[str, int | None] | None = None,
-        feed_derived: bool = True,
-    ) -> list[tuple]:
-        """Add the buckets that may close now to ``batch`` (and their new bounds to its meta).
+    def backprocess(self, stream_ids: list[str]) -> list[str]:
+        """Replay source history into derived streams, sources first; idempotent."""
+        self.flush_for(stream_ids)
+        states = {sid: self.state(sid, fresh=True) for sid in stream_ids}
+        wanted = {
+            sid for sid, state in states.items()
+            if state.derivation is not None and state.derivation.history == "replay"
+        }
+        done = []
+        for stream_id in operators.sources_first(states, wanted):
 
-        ``bounds`` replaces the stored bounds as the starting point (recomputing buckets);
-        ``feed_derived=False`` keeps recomputed buckets away from derived streams, which saw
-        them once already."""
-        view = record
-        storage: Storage = self.storage
-        if include_batch is not None and record.stream_id in include_batch.raw:
-            update = include_batch.meta.get(record.stream_id)
-            meta = update.apply_to(record.meta) if update else record.meta
-            view = StreamRecord(record.stream_id, record.tags, meta)
-            storage = _PendingRawView(self.storage, record.stream_id, include_batch.raw)
-        if bounds is not None:
-            view = StreamRecord(
-                record.stream_id, record.tags, {**view.meta, "downsampled_until": bounds}
-            )
-        steps = downsampling.close_buckets(storage, view, until_us)
-        if not steps:
-            return []
-        bounds = dict(view.meta.get("downsampled_until") or {})
-        for step in steps:
-            bounds[step.level.key] = step.end_us
-            if step.rows.num_rows:
-                rows = step.rows.add_column(
-                    0, LEVEL_COLUMNS_KEY, pa.array([record.stream_id] * step.rows.num_rows)
-                )
-                existing = batch.levels.get(step.level.key)
-                batch.levels[step.level.key] = (
-                    rows if existing is None else pa.concat_tables([existing, rows])
-                )
-        update = batch.meta.setdefault(record.stream_id, MetaUpdate())
-        update.set["downsampled_until"] = bounds
-        if feed_derived and self.level_hook and (record.meta.get("contributes_to") or {}):
-            self.level_hook(record.stream_id, steps, batch)
-        return [(step.level, step.rows, step.start_us, step.end_us) for step in steps]
+            def build(changes: ChangeSet, stream_id: str = stream_id) -> bool:
+                if stream_id not in changes.states:
+                    return False
+                operators.replay(changes, stream_id)
+                downstream = dependents(changes, {stream_id})
+                settle(changes, downstream, auto_downsample=self.auto_downsample)
+                return True
 
-    # -- deleting --------------------------------------------------------------------------
-    def delete(self, records: list[StreamRecord]) -> None:
-        ids = {record.stream_id for record in records}
-        self.buffers.discard(ids)
-        self.flush()
-        self.storage.delete_streams([record.stream_id for record in records])
-        self.forget(ids)
+            if self.transact({stream_id}, build, self.connected):
+                done.append(stream_id)
+        return done
 
+    def delete(self, stream_ids: list[str]) -> None:
+        """Delete streams and their data in one commit; sources that survive forget them.
+        OutstandingDependenciesError (nothing deleted) when a dependent would be left."""
+        doomed = set(stream_ids)
+        self.buffers.discard(doomed)
 
-def first_level(record: StreamRecord) -> GranularityLevel | None:
-    """The first level coarser than the stream's highest (None for Days streams)."""
-    levels = coarser_levels(resolve(record.meta["highest_granularity"]))
-    return levels[0] if levels else None
+        def build(changes: ChangeSet) -> None:
+            present = [sid for sid in stream_ids if sid in changes.states]
+            for stream_id in present:
+                left = [d for d in changes.states[stream_id].contributes_to
+                        if d not in doomed and self._exists(changes, d)]
+                if left:
+                    raise exceptions.OutstandingDependenciesError(
+                        f"stream {stream_id} feeds derived streams {sorted(left)}; delete them"
+                        " together"
+                    )
+            for stream_id in present:
+                derivation = changes.states[stream_id].derivation
+                for source_id in derivation.stream_ids if derivation is not None else ():
+                    source = changes.states.get(source_id)
+                    if source_id not in doomed and source is not None:
+                        source.contributes_to.pop(stream_id, None)
+                        changes.touch(source_id)
+                changes.delete(stream_id)
 
+        def sources_of(present: dict[str, StreamState]) -> set[str]:
+            return {
+                source_id for state in present.values() if state.derivation is not None
+                for source_id in state.derivation.stream_ids
+            }
 
-def _stream_id(record: StreamRecord) -> str:
-    return record.stream_id
+        self.transact(doomed, build, sources_of)
+        self.forget(doomed)
+
+    def _exists(self, changes: ChangeSet, stream_id: str) -> bool:
+        return stream_id in changes.states or self.storage.get_stream(stream_id) is not None
+
+    def change_tags(self, stream_id: str, change: Callable[[dict], dict]) -> StreamState:
+        """Replace a stream's user tags by ``change(stored tags)``, as a compare-and-set on
+        the stored record (re-read and re-applied when another writer got there first)."""
+        for attempt in range(MAX_CONFLICTS):
+            state = self.state(stream_id, fresh=True)
+            tags = change(state.tags)
+            try:
+                self.storage.set_tags(stream_id, tags, expect_version=state.version)
+            except RecordConflict:
+                time.sleep(random.uniform(0, min(0.01 * (attempt + 1), 0.2)))
+                continue
+            updated = state.copy()
+            updated.tags = tags
+            updated.version = state.version + 1
+            self._states[stream_id] = updated
+            return updated
+        raise exceptions.StreamAppendContended(
+            f"tags of stream {stream_id} kept changing under concurrent writers"
+        )
+
+    def after_fork(self) -> None:
+        """In a forked child: the inherited buffers belong to the parent (which stores them),
+        and a lock held by one of the parent's threads would never be released here."""
+        self.lock = threading.RLock()
+        self.buffers.discard(set(self.buffers.streams))
+        self.failure = None
+
+    def close(self) -> None:
+        self.storage.close()
 
 
 def _is_uuid(value: str) -> bool:
@@ -281,31 +468,3 @@ def _is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower() and len(value) == 36
     except ValueError:
         return False
-
-
-class _PendingRawView:
-    """Storage seen as if a batch's raw rows were already committed (for auto-downsampling in
-    the same commit as the raw rows that close the buckets)."""
-
-    def __init__(self, storage: Storage, stream_id: str, raw: dict[str, pa.Table]) -> None:
-        self._storage = storage
-        self._stream_id = stream_id
-        self._pending = raw[stream_id]
-
-    def read_raw(self, stream_id: str, start_us, end_us, reverse: bool = False) -> pa.Table:
-        stored = self._storage.read_raw(stream_id, start_us, end_us, reverse=False)
-        if stream_id != self._stream_id or not self._pending.num_rows:
-            return stored
-        pending = downsampling.slice_t(
-            self._pending,
-            start_us if start_us is not None else -(2**63),
-            end_us if end_us is not None else 2**63 - 1,
-        )
-        if not pending.num_rows:
-            return stored
-        combined = pa.concat_tables([stored.cast(pending.schema), pending])
-        order = np.argsort(combined.column("t").to_numpy(), kind="stable")
-        return combined.take(pa.array(order))
-
-    def read_level(self, level_key, stream_id, start_us, end_us):
-        return self._storage.read_level(level_key, stream_id, start_us, end_us)

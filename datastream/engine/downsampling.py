@@ -2,9 +2,9 @@
 
 For each level coarser than the stream's highest, finest first, a bucket closes when (a) the
 ``until`` bound is at or after its end, (b) a datapoint at or after its end exists, and (c) every
-finer level is closed up to its end (SPEC §5.5). Level 1 is computed from raw rows; each coarser
-level combines the partial rows of the level below (stored ones plus those computed in the same
-step), and the median is recomputed from raw rows because medians do not compose.
+finer level is closed up to its end (behaviour §5.5). Level 1 is computed from raw rows; each
+coarser level combines the partial rows of the level below (stored ones plus those computed in the
+same step), and the median is recomputed from raw rows because medians do not compose.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import dataclasses
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import downsamplers
-from ..granularity import GranularityLevel, coarser_levels, resolve
-from ..storage.base import Storage, StreamRecord
+from ..granularity import GranularityLevel
+from .state import StreamState
+from .view import conform, slice_t
+
+__all__ = ["LevelStep", "close_buckets", "conform", "slice_t"]
 
 
 @dataclasses.dataclass
@@ -30,36 +32,41 @@ class LevelStep:
     rows: pa.Table  # non-empty buckets in [start_us, end_us), LEVEL_SCHEMA without stream_id
 
 
-def slice_t(table: pa.Table, start_us: int, end_us: int) -> pa.Table:
-    t = table.column("t")
-    mask = pc.and_(pc.greater_equal(t, start_us), pc.less(t, end_us))
-    return table.filter(mask)
+def close_buckets(
+    storage: Any,
+    state: StreamState,
+    until_us: int | None,
+    caps: dict[str, int | None] | None = None,
+) -> list[LevelStep]:
+    """Compute every bucket that may close now, starting at each level's bound in ``state``.
 
-
-def close_buckets(storage: Storage, record: StreamRecord, until_us: int | None) -> list[LevelStep]:
-    """Compute every bucket that may close now (``until_us`` None = no bound: rules b and c)."""
-    meta = record.meta
-    if not meta.get("value_downsamplers") or meta.get("earliest_datapoint") is None:
+    ``until_us`` None means no bound of rule (a). ``caps`` (level key → bound) limits each
+    level, used to recompute an already closed range without closing anything new. ``storage``
+    is anything with ``read_raw``/``read_level`` (a Storage or a PendingView).
+    """
+    if not state.value_downsamplers or state.earliest is None:
         return []
-    earliest, latest = meta["earliest_datapoint"], meta["latest_datapoint"]
-    bounds: dict[str, Any] = meta.get("downsampled_until") or {}
-    value_type, options = meta["value_type"], meta["value_type_options"]
-    with_median = "median" in meta["value_downsamplers"]
+    earliest, latest = state.earliest, state.latest
+    value_type, options = state.value_type, state.options
+    with_median = "median" in state.value_downsamplers
     # Frequency tables are costly for continuous numbers: only when a downsampler needs them.
     with_frequencies = bool(
-        {"most_often", "least_often", "frequencies"} & set(meta["value_downsamplers"])
+        {"most_often", "least_often", "frequencies"} & set(state.value_downsamplers)
     )
     steps: list[LevelStep] = []
     finer: LevelStep | None = None
     finer_bound: int | None = None
-    levels = coarser_levels(resolve(meta["highest_granularity"]))
+    levels = state.levels
     for index, level in enumerate(levels):
         width = level.width_us
-        bound = bounds.get(level.key)
+        bound = state.bound(level)
         start = bound if bound is not None else level.floor_us(earliest)
         new = level.floor_us(latest)
         if until_us is not None:
             new = min(new, level.floor_us(until_us))
+        if caps is not None:
+            cap = caps.get(level.key)
+            new = min(new, start if cap is None else cap)
         if index > 0:
             if finer_bound is None:
                 break
@@ -70,13 +77,13 @@ def close_buckets(storage: Storage, record: StreamRecord, until_us: int | None) 
                 break
             continue
         if index == 0:
-            raw = storage.read_raw(record.stream_id, start, new)
+            raw = storage.read_raw(state.stream_id, start, new)
             rows = downsamplers.partials_from_raw(
                 raw, value_type, options, width, with_median, with_frequencies=with_frequencies
             )
         else:
-            child = _child_rows(storage, record, levels[index - 1], finer, start, new)
-            raw = storage.read_raw(record.stream_id, start, new) if with_median else None
+            child = _child_rows(storage, state, levels[index - 1], finer, start, new)
+            raw = storage.read_raw(state.stream_id, start, new) if with_median else None
             rows = downsamplers.combine_partials(child, width, value_type, options, raw=raw)
         step = LevelStep(level, start, new, rows)
         steps.append(step)
@@ -85,8 +92,8 @@ def close_buckets(storage: Storage, record: StreamRecord, until_us: int | None) 
 
 
 def _child_rows(
-    storage: Storage,
-    record: StreamRecord,
+    storage: Any,
+    state: StreamState,
     finer_level: GranularityLevel,
     finer: LevelStep | None,
     start: int,
@@ -96,7 +103,7 @@ def _child_rows(
     stored_end = end if finer is None else min(end, finer.start_us)
     parts = []
     if stored_end > start:
-        stored = storage.read_level(finer_level.key, record.stream_id, start, stored_end)
+        stored = storage.read_level(finer_level.key, state.stream_id, start, stored_end)
         if stored is not None and stored.num_rows:
             parts.append(conform(stored))
     if finer is not None:
@@ -104,15 +111,3 @@ def _child_rows(
     if not parts:
         return downsamplers.LEVEL_SCHEMA.empty_table()
     return pa.concat_tables(parts)
-
-
-def conform(table: pa.Table) -> pa.Table:
-    """Rows in LEVEL_SCHEMA column order and types (storage may return extra/missing columns)."""
-    schema = downsamplers.LEVEL_SCHEMA
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, type=field.type))
-    return pa.Table.from_arrays(columns, schema=schema)

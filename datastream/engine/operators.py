@@ -1,39 +1,51 @@
-"""Derive operators over flushed batches: validation, live propagation and replay (SPEC §7).
+"""Derive operators over a commit under construction: validation, propagation and replay.
 
-Every derived stream keeps, in its metadata, the operator state and the input points it could
-not process yet. Inputs of several sources are processed only up to the *watermark*: the time
-up to which every source is final (a raw source: its latest datapoint; a level source: its
-downsampled bound; a derived source: its own watermark). Below the watermark the merged input
-order (time, then declared source order) is fixed, so results never depend on batching.
+A derived stream consumes the merged input of its sources in one fixed order (time, then the
+declared order of ``derive_from``, then append order) and carries its operator state in its
+stored record (:class:`~datastream.engine.state.OperatorState`). Inputs are processed up to the
+*watermark*: the time up to which every source that may hold the derived stream back is final
+(a raw source: its latest datapoint; a level source: its downsampled bound; a derived source:
+its own processed time). The reset input of ``counter_derivative`` never holds data back.
+
+Inputs that arrive at or before what was already processed (a late point appended with
+``check_timestamp=False``, a reset arriving after the data it applies to, a source that was
+itself re-derived) make the derived stream be re-derived from there: every operator's state is
+just the previous input point (or the current bucket), so the replay restarts from the input
+before the first changed one, and the outputs from that time on are replaced. A derived stream
+therefore always equals a replay of its sources, whatever the batching, interleaving or
+arrival order.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from .. import exceptions, values
-from ..granularity import GranularityLevel, resolve
+from .. import downsamplers, exceptions, values
+from ..granularity import MIN_US, GranularityLevel
 from ..kernels import derive as kernels
-from ..storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from ..storage.base import RAW_SCHEMA
+from .changes import EVERYTHING, ChangeSet
+from .state import OperatorState, Source, StreamState
+from .view import conform, slice_t
 
-NO_WATERMARK = -(2**63)
-_STATE_SIZES = {"sum": 0, "derivative": 4, "counter_reset": 2, "counter_derivative": 5}
-
+NO_TIME = -(2**63)
+LOOKBACK_START_US = 60 * 1_000_000
+LOOKBACK_GROWTH = 16
 
 # -- validation -----------------------------------------------------------------------------
 
 
 def validate(
-    op: str, sources: list[dict], args: dict, highest: GranularityLevel, engine: Any
+    op: str, sources: list[Source], args: dict, highest: GranularityLevel,
+    states: dict[str, StreamState],
 ) -> None:
-    """Raise the SPEC's exception for a configuration the operator cannot run."""
-    ids = [source["stream"] for source in sources]
+    """Raise the exception of behaviour §7 for a configuration the operator cannot run."""
+    ids = [source.stream_id for source in sources]
     if op == "sum":
         if not sources:
             raise exceptions.InvalidOperatorArguments("sum needs at least one source stream")
@@ -49,367 +61,507 @@ def validate(
             raise exceptions.InvalidOperatorArguments(
                 f"counter_derivative needs exactly two sources, got {len(sources)}"
             )
-        if sources[0]["name"] != "reset" or sources[1]["name"] is not None:
+        if sources[0].name != "reset" or sources[1].name is not None:
             raise exceptions.InvalidOperatorArguments(
                 "counter_derivative needs the first source named 'reset' and the second unnamed"
             )
     allowed = {"max_value"} if op == "counter_derivative" else set()
     unknown = set(args) - allowed
     if unknown:
-        raise exceptions.InvalidOperatorArguments(f"{op} takes no arguments {sorted(unknown)}")
+        raise exceptions.InvalidOperatorArguments(
+            f"{op} takes no arguments {sorted(map(values.show, unknown))}"
+        )
     if "max_value" in args:
-        value = args["max_value"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise exceptions.InvalidOperatorArguments(
-                f"max_value must be a positive number, got {value!r}"
-            )
+        _check_max_value(args["max_value"])
     for position, source in enumerate(sources):
-        if resolve(source["granularity"]) != highest:
+        if source.level != highest:
             raise exceptions.IncompatibleGranularities(
-                f"source {source['stream']} at {source['granularity']} does not match the "
-                f"derived stream's highest granularity {highest}"
+                f"source {source.stream_id} at {source.level} does not match the derived "
+                f"stream's highest granularity {highest}"
             )
         is_reset = op == "counter_derivative" and position == 0
-        value_type = engine.record(source["stream"]).meta["value_type"]
+        value_type = states[source.stream_id].value_type
         if not is_reset and value_type != "numeric":
             raise exceptions.IncompatibleTypes(
-                f"{op} needs numeric sources; stream {source['stream']} is {value_type}"
+                f"{op} needs numeric sources; stream {source.stream_id} is {value_type}"
             )
 
 
-def _fresh_state(op: str) -> dict[str, Any]:
-    return {"op": [0.0] * _STATE_SIZES[op], "pending": {}, "watermark": None, "last": None}
+def _check_max_value(value: Any) -> None:
+    """The kernel wraps counters in float64 and backends store the argument in JSON or BSON: a
+    finite positive float, or a positive int within int64 (larger ones: pass a float)."""
+    shown = values.show(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be a number, got {shown}")
+    if not value > 0:  # also NaN
+        raise exceptions.InvalidOperatorArguments(f"max_value must be positive, got {shown}")
+    if isinstance(value, int) and value > values.INT64_MAX:
+        raise exceptions.InvalidOperatorArguments(
+            f"max_value {shown} is beyond int64; pass it as a float"
+        )
+    if not math.isfinite(value):
+        raise exceptions.InvalidOperatorArguments(f"max_value must be finite, got {shown}")
 
 
-# -- inputs ---------------------------------------------------------------------------------
+
+# -- reading inputs -------------------------------------------------------------------------
 
 
-def _points_from_raw(table: pa.Table, as_reset: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(t, v) with NaN for nulls; a reset input becomes 1.0 (truthy) or 0.0."""
-    t = table.column("t").to_numpy().astype(np.int64)
-    if as_reset:
-        decoded = values.decode_values(table, "nominal", {})
-        kinds = table.column("k").to_numpy()
+def _is_raw_fed(changes: ChangeSet, source: Source) -> bool:
+    return source.level == changes.states[source.stream_id].highest
+
+
+def final_time(changes: ChangeSet, source: Source) -> int | None:
+    """Time up to which a source's input is final (None: nothing yet)."""
+    state = changes.states[source.stream_id]
+    if source.level == state.highest:
+        if state.derivation is not None:
+            return None if state.operator is None else state.operator.final
+        return state.latest
+    bound = state.bound(source.level)
+    return None if bound is None else bound - 1
+
+
+def _as_points(
+    changes: ChangeSet, source: Source, rows: pa.Table, is_reset: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t, v) of input rows with NaN for nulls: raw values (a reset input becomes 1.0 when
+    truthy, 0.0 when falsy), or bucket means of level rows (NaN for an empty bucket)."""
+    t = rows.column("t").to_numpy().astype(np.int64)
+    if not _is_raw_fed(changes, source):
+        count = rows.column("c").to_numpy(zero_copy_only=False).astype(np.float64)
+        total = rows.column("s").to_numpy(zero_copy_only=False).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return t, np.where(count > 0, total / count, np.nan)
+    if is_reset:
+        decoded = values.decode_values(rows, "nominal", {})
+        kinds = rows.column("k").to_numpy(zero_copy_only=False)
         v = np.array([1.0 if value else 0.0 for value in decoded], dtype=np.float64)
         v[kinds == 0] = np.nan
         return t, v
-    numbers, valid = values.numeric_columns(table)
+    numbers, valid = values.numeric_columns(rows)
     return t, np.where(valid, numbers, np.nan)
 
 
-def _points_from_level(rows: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket starts and bucket means (NaN for empty buckets) of level rows."""
-    t = rows.column("t").to_numpy().astype(np.int64)
-    count = rows.column("c").to_numpy(zero_copy_only=False).astype(np.float64)
-    total = rows.column("s").to_numpy(zero_copy_only=False).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / count, np.nan)
-    return t, mean
+def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None) -> pa.Table:
+    """Input rows of a source with start <= t < end (None = unbounded), as the commit under
+    construction will leave them; level inputs include the empty buckets."""
+    state = changes.states[source.stream_id]
+    if _is_raw_fed(changes, source):
+        return changes.view.read_raw(source.stream_id, start, end)
+    level = source.level
+    bound = state.bound(level)
+    if bound is None or state.earliest is None:
+        return downsamplers.LEVEL_SCHEMA.empty_table()
+    low = level.floor_us(state.earliest) if start is None else max(
+        -(-start // level.width_us) * level.width_us, level.floor_us(state.earliest))
+    high = bound if end is None else min(bound, end)
+    if low >= high:
+        return downsamplers.LEVEL_SCHEMA.empty_table()
+    stored = changes.view.read_level(level.key, source.stream_id, low, high)
+    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
+    return downsamplers.fill_empty(rows, low, high, level.width_us)
 
 
-class _Run:
-    """One derived stream being fed: inputs per source, watermark, state."""
+def _new_rows(changes: ChangeSet, source: Source) -> pa.Table | None:
+    """Rows this commit adds to a raw-fed source (None for level sources: their new buckets
+    always lie past everything processed)."""
+    if not _is_raw_fed(changes, source):
+        return None
+    return changes.new_raw(source.stream_id)
 
-    def __init__(self, record: StreamRecord, state: dict[str, Any]) -> None:
-        self.record = record
-        self.config = record.meta["derived_from"]
-        self.state = state
-        count = len(self.config["sources"])
-        self.t: list[list[np.ndarray]] = [[] for _ in range(count)]
-        self.v: list[list[np.ndarray]] = [[] for _ in range(count)]
-        for key, pending in state["pending"].items():
-            index = int(key)
-            self.t[index].append(np.asarray(pending["t"], dtype=np.int64))
-            self.v[index].append(
-                np.array([np.nan if x is None else x for x in pending["v"]], dtype=np.float64)
-            )
+
+def _changed_from(changes: ChangeSet, source: Source) -> int | None:
+    """Earliest time from which stored input rows of a source are replaced in this commit."""
+    if _is_raw_fed(changes, source):
+        return changes.raw_changed_from.get(source.stream_id)
+    return changes.level_changed_from.get((source.stream_id, source.level.key))
+
+
+# -- running one derived stream -------------------------------------------------------------
+
+
+class _Inputs:
+    """Merged input points: time, value (NaN = null), source index, in merge order."""
+
+    def __init__(self) -> None:
+        self.t: list[np.ndarray] = []
+        self.v: list[np.ndarray] = []
+        self.src: list[np.ndarray] = []
+        self.pos: list[np.ndarray] = []
 
     def add(self, index: int, t: np.ndarray, v: np.ndarray) -> None:
-        self.t[index].append(t)
-        self.v[index].append(v)
+        if t.size:
+            self.t.append(t)
+            self.v.append(v)
+            self.src.append(np.full(t.size, index, dtype=np.int64))
+            self.pos.append(np.arange(t.size, dtype=np.int64))
 
-    def feed(
-        self,
-        engine: Any,
-        raw_of: Callable[[str], pa.Table | None],
-        level_of: Callable[[StreamRecord, GranularityLevel], pa.Table | None],
-    ) -> None:
-        """Add each source's new points: raw rows for a source at its highest granularity,
-        bucket means of level rows for a source at a coarser level."""
-        for index, source in enumerate(self.config["sources"]):
-            source_record = engine.record(source["stream"])
-            level = resolve(source["granularity"])
-            if level == resolve(source_record.meta["highest_granularity"]):
-                table = raw_of(source["stream"])
-                if table is not None and table.num_rows:
-                    is_reset = self.config["op"] == "counter_derivative" and index == 0
-                    self.add(index, *_points_from_raw(table, is_reset))
-            else:
-                rows = level_of(source_record, level)
-                if rows is not None and rows.num_rows:
-                    self.add(index, *_points_from_level(rows))
-
-    def has_input(self) -> bool:
-        return any(part.size for parts in self.t for part in parts)
-
-    def run(self, watermark: int) -> tuple[np.ndarray, np.ndarray]:
-        """Process every input point at or before ``watermark``; keep the rest pending."""
-        op = self.config["op"]
-        ts, vs, srcs, pending = [], [], [], {}
-        for index in range(len(self.t)):
-            t = np.concatenate(self.t[index]) if self.t[index] else np.empty(0, np.int64)
-            v = np.concatenate(self.v[index]) if self.v[index] else np.empty(0, np.float64)
-            ready = t <= watermark
-            ts.append(t[ready])
-            vs.append(v[ready])
-            srcs.append(np.full(int(ready.sum()), index, dtype=np.int64))
-            if not ready.all():
-                pending[index] = (t[~ready], v[~ready])
-        t = np.concatenate(ts)
-        v = np.concatenate(vs)
-        src = np.concatenate(srcs)
-        order = np.lexsort((src, t))  # time, then declared source order; stable within
-        t, v, src = t[order], v[order], src[order]
-        out_t, out_v, kept = self._kernel(op, t, v, src)
-        for index, (kt, kv) in kept.items():
-            old = pending.get(index)
-            pending[index] = (kt, kv) if old is None else (
-                np.concatenate([kt, old[0]]), np.concatenate([kv, old[1]]))
-        self.state["pending"] = {
-            str(index): {"t": pt.tolist(), "v": [None if np.isnan(x) else float(x) for x in pv]}
-            for index, (pt, pv) in pending.items()
-            if pt.size
-        }
-        self.state["watermark"] = int(watermark)
-        return out_t, out_v
-
-    def _kernel(self, op: str, t, v, src):
-        size = t.shape[0]
-        out_t = np.empty(size, dtype=np.int64)
-        out_v = np.empty(size, dtype=np.float64)
-        out_valid = np.empty(size, dtype=np.bool_)
-        valid = ~np.isnan(v)
-        state = np.asarray(self.state["op"], dtype=np.float64)
-        kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        stream_id = self.record.stream_id
-        if op == "derivative":
-            zero_before = state[3]
-            count = kernels.derivative(t, v, valid, state, out_t, out_v, out_valid)
-            if state[3] > zero_before:
-                warnings.warn(
-                    f"derived stream {stream_id}: {int(state[3] - zero_before)} points with a "
-                    "zero time step emitted nothing",
-                    exceptions.InvalidValueWarning,
-                    stacklevel=6,
-                )
-        elif op == "counter_reset":
-            count = kernels.counter_reset(t, v, valid, state, out_t)
-            out_v[:count] = 1.0
-            out_valid[:count] = True
-        elif op == "counter_derivative":
-            max_value = float(self.config["args"].get("max_value", -1.0))
-            before = state[3], state[4]
-            count = kernels.counter_derivative(
-                t, src, np.where(valid, v, 0.0), valid, max_value, state, out_t, out_v, out_valid
-            )
-            if state[3] > before[0] or state[4] > before[1]:
-                warnings.warn(
-                    f"derived stream {stream_id}: {int(state[3] - before[0])} counter decreases "
-                    f"without max_value and {int(state[4] - before[1])} zero time steps emitted "
-                    "nothing",
-                    exceptions.InvalidValueWarning,
-                    stacklevel=6,
-                )
-        else:  # sum
-            level = resolve(self.record.meta["highest_granularity"])
-            bucket = (t // level.width_us) * level.width_us
-            last = self.state["last"]
-            count, last, open_from = kernels.bucket_sum(
-                bucket, src, np.where(valid, v, 0.0), valid, len(self.t),
-                NO_WATERMARK if last is None else last, out_t, out_v, out_valid,
-            )
-            self.state["last"] = None if last == NO_WATERMARK else int(last)
-            for index in np.unique(src[open_from:]):
-                chosen = src[open_from:] == index
-                kept[int(index)] = (t[open_from:][chosen], v[open_from:][chosen])
-        self.state["op"] = state.tolist()
-        out_v = np.where(out_valid[:count], out_v[:count], np.nan)
-        return out_t[:count], out_v, kept
+    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.t:
+            return np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
+        t, v = np.concatenate(self.t), np.concatenate(self.v)
+        src, pos = np.concatenate(self.src), np.concatenate(self.pos)
+        order = np.lexsort((pos, src, t))
+        return t[order], v[order], src[order]
 
 
-# -- propagation ----------------------------------------------------------------------------
+def derive(changes: ChangeSet, stream_id: str) -> None:
+    """Bring one derived stream up to date with the commit under construction."""
+    state = changes.states[stream_id]
+    derivation = state.derivation
+    if derivation is None or state.pending_backprocess:
+        return
+    operator = state.operator or OperatorState.fresh(derivation.op)
+    watermark = _watermark(changes, state)
+    late = _late_time(changes, state, operator)
+    if late is not None:
+        _rederive(changes, state, late, watermark)
+        return
+    if watermark is None:
+        return
+    inputs = _Inputs()
+    done = operator.done
+    for index, source in enumerate(derivation.sources):
+        rows = _unprocessed(changes, state, source, done, watermark)
+        if rows.num_rows:
+            inputs.add(index, *_as_points(changes, source, rows, _is_reset(derivation, index)))
+    t, v, src = inputs.merged()
+    if not t.size and (done is not None and watermark <= done):
+        return
+    out_t, out_v = _run(state, operator, t, v, src)
+    _advance(state, operator, t, src, watermark)
+    state.operator = operator
+    changes.touch(stream_id)
+    if out_t.size:
+        changes.add_raw(stream_id, _output_table(state, out_t, out_v))
 
 
-def _watermark(engine: Any, source: dict, batch: WriteBatch) -> int:
-    """Time up to which a source is final, as seen with ``batch`` applied."""
-    record = engine.record(source["stream"])
-    update = batch.meta.get(record.stream_id)
-    meta = update.apply_to(record.meta) if update else record.meta
-    if meta.get("derived_from"):
-        state = meta.get("derive_state") or {}
-        mark = state.get("watermark")
-        return NO_WATERMARK if mark is None else mark
-    level = resolve(source["granularity"])
-    if level == resolve(meta["highest_granularity"]):
-        latest = meta.get("latest_datapoint")
-        return NO_WATERMARK if latest is None else latest
-    bound = (meta.get("downsampled_until") or {}).get(level.key)
-    return NO_WATERMARK if bound is None else bound - 1
+def _is_reset(derivation, index: int) -> bool:
+    return derivation.op == "counter_derivative" and index == 0
 
 
-def _dependents_in_order(engine: Any, changed: set[str]) -> list[StreamRecord]:
-    """Derived streams reachable from ``changed``, each after all of its reachable sources."""
-    reachable: dict[str, StreamRecord] = {}
-    queue = deque(changed)
-    while queue:
-        stream_id = queue.popleft()
-        for dependent in engine.record(stream_id).meta.get("contributes_to") or {}:
-            if dependent not in reachable:
-                try:
-                    reachable[dependent] = engine.record(dependent)
-                except exceptions.StreamNotFound:
-                    continue
-                queue.append(dependent)
-    return _sources_first(reachable)
+def _watermark(changes: ChangeSet, state: StreamState) -> int | None:
+    derivation = state.derivation
+    holding = derivation.sources[1:] if derivation.op == "counter_derivative" else (
+        derivation.sources)
+    finals = [final_time(changes, source) for source in holding]
+    if any(final is None for final in finals):
+        return None
+    return min(finals)
 
 
-def _sources_first(records: dict[str, StreamRecord]) -> list[StreamRecord]:
-    """Derived streams ordered so that each comes after those of its sources in ``records``."""
-    ordered: list[StreamRecord] = []
-    placed: set[str] = set()
-    while len(ordered) < len(records):
-        progressed = False
-        for stream_id, record in records.items():
-            if stream_id in placed:
-                continue
-            sources = record.meta["derived_from"]["stream_ids"]
-            if all(s not in records or s in placed for s in sources):
-                ordered.append(record)
-                placed.add(stream_id)
-                progressed = True
-        if not progressed:  # a cycle cannot be configured; stop rather than loop
-            break
-    return ordered
+def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) -> int | None:
+    """Earliest changed input time at or before what was already processed, or None."""
+    done = operator.done
+    if done is None:
+        return None
+    late = None
+    for index, source in enumerate(state.derivation.sources):
+        changed = _changed_from(changes, source)
+        if changed is not None and changed <= done:
+            late = changed if late is None else min(late, changed)
+        new = _new_rows(changes, source)
+        if new is not None and new.num_rows:
+            first = int(new.column("t").to_numpy().min())
+            if first < done or (first == done and index < operator.done_src):
+                late = first if late is None else min(late, first)
+    origin = _origin(state)
+    if late is not None and origin is not None:
+        late = max(late, origin)
+    return late
 
 
-def _output_table(record: StreamRecord, t: np.ndarray, v: np.ndarray) -> pa.Table:
-    if record.meta["value_type"] == "nominal":
+def _origin(state: StreamState) -> int | None:
+    """Inputs before this time are never processed (history skipped at creation)."""
+    return None if state.operator is None else state.operator.origin
+
+
+def _unprocessed(
+    changes: ChangeSet, state: StreamState, source: Source, done: int | None, watermark: int
+) -> pa.Table:
+    """Input rows of one source not processed yet, up to the watermark."""
+    if done is None:
+        return _read(changes, source, _origin(state), watermark + 1)
+    base = changes.base.get(source.stream_id)
+    stored_beyond = base is not None and base.latest is not None and base.latest > done
+    if not _is_raw_fed(changes, source) or stored_beyond:
+        rows = _read(changes, source, done + 1, watermark + 1)
+    else:
+        new = changes.new_raw(source.stream_id)
+        rows = RAW_SCHEMA.empty_table() if new is None else slice_t(new, done + 1,
+                                                                      watermark + 1)
+    new = _new_rows(changes, source)
+    origin = _origin(state)
+    if new is not None and (origin is None or done >= origin):
+        at_done = slice_t(new, done, done + 1)
+        if at_done.num_rows:  # appended at the processed time, after what was processed there
+            rows = pa.concat_tables([at_done.cast(RAW_SCHEMA), rows.cast(RAW_SCHEMA)])
+    return rows
+
+
+def _advance(
+    state: StreamState, operator: OperatorState, t: np.ndarray, src: np.ndarray, watermark: int
+) -> None:
+    """Record what is processed now: everything up to the watermark, except that ``sum``
+    keeps an unfinished bucket open (its inputs are read again next time)."""
+    done = watermark
+    if state.derivation.op == "sum":
+        bucket = state.highest.floor_us(watermark)
+        if operator.last is None or operator.last < bucket:
+            done = bucket - 1
+    at_done = src[t == done]
+    previous = operator.done_src if operator.done == done else -1
+    operator.done_src = max(previous, int(at_done.max())) if at_done.size else previous
+    operator.done = done
+    operator.final = done
+
+
+def _rederive(
+    changes: ChangeSet, state: StreamState, late: int, watermark: int | None
+) -> None:
+    """Replace the outputs from ``late`` on by a replay from the input before it."""
+    derivation = state.derivation
+    late = max(late, MIN_US)
+    start = state.highest.floor_us(late) if derivation.op == "sum" else late
+    operator = OperatorState.fresh(derivation.op)
+    operator.origin = _origin(state)
+    inputs = _Inputs()
+    if watermark is not None:
+        begin, keep = _restart(changes, state, late, start)
+        if operator.origin is not None:
+            begin = operator.origin if begin is None else max(begin, operator.origin)
+        for index, source in enumerate(derivation.sources):
+            rows = _read(changes, source, begin, watermark + 1)
+            if rows.num_rows:
+                t, v = _as_points(changes, source, rows, _is_reset(derivation, index))
+                mask = keep(index, t, v)
+                inputs.add(index, t[mask], v[mask])
+    t, v, src = inputs.merged()
+    out_t, out_v = _run(state, operator, t, v, src)
+    if watermark is not None:
+        _advance(state, operator, t, src, watermark)
+    kept = out_t >= start
+    out_t, out_v = out_t[kept], out_v[kept]
+    state.operator = operator
+    changes.add_raw(state.stream_id, _output_table(state, out_t, out_v), replace_from=start)
+    _refresh_extent(changes, state, start, out_t)
+
+
+def _restart(changes: ChangeSet, state: StreamState, late: int, start: int):
+    """Where a replay from ``late`` begins, and which rows at that instant it skips: the
+    operators' state is the previous input point, so starting at the last input before
+    ``late`` (the last non-null one for counter_reset, the last data point for
+    counter_derivative) with a fresh state reproduces the state exactly."""
+    derivation = state.derivation
+    origin = _origin(state)
+
+    def everything(index, t, v):
+        return np.ones(t.size, dtype=bool)
+
+    if derivation.op == "sum":
+        return start, everything
+    data_index = 1 if derivation.op == "counter_derivative" else 0
+    source = derivation.sources[data_index]
+    need_value = derivation.op == "counter_reset"
+    anchor = _last_before(changes, source, late, need_value, origin)
+    if anchor is None:
+        return origin, everything
+
+    def keep(index, t, v):
+        mask = np.ones(t.size, dtype=bool)
+        at_anchor = t == anchor
+        if index == data_index:
+            # only the last (non-null for counter_reset) point at the anchor time: earlier
+            # points there were followed by it, so they do not shape the state
+            candidates = np.flatnonzero(at_anchor & (~np.isnan(v) if need_value else True))
+            if candidates.size:
+                mask[at_anchor] = False
+                mask[candidates[-1]:][t[candidates[-1]:] == anchor] = True
+        else:  # resets at the anchor time came before the anchor point in merge order
+            mask[at_anchor] = False
+        return mask
+
+    return anchor, keep
+
+
+def _last_before(
+    changes: ChangeSet, source: Source, before: int, need_value: bool, origin: int | None
+) -> int | None:
+    """Time of the last input point of ``source`` before ``before`` (non-null when
+    ``need_value``), looking back in growing windows; None when there is none."""
+    state = changes.states[source.stream_id]
+    earliest = state.earliest if origin is None else max(origin, state.earliest or origin)
+    if earliest is None or earliest >= before:
+        return None
+    span = LOOKBACK_START_US
+    high = before
+    while True:
+        low = max(before - span, earliest)
+        rows = _read(changes, source, low, high)
+        if rows.num_rows:
+            t, v = _as_points(changes, source, rows, False)
+            if need_value:
+                valid = ~np.isnan(v)
+                t = t[valid]
+            if t.size:
+                return int(t.max())
+        if low <= earliest:
+            return None
+        high = low
+        span *= LOOKBACK_GROWTH
+
+
+def _refresh_extent(changes: ChangeSet, state: StreamState, start: int, out_t: np.ndarray) -> None:
+    """Earliest/latest after outputs from ``start`` on were replaced."""
+    if state.latest is not None and state.latest >= start:
+        if out_t.size:
+            state.latest = int(out_t.max())
+        else:
+            state.latest = _last_output_before(changes, state, start)
+    if state.earliest is not None and state.earliest >= start:
+        state.earliest = int(out_t.min()) if out_t.size else None
+    elif state.earliest is None and out_t.size:
+        state.earliest = int(out_t.min())
+    if state.earliest is None:
+        state.latest = None
+
+
+def _last_output_before(changes: ChangeSet, state: StreamState, before: int) -> int | None:
+    if state.earliest is None or state.earliest >= before:
+        return None
+    own = Source(state.stream_id, None, state.highest)
+    return _last_before(changes, own, before, False, None)
+
+
+def _run(
+    state: StreamState, operator: OperatorState, t: np.ndarray, v: np.ndarray, src: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the operator's kernel over merged inputs, carrying ``operator`` in and out."""
+    derivation = state.derivation
+    op = derivation.op
+    size = t.shape[0]
+    out_t = np.empty(size, dtype=np.int64)
+    out_v = np.empty(size, dtype=np.float64)
+    out_valid = np.empty(size, dtype=np.bool_)
+    if not size:
+        return out_t[:0], out_v[:0]
+    valid = ~np.isnan(v)
+    carried = np.asarray(operator.values, dtype=np.float64)
+    stream_id = state.stream_id
+    if op == "derivative":
+        zero_before = carried[3]
+        count = kernels.derivative(t, v, valid, carried, out_t, out_v, out_valid)
+        if carried[3] > zero_before:
+            _warn(f"derived stream {stream_id}: {int(carried[3] - zero_before)} points with a "
+                  "zero time step emitted nothing")
+    elif op == "counter_reset":
+        count = kernels.counter_reset(t, v, valid, carried, out_t)
+        out_v[:count] = 1.0
+        out_valid[:count] = True
+    elif op == "counter_derivative":
+        max_value = float(derivation.args.get("max_value", -1.0))
+        before = carried[3], carried[4]
+        count = kernels.counter_derivative(
+            t, src, np.where(valid, v, 0.0), valid, max_value, carried, out_t, out_v, out_valid
+        )
+        if carried[3] > before[0] or carried[4] > before[1]:
+            _warn(f"derived stream {stream_id}: {int(carried[3] - before[0])} counter decreases "
+                  f"without max_value and {int(carried[4] - before[1])} zero time steps "
+                  "emitted nothing")
+    else:  # sum
+        bucket = (t // state.highest.width_us) * state.highest.width_us
+        last = NO_TIME if operator.last is None else operator.last
+        count, last, _ = kernels.bucket_sum(
+            bucket, src, np.where(valid, v, 0.0), valid, len(derivation.sources), last,
+            out_t, out_v, out_valid,
+        )
+        operator.last = None if last == NO_TIME else int(last)
+    operator.values = carried.tolist()
+    return out_t[:count], np.where(out_valid[:count], out_v[:count], np.nan)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, exceptions.InvalidValueWarning, stacklevel=2)
+
+
+def _output_table(state: StreamState, t: np.ndarray, v: np.ndarray) -> pa.Table:
+    if state.value_type == "nominal":
         size = t.shape[0]
         return pa.table(
             {
                 "t": pa.array(t, pa.int64()),
-                "k": pa.array(np.full(size, 4, dtype=np.int8)),
+                "k": pa.array(np.full(size, values.KIND_JSON, dtype=np.int8)),
                 "i": pa.nulls(size, pa.int64()),
                 "f": pa.nulls(size, pa.float64()),
                 "s": pa.array(["1"] * size, pa.string()),
             },
             schema=RAW_SCHEMA,
         )
-    return values.encode_arrays(
-        t, v, "numeric", record.meta["value_type_options"], record.stream_id
-    )
-
-
-def propagate(
-    engine: Any,
-    raw_tables: dict[str, pa.Table],
-    batch: WriteBatch,
-    level_inputs: dict[tuple[str, str], pa.Table] | None = None,
-) -> None:
-    """Feed new source rows (raw, or materialised level rows keyed by (stream, level key)) into
-    every live derived stream that depends on them, adding outputs to ``batch``."""
-    level_inputs = level_inputs or {}
-    changed = dict(raw_tables)
-    roots = set(changed) | {stream_id for stream_id, _ in level_inputs}
-    for record in _dependents_in_order(engine, roots):
-        if record.meta.get("pending_backprocess"):
-            continue
-        update = batch.meta.get(record.stream_id)
-        meta = update.apply_to(record.meta) if update else record.meta
-        state = meta.get("derive_state") or _fresh_state(meta["derived_from"]["op"])
-        run = _Run(record, _copy_state(state))
-        run.feed(
-            engine,
-            lambda stream_id: changed.get(stream_id),
-            lambda source, level: level_inputs.get((source.stream_id, level.key)),
-        )
-        if not run.has_input():
-            continue
-        mark = min(_watermark(engine, source, batch) for source in run.config["sources"])
-        out_t, out_v = run.run(mark)
-        target = batch.meta.setdefault(record.stream_id, MetaUpdate())
-        target.set["derive_state"] = run.state
-        if out_t.size:
-            output = _output_table(record, out_t, out_v)
-            existing = batch.raw.get(record.stream_id)
-            batch.raw[record.stream_id] = (
-                output if existing is None else pa.concat_tables([existing, output])
-            )
-            changed[record.stream_id] = output
-            target.max["latest_datapoint"] = int(out_t.max())
-            target.min["earliest_datapoint"] = int(out_t.min())
-        else:
-            changed.setdefault(record.stream_id, RAW_SCHEMA.empty_table())
-
-
-def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "op": list(state["op"]),
-        "pending": {k: {"t": list(p["t"]), "v": list(p["v"])} for k, p in state["pending"].items()},
-        "watermark": state.get("watermark"),
-        "last": state.get("last"),
-    }
+    return values.encode_arrays(t, v, "numeric", state.options, state.stream_id)
 
 
 # -- replay ---------------------------------------------------------------------------------
 
 
-def backprocess(engine: Any, records: list[StreamRecord]) -> list[str]:
-    """Recompute matching derived streams from all source history, sources first."""
-    derived = {
-        r.stream_id
-        for r in records
-        if engine.record(r.stream_id).meta.get("derived_from")
-        and engine.record(r.stream_id).meta.get("derive_history") != "skip"
-    }
-    if not derived:
-        return []
-    done = []
-    for record in _sources_first({stream_id: engine.record(stream_id) for stream_id in derived}):
-        _replay(engine, engine.record(record.stream_id))
-        done.append(record.stream_id)
-    return done
+def replay(changes: ChangeSet, stream_id: str) -> None:
+    """Backprocess one derived stream: clear it and process all source history."""
+    state = changes.states[stream_id]
+    changes.clear(stream_id)
+    state.earliest = state.latest = None
+    state.bounds = {key: None for key in state.bounds}
+    state.pending_backprocess = False
+    state.operator = OperatorState.fresh(state.derivation.op)
+    watermark = _watermark(changes, state)
+    if watermark is None:
+        return
+    inputs = _Inputs()
+    for index, source in enumerate(state.derivation.sources):
+        rows = _read(changes, source, None, watermark + 1)
+        if rows.num_rows:
+            inputs.add(index, *_as_points(changes, source, rows,
+                                          _is_reset(state.derivation, index)))
+    t, v, src = inputs.merged()
+    out_t, out_v = _run(state, state.operator, t, v, src)
+    _advance(state, state.operator, t, src, watermark)
+    changes.add_raw(stream_id, _output_table(state, out_t, out_v))
 
 
-def _replay(engine: Any, record: StreamRecord) -> None:
-    from .reading import Range, level_rows
+def skip_history(changes: ChangeSet, state: StreamState) -> None:
+    """A new derived stream that never processes what its sources hold now."""
+    watermark = _watermark(changes, state)
+    operator = state.operator or OperatorState.fresh(state.derivation.op)
+    if watermark is not None:
+        operator.done = operator.final = watermark
+        operator.origin = watermark + 1
+        if state.derivation.op == "sum":
+            operator.last = state.highest.floor_us(watermark)
+    state.operator = operator
 
-    meta = record.meta
-    config = meta["derived_from"]
-    batch = WriteBatch(clear_raw=[record.stream_id], clear_levels=[record.stream_id])
-    reset = MetaUpdate(
-        set={
-            "earliest_datapoint": None,
-            "latest_datapoint": None,
-            "downsampled_until": {key: None for key in (meta.get("downsampled_until") or {})},
-            "pending_backprocess": False,
-            "derive_state": _fresh_state(config["op"]),
-        }
-    )
-    fresh = StreamRecord(record.stream_id, record.tags, reset.apply_to(meta))
-    run = _Run(fresh, _fresh_state(config["op"]))
-    everything = Range(None, False, None, False)
-    run.feed(
-        engine,
-        lambda stream_id: engine.storage.read_raw(stream_id, None, None),
-        lambda source, level: level_rows(engine.storage, source, level, everything, False),
-    )
-    mark = min(_watermark(engine, source, WriteBatch()) for source in config["sources"])
-    out_t, out_v = run.run(mark)
-    reset.set["derive_state"] = run.state
-    batch.meta[record.stream_id] = reset
-    if out_t.size:
-        batch.raw[record.stream_id] = _output_table(fresh, out_t, out_v)
-        reset.set["earliest_datapoint"] = int(out_t.min())
-        reset.set["latest_datapoint"] = int(out_t.max())
-    engine.commit(batch)
+
+# -- order ----------------------------------------------------------------------------------
+
+
+def sources_first(states: dict[str, StreamState], ids: set[str]) -> list[str]:
+    """``ids`` ordered so that each derived stream comes after its sources among them."""
+    ordered: list[str] = []
+    placed: set[str] = set()
+    remaining = sorted(ids)
+    while remaining:
+        progressed = False
+        for stream_id in list(remaining):
+            derivation = states[stream_id].derivation
+            sources = derivation.stream_ids if derivation is not None else []
+            if all(s not in ids or s in placed or s == stream_id for s in sources):
+                ordered.append(stream_id)
+                placed.add(stream_id)
+                remaining.remove(stream_id)
+                progressed = True
+        if not progressed:  # a cycle cannot be configured; keep going rather than loop
+            ordered.extend(remaining)
+            break
+    return ordered
+
+
+__all__ = ["EVERYTHING", "derive", "final_time", "replay", "skip_history", "sources_first",
+           "validate"]

@@ -1,4 +1,10 @@
-"""Reading: time ranges, raw and level results, and conversion of bulk inputs to columns."""
+"""Reading: time ranges, raw and level results, and conversion of bulk inputs to columns.
+
+A raw result is the stored rows of its range, loaded once. A downsampled result is the grid of
+every bucket between the stream's first datapoint and the level's downsampled bound (clipped to
+the query): stored rows where a bucket holds points, empty buckets computed on demand
+(``level_grid``), so a long gap costs nothing until its rows are asked for.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import downsamplers, exceptions, values
-from ..granularity import MAX_US, MIN_US, GranularityLevel, from_us, resolve
-from ..results import Datapoints
-from ..storage.base import Storage, StreamRecord
+from ..granularity import GranularityLevel, from_us
+from ..lazy import pc
+from ..results import DEFAULT_BATCH, Datapoints, TableRows
+from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
-from .downsampling import conform
+from .level_grid import Grid, LevelRows
+from .level_store import StoredLevel
+from .state import StreamState
+from .view import conform
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -71,7 +80,7 @@ class Range:
 
 def datapoints(
     storage: Storage,
-    record: StreamRecord,
+    state: StreamState,
     level: GranularityLevel,
     query: Range,
     reverse: bool,
@@ -79,35 +88,30 @@ def datapoints(
     time_names: list[str] | None,
 ) -> Datapoints:
     """A lazy result for one stream and level."""
-    meta = record.meta
-    highest = resolve(meta["highest_granularity"])
-    value_type, options = meta["value_type"], meta["value_type_options"]
+    highest = state.highest
+    value_type, options = state.value_type, state.options
     if level >= highest:
         lo, hi = query.raw_bounds()
 
         def load_raw() -> pa.Table:
             if query.empty or (lo is not None and hi is not None and lo >= hi):
                 return _empty_raw()
-            return storage.read_raw(record.stream_id, lo, hi, reverse=reverse)
+            return storage.read_raw(state.stream_id, lo, hi, reverse=reverse)
 
         return Datapoints(
-            load_raw,
+            TableRows(load_raw),
             lambda table: _raw_dicts(table, value_type, options),
             lambda table: _raw_arrow(table, value_type, options),
         )
 
-    stored_names = meta["value_downsamplers"]
+    stored_names = list(state.value_downsamplers)
     names = stored_names if value_names is None else [n for n in value_names if n in stored_names]
     times = list(downsamplers.TIME_DOWNSAMPLERS) if time_names is None else time_names
     value_keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in names]
     time_keys = [downsamplers.TIME_DOWNSAMPLERS[n] for n in times]
     width = level.width_us
-
-    def load_level() -> pa.Table:
-        return level_rows(storage, record, level, query, reverse)
-
     return Datapoints(
-        load_level,
+        level_source(storage, state, level, query, reverse),
         lambda table: downsamplers.finalize(
             table, value_type, options, value_keys, time_keys, width
         ),
@@ -115,41 +119,58 @@ def datapoints(
     )
 
 
-def level_rows(
-    storage: Storage, record: StreamRecord, level: GranularityLevel, query: Range, reverse: bool
-) -> pa.Table:
-    """Stored rows of a range plus the empty buckets between the first datapoint and the
-    level's downsampled bound (generated here, never stored)."""
-    meta = record.meta
-    bound = (meta.get("downsampled_until") or {}).get(level.key)
-    earliest = meta.get("earliest_datapoint")
+def level_grid(state: StreamState, level: GranularityLevel, query: Range) -> Grid:
+    """The buckets a level read shows: from the bucket of the stream's first datapoint to the
+    level's downsampled bound, clipped to the query (empty when the level holds nothing)."""
+    bound = state.bound(level)
+    earliest = state.earliest
     if query.empty or bound is None or earliest is None:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
+        return Grid.empty(level.width_us)
     lo, hi = query.bucket_bounds(level)
     first = level.floor_us(earliest)
     lo = first if lo is None else max(lo, first)
     hi = bound if hi is None else min(hi, bound)
     if lo >= hi:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
-    stored = storage.read_level(level.key, record.stream_id, lo, hi)
-    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
-    rows = downsamplers.fill_empty(rows, lo, hi, level.width_us)
-    if reverse:
-        rows = rows.take(pa.array(np.arange(rows.num_rows - 1, -1, -1, dtype=np.int64)))
-    return rows
+        return Grid.empty(level.width_us)
+    return Grid.between(lo, hi, level.width_us)
 
 
-def new_datapoints(closed: list[tuple], engine: Any) -> list[dict[str, Any]]:
+def level_source(
+    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
+) -> LevelRows:
+    """The rows of a level read as a lazy source (oldest first, or newest first)."""
+    grid = level_grid(state, level, query)
+    stream_id = state.stream_id
+
+    def read(start_us: int, end_us: int) -> pa.Table:
+        stored = storage.read_level(level.key, stream_id, start_us, end_us)
+        return downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
+
+    view = range(grid.size - 1, -1, -1) if reverse else range(grid.size)
+    return LevelRows(grid, StoredLevel(read, grid), view)
+
+
+def level_rows(
+    storage: Storage, state: StreamState, level: GranularityLevel, query: Range, reverse: bool
+) -> pa.Table:
+    """Every row of a level read, empty buckets included, as one table (for a checker that
+    reads a window at a time)."""
+    source = level_source(storage, state, level, query, reverse)
+    return source.rows(range(len(source)), DEFAULT_BATCH)
+
+
+def new_datapoints(closed: list[tuple], states: dict[str, StreamState]) -> list[dict[str, Any]]:
     """``downsample_streams(return_datapoints=True)``: new points by stream, level, time."""
     result = []
-    for stream_id, level, rows, start, end in closed:
-        meta = engine.record(stream_id).meta
-        keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in meta["value_downsamplers"]]
+    for stream_id, step in closed:
+        state = states[stream_id]
+        level = step.level
+        keys = [downsamplers.VALUE_DOWNSAMPLERS[n] for n in state.value_downsamplers]
         time_keys = list(downsamplers.TIME_DOWNSAMPLERS.values())
-        filled = downsamplers.fill_empty(conform(rows), start, end, level.width_us)
+        filled = downsamplers.fill_empty(conform(step.rows), step.start_us, step.end_us,
+                                         level.width_us)
         points = downsamplers.finalize(
-            filled, meta["value_type"], meta["value_type_options"], keys, time_keys,
-            level.width_us,
+            filled, state.value_type, state.options, keys, time_keys, level.width_us,
         )
         result.extend(
             {"stream_id": stream_id, "granularity": level, "datapoint": point} for point in points
@@ -216,37 +237,6 @@ def _level_arrow(
 
 
 # -- bulk inputs --------------------------------------------------------------------------
-
-
-def timestamps_to_us(timestamps: Any) -> np.ndarray:
-    """int64 epoch microseconds from datetime64 / int64 µs / Arrow timestamp columns."""
-    if isinstance(timestamps, pa.ChunkedArray):
-        timestamps = timestamps.combine_chunks()
-    if isinstance(timestamps, pa.Array):
-        if pa.types.is_timestamp(timestamps.type):
-            if timestamps.null_count:
-                raise exceptions.InvalidTimestamp("timestamps must not contain nulls")
-            timestamps = timestamps.cast(pa.timestamp("us", tz=timestamps.type.tz)).cast(
-                pa.int64()
-            )
-        timestamps = timestamps.to_numpy(zero_copy_only=False)
-    array = np.asarray(timestamps)
-    if np.issubdtype(array.dtype, np.datetime64):
-        if np.any(np.isnat(array)):
-            raise exceptions.InvalidTimestamp("timestamps must not contain NaT")
-        array = array.astype("datetime64[us]").astype(np.int64)
-    elif array.dtype == object:
-        from ..timestamps import point_us
-
-        array = np.fromiter((point_us(v) for v in array), dtype=np.int64, count=len(array))
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise exceptions.InvalidTimestamp(
-            f"timestamps must be datetime64 or int64 epoch microseconds, got {array.dtype}"
-        )
-    array = array.astype(np.int64, copy=False)
-    if array.size and (array.min() < MIN_US or array.max() > MAX_US):
-        raise exceptions.InvalidTimestamp("timestamps outside the supported range")
-    return array
 
 
 def to_arrow_table(table: Any) -> pa.Table:

@@ -2,25 +2,157 @@
 
 Kernels are plain loops over numpy arrays with explicit ``out`` arguments (numbagg style). This
 decorator compiles them with numba in nopython mode and caches the machine code on disk, so a
-fresh clone pays the compile cost (~0.5 s per kernel) once. ``nogil`` lets callers process
+machine pays the compile cost (about a second per kernel) once. ``nogil`` lets callers process
 several streams in threads; numpy's error model makes float division by zero give inf/NaN
 instead of raising, exactly as in the numpy reference functions.
+
+Importing numba takes most of a second, and most programs that import datastream only append or
+read: so the decorator returns a :class:`Kernel` that imports numba and builds the dispatcher on
+its first call. The compiled code goes to a per-user cache directory (:func:`cache_dir`) rather
+than next to the installed sources, which may be read-only or shared between users.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import functools
+import os
+import sys
+import threading
+import types
+from typing import Any
 
-import numba
 import numpy as np
 
-F = TypeVar("F", bound=Callable)
+OPTIONS = {"nogil": True, "error_model": "numpy"}
+
+KERNELS: list[Kernel] = []
+"""Every kernel defined so far, in definition order (for warmup and its tests)."""
 
 
-def kernel(func: F) -> F:
-    """Compile ``func`` as a cached, GIL-free numba kernel."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+class Kernel:
+    """A kernel function that becomes a numba dispatcher when it is first called."""
+
+    def __init__(self, func: Any) -> None:
+        functools.update_wrapper(self, func)
+        self.py_func = func
+        self._dispatcher: Any = None
+        self._lock = threading.Lock()
+        KERNELS.append(self)
+
+    def __call__(self, *args: Any) -> Any:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self.dispatcher()
+        return dispatcher(*args)
+
+    def __repr__(self) -> str:
+        return f"<kernel {self.py_func.__module__}.{self.py_func.__qualname__}>"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether numba has been asked for this kernel yet (without asking it)."""
+        return self._dispatcher is not None
+
+    def dispatcher(self) -> Any:
+        """The numba dispatcher, created on first use (numba compiles per signature later)."""
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = _jit(self.py_func)
+            return self._dispatcher
+
+
+def kernel(func: Any) -> Kernel:
+    """Make ``func`` a lazily compiled, disk-cached, GIL-free numba kernel."""
+    return Kernel(func)
+
+
+def _jit(func: Any) -> Any:
+    import numba
+
+    # Kernels calling kernels: numba must see the callee's dispatcher, not our wrapper, so the
+    # function is rebuilt over a copy of its module namespace (numba freezes globals anyway).
+    callees = {
+        name: value.dispatcher()
+        for name in func.__code__.co_names
+        if isinstance(value := func.__globals__.get(name), Kernel)
+    }
+    if callees:
+        original = func
+        func = types.FunctionType(func.__code__, {**func.__globals__, **callees},
+                                  func.__name__, func.__defaults__, func.__closure__)
+        func.__qualname__ = original.__qualname__
+        func.__doc__ = original.__doc__
+    dispatcher = numba.njit(**OPTIONS)(func)
+    _enable_cache(dispatcher)
+    return dispatcher
+
+
+def cache_dir() -> str:
+    """The directory compiled kernels are cached in (created on the first compile).
+
+    ``$DATASTREAM_CACHE_DIR`` wins; otherwise a user who set numba's own ``NUMBA_CACHE_DIR``
+    keeps it; otherwise the platform's per-user cache directory (XDG on Linux).
+    """
+    chosen = os.environ.get("DATASTREAM_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR")
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen))
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "datastream", "Cache", "numba")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/datastream/numba")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec says to ignore relative paths
+        base = os.path.expanduser("~/.cache")
+    return os.path.join(base, "datastream", "numba")
+
+
+def _enable_cache(dispatcher: Any) -> None:
+    """``cache=True`` for one dispatcher, with :func:`cache_dir` as its first choice."""
+    try:
+        cache_class = _cache_class(cache_dir())
+    except (ImportError, AttributeError):  # numba's internals moved: its default places
+        dispatcher.enable_caching()
+        return
+    dispatcher._cache = cache_class(dispatcher.py_func)  # what enable_caching() assigns
+
+
+@functools.cache
+def _cache_class(root: str) -> Any:
+    """A numba FunctionCache whose first locator is ``root``.
+
+    numba only offers a process-wide directory (``NUMBA_CACHE_DIR``, read once at import into
+    ``numba.config.CACHE_DIR``); changing it would move every other library's cache too, so
+    only our dispatchers get this locator. If ``root`` cannot be created or written, numba's
+    own locators take over (``NUMBA_CACHE_DIR``, ``__pycache__``, its user-wide directory).
+    """
+    from numba.core import caching
+
+    provided = getattr(caching, "UserProvidedCacheLocator", None)
+    if provided is None:  # numba < 0.62 names
+        provided = caching._UserProvidedCacheLocator
+    impl_class = caching.FunctionCache._impl_class
+
+    class Locator(provided):
+        """numba's NUMBA_CACHE_DIR locator (same layout and checks), rooted at ``root``."""
+
+        def __init__(self, py_func: Any, py_file: str) -> None:
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            # skip the parent's "is NUMBA_CACHE_DIR set" test, keep the file and writable checks
+            return super(provided, cls).from_function(py_func, py_file)
+
+    class Impl(impl_class):
+        _locator_classes = [Locator, *impl_class._locator_classes]
+
+    class Cache(caching.FunctionCache):
+        _impl_class = Impl
+
+    return Cache
 
 
 def readonly(values: np.ndarray, dtype: type) -> np.ndarray:
@@ -30,6 +162,8 @@ def readonly(values: np.ndarray, dtype: type) -> np.ndarray:
     buffers: passing every kernel input read-only means one compile per kernel, whatever the
     caller holds.
     """
+    if values.dtype == dtype and not values.flags.writeable and values.flags.c_contiguous:
+        return values  # already what the kernels take (Arrow's buffers usually are)
     view = np.ascontiguousarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view

@@ -44,13 +44,9 @@ def select(a, m, k):
 
 
 @kernel
-def bucket_median(x, valid, bounds, out):
+def bucket_median(x, valid, bounds, scratch, out):
     """Exact median of the valid values of each segment (mean of the two middle ones for an
-    even count; NaN for none)."""
-    longest = 0
-    for j in range(bounds.shape[0] - 1):
-        longest = max(longest, bounds[j + 1] - bounds[j])
-    scratch = np.empty(longest, np.float64)
+    even count; NaN for none). ``scratch`` needs as many slots as the longest segment."""
     for j in range(bounds.shape[0] - 1):
         m = 0
         for p in range(bounds[j], bounds[j + 1]):
@@ -61,7 +57,8 @@ def bucket_median(x, valid, bounds, out):
             out[j] = np.nan
             continue
         half = m // 2
-        middle = select(scratch, m, half)
+        # np.int64(): a literal 0 from ``m = 0`` would make numba compile select a second time
+        middle = select(scratch, np.int64(m), np.int64(half))
         if m % 2 == 1:
             out[j] = middle
         else:
@@ -73,15 +70,11 @@ def bucket_median(x, valid, bounds, out):
 
 
 @kernel
-def count_codes(codes, bounds, n_codes, out_bucket, out_code, out_count):
+def count_codes(codes, bounds, counts, seen, out_bucket, out_code, out_count):
     """Occurrences of each code (>= 0; negative = no value) per segment, as triples
-    (segment, code, count) ordered by segment then code. Returns the number of triples; the
-    outputs need ``len(codes)`` slots."""
-    counts = np.zeros(n_codes, np.int64)
-    longest = 0
-    for j in range(bounds.shape[0] - 1):
-        longest = max(longest, bounds[j + 1] - bounds[j])
-    seen = np.empty(longest, np.int64)
+    (segment, code, count) by segment, codes in order of first occurrence. Returns the number
+    of triples. ``counts`` (one zero per code; left zeroed) and ``seen`` (as long as the longest
+    segment) are scratch space; the outputs need ``len(codes)`` slots."""
     k = 0
     for j in range(bounds.shape[0] - 1):
         m = 0
@@ -93,7 +86,8 @@ def count_codes(codes, bounds, n_codes, out_bucket, out_code, out_count):
                 seen[m] = code
                 m += 1
             counts[code] += 1
-        for code in np.sort(seen[:m]):
+        for i in range(m):
+            code = seen[i]
             out_bucket[k] = j
             out_code[k] = code
             out_count[k] = counts[code]
@@ -102,11 +96,16 @@ def count_codes(codes, bounds, n_codes, out_bucket, out_code, out_count):
     return k
 
 
+def _longest(bounds: np.ndarray) -> int:
+    return int(np.diff(bounds).max()) if len(bounds) > 1 else 0
+
+
 def medians(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Median per segment (NaN where no valid value)."""
     out = np.empty(len(bounds) - 1, np.float64)
     bucket_median(
-        readonly(x, np.float64), readonly(valid, np.bool_), readonly(bounds, np.int64), out
+        readonly(x, np.float64), readonly(valid, np.bool_), readonly(bounds, np.int64),
+        np.empty(_longest(bounds), np.float64), out,
     )
     return out
 
@@ -114,15 +113,19 @@ def medians(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 def code_counts(
     codes: np.ndarray, bounds: np.ndarray, n_codes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(segment, code, count) triples of the non-negative ``codes`` of each segment."""
+    """(segment, code, count) triples of the non-negative ``codes`` of each segment, ordered by
+    segment then code."""
     codes = readonly(codes, np.int64)
     buckets = np.empty(len(codes), np.int64)
     found = np.empty(len(codes), np.int64)
     counts = np.empty(len(codes), np.int64)
     k = count_codes(
-        codes, readonly(bounds, np.int64), np.int64(max(n_codes, 1)), buckets, found, counts
+        codes, readonly(bounds, np.int64), np.zeros(max(n_codes, 1), np.int64),
+        np.empty(_longest(bounds), np.int64), buckets, found, counts,
     )
-    return buckets[:k], found[:k], counts[:k]
+    # sorting here rather than in the kernel keeps numba's sort out of the compile
+    order = np.lexsort((found[:k], buckets[:k]))
+    return buckets[:k][order], found[:k][order], counts[:k][order]
 
 
 # -- numpy references (tests) ------------------------------------------------------------------

@@ -3,13 +3,15 @@
 A backend keeps three things and computes nothing:
 
 * stream records: ``StreamRecord`` (id, user tags, an opaque JSON ``meta`` dict owned by the
-  engine, a creation order);
+  engine, a version incremented by every stored change, a creation order);
 * raw datapoints: per stream, Arrow rows ``RAW_SCHEMA`` returned in (t, insertion) order;
 * level rows: per level key (``'S'``, ``'m'``, ...), Arrow rows whose schema the engine chooses
   (``stream_id`` + ``t`` + partial-state columns), keyed by (stream_id, t).
 
-Everything that changes data goes through :meth:`Storage.commit` with a :class:`WriteBatch`, one
-transaction per call where the backend can give one.
+Everything that changes data goes through :meth:`Storage.commit` with a :class:`WriteBatch`:
+all-or-nothing, conditional on the versions the engine read (``WriteBatch.expect``). That is how
+several processes sharing a backend never lose each other's updates: a commit built from a
+stale record is refused with :class:`RecordConflict`, and the engine re-reads and rebuilds it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+
+from .. import exceptions
 
 # Raw datapoints. ``k`` is the value kind (see datastream.values): 0 null, 1 int (``i``),
 # 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``: nominal or
@@ -38,11 +42,26 @@ RAW_SCHEMA = pa.schema(
 
 @dataclasses.dataclass
 class StreamRecord:
-    """A stream as stored. ``meta`` is opaque to the backend (JSON-serialisable dict)."""
+    """A stream as stored. ``meta`` is opaque to the backend (JSON-serialisable dict);
+    ``version`` counts the stored changes of the record (0 when created)."""
 
     stream_id: str
     tags: dict[str, Any]
     meta: dict[str, Any]
+    version: int = 0
+
+
+class RecordConflict(exceptions.DatastreamException):
+    """A conditional write found a stored version other than the expected one (another
+    writer changed the record since it was read). Nothing was stored; re-read and retry."""
+
+
+class StreamExists(RecordConflict):
+    """A stream to create matches an existing one's query; ``existing`` is that record."""
+
+    def __init__(self, message: str, existing: StreamRecord) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
 @dataclasses.dataclass
@@ -75,7 +94,16 @@ class WriteBatch:
     rows replace any stored row with the same (stream_id, t).
     ``clear_levels`` / ``clear_raw``: stream ids whose level rows / raw rows are deleted first
     (backprocessing a derived stream).
+    ``truncate_raw``: stream id → t; raw rows at or after t are deleted first (a derived stream
+    re-derived from t).
     ``meta``: stream id → MetaUpdate applied in the same transaction.
+    ``expect``: stream id → version the stored record must have, else :class:`RecordConflict`
+    and nothing is stored.
+    ``create``: (record, query) pairs of new streams, refused with :class:`StreamExists` when a
+    stream matching the query exists (atomic with respect to concurrent creators).
+    ``delete``: stream ids deleted with all their rows.
+
+    Every existing stream the batch touches gets its version incremented.
     """
 
     raw: dict[str, pa.Table] = dataclasses.field(default_factory=dict)
@@ -83,13 +111,34 @@ class WriteBatch:
     meta: dict[str, MetaUpdate] = dataclasses.field(default_factory=dict)
     clear_raw: list[str] = dataclasses.field(default_factory=list)
     clear_levels: list[str] = dataclasses.field(default_factory=list)
+    truncate_raw: dict[str, int] = dataclasses.field(default_factory=dict)
+    expect: dict[str, int] = dataclasses.field(default_factory=dict)
+    create: list[tuple[StreamRecord, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    delete: list[str] = dataclasses.field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.raw or self.levels or self.meta or self.clear_raw or self.clear_levels)
+        return not (
+            self.raw or self.levels or self.meta or self.clear_raw or self.clear_levels
+            or self.truncate_raw or self.create or self.delete
+        )
+
+    def touched(self) -> set[str]:
+        """Existing streams whose stored record or rows this batch changes."""
+        ids = set(self.raw) | set(self.meta) | set(self.clear_raw) | set(self.clear_levels)
+        ids |= set(self.truncate_raw)
+        for table in self.levels.values():
+            if table.num_rows:
+                ids.update(table.column("stream_id").unique().to_pylist())
+        return ids - set(self.delete)
 
 
 class Storage(abc.ABC):
-    """Base class of every backend (``datastream.backends.<name>.Backend``)."""
+    """Base class of every backend (``datastream.backends.<name>.Backend``).
+
+    Errors: when the backend cannot be reached or has been closed, every method but
+    :meth:`commit` raises ``exceptions.StorageUnavailable`` (or a subclass); :meth:`commit`
+    raises ``StreamAppendFailed`` whatever went wrong, so that callers can keep the batch.
+    """
 
     # Every backend of this project materialises its levels.
     requires_downsampling = True
@@ -125,25 +174,42 @@ class Storage(abc.ABC):
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         """One record, or None when unknown."""
 
-    @abc.abstractmethod
     def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
         """Insert ``record`` unless a stream matching ``query`` exists; atomic with respect to
         concurrent calls with the same query. Returns the stored record (new or existing).
         If more than one existing stream matches, returns the first; the engine then raises."""
+        try:
+            self.commit(WriteBatch(create=[(record, query)]))
+        except StreamExists as exists:
+            return exists.existing
+        return self.get_stream(record.stream_id) or record
 
     @abc.abstractmethod
-    def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
-        """Replace the user tags of one stream."""
+    def set_tags(
+        self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
+    ) -> None:
+        """Replace the user tags of one stream (and increment its version). With
+        ``expect_version``, only if the stored version is that one, else RecordConflict.
+        StreamNotFound when the stream does not exist."""
 
-    @abc.abstractmethod
     def delete_streams(self, stream_ids: list[str]) -> None:
         """Delete the records and all raw and level rows of these streams, atomically."""
+        self.commit(WriteBatch(delete=list(stream_ids)))
+
+    def record_version(self, stream_id: str) -> int | None:
+        """The stored version of a record (None when unknown). Backends that can answer
+        without reading the whole record override this: the engine asks before trusting a
+        cached record."""
+        record = self.get_stream(stream_id)
+        return None if record is None else record.version
 
     # -- datapoints ------------------------------------------------------------------------
     @abc.abstractmethod
     def commit(self, batch: WriteBatch) -> None:
-        """Store a WriteBatch all-or-nothing. On failure raise StreamAppendFailed with nothing
-        of the batch stored."""
+        """Store a WriteBatch all-or-nothing. On failure raise StreamAppendFailed (or
+        RecordConflict / StreamExists, see WriteBatch) with nothing of the batch stored. Once
+        the batch is stored, nothing may raise: a caller that sees an error retries, and a
+        stored batch must never be stored twice."""
 
     @abc.abstractmethod
     def read_raw(

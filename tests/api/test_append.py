@@ -1,8 +1,9 @@
-"""SPEC §4: append, append_multiple, buffering and durability, columnar bulk appends."""
+"""behaviour §4: append, append_multiple, buffering and durability, columnar bulk appends."""
 
 from __future__ import annotations
 
 import datetime
+import decimal
 import math
 import subprocess
 import sys
@@ -103,6 +104,58 @@ def test_unsupported_timestamps(ds) -> None:
     assert ds.get_tags(stream_id)["latest_datapoint"] is None
 
 
+def test_other_timestamp_forms(ds) -> None:
+    """behaviour §4.1: pandas.Timestamp, numpy.datetime64 scalars and ISO-8601 strings
+    (naive → UTC)."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = [
+        (pd.Timestamp("2000-01-01 12:00:01"), at(1)),
+        (pd.Timestamp("2000-01-01 13:00:02", tz="Europe/Paris"), at(2)),
+        (pd.Timestamp("2000-01-01 12:00:03.000004999"), at(3.000004)),
+        (np.datetime64("2000-01-01T12:00:04"), at(4)),
+        (np.datetime64("2000-01-01T12:00:05.000006789", "ns"), at(5.000006)),
+        (np.datetime64("2000-01-01T12:01", "m"), at(60)),
+        (np.datetime64("2000-01-02"), at(86400 - 12 * 3600)),
+        ("2000-01-02T00:00:01", at(86401 - 12 * 3600)),
+        ("2000-01-02T00:00:02Z", at(86402 - 12 * 3600)),
+        ("2000-01-02T02:00:03.5+02:00", at(86403.5 - 12 * 3600)),
+        ("2000-01-03", at(2 * 86400 - 12 * 3600)),
+    ]
+    for stamp, expected in stamps:
+        assert ds.append(stream_id, 1, stamp)["datapoint"]["t"] == expected, stamp
+    ds.append_multiple([{"stream_id": stream_id, "value": 2, "timestamp": "2000-01-04T00:00"}])
+    assert times(ds, stream_id) == [expected for _, expected in stamps] + [
+        at(3 * 86400 - 12 * 3600)
+    ]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [946_728_000, 946_728_000_000_000, 946_728_000.5, np.int64(946_728_000), np.float64(1.0),
+     0, decimal.Decimal(946728000)],
+)
+def test_bare_number_timestamp(ds, stamp) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(exceptions.InvalidTimestamp, match=r"append_arrays\(\.\.\., unit=\)"):
+        ds.append(stream_id, 1, stamp)
+    with pytest.raises(exceptions.InvalidTimestamp, match="datetime"):
+        ds.append_multiple([{"stream_id": stream_id, "value": 1, "timestamp": stamp}])
+    assert values(ds, stream_id) == []
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["yesterday", "2000-13-01", "", b"2000-01-01", np.datetime64("NaT"), pd.NaT,
+     np.datetime64(2**62, "s"), np.datetime64(300_000, "Y"), np.datetime64("2263-01-01"),
+     "9999-12-31T23:59:59", datetime.date(2000, 1, 1), True],
+)
+def test_invalid_timestamp_forms(ds, stamp) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append(stream_id, 1, stamp)
+    assert values(ds, stream_id) == []
+
+
 def test_check_timestamp(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     ds.append(stream_id, 1, at(10))
@@ -154,7 +207,7 @@ def test_unknown_and_derived_streams(ds) -> None:
     with pytest.raises(exceptions.AppendToDerivedStreamNotAllowed):
         ds.append_multiple([{"stream_id": derived, "value": 1, "timestamp": at(0)}])
     with pytest.raises(exceptions.AppendToDerivedStreamNotAllowed):
-        ds.append_arrays(derived, np.array([0], dtype="int64"), np.array([1.0]))
+        ds.append_arrays(derived, np.array([0], dtype="int64"), np.array([1.0]), unit="us")
     assert values(ds, derived) == []
     assert ds.get_tags(derived)["derived_from"]["stream_ids"] == [source]
 
@@ -331,7 +384,7 @@ CHILD = textwrap.dedent(
                 d.append(a, i * i, at(i))
         elif mode == "full_buffer":
             stamps = np.arange(10_000, dtype="int64") * 1_000_000 + 946728000 * 1_000_000
-            d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"))
+            d.append_arrays(a, stamps, np.arange(10_000, dtype="int64"), unit="us")
         elif mode == "aged":
             d.append(a, 0, at(0))
             d.append(a, 1, at(1))
@@ -455,17 +508,135 @@ def test_append_arrays_datetime64_and_nan_is_null(ds) -> None:
 
 def test_append_arrays_int64_epoch_us_and_ints_stay_ints(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
-    ds.append_arrays(stream_id, _us([0, 1, 2]), np.array([1, 2, 2**62], dtype="int64"))
+    ds.append_arrays(stream_id, _us([0, 1, 2]), np.array([1, 2, 2**62], dtype="int64"),
+                     unit="us")
     got = values(ds, stream_id)
     assert got == [1, 2, 2**62]
     assert all(type(v) is int for v in got)
+
+
+@pytest.mark.parametrize(
+    "unit, scale, dtype",
+    [(unit, scale, dtype)
+     for unit, scale in [("s", 1), ("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)]
+     for dtype in ["int64", "uint64"]] + [("s", 1, "int32"), ("s", 1, "uint32")],
+)
+def test_append_arrays_integer_epochs_need_a_unit(ds, unit, scale, dtype) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    seconds = [946_728_000, 946_728_001, 946_728_003]
+    stamps = np.array([s * scale for s in seconds], dtype=dtype)
+    with pytest.raises(TypeError, match="unit="):
+        ds.append_arrays(stream_id, stamps, np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(TypeError, match="unit="):
+        ds.append_arrays(stream_id, pa.array(stamps), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="unit"):
+        ds.append_arrays(stream_id, stamps, np.array([1.0, 2.0, 3.0]), unit="minutes")
+    assert values(ds, stream_id) == []
+    assert ds.append_arrays(stream_id, stamps, np.array([1.0, 2.0, 3.0]), unit=unit) == 3
+    assert ds.append_arrays(stream_id, pa.array(stamps + 3 * scale), np.array([4.0, 5.0, 6.0]),
+                            unit=unit) == 3
+    assert times(ds, stream_id) == [at(0), at(1), at(3), at(3), at(4), at(6)]
+
+
+def test_append_arrays_nanoseconds_are_floored(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    stamps = np.array([-1_500, -1, 0, 999, 1_000, 946_728_000_000_000_999], dtype="int64")
+    ds.append_arrays(stream_id, stamps, np.arange(6.0), unit="ns", check_timestamp=False)
+    assert ds.append_arrays(
+        stream_id, stamps.astype("datetime64[ns]"), np.arange(6.0), check_timestamp=False
+    ) == 6
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [epoch + datetime.timedelta(microseconds=us) for us in (-2, -1, 0, 0, 1)]
+    assert times(ds, stream_id) == sorted(expected * 2) + [at(0), at(0)]
+
+
+@pytest.mark.parametrize(
+    "unit", ["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "10s", "250ms"]
+)
+def test_append_arrays_datetime64_of_any_unit(ds, unit) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = np.array(["1970-01-01", "1970-01-01"], dtype=f"datetime64[{unit}]")
+    stamps[1] += 1_000_001 if unit in ("ns", "ps") else 1  # later by at least a microsecond
+    ds.append_arrays(stream_id, stamps, np.array([1.0, 2.0]))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+    expected = [epoch + datetime.timedelta(microseconds=int(us))
+                for us in stamps.astype("datetime64[us]").astype("int64")]
+    assert times(ds, stream_id) == expected
+    assert expected[1] > epoch
+
+
+@pytest.mark.parametrize(
+    "stamps, unit",
+    [
+        (np.array([0, 2**62], dtype="datetime64[s]"), None),  # used to wrap into 1970
+        (np.array([0, -(2**62)], dtype="datetime64[ms]"), None),
+        (np.array([0, 300_000], dtype="datetime64[Y]"), None),
+        (np.array([0, 2**40], dtype="datetime64[D]"), None),
+        (np.array([0, 3_600_000], dtype="datetime64[M]"), None),
+        (np.array(["2262-04-12", "1970-01-01"], dtype="datetime64[D]"), None),
+        (np.array(["1677-09-21", "1970-01-01"], dtype="datetime64[D]"), None),
+        (np.array([0, 2**64 - 1], dtype="uint64"), "us"),
+        (np.array([0, 2**64 - 1], dtype="uint64"), "ns"),
+        (np.array([0, 10**13], dtype="int64"), "s"),
+        (np.array([0, 2**62], dtype="int64"), "ms"),
+        (np.array([0, -(2**63)], dtype="int64"), "us"),
+        (np.array([0, 2**63 - 1], dtype="int64"), "us"),
+        (pa.array([0, 2**62], pa.timestamp("s")), None),
+        (pa.array([0, 2**62], pa.timestamp("ms", tz="UTC")), None),
+        (np.array([0, 2**70], dtype=object), "us"),
+    ],
+)
+def test_append_arrays_out_of_range_is_refused_not_wrapped(ds, stamps, unit) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(exceptions.InvalidTimestamp, match="range"):
+        ds.append_arrays(stream_id, stamps, np.array([1.0, 2.0]), unit=unit,
+                         check_timestamp=False)
+    assert values(ds, stream_id) == []
+
+
+def test_append_arrays_range_edges(ds) -> None:
+    from datastream.granularity import MAX_US, MIN_US
+
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    ds.append_arrays(stream_id, np.array([MIN_US, MAX_US]), np.array([1.0, 2.0]), unit="us")
+    ds.append_arrays(stream_id, np.array([2**63 - 1], dtype="int64"), np.array([3.0]),
+                     unit="ns")
+    assert times(ds, stream_id)[-1] == datetime.datetime(1970, 1, 1, tzinfo=UTC) + \
+        datetime.timedelta(microseconds=MAX_US)
+    for bad in (MIN_US - 1, MAX_US + 1):
+        with pytest.raises(exceptions.InvalidTimestamp):
+            ds.append_arrays(stream_id, np.array([bad]), np.array([1.0]), unit="us",
+                             check_timestamp=False)
+
+
+def test_append_arrays_unit_is_only_for_integers(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    for stamps in (np.array(["2000-01-01"], dtype="datetime64[s]"),
+                   pa.array([at(0)], pa.timestamp("us", tz="UTC")),
+                   np.array([at(0)], dtype=object)):
+        with pytest.raises(TypeError, match="unit"):
+            ds.append_arrays(stream_id, stamps, np.array([1.0]), unit="s")
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append_arrays(stream_id, np.array([946_728_000.0]), np.array([1.0]), unit="s")
+    assert values(ds, stream_id) == []
+
+
+def test_append_table_integer_timestamps(ds) -> None:
+    a, b = _two(ds)
+    table = pa.table({"stream_id": [a, b], "timestamp": pa.array([946_728_000, 946_728_001]),
+                      "value": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="unit="):
+        ds.append_table(table)
+    assert ds.append_table(table, unit="s") == 2
+    assert times(ds, a) == [at(0)] and times(ds, b) == [at(1)]
 
 
 def test_append_arrays_keyword_and_pyarrow(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     stamps = pa.array([at(0), at(1), at(2)], type=pa.timestamp("us", tz="UTC"))
     ds.append_arrays(stream_id, stamps, pa.array([1.0, None, 3.0]))
-    ds.append_arrays(stream_id, timestamps=pa.array(_us([3])), values=pa.array([4], pa.int64()))
+    ds.append_arrays(stream_id, timestamps=pa.array(_us([3])), values=pa.array([4], pa.int64()),
+                     unit="us")
     assert values(ds, stream_id) == [1.0, None, 3.0, 4]
     assert times(ds, stream_id) == [at(0), at(1), at(2), at(3)]
 
@@ -477,7 +648,7 @@ def test_append_arrays_downsamples_like_single_appends(ds) -> None:
     seconds = np.sort(rng.uniform(0, 600, 500))
     data = rng.normal(10, 3, 500)
     data[::17] = np.nan
-    ds.append_arrays(bulk, _us(seconds), data)
+    ds.append_arrays(bulk, _us(seconds), data, unit="us")
     for second, value in zip(_us(seconds), data, strict=True):
         stamp = datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(
             microseconds=int(second))
@@ -510,7 +681,7 @@ def test_append_arrays_is_atomic(ds) -> None:
         else:
             target, expected = derived, exceptions.AppendToDerivedStreamNotAllowed
         with pytest.raises(expected):
-            ds.append_arrays(target, stamps, data)
+            ds.append_arrays(target, stamps, data, unit="us")
         assert values(ds, stream_id) == [0], bad
         assert values(ds, derived) == [], bad
         assert ds.get_tags(stream_id)["latest_datapoint"] == at(10), bad
@@ -519,7 +690,8 @@ def test_append_arrays_is_atomic(ds) -> None:
 def test_append_arrays_unchecked_order(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     ds.append(stream_id, 0, at(10))
-    ds.append_arrays(stream_id, _us([13, 11, 12]), np.array([3, 1, 2]), check_timestamp=False)
+    ds.append_arrays(stream_id, _us([13, 11, 12]), np.array([3, 1, 2]), check_timestamp=False,
+                     unit="us")
     assert values(ds, stream_id) == [0, 1, 2, 3]
     assert ds.get_tags(stream_id)["earliest_datapoint"] == at(10)
     assert ds.get_tags(stream_id)["latest_datapoint"] == at(13)
@@ -529,7 +701,8 @@ def test_append_arrays_is_vectorised(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     count = 300_000
     started = time.perf_counter()
-    ds.append_arrays(stream_id, _us(np.arange(count) / 10), np.arange(count, dtype="float64"))
+    ds.append_arrays(stream_id, _us(np.arange(count) / 10), np.arange(count, dtype="float64"),
+                     unit="us")
     ds.flush()
     elapsed = time.perf_counter() - started
     result = ds.get_data(stream_id, G.Seconds, start=EVER)

@@ -1,4 +1,4 @@
-"""SPEC §9: results are identical across backends for the same appends.
+"""behaviour §9: results are identical across backends for the same appends.
 
 One seeded random workload (numeric streams with nulls, ints and floats, a nominal stream, a
 coarser stream, a derived sum and a derived derivative; irregular timestamps over two days with
@@ -133,7 +133,7 @@ def _append_chunk(
                 column = np.array([v for _, v in points], dtype="int64")
             else:
                 column = np.array([np.nan if v is None else v for _, v in points], dtype="float64")
-            assert ds.append_arrays(ids[name], times, column) == len(points)
+            assert ds.append_arrays(ids[name], times, column, unit="us") == len(points)
     if merged:
         ds.append_multiple(merged)
 

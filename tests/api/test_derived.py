@@ -1,4 +1,4 @@
-"""SPEC §7: derived streams — every example, however the appends are batched."""
+"""behaviour §7: derived streams — every example, however the appends are batched."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _interleave(*series: tuple[str, list[float], list]) -> list[tuple[str, float
     return [(s, t, v) for t, _, s, v in sorted(points, key=lambda p: (p[0], p[1]))]
 
 
-# -- the SPEC examples -----------------------------------------------------------------------
+# -- the behaviour examples ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -240,6 +240,64 @@ def test_counter_derivative_null_emits_none(ds) -> None:
     assert got == [(at(1), 7.0), (at(2), None)]
 
 
+def test_counter_reset_skips_nulls(ds) -> None:
+    """A null is neither a reset nor a new base: 5 after (20, None) is a reset against 20, and
+    20 after (10, None) is none."""
+    uptime = ds.ensure_stream({"n": "uptime"}, {}, [], G.Seconds)
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[uptime],
+                             derive_op="counter_reset", value_type="nominal")
+    values = [10, None, 20, None, None, 5, 7, None, 6]
+    for second, value in enumerate(values):
+        ds.append(uptime, value, at(second))
+    assert [(p["t"], p["v"]) for p in raw(ds, reset)] == [(at(5), 1), (at(8), 1)]
+
+
+def _rate_with_own_reset(ds) -> tuple[str, str, str]:
+    """counter_derivative whose reset input is a nominal stream appended by hand."""
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, value_type="nominal")
+    data = ds.ensure_stream({"n": "data"}, {}, [], G.Seconds)
+    rate = ds.ensure_stream({"n": "rate"}, {}, [], G.Seconds,
+                            derive_from=[{"stream": reset, "name": "reset"}, data],
+                            derive_op="counter_derivative", derive_args={"max_value": 1000})
+    return reset, data, rate
+
+
+def _feed(ds, points: list[tuple[str, float, object]]) -> None:
+    for stream_id, second, value in sorted(points, key=lambda p: p[1]):
+        ds.append(stream_id, value, at(second))
+
+
+@pytest.mark.parametrize("falsy", [0, "", False, [], {}, 0.0])
+def test_counter_derivative_falsy_reset_keeps_the_counter(ds, falsy) -> None:
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, falsy), (reset, 2.0, falsy), (reset, 3.5, falsy)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
+        (at(1), 10.0), (at(2), 20.0), (at(3), 30.0)
+    ]
+
+
+@pytest.mark.parametrize("truthy", [1, "x", True, [0], {"a": 0}])
+def test_counter_derivative_truthy_reset_clears_the_counter(ds, truthy) -> None:
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, truthy), (reset, 3.5, 0)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [(at(1), 10.0), (at(3), 30.0)]
+
+
+def test_counter_derivative_null_reset_emits_none(ds) -> None:
+    """A null on the reset input emits None at its own timestamp and keeps the counter."""
+    reset, data, rate = _rate_with_own_reset(ds)
+    points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
+    points += [(reset, 1.5, None), (reset, 3.5, 0)]
+    _feed(ds, points)
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
+        (at(1), 10.0), (at(1.5), None), (at(2), 20.0), (at(3), 30.0)
+    ]
+
+
 def test_chain_of_derived_streams(ds) -> None:
     a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
     first = ds.ensure_stream({"n": "d1"}, {}, ["mean"], G.Seconds, derive_from=[a],
@@ -360,24 +418,60 @@ def test_validation_named_errors(sources) -> None:
 def test_validation_operator_arity(sources) -> None:
     ds, ids = sources
     a, b = ids["a"], ids["b"]
+    arity, types = exceptions.InvalidOperatorArguments, exceptions.IncompatibleTypes
     cases = [
-        ([a, b], "derivative", {}),
-        ([], "sum", {}),
-        ([], "derivative", {}),
-        ([a, b], "counter_reset", {"value_type": "nominal", "downsamplers": []}),
-        ([ids["nominal"]], "derivative", {}),
-        ([a], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, {"stream": b, "name": "reset"}],
+        (arity, [a, b], "derivative", {}),
+        (arity, [], "sum", {}),
+        (arity, [], "derivative", {}),
+        (arity, [a, b], "counter_reset", {"value_type": "nominal", "downsamplers": []}),
+        (types, [ids["nominal"]], "derivative", {}),
+        (arity, [a], "counter_derivative", {}),
+        (arity, [{"stream": a, "name": "reset"}, {"stream": b, "name": "reset"}],
          "counter_derivative", {}),
-        ([a, {"stream": b, "name": "reset"}], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, ids["nominal"]], "counter_derivative", {}),
-        ([{"stream": a, "name": "reset"}, b, a], "counter_derivative", {}),
+        (arity, [a, {"stream": b, "name": "reset"}], "counter_derivative", {}),
+        (types, [{"stream": a, "name": "reset"}, ids["nominal"]], "counter_derivative", {}),
+        (arity, [{"stream": a, "name": "reset"}, b, a], "counter_derivative", {}),
+        (arity, [a], "derivative", {"derive_args": {"max_value": 1}}),
+        (arity, [a], "sum", {"derive_args": {1: 2, "x": 3}}),
     ]
-    for derive_from, op, kwargs in cases:
-        with pytest.raises(exceptions.DatastreamException):
+    for error, derive_from, op, kwargs in cases:
+        with pytest.raises(exceptions.DatastreamException) as caught:
             _derive(ds, derive_from, op, **kwargs)
-            pytest.fail(f"{op} over {derive_from} accepted")
+        assert type(caught.value) is error, (op, derive_from, caught.value)
     assert len(ds.find_streams()) == 4
+
+
+@pytest.mark.parametrize(
+    "max_value",
+    [10**400, -(10**400), 2**63, float("inf"), float("nan"), 0, -1, -0.5, True, "256",
+     None, [256]],
+)
+def test_counter_derivative_max_value_out_of_range(sources, max_value) -> None:
+    """max_value must be usable by the float64 kernel and storable by every backend: 10**400
+    used to be accepted and to fail later (on MongoDB when the stream was stored, in the kernel
+    at the first flush)."""
+    ds, ids = sources
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[ids["a"]],
+                             derive_op="counter_reset", value_type="nominal")
+    derive_from = [{"stream": reset, "name": "reset"}, ids["b"]]
+    with pytest.raises(exceptions.InvalidOperatorArguments, match="max_value"):
+        _derive(ds, derive_from, "counter_derivative", derive_args={"max_value": max_value})
+    assert len(ds.find_streams()) == 5
+    assert set(ds.get_tags(ids["b"]).get("contributes_to", {})) == set()
+
+
+@pytest.mark.parametrize("max_value", [1, 256, 2**63 - 1, 0.5, float(2**64), 1e300])
+def test_counter_derivative_max_value_in_range(sources, max_value) -> None:
+    ds, ids = sources
+    reset = ds.ensure_stream({"n": "reset"}, {}, [], G.Seconds, derive_from=[ids["a"]],
+                             derive_op="counter_reset", value_type="nominal")
+    rate = _derive(ds, [{"stream": reset, "name": "reset"}, ids["b"]], "counter_derivative",
+                   derive_args={"max_value": max_value})
+    assert ds.get_tags(rate)["derived_from"]["args"] == {"max_value": max_value}
+    for second, value in enumerate([10, 5]):
+        ds.append(ids["a"], 100 + second, at(second))  # no reset; its watermark advances
+        ds.append(ids["b"], value, at(second))
+    assert [p["v"] for p in raw(ds, rate)] == [float(max_value) - 10 + 5]
 
 
 def test_valid_derive_forms(sources) -> None:

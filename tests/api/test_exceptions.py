@@ -1,4 +1,4 @@
-"""SPEC §8: the exception hierarchy, and messages that name what was wrong."""
+"""behaviour §8: the exception hierarchy, and messages that name what was wrong."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ HIERARCHY = {
     "LockExpiredMidMaintenance": (),
     "StreamAppendContended": (),
     "StreamAppendFailed": (),
+    "StorageUnavailable": (),
 }
 WARNINGS = ["InvalidValueWarning", "InternalInconsistencyWarning",
             "DownsampleConsistencyNotGuaranteed"]

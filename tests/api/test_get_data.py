@@ -1,4 +1,4 @@
-"""SPEC §6: get_data ranges and argument rules, Datapoints, columnar export."""
+"""behaviour §6: get_data ranges and argument rules, Datapoints, columnar export."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ FOREVER = datetime.datetime.max
 
 @pytest.fixture
 def example(ds):
-    """SPEC §6: 1200 one-second points from 12:00:00."""
+    """behaviour §6: 1200 one-second points from 12:00:00."""
     stream_id = ds.ensure_stream({"example": 1}, {}, ["mean", "min", "max"], G.Seconds)
     stamps = np.arange(1200, dtype="int64") * 1_000_000 + 946_728_000 * 1_000_000
-    ds.append_arrays(stream_id, stamps, np.arange(1200, dtype="int64"))
+    ds.append_arrays(stream_id, stamps, np.arange(1200, dtype="int64"), unit="us")
     return ds, stream_id
 
 
@@ -289,7 +289,7 @@ def test_large_export_is_columnar(ds, monkeypatch) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
     count = 200_000
     stamps = np.arange(count, dtype="int64") * 1000 + 946_728_000 * 1_000_000
-    ds.append_arrays(stream_id, stamps, np.arange(count, dtype="float64"))
+    ds.append_arrays(stream_id, stamps, np.arange(count, dtype="float64"), unit="us")
     data = ds.get_data(stream_id, G.Seconds, start=EVER)
     assert len(data) == count
 

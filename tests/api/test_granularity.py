@@ -1,4 +1,4 @@
-"""SPEC §1 (public surface) and §2 (granularities), through the public API."""
+"""behaviour §1 (public surface) and §2 (granularities), through the public API."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def test_constants() -> None:
         "stream_id", "value_downsamplers", "time_downsamplers", "highest_granularity",
         "derived_from", "contributes_to", "pending_backprocess", "latest_datapoint",
         "earliest_datapoint", "downsampled_until", "value_type", "value_type_options",
+        "retention",
     }
 
 
@@ -156,7 +157,10 @@ def test_name_and_key_accepted_everywhere(ds) -> None:
 
 def test_invalid_granularity(ds) -> None:
     stream_id = ds.ensure_stream({"ok": 1}, {}, ["mean"], G.Seconds)
-    for bad in ["weeks", "SECONDS", "", 10, None, 1.5, object()]:
+    deep: list = []
+    for _ in range(100_000):  # its repr used to raise RecursionError in the message
+        deep = [deep]
+    for bad in ["weeks", "SECONDS", "", 10, None, 1.5, object(), deep, 10**5000]:
         with pytest.raises(exceptions.UnsupportedGranularity):
             ds.ensure_stream({"bad": "granularity"}, {}, ["mean"], bad)
         with pytest.raises(exceptions.UnsupportedGranularity):

@@ -1,4 +1,4 @@
-"""SPEC §3: stream identity, metadata, tag rules, queries, tag mutation and deletion."""
+"""behaviour §3: stream identity, metadata, tag rules, queries, tag mutation and deletion."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import datetime
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import datastream
 from datastream import exceptions
+from tests import nasty
 
 from .helpers import EVER, TIME_NAMES, UTC, G, at, values
 
@@ -339,6 +342,51 @@ def test_reserved_key_shapes_rejected(ds, where) -> None:
     assert len(ds.find_streams()) == 0
 
 
+def _nested(depth: int) -> dict:
+    """A tag document of ``depth`` nested containers, lists and dicts in turn."""
+    value: object = 1
+    for level in range(depth - 1):
+        value = [value] if level % 2 else {"k": value}
+    return {"k": value}
+
+
+def test_tag_limits(ds) -> None:
+    """behaviour §3.2: over 32 levels or 64 KiB → ValueError naming the limit, never RecursionError
+    (500 levels used to raise RecursionError), wherever tags or queries are accepted."""
+    stream_id = ds.ensure_stream({"q": 1}, _nested(32), ["mean"], G.Seconds)
+    assert ds.find_streams(_nested(32)).count() == 1
+    before = ds.get_tags(stream_id)
+    big = "x" * (64 * 1024)
+    half = "y" * (40 * 1024)
+    calls = {
+        "depth": [
+            lambda doc: ds.ensure_stream({"q": 2}, doc, ["mean"], G.Seconds),
+            lambda doc: ds.ensure_stream({"q": 2, **doc}, {}, ["mean"], G.Seconds),
+            lambda doc: ds.update_tags(stream_id, doc),
+            lambda doc: ds.remove_tag(stream_id, doc),
+            lambda doc: ds.find_streams(doc),
+            lambda doc: ds.delete_streams(doc),
+            lambda doc: ds.downsample_streams(doc),
+        ],
+    }
+    for depth in (33, 500, 50_000):
+        for call in calls["depth"]:
+            with pytest.raises(ValueError, match="32 levels"):
+                call(_nested(depth))
+    for call in calls["depth"]:
+        with pytest.raises(ValueError, match="65536"):
+            call({"big": big})
+    with pytest.raises(ValueError, match="65536"):  # each part fits, together they do not
+        ds.ensure_stream({"q": 2, "a": half}, {"b": half}, ["mean"], G.Seconds)
+    with pytest.raises(ValueError, match="65536"):
+        ds.ensure_stream({"q": 1}, {"b": half, "c": half}, ["mean"], G.Seconds)
+    ds.update_tags(stream_id, {"a": half})
+    with pytest.raises(ValueError, match="65536"):
+        ds.update_tags(stream_id, {"b": half})
+    assert ds.get_tags(stream_id) == {**before, "a": half}
+    assert [s["stream_id"] for s in ds.find_streams()] == [stream_id]
+
+
 def test_reserved_key_shapes_rejected_in_mutation(ds) -> None:
     stream_id = ds.ensure_stream({"q": 1}, {"keep": {"x": 1}}, ["mean"], G.Seconds)
     before = ds.get_tags(stream_id)
@@ -498,15 +546,27 @@ def test_query_values_are_data(catalogue) -> None:
 
 
 def test_query_matches_user_tags_only(catalogue) -> None:
+    """Reserved names are metadata, not user tags: as query paths they are missing fields."""
     ds, ids = catalogue
-    for query in [{"value_type": "numeric"}, {"highest_granularity": "seconds"}]:
-        try:
-            found = _found(ds, query)
-        except exceptions.ReservedTagNameError:
-            continue
-        assert found == []
+    for query in [{"value_type": "numeric"}, {"highest_granularity": "seconds"},
+                  {"stream_id": ids[0]}, {"stream_id": {"$in": ids}},
+                  {"value_downsamplers": {"$exists": True}}, {"retention": None},
+                  {"stream_number": 0, "stream_id": ids[0]}]:
+        assert _found(ds, query) == [], query
+    assert _found(ds, {"value_type": {"$exists": False}}) == ids
+    assert _found(ds, {"stream_id": {"$ne": ids[0]}, "stream_number": 1}) == [ids[1]]
     ds.update_tags(ids[2], {"meta": {"value_type": "numeric"}})
     assert _found(ds, {"meta": {"value_type": "numeric"}}) == [ids[2]]
+
+
+def test_find_by_stream_id_matches_no_stream(catalogue) -> None:
+    """behaviour §3.4: in find_streams a top-level stream_id is an ordinary user-tag path."""
+    ds, ids = catalogue
+    assert _found(ds, {"stream_id": ids[3]}) == []
+    assert len(ds.find_streams({"stream_id": {"$in": [ids[3]]}})) == 0
+    ds.downsample_streams({"stream_id": {"$in": ids}}, until=at(0))
+    with pytest.raises(ValueError):
+        ds.find_streams({"stream_id": {"$in": ids[3]}})
 
 
 def test_delete_and_downsample_accept_stream_id(catalogue) -> None:
@@ -675,3 +735,69 @@ def test_delete_dependent_then_source(dependency) -> None:
     assert _found(ds, None) == [bystander]
     ds.append(bystander, 10, at(10))
     assert values(ds, bystander) == [1, 3, 6, 10]
+
+
+# -- hostile arguments -------------------------------------------------------------------------
+
+HOSTILE_CALLS = {
+    "tags": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {"t": v}, [], G.Seconds),
+    "query_tags": lambda ds, sid, n, v: ds.ensure_stream({"q": v}, {}, [], G.Seconds),
+    "update_tags": lambda ds, sid, n, v: ds.update_tags(sid, {"t": v}),
+    "remove_tag": lambda ds, sid, n, v: ds.remove_tag(sid, {"t": v}),
+    "find_streams": lambda ds, sid, n, v: list(ds.find_streams({"t": v})),
+    "find_streams top": lambda ds, sid, n, v: list(ds.find_streams(v)),
+    "delete_streams": lambda ds, sid, n, v: ds.delete_streams({"missing": v}),
+    "downsamplers": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, v, G.Seconds),
+    "granularity": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], v),
+    "value_type": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], G.Seconds,
+                                                         value_type=v),
+    "options": lambda ds, sid, n, v: ds.ensure_stream({"q": n}, {}, [], G.Seconds,
+                                                      value_type_options=v),
+    "derive_from": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=v, derive_op="sum"),
+    "derive_op": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=[sid], derive_op=v),
+    "max_value": lambda ds, sid, n, v: ds.ensure_stream(
+        {"q": n}, {}, [], G.Seconds, derive_from=[{"stream": sid, "name": "reset"}, sid],
+        derive_op="counter_derivative", derive_args={"max_value": v}),
+    "timestamp": lambda ds, sid, n, v: ds.append(sid, 1, v, check_timestamp=False),
+    "stream id": lambda ds, sid, n, v: ds.append(v, 1),
+    "get_tags": lambda ds, sid, n, v: ds.get_tags(v),
+    "remove_tag key": lambda ds, sid, n, v: ds.remove_tag(sid, v),
+    "update_tags doc": lambda ds, sid, n, v: ds.update_tags(sid, v),
+    "append_multiple": lambda ds, sid, n, v: ds.append_multiple([v]),
+    "filter": lambda ds, sid, n, v: ds.get_data(sid, G.Minutes, start=EVER,
+                                                value_downsamplers=v),
+    "get_data start": lambda ds, sid, n, v: list(  # (None: behaviour §6's AttributeError)
+        ds.get_data(sid, G.Seconds, start=EVER if v is None else v)),
+    "downsample until": lambda ds, sid, n, v: ds.downsample_streams({"none": 1}, until=v),
+}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(sorted(HOSTILE_CALLS)), nasty.values)
+@example("max_value", 10**400)
+def test_hostile_arguments_raise_only_type_or_value_errors(ds, where, value) -> None:
+    """No OverflowError, decimal error or RecursionError escapes from ensure/tag/query/append
+    arguments (two did: numpy floats against huge ints in the matcher, deep reprs)."""
+    state = ds.__dict__.setdefault("_hostile", {"n": 0})
+    if "sid" not in state:
+        state["sid"] = ds.ensure_stream({"hostile": "base"}, {}, ["mean"], G.Seconds)
+    state["n"] += 1
+    try:
+        HOSTILE_CALLS[where](ds, state["sid"], state["n"], value)
+    except (TypeError, ValueError, exceptions.DatastreamException):
+        pass
+
+
+@pytest.mark.parametrize("where", ["tags", "query_tags", "update_tags", "remove_tag key",
+                                   "find_streams", "granularity", "stream id", "get_tags",
+                                   "append_multiple", "derive_from", "filter"])
+def test_deep_arguments_never_raise_recursion_error(ds, where) -> None:
+    """Deep values used to raise RecursionError, in validation or while naming them in the
+    message (hypothesis cannot print such values, so they are checked here one by one)."""
+    stream_id = ds.ensure_stream({"hostile": "base"}, {}, ["mean"], G.Seconds)
+    for container in ("list", "dict"):
+        with pytest.raises((TypeError, ValueError, exceptions.DatastreamException)):
+            HOSTILE_CALLS[where](ds, stream_id, 1, nasty.deep_value(5000, container))

@@ -1,4 +1,4 @@
-"""SPEC §5.1: value types through the public API (validation, read-back, aggregates)."""
+"""behaviour §5.1: value types through the public API (validation, read-back, aggregates)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import datastream
 from datastream import exceptions
+from tests import nasty
 
 from .helpers import EVER, G, at, level, raw, values
 
@@ -108,6 +112,65 @@ def test_pre_aggregated_dict_rejections(ds) -> None:
 
 
 # -- numeric, high accuracy ------------------------------------------------------------------
+
+
+def test_values_that_would_fail_later_are_refused_at_append(ds) -> None:
+    """behaviour §4.1: these used to be buffered and to fail at commit or in a kernel, jamming the
+    stream; now append refuses them and nothing of them is buffered."""
+    plain = ds.ensure_stream({"a": 1}, {}, ["mean", "std_dev", "frequencies"], G.Seconds)
+    high = ds.ensure_stream({"a": 2}, {}, ["mean", "std_dev"], G.Seconds,
+                            value_type_options={"high_accuracy": True})
+    cases = [
+        (plain, {"c": 2**63, "s": 1, "m": 1, "q": 1, "d": 0, "f": None}),
+        (plain, {"c": 2**32, "s": 1, "m": 1, "q": 1, "d": 0, "f": None}),
+        (plain, {"c": 1, "s": 1, "m": 1, "q": 1, "d": 0, "f": {1: 2**64}}),
+        (plain, decimal.Decimal("sNaN")),
+        (high, decimal.Decimal("1e999999")),
+        (high, decimal.Decimal("-1e400")),
+        (high, decimal.Decimal("1e-400")),
+        (high, decimal.Decimal("sNaN")),
+        (high, {"c": 1, "s": decimal.Decimal("1e999999"), "m": 1, "q": 1, "d": 0}),
+    ]
+    for second, (stream_id, value) in enumerate(cases):
+        with pytest.raises(ValueError):
+            ds.append(stream_id, value, at(second))
+        with pytest.raises(ValueError):
+            ds.append_multiple([{"stream_id": stream_id, "value": value, "timestamp": at(0)}])
+        if isinstance(value, decimal.Decimal):
+            with pytest.raises(ValueError):
+                ds.append_arrays(stream_id, np.array([np.datetime64("2000-01-01T12:00")]),
+                                 np.array([value], dtype=object))
+    ds.append(plain, 1, at(0))
+    ds.append(plain, 3, at(1))
+    ds.append(high, decimal.Decimal("1e308"), at(0))
+    ds.append(high, decimal.Decimal(3), at(20))
+    ds.append(plain, 5, at(20))
+    ds.flush()
+    ds.downsample_streams(until=at(20))
+    assert level(ds, plain, G.Seconds10)[0]["v"] == {
+        "c": 2, "s": 4, "q": 10, "m": 2.0, "d": 1.0, "f": {1: 1, 3: 1}
+    }
+    assert level(ds, high, G.Seconds10)[0]["v"]["m"] == decimal.Decimal("1e308")
+    assert values(ds, plain) == [1, 3, 5]
+
+
+def test_largest_counts_add_up_exactly(ds) -> None:
+    """Counts up to 2**32 - 1 cannot overflow the int64 count of a bucket, even when a
+    thousand such points share one."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["count", "frequencies"], G.Seconds)
+    largest = 2**32 - 1
+    ds.append_multiple([
+        {"stream_id": stream_id, "value": {"c": largest, "f": {7: largest}},
+         "timestamp": at(second / 100)}
+        for second in range(1000)
+    ])
+    ds.append(stream_id, 1, at(86400))
+    ds.downsample_streams(until=at(86400))
+    for granularity in (G.Seconds10, G.Minutes, G.Days):
+        total = sum(point["v"]["c"] for point in level(ds, stream_id, granularity))
+        assert total == 1000 * largest, granularity
+    day = level(ds, stream_id, G.Days)
+    assert day[0]["v"] == {"c": 1000 * largest, "f": {7: 1000 * largest}}
 
 
 def test_high_accuracy_reads_back_exactly_and_means_exactly(ds) -> None:
@@ -320,3 +383,60 @@ def test_raw_level_ignores_filters(ds) -> None:
     # downsampler filters are ignored at the raw level
     assert list(ds.get_data(stream_id, G.Seconds, start=EVER, value_downsamplers=["mean"],
                             time_downsamplers=[])) == [{"t": at(0), "v": 5}]
+
+
+# -- hostile values through every backend ------------------------------------------------------
+
+ALLOWED = (TypeError, ValueError, exceptions.DatastreamException)
+ALL_DOWNSAMPLERS = list(datastream.VALUE_DOWNSAMPLERS)
+STREAMS = {
+    "numeric": ({}, ALL_DOWNSAMPLERS),
+    "high": ({"value_type_options": {"high_accuracy": True}}, ALL_DOWNSAMPLERS),
+    "nominal": ({"value_type": "nominal"}, ["count", "most_often", "least_often",
+                                            "frequencies"]),
+    "graph": ({"value_type": "graph"}, ["count"]),
+}
+
+
+def _same(left, right) -> bool:
+    """Equal with equal types (True is not 1, 1 is not 1.0), Decimals by their text."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(_same, left, right))
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    if isinstance(left, decimal.Decimal):
+        return str(left) == str(right)
+    if isinstance(left, float):
+        return left == right and math.copysign(1, left) == math.copysign(1, right)
+    return left == right
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_hostile_values_round_trip(ds, data) -> None:
+    """Whatever append accepts reads back as append returned it, and downsampling it (with
+    every downsampler) works on every backend; whatever it refuses is a TypeError/ValueError."""
+    state = ds.__dict__.setdefault("_hostile", {"day": 0, "ids": {}})
+    name = data.draw(st.sampled_from(sorted(STREAMS)))
+    if name not in state["ids"]:
+        kwargs, names = STREAMS[name]
+        state["ids"][name] = ds.ensure_stream({"hostile": name}, {}, names, G.Seconds, **kwargs)
+    stream_id = state["ids"][name]
+    value = data.draw(nasty.values)
+    state["day"] += 1
+    stamp = at(state["day"] * 86400)
+    try:
+        appended = ds.append(stream_id, value, stamp)["datapoint"]
+    except ALLOWED:
+        return
+    assert appended["t"] == stamp
+    read = list(ds.get_data(stream_id, G.Seconds, start=stamp, end=stamp))
+    assert len(read) == 1 and read[0]["t"] == stamp
+    assert _same(read[0]["v"], appended["v"]), (read[0]["v"], appended["v"])
+    ds.downsample_streams(until=stamp)  # closes the buckets of the earlier examples
+    earlier = at((state["day"] - 1) * 86400)
+    for granularity in G.values[1:]:
+        list(ds.get_data(stream_id, granularity, start=earlier, end=earlier))

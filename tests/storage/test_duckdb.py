@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from datastream import exceptions
 from datastream.backends import duckdb as duckdb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage import duckdb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.duckdb import storage as store
 from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
 
 
@@ -136,8 +136,8 @@ def test_delete_streams_is_atomic(storage):
     storage.commit(WriteBatch(raw={a: raw_rows([1, 2], ints=[1, 2])}))
     before = snapshot(storage, [a])
     real = storage._con
-    storage._con = FailingConnection(real, 'DELETE FROM "streams"')
-    with pytest.raises(exceptions.DatastreamException, match="nothing deleted"):
+    storage._con = FailingConnection(real, 'DELETE FROM streams')
+    with pytest.raises(exceptions.DatastreamException, match="nothing of the batch was stored"):
         storage.delete_streams([a])
     storage._con = real
     assert snapshot(storage, [a]) == before

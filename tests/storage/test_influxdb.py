@@ -5,9 +5,12 @@ Runs against throwaway servers (tests/servers.py); each test gets fresh database
 
 from __future__ import annotations
 
+import datetime
 import math
+import random
 import threading
 import time
+import warnings
 
 import numpy as np
 import psycopg2
@@ -17,14 +20,23 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import datastream
 from datastream import exceptions
 from datastream import tags as tag_rules
+from datastream.backends import duckdb as duckdb_backend
 from datastream.backends import influxdb as influxdb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage import influxdb as store
-from datastream.storage import line_protocol as lp
-from datastream.storage import pg_query
-from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.base import (
+    RAW_SCHEMA,
+    MetaUpdate,
+    RecordConflict,
+    StreamExists,
+    StreamRecord,
+    WriteBatch,
+)
+from datastream.storage.influxdb import line_protocol as lp
+from datastream.storage.influxdb import query as pg_query
+from datastream.storage.influxdb import storage as store
 from tests import servers
 from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
 
@@ -738,3 +750,396 @@ def test_empty_ranges_read_nothing(storage):
     with np.errstate(all="raise"):
         assert storage.read_raw(a, 5, 1).num_rows == 0
         assert storage.read_raw(a, None, None, reverse=True).num_rows == 0
+
+
+# -- versions and conditional commits ------------------------------------------------------------
+
+
+def versions(storage, *stream_ids) -> list[int | None]:
+    found = {r.stream_id: r.version for r in storage.find_streams(None)}
+    for stream_id in stream_ids:  # get_stream and find_streams agree
+        record = storage.get_stream(stream_id)
+        assert (record.version if record else None) == found.get(stream_id)
+    return [found.get(stream_id) for stream_id in stream_ids]
+
+
+def pending_count(storage) -> int:
+    return storage._fetch("SELECT count(*) FROM datastream_pending")[0][0]
+
+
+def test_versions_move_once_per_commit_and_per_set_tags(storage, influx_factory):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    assert versions(storage, a, b) == [0, 0]
+    # raw + two levels + meta + truncation of one stream in one batch: one step
+    storage.commit(WriteBatch(
+        raw={a: raw_rows([1, 2])},
+        levels={"S": pa.table({"stream_id": [a, a], "t": [0, 10], "c": [1, 2]}),
+                "m": pa.table({"stream_id": [a], "t": [0], "c": [3]})},
+        meta={a: MetaUpdate(set={"x": 1})}, truncate_raw={a: 5},
+    ))
+    assert versions(storage, a, b) == [1, 0]
+    storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [b], "t": [0], "c": [1]})}))
+    storage.commit(WriteBatch(meta={a: MetaUpdate(max={"x": 0})}, expect={a: 1, b: 1}))
+    assert versions(storage, a, b) == [2, 1]  # expected but untouched: b stays
+    storage.set_tags(b, {"n": 3})
+    storage.set_tags(b, {"n": 4}, expect_version=2)
+    assert versions(storage, a, b) == [2, 3]
+    storage.commit(WriteBatch(clear_raw=[a], clear_levels=[b]))
+    assert versions(storage, a, b) == [3, 4]
+    assert versions(influx_factory(), a, b) == [3, 4]  # another process reads the same
+    # a stream created by a batch that also writes to it starts at 0
+    c = new_id()
+    storage.commit(WriteBatch(create=[(StreamRecord(c, {"n": 5}, {"m": 1}), {"n": 5})],
+                              raw={c: raw_rows([1])}, meta={a: MetaUpdate(set={"y": 2})}))
+    assert versions(storage, a, c) == [4, 0]
+    assert raw_pairs(storage, c) == [(1, None)]
+
+
+def test_expect_mismatch_conflicts_with_nothing_stored(storage):
+    a, b = prepare_for_failure(storage)
+    storage.set_tags(a, {"n": 1, "moved": True})  # version 2 now
+    before, pending = snapshot(storage, [a, b]), pending_count(storage)
+    batch = big_batch(a, b)
+    batch.truncate_raw = {a: 0}
+    batch.expect = {a: 1, b: 0}
+    with pytest.raises(RecordConflict, match=f"{a}.*version 2, expected version 1"):
+        storage.commit(batch)
+    assert snapshot(storage, [a, b]) == before
+    assert versions(storage, a, b) == [2, 0]
+    assert pending_count(storage) == pending  # no attempt that could ever become visible
+    # a stream deleted since it was read is a conflict too, not a missing stream
+    gone = add_stream(storage, {"n": 9})
+    storage.delete_streams([gone])
+    with pytest.raises(RecordConflict, match="deleted"):
+        storage.commit(WriteBatch(raw={gone: raw_rows([1])}, expect={gone: 0}))
+    batch.expect = {a: 2, b: 0}
+    storage.commit(batch)
+    assert versions(storage, a, b) == [3, 1]
+    assert storage.read_raw(a, None, None).column("t").to_pylist() == [2, 3, 4, 5, 6]
+
+
+def test_set_tags_is_a_compare_and_set(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.set_tags(a, {"n": 2}, expect_version=0)
+    with pytest.raises(RecordConflict, match="version 1, expected 0"):
+        storage.set_tags(a, {"n": 3}, expect_version=0)
+    assert (storage.get_stream(a).tags, storage.get_stream(a).version) == ({"n": 2}, 1)
+    assert ids(storage.find_streams({"n": 3})) == []
+    storage.set_tags(a, {"n": 3})  # unconditional
+    assert (storage.get_stream(a).tags, storage.get_stream(a).version) == ({"n": 3}, 2)
+    for expect in (None, 0):
+        with pytest.raises(exceptions.StreamNotFound):
+            storage.set_tags(new_id(), {}, expect_version=expect)
+
+
+def test_create_refuses_a_stream_matching_an_existing_one(storage):
+    a = add_stream(storage, {"host": "a", "n": 1}, {"m": 1})
+    b = add_stream(storage, {"host": "b"})
+    before, pending = snapshot(storage, [a, b]), pending_count(storage)
+    c = new_id()
+    batch = WriteBatch(create=[(StreamRecord(c, {"host": "a", "n": 2}, {}), {"host": "a"})],
+                       meta={b: MetaUpdate(set={"contributes": c})}, expect={b: 0})
+    with pytest.raises(StreamExists) as raised:
+        storage.commit(batch)
+    assert raised.value.existing == StreamRecord(a, {"host": "a", "n": 1}, {"m": 1}, 0)
+    assert snapshot(storage, [a, b]) == before and pending_count(storage) == pending
+    assert storage.create_stream(StreamRecord(c, {"host": "a"}, {}), {"host": "a"}).stream_id == a
+    # two creations in one batch see each other: the second one matches the first
+    d, e = new_id(), new_id()
+    with pytest.raises(StreamExists) as raised:
+        storage.commit(WriteBatch(create=[(StreamRecord(d, {"host": "d"}, {}), {"host": "d"}),
+                                          (StreamRecord(e, {"host": "d"}, {}), {"host": "d"})]))
+    assert raised.value.existing.stream_id == d
+    assert ids(storage.find_streams(None)) == [a, b]
+
+
+def test_create_with_source_meta_is_one_commit(storage):
+    """A derived stream and its source's meta: both or neither, whichever way COMMIT fails."""
+    a = add_stream(storage, {"n": 1}, {"contributes_to": {}})
+    for reach_server in (False, True):
+        c = new_id()
+        batch = WriteBatch(create=[(StreamRecord(c, {"d": c}, {"derived": a}), {"d": c})],
+                           meta={a: MetaUpdate(set={"contributes_to": {c: {}}})},
+                           expect={a: storage.get_stream(a).version})
+        real = storage._connection()
+        storage._pg = CommitFailsOnce(real, reach_server)
+        try:
+            if reach_server:
+                storage.commit(batch)  # it did commit: success
+            else:
+                with pytest.raises(exceptions.StreamAppendFailed):
+                    storage.commit(batch)
+        finally:
+            storage._pg = real
+        created = storage.get_stream(c)
+        source = storage.get_stream(a)
+        assert (created is not None) == reach_server
+        assert (c in source.meta["contributes_to"]) == reach_server
+        if created is not None:
+            assert (created.meta, created.version) == ({"derived": a}, 0)
+
+
+def test_delete_with_source_meta_is_one_commit(storage):
+    a = add_stream(storage, {"n": 1}, {"contributes_to": {"x": {}}})
+    d = add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={d: raw_rows([1]), a: raw_rows([1])}))
+    batch = WriteBatch(delete=[d], meta={a: MetaUpdate(set={"contributes_to": {}})},
+                       expect={a: 1, d: 1})
+    real = storage._connection()
+    storage._pg = CommitFailsOnce(real, reach_server=False)
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(batch)
+    storage._pg = real
+    assert ids(storage.find_streams(None)) == [a, d]
+    assert storage.get_stream(a).meta == {"contributes_to": {"x": {}}}
+    assert raw_pairs(storage, d) == [(1, None)]
+    storage.commit(batch)
+    assert ids(storage.find_streams(None)) == [a]
+    assert storage.get_stream(a).meta == {"contributes_to": {}}
+    assert storage.get_stream(a).version == 2
+    assert storage.read_raw(d, None, None).num_rows == 0
+    assert series_count(storage, d) == 0
+    storage.commit(WriteBatch(delete=[d]))  # already gone: nothing to do
+
+
+def test_nothing_after_commit_raises(storage, monkeypatch):
+    a = add_stream(storage, {"n": 1})
+    d = add_stream(storage, {"n": 2})
+
+    def broken(self, limit):
+        raise RuntimeError("anything at all")
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_garbage", broken)
+    storage.commit(WriteBatch(delete=[d], raw={a: raw_rows([1])}))  # stored, no error
+    assert ids(storage.find_streams(None)) == [a] and raw_pairs(storage, a) == [(1, None)]
+    assert storage._garbage_due
+    monkeypatch.undo()
+    storage.commit(WriteBatch(raw={a: raw_rows([2])}))
+    assert series_count(storage, d) == 0 and not storage._garbage_due
+
+
+def test_influxd_killed_mid_commit_of_create_delete_and_truncate(influx_servers, monkeypatch):
+    """One batch creates a stream, updates its source, deletes another and truncates a third
+    while writing points: a crash of InfluxDB mid-write leaves all of it undone."""
+    with servers.influxdb_server() as influxd, servers.fresh_databases(influx_servers) as (
+        _, metadata
+    ):
+        storage = store.InfluxDBStorage(influxd.connection("killed"), metadata)
+        try:
+            a = add_stream(storage, {"n": 1}, {"contributes_to": {}})
+            d = add_stream(storage, {"n": 2})
+            e = add_stream(storage, {"n": 3})
+            storage.commit(WriteBatch(raw={d: raw_rows([1]), e: raw_rows([1, 5], ints=[1, 5])}))
+            before = snapshot(storage, [a, d, e])
+            c = new_id()
+            n = 3 * store.LINES_PER_REQUEST
+
+            def batch():
+                return WriteBatch(
+                    create=[(StreamRecord(c, {"d": 1}, {"from": a}), {"d": 1})],
+                    meta={a: MetaUpdate(set={"contributes_to": {c: {}}})},
+                    raw={a: raw_rows(list(range(n)), ints=list(range(n))),
+                         e: raw_rows([5], ints=[50])},
+                    truncate_raw={e: 3}, delete=[d], expect={a: 0, d: 1, e: 1},
+                )
+
+            original = store.InfluxDBStorage._write_chunk
+            written = []
+
+            def crash_after_first(self, client, body):
+                if written:
+                    influxd.kill()
+                original(self, client, body)
+                written.append(len(body))
+
+            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            with pytest.raises(exceptions.StreamAppendFailed):
+                storage.commit(batch())
+            monkeypatch.undo()
+            assert written and storage.get_stream(c) is None
+            assert storage.get_stream(a).meta == {"contributes_to": {}}
+            assert versions(storage, a, d, e) == [0, 1, 1]
+            influxd.start()
+            assert snapshot(storage, [a, d, e]) == before
+            storage.commit(batch())
+            assert ids(storage.find_streams(None)) == [a, e, c]
+            assert storage.get_stream(a).meta == {"contributes_to": {c: {}}}
+            assert storage.read_raw(a, None, None).num_rows == n
+            assert raw_pairs(storage, e) == [(1, 1), (5, 50)]
+            assert storage.read_raw(d, None, None).num_rows == 0
+        finally:
+            storage.close()
+
+
+# -- truncate_raw --------------------------------------------------------------------------------
+
+
+def test_truncate_hides_older_rows_at_or_after_t_and_keeps_the_batch_rows(storage,
+                                                                          influx_factory):
+    a = add_stream(storage, {"n": 1})
+    b = add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 30], ints=[1, 2, 3]),
+                                   b: raw_rows([20], ints=[9])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([20, 40], ints=[4, 5])}))
+    # the batch re-writes from 20 on, with a row before the cut and rows at its instant
+    storage.commit(WriteBatch(raw={a: raw_rows([15, 20, 20, 25], ints=[6, 7, 8, 9])},
+                              truncate_raw={a: 20}))
+    expected = [(10, 1), (15, 6), (20, 7), (20, 8), (25, 9)]
+    assert raw_pairs(storage, a) == expected
+    assert raw_pairs(influx_factory(), a) == expected
+    assert raw_pairs(storage, a, 20, None) == expected[2:]
+    assert raw_pairs(storage, b) == [(20, 9)]  # other streams untouched
+    # later batches at or after the cut stay visible; a truncation writing nothing hides
+    storage.commit(WriteBatch(raw={a: raw_rows([20, 50], ints=[10, 11])}))
+    assert raw_pairs(storage, a, 20, None) == [(20, 7), (20, 8), (20, 10), (25, 9), (50, 11)]
+    storage.commit(WriteBatch(truncate_raw={a: 25}))
+    assert raw_pairs(storage, a) == [(10, 1), (15, 6), (20, 7), (20, 8), (20, 10)]
+    # an earlier cut supersedes the later ones (the list is a Pareto frontier)
+    storage.commit(WriteBatch(raw={a: raw_rows([12], ints=[12])}, truncate_raw={a: 11}))
+    assert raw_pairs(storage, a) == [(10, 1), (12, 12)]
+    assert len(storage._view(a)[0].store["raw"]["cut"]) == 1
+    # new points never take the identity of a hidden one (InfluxDB would merge their fields)
+    storage.commit(WriteBatch(raw={a: raw_rows([20, 20, 20, 20], floats=[0.5] * 4)}))
+    rows = storage.read_raw(a, 20, 21)
+    assert rows.column("i").to_pylist() == [None] * 4
+    assert rows.column("f").to_pylist() == [0.5] * 4
+
+
+def test_failed_truncating_commit_hides_nothing(storage, monkeypatch):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 30], ints=[1, 2, 3])}))
+    before = raw_pairs(storage, a)
+
+    def down(self, client, body):
+        raise OSError("network down")
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", down)
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(WriteBatch(raw={a: raw_rows([20], ints=[7])}, truncate_raw={a: 15}))
+    monkeypatch.undo()
+    assert raw_pairs(storage, a) == before
+    real = storage._connection()
+    storage._pg = CommitFailsOnce(real, reach_server=False)
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(WriteBatch(truncate_raw={a: 15}))
+    storage._pg = real
+    assert raw_pairs(storage, a) == before
+    storage.commit(WriteBatch(raw={a: raw_rows([20], ints=[7])}, truncate_raw={a: 15}))
+    assert raw_pairs(storage, a) == [(10, 1), (20, 7)]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(0, 40), st.lists(st.integers(0, 40), max_size=4),
+                                st.booleans()), min_size=1, max_size=12))
+def test_many_truncations_read_like_deletions(storage, monkeypatch, steps):
+    """Against a list model; a small MAX_CUTS makes the cut list merge (and copy) often."""
+    monkeypatch.setattr(store, "MAX_CUTS", 2)
+    a = add_stream(storage, {"stream": new_id()})
+    model: list[tuple[int, int]] = []
+    for number, (cut, times, truncate) in enumerate(steps):
+        times = sorted(times)
+        values = [number * 10 + k for k in range(len(times))]
+        batch = WriteBatch(raw={a: raw_rows(times, ints=values)})
+        if truncate:
+            batch.truncate_raw = {a: cut}
+            model = [(t, v) for t, v in model if t < cut]
+        model += list(zip(times, values))
+        storage.commit(batch)
+        assert raw_pairs(storage, a) == sorted(model, key=lambda pair: pair[0])
+        assert len(storage._view(a)[0].store["raw"]["cut"]) <= 2
+
+
+def test_derived_streams_fed_late_points_read_as_on_duckdb(influx_factory, monkeypatch):
+    """End to end through the engine: late points re-derive derived streams (truncate_raw),
+    and the result equals the embedded store's, also while cuts merge."""
+    monkeypatch.setattr(store, "MAX_CUTS", 2)
+    chance = random.Random(5)
+    appends = [(chance.randint(0, 1), chance.randint(0, 200) / 4, chance.randint(0, 9),
+                chance.random() < 0.3) for _ in range(80)]
+    start = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    now = start + datetime.timedelta(days=1)
+
+    def replay(backend):
+        ds = datastream.Datastream(backend, clock=lambda: now)
+        a = ds.ensure_stream({"n": "a"}, {}, ["mean"])
+        b = ds.ensure_stream({"n": "b"}, {}, ["mean"])
+        slope = ds.ensure_stream({"n": "d"}, {}, ["mean"], derive_from=a,
+                                 derive_op="derivative")
+        total = ds.ensure_stream({"n": "s"}, {}, ["mean"], derive_from=[a, b], derive_op="sum")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", exceptions.InvalidValueWarning)
+            for source, seconds, value, flush in appends:
+                ds.append([a, b][source], value, start + datetime.timedelta(seconds=seconds),
+                          check_timestamp=False)
+                if flush:
+                    ds.flush()
+            ds.flush()
+        result = [[(p["t"], p["v"]) for p in ds.get_data(x, datastream.Granularity.Seconds,
+                                                          start=datetime.datetime.min)]
+                  for x in (slope, total)]
+        cuts = [len(backend._view(x)[0].store["raw"]["cut"]) for x in (slope, total)
+                if isinstance(backend, store.InfluxDBStorage)]
+        ds.close()
+        return result, cuts
+
+    expected, _ = replay(duckdb_backend.Backend())
+    got, cuts = replay(influx_factory())
+    assert all(expected) and got == expected
+    assert 0 < max(cuts) <= 2  # truncations happened; the cut list stayed bounded
+
+
+# -- two processes -------------------------------------------------------------------------------
+
+
+def test_two_storages_racing_lose_no_update(influx_factory):
+    """Read-modify-write loops through two storage objects: every increment and every tag
+    survives, and the version counts them all."""
+    first, second = influx_factory(), influx_factory()
+    a = add_stream(first, {"n": 0}, {"count": 0})
+    rounds, errors = 15, []
+
+    def bump(backend, name):
+        try:
+            for step in range(rounds):
+                while True:
+                    record = backend.get_stream(a)
+                    meta = MetaUpdate(set={"count": record.meta["count"] + 1},
+                                      max={"latest": step})
+                    try:
+                        backend.commit(WriteBatch(raw={a: raw_rows([step], ints=[step])},
+                                                  meta={a: meta}, expect={a: record.version}))
+                        break
+                    except RecordConflict:
+                        continue
+                while True:
+                    record = backend.get_stream(a)
+                    tags = {**record.tags, f"{name}{step}": step}
+                    try:
+                        backend.set_tags(a, tags, expect_version=record.version)
+                        break
+                    except RecordConflict:
+                        continue
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=bump, args=(backend, name))
+               for backend, name in ((first, "x"), (first, "y"), (second, "z"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    record = second.get_stream(a)
+    assert record.meta == {"count": 3 * rounds, "latest": rounds - 1}
+    assert record.tags == {"n": 0, **{f"{name}{s}": s for name in "xyz" for s in range(rounds)}}
+    assert record.version == 2 * 3 * rounds
+    assert first.read_raw(a, None, None).num_rows == 3 * rounds
+
+
+def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory):
+    with storage._transaction() as cur:
+        cur.execute("UPDATE datastream_info SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(store.StorageUnavailable, match="schema version 1, this datastream reads 2"):
+        influx_factory()

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datastream import exceptions, tags
-from datastream.storage import mongo_query
 from datastream.storage.base import StreamRecord
+from datastream.storage.mongodb import query as mongo_query
 from tests.mongo_support import mongo_targets, storage_factory
 
 STORED = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +13,8 @@ import pytest
 from datastream import exceptions
 from datastream.backends import mongodb as mongodb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage import mongodb as store
 from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.mongodb import storage as store
 from tests.mongo_support import mongo_targets, storage_factory
 from tests.storage.rows import new_id, raw_rows
 
@@ -178,23 +179,26 @@ def test_delete_streams_removes_records_and_rows(storage):
 
 
 def test_interrupted_delete_stays_hidden_until_recovered(factory):
-    storage = factory(commit_timeout=0)
+    storage = factory()
     ids = [add_stream(storage) for _ in range(3)]
-    calls = []
-
-    def fail_second_raw_delete(name, method, args, kwargs):
-        if name == "raw" and method == "delete_many":
-            calls.append(1)
-            raise store.PyMongoError("connection lost")
-
-    factory.client.fault = fail_second_raw_delete
+    for stream_id in ids:
+        storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])}))
+    fail_on(factory, "raw", "delete_many", times=100)  # rows cannot be removed for now
     with pytest.warns(exceptions.InternalInconsistencyWarning):
         storage.delete_streams(ids[:2])
     factory.client.fault = None
+    # Committed: hidden from readers, though the documents and rows are still there.
     assert [r.stream_id for r in storage.find_streams(None)] == ids[2:]
     assert storage.get_stream(ids[0]) is None
+    assert storage.record_version(ids[0]) is None
+    assert times_of(storage, ids[0]) == []
+    assert collection(storage, "streams").count_documents({"gone": {"$exists": True}}) == 2
+    assert collection(storage, "raw").count_documents({}) == 3
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.set_tags(ids[0], {"a": 1})
     storage.recover()
-    assert collection(storage, "batches").count_documents({"kind": "delete"}) == 0
+    assert collection(storage, "streams").count_documents({}) == 1
+    assert collection(storage, "raw").count_documents({}) == 1
     assert [r.stream_id for r in storage.find_streams(None)] == ids[2:]
 
 
@@ -750,3 +754,465 @@ def test_crashed_multi_stream_writer_is_aborted(factory, monkeypatch):
     assert collection(storage, "raw").count_documents({}) == 0
     assert all(storage._streams.find_one({"_id": i})["w"]["open"] == [] for i in ids)
     assert collection(storage, "batches").find_one({})["state"] == "aborted"
+
+
+# -- versions and conditional commits ------------------------------------------------------------
+
+
+def version_of(storage, stream_id):
+    record = storage.get_stream(stream_id)
+    assert storage.record_version(stream_id) == record.version
+    return record.version
+
+
+def test_versions_count_commits_and_tag_changes(storage):
+    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    assert version_of(storage, a) == 0
+    storage.commit(WriteBatch(raw={a: raw_rows([1])}))
+    assert version_of(storage, a) == 1
+    storage.commit(WriteBatch(levels={"S": level_rows(a, [0], [1])},
+                              meta={a: MetaUpdate(set={"n": 1})}))  # rows + meta: one commit
+    assert version_of(storage, a) == 2
+    storage.set_tags(a, {"x": 1})
+    assert version_of(storage, a) == 3
+    storage.commit(WriteBatch(raw={a: raw_rows([2]), b: raw_rows([2])},
+                              meta={b: MetaUpdate(set={"n": 1})}))
+    assert (version_of(storage, a), version_of(storage, b)) == (4, 1)
+    storage.commit(WriteBatch(truncate_raw={b: 0}))
+    storage.commit(WriteBatch(clear_levels=[a]))
+    assert (version_of(storage, a), version_of(storage, b)) == (5, 2)
+    storage.commit(WriteBatch())
+    assert (version_of(storage, a), version_of(storage, b)) == (5, 2)
+
+
+def test_expected_version_mismatch_stores_nothing(factory):
+    storage = factory()
+    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    storage.commit(WriteBatch(raw={a: raw_rows([1], ints=[1])}, meta={a: MetaUpdate(set={"n": 1})}))
+    new = new_id()
+    before = observable(storage, [a, b, new])
+    stale = WriteBatch(
+        raw={a: raw_rows([2], ints=[2]), b: raw_rows([2], ints=[2])},
+        levels={"S": level_rows(b, [0], [1])},
+        meta={a: MetaUpdate(set={"n": 2}), b: MetaUpdate(set={"n": 2})},
+        create=[(StreamRecord(new, {"new": 1}, {}), {"new": 1})],
+        expect={a: 0, b: 0},  # a is at version 1
+    )
+    with pytest.raises(store.RecordConflict, match=a):
+        storage.commit(stale)
+    assert observable(storage, [a, b, new]) == before
+    assert (version_of(storage, a), version_of(storage, b)) == (1, 0)
+    assert collection(storage, "raw").count_documents({}) == 1
+    assert collection(storage, "streams").count_documents({}) == 2
+    assert all(not doc["w"]["open"] for doc in collection(storage, "streams").find({}))
+    stale.expect = {a: 1, b: 0}
+    storage.commit(stale)
+    assert (ints_of(storage, a), ints_of(storage, b)) == ([1, 2], [2])
+    assert (version_of(storage, a), version_of(storage, b), version_of(storage, new)) == (2, 1, 0)
+
+
+def test_expected_version_of_a_missing_stream_fails_the_batch(storage):
+    a = add_stream(storage)
+    with pytest.raises(exceptions.StreamAppendFailed, match="gone-id"):
+        storage.commit(WriteBatch(raw={a: raw_rows([1])}, meta={"gone-id": MetaUpdate()},
+                                  expect={a: 0, "gone-id": 0}))
+    assert times_of(storage, a) == [] and version_of(storage, a) == 0
+
+
+def test_set_tags_compare_and_set(storage):
+    a = add_stream(storage, {"k": 1})
+    storage.set_tags(a, {"k": 2}, expect_version=0)
+    with pytest.raises(store.RecordConflict):
+        storage.set_tags(a, {"k": 3}, expect_version=0)
+    assert storage.get_stream(a).tags == {"k": 2}
+    storage.commit(WriteBatch(raw={a: raw_rows([1])}))
+    with pytest.raises(store.RecordConflict):
+        storage.set_tags(a, {"k": 3}, expect_version=1)
+    storage.set_tags(a, {"k": 3}, expect_version=2)
+    assert (storage.get_stream(a).tags, version_of(storage, a)) == ({"k": 3}, 3)
+    with pytest.raises(exceptions.StreamNotFound):
+        storage.set_tags(new_id(), {"k": 1}, expect_version=0)
+
+
+def leave_unflipped(factory, stream_id):
+    """Fail the flip of one stream (a crash between the journal and that flip)."""
+    fail_on(factory, "streams", "update_one",
+            lambda args: is_flip(args) and args[0]["_id"] == stream_id, times=1)
+
+
+def test_committed_unflipped_batch_counts_and_is_rolled_forward_first(factory):
+    storage = factory()
+    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    leave_unflipped(factory, b)
+    with pytest.warns(exceptions.InternalInconsistencyWarning):
+        storage.commit(WriteBatch(meta={a: MetaUpdate(set={"n": 1}), b: MetaUpdate(set={"n": 1})}))
+    factory.client.fault = None
+    assert collection(storage, "streams").find_one({"_id": b})["v"] == 0  # stored
+    assert (version_of(storage, b), storage.get_stream(b).meta) == (1, {"n": 1})  # logical
+    with pytest.raises(store.RecordConflict):
+        storage.commit(WriteBatch(meta={b: MetaUpdate(set={"n": 5})}, expect={b: 0}))
+    storage.commit(WriteBatch(meta={b: MetaUpdate(set={"n": 2})}, expect={b: 1}))
+    assert (version_of(storage, b), storage.get_stream(b).meta) == (2, {"n": 2})
+    assert (version_of(storage, a), storage.get_stream(a).meta) == (1, {"n": 1})
+    storage.recover()  # rolls forward on a too, if its flip came after b's (ids order them)
+    assert collection(storage, "batches").count_documents({}) == 0
+    assert collection(storage, "streams").find_one({"_id": a})["v"] == 1
+    # The same for set_tags.
+    leave_unflipped(factory, b)
+    with pytest.warns(exceptions.InternalInconsistencyWarning):
+        storage.commit(WriteBatch(meta={a: MetaUpdate(set={"n": 3}), b: MetaUpdate(set={"n": 3})}))
+    factory.client.fault = None
+    storage.set_tags(b, {"t": 1}, expect_version=3)
+    assert (version_of(storage, b), storage.get_stream(b).meta) == (4, {"n": 3})
+
+
+def change_tags(storage, stream_id, key, value) -> int:
+    """Read-modify-write of one tag, retried on conflict; returns the conflicts met."""
+    conflicts = 0
+    while True:
+        record = storage.get_stream(stream_id)
+        try:
+            storage.set_tags(stream_id, {**record.tags, key: value},
+                             expect_version=record.version)
+            return conflicts
+        except store.RecordConflict:
+            conflicts += 1
+
+
+def test_two_processes_changing_tags_lose_nothing(factory):
+    first, second = factory(), factory()  # two storage objects: two "processes"
+    stream_id = add_stream(first, {"base": 0})
+    interfere = []
+
+    def second_writes_first(name, method, args, kwargs):
+        # Right before the first process's compare-and-set, the second process changes
+        # another key: the first one's read is stale.
+        if interfere and name == "streams" and method == "update_one" and (
+            "tags" in args[1].get("$set", {})
+        ):
+            n = interfere.pop()
+            factory.client.fault = None
+            change_tags(second, stream_id, f"second{n}", n)
+            factory.client.fault = second_writes_first
+
+    factory.client.fault = second_writes_first
+    conflicts = []
+    for n in range(3):
+        interfere.append(n)
+        conflicts.append(change_tags(first, stream_id, f"first{n}", n))
+    factory.client.fault = None
+    assert conflicts == [1, 1, 1]
+    record = first.get_stream(stream_id)
+    assert record.tags == {"base": 0, **{f"first{n}": n for n in range(3)},
+                           **{f"second{n}": n for n in range(3)}}
+    assert record.version == 6
+
+
+def test_threads_of_two_processes_changing_tags_lose_nothing(factory):
+    stream_id = add_stream(factory(), {"base": 0})
+    errors = []
+
+    def change(worker):
+        storage = factory()
+        try:
+            for n in range(10):
+                change_tags(storage, stream_id, f"w{worker}_{n}", n)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=change, args=(w,)) for w in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    record = factory().get_stream(stream_id)
+    assert record.tags == {"base": 0, **{f"w{w}_{n}": n for w in range(2) for n in range(10)}}
+    assert record.version == 20
+
+
+# -- creating, deleting and truncating inside a commit -------------------------------------------
+
+
+def test_create_with_another_streams_meta_in_one_commit(storage):
+    source = add_stream(storage, {"src": 1}, {"contributes_to": {}})
+    derived = new_id()
+    storage.commit(WriteBatch(
+        create=[(StreamRecord(derived, {"d": 1}, {"derived_from": [source], "none": None}),
+                 {"d": 1})],
+        meta={source: MetaUpdate(set={"contributes_to": {derived: {"op": "sum"}}})},
+        expect={source: 0},
+    ))
+    record = storage.get_stream(derived)
+    assert (record.tags, record.meta, record.version) == (
+        {"d": 1}, {"derived_from": [source], "none": None}, 0)
+    assert storage.get_stream(source).meta == {"contributes_to": {derived: {"op": "sum"}}}
+    assert version_of(storage, source) == 1
+    assert [r.stream_id for r in storage.find_streams(None)] == [source, derived]
+    with pytest.raises(store.StreamExists) as exists:
+        storage.commit(WriteBatch(create=[(StreamRecord(new_id(), {"d": 1}, {}), {"d": 1})],
+                                  meta={source: MetaUpdate(set={"x": 1})}))
+    assert exists.value.existing.stream_id == derived
+    assert version_of(storage, source) == 1 and "x" not in storage.get_stream(source).meta
+    assert len(storage.find_streams(None)) == 2
+
+
+def test_creation_pending_in_another_writer_is_reported(factory):
+    writer, other = factory(), factory()
+    source = add_stream(writer)
+    pending, seen = new_id(), []
+
+    def meanwhile(name, method, args, kwargs):
+        if name == "batches" and method == "insert_one":  # the writer's commit point
+            factory.client.fault = None
+            assert other.find_streams({"q": 1}) == [] and other.get_stream(pending) is None
+            with pytest.raises(store.StreamExists) as exists:
+                other.commit(WriteBatch(create=[(StreamRecord(new_id(), {"q": 1}, {}),
+                                                 {"q": 1})]))
+            seen.append(exists.value.existing.stream_id)
+            seen.append(other.create_stream(StreamRecord(new_id(), {"q": 1}, {}), {"q": 1}))
+
+    factory.client.fault = meanwhile
+    writer.commit(WriteBatch(create=[(StreamRecord(pending, {"q": 1}, {}), {"q": 1})],
+                             meta={source: MetaUpdate(set={"c": 1})}))
+    assert seen[0] == pending and seen[1].stream_id == pending
+    assert [r.stream_id for r in other.find_streams({"q": 1})] == [pending]
+
+
+def test_crashed_creation_is_removed_and_its_query_freed(factory):
+    storage = factory(commit_timeout=0)
+    source = add_stream(storage)
+    crash_from(factory, lambda name, method, args: name == "batches")
+    with pytest.raises(Crash):
+        storage.commit(WriteBatch(create=[(StreamRecord(new_id(), {"q": 1}, {}), {"q": 1})],
+                                  raw={source: raw_rows([1])}))
+    factory.client.fault = None
+    assert collection(storage, "streams").count_documents({"new": {"$exists": True}}) == 1
+    assert storage.find_streams({"q": 1}) == []
+    # A later creator with the same query clears the crashed one (stale: commit_timeout=0).
+    again = storage.create_stream(StreamRecord(new_id(), {"q": 1}, {}), {"q": 1})
+    assert [r.stream_id for r in storage.find_streams(None)] == [source, again.stream_id]
+    assert times_of(storage, source) == []
+    storage.recover()  # the crashed batch's rows on the source go too
+    assert collection(storage, "raw").count_documents({}) == 0
+    assert collection(storage, "streams").find_one({"_id": source})["w"]["open"] == []
+
+
+def test_deleting_a_stream_and_updating_another_in_one_commit(storage):
+    source = add_stream(storage, {"s": 1}, {"contributes_to": {}})
+    doomed = add_stream(storage, {"d": 1})
+    storage.commit(WriteBatch(raw={doomed: raw_rows([1, 2])},
+                              levels={"S": level_rows(doomed, [0], [2])},
+                              meta={source: MetaUpdate(set={"contributes_to": {doomed: {}}})}))
+    storage.commit(WriteBatch(delete=[doomed, new_id()],
+                              meta={source: MetaUpdate(set={"contributes_to": {}})},
+                              expect={source: 1, doomed: 1}))
+    assert [r.stream_id for r in storage.find_streams(None)] == [source]
+    assert storage.get_stream(source).meta == {"contributes_to": {}}
+    assert version_of(storage, source) == 2
+    assert collection(storage, "streams").count_documents({}) == 1
+    assert collection(storage, "raw").count_documents({}) == 0
+    assert collection(storage, "level_S").count_documents({}) == 0
+    again = storage.create_stream(StreamRecord(new_id(), {"d": 1}, {}), {"d": 1})
+    assert again.stream_id != doomed  # the deleted stream gave its query key up
+
+
+def test_truncate_hides_older_rows_from_t_and_keeps_the_new_ones(storage):
+    a = add_stream(storage)
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 3, 5, 7], ints=[1, 3, 5, 7])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 9], ints=[50, 60, 90])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([4, 5, 8], ints=[-4, -5, -8])},
+                              truncate_raw={a: 5}))
+    assert ints_of(storage, a) == [1, 3, -4, -5, -8]
+    assert ints_of(storage, a, reverse=True) == [-8, -5, -4, 3, 1]
+    assert ints_of(storage, a, 3, 6) == [3, -4, -5]
+    storage.commit(WriteBatch(raw={a: raw_rows([5], ints=[55])}))  # later rows are not cut
+    assert ints_of(storage, a) == [1, 3, -4, -5, 55, -8]
+    storage.commit(WriteBatch(truncate_raw={a: 2}))
+    assert ints_of(storage, a) == [1]
+
+
+def test_truncated_chunks_and_cuts_are_collected(storage):
+    a = add_stream(storage)
+    for start in range(0, 40, 10):  # four chunks: t 0-9, 10-19, ...
+        times = list(range(start, start + 10))
+        storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)}))
+    for cut in (35, 25, 15):
+        storage.commit(WriteBatch(truncate_raw={a: cut}))
+    assert ints_of(storage, a) == list(range(15))
+    chunks = sorted(c["t0"] for c in collection(storage, "raw").find({"sid": a}))
+    assert chunks == [0, 10]  # the chunks starting at 20 and 30 were wholly cut
+    assert [c["t"] for c in collection(storage, "streams").find_one({"_id": a})["w"]["cuts"]] \
+        == [15]
+    storage.commit(WriteBatch(truncate_raw={a: 10}))
+    assert ints_of(storage, a) == list(range(10))
+    assert collection(storage, "streams").find_one({"_id": a})["w"]["cuts"] == []
+    assert collection(storage, "raw").count_documents({"sid": a}) == 1
+
+
+# -- every step of a commit: a failure, a crash, and what readers see meanwhile -------------------
+
+
+class Crash(BaseException):
+    """The writing process dies: this call and every later one never happen."""
+
+
+def crash_from(factory, when):
+    """From the first call for which ``when(name, method, args)`` holds, every call raises
+    Crash (nothing the dying writer tries afterwards reaches the server)."""
+    dead = []
+
+    def fault(name, method, args, kwargs):
+        if dead or when(name, method, args):
+            dead.append(1)
+            raise Crash(f"{name}.{method}")
+
+    factory.client.fault = fault
+
+
+def scenario_create(storage):
+    source = add_stream(storage, {"src": 1}, {"contributes_to": {}})
+    derived = new_id()
+    batch = WriteBatch(
+        create=[(StreamRecord(derived, {"d": 1}, {"k": 1}), {"d": 1})],
+        meta={source: MetaUpdate(set={"contributes_to": {derived: {"op": "sum"}}})},
+        expect={source: 0},
+    )
+
+    def state(reader):
+        src = reader.get_stream(source)
+        return (reader.get_stream(derived) is not None,
+                [r.stream_id for r in reader.find_streams({"d": 1})] == [derived],
+                bool(src.meta["contributes_to"]), src.version)
+
+    return batch, state, (False, False, False, 0), (True, True, True, 1)
+
+
+def scenario_delete(storage):
+    source = add_stream(storage, {"src": 1}, {"contributes_to": {}})
+    doomed = add_stream(storage, {"d": 1})
+    storage.commit(WriteBatch(raw={doomed: raw_rows([1, 2], ints=[1, 2])},
+                              levels={"S": level_rows(doomed, [0], [2])},
+                              meta={source: MetaUpdate(set={"contributes_to": {doomed: {}}})}))
+    batch = WriteBatch(delete=[doomed], meta={source: MetaUpdate(set={"contributes_to": {}})},
+                       expect={source: 1, doomed: 1})
+
+    def state(reader):
+        src = reader.get_stream(source)
+        level = reader.read_level("S", doomed, None, None)
+        return (reader.get_stream(doomed) is not None, len(reader.find_streams(None)),
+                ints_of(reader, doomed), 0 if level is None else level.num_rows,
+                bool(src.meta["contributes_to"]),
+                src.version)
+
+    return batch, state, (True, 2, [1, 2], 1, True, 1), (False, 1, [], 0, False, 2)
+
+
+def scenario_truncate(storage, with_other=True):
+    a, other = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 4, 6], ints=[1, 4, 6])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 9], ints=[5, 9])}))
+    meta = {a: MetaUpdate(set={"n": 1})}
+    if with_other:
+        meta[other] = MetaUpdate(set={"n": 1})
+    batch = WriteBatch(raw={a: raw_rows([5, 7], ints=[50, 70])}, truncate_raw={a: 5},
+                       meta=meta, expect={a: 2, other: 0} if with_other else {a: 2})
+
+    def state(reader):
+        return (ints_of(reader, a), ints_of(reader, a, 4, 8, reverse=True),
+                reader.get_stream(a).meta["n"], reader.get_stream(other).meta["n"])
+
+    after_other = 1 if with_other else 0
+    return batch, state, ([1, 4, 5, 6, 9], [6, 5, 4], 0, 0), ([1, 4, 50, 70], [70, 50, 4], 1,
+                                                               after_other)
+
+
+SCENARIOS = {
+    "create": scenario_create,
+    "delete": scenario_delete,
+    "truncate": scenario_truncate,
+    "truncate one stream": lambda storage: scenario_truncate(storage, with_other=False),
+}
+
+
+def no_leftovers(storage):
+    streams = collection(storage, "streams")
+    assert streams.count_documents({"new": {"$exists": True}}) == 0
+    assert streams.count_documents({"gone": {"$exists": True}}) == 0
+    assert all(not doc["w"]["open"] for doc in streams.find({}))
+    known = [doc["_id"] for doc in streams.find({})]
+    assert collection(storage, "raw").count_documents({"sid": {"$nin": known}}) == 0
+    assert collection(storage, "raw").count_documents({"b": {"$exists": False}}) == 0
+
+
+def calls_of_commit(scenario) -> int:
+    with storage_factory("mongomock") as made:
+        storage = made()
+        batch, *_ = SCENARIOS[scenario](storage)
+        calls = []
+        made.client.fault = lambda *call: calls.append(call[:2])
+        storage.commit(batch)
+        made.client.fault = None
+    return len(calls)
+
+
+def run_step(scenario, mode, step):
+    """Commit the scenario's batch with a failure (``mode``) at call ``step``; a reader looks
+    before every earlier call. Returns what went wrong, for the assertion message."""
+    with storage_factory("mongomock") as made:
+        storage, reader = made(), made(commit_timeout=0)
+        batch, state, before, after = SCENARIOS[scenario](storage)
+        assert state(reader) == before
+        calls, mixes = [], []
+
+        def fault(name, method, args, kwargs):
+            calls.append((name, method))
+            if len(calls) - 1 >= step:
+                if mode == "crash":
+                    raise Crash(f"{name}.{method}")
+                if len(calls) - 1 == step:
+                    if mode == "lost reply":  # applied, but the client sees an error
+                        target = made.client.client[made.database_name][name]
+                        getattr(target, method)(*args, **kwargs)
+                    raise store.PyMongoError(f"injected at {name}.{method}")
+                return
+            made.client.fault = None
+            try:
+                if state(reader) not in (before, after):
+                    mixes.append((name, method, state(reader)))
+            finally:
+                made.client.fault = fault
+
+        made.client.fault = fault
+        raised = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", exceptions.InternalInconsistencyWarning)
+            try:
+                storage.commit(batch)
+            except (exceptions.DatastreamException, Crash) as error:
+                raised = error
+        made.client.fault = None
+        where = f"step {step} {calls[step]}, {mode}, raised {raised!r}"
+        assert not mixes, where
+        seen = state(reader)
+        if mode != "crash":
+            assert seen == (before if raised else after), where
+        else:
+            assert seen in (before, after), where
+        reader.recover()
+        assert state(reader) == seen, where
+        no_leftovers(reader)
+        return seen == after
+
+
+@pytest.mark.parametrize("mode", ["error", "lost reply", "crash"])
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_step_of_a_commit_is_all_or_nothing(scenario, mode):
+    """For each call the commit makes: readers before it see the state before or after the
+    batch, never a mix; a failure of that call (before or after it applied) leaves the batch
+    stored without an error or not stored with one; a crash there is finished or undone by
+    recover()."""
+    steps = calls_of_commit(scenario)
+    outcomes = [run_step(scenario, mode, step) for step in range(steps)]
+    # Early failures undo the batch, late ones (after the commit point) keep it.
+    assert outcomes[0] is False and outcomes[-1] is True

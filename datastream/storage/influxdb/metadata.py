@@ -6,8 +6,9 @@ here. :class:`PgMetadata` is a mixin: the storage sets ``_lock``, ``_closed``, `
 storage itself.
 
 Tables: ``datastream_streams`` (creation ``seq``, ``stream_id``, tags twice: as given in
-``tags_text`` and in the GIN-indexed query form ``tags``, see :mod:`.pg_query`; ``meta`` as
-exact JSON text; ``store``, the backend's bookkeeping, see :func:`new_store`), the batch counter
+``tags_text`` and in the GIN-indexed query form ``tags``, see :mod:`.query`; ``meta`` as
+exact JSON text; ``store``, the backend's bookkeeping, see :func:`new_store`; ``version``, the
+record version the engine's conditional commits compare), the batch counter
 ``datastream_batches``, ``datastream_pending`` (batches not committed, with the spans they
 write), ``datastream_levels`` (Arrow schema per level), ``datastream_locks`` (maintenance
 leases) and ``datastream_garbage`` (InfluxDB series to drop).
@@ -20,7 +21,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psycopg2
@@ -29,13 +30,13 @@ import psycopg2.extras
 import psycopg2.sql
 import pyarrow as pa
 
-from .. import exceptions
-from .. import tags as tag_rules
-from . import pg_query
-from .base import StreamRecord
-from .influx_points import merge_schema
+from ... import exceptions
+from ... import tags as tag_rules
+from ..base import RecordConflict, StreamExists, StreamRecord
+from . import query as pg_query
+from .points import merge_schema
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 LOCK_CLASS = 0x6473  # advisory lock namespace ("ds")
 SCHEMA_LOCK, CREATE_LOCK = 1, 2
 
@@ -43,7 +44,7 @@ _DDL = [
     "CREATE TABLE IF NOT EXISTS datastream_info (key text PRIMARY KEY, value text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS datastream_streams (seq bigserial PRIMARY KEY,"
     " stream_id text NOT NULL UNIQUE, tags jsonb NOT NULL, tags_text json NOT NULL,"
-    " meta json NOT NULL, store jsonb NOT NULL)",
+    " meta json NOT NULL, store jsonb NOT NULL, version bigint NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS datastream_streams_tags ON datastream_streams"
     " USING GIN (tags jsonb_path_ops)",
     "CREATE TABLE IF NOT EXISTS datastream_batches (id int PRIMARY KEY CHECK (id = 1),"
@@ -61,11 +62,22 @@ _DDL = [
     "CREATE TABLE IF NOT EXISTS datastream_garbage (id bigserial PRIMARY KEY,"
     " stream_id text NOT NULL, epoch bigint)",
 ]
-_RECORDS = "SELECT stream_id, tags_text, meta FROM datastream_streams"
+_RECORDS = "SELECT stream_id, tags_text, meta, version FROM datastream_streams"
 
 
-class StorageUnavailable(exceptions.DatastreamException):
-    """The metadata database cannot be reached or the storage was closed."""
+StorageUnavailable = exceptions.StorageUnavailable  # its name here before it was shared
+
+
+class StreamIdTaken(ValueError):
+    """A stream to create has the id of an existing stream (a caller bug, not a conflict)."""
+
+
+class Stored(NamedTuple):
+    """A stream row as the commit locked it."""
+
+    meta: dict[str, Any]
+    store: dict[str, Any]
+    version: int
 
 
 def dumps(value: Any) -> str:
@@ -73,19 +85,38 @@ def dumps(value: Any) -> str:
 
 
 def new_store() -> dict[str, Any]:
-    """Bookkeeping of a new stream: epoch counter, raw epoch and tail (latest committed t and
-    how many points share it), level epoch and per-level high-water marks."""
-    return {"next": 2, "raw": {"e": 0, "t": None, "n": 0}, "lv": {"e": 1, "hwm": {}}}
+    """Bookkeeping of a new stream: epoch counter, raw epoch, tail (latest committed t and
+    how many points share it) and cut list (see :func:`add_cut`), level epoch and per-level
+    high-water marks."""
+    return {"next": 2, "raw": {"e": 0, "t": None, "n": 0, "cut": []},
+            "lv": {"e": 1, "hwm": {}}}
 
 
 def clear(store: dict, part: str) -> int:
     """Move raw (``'raw'``) or level (``'lv'``) rows of a stream to a fresh epoch; returns the
     old epoch, whose series become garbage."""
     old = store[part]["e"]
-    store[part] = ({"e": store["next"], "t": None, "n": 0} if part == "raw"
+    store[part] = ({"e": store["next"], "t": None, "n": 0, "cut": []} if part == "raw"
                    else {"e": store["next"], "hwm": {}})
     store["next"] += 1
     return old
+
+
+def add_cut(raw: dict, t: int, batch: int) -> None:
+    """Hide the raw points at or after ``t`` written by batches before ``batch``.
+
+    A cut ``[t, b]`` makes raw points with time >= t and batch number < b invisible: that is
+    how ``truncate_raw`` stays atomic with the rows the same batch appends (InfluxDB cannot
+    delete by a field, nor inside a transaction). The list is kept to its Pareto frontier
+    (no cut with an earlier-or-equal time and a greater-or-equal batch than another), which
+    leaves it sorted by time with batch numbers strictly rising: the cut that decides a
+    point is then the last one at or before its time (see :meth:`View.raw_visible`)."""
+    cuts = sorted([*raw.get("cut", []), [int(t), int(batch)]], key=lambda c: (c[0], -c[1]))
+    frontier: list[list[int]] = []
+    for cut in cuts:
+        if not frontier or cut[1] > frontier[-1][1]:
+            frontier.append(cut)
+    raw["cut"] = frontier
 
 
 def rollback(con: Any) -> None:
@@ -120,6 +151,18 @@ class View:
         mask = batches <= self.last
         if self.pending:
             mask &= ~np.isin(batches, np.array(self.pending, dtype=np.int64))
+        return mask
+
+    def raw_visible(self, batches: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+        """``visible`` minus the raw points hidden by the stream's cuts (see add_cut)."""
+        mask = self.visible(batches)
+        cuts = self.store["raw"].get("cut")
+        if cuts:
+            cut_t = np.array([c[0] for c in cuts], dtype=np.int64)
+            cut_b = np.array([c[1] for c in cuts], dtype=np.int64)
+            index = np.searchsorted(cut_t, t_us, side="right") - 1
+            limit = np.where(index >= 0, cut_b[np.maximum(index, 0)], np.iinfo(np.int64).min)
+            mask &= batches >= limit
         return mask
 
 
@@ -235,75 +278,94 @@ class PgMetadata:
         rows = self._fetch(f"{_RECORDS} WHERE stream_id = %s", [stream_id])
         return StreamRecord(*rows[0]) if rows else None
 
-    def _create_record(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
-        """One advisory lock serialises every creation, so no two processes create streams
-        matching each other's query (stronger than per-query locking, and creation is rare)."""
-        tags_text, meta_text = dumps(record.tags), dumps(record.meta)
-        where, params = pg_query.translate(query)
-        with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, CREATE_LOCK))
-            cur.execute(f"{_RECORDS} WHERE {where} ORDER BY seq", params)
-            for row in cur.fetchall():
-                existing = StreamRecord(*row)
-                if tag_rules.matches(existing.tags, query, existing.stream_id):
-                    return existing
-            try:
-                cur.execute(
-                    "INSERT INTO datastream_streams (stream_id, tags, tags_text, meta, store)"
-                    " VALUES (%s, %s::jsonb, %s::json, %s::json, %s::jsonb)",
-                    [record.stream_id, pg_query.query_json(record.tags), tags_text, meta_text,
-                     dumps(new_store())],
-                )
-            except psycopg2.errors.UniqueViolation:
-                raise ValueError(f"stream id {record.stream_id!r} already exists") from None
-        return StreamRecord(record.stream_id, json.loads(tags_text), json.loads(meta_text))
-
-    def _set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
+    def _set_tags(self, stream_id: str, tags: dict[str, Any],
+                  expect_version: int | None) -> None:
+        """Compare-and-set on the version: a commit holding the row makes this wait, and the
+        condition is checked again on the row it leaves behind."""
         with self._transaction() as cur:
             cur.execute(
-                "UPDATE datastream_streams SET tags = %s::jsonb, tags_text = %s::json"
-                " WHERE stream_id = %s",
-                [pg_query.query_json(tags), dumps(tags), stream_id],
+                "UPDATE datastream_streams SET tags = %s::jsonb, tags_text = %s::json,"
+                " version = version + 1 WHERE stream_id = %s"
+                " AND (%s::bigint IS NULL OR version = %s::bigint) RETURNING version",
+                [pg_query.query_json(tags), dumps(tags), stream_id, expect_version,
+                 expect_version],
             )
-            if cur.rowcount == 0:
-                raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-
-    def _delete_records(self, ids: list[str]) -> bool:
-        """Delete the records, their leases and pending batches; their InfluxDB series become
-        garbage. False when none of the streams exists."""
-        with self._transaction() as cur:
-            cur.execute(
-                "SELECT stream_id FROM datastream_streams WHERE stream_id = ANY(%s)"
-                " ORDER BY stream_id FOR UPDATE", [ids]
-            )
-            found = [row[0] for row in cur.fetchall()]
-            if not found:
-                return False
-            cur.execute("DELETE FROM datastream_streams WHERE stream_id = ANY(%s)", [found])
-            cur.execute("DELETE FROM datastream_locks WHERE stream_id = ANY(%s)", [found])
-            cur.execute("DELETE FROM datastream_pending WHERE stream_ids <@ %s::text[]",
-                        [found])
-            cur.execute(
-                "INSERT INTO datastream_garbage (stream_id, epoch)"
-                " SELECT unnest(%s::text[]), NULL", [found]
-            )
-        return True
+            if cur.fetchone() is not None:
+                return
+            cur.execute("SELECT version FROM datastream_streams WHERE stream_id = %s",
+                        [stream_id])
+            found = cur.fetchone()
+        if found is None:
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
+        raise RecordConflict(
+            f"stream {stream_id!r} changed since it was read (version {found[0]}, expected"
+            f" {expect_version}); its tags were not changed"
+        )
 
     # -- commit steps (on the cursor of the commit's transaction) ---------------------------
     @staticmethod
-    def _lock_streams(cur: Any, ids: list[str]) -> dict[str, tuple[Any, dict]]:
-        """{stream id: (meta, store)} of the streams, locked; StreamNotFound if one is missing."""
+    def _lock_streams(cur: Any, ids: list[str]) -> dict[str, Stored]:
+        """The stored rows of those streams that exist, locked until the end of the
+        transaction (in id order, the one lock order of every writer)."""
         cur.execute(
-            "SELECT stream_id, meta, store FROM datastream_streams"
+            "SELECT stream_id, meta, store, version FROM datastream_streams"
             " WHERE stream_id = ANY(%s) ORDER BY stream_id FOR UPDATE", [ids]
         )
-        rows = {sid: (meta, store) for sid, meta, store in cur.fetchall()}
-        missing = [sid for sid in ids if sid not in rows]
+        return {sid: Stored(meta, store, version) for sid, meta, store, version in cur.fetchall()}
+
+    @staticmethod
+    def _check_versions(rows: dict[str, Stored], expect: dict[str, int],
+                        touched: list[str]) -> None:
+        """RecordConflict when a record is not at the version the batch was built from (a
+        missing record counts as changed: it was deleted meanwhile); StreamNotFound when the
+        batch writes to a stream that does not exist."""
+        for sid, version in sorted(expect.items()):
+            row = rows.get(sid)
+            if row is None or row.version != version:
+                found = "deleted" if row is None else f"at version {row.version}"
+                raise RecordConflict(
+                    f"stream {sid!r} changed since it was read ({found}, expected version"
+                    f" {version}); nothing of the batch was stored"
+                )
+        missing = [sid for sid in touched if sid not in rows]
         if missing:
             raise exceptions.StreamNotFound(
                 f"stream {missing[0]!r} not found; nothing of the batch was stored"
             )
-        return rows
+
+    @staticmethod
+    def _insert_streams(cur: Any, create: list[tuple[StreamRecord, dict[str, Any]]]) -> None:
+        """Insert new records unless a stream matching their query exists (StreamExists).
+        The caller holds the creation lock: one advisory lock serialises every transaction
+        that creates streams, so no two processes create streams matching each other's
+        query (stronger than per-query locking, and creation is rare). Records inserted
+        earlier in the batch count as existing for the later ones."""
+        for record, query in create:
+            where, params = pg_query.translate(query)
+            cur.execute(f"{_RECORDS} WHERE {where} ORDER BY seq", params)
+            for row in cur.fetchall():
+                existing = StreamRecord(*row)
+                if tag_rules.matches(existing.tags, query, existing.stream_id):
+                    raise StreamExists(f"a stream matching {query!r} exists", existing)
+            try:
+                cur.execute(
+                    "INSERT INTO datastream_streams (stream_id, tags, tags_text, meta, store,"
+                    " version) VALUES (%s, %s::jsonb, %s::json, %s::json, %s::jsonb, 0)",
+                    [record.stream_id, pg_query.query_json(record.tags), dumps(record.tags),
+                     dumps(record.meta), dumps(new_store())],
+                )
+            except psycopg2.errors.UniqueViolation:
+                raise StreamIdTaken(f"stream id {record.stream_id!r} already exists") from None
+
+    @staticmethod
+    def _delete_streams(cur: Any, ids: list[str]) -> None:
+        """Delete records (locked by the caller), their leases and the pending batches that
+        wrote only to them; their InfluxDB series become garbage."""
+        cur.execute("DELETE FROM datastream_streams WHERE stream_id = ANY(%s)", [ids])
+        cur.execute("DELETE FROM datastream_locks WHERE stream_id = ANY(%s)", [ids])
+        cur.execute("DELETE FROM datastream_pending WHERE stream_ids <@ %s::text[]", [ids])
+        cur.execute("INSERT INTO datastream_garbage (stream_id, epoch)"
+                    " SELECT unnest(%s::text[]), NULL", [ids])
 
     def _fence(self, cur: Any, stream_ids: list[str]) -> None:
         """Inside a maintenance lock, commit only while this process still owns the lease; the
@@ -361,32 +423,53 @@ class PgMetadata:
                 result.setdefault(sid, []).append(span)
         return result
 
-    def _begin_attempt(self, spans: dict[str, list[int]]) -> int:
-        """A new batch number, recorded as pending with the time span it writes per stream,
-        and committed before any point is written."""
+    @staticmethod
+    def _failed_batches(cur: Any, stream_id: str) -> list[int]:
+        """Pending batches that wrote to a stream; under its row lock, all of them failed."""
+        cur.execute("SELECT batch FROM datastream_pending WHERE stream_ids @> ARRAY[%s]",
+                    [stream_id])
+        return [row[0] for row in cur.fetchall()]
+
+    def _begin_attempt(self, stream_ids: list[str], spans: dict[str, list[int]]) -> int:
+        """A new batch number, recorded as pending with the streams the batch touches and the
+        time span it writes per stream, and committed before any point is written. Every
+        commit takes one, also without points: a cut needs it, and an ambiguous COMMIT is
+        resolved by it."""
         with self._autocommit().cursor() as cur:
             cur.execute(
                 "WITH b AS (UPDATE datastream_batches SET last = last + 1 WHERE id = 1"
                 " RETURNING last) INSERT INTO datastream_pending (batch, stream_ids, spans)"
                 " SELECT last, %s, %s::jsonb FROM b RETURNING batch",
-                [sorted(spans), dumps(spans)],
+                [stream_ids, dumps(spans)],
             )
             return cur.fetchone()[0]
+
+    def _forget_attempt(self, attempt: int) -> None:
+        """Best effort: drop the pending record of an attempt that wrote no point and
+        surely did not commit (left behind, it is harmless)."""
+        try:
+            with self._autocommit().cursor() as cur:
+                cur.execute("DELETE FROM datastream_pending WHERE batch = %s", [attempt])
+        except (psycopg2.Error, StorageUnavailable):
+            pass
 
     @staticmethod
     def _end_attempt(cur: Any, attempt: int) -> None:
         cur.execute("DELETE FROM datastream_pending WHERE batch = %s", [attempt])
 
     @staticmethod
-    def _save_streams(cur: Any, updates: list[tuple[str, str, str]],
+    def _save_streams(cur: Any, updates: list[tuple[str, str, str, int]],
                       garbage: list[tuple[str, int]]) -> None:
-        """Write (stream id, meta JSON, store JSON) rows and record garbage series."""
-        psycopg2.extras.execute_values(
-            cur,
-            "UPDATE datastream_streams AS s SET meta = u.meta::json,"
-            " store = u.store::jsonb FROM (VALUES %s) AS u(stream_id, meta, store)"
-            " WHERE s.stream_id = u.stream_id", updates,
-        )
+        """Write (stream id, meta JSON, store JSON, version increment) rows and record garbage
+        series."""
+        if updates:
+            psycopg2.extras.execute_values(
+                cur,
+                "UPDATE datastream_streams AS s SET meta = u.meta::json,"
+                " store = u.store::jsonb, version = s.version + u.bump"
+                " FROM (VALUES %s) AS u(stream_id, meta, store, bump)"
+                " WHERE s.stream_id = u.stream_id", updates,
+            )
         if garbage:
             psycopg2.extras.execute_values(
                 cur, "INSERT INTO datastream_garbage (stream_id, epoch) VALUES %s", garbage
@@ -395,7 +478,7 @@ class PgMetadata:
     def _attempt_committed(self, attempt: int) -> bool:
         try:
             rows = self._fetch("SELECT 1 FROM datastream_pending WHERE batch = %s", [attempt])
-        except psycopg2.Error:
+        except (psycopg2.Error, StorageUnavailable):
             return False
         return not rows
 

@@ -1,4 +1,4 @@
-"""Translation of the portable tag query language (SPEC §3.4) into MongoDB filters.
+"""Translation of the portable tag query language (behaviour §3.4) into MongoDB filters.
 
 The semantics are those of :func:`datastream.tags.matches`; MongoDB's own differ in ways that
 matter, so nothing is passed through as is:
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..exceptions import ReservedTagNameError
+from ...exceptions import ReservedTagNameError
 
 TAGS_FIELD = "tags"
 STREAM_ID = "stream_id"

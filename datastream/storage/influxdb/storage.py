@@ -3,33 +3,50 @@
 Layout
 ------
 PostgreSQL holds the stream records, this backend's bookkeeping and the small tables of the
-commit protocol below (:mod:`.pg_metadata`). InfluxDB holds one measurement for raw points
+commit protocol below (:mod:`.metadata`). InfluxDB holds one measurement for raw points
 (``datastream_raw``: fields ``k i f s``) and one per level (``datastream_level_<key>``: the
 engine's columns as fields), tagged ``stream_id`` and ``_epoch``, every point with an integer
 field ``_batch``. Nulls are missing fields. Names are encoded by :mod:`.line_protocol`; how rows
-become points with unique identities, and points rows again, is in :mod:`.influx_points`.
+become points with unique identities, and points rows again, is in :mod:`.points`.
 
 Commit protocol (all-or-nothing as seen by readers)
 ---------------------------------------------------
-1. Lock the batch's stream rows (``SELECT ... FOR UPDATE``, sorted ids) in a transaction.
-2. Allocate a batch number ``b`` from a counter and record it as *pending*, with the time span
-   it will write per stream, in a separate transaction that commits at once (so the record
-   survives whatever follows).
+1. In a transaction, lock the rows of every stream the batch touches, expects or deletes
+   (``SELECT ... FOR UPDATE``, sorted ids) and compare their ``version`` with
+   ``WriteBatch.expect``: a mismatch (or a stream deleted meanwhile) is a ``RecordConflict``
+   raised before anything else happens. A batch that creates streams first takes one
+   advisory lock shared by all creators, then checks each query (``StreamExists``) and
+   inserts the new rows in the same transaction.
+2. Allocate a batch number ``b`` from a counter and record it as *pending*, with the streams
+   it touches and the time span it writes per stream, in a separate transaction that commits
+   at once (so the record survives whatever follows). Every commit takes one, points or not.
 3. Write every point with the field ``_batch = b`` to InfluxDB, in chunks.
-4. In the transaction of step 1: apply the MetaUpdates to the locked rows, update ``store``,
-   delete the pending record; COMMIT.
+4. In the transaction of step 1: apply the MetaUpdates, increment the ``version`` of every
+   touched stream by one, update ``store``, delete the streams to delete, delete the pending
+   record; COMMIT. Nothing after COMMIT raises (garbage collection is best effort).
 
-Readers read (counter, pending numbers of the stream, epochs) in one statement, then keep only
-points with ``_batch <= counter`` whose batch is not pending. A batch that fails anywhere
-(InfluxDB killed mid-flush, PostgreSQL gone, process crash) stays pending forever: its points
-stay invisible and metadata is untouched. A retry is a new batch; where it writes inside a
-failed attempt's span it looks up the ordinals in use there and takes fresh ones, so it is
+Readers read (counter, pending numbers of the stream, its bookkeeping) in one statement, then
+keep only points with ``_batch <= counter`` whose batch is not pending. A batch that fails
+anywhere (InfluxDB killed mid-flush, PostgreSQL gone, process crash) stays pending forever: its
+points stay invisible and metadata is untouched. A retry is a new batch; where it writes inside
+a failed attempt's span it looks up the ordinals in use there and takes fresh ones, so it is
 stored exactly once and never merges with leftovers. If COMMIT itself fails ambiguously, the
 pending record tells whether it happened.
 
 ``clear_raw`` / ``clear_levels`` switch the stream to a new ``_epoch`` tag in the same commit;
 the old epoch's series, and those of deleted streams, are recorded in ``datastream_garbage``
 and dropped (``DROP SERIES``) after the commit, retried later if InfluxDB is unreachable.
+
+``truncate_raw`` cannot delete: InfluxQL ``DELETE`` neither filters on fields nor takes part in
+the transaction, and the batch's own points at the same times must appear at the same moment
+as the old ones disappear. It adds a *cut* ``(t, b)`` to the stream's bookkeeping instead:
+raw points at or after ``t`` from batches before ``b`` are invisible (``metadata.add_cut``
+keeps the cuts to their Pareto frontier; readers apply them). The hidden points keep their
+identities, so new points never reuse them. They stay on disk until their epoch is dropped
+(the stream is deleted or cleared). The list stays short: past ``MAX_CUTS`` the newer cuts are
+merged into one, and the batch that merges them writes again the visible points the merged cut
+would hide (see ``_cut_starts``), so a stream re-derived over and over from late points pays
+with a copy of its recent points now and then, never with unbounded bookkeeping.
 
 Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
 streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
@@ -54,16 +71,32 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from .. import exceptions
-from .. import tags as tag_rules
-from . import influx_points as points
-from .base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
-from .influx_points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
-from .pg_metadata import Lease, PgMetadata, StorageUnavailable, clear, dumps, rollback
+from ... import exceptions
+from ... import tags as tag_rules
+from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
+from . import points
+from .metadata import (
+    CREATE_LOCK,
+    LOCK_CLASS,
+    Lease,
+    PgMetadata,
+    StorageUnavailable,
+    Stored,
+    StreamIdTaken,
+    View,
+    add_cut,
+    clear,
+    dumps,
+    new_store,
+    rollback,
+)
+from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
+MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
+UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
@@ -144,37 +177,28 @@ class InfluxDBStorage(PgMetadata, Storage):
         with self._lock, _reachable(f"reading stream {stream_id!r}"):
             return self._get_record(stream_id)
 
-    def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
-        """Serialised with every other creation by an advisory lock (see ``_create_record``)."""
-        with self._lock, _reachable("creating a stream"):
-            return self._create_record(record, query)
-
-    def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
+    def set_tags(
+        self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
+    ) -> None:
+        if not isinstance(stream_id, str):
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         with self._lock, _reachable(f"setting tags of {stream_id!r}"):
-            self._set_tags(stream_id, tags)
-
-    def delete_streams(self, stream_ids: list[str]) -> None:
-        """Records go in one transaction (readers no longer see the streams); their InfluxDB
-        series are recorded as garbage in it and dropped right after, or later."""
-        ids = sorted({i for i in stream_ids if isinstance(i, str)})
-        if not ids:
-            return
-        with self._lock:
-            with _reachable("deleting streams"):
-                if not self._delete_records(ids):
-                    return
-            self._garbage_due = True
-            self._collect_garbage()
+            self._set_tags(stream_id, tags, expect_version)
 
     # -- writing ---------------------------------------------------------------------------
     def commit(self, batch: WriteBatch) -> None:
-        """Store a batch by the protocol of the module docstring."""
+        """Store a batch by the protocol of the module docstring. Nothing after the COMMIT
+        point raises: the caller would retry a batch that is already stored."""
         if batch.is_empty():
             return
         with self._lock:
+            if self._closed:
+                raise exceptions.StreamAppendFailed(
+                    "the InfluxDB storage is closed; nothing of the batch was stored"
+                )
             try:
                 self._commit(batch)
-            except exceptions.DatastreamException:
+            except (exceptions.DatastreamException, StreamIdTaken):
                 raise
             except Exception as error:
                 raise exceptions.StreamAppendFailed(
@@ -185,55 +209,109 @@ class InfluxDBStorage(PgMetadata, Storage):
                 self._collect_garbage()
 
     def _commit(self, batch: WriteBatch) -> None:
-        raw = {sid: points.raw_rows(sid, table) for sid, table in batch.raw.items()}
+        created = {record.stream_id for record, _ in batch.create}
+        gone = {sid for sid in batch.delete if isinstance(sid, str)} - created
+        raw = {sid: points.raw_rows(sid, table) for sid, table in batch.raw.items()
+               if sid not in gone}
         raw = {sid: table for sid, table in raw.items() if table.num_rows}
-        levels = {key: points.level_rows(key, table) for key, table in batch.levels.items()}
-        levels = {key: split for key, split in levels.items() if split[1]}
-        written = sorted(set(raw) | {sid for _, rows in levels.values() for sid in rows})
-        ids = sorted(set(written) | set(batch.meta) | set(batch.clear_raw)
-                     | set(batch.clear_levels))
+        levels = {}
+        for key, table in batch.levels.items():
+            schema, per_stream = points.level_rows(key, table)
+            per_stream = {sid: rows for sid, rows in per_stream.items() if sid not in gone}
+            if per_stream:
+                levels[key] = (schema, per_stream)
+        touched = sorted(batch.touched() - created - gone)  # each moves one version on
+        ids = sorted((set(touched) | set(batch.expect) | gone) - created)
         con = self._connection()
-        attempt = None
+        attempt, sent = None, False
         try:
             with con.cursor() as cur:
+                if batch.create:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, CREATE_LOCK))
                 rows = self._lock_streams(cur, ids)
-                self._fence(cur, ids)
+                self._check_versions(rows, batch.expect, touched)
+                self._fence(cur, sorted(rows))
+                self._insert_streams(cur, batch.create)
                 schemas = self._level_schemas(cur, levels)
-                stores = {sid: rows[sid][1] for sid in ids}
-                garbage = [(sid, clear(stores[sid], "raw")) for sid in batch.clear_raw]
-                garbage += [(sid, clear(stores[sid], "lv")) for sid in batch.clear_levels]
+                for record, _ in batch.create:
+                    rows[record.stream_id] = Stored(record.meta, new_store(), 0)
+                stores = {sid: row.store for sid, row in rows.items()}
+                garbage = [(sid, clear(stores[sid], "raw")) for sid in batch.clear_raw
+                           if sid not in gone]
+                garbage += [(sid, clear(stores[sid], "lv")) for sid in batch.clear_levels
+                            if sid not in gone]
+                truncate = {sid: int(t) for sid, t in batch.truncate_raw.items()
+                            if sid not in gone and sid not in batch.clear_raw}
+                cuts = self._cut_starts(cur, truncate, stores, raw)
+                written = sorted(set(raw) | {sid for _, per in levels.values() for sid in per})
+                risky = self._pending_spans(cur, written) if written else {}
+                spans = points.spans(raw, levels) if written else {}
+                attempt = self._begin_attempt(sorted(set(ids) | created), spans)
                 if written:
-                    spans = points.spans(raw, levels)
-                    risky = self._pending_spans(cur, written)
-                    attempt = self._begin_attempt(spans)
                     lines = ([points.raw_lines(raw, stores, risky, attempt, self._occupied)]
                              if raw else [])
                     lines += [points.level_lines(key, per_stream, stores, risky, attempt,
                                                  self._occupied)
                               for key, (_, per_stream) in levels.items()]
+                    sent = True
                     self._write(lines)
-                    self._end_attempt(cur, attempt)
+                for sid, start in cuts.items():
+                    add_cut(stores[sid]["raw"], start, attempt)
+                self._end_attempt(cur, attempt)
                 updates = []
-                for sid in ids:
-                    meta = rows[sid][0]
+                for sid in sorted(set(touched) | created):
+                    meta = rows[sid].meta
                     if sid in batch.meta:
                         meta = batch.meta[sid].apply_to(meta)
-                    updates.append((sid, dumps(meta), dumps(stores[sid])))
+                    updates.append((sid, dumps(meta), dumps(stores[sid]),
+                                    0 if sid in created else 1))
                 self._save_streams(cur, updates, garbage)
+                deleted = sorted(gone & set(rows))
+                if deleted:
+                    self._delete_streams(cur, deleted)
         except BaseException:
             rollback(con)
+            if attempt is not None and not sent:
+                self._forget_attempt(attempt)
             raise
         try:
             con.commit()
         except psycopg2.Error as error:
-            if attempt is not None and self._attempt_committed(attempt):
-                return  # COMMIT reached the server before the connection failed
-            raise exceptions.StreamAppendFailed(
-                f"committing metadata for streams {ids} failed ({error}); if the server did"
-                " commit, the batch is complete, otherwise nothing of it is visible"
-            ) from error
+            if not self._attempt_committed(attempt):
+                raise exceptions.StreamAppendFailed(
+                    f"committing metadata for streams {ids} failed ({error}); if the server"
+                    " did commit, the batch is complete, otherwise nothing of it is visible"
+                ) from error
+        # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
-        self._garbage_due = self._garbage_due or bool(garbage)
+        self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
+
+    def _cut_starts(self, cur: Any, truncate: dict[str, int], stores: dict[str, dict],
+                    raw: dict[str, pa.Table]) -> dict[str, int]:
+        """Where the cut of each truncated stream starts (see the module docstring). When the
+        cut list would grow past MAX_CUTS, its newer half is merged into one cut starting
+        earlier, and this batch writes again the visible points that the merged cut would
+        hide (before its own rows at equal times), so readers see the same rows. That keeps
+        the bookkeeping bounded at the cost of copying the points after a recent cut."""
+        starts = {}
+        for sid, t in sorted(truncate.items()):
+            state = stores[sid]["raw"]
+            planned = {"cut": list(state.get("cut", []))}
+            add_cut(planned, t, UNALLOCATED)
+            start = t
+            if len(planned["cut"]) > MAX_CUTS:
+                start = planned["cut"][MAX_CUTS // 2][0]
+                view = View({"raw": state}, UNALLOCATED, self._failed_batches(cur, sid))
+                columns, count = self._select(RAW_MEASUREMENT, sid, state["e"],
+                                              *points.bounds(start, t),
+                                              fields=points.stored_fields(RAW_SCHEMA))
+                if count:
+                    kept = points.raw_table(columns, count, view.raw_visible)
+                    if sid in raw:
+                        kept = pa.concat_tables([kept, raw[sid]])
+                    raw[sid] = points.raw_rows(sid, kept)
+            starts[sid] = start
+        return starts
 
     def _occupied(self, measurement: str, sid: str, epoch: int, times: np.ndarray) -> np.ndarray:
         """Highest ordinal stored at each of ``times`` (-1 where none), invisible points
@@ -277,7 +355,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                                           *bounds, fields=points.stored_fields(RAW_SCHEMA))
         if not count:
             return RAW_SCHEMA.empty_table()
-        return points.raw_table(columns, count, view.visible, reverse)
+        return points.raw_table(columns, count, view.raw_visible, reverse)
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
@@ -328,19 +406,19 @@ class InfluxDBStorage(PgMetadata, Storage):
 
     # -- garbage ---------------------------------------------------------------------------
     def _collect_garbage(self) -> None:
-        """Drop the InfluxDB series of deleted streams and of replaced epochs. Best effort:
-        whatever fails stays recorded and is retried after a later commit or deletion."""
+        """Drop the InfluxDB series of deleted streams and of replaced epochs. Best effort and
+        never raising (it runs after commits): whatever fails stays recorded and is retried
+        after a later commit."""
         try:
             rows = self._garbage(GARBAGE_PER_ROUND)
             for row_id, sid, epoch in rows:
                 points.drop_series(self._influx(), sid, epoch)
                 self._garbage_dropped(row_id)
             self._garbage_due = len(rows) == GARBAGE_PER_ROUND
-        except (*INFLUX_ERRORS, psycopg2.Error):
+        except Exception:  # anything at all: the batch is already stored
             self._garbage_due = True
 
 
 def _names(batch: WriteBatch) -> list[str]:
-    ids = set(batch.raw) | set(batch.meta) | set(batch.clear_raw) | set(batch.clear_levels)
-    return sorted(ids)[:5]
-
+    ids = batch.touched() | set(batch.delete) | {r.stream_id for r, _ in batch.create}
+    return sorted(i for i in ids if isinstance(i, str))[:5]

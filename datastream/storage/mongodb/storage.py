@@ -1,24 +1,26 @@
 """The MongoDB backend: ``datastream.backends.mongodb.Backend(database_name, **connection)``.
 
-:class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.mongo_query` (tag
-queries as filters), :mod:`.mongo_chunks` (raw rows packed into chunk documents, and why),
-:mod:`.mongo_levels` (level rows), :mod:`.mongo_meta` (meta and MetaUpdates as update
-operators) and :mod:`.mongo_commit` (atomic commits, readers' snapshots, recovery).
+:class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
+queries as filters), :mod:`.chunks` (raw rows packed into chunk documents, and why),
+:mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
+operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
+(readers' snapshots, rolling forward, recovery).
 
 Collections
 -----------
 * ``streams``: one document per stream: ``_id`` (the stream id), ``order`` (creation counter),
   ``qkey`` (unique: hash of the creating query), ``tags`` (user tags, keys sorted), ``meta``
-  (the engine's dict; top-level None values are kept in ``nulls``, see :mod:`.mongo_meta`),
-  ``w`` (write bookkeeping, see :mod:`.mongo_commit`) and ``lock``.
-* ``raw``: raw datapoints in chunks (:mod:`.mongo_chunks`): per stream and commit, runs of at
+  (the engine's dict; top-level None values are kept in ``nulls``, see :mod:`.meta`),
+  ``v`` (version), ``w`` (write bookkeeping, see :mod:`.commit`), ``lock``, and while
+  a batch creates or has deleted the stream, ``new`` or ``gone`` (the stream is invisible).
+* ``raw``: raw datapoints in chunks (:mod:`.chunks`): per stream and commit, runs of at
   most 4096 rows that span less than an hour. Index ``(sid, t1, t0, q)``: a time-range read is
   one index range scan, bounded on both sides by the one-hour span limit.
-* ``level_<key>``: a document per level row (:mod:`.mongo_levels`). Unique index
+* ``level_<key>``: a document per level row (:mod:`.levels`). Unique index
   ``(stream_id, t, _q)``; the newest visible version of a ``(stream_id, t)`` is the row (an
   upsert in effect, without overwriting a committed row before the batch that replaces it is
   committed). ``level_schemas`` remembers column types so that reads return the written types.
-* ``batches`` (commit journal, see :mod:`.mongo_commit`), ``counters``.
+* ``batches`` (commit journal, see :mod:`.commit`), ``counters``.
 
 Maintenance locks
 -----------------
@@ -30,12 +32,19 @@ applies while this owner still holds the lock and renews its lease, else the bat
 and ``LockExpiredMidMaintenance`` raised. Release checks the owner too and raises
 ``LockExpiredMidMaintenance`` when someone else took the lock meanwhile. Re-entrant per thread.
 
-Creating streams
-----------------
-``create_stream`` looks for a match, then inserts with ``qkey`` = SHA-256 of the canonical
-JSON of the query under a unique index: of concurrent creators with the same query exactly one
-insert succeeds and the others return its record. A holder whose tags no longer match its query
-gives the key up (``qkey`` becomes ``'released:<id>'``) when the next creator finds it.
+Creating and deleting streams
+-----------------------------
+A stream is created by a commit (``WriteBatch.create``): after looking for a visible match, its
+document is inserted with ``qkey`` = SHA-256 of the canonical JSON of the query under a unique
+index, so of concurrent creators with the same query exactly one insert succeeds and the others
+get ``StreamExists`` (``create_stream`` returns the existing record). Inside a larger batch the
+document is inserted pending (``new``) and appears with the batch's commit point; on abort it
+is removed. A stream created alone is one plain insert. A holder whose tags no longer match its
+query gives the key up (``qkey`` becomes ``'released:<id>'``) when the next creator finds it.
+
+Deleting (``WriteBatch.delete``) is part of a commit too: the flip marks the document ``gone``
+(and releases its key), which hides it and its rows from the commit point on; rows and document
+are removed after the commit, and ``recover()`` finishes a removal that was interrupted.
 """
 
 from __future__ import annotations
@@ -47,7 +56,6 @@ import random
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,17 +63,24 @@ import bson
 import pyarrow as pa
 import pymongo
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
-from .. import exceptions
-from . import mongo_chunks, mongo_levels, mongo_meta, mongo_query
-from .base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
-from .mongo_chunks import CHUNK_BYTES
-from .mongo_chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
-from .mongo_chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
-from .mongo_commit import RECORD_FIELDS, Commit, CommitProtocol, Plan, Snapshot
+from ... import exceptions
+from ..base import RAW_SCHEMA, RecordConflict, Storage, StreamExists, StreamRecord, WriteBatch
+from . import chunks as mongo_chunks
+from . import levels as mongo_levels
+from . import meta as mongo_meta
+from . import query as mongo_query
+from .chunks import CHUNK_BYTES
+from .chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
+from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
+from .commit import Commit, Creation, Plan
+from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
 _Commit = Commit  # its name before the split, still importable from here
+# The server cannot be reached (selection timeouts, lost connections, network timeouts) or the
+# client was closed (InvalidOperation: "cannot use MongoClient after close").
+UNREACHABLE = (ConnectionFailure, InvalidOperation)
 
 
 class MongoDBStorage(CommitProtocol, Storage):
@@ -107,12 +122,13 @@ class MongoDBStorage(CommitProtocol, Storage):
         try:
             self._streams.create_index([("order", 1)])
             self._streams.create_index([("qkey", 1)], unique=True)
-            self._streams.create_index([("w.open.at", 1)])
+            self._streams.create_index([("w.open.b", 1)])
+            self._streams.create_index([("gone", 1)], sparse=True)
             self._raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
             self._batches.create_index([("kind", 1)])
         except PyMongoError as error:
             self.close()
-            raise exceptions.DatastreamException(
+            raise exceptions.StorageUnavailable(
                 f"MongoDB database {database_name!r} is unavailable: {error}"
             ) from error
 
@@ -121,63 +137,115 @@ class MongoDBStorage(CommitProtocol, Storage):
             self._client.close()
         self._client = None
 
+    @contextlib.contextmanager
+    def _reachable(self, what: str) -> Iterator[None]:
+        """StorageUnavailable when closed or when the server cannot be reached (outside
+        commits), naming what was being done."""
+        if self._client is None:
+            raise exceptions.StorageUnavailable(f"{what}: the MongoDB storage is closed")
+        try:
+            yield
+        except UNREACHABLE as error:
+            raise exceptions.StorageUnavailable(
+                f"{what}: MongoDB database {self.database_name!r} is unreachable: {error}"
+            ) from error
+
     def __repr__(self) -> str:
         return f"MongoDBStorage({self.database_name!r})"
 
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         condition = mongo_query.translate(query)
-        deleting = self._deleting()
-        if deleting:
-            condition = {"$and": [condition, {"_id": {"$nin": sorted(deleting)}}]}
-        return self._records(
-            lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
-        )
+        with self._reachable("finding streams"):
+            return self._records(
+                lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
+            )
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
-        records = self._records(
-            lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
-        )
-        if not records or stream_id in self._deleting():
+        with self._reachable(f"reading stream {stream_id!r}"):
+            records = self._records(
+                lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
+            )
+        return records[0] if records else None
+
+    def record_version(self, stream_id: str) -> int | None:
+        """The logical version without reading tags and meta."""
+        if not isinstance(stream_id, str):
             return None
-        return records[0]
+        with self._reachable(f"reading stream {stream_id!r}"):
+            records = self._records(
+                lambda: list(self._streams.find({"_id": stream_id}, VERSION_FIELDS))
+            )
+        return records[0].version if records else None
+
+    def recover(self) -> None:
+        """Finish interrupted deletes and resolve batches left open by crashed writers (see
+        :meth:`CommitProtocol.recover`); StorageUnavailable when the server is unreachable."""
+        with self._reachable("recovering interrupted writes"):
+            super().recover()
 
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
-        """Re-read one record, first finishing what crashed writers left on it."""
-        self._recover_stream(stream_id)
+        """Re-read one record, first finishing what other writers left on it."""
+        with self._reachable(f"reading stream {stream_id!r}"):
+            self._settle_stream(stream_id, abort_stale=True)
         return self.get_stream(stream_id)
 
-    def create_stream(self, record: StreamRecord, query: dict[str, Any]) -> StreamRecord:
-        condition = mongo_query.translate(query)
-        qkey = _query_key(query)
-        tags = mongo_query.canonical(record.tags)
-        meta, nulls = mongo_meta.split_meta(record.meta)
+    def _insert_stream(self, creation: Creation, batch_id: Any, now: float) -> None:
+        """Insert a stream document unless a stream matching its query exists (StreamExists).
+        With ``batch_id`` the document is pending: invisible until that batch commits.
+
+        The unique ``qkey`` makes concurrent creators with the same query meet; the holder of
+        the key decides: a committed creation or deletion is rolled forward and a crashed one
+        aborted first; one still pending in another writer means StreamExists (with its
+        pending record); a holder whose tags no longer match its query gives the key up."""
+        sid, qkey = creation.doc["_id"], creation.qkey
         for _ in range(8):
-            existing = self.find_streams(query)
+            existing = self.find_streams(creation.query)
             if existing:
-                return existing[0]
+                raise StreamExists(
+                    f"a stream matching {creation.query!r} exists: {existing[0].stream_id}",
+                    existing[0],
+                )
             order = self._counters.find_one_and_update(
                 {"_id": "streams"}, {"$inc": {"n": 1}}, upsert=True,
                 return_document=ReturnDocument.AFTER,
             )["n"]
-            doc = {
-                "_id": record.stream_id, "order": order, "qkey": qkey, "tags": tags,
-                "meta": meta, "nulls": nulls, "lock": None,
-                "w": {"seq": 0, "open": [], "raw_floor": 0, "level_floor": 0, "gc": 0},
-            }
+            w: dict[str, Any] = {"seq": 0, "open": [], "raw_floor": 0, "level_floor": 0,
+                                 "gc": 0, "cuts": []}
+            doc = {**creation.doc, "order": order, "w": w}
+            if batch_id is not None:
+                doc["new"] = batch_id
+                w.update(seq=1, open=[{"b": batch_id, "at": now}])
             try:
                 self._streams.insert_one(doc)
-                return StreamRecord(record.stream_id, tags, dict(record.meta))
+                return
             except DuplicateKeyError:
                 pass
-            if self._streams.find_one({"_id": record.stream_id}, {"_id": 1}) is not None:
-                raise ValueError(f"stream id {record.stream_id!r} already exists")
+            if self._streams.find_one({"_id": sid}, {"_id": 1}) is not None:
+                raise exceptions.StreamAppendFailed(f"stream id {sid!r} already exists")
             holder = self._streams.find_one({"qkey": qkey}, {"_id": 1})
             if holder is None:
                 continue  # the key was released meanwhile
-            if self._streams.find_one({"$and": [{"_id": holder["_id"]}, condition]}, {"_id": 1}):
+            self._settle_stream(holder["_id"], abort_stale=True)
+            holder = self._streams.find_one(
+                {"_id": holder["_id"], "qkey": qkey},
+                {"new": 1, "gone": 1, "tags": 1, "meta": 1, "nulls": 1},
+            )
+            if holder is None:
+                continue  # aborted, deleted or released meanwhile
+            if holder.get("new") is not None:
+                meta = dict(holder.get("meta") or {})
+                meta.update(dict.fromkeys(holder.get("nulls") or {}))
+                raise StreamExists(
+                    f"a stream matching {creation.query!r} is being created by another writer:"
+                    f" {holder['_id']}",
+                    StreamRecord(holder["_id"], holder.get("tags") or {}, meta),
+                )
+            if holder.get("gone") is None and self._streams.find_one(
+                {"$and": [{"_id": holder["_id"]}, creation.condition]}, {"_id": 1}
+            ):
                 continue  # a concurrent creator won: the next lookup returns its stream
             # Its tags changed since it was created with this query: it gives the key up.
             self._streams.update_one(
@@ -185,56 +253,33 @@ class MongoDBStorage(CommitProtocol, Storage):
                 {"$set": {"qkey": f"released:{holder['_id']}"}},
             )
         raise exceptions.StreamAppendContended(
-            f"creating a stream for query {query!r} kept racing with other writers"
+            f"creating a stream for query {creation.query!r} kept racing with other writers"
         )
 
-    def set_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
+    def set_tags(
+        self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
+    ) -> None:
+        """A compare-and-set on the version when ``expect_version`` is given; batches
+        journalled as committed on the stream are rolled forward first, so that the stored
+        version is the logical one."""
         stored = mongo_query.canonical(tags)
         if not isinstance(stream_id, str):
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-        result = self._streams.update_one({"_id": stream_id}, {"$set": {"tags": stored}})
-        if result.matched_count == 0:
+        with self._reachable(f"setting tags of stream {stream_id!r}"):
+            self._settle_stream(stream_id, abort_stale=False)
+            condition: dict[str, Any] = {"_id": stream_id, **LIVE}
+            if expect_version is not None:
+                condition["v"] = int(expect_version)
+            update = {"$set": {"tags": stored}, "$inc": {"v": 1}}
+            if self._streams.update_one(condition, update).matched_count:
+                return
+        version = self.record_version(stream_id)
+        if version is None:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-
-    def delete_streams(self, stream_ids: list[str]) -> None:
-        """Several streams: a journal entry first hides them all (readers skip journalled
-        ids), then records and rows go; an interrupted delete is finished by recover()."""
-        ids = sorted({i for i in stream_ids if isinstance(i, str)})
-        if not ids:
-            return
-        journal = None
-        if len(ids) > 1:
-            journal = self._batches.insert_one(
-                {"kind": "delete", "streams": ids, "at": time.time()}
-            ).inserted_id
-        try:
-            self._delete_now(ids)
-        except PyMongoError as error:
-            if journal is None:
-                raise exceptions.DatastreamException(
-                    f"deleting stream {ids[0]!r} failed: {error}"
-                ) from error
-            warnings.warn(
-                f"deleting streams {ids} is incomplete ({error}); they stay hidden and"
-                " recover() finishes the deletion",
-                exceptions.InternalInconsistencyWarning,
-                stacklevel=2,
-            )
-            return
-        if journal is not None:
-            self._batches.delete_one({"_id": journal})
-
-    def _delete_now(self, ids: list[str]) -> None:
-        self._streams.delete_many({"_id": {"$in": ids}})
-        self._raw.delete_many({"sid": {"$in": ids}})
-        for key in self._level_keys():
-            self._level(key).delete_many({"stream_id": {"$in": ids}})
-
-    def _deleting(self) -> set[str]:
-        ids: set[str] = set()
-        for doc in self._batches.find({"kind": "delete"}, {"streams": 1}):
-            ids.update(doc["streams"])
-        return ids
+        raise RecordConflict(
+            f"stream {stream_id!r} changed since it was read (version {version}, expected"
+            f" {expect_version})"
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def read_raw(
@@ -243,11 +288,17 @@ class MongoDBStorage(CommitProtocol, Storage):
         empty = RAW_SCHEMA.empty_table()
         if not isinstance(stream_id, str) or _empty_range(start_us, end_us):
             return empty
-        chunks = self._consistent(stream_id, lambda snap: self._raw_chunks(
-            stream_id, snap, start_us, end_us))
+        cuts: list[tuple[int, int]] = []
+
+        def read(snap: Snapshot) -> list[dict[str, Any]]:
+            cuts[:] = snap.cuts
+            return self._raw_chunks(stream_id, snap, start_us, end_us)
+
+        with self._reachable(f"reading raw rows of stream {stream_id!r}"):
+            chunks = self._consistent(stream_id, read)
         if not chunks:
             return empty
-        return mongo_chunks.decode(chunks, start_us, end_us, reverse)
+        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts)
 
     def _raw_chunks(
         self, stream_id: str, snap: Snapshot, start_us: int | None, end_us: int | None
@@ -258,9 +309,16 @@ class MongoDBStorage(CommitProtocol, Storage):
         condition.update(mongo_chunks.time_condition(start_us, end_us))
         if snap.hidden:
             condition["b"] = {"$nin": snap.hidden}
+        condition.update(mongo_chunks.visible_condition(snap.cuts))
         return list(self._raw.find(condition, {"sid": 0, "b": 0}))
 
     def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        with self._reachable(f"reading level {level_key!r} of stream {stream_id!r}"):
+            return self._read_level(level_key, stream_id, start_us, end_us)
+
+    def _read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
         fields = self._level_fields(level_key)
@@ -304,13 +362,37 @@ class MongoDBStorage(CommitProtocol, Storage):
     def commit(self, batch: WriteBatch) -> None:
         if batch.is_empty():
             return
+        if self._client is None:
+            raise exceptions.StreamAppendFailed(
+                "the MongoDB storage is closed; nothing of the batch was stored"
+            )
         try:
-            plan = _plan(batch)
+            self._commit(batch)
+        except exceptions.StorageUnavailable as error:  # a read inside the commit failed
+            raise exceptions.StreamAppendFailed(
+                f"MongoDB commit failed, nothing of the batch was stored: {error}"
+            ) from error
+
+    def _commit(self, batch: WriteBatch) -> None:
+        # Tags and queries of new streams are the caller's input: their errors (ValueError,
+        # TypeError, ReservedTagNameError) are raised as they are.
+        creations = {record.stream_id: _creation(record, query) for record, query in batch.create}
+        try:
+            plan = _plan(batch, creations)
         except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException,
                 bson.errors.BSONError) as error:
             raise exceptions.StreamAppendFailed(
                 f"batch refused before writing: {type(error).__name__}: {error}"
             ) from error
+        if _plain_creation(plan):
+            # A stream created on its own is one insert: it needs no commit protocol.
+            try:
+                self._insert_stream(plan.create[plan.streams[0]], None, time.time())
+            except PyMongoError as error:
+                raise exceptions.StreamAppendFailed(
+                    f"creating stream {plan.streams[0]!r} failed: {error}"
+                ) from error
+            return
         Commit(self, plan).run()
 
     def _level(self, level_key: str) -> Any:
@@ -348,13 +430,15 @@ class MongoDBStorage(CommitProtocol, Storage):
                 held[stream_id][2] -= 1
             return
         token = uuid.uuid4().hex
-        if not self._acquire(stream_id, token, ttl_seconds):
+        with self._reachable(f"taking the maintenance lock of stream {stream_id!r}"):
+            acquired = self._acquire(stream_id, token, ttl_seconds)
+        if not acquired:
             yield  # unknown stream: nothing to protect
             return
         held[stream_id] = [token, ttl_seconds, 1]
         try:
             with contextlib.suppress(PyMongoError):
-                self._recover_stream(stream_id)
+                self._settle_stream(stream_id, abort_stale=True)
             yield
         except BaseException:
             held.pop(stream_id, None)
@@ -362,7 +446,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                 self._release(stream_id, token)
             raise
         held.pop(stream_id, None)
-        if not self._release(stream_id, token):
+        with self._reachable(f"releasing the maintenance lock of stream {stream_id!r}"):
+            released = self._release(stream_id, token)
+        if not released:
             raise exceptions.LockExpiredMidMaintenance(
                 f"maintenance lock of stream {stream_id!r} expired after {ttl_seconds} s and"
                 " was taken by another process before the work finished"
@@ -377,12 +463,14 @@ class MongoDBStorage(CommitProtocol, Storage):
         while True:
             now = time.time()
             taken = self._streams.update_one(
-                {"_id": stream_id, "$or": [{"lock": None}, {"lock.until": {"$lte": now}}]},
+                {"_id": stream_id, "gone": {"$exists": False},
+                 "$or": [{"lock": None}, {"lock.until": {"$lte": now}}]},
                 {"$set": {"lock": {"owner": token, "until": now + ttl}}},
             )
             if taken.matched_count:
                 return True
-            doc = self._streams.find_one({"_id": stream_id}, {"lock": 1})
+            doc = self._streams.find_one({"_id": stream_id, "gone": {"$exists": False}},
+                                         {"lock": 1})
             if doc is None:
                 return False
             remaining = deadline - time.monotonic()
@@ -439,11 +527,12 @@ def _bounds(start_us: int | None, end_us: int | None) -> dict[str, int]:
 # -- planning (encoding before anything is written) -------------------------------------------
 
 
-def _plan(batch: WriteBatch) -> Plan:
+def _plan(batch: WriteBatch, creations: dict[str, Creation]) -> Plan:
+    deleted = {sid for sid in batch.delete if isinstance(sid, str)}
     # CHUNK_BYTES is looked up here, at call time, so that it can be tuned on this module.
     raw = {
         sid: mongo_chunks.encode(sid, table, max_bytes=CHUNK_BYTES)
-        for sid, table in batch.raw.items()
+        for sid, table in batch.raw.items() if sid not in deleted
     }
     levels: dict[str, dict[str, list[dict[str, Any]]]] = {}
     level_fields = {}
@@ -452,17 +541,51 @@ def _plan(batch: WriteBatch) -> Plan:
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         level_fields[key] = mongo_levels.schema_fields(key, table.schema)
-        levels[key] = mongo_levels.encode(key, table)
-    ops = {sid: mongo_meta.meta_ops(update) for sid, update in batch.meta.items()}
-    streams = set(raw) | set(ops) | set(batch.clear_raw) | set(batch.clear_levels)
+        by_stream = mongo_levels.encode(key, table)
+        levels[key] = {sid: rows for sid, rows in by_stream.items() if sid not in deleted}
+    ops = {
+        sid: mongo_meta.meta_ops(update) for sid, update in batch.meta.items()
+        if sid not in deleted
+    }
+    truncate = {
+        sid: int(t) for sid, t in batch.truncate_raw.items()
+        if sid not in deleted and sid not in batch.clear_raw
+    }
+    streams = set(raw) | set(ops) | set(batch.clear_raw) | set(batch.clear_levels) | set(truncate)
     for by_stream in levels.values():
         streams |= set(by_stream)
-    for sid in streams:
+    streams = (streams - deleted) | set(creations) | deleted
+    for sid in streams | set(batch.expect):
         if not isinstance(sid, str):
             raise ValueError(f"stream id {sid!r} is not a str")
-    for sid in streams:
-        ops.setdefault(sid, {"set": [], "unset": [], "max": [], "min": []})
-    return Plan(sorted(streams), raw, levels, level_fields, ops,
-                set(batch.clear_raw), set(batch.clear_levels))
+    return Plan(
+        sorted(streams), raw, levels, level_fields, ops,
+        set(batch.clear_raw) - deleted, set(batch.clear_levels) - deleted,
+        truncate=truncate,
+        expect={sid: int(version) for sid, version in batch.expect.items()
+                if sid not in creations},
+        create=creations,
+        delete=deleted - set(creations),
+    )
 
 
+def _creation(record: StreamRecord, query: dict[str, Any]) -> Creation:
+    """A stream document to insert, validated and encoded before anything is written."""
+    if not isinstance(record.stream_id, str):
+        raise ValueError(f"stream id {record.stream_id!r} is not a str")
+    meta, nulls = mongo_meta.split_meta(record.meta)
+    doc = {
+        "_id": record.stream_id, "qkey": _query_key(query),
+        "tags": mongo_query.canonical(record.tags), "meta": meta, "nulls": nulls,
+        "lock": None, "v": 0,
+    }
+    return Creation(doc, query, mongo_query.translate(query), doc["qkey"])
+
+
+def _plain_creation(plan: Plan) -> bool:
+    """One stream created and nothing else written."""
+    if len(plan.streams) != 1 or plan.streams[0] not in plan.create:
+        return False
+    sid = plan.streams[0]
+    return not (plan.raw.get(sid) or any(sid in rows for rows in plan.levels.values())
+                or sid in plan.ops or plan.expect)

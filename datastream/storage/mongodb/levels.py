@@ -1,7 +1,7 @@
 """Level rows of the MongoDB backend: validation, encoding to documents, decoding to Arrow.
 
 A level's rows live in ``level_<key>``, a document per row: ``stream_id``, ``t``, the partial
-columns as fields, ``_q``/``_b`` (version, batch; see :mod:`.mongo_commit`). Several versions
+columns as fields, ``_q``/``_b`` (version, batch; see :mod:`.commit`). Several versions
 of a ``(stream_id, t)`` may coexist until the older ones are collected, so decoding keeps the
 newest visible one. Documents do not carry Arrow types: ``level_schemas`` remembers each
 column's type alias and first position, so that reads return the written types.

@@ -33,9 +33,9 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from ..granularity import MAX_US, MIN_US
+from ...granularity import MAX_US, MIN_US
+from ..base import RAW_SCHEMA
 from . import line_protocol as lp
-from .base import RAW_SCHEMA
 
 SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the time
 RAW_MEASUREMENT = "datastream_raw"
@@ -46,6 +46,7 @@ ROWS_PER_CHUNK = 5_000
 
 Occupied = Callable[[str, str, int, np.ndarray], np.ndarray]
 Visible = Callable[[np.ndarray], np.ndarray]
+RawVisible = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # -- rows given to a commit --------------------------------------------------------------------
@@ -418,12 +419,12 @@ def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
     return pa.array(values, arrow_type).cast(field.type)
 
 
-def raw_table(columns: dict[str, list], count: int, visible: Visible,
+def raw_table(columns: dict[str, list], count: int, visible: RawVisible,
               reverse: bool = False) -> pa.Table:
-    """Queried raw points whose batch is ``visible``, as RAW_SCHEMA in time and insertion
-    order (or reversed time, still in insertion order within a microsecond)."""
+    """Queried raw points that are ``visible(batches, times)``, as RAW_SCHEMA in time and
+    insertion order (or reversed time, still in insertion order within a microsecond)."""
     t_us, ordinals = _positions(columns)
-    rows = np.flatnonzero(visible(np.array(columns[BATCH_FIELD], dtype=np.int64)))
+    rows = np.flatnonzero(visible(np.array(columns[BATCH_FIELD], dtype=np.int64), t_us))
     order = np.lexsort((ordinals[rows], -t_us[rows] if reverse else t_us[rows]))
     rows = rows[order]
     arrays = [pa.array(t_us[rows], pa.int64())]

@@ -13,7 +13,7 @@ from typing import Any
 
 import bson
 
-from .base import MetaUpdate
+from ..base import MetaUpdate
 
 
 def split_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:

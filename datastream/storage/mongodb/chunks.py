@@ -22,10 +22,18 @@ up to 10,000 points, bulk appends, backfills) is 6-7x smaller and 100x+ cheaper 
 million points export without a per-point Python loop (through this module: ~50 ms to encode
 and ~110 ms to decode 1M points on a shared core). Values are opaque to the server, which is
 fine: storage never computes aggregates.
+
+Truncation (``WriteBatch.truncate_raw``) never rewrites chunks: it adds a *cut* ``(t, q)`` to
+the stream, meaning "rows of chunks written before write sequence ``q`` with time ``>= t`` are
+gone". Readers drop those rows while decoding (:func:`decode`), chunks a cut hides completely
+are not fetched (:func:`visible_condition`) and are deleted later by the collector, and only
+the cuts on the Pareto frontier (:func:`frontier`) are worth keeping. A cut never hides rows of
+the batch that made it: they carry its own ``q``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bson import Binary
 
-from .base import RAW_SCHEMA
+from ..base import RAW_SCHEMA
 
 CHUNK_ROWS = 4096
 CHUNK_SPAN_US = 3600 * 1_000_000
@@ -55,6 +63,28 @@ def time_condition(start_us: int | None, end_us: int | None) -> dict[str, Any]:
     if last_end:
         condition["t1"] = last_end
     return condition
+
+
+def frontier(cuts: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The cuts no other cut makes redundant: ``(t, q)`` hides everything ``(t2, q2)`` does
+    when ``t <= t2`` and ``q >= q2``. Ordered by q descending (so t descends too)."""
+    kept: list[tuple[int, int]] = []
+    for t, q in sorted(set(cuts), key=lambda cut: (-cut[1], cut[0])):
+        if not kept or t < kept[-1][0]:
+            kept.append((t, q))
+    return kept
+
+
+def visible_condition(cuts: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """A filter excluding chunks that some cut hides completely (none: no condition)."""
+    if not cuts:
+        return {}
+    return {"$nor": [hidden_by(t, q) for t, q in cuts]}
+
+
+def hidden_by(t: int, q: int) -> dict[str, Any]:
+    """The chunks one cut hides completely."""
+    return {"q": {"$lt": int(q)}, "t0": {"$gte": int(t)}}
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -185,9 +215,14 @@ def _unbits(mask: bytes, count: int) -> np.ndarray:
 
 
 def decode(
-    chunks: list[dict[str, Any]], start_us: int | None, end_us: int | None, reverse: bool
+    chunks: list[dict[str, Any]],
+    start_us: int | None,
+    end_us: int | None,
+    reverse: bool,
+    cuts: Sequence[tuple[int, int]] = (),
 ) -> pa.Table:
-    """Rows of the chunks inside [start, end), by (t, q, position) or t descending."""
+    """Rows of the chunks inside [start, end) that no cut hides, by (t, q, position) or t
+    descending."""
     columns: dict[str, list[pa.Array]] = {name: [] for name in RAW_SCHEMA.names}
     batch_seq, position = [], []
     for doc in chunks:
@@ -206,7 +241,10 @@ def decode(
         keep &= t >= start_us
     if end_us is not None:
         keep &= t < end_us
-    seq, pos = np.concatenate(batch_seq)[keep], np.concatenate(position)[keep]
+    seq = np.concatenate(batch_seq)
+    for cut_t, cut_q in cuts:
+        keep &= (seq >= cut_q) | (t < cut_t)
+    seq, pos = seq[keep], np.concatenate(position)[keep]
     t = t[keep]
     if not reverse and _in_order(t, seq, pos):
         rows = np.flatnonzero(keep)

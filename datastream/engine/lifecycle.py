@@ -1,0 +1,107 @@
+"""Buffers that flush without the application's help.
+
+* A background thread (one per process, a daemon) flushes every engine whose buffer reached
+  its size or age limit, also while the application is idle, and retries failed flushes with
+  backoff. It first warms up pyarrow's lazy imports so that the first flush is not late.
+* At normal interpreter exit every engine is flushed. The exit path must not depend on
+  imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
+  Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
+  the threading module has shut down. Importing that module now makes the late pandas import
+  succeed.
+* After ``fork()`` the child drops the buffers it inherited (they belong to the parent, which
+  flushes them) and starts its own flusher when it needs one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures.thread  # noqa: F401 - see the module docstring
+import os
+import sys
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core import Engine
+
+TICK_SECONDS = 0.05
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_guard = threading.Lock()
+_thread: threading.Thread | None = None
+_exiting = False
+
+
+def register(engine: Engine) -> None:
+    """Flush ``engine`` in the background and at exit from now on."""
+    global _thread
+    with _guard:
+        _engines.add(engine)
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="datastream-flusher", daemon=True)
+            _thread.start()
+
+
+def unregister(engine: Engine) -> None:
+    with _guard:
+        _engines.discard(engine)
+
+
+def _run() -> None:
+    _prewarm()
+    wait = threading.Event().wait
+    while not _exiting:
+        wait(TICK_SECONDS)
+        for engine in list(_engines):
+            try:
+                engine.flush_if_due()
+            except Exception:  # noqa: BLE001 - recorded on the engine; never kill the thread
+                pass
+
+
+def _prewarm() -> None:
+    """pyarrow imports pandas (when installed) the first time it converts anything, which can
+    take a second or more: do it here, off the application's path, rather than in the first
+    flush that is due."""
+    try:
+        import pyarrow
+
+        pyarrow.array([0])
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
+
+
+def flush_at_exit() -> None:
+    """Flush every registered engine; failures are reported on stderr (never silently)."""
+    global _exiting
+    _exiting = True
+    for engine in list(_engines):
+        report_failure(engine, "at exit")
+
+
+def report_failure(engine: Engine, when: str) -> None:
+    """Flush ``engine``; on failure say on stderr how many points could not be stored."""
+    try:
+        engine.flush()
+    except Exception as error:  # noqa: BLE001 - there is no caller to raise to
+        sys.stderr.write(
+            f"datastream: {engine.buffers.points} buffered points could not be stored {when}:"
+            f" {type(error).__name__}: {error}\n"
+        )
+
+
+def _after_fork_in_child() -> None:
+    global _thread, _guard
+    _guard = threading.Lock()
+    _thread = None
+    engines = list(_engines)
+    for engine in engines:
+        engine.after_fork()
+    if engines:
+        register(engines[0])
+
+
+atexit.register(flush_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,127 @@
+"""Bringing every stream a change set touches to a consistent state before it is committed.
+
+After new raw rows (a flush) or a downsampling request, each affected stream is handled after
+the streams it is derived from: derived outputs are computed, buckets whose raw rows changed
+behind a closed bound are computed again, and buckets that may close now are closed. The
+outputs of one stream are the inputs of the next, all in the same commit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .. import downsamplers
+from .changes import EVERYTHING, ChangeSet
+from .downsampling import LevelStep, close_buckets
+from .operators import derive, sources_first
+from .view import conform
+
+
+def dependents(changes: ChangeSet, roots: set[str]) -> set[str]:
+    """Streams derived, directly or not, from ``roots`` (those whose states are loaded)."""
+    found: set[str] = set()
+    queue = list(roots)
+    while queue:
+        state = changes.states.get(queue.pop())
+        if state is None:
+            continue
+        for derived in state.contributes_to:
+            if derived not in found and derived in changes.states:
+                found.add(derived)
+                queue.append(derived)
+    return found
+
+
+def settle(
+    changes: ChangeSet,
+    roots: set[str],
+    *,
+    auto_downsample: bool,
+    until: int | None = None,
+    downsample: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Process ``roots`` and everything derived from them, sources first: derived outputs,
+    re-closing of changed closed buckets, closing of ``downsample`` streams up to ``until``
+    (rules a-c) and, with ``auto_downsample``, of every stream with new rows (rules b-c)."""
+    affected = set(roots) | dependents(changes, set(roots))
+    for stream_id in sources_first(changes.states, affected):
+        state = changes.states[stream_id]
+        if state.derivation is not None:
+            derive(changes, stream_id)
+        refold(changes, stream_id)
+        if stream_id in downsample:
+            close(changes, stream_id, until)
+        elif auto_downsample and changes.new_raw(stream_id) is not None:
+            close(changes, stream_id, None)
+
+
+def close(changes: ChangeSet, stream_id: str, until: int | None) -> list[LevelStep]:
+    """Close the buckets of one stream that may close now (into the change set)."""
+    state = changes.states[stream_id]
+    steps = close_buckets(changes.view, state, until)
+    for step in steps:
+        changes.add_levels(stream_id, step)
+    return steps
+
+
+def refold(changes: ChangeSet, stream_id: str) -> None:
+    """Compute closed buckets again when raw rows before the closed bound changed in this
+    commit (rows another process could not know it had closed, or a derived stream re-derived
+    from a time before its bound), so that no level ever diverges from its raw rows."""
+    state = changes.states[stream_id]
+    frozen = state.frozen_until
+    if frozen is None or state.earliest is None:
+        return
+    changed = changes.raw_changed_from.get(stream_id)
+    new = changes.new_raw(stream_id)
+    if new is not None and new.num_rows:
+        first = int(new.column("t").to_numpy().min())
+        changed = first if changed is None else min(changed, first)
+    if changed is None or changed >= frozen:
+        return
+    old = dict(state.bounds)
+    for level in state.levels:
+        bound = old.get(level.key)
+        if bound is not None:
+            lowered = level.floor_us(changed) if changed > EVERYTHING else None
+            if lowered is not None and lowered <= level.floor_us(state.earliest):
+                lowered = None
+            state.bounds[level.key] = None if lowered is None else min(bound, lowered)
+    latest = state.latest
+    # rule (b) already held for the old bounds; a re-derived stream may have lost its tail
+    state.latest = max(x for x in (latest, *old.values()) if x is not None)
+    try:
+        steps = close_buckets(changes.view, state, None, caps=old)
+    finally:
+        state.latest = latest
+        state.bounds = {key: old.get(key) for key in state.bounds}
+    for step in steps:
+        changes.add_levels(stream_id, _with_vanished(changes, stream_id, step), recomputed=True)
+
+
+def _with_vanished(changes: ChangeSet, stream_id: str, step: LevelStep) -> LevelStep:
+    """The step's rows plus empty rows for buckets that are stored but now hold nothing (their
+    stored rows must be replaced, and a recomputation only yields non-empty buckets)."""
+    if not changes.has_stored_levels(stream_id):
+        return step
+    stored = changes.storage.read_level(step.level.key, stream_id, step.start_us, step.end_us)
+    if stored is None or not stored.num_rows:
+        return step
+    stored_t = stored.column("t").to_numpy()
+    rows = conform(step.rows)
+    vanished = np.setdiff1d(stored_t, rows.column("t").to_numpy())
+    if not vanished.size:
+        return step
+    columns = []
+    for field in downsamplers.LEVEL_SCHEMA:
+        if field.name == "t":
+            columns.append(pa.array(vanished.astype(np.int64)))
+        elif field.name in ("c", "np"):
+            columns.append(pa.array(np.zeros(vanished.size, np.int64)))
+        else:
+            columns.append(pa.nulls(vanished.size, field.type))
+    filler = pa.Table.from_arrays(columns, schema=downsamplers.LEVEL_SCHEMA)
+    combined = pa.concat_tables([rows, filler])
+    order = np.argsort(combined.column("t").to_numpy(), kind="stable")
+    return LevelStep(step.level, step.start_us, step.end_us, combined.take(pa.array(order)))

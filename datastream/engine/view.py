@@ -1,0 +1,117 @@
+"""Storage as it will be once a commit under construction is stored.
+
+Downsampling and derived streams read their inputs while the commit that holds new rows is
+still being built (raw rows closing buckets, level rows feeding derived streams, derived
+outputs feeding other derived streams). :class:`PendingView` answers the storage read calls
+with the stored rows, minus what the commit truncates or clears, plus what it adds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from .. import downsamplers
+from ..lazy import pc
+from ..storage.base import RAW_SCHEMA, Storage
+
+if TYPE_CHECKING:
+    from .changes import ChangeSet
+
+NO_TIME = -(2**63)
+
+
+def slice_t(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
+    """Rows with start_us <= t < end_us (None = unbounded)."""
+    if not table.num_rows or (start_us is None and end_us is None):
+        return table
+    t = table.column("t")
+    if start_us is None:
+        mask = pc.less(t, end_us)
+    elif end_us is None:
+        mask = pc.greater_equal(t, start_us)
+    else:
+        mask = pc.and_(pc.greater_equal(t, start_us), pc.less(t, end_us))
+    return table.filter(mask)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Level rows in LEVEL_SCHEMA column order and types (storage may return extra/missing
+    columns)."""
+    schema = downsamplers.LEVEL_SCHEMA
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def sort_stable(table: pa.Table) -> pa.Table:
+    """Rows ordered by t, keeping the given order among equal times."""
+    t = table.column("t").to_numpy()
+    if t.size > 1 and np.any(t[1:] < t[:-1]):
+        return table.take(pa.array(np.argsort(t, kind="stable")))
+    return table
+
+
+class PendingView:
+    """Read access to ``storage`` with the change set ``changes`` applied."""
+
+    def __init__(self, storage: Storage, changes: ChangeSet) -> None:
+        self.storage = storage
+        self.changes = changes
+
+    def read_raw(
+        self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
+    ) -> pa.Table:
+        changes = self.changes
+        stored = RAW_SCHEMA.empty_table()
+        if changes.has_stored_rows(stream_id):
+            cut = changes.truncated.get(stream_id)
+            stored_end = end_us if cut is None else (cut if end_us is None else min(end_us, cut))
+            if start_us is None or stored_end is None or start_us < stored_end:
+                stored = self.storage.read_raw(stream_id, start_us, stored_end)
+        new = changes.new_raw(stream_id)
+        if new is None:
+            result = stored
+        else:
+            new = slice_t(new, start_us, end_us)
+            if not new.num_rows:
+                result = stored
+            elif not stored.num_rows:
+                result = new
+            else:
+                result = pa.concat_tables([stored.cast(RAW_SCHEMA), new.cast(RAW_SCHEMA)])
+                # stored rows come first among equal times: they were appended earlier
+                result = sort_stable(result)
+        if reverse and result.num_rows:
+            t = result.column("t").to_numpy()
+            order = np.lexsort((np.arange(t.size), -t))
+            result = result.take(pa.array(order))
+        return result
+
+    def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        changes = self.changes
+        stored = None
+        if changes.has_stored_levels(stream_id):
+            found = self.storage.read_level(level_key, stream_id, start_us, end_us)
+            stored = None if found is None else conform(found)
+        new = changes.new_levels(stream_id, level_key)
+        if new is None:
+            return stored
+        new = slice_t(new, start_us, end_us)
+        if stored is None or not stored.num_rows:
+            return new
+        if not new.num_rows:
+            return stored
+        replaced = pc.is_in(stored.column("t"), value_set=new.column("t"))
+        kept = stored.filter(pc.invert(replaced))
+        return sort_stable(pa.concat_tables([kept, new]))

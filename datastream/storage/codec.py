@@ -1,0 +1,696 @@
+"""The shared chunk codec: one stream's raw or level rows ↔ compact bytes.
+
+Both the embedded store and the MongoDB backend keep points as compressed columnar chunks; this
+module is their only encoding, so a chunk written by one is readable by the other and a format
+change happens in one place. It returns rows exactly as given (row order, nulls, every float
+bit, NaN payloads and -0.0 included) and computes nothing about them.
+
+Layout (little-endian)::
+
+    header   magic b"DSCC", version u8, table kind u8 (1 raw, 2 level), column count u8,
+             flags u8 (bit 0: t0/t1 hold the range of the valid timestamps), rows u32,
+             t0 i64, t1 i64, CRC-32 of the body u32, CRC-32 of the 32 bytes before it u32
+    body     per column, in the frozen order of ``LAYOUTS``: codec u8, flags u8 (bit 0: a
+             validity part comes first), param u16, then one u32 byte length per part; after
+             all column entries, the parts of every column in the same order
+
+A "packed" part holds unsigned integers narrowed to 1, 2, 4 or 8 bytes (width code 1-4; code 0:
+all zero, no bytes), bit-shuffled and LZ4-compressed by blosc2. A validity part is the Arrow
+bitmap, zstd-compressed; it exists only when a column mixes nulls and values. Parts below 128
+bytes, or that do not compress, are stored as they are: a part exactly as long as its
+uncompressed size (always known to the decoder) is raw, any other is one blosc2 chunk. Before any
+transform, null slots take their neighbours' values, so nulls cost their bitmap and no more.
+
+Column codecs (``param`` bits in brackets):
+
+* ``NULL`` (0): every row null (or no rows); no parts.
+* ``INT`` (1) [order 0-1, width 2-4]: zigzagged order-0/1/2 differences
+  (``kernels.transforms.int_encode``); parts: the first ``order`` values as raw int64, the rest
+  packed. Regular timestamps cost 16 bytes whatever the row count.
+* ``DECIMAL`` (2) [k 0-3, digits width 4-6, residual width 7-9]: ``v = rint(x * 10**k)`` as
+  zigzagged deltas plus the ulp distance from ``v / 10**k`` to ``x``
+  (``kernels.transforms.decimal_encode``); parts: the first delta raw, the others packed, the
+  residuals packed. Values rounded to k decimals have no residual part.
+* ``FLOAT_BITS`` (3): IEEE bits byte-shuffled + zstd, when the decimal estimate is no better
+  than the raw 64 bits (magnitudes spanning hundreds of orders).
+* ``TEXT`` (4) [lengths width 0-2]: UTF-8 lengths packed, the bytes zstd-compressed.
+* ``TEXT_DICT`` (5) [indices width 0-2, lengths width 3-5]: the dictionary size (raw u32),
+  indices into the distinct strings (first-seen order) packed, the dictionary as in ``TEXT``.
+* ``PREDICTED`` (6) [predictor 0-3, width 4-6]: level columns that other columns of the same
+  row give up to rounding (``PREDICTORS``: the mean offset from sum, count and minimum; sum of
+  squares and M2 from each other; counts from counts; the interval sum from the first and last
+  timestamps). Only the difference to the prediction is stored, packed (in ulps for floats).
+  Predictions are IEEE divisions, products and differences, which every CPU rounds alike; a
+  NaN prediction becomes 0.0, because the bits of a computed NaN are not portable.
+
+Choices are made per column and per chunk from estimates over at most 256 rows (the start and
+the middle), modelling what bit shuffling + LZ4 make of each candidate
+(``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
+prediction when it beats the column's own estimate, greedily by gain and never in a cycle (of
+q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
+rows.
+
+Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
+version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
+rows, and each part at most 2 GiB before compression (a blosc2 limit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+from collections.abc import Callable
+
+import blosc2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..kernels import transforms
+from ..kernels.jit import readonly
+
+MAGIC = b"DSCC"
+VERSION = 1
+RAW, LEVEL = 1, 2
+
+# The stored column order of format version 1. Chunks depend on it: a new column is appended
+# (older chunks decode it as null), never inserted. Tests check these equal the live schemas.
+LAYOUTS: dict[int, pa.Schema] = {
+    RAW: pa.schema(
+        [("t", pa.int64()), ("k", pa.int8()), ("i", pa.int64()), ("f", pa.float64()),
+         ("s", pa.string())]
+    ),
+    LEVEL: pa.schema(
+        [("t", pa.int64()), ("c", pa.int64())]
+        + [(name, pa.float64()) for name in ("s", "q", "l", "u", "mu", "m2", "n")]
+        + [("x", pa.string()), ("np", pa.int64()), ("tn", pa.int64()), ("tm", pa.float64())]
+        + [(name, pa.int64()) for name in ("ta", "tz", "ic")]
+        + [(name, pa.float64()) for name in ("isum", "il", "iu", "iq", "im2")]
+    ),
+}
+
+NULL, INT, DECIMAL, FLOAT_BITS, TEXT, TEXT_DICT, PREDICTED = range(7)
+CODEC_NAMES = ("null", "int", "decimal", "float_bits", "text", "text_dict", "predicted")
+_PARTS = {NULL: 0, INT: 2, DECIMAL: 3, FLOAT_BITS: 1, TEXT: 2, TEXT_DICT: 4, PREDICTED: 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """A level column (``target``) that ``predict(*inputs)`` gives up to a few ulps."""
+
+    target: str
+    inputs: tuple[str, ...]
+    predict: Callable[..., np.ndarray]
+
+
+def _mean_offset(s, c, low):
+    return s / c - low
+
+
+def _squares(m2, s, c):
+    return m2 + s * s / c
+
+
+def _spread(q, s, c):
+    return q - s * s / c
+
+
+def _same(x):
+    return x
+
+
+def _intervals(points):
+    return points - 1
+
+
+def _span_seconds(last, first):
+    return (last - first) / 1e6
+
+
+# Predictor ids are stored in chunks: never renumber one.
+PREDICTORS = {
+    1: Predictor("mu", ("s", "c", "l"), _mean_offset),
+    2: Predictor("q", ("m2", "s", "c"), _squares),
+    3: Predictor("m2", ("q", "s", "c"), _spread),
+    4: Predictor("iq", ("im2", "isum", "ic"), _squares),
+    5: Predictor("im2", ("iq", "isum", "ic"), _spread),
+    6: Predictor("c", ("tn",), _same),  # values = non-null points, but for aggregates
+    7: Predictor("np", ("tn",), _same),  # points = non-null points, without null points
+    8: Predictor("ic", ("np",), _intervals),  # intervals between the points
+    9: Predictor("isum", ("tz", "ta"), _span_seconds),  # they add up to last - first
+}
+
+_INT_TARGETS = sorted({p.target for p in PREDICTORS.values()} - {
+    f.name for f in LAYOUTS[LEVEL] if f.type == pa.float64()})
+
+_HEADER = struct.Struct("<4sBBBBIqqI")  # everything the header CRC covers
+_HEADER_SIZE = _HEADER.size + 4
+_COLUMN = struct.Struct("<BBH")
+_U32 = struct.Struct("<I")
+_HAS_RANGE = 1
+_HAS_VALIDITY = 1
+
+_WIDTHS = (0, 1, 2, 4, 8)  # width code -> bytes per value
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SAMPLE = 128  # rows per estimation block (two blocks: the start and the middle)
+_NO_COSTS = np.full(transforms.MAX_SCALE + 1, np.inf)
+# The decimal path is worth it unless its estimate comes close to the 64 bits of the value.
+_DECIMAL_MAX_BITS = 60
+_MAX_PART = 2**31 - 64
+_RAW_BELOW = 128  # bytes; smaller parts are stored as they are (a blosc2 call costs µs)
+
+
+# == public API =================================================================================
+
+
+def encode_raw(table: pa.Table | pa.RecordBatch) -> bytes:
+    """One chunk of ``RAW_SCHEMA`` rows, kept in the given order (stored order: sorted by t)."""
+    return _encode(table, RAW)
+
+
+def decode_raw(data: bytes) -> pa.Table:
+    """The ``RAW_SCHEMA`` rows of a chunk made by :func:`encode_raw`."""
+    return _decode(data, RAW)
+
+
+def encode_level(table: pa.Table | pa.RecordBatch) -> bytes:
+    """One chunk of ``LEVEL_SCHEMA`` rows; other columns (``stream_id``) are not stored."""
+    return _encode(table, LEVEL)
+
+
+def decode_level(data: bytes) -> pa.Table:
+    """The ``LEVEL_SCHEMA`` rows of a chunk made by :func:`encode_level`."""
+    return _decode(data, LEVEL)
+
+
+def chunk_stats(data: bytes) -> tuple[int, int | None, int | None]:
+    """``(rows, t0, t1)`` from the header alone (checked by its own CRC): what an index over
+    stored chunks needs, without touching the body. t0/t1 are the smallest and largest valid
+    ``t``, None when there is none."""
+    rows, t0, t1, flags = _read_header(data)[3:]
+    if not flags & _HAS_RANGE:
+        return rows, None, None
+    return rows, t0, t1
+
+
+def describe(data: bytes) -> list[tuple[str, str, int]]:
+    """``(column, codec name, stored bytes)`` per column, for benchmarks and debugging."""
+    kind = _read_header(data)[1]
+    columns, _ = _read_columns(data, kind)
+    return [(name, CODEC_NAMES[codec], sum(lengths))
+            for name, (codec, _, _, lengths) in zip(LAYOUTS[kind].names, columns)]
+
+
+# == encoding ===================================================================================
+
+
+def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
+    layout = LAYOUTS[kind]
+    rows = table.num_rows
+    if rows >= 2**32:
+        raise ValueError(f"a chunk holds fewer than 2**32 rows, not {rows}")
+    validity: dict[str, bytes | None] = {}
+    values: dict[str, np.ndarray | pa.Array | None] = {}
+    for field, array in zip(layout, _columns(table, layout)):
+        validity[field.name], values[field.name] = _prepare(array, field.type)
+    plans = {name: _float_plan(x) for name, x in values.items()
+             if isinstance(x, np.ndarray) and x.dtype == np.float64}
+    predicted = {}
+    if kind == LEVEL:
+        costs = {name: plan[1] for name, plan in plans.items()}
+        for name in _INT_TARGETS:
+            if isinstance(values[name], np.ndarray):
+                costs[name] = min(transforms.int_costs(_sample(values[name])))
+        predicted = _choose_predictions(values, costs)
+    descriptors = []
+    parts: list[bytes] = []
+    t_range = None
+    for name, x in values.items():
+        if x is None:
+            codec, param, column_parts = NULL, 0, []
+        elif name in predicted:
+            codec, param, column_parts = _encode_predicted(*predicted[name])
+        elif name in plans:
+            codec, param, column_parts = _encode_float(x, plans[name])
+        elif isinstance(x, np.ndarray):
+            codec, param, column_parts, valid_range = _encode_int(x)
+            if name == "t":
+                t_range = valid_range
+        else:
+            codec, param, column_parts = _encode_text(x)
+        flags = 0
+        if validity[name] is not None:
+            column_parts.insert(0, validity[name])
+            flags = _HAS_VALIDITY
+        descriptors.append(_COLUMN.pack(codec, flags, param))
+        descriptors.append(struct.pack(f"<{len(column_parts)}I", *map(len, column_parts)))
+        parts.extend(column_parts)
+    body = b"".join(descriptors + parts)
+    t0, t1 = t_range or (0, 0)
+    head = _HEADER.pack(MAGIC, VERSION, kind, len(layout), _HAS_RANGE if t_range else 0, rows,
+                        t0, t1, zlib.crc32(body))
+    return b"".join((head, _U32.pack(zlib.crc32(head)), body))
+
+
+def _columns(table: pa.Table | pa.RecordBatch, layout: pa.Schema) -> list[pa.Array]:
+    """The layout's columns of ``table`` as single arrays of the layout's types. Every pyarrow
+    call costs a microsecond or more, so the usual case (one batch, the layout's schema) takes
+    the fewest."""
+    if not table.schema.equals(layout):
+        schema = table.schema
+        missing = [name for name in layout.names if schema.get_field_index(name) < 0]
+        if missing:
+            raise ValueError(f"rows to encode lack the columns {missing}")
+        table = table.select(layout.names)
+        if not table.schema.equals(layout):
+            table = table.cast(layout)
+    if isinstance(table, pa.Table):
+        batches = table.to_batches()
+        if len(batches) != 1:
+            table = table.combine_chunks()
+            batches = table.to_batches()
+        if len(batches) != 1:  # no rows: an empty table may have no batch at all
+            return [pa.array([], field.type) for field in layout]
+        table = batches[0]
+    return [table.column(i) for i in range(len(layout))]
+
+
+def _prepare(
+    array: pa.Array, type_: pa.DataType
+) -> tuple[bytes | None, np.ndarray | pa.Array | None]:
+    """(validity part or None, values): None for an all-null column, else the values with null
+    slots filled (int64 or float64 numpy, or a string array)."""
+    rows, nulls = len(array), array.null_count
+    if nulls == rows:
+        return None, None
+    if nulls == 0:
+        validity = None
+    else:
+        bitmap = pc.is_valid(array).buffers()[1]
+        validity = _compress(np.frombuffer(bitmap, np.uint8, (rows + 7) // 8),
+                             blosc2.Filter.NOFILTER, blosc2.Codec.ZSTD)
+    if type_ == pa.string():
+        return validity, array.fill_null("") if nulls else array
+    if nulls:
+        array = pc.fill_null_backward(pc.fill_null_forward(array))
+    return validity, readonly(array.to_numpy(), np.float64 if type_ == pa.float64() else np.int64)
+
+
+def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
+    """((codec, scale), estimated bits per value) of a float column on its own."""
+    costs = _NO_COSTS.copy()
+    transforms.decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
+    k = int(costs.argmin())
+    if costs[k] > _DECIMAL_MAX_BITS:
+        return (FLOAT_BITS, 0), 64.0
+    return (DECIMAL, k), float(costs[k])
+
+
+def _choose_predictions(values: dict, costs: dict) -> dict[str, tuple[int, np.ndarray]]:
+    """Level columns to store as residuals of a prediction: {target: (predictor, residual)}.
+    ``costs`` holds each candidate column's own estimate; predictions are taken greedily by
+    gain, skipping those that would close a cycle (q from M2 and M2 from q)."""
+    options = []
+    for key, predictor in PREDICTORS.items():
+        target = values.get(predictor.target)
+        if predictor.target in costs and isinstance(target, np.ndarray):
+            guess = _predict(predictor, values, target.dtype)
+            if guess is not None:
+                with np.errstate(over="ignore"):
+                    diff = target.view(np.int64) - guess.view(np.int64)
+                cost = transforms.int_costs(_sample(readonly(diff, np.int64)))[0]
+                if cost < costs[predictor.target]:
+                    options.append((costs[predictor.target] - cost, key, diff))
+    chosen: dict[str, tuple[int, np.ndarray]] = {}
+    for _, key, diff in sorted(options, key=lambda option: -option[0]):
+        predictor = PREDICTORS[key]
+        if predictor.target not in chosen and not any(
+            _depends(name, predictor.target, chosen) for name in predictor.inputs
+        ):
+            chosen[predictor.target] = (key, diff)
+    return chosen
+
+
+def _depends(name: str, on: str, chosen: dict) -> bool:
+    """Whether column ``name`` is ``on`` or is predicted from it, directly or not."""
+    if name == on:
+        return True
+    if name not in chosen:
+        return False
+    return any(_depends(i, on, chosen) for i in PREDICTORS[chosen[name][0]].inputs)
+
+
+def _predict(predictor: Predictor, values: dict, dtype: np.dtype) -> np.ndarray | None:
+    """A fresh array of the prediction from the (filled) input columns; None when an input
+    is missing."""
+    inputs = [values.get(name) for name in predictor.inputs]
+    if any(not isinstance(x, np.ndarray) for x in inputs):
+        return None
+    with np.errstate(all="ignore"):
+        guess = np.array(predictor.predict(*inputs), dtype)
+    if dtype == np.float64:
+        guess[np.isnan(guess)] = 0.0  # the bits of a computed NaN differ between CPUs
+    return guess
+
+
+def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
+    costs = transforms.int_costs(_sample(x))
+    order = costs.index(min(costs))
+    z = np.empty(len(x), np.int64)
+    tail, low, high = transforms.int_encode(x, order, z)
+    width, packed = _pack(z[order:], tail)
+    return INT, order | width << 2, [z[:order].tobytes(), packed], (low, high)
+
+
+def _encode_predicted(key: int, diff: np.ndarray) -> tuple[int, int, list[bytes]]:
+    z = np.empty(len(diff), np.int64)
+    tail, _, _ = transforms.int_encode(readonly(diff, np.int64), 0, z)
+    width, packed = _pack(z, tail)
+    return PREDICTED, key | width << 4, [packed]
+
+
+def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
+    (codec, arg), _ = plan
+    if codec == FLOAT_BITS:
+        return FLOAT_BITS, 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
+    digits = np.empty(len(x), np.int64)
+    residual = np.empty(len(x), np.int64)
+    digits_or, residual_or = transforms.decimal_encode(x, arg, digits, residual)
+    digits_width, packed_digits = _pack(digits[1:], digits_or)
+    residual_width, packed_residual = _pack(residual, residual_or)
+    param = arg | digits_width << 4 | residual_width << 7
+    return DECIMAL, param, [digits[:1].tobytes(), packed_digits, packed_residual]
+
+
+def _encode_text(array: pa.Array) -> tuple[int, int, list[bytes]]:
+    encoded = array.dictionary_encode()
+    dictionary = encoded.dictionary
+    if 2 * len(dictionary) > len(array):
+        width, lengths, data = _text_parts(array)
+        return TEXT, width, [lengths, data]
+    indices = encoded.indices.to_numpy().astype(np.int64)
+    index_width, packed = _pack(indices, int(indices.max()))
+    width, lengths, data = _text_parts(dictionary)
+    return (TEXT_DICT, index_width | width << 3,
+            [_U32.pack(len(dictionary)), packed, lengths, data])
+
+
+def _text_parts(array: pa.Array) -> tuple[int, bytes, bytes]:
+    """(width code, packed lengths, compressed UTF-8) of a string array without nulls."""
+    offsets = np.frombuffer(array.buffers()[1], np.int32)
+    offsets = offsets[array.offset:array.offset + len(array) + 1]
+    lengths = np.diff(offsets).astype(np.int64)
+    width, packed = _pack(lengths, int(np.bitwise_or.reduce(lengths)) if len(lengths) else 0)
+    data = array.buffers()[2]
+    data = b"" if data is None else data[int(offsets[0]):int(offsets[-1])]
+    text = _compress(np.frombuffer(data, np.uint8), blosc2.Filter.NOFILTER, blosc2.Codec.ZSTD)
+    return width, packed, text
+
+
+def _sample(x: np.ndarray) -> np.ndarray:
+    """Up to two blocks of consecutive values (start and middle): enough to rank transforms,
+    and consecutive so that differences mean what they will mean over the whole column."""
+    if len(x) <= 2 * _SAMPLE:
+        return x
+    middle = len(x) // 2
+    return readonly(np.concatenate((x[:_SAMPLE], x[middle:middle + _SAMPLE])), x.dtype)
+
+
+def _pack(values: np.ndarray, bits_or: int) -> tuple[int, bytes]:
+    """(width code, compressed bytes) of int64 values read as unsigned, whose bitwise OR is
+    ``bits_or``; all-zero values need no bytes."""
+    if bits_or == 0 or len(values) == 0:
+        return 0, b""
+    size = (int(bits_or) & (2**64 - 1)).bit_length()
+    code = 1 if size <= 8 else 2 if size <= 16 else 3 if size <= 32 else 4
+    narrow = values.view(np.uint64).astype(_UNSIGNED[_WIDTHS[code]])
+    return code, _compress(narrow, blosc2.Filter.BITSHUFFLE, blosc2.Codec.LZ4)
+
+
+def _compress(values: np.ndarray, shuffle: blosc2.Filter, codec: blosc2.Codec) -> bytes:
+    """blosc2 bytes of ``values``, or the raw bytes when compressing would not save at least a
+    blosc2 header (tiny or incompressible parts): a part exactly as long as its uncompressed
+    size is raw, which the decoder can tell because it knows that size."""
+    nbytes = values.nbytes
+    if nbytes > _MAX_PART:
+        raise ValueError(f"a chunk column part holds at most {_MAX_PART} bytes, not {nbytes}: "
+                         f"store fewer rows per chunk")
+    if nbytes < _RAW_BELOW:
+        return values.tobytes()
+    packed = blosc2.compress(values, typesize=values.itemsize, clevel=1, filter=shuffle,
+                             codec=codec)
+    return packed if len(packed) < nbytes else values.tobytes()
+
+
+# == decoding ===================================================================================
+
+
+def _read_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
+    """(version, kind, column count, rows, t0, t1, flags) after checking magic, CRC, version."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"a chunk is bytes, not {type(data).__name__}")
+    if len(data) < _HEADER_SIZE:
+        raise ValueError(f"not a datastream chunk: {len(data)} bytes, shorter than a header "
+                         f"({_HEADER_SIZE})")
+    magic, version, kind, ncols, flags, rows, t0, t1, _ = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError(f"not a datastream chunk: magic {bytes(magic)!r}, expected {MAGIC!r}")
+    (head_crc,) = _U32.unpack_from(data, _HEADER.size)
+    if zlib.crc32(memoryview(data)[:_HEADER.size]) != head_crc:
+        raise ValueError("corrupted chunk: header checksum mismatch")
+    if version != VERSION:
+        raise ValueError(f"chunk format version {version} is not supported (this version of "
+                         f"datastream reads version {VERSION})")
+    if kind not in LAYOUTS:
+        raise ValueError(f"corrupted chunk: unknown table kind {kind}")
+    return version, kind, ncols, rows, t0, t1, flags
+
+
+def _read_columns(data: bytes, kind: int) -> tuple[list[tuple[int, int, int, list[int]]], int]:
+    """Column entries (codec, flags, param, part lengths) and where the parts start, after
+    checking the body CRC."""
+    ncols = data[6]
+    (body_crc,) = _U32.unpack_from(data, _HEADER.size - 4)
+    if zlib.crc32(memoryview(data)[_HEADER_SIZE:]) != body_crc:
+        raise ValueError("corrupted chunk: body checksum mismatch")
+    if ncols > len(LAYOUTS[kind]):
+        raise ValueError(f"chunk has {ncols} columns, this version of datastream knows "
+                         f"{len(LAYOUTS[kind])}")
+    columns = []
+    offset = _HEADER_SIZE
+    try:
+        for _ in range(ncols):
+            codec, flags, param = _COLUMN.unpack_from(data, offset)
+            offset += _COLUMN.size
+            if codec not in _PARTS:
+                raise ValueError(f"corrupted chunk: unknown column codec {codec}")
+            count = _PARTS[codec] + (flags & _HAS_VALIDITY)
+            lengths = list(struct.unpack_from(f"<{count}I", data, offset))
+            offset += 4 * count
+            columns.append((codec, flags, param, lengths))
+    except struct.error as error:
+        raise ValueError(f"corrupted chunk: truncated column table ({error})") from None
+    if offset + sum(sum(c[3]) for c in columns) != len(data):
+        raise ValueError("corrupted chunk: part lengths do not add up to the chunk size")
+    return columns, offset
+
+
+def _decode(data: bytes, expected_kind: int) -> pa.Table:
+    _, kind, _, rows, *_ = _read_header(data)
+    if kind != expected_kind:
+        names = {RAW: "raw", LEVEL: "level"}
+        raise ValueError(f"this chunk holds {names[kind]} rows, not {names[expected_kind]} rows")
+    columns, offset = _read_columns(data, kind)
+    layout = LAYOUTS[kind]
+    view = memoryview(data)
+    validity: dict[str, pa.Buffer | None] = {}
+    values: dict[str, np.ndarray | pa.Array | None] = {}
+    predicted = []
+    for field, (codec, flags, param, lengths) in zip(layout, columns):
+        parts = []
+        for length in lengths:
+            parts.append(view[offset:offset + length])
+            offset += length
+        try:
+            validity[field.name] = None
+            if flags & _HAS_VALIDITY:
+                validity[field.name] = pa.py_buffer(_decompress(parts.pop(0), (rows + 7) // 8))
+            if codec == PREDICTED:
+                _predictor(field, param)
+                predicted.append((field, param, parts))
+            else:
+                values[field.name] = _decode_values(field.type, rows, codec, param, parts)
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
+                             f"({error})") from None
+    while predicted:  # each once its inputs are decoded (predictions may chain)
+        ready = [p for p in predicted if all(
+            name in values for name in _predictor(p[0], p[1]).inputs)]
+        if not ready:
+            raise ValueError("corrupted chunk: predicted columns depend on each other")
+        for item in ready:
+            predicted.remove(item)
+            field, param, parts = item
+            try:
+                values[field.name] = _decode_predicted(field, rows, param, parts, values)
+            except (RuntimeError, ValueError, TypeError) as error:
+                raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
+                                 f"({error})") from None
+    arrays = []
+    for field in layout:
+        x = values.get(field.name)
+        if x is None:  # all null, or a column added after the chunk was written
+            arrays.append(pa.nulls(rows, field.type))
+        elif isinstance(x, np.ndarray):
+            if field.type == pa.int8():
+                x = x.astype(np.int8)
+            arrays.append(pa.Array.from_buffers(field.type, rows,
+                                                [validity[field.name], pa.py_buffer(x)]))
+        elif validity[field.name] is None:
+            arrays.append(x)
+        else:
+            _, offsets, text = x.buffers()
+            arrays.append(pa.Array.from_buffers(pa.string(), rows,
+                                                [validity[field.name], offsets, text],
+                                                offset=x.offset))
+    return pa.Table.from_arrays(arrays, schema=layout)
+
+
+def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
+                   parts: list[memoryview]) -> np.ndarray | pa.Array | None:
+    """The filled values of one column as encoded (numpy, or a string array); None if null."""
+    if codec == NULL:
+        return None
+    if pa.types.is_string(type_):
+        if codec not in (TEXT, TEXT_DICT):
+            raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold text")
+        return _decode_text(rows, codec, param, parts)
+    if codec == INT and not pa.types.is_floating(type_):
+        return _decode_int(rows, param, parts)
+    if codec == DECIMAL and pa.types.is_floating(type_):
+        return _decode_decimal(rows, param, parts)
+    if codec == FLOAT_BITS and pa.types.is_floating(type_):
+        return np.frombuffer(_decompress(parts[0], rows * 8), np.float64)
+    raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold {type_}")
+
+
+def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+    order, width = param & 3, param >> 2 & 7
+    heads = np.frombuffer(parts[0], np.int64)
+    if len(heads) != min(order, rows) or order > 2:
+        raise ValueError("wrong number of leading values")
+    if width == 0 and len(heads) == order:  # constant or arithmetic: nothing to integrate
+        if len(parts[1]):
+            raise ValueError("bytes stored for an all-zero part")
+        first = np.empty(order, np.int64)
+        transforms.int_decode(readonly(heads, np.int64), order, first)
+        if order < 2:
+            return np.full(rows, first[0] if order else 0, np.int64)
+        with np.errstate(over="ignore"):  # int64 arithmetic wraps, as in the encoder
+            out = np.arange(rows, dtype=np.int64)
+            out *= first[1] - first[0]
+            out += first[0]
+        return out
+    z = np.empty(rows, np.int64)
+    z[:order] = heads
+    _unpack(parts[1], width, z[order:])
+    out = np.empty(rows, np.int64)
+    transforms.int_decode(readonly(z, np.int64), order, out)
+    return out
+
+
+def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+    k, digits_width, residual_width = param & 15, param >> 4 & 7, param >> 7 & 7
+    if k > transforms.MAX_SCALE or len(parts[0]) != 8:
+        raise ValueError("bad decimal scale or first value")
+    digits = np.empty(rows, np.int64)
+    digits[:1] = np.frombuffer(parts[0], np.int64)
+    _unpack(parts[1], digits_width, digits[1:])
+    residual = _NO_RESIDUAL
+    if residual_width:
+        residual = np.empty(rows, np.int64)
+        _unpack(parts[2], residual_width, residual)
+    elif len(parts[2]):
+        raise ValueError("bytes stored for an all-zero part")
+    out = np.empty(rows, np.float64)
+    transforms.decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k, out)
+    return out
+
+
+_NO_RESIDUAL = np.empty(0, np.int64)
+
+
+def _predictor(field: pa.Field, param: int) -> Predictor:
+    predictor = PREDICTORS.get(param & 15)
+    if predictor is None or predictor.target != field.name:
+        raise ValueError(f"corrupted chunk: no predictor {param & 15} for {field.name!r}")
+    return predictor
+
+
+def _decode_predicted(field: pa.Field, rows: int, param: int, parts: list[memoryview],
+                      values: dict) -> np.ndarray:
+    dtype = np.float64 if field.type == pa.float64() else np.int64
+    guess = _predict(_predictor(field, param), values, dtype)
+    if guess is None:
+        raise ValueError("an input of its prediction is missing")
+    z = np.empty(rows, np.int64)
+    _unpack(parts[0], param >> 4 & 7, z)
+    residual = np.empty(rows, np.int64)
+    transforms.int_decode(readonly(z, np.int64), 0, residual)
+    guess.view(np.int64)[:] += residual
+    return guess
+
+
+def _decode_text(rows: int, codec: int, param: int, parts: list[memoryview]) -> pa.Array:
+    if codec == TEXT:
+        return _strings(rows, param & 7, parts[0], parts[1])
+    if len(parts[0]) != 4:
+        raise ValueError("dictionary size missing")
+    (size,) = _U32.unpack(parts[0])
+    indices = np.empty(rows, np.int64)
+    _unpack(parts[1], param & 7, indices)
+    dictionary = _strings(size, param >> 3 & 7, parts[2], parts[3])
+    if rows and (indices.max() >= size or indices.min() < 0):
+        raise ValueError("dictionary index out of range")
+    return dictionary.take(pa.array(indices))
+
+
+def _strings(count: int, width: int, lengths: memoryview, data: memoryview) -> pa.Array:
+    """``count`` strings from their packed lengths and compressed bytes."""
+    sizes = np.empty(count, np.int64)
+    _unpack(lengths, width, sizes)
+    offsets = np.zeros(count + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    if offsets[-1] >= 2**31 or (count and sizes.min() < 0):
+        raise ValueError("bad string lengths")
+    text = _decompress(data, int(offsets[-1]))
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                      pa.py_buffer(text)])
+
+
+def _unpack(part: memoryview, width: int, out: np.ndarray) -> None:
+    """The int64 values of a packed part into ``out`` (inverse of ``_pack``)."""
+    if width == 0:
+        if len(part):
+            raise ValueError("bytes stored for an all-zero part")
+        out[:] = 0
+        return
+    if width > 4:
+        raise ValueError(f"unknown width code {width}")
+    size = _WIDTHS[width]
+    values = np.frombuffer(_decompress(part, len(out) * size), _UNSIGNED[size])
+    out[:] = values.view(np.int64) if size == 8 else values
+
+
+def _decompress(part: memoryview, expected: int) -> bytes:
+    """The ``expected`` bytes of one part (see ``_compress``), checked before allocating."""
+    if len(part) == expected:
+        return bytes(part)
+    if len(part) < 32:
+        raise ValueError(f"a part of {len(part)} bytes cannot hold {expected}")
+    nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(part)
+    if nbytes != expected or cbytes != len(part):
+        raise ValueError(f"a part of {len(part)} bytes claims {cbytes} bytes holding {nbytes}, "
+                         f"where {expected} were expected")
+    return blosc2.decompress(part)

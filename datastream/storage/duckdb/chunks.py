@@ -1,0 +1,136 @@
+"""Chunks of the embedded store: rows of one stream and level cut into compressed blocks.
+
+Points are not stored a row each: per stream and level, consecutive rows are encoded together
+by the shared codec (:mod:`datastream.storage.codec`) into a chunk of at most ``CHUNK_ROWS``
+rows, kept with its time span ``[t0, t1]``, its row count and a sequence number ``seq`` that
+orders chunks (a global counter: a later write has a larger ``seq``).
+
+* Raw chunks hold rows in stored order; readers take the chunks overlapping a range in ``seq``
+  order and sort by time stably, so points sharing a timestamp keep their append order even
+  across chunks written out of time order.
+* Level chunks never overlap in time: a write over stored buckets merges into the chunks it
+  overlaps (the newer row of a bucket wins).
+* Small chunks (a flush of a few points) are merged once ``MERGE_AFTER`` of them pile up at the
+  end of a stream's chunk sequence, so storage stays dense whatever the flush rate, and each
+  point is rewritten only a few times.
+
+Level rows are the engine's partial states; their columns follow what arrives (a level's Arrow
+schema is remembered and widened), encoded by the codec when they fit its level layout and as
+compressed Arrow IPC otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from ... import downsamplers
+from .. import codec
+
+CHUNK_ROWS = 16384
+SMALL_ROWS = CHUNK_ROWS // 4
+MERGE_AFTER = 16
+RAW = 0  # level code of raw chunks; level keys get codes from 1 on
+
+_CODEC, _IPC = b"C", b"I"
+_LEVEL_TYPES = {field.name: field.type for field in downsamplers.LEVEL_SCHEMA}
+
+
+@dataclasses.dataclass
+class Chunk:
+    """One stored chunk (a row of the ``chunks`` table)."""
+
+    stream_key: int
+    level: int
+    t0: int
+    t1: int
+    seq: int
+    rows: int
+    body: bytes
+
+
+def pieces(table: pa.Table, max_rows: int = CHUNK_ROWS) -> list[pa.Table]:
+    """``table`` cut into consecutive slices of at most ``max_rows`` rows (zero-copy)."""
+    return [table.slice(start, max_rows) for start in range(0, table.num_rows, max_rows)]
+
+
+def times(table: pa.Table) -> np.ndarray:
+    return np.asarray(table.column("t").to_numpy(), dtype=np.int64)
+
+
+def encode_raw(table: pa.Table) -> bytes:
+    return codec.encode_raw(table)
+
+
+def decode_raw(body: bytes) -> pa.Table:
+    return codec.decode_raw(body)
+
+
+def encode_level(table: pa.Table) -> bytes:
+    """A level chunk: the codec's level layout when every column fits it, else Arrow IPC."""
+    fits = all(_LEVEL_TYPES.get(field.name) == field.type for field in table.schema)
+    if fits:
+        return _CODEC + codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema,
+                           options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(table)
+    return _IPC + sink.getvalue().to_pybytes()
+
+
+def decode_level(body: bytes) -> pa.Table:
+    tag, payload = body[:1], body[1:]
+    if tag == _CODEC:
+        return codec.decode_level(payload)
+    if tag == _IPC:
+        return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    raise ValueError(f"unknown level chunk format {tag!r}")
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows in the columns and types of ``schema`` (absent columns read null)."""
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def slice_range(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
+    """Rows of a time-sorted table with start_us <= t < end_us (zero-copy)."""
+    if start_us is None and end_us is None:
+        return table
+    t = times(table)
+    low = 0 if start_us is None else int(np.searchsorted(t, start_us, side="left"))
+    high = len(t) if end_us is None else int(np.searchsorted(t, end_us, side="left"))
+    return table.slice(low, max(0, high - low))
+
+
+def keep_last_per_time(table: pa.Table) -> pa.Table:
+    """Rows sorted by t with one row per t, the last given (an upsert)."""
+    t = times(table)
+    order = np.argsort(t, kind="stable")
+    ordered = t[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    if last.all() and np.array_equal(order, np.arange(len(order))):
+        return table
+    return table.take(pa.array(order[last]))
+
+
+def stable_by_time(table: pa.Table, reverse: bool = False) -> pa.Table:
+    """Rows by t (descending with ``reverse``), keeping the given order among equal times."""
+    t = times(table)
+    if len(t) < 2:
+        return table
+    if not reverse:
+        if np.all(t[1:] >= t[:-1]):
+            return table
+        return table.take(pa.array(np.argsort(t, kind="stable")))
+    return table.take(pa.array(np.lexsort((np.arange(len(t)), -t))))

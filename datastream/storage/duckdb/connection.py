@@ -1,0 +1,70 @@
+"""Opening the database file, transactions, and DuckDB's errors turned into datastream's."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import duckdb
+
+from ... import exceptions
+
+StorageUnavailable = exceptions.StorageUnavailable  # its name here before it was shared
+
+
+class StorageLocked(exceptions.StorageUnavailable):
+    """Another writer holds the database file (the embedded store has one writing process)."""
+
+
+def open_database(target: str, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection, with DuckDB's errors turned into datastream's."""
+    try:
+        return duckdb.connect(target, config=options)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StorageLocked(
+                f"database file {target!r} is in use by another process: the embedded store"
+                f" allows one writing process ({exc})"
+            ) from exc
+        raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
+
+
+def unregister(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:
+    """Drop registered Arrow views; never hides the error being raised."""
+    for view in views:
+        try:
+            con.unregister(view)
+        except duckdb.Error:
+            pass
+
+
+@contextlib.contextmanager
+def transaction(
+    con: duckdb.DuckDBPyConnection, error: type[Exception], failure: str
+) -> Iterator[None]:
+    """BEGIN ... COMMIT; on any error roll back and raise ``error`` naming the cause (an
+    interrupt is rolled back and re-raised as it is)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        yield
+        con.execute("COMMIT")
+    except BaseException as exc:
+        rollback(con)
+        if not isinstance(exc, Exception):
+            raise
+        raise error(f"{failure}: {type(exc).__name__}: {exc}") from exc
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction was open (BEGIN itself failed)
+
+
+def key_list(keys: Iterable[int]) -> str:
+    """An SQL list of integers (formatted as integers, never text)."""
+    return "(" + ", ".join(str(int(key)) for key in keys) + ")"

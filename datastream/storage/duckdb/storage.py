@@ -1,0 +1,715 @@
+"""The embedded store: one DuckDB file (or memory), one writing process.
+
+Tables:
+
+* ``streams``: integer ``stream_key`` (also the creation order), the UUID ``stream_id``, user
+  tags and engine meta as JSON text, and the record ``version``. Records are cached in process
+  (the store has one writing process); several ``Datastream`` objects of that process may share
+  one storage object, and the versions keep their commits from overwriting each other.
+* ``chunks``: the datapoints, compressed per stream and level (:mod:`.chunks`): ``stream_key``,
+  ``level`` (0 raw, else the code of a level key), ``t0``/``t1`` (time span), ``seq`` (write
+  order), ``rows`` and the encoded ``body``.
+* ``levels``: level key → code and the Arrow schema its rows are read back in.
+
+DuckDB is the ACID container: every commit is one transaction, so a crash leaves either the
+whole batch or nothing, and an independent SQL engine is at hand to check the stored data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ... import exceptions
+from ... import tags as tag_rules
+from ..base import (
+    RAW_SCHEMA,
+    MetaUpdate,
+    RecordConflict,
+    Storage,
+    StreamExists,
+    StreamRecord,
+    WriteBatch,
+)
+from . import chunks as chunking
+from .chunks import RAW, Chunk
+from .connection import (
+    StorageLocked,
+    StorageUnavailable,
+    key_list,
+    open_database,
+    transaction,
+    unregister,
+)
+
+SCHEMA_VERSION = "3"
+STREAM_KEY = "stream_key"
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS datastream_info (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    f"CREATE TABLE IF NOT EXISTS streams ({STREAM_KEY} INTEGER PRIMARY KEY,"
+    " stream_id VARCHAR NOT NULL, tags VARCHAR NOT NULL, meta VARCHAR NOT NULL,"
+    " version BIGINT NOT NULL DEFAULT 0)",
+    f"CREATE TABLE IF NOT EXISTS chunks ({STREAM_KEY} INTEGER NOT NULL, level SMALLINT NOT NULL,"
+    " t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, seq BIGINT NOT NULL, rows INTEGER NOT NULL,"
+    " body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS levels (level_key VARCHAR PRIMARY KEY, code SMALLINT NOT NULL,"
+    " arrow_schema BLOB NOT NULL)",
+]
+_CHUNK_SCHEMA = pa.schema([
+    (STREAM_KEY, pa.int32()), ("level", pa.int16()), ("t0", pa.int64()), ("t1", pa.int64()),
+    ("seq", pa.int64()), ("rows", pa.int32()), ("body", pa.binary()),
+])
+
+# Files opened by this process: DuckDB would share one database between two connections of the
+# same process, but two in-process record caches would then disagree.
+_OPEN_FILES: weakref.WeakValueDictionary[str, DuckDBStorage] = weakref.WeakValueDictionary()
+_OPEN_FILES_LOCK = threading.Lock()
+
+__all__ = ["DuckDBStorage", "StorageLocked", "StorageUnavailable"]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclasses.dataclass
+class _Entry:
+    """A cached stream record; the JSON text is kept to hand out independent copies cheaply."""
+
+    key: int
+    stream_id: str
+    tags: dict[str, Any]
+    tags_json: str
+    meta_json: str
+    version: int = 0
+
+    def record(self) -> StreamRecord:
+        return StreamRecord(
+            self.stream_id, json.loads(self.tags_json), json.loads(self.meta_json), self.version
+        )
+
+
+@dataclasses.dataclass
+class _Level:
+    code: int
+    schema: pa.Schema  # stored columns in order, ``t`` included, ``stream_id`` excluded
+
+
+class _Writes:
+    """What one commit does to the chunks table: chunks to insert, chunks to delete."""
+
+    def __init__(self, next_seq: int) -> None:
+        self.next_seq = next_seq
+        self.new: list[Chunk] = []
+        self.drop: list[int] = []  # seq numbers
+
+    def seq(self) -> int:
+        self.next_seq += 1
+        return self.next_seq - 1
+
+    def add(self, key: int, level: int, rows: pa.Table, body: bytes, seq: int | None = None):
+        t = chunking.times(rows)
+        self.new.append(Chunk(key, level, int(t.min()), int(t.max()),
+                              self.seq() if seq is None else seq, rows.num_rows, body))
+
+
+class DuckDBStorage(Storage):
+    """Storage in one DuckDB database (module docstring: the layout and why).
+
+    ``path`` None (or ``':memory:'``) keeps everything in memory. ``options`` are DuckDB
+    configuration settings (for example ``threads=1`` or ``memory_limit='1GB'``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        self._lock = threading.RLock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._file: str | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._keys: dict[int, _Entry] = {}
+        self._levels: dict[str, _Level] = {}
+        self._next_key = 1
+        self._next_seq = 0
+        if path is not None and os.fspath(path) != ":memory:":
+            self._file = os.path.realpath(os.fspath(path))
+        self._con = self._connect(options)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _connect(self, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        if self._file is None:
+            return open_database(":memory:", options)
+        with _OPEN_FILES_LOCK:
+            if self._file in _OPEN_FILES:
+                raise StorageLocked(
+                    f"database file {self._file!r} is already open in this process;"
+                    " close the other storage object first"
+                )
+            con = open_database(self._file, options)
+            _OPEN_FILES[self._file] = self
+            return con
+
+    def _load(self) -> None:
+        con = self._connection()
+        try:
+            for statement in _DDL:
+                con.execute(statement)
+            found = con.sql(
+                "SELECT value FROM datastream_info WHERE key = 'schema_version'"
+            ).fetchall()
+        except duckdb.Error as error:
+            raise StorageUnavailable(f"cannot use {self._file!r}: {error}") from error
+        if not found:
+            con.execute(
+                "INSERT INTO datastream_info VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+            )
+        elif found[0][0] != SCHEMA_VERSION:
+            raise StorageUnavailable(
+                f"database {self._file!r} has storage schema version {found[0][0]},"
+                f" this datastream reads version {SCHEMA_VERSION}"
+            )
+        rows = con.sql(
+            f"SELECT {STREAM_KEY}, stream_id, tags, meta, version FROM streams"
+            f" ORDER BY {STREAM_KEY}"
+        ).fetchall()
+        for key, stream_id, tags_json, meta_json, version in rows:
+            entry = _Entry(key, stream_id, json.loads(tags_json), tags_json, meta_json, version)
+            self._entries[stream_id] = entry
+            self._keys[key] = entry
+        self._next_key = (rows[-1][0] + 1) if rows else 1
+        self._next_seq = con.sql("SELECT coalesce(max(seq) + 1, 0) FROM chunks").fetchall()[0][0]
+        for level_key, code, schema in con.sql(
+            "SELECT level_key, code, arrow_schema FROM levels"
+        ).fetchall():
+            self._levels[level_key] = _Level(code, pa.ipc.read_schema(pa.py_buffer(schema)))
+
+    def close(self) -> None:
+        """Checkpoint and release the file. Idempotent."""
+        with self._lock:
+            con, self._con = self._con, None
+            if con is None:
+                return
+            try:
+                con.close()
+            finally:
+                if self._file is not None:
+                    with _OPEN_FILES_LOCK:
+                        if _OPEN_FILES.get(self._file) is self:
+                            del _OPEN_FILES[self._file]
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StorageUnavailable("the DuckDB storage is closed")
+        return self._con
+
+    def _check_open(self) -> None:
+        """Records are cached in process; a closed store still refuses to serve them."""
+        self._connection()
+
+    def __repr__(self) -> str:
+        return f"DuckDBStorage({self._file or ':memory:'!r})"
+
+    # -- stream records --------------------------------------------------------------------
+    def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
+        with self._lock:
+            self._check_open()
+            return [entry.record() for entry in self._matching(query)]
+
+    def _matching(self, query: dict[str, Any] | None) -> list[_Entry]:
+        query = dict(query or {})
+        candidates: Iterable[_Entry] = self._entries.values()
+        if "stream_id" in query:
+            wanted = _stream_id_condition(query.pop("stream_id"))
+            found = [self._entries[i] for i in dict.fromkeys(wanted) if i in self._entries]
+            candidates = sorted(found, key=lambda entry: entry.key)
+        if not query:
+            return list(candidates)
+        return [entry for entry in candidates if tag_rules.matches(entry.tags, query)]
+
+    def get_stream(self, stream_id: str) -> StreamRecord | None:
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            return entry.record() if entry is not None else None
+
+    def record_version(self, stream_id: str) -> int | None:
+        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        return None if entry is None else entry.version
+
+    def set_tags(
+        self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
+    ) -> None:
+        with self._lock:
+            self._check_open()
+            entry = self._entry(stream_id)
+            if expect_version is not None and entry.version != expect_version:
+                raise RecordConflict(f"stream {stream_id!r} changed since it was read")
+            tags_json = _dumps(tags)
+            self._connection().execute(
+                f"UPDATE streams SET tags = ?, version = version + 1 WHERE {STREAM_KEY} = ?",
+                [tags_json, entry.key],
+            )
+            entry.tags, entry.tags_json = json.loads(tags_json), tags_json
+            entry.version += 1
+
+    def _entry(self, stream_id: str) -> _Entry:
+        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        if entry is None:
+            raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
+        return entry
+
+    # -- writing ---------------------------------------------------------------------------
+    def commit(self, batch: WriteBatch) -> None:
+        """Store the batch in one DuckDB transaction; the in-process caches change only after
+        COMMIT succeeded, so a failure leaves both the file and this object as they were."""
+        if batch.is_empty():
+            return
+        with self._lock:
+            if self._con is None:
+                raise exceptions.StreamAppendFailed(
+                    "the DuckDB storage is closed; nothing of the batch was stored"
+                )
+            con = self._con
+            self._check_expectations(batch)
+            created = self._new_entries(batch.create)
+            deleted = [self._entries[i] for i in dict.fromkeys(batch.delete) if i in self._entries]
+            touched = [self._entries[i] for i in sorted(batch.touched()) if i in self._entries]
+            writes = _Writes(self._next_seq)
+            failure = "DuckDB commit failed, nothing of the batch was stored"
+            try:
+                with transaction(con, exceptions.StreamAppendFailed, failure):
+                    self._delete(con, deleted)
+                    self._insert_records(con, created)
+                    self._clear(con, batch, writes)
+                    self._write_raw(con, batch.raw, writes)
+                    new_levels = self._write_levels(con, batch.levels, writes)
+                    self._compact(con, writes)
+                    self._store_chunks(con, writes)
+                    new_meta = self._write_meta(con, batch.meta)
+                    if touched:
+                        keys = key_list(entry.key for entry in touched)
+                        con.execute(
+                            f"UPDATE streams SET version = version + 1 WHERE {STREAM_KEY} IN {keys}"
+                        )
+            finally:
+                unregister(con, ("_ds_chunks", "_ds_meta"))
+            self._next_seq = writes.next_seq
+            self._levels.update(new_levels)
+            for entry in deleted:
+                del self._entries[entry.stream_id]
+                self._keys.pop(entry.key, None)
+            for entry in created:
+                self._entries[entry.stream_id] = entry
+                self._keys[entry.key] = entry
+            self._next_key += len(created)
+            for stream_id, meta_json in new_meta.items():
+                self._entries[stream_id].meta_json = meta_json
+            for entry in touched:
+                entry.version += 1
+
+    def _check_expectations(self, batch: WriteBatch) -> None:
+        """RecordConflict (before anything is written) when a record changed since it was read,
+        or a stream to create already exists."""
+        for stream_id, version in batch.expect.items():
+            entry = self._entries.get(stream_id)
+            if entry is None:
+                raise exceptions.StreamNotFound(
+                    f"stream {stream_id!r} not found; nothing of the batch was stored"
+                )
+            if entry.version != version:
+                raise RecordConflict(
+                    f"stream {stream_id!r} changed since it was read (version {entry.version},"
+                    f" expected {version})"
+                )
+        for record, query in batch.create:
+            existing = self._matching(query)
+            if existing:
+                raise StreamExists(f"a stream matching {query!r} exists", existing[0].record())
+            if record.stream_id in self._entries:
+                raise ValueError(f"stream id {record.stream_id!r} already exists")
+
+    def _new_entries(self, create: list[tuple[StreamRecord, dict[str, Any]]]) -> list[_Entry]:
+        entries = []
+        for offset, (record, _) in enumerate(create):
+            tags_json, meta_json = _dumps(record.tags), _dumps(record.meta)
+            entries.append(_Entry(self._next_key + offset, record.stream_id,
+                                  json.loads(tags_json), tags_json, meta_json, 0))
+        return entries
+
+    def _insert_records(self, con: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
+        for entry in entries:
+            con.execute(
+                "INSERT INTO streams VALUES (?, ?, ?, ?, 0)",
+                [entry.key, entry.stream_id, entry.tags_json, entry.meta_json],
+            )
+
+    def _delete(self, con: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
+        if not entries:
+            return
+        keys = key_list(entry.key for entry in entries)
+        con.execute(f"DELETE FROM chunks WHERE {STREAM_KEY} IN {keys}")
+        con.execute(f"DELETE FROM streams WHERE {STREAM_KEY} IN {keys}")
+
+    def _key_of(self, stream_id: Any, what: str) -> int:
+        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        if entry is None:
+            raise ValueError(f"{what}: unknown stream {stream_id!r}")
+        return entry.key
+
+    def _clear(self, con: duckdb.DuckDBPyConnection, batch: WriteBatch, writes: _Writes) -> None:
+        """clear_raw / clear_levels / truncate_raw: before the batch's own rows are written."""
+        if batch.clear_raw:
+            keys = key_list(self._key_of(sid, "clear_raw") for sid in batch.clear_raw)
+            con.execute(f"DELETE FROM chunks WHERE {STREAM_KEY} IN {keys} AND level = {RAW}")
+        if batch.clear_levels:
+            keys = key_list(self._key_of(sid, "clear_levels") for sid in batch.clear_levels)
+            con.execute(f"DELETE FROM chunks WHERE {STREAM_KEY} IN {keys} AND level <> {RAW}")
+        for stream_id, start in batch.truncate_raw.items():
+            key = self._key_of(stream_id, "truncate_raw")
+            start = int(start)
+            straddling = con.execute(
+                f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
+                " AND t0 < ? AND t1 >= ?", [key, start, start]
+            ).fetchall()
+            con.execute(
+                f"DELETE FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW} AND t1 >= ?",
+                [key, start],
+            )
+            for seq, body in straddling:  # keep the part before the cut, in its place
+                kept = chunking.slice_range(chunking.decode_raw(body), None, start)
+                if kept.num_rows:
+                    writes.add(key, RAW, kept, chunking.encode_raw(kept), seq=seq)
+
+    def _write_raw(
+        self, con: duckdb.DuckDBPyConnection, raw: dict[str, pa.Table], writes: _Writes
+    ) -> None:
+        """Each stream's rows (sorted by t) as chunks, in stream order."""
+        for stream_id in sorted(raw, key=lambda sid: self._key_of(sid, "raw")):
+            table = _raw_rows(stream_id, raw[stream_id])
+            key = self._key_of(stream_id, "raw")
+            for piece in chunking.pieces(table):
+                writes.add(key, RAW, piece, chunking.encode_raw(piece))
+
+    def _write_levels(
+        self, con: duckdb.DuckDBPyConnection, batch_levels: dict[str, pa.Table], writes: _Writes
+    ) -> dict[str, _Level]:
+        """Upsert level rows; returns the levels registered or widened by this batch."""
+        changed: dict[str, _Level] = {}
+        for level_key, table in batch_levels.items():
+            if table.num_rows == 0:
+                continue
+            try:
+                level, by_stream = self._level_rows(con, level_key, table, changed)
+                for key, rows in by_stream:
+                    self._upsert_level(con, key, level, rows, writes)
+            except (ValueError, TypeError, pa.ArrowException, duckdb.Error) as exc:
+                raise ValueError(f"level {level_key!r}: {exc}") from exc
+        return changed
+
+    def _level_rows(
+        self, con: duckdb.DuckDBPyConnection, level_key: str, table: pa.Table,
+        changed: dict[str, _Level],
+    ) -> tuple[_Level, list[tuple[int, pa.Table]]]:
+        """The level (registered or widened by the incoming columns) and its rows per stream
+        key, sorted by t with one row per t (the last given)."""
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        names = table.column_names
+        for required in ("stream_id", "t"):
+            if required not in names:
+                raise ValueError(f"rows lack the {required!r} column")
+        columns = {"t": table.column("t").cast(pa.int64())}
+        if columns["t"].null_count:
+            raise ValueError("null t")
+        for name in names:
+            if name in ("stream_id", "t") or pa.types.is_null(table.schema.field(name).type):
+                continue  # an all-null column of type null carries no type: absent
+            columns[name] = table.column(name)
+        rows = pa.table(columns)
+        level = self._registered_level(con, level_key, rows.schema, changed)
+        ids = table.column("stream_id").cast(pa.string()).combine_chunks()
+        if ids.null_count:
+            raise ValueError("null stream_id")
+        encoded = ids.dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        per_stream = []
+        for group in np.split(order, bounds):
+            stream_id = encoded.dictionary[int(codes[group[0]])].as_py()
+            key = self._key_of(stream_id, "levels")
+            per_stream.append((key, chunking.keep_last_per_time(rows.take(pa.array(group)))))
+        return level, sorted(per_stream, key=lambda item: item[0])
+
+    def _registered_level(
+        self, con: duckdb.DuckDBPyConnection, level_key: str, incoming: pa.Schema,
+        changed: dict[str, _Level],
+    ) -> _Level:
+        """The stored level, created from the first rows' schema or widened by new columns;
+        a column arriving with another type than stored is refused."""
+        if not isinstance(level_key, str) or not level_key:
+            raise ValueError(f"invalid level key {level_key!r}")
+        known = changed.get(level_key) or self._levels.get(level_key)
+        if known is None:
+            codes = [level.code for level in (*self._levels.values(), *changed.values())]
+            level = _Level(max(codes, default=RAW) + 1, incoming)
+            con.execute("INSERT INTO levels VALUES (?, ?, ?)",
+                        [level_key, level.code, incoming.serialize().to_pybytes()])
+            changed[level_key] = level
+            return level
+        stored = {field.name: field for field in known.schema}
+        added = []
+        for field in incoming:
+            if field.name not in stored:
+                added.append(field)
+            elif stored[field.name].type != field.type and not _safe_cast(
+                field.type, stored[field.name].type
+            ):
+                raise ValueError(
+                    f"column {field.name!r} is {stored[field.name].type}, got {field.type}"
+                )
+        if not added:
+            return known
+        level = _Level(known.code, pa.schema(list(known.schema) + added))
+        con.execute("UPDATE levels SET arrow_schema = ? WHERE level_key = ?",
+                    [level.schema.serialize().to_pybytes(), level_key])
+        changed[level_key] = level
+        return level
+
+    def _upsert_level(
+        self, con: duckdb.DuckDBPyConnection, key: int, level: _Level, rows: pa.Table,
+        writes: _Writes,
+    ) -> None:
+        """Write one stream's level rows, merging into the stored chunks they overlap."""
+        rows = chunking.conform(rows, level.schema)
+        t = chunking.times(rows)
+        overlapping = con.execute(
+            f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
+            " AND t1 >= ? AND t0 <= ? ORDER BY seq", [key, level.code, int(t[0]), int(t[-1])]
+        ).fetchall()
+        if overlapping:
+            stored = [chunking.conform(chunking.decode_level(body), level.schema)
+                      for _, body in overlapping]
+            rows = chunking.keep_last_per_time(pa.concat_tables([*stored, rows]))
+            writes.drop.extend(seq for seq, _ in overlapping)
+        for piece in chunking.pieces(rows):
+            writes.add(key, level.code, piece, chunking.encode_level(piece))
+
+    def _compact(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
+        """Merge the small chunks piled up at the end of a stream's (and level's) chunk
+        sequence into full ones (module docstring of :mod:`.chunks`)."""
+        small_new = {(c.stream_key, c.level) for c in writes.new if c.rows < chunking.SMALL_ROWS}
+        if not small_new:
+            return
+        pairs = pa.table({STREAM_KEY: pa.array([p[0] for p in small_new], pa.int32()),
+                          "level": pa.array([p[1] for p in small_new], pa.int16())})
+        con.register("_ds_pairs", pairs)
+        try:
+            found = con.execute(
+                f"SELECT c.{STREAM_KEY}, c.level, c.seq, c.rows, c.t0, c.t1 FROM chunks c"
+                f" JOIN _ds_pairs p ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level"
+            ).fetchall()
+        finally:
+            unregister(con, ("_ds_pairs",))
+        dropped = set(writes.drop)
+        stored: dict[tuple[int, int], list[tuple[int, int, int, int, bytes | None]]] = {}
+        for key, level, seq, rows, t0, t1 in found:
+            if seq not in dropped:
+                stored.setdefault((key, level), []).append((seq, rows, t0, t1, None))
+        for chunk in writes.new:
+            if (chunk.stream_key, chunk.level) in small_new:
+                stored.setdefault((chunk.stream_key, chunk.level), []).append(
+                    (chunk.seq, chunk.rows, chunk.t0, chunk.t1, chunk.body))
+        for (key, level), entries in stored.items():
+            self._merge_tail(con, key, level, sorted(entries), writes)
+
+    def _merge_tail(
+        self, con: duckdb.DuckDBPyConnection, key: int, level: int,
+        entries: list[tuple[int, int, int, int, bytes | None]], writes: _Writes,
+    ) -> None:
+        """Merge the run of small, time-ordered chunks at the end of one sequence."""
+        run: list[tuple[int, int, int, int, bytes | None]] = []
+        for entry in reversed(entries):
+            if entry[1] >= chunking.SMALL_ROWS or (run and entry[3] > run[-1][2]):
+                break
+            run.append(entry)
+        if len(run) < chunking.MERGE_AFTER:
+            return
+        run.reverse()
+        stored_seqs = [seq for seq, _, _, _, body in run if body is None]
+        bodies = dict(con.execute(
+            f"SELECT seq, body FROM chunks WHERE seq IN {key_list(stored_seqs)}"
+        ).fetchall()) if stored_seqs else {}
+        decode = chunking.decode_raw if level == RAW else chunking.decode_level
+        tables = [decode(body if body is not None else bodies[seq])
+                  for seq, _, _, _, body in run]
+        merged = pa.concat_tables(tables, promote_options="default")
+        if level != RAW:
+            merged = chunking.keep_last_per_time(merged)
+        run_seqs = [seq for seq, *_ in run]
+        new_seqs = set(run_seqs) - set(stored_seqs)
+        writes.new = [c for c in writes.new if c.seq not in new_seqs]
+        writes.drop.extend(stored_seqs)
+        encode = chunking.encode_raw if level == RAW else chunking.encode_level
+        for seq, piece in zip(run_seqs, chunking.pieces(merged)):
+            writes.add(key, level, piece, encode(piece), seq=seq)
+
+    def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
+        if writes.drop:
+            con.execute(f"DELETE FROM chunks WHERE seq IN {key_list(writes.drop)}")
+        if not writes.new:
+            return
+        new = writes.new
+        table = pa.Table.from_arrays(
+            [
+                pa.array([c.stream_key for c in new], pa.int32()),
+                pa.array([c.level for c in new], pa.int16()),
+                pa.array([c.t0 for c in new], pa.int64()),
+                pa.array([c.t1 for c in new], pa.int64()),
+                pa.array([c.seq for c in new], pa.int64()),
+                pa.array([c.rows for c in new], pa.int32()),
+                pa.array([c.body for c in new], pa.binary()),
+            ],
+            schema=_CHUNK_SCHEMA,
+        )
+        con.register("_ds_chunks", table)
+        con.execute("INSERT INTO chunks SELECT * FROM _ds_chunks")
+
+    def _write_meta(
+        self, con: duckdb.DuckDBPyConnection, updates: dict[str, MetaUpdate]
+    ) -> dict[str, str]:
+        """Apply meta updates in one UPDATE; returns stream id -> new meta JSON."""
+        if not updates:
+            return {}
+        keys = [self._key_of(stream_id, "meta") for stream_id in updates]
+        new_meta = {}
+        for stream_id, update in updates.items():
+            meta = json.loads(self._entries[stream_id].meta_json)
+            new_meta[stream_id] = _dumps(update.apply_to(meta))
+        table = pa.table(
+            {
+                STREAM_KEY: pa.array(keys, pa.int32()),
+                "meta": pa.array(list(new_meta.values()), pa.string()),
+            }
+        )
+        con.register("_ds_meta", table)
+        con.execute(
+            f"UPDATE streams SET meta = u.meta FROM _ds_meta u"
+            f" WHERE streams.{STREAM_KEY} = u.{STREAM_KEY}"
+        )
+        return new_meta
+
+    @contextlib.contextmanager
+    def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:
+        """One writing process: nothing to coordinate, but a closed store says so."""
+        self._check_open()
+        yield
+
+    # -- reading ---------------------------------------------------------------------------
+    def _chunk_bodies(
+        self, key: int, level: int, start_us: int | None, end_us: int | None
+    ) -> list[bytes]:
+        clause = ""
+        params: list[Any] = [key, level]
+        if start_us is not None:
+            clause += " AND t1 >= ?"
+            params.append(int(start_us))
+        if end_us is not None:
+            clause += " AND t0 < ?"
+            params.append(int(end_us))
+        found = self._connection().execute(
+            f"SELECT body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause} ORDER BY seq",
+            params,
+        ).fetchall()
+        return [row[0] for row in found]
+
+    def read_raw(
+        self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
+    ) -> pa.Table:
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None or (start_us is not None and end_us is not None
+                                 and start_us >= end_us):
+                return RAW_SCHEMA.empty_table()
+            bodies = self._chunk_bodies(entry.key, RAW, start_us, end_us)
+        parts = [chunking.slice_range(chunking.decode_raw(body), start_us, end_us)
+                 for body in bodies]
+        parts = [part for part in parts if part.num_rows]
+        if not parts:
+            return RAW_SCHEMA.empty_table()
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        return chunking.stable_by_time(table, reverse)
+
+    def read_level(
+        self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
+    ) -> pa.Table | None:
+        with self._lock:
+            self._check_open()
+            level = self._levels.get(level_key)
+            if level is None:
+                return None
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None or (start_us is not None and end_us is not None
+                                 and start_us >= end_us):
+                return level.schema.empty_table()
+            bodies = self._chunk_bodies(entry.key, level.code, start_us, end_us)
+        parts = [
+            chunking.slice_range(chunking.conform(chunking.decode_level(body), level.schema),
+                                 start_us, end_us)
+            for body in bodies
+        ]
+        parts = [part for part in parts if part.num_rows]
+        if not parts:
+            return level.schema.empty_table()
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        return chunking.stable_by_time(table)
+
+
+def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether values of ``source`` can be stored in a column of ``target`` without loss of
+    meaning (numbers into numbers, text into text)."""
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(check(source) for check in numeric) and any(check(target) for check in numeric):
+        return True
+    return (pa.types.is_string(source) or pa.types.is_large_string(source)) and (
+        pa.types.is_string(target) or pa.types.is_large_string(target))
+
+
+def _raw_rows(stream_id: str, table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """One stream's raw rows in RAW_SCHEMA (cast only when the types differ)."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if table.schema.equals(RAW_SCHEMA):
+        return table
+    missing = set(RAW_SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise ValueError(f"raw rows of stream {stream_id!r} lack columns {sorted(missing)}")
+    return table.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+
+
+def _stream_id_condition(condition: Any) -> list[str]:
+    """Ids named by a top-level ``stream_id`` query condition (an id, ``$eq`` or ``$in``)."""
+    if isinstance(condition, str):
+        return [condition]
+    if isinstance(condition, dict) and len(condition) == 1:
+        ((operator, value),) = condition.items()
+        if operator == "$eq" and isinstance(value, str):
+            return [value]
+        if operator == "$in" and isinstance(value, (list, tuple, set, frozenset)):
+            return [item for item in value if isinstance(item, str)]
+    raise ValueError(f"unsupported stream_id condition: {condition!r}")

@@ -1,0 +1,341 @@
+"""The side of the MongoDB commit protocol that every process shares (the protocol itself is
+described in :mod:`.commit`): what readers see of records and rows, how a batch
+journalled as committed is rolled forward on a stream by whoever meets it first, how rows are
+collected without pulling them from under a reader, and recovery after crashed writers.
+
+A *part* is what one batch does to one stream (stored in the journal for multi-stream
+batches): ``{sid, ops, role, raw_floor?, level_floor?, cut?}``. ``ops`` are the meta update
+operators (:mod:`.meta`); ``role`` is None for an existing stream, ``'new'`` for a stream
+the batch creates and ``'delete'`` for one it deletes; ``cut`` is ``{t, q}`` (see
+:mod:`.chunks`). :func:`flip_update` turns a part into the one update that applies it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from ... import exceptions
+from ..base import StreamRecord
+from . import chunks as mongo_chunks
+from .meta import apply_ops
+
+READ_ATTEMPTS = 10
+RECORD_FIELDS = {"tags": 1, "meta": 1, "nulls": 1, "v": 1, "new": 1, "gone": 1, "w.open": 1}
+VERSION_FIELDS = {"v": 1, "new": 1, "gone": 1, "w.open": 1}
+# Streams a batch may reserve: neither still being created nor deleted.
+LIVE: dict[str, Any] = {"new": {"$exists": False}, "gone": {"$exists": False}}
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What one reader may see of a stream: rows with ``floor <= q <= seq`` whose batch is not
+    in ``hidden`` and that no cut hides; ``gc`` tells whether rows were collected meanwhile."""
+
+    seq: int
+    hidden: list[Any]
+    raw_floor: int
+    level_floor: int
+    gc: int
+    cuts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+
+def part_of(journal: dict[str, Any] | None, stream_id: str) -> dict[str, Any] | None:
+    for part in journal.get("streams", []) if journal else []:
+        if part["sid"] == stream_id:
+            return part
+    return None
+
+
+def flip_update(batch_id: Any, part: dict[str, Any], extra_set: dict | None = None) -> dict:
+    """The one atomic update that applies a batch to one stream: it leaves ``w.open``, its
+    meta update, floors and cut apply, and the version moves on (a created stream stays at 0
+    and becomes visible; a deleted one is marked gone and gives its query key up)."""
+    sid, ops, role = part["sid"], part.get("ops") or {}, part.get("role")
+    update: dict[str, Any] = {"$pull": {"w.open": {"b": batch_id}}}
+    sets = dict(ops.get("set", []))
+    maxes = dict(ops.get("max", []))
+    mins = dict(ops.get("min", []))
+    unset = {path: "" for path in ops.get("unset", [])}
+    for name in ("raw_floor", "level_floor"):
+        if part.get(name):
+            maxes[f"w.{name}"] = part[name]
+    if role == "new":
+        unset["new"] = ""
+    else:
+        update["$inc"] = {"v": 1}
+    if role == "delete":
+        sets.update({"gone": batch_id, "qkey": f"released:{sid}"})
+    if extra_set:
+        sets.update(extra_set)
+    if part.get("cut"):
+        update["$push"] = {"w.cuts": part["cut"]}
+    for name, pairs in (("$set", sets), ("$max", maxes), ("$min", mins), ("$unset", unset)):
+        if pairs:
+            update[name] = pairs
+    return update
+
+
+class CommitProtocol:
+    """Readers, collector and recovery, mixed into MongoDBStorage.
+
+    Needs the ``streams``, ``raw`` and ``batches`` collections, ``_level(key)`` and
+    ``_level_keys()`` for level collections, and ``commit_timeout``.
+    """
+
+    _streams: Any
+    _raw: Any
+    _batches: Any
+    commit_timeout: float
+    _level: Callable[[str], Any]
+    _level_keys: Callable[[], list[str]]
+
+    # -- readers ---------------------------------------------------------------------------
+    def _committed(self, batch_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+        """Journal entries of those batches that are committed, by batch id."""
+        ids = list(batch_ids)
+        if not ids:
+            return {}
+        return {
+            journal["_id"]: journal
+            for journal in self._batches.find(
+                {"_id": {"$in": ids}, "state": "committed"}, {"streams": 1}
+            )
+        }
+
+    def _records(self, fetch: Callable[[], list[dict[str, Any]]]) -> list[StreamRecord]:
+        """Records as readers must see them: a batch committed through its journal but not
+        yet flipped on a stream counts as applied to it (meta, version, creation, deletion),
+        as its rows do. Streams being created or deleted are left out."""
+        for _ in range(READ_ATTEMPTS):
+            docs = fetch()
+            open_ids = {entry["b"] for doc in docs for entry in doc["w"].get("open", [])}
+            journals = self._committed(open_ids)
+            unresolved = open_ids - set(journals)
+            if unresolved:
+                # Its journal may have gone because all its flips are done: then re-read.
+                ids = [doc["_id"] for doc in docs]
+                still_open = {
+                    entry["b"]
+                    for doc in self._streams.find({"_id": {"$in": ids}}, {"w.open": 1})
+                    for entry in doc["w"].get("open", [])
+                }
+                if unresolved - still_open:
+                    continue
+            records = (_record(doc, journals) for doc in docs)
+            return [record for record in records if record is not None]
+        raise exceptions.DatastreamException("reading stream records kept racing with writers")
+
+    def _snapshot(self, stream_id: str) -> Snapshot | None:
+        """None when the stream is unknown, not yet created or deleted."""
+        doc = self._streams.find_one({"_id": stream_id}, {"w": 1, "new": 1, "gone": 1})
+        if doc is None or doc.get("gone") is not None:
+            return None
+        w = doc["w"]
+        open_ids = [entry["b"] for entry in w.get("open", [])]
+        journals = self._committed(open_ids)
+        if doc.get("new") is not None and doc["new"] not in journals:
+            return None
+        raw_floor, level_floor = w.get("raw_floor", 0), w.get("level_floor", 0)
+        cuts = [(cut["t"], cut["q"]) for cut in w.get("cuts") or []]
+        for batch_id in open_ids:
+            part = part_of(journals.get(batch_id), stream_id)
+            if part is None:
+                continue
+            if part.get("role") == "delete":
+                return None
+            raw_floor = max(raw_floor, part.get("raw_floor") or 0)
+            level_floor = max(level_floor, part.get("level_floor") or 0)
+            if part.get("cut"):
+                cuts.append((part["cut"]["t"], part["cut"]["q"]))
+        hidden = [b for b in open_ids if b not in journals]
+        return Snapshot(w["seq"], hidden, raw_floor, level_floor, w.get("gc", 0),
+                        mongo_chunks.frontier(cuts))
+
+    def _consistent(self, stream_id: str, read: Callable[[Snapshot], list]) -> list:
+        """Run ``read`` on a snapshot; repeat when rows it could see were collected meanwhile."""
+        for _ in range(READ_ATTEMPTS):
+            snap = self._snapshot(stream_id)
+            if snap is None:
+                return []
+            result = read(snap)
+            after = self._streams.find_one({"_id": stream_id}, {"w.gc": 1})
+            if after is None:
+                return []
+            if after["w"].get("gc", 0) == snap.gc:
+                return result
+        raise exceptions.DatastreamException(
+            f"reading stream {stream_id!r} kept racing with concurrent rewrites"
+        )
+
+    # -- collecting rows -------------------------------------------------------------------
+    def _collect(self, stream_id: str, deletions: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Delete rows that readers with older snapshots may still see: bump ``w.gc`` first,
+        so that such a reader notices and reads again."""
+        pending = [(coll, cond) for coll, cond in deletions if coll.find_one(cond, {"_id": 1})]
+        if not pending:
+            return
+        self._streams.update_one({"_id": stream_id}, {"$inc": {"w.gc": 1}})
+        for collection, condition in pending:
+            collection.delete_many(condition)
+
+    def _after_flip(self, stream_id: str, part: dict[str, Any]) -> None:
+        """Work a part leaves once applied: rows below new floors or under its cut, and the
+        rows and record of a deleted stream."""
+        if part.get("role") == "delete":
+            self._delete_now([stream_id])
+            return
+        deletions: list[tuple[Any, dict[str, Any]]] = []
+        if part.get("raw_floor"):
+            deletions.append((self._raw, {"sid": stream_id, "q": {"$lt": part["raw_floor"]}}))
+        if part.get("level_floor"):
+            for key in self._level_keys():
+                deletions.append((self._level(key), {"stream_id": stream_id,
+                                                     "_q": {"$lt": part["level_floor"]}}))
+        self._collect(stream_id, deletions)
+        if part.get("cut"):
+            self._compact_cuts(stream_id)
+
+    def _compact_cuts(self, stream_id: str) -> None:
+        """Delete the chunks cuts hide completely and keep only the cuts that still hide
+        something: the frontier, minus cuts no stored chunk reaches. Dropping those needs no
+        batch in flight (one reserved before the cut could still write such chunks)."""
+        doc = self._streams.find_one({"_id": stream_id}, {"w.cuts": 1, "w.open": 1})
+        cuts = [(cut["t"], cut["q"]) for cut in (doc or {}).get("w", {}).get("cuts") or []]
+        if not cuts:
+            return
+        kept = mongo_chunks.frontier(cuts)
+        self._collect(stream_id, [(self._raw, {
+            "sid": stream_id, "$or": [mongo_chunks.hidden_by(t, q) for t, q in kept]})])
+        condition: dict[str, Any] = {"_id": stream_id}
+        if not doc["w"].get("open"):
+            needed = [
+                (t, q) for t, q in kept
+                if self._raw.find_one({"sid": stream_id, "q": {"$lt": q}, "t1": {"$gte": t}},
+                                      {"_id": 1})
+            ]
+            if len(needed) < len(kept):
+                condition["w.open"] = {"$size": 0}
+                kept = needed
+        dropped = [{"t": t, "q": q} for t, q in dict.fromkeys(cuts) if (t, q) not in kept]
+        if dropped:
+            self._streams.update_one(condition, {"$pull": {"w.cuts": {"$in": dropped}}})
+
+    def _drop_rows_of(self, stream_id: str, batch_id: Any, level_keys: list[str]) -> None:
+        """Delete the (never visible) rows one batch wrote for one stream."""
+        self._raw.delete_many({"sid": stream_id, "b": batch_id})
+        for key in level_keys:
+            self._level(key).delete_many({"stream_id": stream_id, "_b": batch_id})
+
+    def _delete_now(self, ids: list[str]) -> None:
+        """Physically remove streams whose deletion is committed: rows first, then the
+        record, so that an interruption leaves a record recover() finds."""
+        self._raw.delete_many({"sid": {"$in": ids}})
+        for key in self._level_keys():
+            self._level(key).delete_many({"stream_id": {"$in": ids}})
+        self._streams.delete_many({"_id": {"$in": ids}, "gone": {"$exists": True}})
+
+    # -- rolling forward, aborting, recovery ------------------------------------------------
+    def _settle_stream(self, stream_id: str, abort_stale: bool) -> bool:
+        """Roll forward every batch open on a stream that is journalled as committed (safe at
+        any time: a flip applies once), and with ``abort_stale`` abort the ones older than
+        ``commit_timeout`` that are not. True when something changed."""
+        if not isinstance(stream_id, str):
+            return False
+        doc = self._streams.find_one({"_id": stream_id}, {"w.open": 1})
+        entries = doc["w"].get("open", []) if doc is not None else []
+        if not entries:
+            return False
+        journals = self._committed(entry["b"] for entry in entries)
+        cutoff = time.time() - self.commit_timeout
+        changed = False
+        for entry in entries:
+            if entry["b"] in journals:
+                self._roll_forward(stream_id, entry["b"], journals[entry["b"]])
+                changed = True
+            elif abort_stale and entry["at"] < cutoff:
+                self._resolve(stream_id, entry["b"])
+                changed = True
+        return changed
+
+    def _roll_forward(self, stream_id: str, batch_id: Any, journal: dict[str, Any]) -> None:
+        part = part_of(journal, stream_id)
+        if part is not None:
+            flipped = self._streams.update_one(
+                {"_id": stream_id, "w.open.b": batch_id}, flip_update(batch_id, part)
+            )
+            if flipped.modified_count:
+                self._after_flip(stream_id, part)
+        if self._streams.find_one({"w.open.b": batch_id}, {"_id": 1}) is None:
+            self._batches.delete_one({"_id": batch_id})
+
+    def _resolve(self, stream_id: str, batch_id: Any) -> None:
+        """Abort or roll forward one stale open batch on one stream."""
+        journal = self._claim_abort(batch_id)
+        if journal.get("state") == "committed":
+            self._roll_forward(stream_id, batch_id, journal)
+        else:
+            self._abort_entry(stream_id, batch_id, self._level_keys())
+
+    def _abort_entry(self, stream_id: str, batch_id: Any, level_keys: list[str]) -> bool:
+        """Take an uncommitted batch off a stream (remove the stream if the batch was creating
+        it); True when this call did. Then, or when the stream is gone, the batch's rows there
+        are deleted: nobody can ever see them."""
+        streams = self._streams
+        removed = streams.delete_one({"_id": stream_id, "new": batch_id}).deleted_count
+        if not removed:
+            removed = streams.update_one(
+                {"_id": stream_id, "w.open.b": batch_id},
+                {"$pull": {"w.open": {"b": batch_id}}},
+            ).modified_count
+        if removed or streams.find_one({"_id": stream_id}, {"_id": 1}) is None:
+            self._drop_rows_of(stream_id, batch_id, level_keys)
+        return bool(removed)
+
+    def _claim_abort(self, batch_id: Any) -> dict[str, Any]:
+        """The batch's journal entry; a batch without one is marked aborted first, so that
+        its writer can no longer commit it."""
+        journal = self._batches.find_one({"_id": batch_id})
+        if journal is not None:
+            return journal
+        claim = {"_id": batch_id, "kind": "commit", "state": "aborted", "at": time.time()}
+        try:
+            self._batches.insert_one(claim)
+            return claim
+        except DuplicateKeyError:
+            return self._batches.find_one({"_id": batch_id}) or claim
+
+    def recover(self) -> None:
+        """Finish committed deletions and resolve batches left open by crashed writers (older
+        than ``commit_timeout``; committed ones are rolled forward whatever their age). Safe
+        to run at any time, from any process."""
+        for doc in list(self._streams.find({"gone": {"$exists": True}}, {"_id": 1})):
+            self._delete_now([doc["_id"]])
+        for doc in list(self._streams.find({"w.open.b": {"$exists": True}}, {"_id": 1})):
+            self._settle_stream(doc["_id"], abort_stale=True)
+
+
+def _record(doc: dict[str, Any], journals: dict[Any, dict[str, Any]]) -> StreamRecord | None:
+    """The logical record of a stream document, None while it is invisible."""
+    if doc.get("gone") is not None:
+        return None
+    if doc.get("new") is not None and doc["new"] not in journals:
+        return None
+    meta = dict(doc.get("meta") or {})
+    for key in doc.get("nulls") or {}:
+        meta[key] = None
+    version = doc.get("v", 0)
+    for entry in doc["w"].get("open", []):
+        part = part_of(journals.get(entry["b"]), doc["_id"])
+        if part is None:
+            continue
+        if part.get("role") == "delete":
+            return None
+        apply_ops(meta, part.get("ops") or {})
+        if part.get("role") != "new":
+            version += 1
+    return StreamRecord(doc["_id"], doc.get("tags") or {}, meta, version)

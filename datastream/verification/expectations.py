@@ -1,0 +1,215 @@
+"""What every bucket must read as: oracle facts turned into labelled expected values.
+
+Labels are the names of the columnar export: value downsamplers by name (``'mean'``), time
+downsamplers as ``'time_<name>'``. The results follow behaviour §5.2-§5.4 and the documented
+decisions of the level format: empty buckets read c 0, other values None and their middle as
+time; a pre-aggregated dict is one non-null point for the time statistics; frequency tables are
+keyed by canonical JSON text and returned keyed by value, except dict/list values and scalars
+that would share one Python key (``1``, ``1.0``, ``True``), which stay keyed by that text.
+Floats -0.0 and 0.0 are one value, counted under ``0.0``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from .. import downsamplers
+from ..granularity import US_PER_SECOND, from_us
+from ..values import canonical_json
+from . import exact_oracle
+from .agreement import Expected, close, exact, strict, timestamp
+from .sql_oracle import FloatValues, Key, TimeFacts, WindowOracle
+
+TIME_LABELS = {f"time_{name}": key for name, key in downsamplers.TIME_DOWNSAMPLERS.items()}
+TABLE_NAMES = ("most_often", "least_often", "frequencies")
+# A standard deviation's rounding depends on the spread of the values, and for equal values
+# (true spread 0) on their magnitude, at a far smaller rate: its scale is spread + this · magnitude.
+STD_FLOOR = 0.1
+
+
+def value_labels(names: list[str]) -> dict[str, str]:
+    """label → value key of a stream's stored value downsamplers."""
+    return {name: downsamplers.VALUE_DOWNSAMPLERS[name] for name in names}
+
+
+class BucketOracle:
+    """Expected datapoints of one stream's buckets, from the raw window loaded in ``sql``."""
+
+    def __init__(self, sql: WindowOracle, meta: dict[str, Any]) -> None:
+        self.sql = sql
+        self.value_type = meta["value_type"]
+        self.exact = self.value_type == "numeric" and bool(
+            (meta.get("value_type_options") or {}).get("high_accuracy")
+        )
+        self.names = list(meta["value_downsamplers"])
+        self.tables = bool(set(TABLE_NAMES) & set(self.names))
+        self.decode: Callable[[str], Any] = Decimal if self.exact else json.loads
+
+    def expected(self, widths: Sequence[int]) -> dict[Key, dict[str, Expected]]:
+        """Expected labelled values of every bucket holding a point, for each width (µs),
+        keyed by (width, bucket start)."""
+        times = self.sql.times(widths)
+        values = self._values(widths, times)
+        return {
+            key: {**values.get(key, self.empty_values()), **time_expectations(fact, *key)}
+            for key, fact in times.items()
+        }
+
+    def empty(self, b: int, width: int) -> dict[str, Expected]:
+        return {**self.empty_values(), **time_expectations(None, width, b)}
+
+    def empty_values(self) -> dict[str, Expected]:
+        return {
+            name: exact(0) if name == "count" else strict(None) for name in self.names
+        }
+
+    # -- values by value type --------------------------------------------------------------
+    def _values(
+        self, widths: Sequence[int], times: dict[Key, TimeFacts]
+    ) -> dict[Key, dict[str, Expected]]:
+        if self.value_type != "numeric":
+            tables = self._nominal_tables(widths) if self.value_type == "nominal" else {}
+            return {
+                key: self._from_table(fact.tn, tables.get(key) if fact.tn else None)
+                for key, fact in times.items()
+            }
+        if self.exact:
+            return {
+                (width, b): self._exact(values)
+                for width in widths
+                for b, values in exact_oracle.bucket_values(self.sql.raw, width).items()
+            }
+        floats = self.sql.float_values(widths)
+        medians = self.sql.medians(widths) if "median" in self.names else {}
+        tables = self._numeric_tables(widths) if self.tables else {}
+        return {
+            key: self._float(
+                floats.get(key, FloatValues(0, None, None, None, None, None)),
+                medians.get(key), tables.get(key),
+            )
+            for key in set(floats) | set(medians) | set(tables)
+        }
+
+    def _from_table(self, count: int, table: dict[str, int] | None) -> dict[str, Expected]:
+        out = {"count": exact(count)}
+        out.update(self._table_expectations(table if count else None))
+        return {name: out[name] for name in self.names}
+
+    def _table_expectations(self, table: dict[str, int] | None) -> dict[str, Expected]:
+        if not table:
+            return {name: strict(None) for name in TABLE_NAMES}
+        most = min(table.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        least = min(table.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        return {
+            "most_often": strict(self.decode(most)),
+            "least_often": strict(self.decode(least)),
+            "frequencies": strict(keyed_by_value(table, self.decode)),
+        }
+
+    def _float(
+        self, v: FloatValues, median: float | None, table: dict[str, int] | None
+    ) -> dict[str, Expected]:
+        if v.c == 0:
+            return self.empty_values()
+        magnitude = max(abs(v.low or 0.0), abs(v.high or 0.0))
+        spread = (v.high - v.low) if v.low is not None and v.high is not None else 0.0
+        out = {
+            "count": exact(v.c),
+            "sum": close(v.s, v.c * magnitude),
+            "sum_squares": close(v.q),
+            "min": close(v.low),
+            "max": close(v.high),
+            "mean": close(None if v.s is None else v.s / v.c, magnitude),
+            "std_dev": close(v.std, spread + STD_FLOOR * magnitude),
+            "median": close(median),
+        }
+        out.update(self._table_expectations(table))
+        return {name: out[name] for name in self.names}
+
+    def _exact(self, v: exact_oracle.ExactValues) -> dict[str, Expected]:
+        if v.c == 0:
+            return self.empty_values()
+        out = {
+            "count": exact(v.c),
+            "sum": exact(v.s),
+            "sum_squares": exact(v.q),
+            "min": exact(v.low),
+            "max": exact(v.high),
+            "mean": exact(v.mean),
+            "std_dev": exact(v.std),
+            "median": exact(v.median),
+        }
+        out.update(self._table_expectations(v.table if self.tables else None))
+        return {name: out[name] for name in self.names}
+
+    # -- frequency tables --------------------------------------------------------------------
+    def _nominal_tables(self, widths: Sequence[int]) -> dict[Key, dict[str, int]]:
+        tables: dict[Key, dict[str, int]] = {}
+        for width, b, _, _, _, text, count in self.sql.occurrences(widths, (4,)):
+            key = canonical_json(json.loads(text))
+            table = tables.setdefault((width, b), {})
+            table[key] = table.get(key, 0) + count
+        return tables
+
+    def _numeric_tables(self, widths: Sequence[int]) -> dict[Key, dict[str, int]]:
+        tables: dict[Key, dict[str, int]] = {}
+        for width, b, k, i, f, s, count in self.sql.occurrences(widths, (1, 2, 3)):
+            if k == 1:
+                key = str(i)
+            else:
+                number = f if k == 2 else float(Decimal(s))
+                key = repr(number + 0.0)  # -0.0 is the value 0.0 (equal floats, one key)
+            table = tables.setdefault((width, b), {})
+            table[key] = table.get(key, 0) + count
+        for bucket, item in self.sql.item_buckets(widths):
+            for key, count in (item.get("f") or {}).items():
+                table = tables.setdefault(bucket, {})
+                table[key] = table.get(key, 0) + count
+        return tables
+
+
+def keyed_by_value(table: dict[str, int], decode: Callable[[str], Any]) -> dict[Any, int]:
+    """A frequency table as users read it: keys are the values, except dict/list values and
+    scalars equal as Python keys (``1``, ``1.0``, ``True``), which keep their canonical text."""
+    decoded = [(text, decode(text), count) for text, count in table.items()]
+    shared = Counter(value for _, value, _ in decoded if not isinstance(value, (dict, list)))
+    return {
+        text if isinstance(value, (dict, list)) or shared[value] > 1 else value: count
+        for text, value, count in decoded
+    }
+
+
+def time_expectations(fact: TimeFacts | None, width: int, b: int) -> dict[str, Expected]:
+    """Time downsamplers of a bucket: exact integer facts, finalized in rational arithmetic."""
+    middle = b + (width // US_PER_SECOND // 2) * US_PER_SECOND
+    fact = fact or TimeFacts()
+    mean = b + round(Fraction(fact.toff, fact.tn)) if fact.tn else middle
+    out = {
+        "time_mean": timestamp(from_us(mean), slack_us=1),
+        "time_first": timestamp(from_us(fact.ta if fact.np else middle)),
+        "time_last": timestamp(from_us(fact.tz if fact.np else middle)),
+    }
+    if not fact.ic:
+        out.update({label: close(None) for label in TIME_LABELS if label not in out})
+        return out
+    variance = Fraction(fact.ic * fact.gsq - fact.gsum**2, fact.ic**2)
+    longest = fact.gmax / US_PER_SECOND
+    out.update(
+        {
+            "time_intervals_mean": close(float(Fraction(fact.gsum, fact.ic * US_PER_SECOND))),
+            "time_intervals_min": close(fact.gmin / US_PER_SECOND),
+            "time_intervals_max": close(longest),
+            "time_intervals_sum_squares": close(float(Fraction(fact.gsq, US_PER_SECOND**2))),
+            "time_intervals_std_dev": close(
+                math.sqrt(variance) / US_PER_SECOND,
+                (fact.gmax - fact.gmin) / US_PER_SECOND + STD_FLOOR * longest,
+            ),
+        }
+    )
+    return out

@@ -1,0 +1,151 @@
+"""Two Datastream objects over one backend behave as if one process did all the work in some
+order: operator state, contributes_to, tags and frozen ranges come from the stored records."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pytest
+
+import datastream
+from datastream import exceptions
+
+G = datastream.Granularity
+T0 = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def pair(backend_factory, clock):
+    """Two Datastream objects over one stored backend (for DuckDB: one storage object, a
+    second writer of the same file is refused by design)."""
+    first_backend = backend_factory()
+    second_backend = first_backend if first_backend.concurrent_writers is False else (
+        backend_factory())
+    one = datastream.Datastream(first_backend, clock=clock)
+    two = datastream.Datastream(second_backend, clock=clock)
+    yield one, two
+    for instance in (two, one):
+        try:
+            instance.close()
+        except exceptions.DatastreamException:
+            pass
+
+
+def values(ds, stream_id, granularity=G.Seconds):
+    return [p["v"] for p in ds.get_data(stream_id, granularity, start=T0)]
+
+
+def test_derivative_fed_alternately_by_two_writers(pair):
+    one, two = pair
+    a = one.ensure_stream({"n": "a"}, {}, [], G.Seconds)
+    d = one.ensure_stream({"n": "d"}, {}, [], G.Seconds, derive_from=[a],
+                          derive_op="derivative")
+    for index, (second, value) in enumerate(zip([0, 1, 2, 3, 4, 10, 11],
+                                                [21, 25, 28, 32, 25, 70, 74])):
+        writer = (one, two)[index % 2]
+        writer.append(a, value, at(second))
+        writer.flush()
+    assert values(one, d) == [4.0, 3.0, 4.0, -7.0, 7.5, 4.0]
+    assert values(two, d) == [4.0, 3.0, 4.0, -7.0, 7.5, 4.0]
+
+
+def test_sum_fed_by_two_writers_one_source_each(pair):
+    one, two = pair
+    a = one.ensure_stream({"n": "a"}, {}, [], G.Seconds)
+    b = two.ensure_stream({"n": "b"}, {}, [], G.Seconds)
+    s = one.ensure_stream({"n": "s"}, {}, [], G.Seconds, derive_from=[a, b], derive_op="sum")
+    seconds = [0, 1, 2, 3, 4, 10, 11]
+    for second, x, y in zip(seconds, [21, 25, 28, 32, 25, 70, 74], [21, 25, 28, 32, 25, 42, 42]):
+        one.append(a, x, at(second))
+        one.flush()
+        two.append(b, y, at(second))
+        two.flush()
+    assert values(two, s) == [42.0, 50.0, 56.0, 64.0, 50.0, 112.0, 116.0]
+
+
+def test_two_writers_deriving_from_one_source_both_get_data_and_protection(pair):
+    one, two = pair
+    source = one.ensure_stream({"n": "src"}, {}, [], G.Seconds)
+    two.get_tags(source)  # the second writer has the source cached
+    d1 = one.ensure_stream({"n": "d1"}, {}, [], G.Seconds, derive_from=[source],
+                           derive_op="derivative")
+    d2 = two.ensure_stream({"n": "d2"}, {}, [], G.Seconds, derive_from=[source],
+                           derive_op="derivative")
+    assert set(one.get_tags(source)["contributes_to"]) == {d1, d2}
+    for second in range(4):
+        one.append(source, second * 2, at(second))
+    one.flush()
+    assert values(two, d1) == values(two, d2) == [2.0, 2.0, 2.0]
+    with pytest.raises(exceptions.OutstandingDependenciesError):
+        two.delete_streams({"n": "src"})
+    one.delete_streams({"n": "d1"})
+    assert set(two.get_tags(source)["contributes_to"]) == {d2}
+
+
+def test_concurrent_tag_updates_of_different_keys_are_all_kept(pair):
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {"keep": True}, [], G.Seconds)
+    two.get_tags(sid)
+
+    def update(ds, prefix):
+        for index in range(10):
+            ds.update_tags(sid, {f"{prefix}{index}": index})
+
+    threads = [threading.Thread(target=update, args=(ds, prefix))
+               for ds, prefix in ((one, "a"), (two, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tags = one.get_tags(sid)
+    assert all(tags[f"a{i}"] == i and tags[f"b{i}"] == i for i in range(10))
+    assert tags["keep"] is True
+
+
+def test_a_stale_writer_cannot_append_into_a_range_the_other_downsampled(pair):
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {}, ["mean"], G.Seconds)
+    for second in range(0, 120, 5):
+        one.append(sid, second, at(second))
+    one.flush()
+    two.get_tags(sid)  # cached before the other writer downsamples
+    one.downsample_streams(until=at(60))
+    with pytest.raises(exceptions.InvalidTimestamp, match="downsampled"):
+        two.append(sid, 1, at(30), check_timestamp=False)
+    two.flush()
+    assert [p["v"] for p in one.get_data(sid, G.Seconds, start=at(30), end=at(30))] == [30]
+
+
+def test_a_stale_writer_sees_the_latest_datapoint_of_the_other(pair):
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {}, [], G.Seconds)
+    two.get_tags(sid)
+    one.append(sid, 1, at(10))
+    one.flush()
+    with pytest.raises(exceptions.InvalidTimestamp, match="older"):
+        two.append(sid, 2, at(5))
+
+
+def test_buffered_points_behind_the_others_new_bound_are_folded_in(pair):
+    """A point accepted before the other writer closed its range (and committed after)
+    becomes part of the closed buckets: levels never diverge from raw rows."""
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {}, ["mean", "count"], G.Seconds)
+    for second in range(0, 120, 10):
+        one.append(sid, 10, at(second))
+    one.flush()
+    two.append(sid, 40, at(125))  # buffered by the second writer only
+    two.append(sid, 70, at(130))
+    one.append(sid, 10, at(200))
+    one.flush()
+    one.downsample_streams(until=at(190))  # closes up to 180 without the buffered points
+    two.flush()
+    minute = one.get_data(sid, G.Minutes, start=at(120), end=at(120))
+    assert [(p["v"]["c"], p["v"]["m"]) for p in minute] == [(2, 55.0)]
+    ten = one.get_data(sid, G.Seconds10, start=at(120), end=at(130))
+    assert [(p["v"]["c"], p["v"]["m"]) for p in ten] == [(1, 40.0), (1, 70.0)]

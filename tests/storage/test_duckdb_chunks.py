@@ -1,0 +1,99 @@
+"""The embedded store keeps datapoints in compressed chunks: dense whatever the flush size,
+exact whatever the write order."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from datastream.backends import duckdb as duckdb_backend
+from datastream.storage.base import WriteBatch
+from datastream.storage.duckdb import chunks as chunking
+from tests.storage.rows import add_stream, new_id, raw_rows
+
+
+def chunk_rows(storage, level=None) -> list[tuple]:
+    clause = "" if level is None else f" WHERE level = {level}"
+    query = f"SELECT level, t0, t1, rows FROM chunks{clause} ORDER BY seq"
+    return storage._con.sql(query).fetchall()
+
+
+def test_small_flushes_are_merged_into_full_chunks():
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": 1})
+    expected = []
+    for flush in range(3 * chunking.MERGE_AFTER):
+        times = [flush * 10 + i for i in range(5)]
+        expected += times
+        storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)}))
+    stored = chunk_rows(storage, chunking.RAW)
+    assert len(stored) < chunking.MERGE_AFTER  # not one chunk per flush
+    assert sum(rows for *_, rows in stored) == len(expected)
+    assert storage.read_raw(a, None, None).column("i").to_pylist() == expected
+
+
+def test_large_batches_are_cut_into_chunks_of_bounded_size():
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": 1})
+    count = 2 * chunking.CHUNK_ROWS + 5
+    storage.commit(WriteBatch(raw={a: raw_rows(list(range(count)), ints=list(range(count)))}))
+    assert [rows for *_, rows in chunk_rows(storage)] == [chunking.CHUNK_ROWS,
+                                                        chunking.CHUNK_ROWS, 5]
+    assert storage.read_raw(a, 100, 16390).column("t").to_pylist() == list(range(100, 16390))
+
+
+def test_level_rows_over_stored_buckets_are_merged():
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": 1})
+    first = pa.table({"stream_id": [a] * 3, "t": [0, 10, 20], "c": [1, 2, 3]})
+    storage.commit(WriteBatch(levels={"S": first}))
+    second = pa.table({"stream_id": [a] * 2, "t": [10, 30], "c": [20, 40]})
+    storage.commit(WriteBatch(levels={"S": second}))
+    assert storage.read_level("S", a, None, None).to_pylist() == [
+        {"t": 0, "c": 1}, {"t": 10, "c": 20}, {"t": 20, "c": 3}, {"t": 30, "c": 40}]
+    spans = [(t0, t1) for _, t0, t1, _ in chunk_rows(storage) if _ != chunking.RAW]
+    assert all(b[0] > a_[1] for a_, b in zip(sorted(spans), sorted(spans)[1:]))  # no overlap
+
+
+def test_truncation_keeps_the_earlier_part_of_a_chunk_in_its_place():
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2, 3, 4], ints=[1, 2, 3, 4])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([2], ints=[22])}))  # equal time, later
+    storage.commit(WriteBatch(raw={a: raw_rows([3], ints=[33])}, truncate_raw={a: 3}))
+    rows = storage.read_raw(a, None, None)
+    assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == [
+        (1, 1), (2, 2), (2, 22), (3, 33)]
+
+
+writes = st.lists(
+    st.tuples(st.lists(st.integers(-50, 50), min_size=1, max_size=40).map(sorted),
+              st.booleans()),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(writes=writes, start=st.one_of(st.none(), st.integers(-60, 60)),
+       end=st.one_of(st.none(), st.integers(-60, 60)), reverse=st.booleans())
+def test_reads_equal_a_list_model_whatever_the_chunking(writes, start, end, reverse):
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": new_id()})
+    model: list[tuple[int, int]] = []
+    label = 0
+    for times, truncate in writes:
+        labels = list(range(label, label + len(times)))
+        label += len(times)
+        cut = times[0] if truncate else None
+        if cut is not None:
+            model = [p for p in model if p[0] < cut]
+        model += list(zip(times, labels))
+        storage.commit(WriteBatch(raw={a: raw_rows(times, ints=labels)},
+                                  truncate_raw={} if cut is None else {a: cut}))
+    expected = [p for p in model if (start is None or p[0] >= start)
+                and (end is None or p[0] < end)]
+    expected.sort(key=lambda p: -p[0] if reverse else p[0])
+    rows = storage.read_raw(a, start, end, reverse=reverse)
+    assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == expected
+    storage.close()

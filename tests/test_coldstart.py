@@ -1,0 +1,170 @@
+"""Cold start: what ``import datastream`` loads, where compiled kernels are cached, warmup.
+
+Each check runs in a fresh interpreter: what a test process has already imported or compiled
+says nothing about a user's first import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datastream.kernels import jit
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["numba", "pandas", "polars", "pymongo", "influxdb", "psycopg2", "pyarrow.compute"]
+
+
+def python(code: str, **env: str | None) -> str:
+    """Run ``code`` in a new interpreter on this source tree; its stdout (stderr on failure)."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_import_leaves_heavy_modules_out() -> None:
+    loaded = python(f"import sys, datastream; print([m for m in {HEAVY!r} if m in sys.modules])")
+    assert loaded.strip() == "[]"
+
+
+APPEND_THEN_DOWNSAMPLE = """
+import datetime, sys
+import numpy as np
+import datastream
+
+start = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+with datastream.Datastream() as ds:
+    a = ds.ensure_stream({"n": "a"}, {}, ["mean", "median"], datastream.Granularity.Seconds)
+    b = ds.ensure_stream({"n": "b"}, {}, ["most_often"], datastream.Granularity.Seconds,
+                         value_type="nominal")
+    ds.append(a, 1.5, start)
+    ds.append_arrays(a, 946_684_801_000_000 + np.arange(100) * 1_000_000, np.arange(100.0),
+                     unit="us")
+    ds.append_multiple([{"stream_id": b, "value": "x", "timestamp": start}])
+    ds.flush()
+    assert len(ds.get_data(a, "seconds", start=start)) == 101
+    print("numba" in sys.modules)
+    ds.downsample_streams(until=start + datetime.timedelta(hours=1))
+    print("numba" in sys.modules)
+"""
+
+
+def test_appending_and_reading_raw_points_compile_nothing(tmp_path) -> None:
+    before, after = python(APPEND_THEN_DOWNSAMPLE, DATASTREAM_CACHE_DIR=str(tmp_path)).split()
+    assert (before, after) == ("False", "True")
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="XDG layout")
+def test_cache_dir_choice(monkeypatch, tmp_path) -> None:
+    for name in ("DATASTREAM_CACHE_DIR", "NUMBA_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert jit.cache_dir() == str(tmp_path / "home" / ".cache" / "datastream" / "numba")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    assert jit.cache_dir() == str(tmp_path / "home" / ".cache" / "datastream" / "numba")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert jit.cache_dir() == str(tmp_path / "xdg" / "datastream" / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert jit.cache_dir() == str(tmp_path / "numba")
+    monkeypatch.setenv("DATASTREAM_CACHE_DIR", "~/kernels")
+    assert jit.cache_dir() == str(tmp_path / "home" / "kernels")
+
+
+SEGMENT = """
+import json
+import numpy as np
+from datastream.kernels import buckets, jit
+buckets.segment(np.arange(5, dtype=np.int64), 2)
+stats = jit.KERNELS[[k.__name__ for k in jit.KERNELS].index("bucket_bounds")].dispatcher().stats
+print(json.dumps([sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
+"""
+
+
+def _index_files(directory: Path) -> set[str]:
+    return {p.name for p in directory.rglob("*.nbi")}
+
+
+def test_compiled_kernels_land_in_the_cache_dir(tmp_path) -> None:
+    in_tree = ROOT / "datastream" / "kernels"
+    before = _index_files(in_tree)
+    cache = tmp_path / "cache"
+    env = {"DATASTREAM_CACHE_DIR": str(cache), "NUMBA_CACHE_DIR": None}
+    assert json.loads(python(SEGMENT, **env)) == [0, 1]  # compiled
+    assert {p.parent.parent for p in cache.rglob("buckets.bucket_bounds-*.nbi")} == {cache}
+    assert list(cache.rglob("buckets.bucket_bounds-*.nbc"))
+    assert _index_files(in_tree) == before  # nothing written beside the sources
+    assert json.loads(python(SEGMENT, **env)) == [1, 0]  # loaded
+
+
+def test_unusable_cache_dir_falls_back_to_numba_cache_dir(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    numba_dir = tmp_path / "numba"
+    python(SEGMENT, DATASTREAM_CACHE_DIR=str(blocker / "cache"), NUMBA_CACHE_DIR=str(numba_dir))
+    assert list(numba_dir.rglob("buckets.bucket_bounds-*.nbi"))
+
+
+# Not the warmup's own workload: a demo-like store on a file, reopened, with derived streams.
+AFTER_WARMUP = """
+import datetime, json, os, sys, warnings
+import numpy as np
+import datastream
+from datastream.backends import duckdb
+from datastream.kernels import jit
+
+G = datastream.Granularity
+start = datetime.datetime(2026, 3, 1, tzinfo=datetime.timezone.utc)
+times = 1_772_323_200_000_000 + np.cumsum(np.full(5000, 1_300_000))
+path = os.path.join(sys.argv[1], "store.duckdb")
+with datastream.Datastream(duckdb.Backend(path)) as ds:
+    cpu = ds.ensure_stream({"m": "cpu"}, {}, ["mean", "std_dev", "median"], G.Seconds)
+    disk = ds.ensure_stream({"m": "disk"}, {}, ["max"], G.Seconds)
+    state = ds.ensure_stream({"m": "state"}, {}, ["frequencies"], G.Seconds, value_type="nominal")
+    ds.ensure_stream({"m": "total"}, {}, ["mean"], G.Seconds, derive_from=[cpu, disk],
+                     derive_op="sum")
+    ds.ensure_stream({"m": "rate"}, {}, ["mean"], G.Seconds, derive_from=disk,
+                     derive_op="derivative")
+    ds.append_arrays(cpu, times, np.sin(np.arange(5000.0)), unit="us")
+    ds.append_arrays(disk, times, np.arange(5000.0), unit="us")
+    for minute in range(30):
+        ds.append(state, ["on", "off"][minute % 2], start + datetime.timedelta(minutes=minute))
+with datastream.Datastream(duckdb.Backend(path)) as ds:
+    ds.downsample_streams(until=start + datetime.timedelta(days=2))
+    hours = list(ds.get_data(cpu, G.Hours, start=start))
+hits = misses = 0
+for kernel in jit.KERNELS:
+    if kernel.loaded:
+        hits += sum(kernel.dispatcher().stats.cache_hits.values())
+        misses += sum(kernel.dispatcher().stats.cache_misses.values())
+print(json.dumps({"hours": len(hours), "hits": hits, "misses": misses}))
+"""
+
+
+def test_warmup_compiles_every_kernel_once(tmp_path) -> None:
+    env = {"DATASTREAM_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": None}
+    report = python("from datastream.__main__ import main; main(['warmup'])", **env)
+    lines = report.splitlines()
+    assert lines[0] == f"datastream warmup: kernel cache in {tmp_path / 'cache'}"
+    kernels = len(jit.KERNELS)
+    assert lines[-1].startswith(f"{kernels} kernels ready ({kernels} compiled, 0 from the cache)")
+    assert "NOT USED" not in report
+
+    after = json.loads(python(AFTER_WARMUP.replace("sys.argv[1]", repr(str(tmp_path))), **env))
+    assert after["hours"] > 0
+    assert after["hits"] > 0
+    assert after["misses"] == 0  # a miss is a compile: warmup missed a signature the engine uses
