@@ -30,7 +30,9 @@ seconds (default: the ttl, after which a crashed holder's lock has expired), the
 ``StreamAppendContended``. Commits made by the holding thread are fenced: the flip only
 applies while this owner still holds the lock and renews its lease, else the batch is undone
 and ``LockExpiredMidMaintenance`` raised. Release checks the owner too and raises
-``LockExpiredMidMaintenance`` when someone else took the lock meanwhile. Re-entrant per thread.
+``LockExpiredMidMaintenance`` when someone else took the lock meanwhile; a release the server
+fails raises ``StorageUnavailable`` and the storage object frees that lock when it next takes it
+(instead of waiting for the lease). Re-entrant per thread.
 
 Creating and deleting streams
 -----------------------------
@@ -112,6 +114,10 @@ class MongoDBStorage(CommitProtocol, Storage):
         self.database_name = database_name
         self.commit_timeout = commit_timeout
         self.lock_wait = lock_wait
+        # Locks this object took and could not release (the server failed at that moment):
+        # stream id -> owner token. Only this object can free them before their lease ends.
+        self._unreleased: dict[str, str] = {}
+        self._unreleased_guard = threading.Lock()
         self._local = threading.local()
         self._indexed_levels: set[str] = set()
         self._streams = self._db["streams"]
@@ -442,12 +448,22 @@ class MongoDBStorage(CommitProtocol, Storage):
             yield
         except BaseException:
             held.pop(stream_id, None)
-            with contextlib.suppress(PyMongoError):
+            try:
                 self._release(stream_id, token)
+            except PyMongoError:
+                with self._unreleased_guard:
+                    self._unreleased[stream_id] = token
             raise
         held.pop(stream_id, None)
-        with self._reachable(f"releasing the maintenance lock of stream {stream_id!r}"):
+        try:
             released = self._release(stream_id, token)
+        except PyMongoError as error:
+            with self._unreleased_guard:
+                self._unreleased[stream_id] = token
+            raise exceptions.StorageUnavailable(
+                f"releasing the maintenance lock of stream {stream_id!r} failed ({error}); it"
+                " is released at the next attempt to take it, or when its lease ends"
+            ) from error
         if not released:
             raise exceptions.LockExpiredMidMaintenance(
                 f"maintenance lock of stream {stream_id!r} expired after {ttl_seconds} s and"
@@ -457,6 +473,15 @@ class MongoDBStorage(CommitProtocol, Storage):
     def _acquire(self, stream_id: str, token: str, ttl: float) -> bool:
         """Take the lock (True), find no such stream (False) or give up with
         StreamAppendContended after ``lock_wait`` seconds of backoff."""
+        with self._unreleased_guard:
+            stale = self._unreleased.pop(stream_id, None)
+        if stale is not None:
+            try:
+                self._release(stream_id, stale)
+            except PyMongoError:
+                with self._unreleased_guard:
+                    self._unreleased.setdefault(stream_id, stale)
+                raise
         wait = ttl if self.lock_wait is None else self.lock_wait
         deadline = time.monotonic() + wait
         delay = 0.01
