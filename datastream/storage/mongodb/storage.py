@@ -1,7 +1,7 @@
 """The MongoDB backend: ``datastream.backends.mongodb.Backend(database_name, **connection)``.
 
 :class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
-queries as filters), :mod:`.chunks` (raw rows packed into chunk documents, and why),
+queries as filters), :mod:`.chunks` (raw rows as codec chunks in documents, and why),
 :mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
 operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
 (readers' snapshots, rolling forward, recovery).
@@ -14,13 +14,19 @@ Collections
   ``v`` (version), ``w`` (write bookkeeping, see :mod:`.commit`), ``lock``, and while
   a batch creates or has deleted the stream, ``new`` or ``gone`` (the stream is invisible).
 * ``raw``: raw datapoints in chunks (:mod:`.chunks`): per stream and commit, runs of at
-  most 4096 rows that span less than an hour. Index ``(sid, t1, t0, q)``: a time-range read is
-  one index range scan, bounded on both sides by the one-hour span limit.
+  most 4096 rows that span less than an hour, each encoded by the shared codec into one binary
+  field. Index ``(sid, t1, t0, q)``: a time-range read is one index range scan, bounded on both
+  sides by the one-hour span limit.
 * ``level_<key>``: a document per level row (:mod:`.levels`). Unique index
   ``(stream_id, t, _q)``; the newest visible version of a ``(stream_id, t)`` is the row (an
   upsert in effect, without overwriting a committed row before the batch that replaces it is
   committed). ``level_schemas`` remembers column types so that reads return the written types.
 * ``batches`` (commit journal, see :mod:`.commit`), ``counters``.
+* ``datastream_info``: ``{_id: 'schema_version', value}``, the stored layout's version
+  (``SCHEMA_VERSION``), written when a database is first opened. Opening a database of another
+  version raises ``StorageUnavailable``; a database from before the version was stored counts
+  as version 1 when it holds raw chunks of that layout (each column packed apart), and is
+  adopted when it holds none (nothing else changed).
 
 Maintenance locks
 -----------------
@@ -79,6 +85,10 @@ from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
 from .commit import Commit, Creation, Plan
 from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
+# Version of the stored layout, kept in ``datastream_info``; opening a database of another
+# version raises StorageUnavailable. 1: raw chunks packed column by column; 2: one codec chunk
+# per raw chunk document (see .chunks).
+SCHEMA_VERSION = "2"
 _Commit = Commit  # its name before the split, still importable from here
 # The server cannot be reached (selection timeouts, lost connections, network timeouts) or the
 # client was closed (InvalidOperation: "cannot use MongoClient after close").
@@ -125,7 +135,15 @@ class MongoDBStorage(CommitProtocol, Storage):
         self._batches = self._db["batches"]
         self._counters = self._db["counters"]
         self._schemas = self._db["level_schemas"]
+        self._info = self._db["datastream_info"]
         try:
+            found = self._schema_version()
+            if found != SCHEMA_VERSION:
+                self.close()
+                raise exceptions.StorageUnavailable(
+                    f"MongoDB database {database_name!r} has storage schema version {found},"
+                    f" this datastream reads version {SCHEMA_VERSION}"
+                )
             self._streams.create_index([("order", 1)])
             self._streams.create_index([("qkey", 1)], unique=True)
             self._streams.create_index([("w.open.b", 1)])
@@ -137,6 +155,20 @@ class MongoDBStorage(CommitProtocol, Storage):
             raise exceptions.StorageUnavailable(
                 f"MongoDB database {database_name!r} is unavailable: {error}"
             ) from error
+
+    def _schema_version(self) -> str:
+        """The database's storage schema version; a new database gets ours. A database from
+        before the version was stored is version 1 if it holds raw chunks of that layout
+        (columns packed apart, no ``c``); without any it has nothing we cannot read."""
+        doc = self._info.find_one({"_id": "schema_version"})
+        if doc is None:
+            if self._raw.find_one({"c": {"$exists": False}}, {"_id": 1}) is not None:
+                return "1"
+            with contextlib.suppress(DuplicateKeyError):  # a concurrent opener did it
+                self._info.update_one({"_id": "schema_version"},
+                                      {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)
+            doc = self._info.find_one({"_id": "schema_version"}) or {}
+        return str(doc.get("value"))
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -304,7 +336,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             chunks = self._consistent(stream_id, read)
         if not chunks:
             return empty
-        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts)
+        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts, stream_id)
 
     def _raw_chunks(
         self, stream_id: str, snap: Snapshot, start_us: int | None, end_us: int | None
