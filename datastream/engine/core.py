@@ -520,8 +520,8 @@ def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]
         lock.__exit__(None, None, None)
     except Exception as error:  # noqa: BLE001 - reported as a warning, see above
         warnings.warn(
-            f"releasing a maintenance lock failed ({type(error).__name__}: {error}); it"
-            " expires by itself",
+            f"releasing a maintenance lock failed after the work it guarded was done"
+            f" ({type(error).__name__}: {error})",
             exceptions.InternalInconsistencyWarning,
             stacklevel=3,
         )
