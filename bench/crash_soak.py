@@ -1,4 +1,4 @@
-"""Crash soak: the loop of tests/test_crash.py for many kills (SPEC §4.3).
+"""Crash soak: the loop of tests/test_crash.py for many kills (behaviour §4.3).
 
 Children append and flush in a loop and acknowledge every completed flush; each is SIGKILLed
 at a random moment and the reopened store is checked (nothing acknowledged lost, nothing stored

@@ -1,4 +1,4 @@
-"""The process the crash harness kills (SPEC §4.3): it appends and flushes in a loop.
+"""The process the crash harness kills (behaviour §4.3): it appends and flushes in a loop.
 
 Three numeric streams ``s0``..``s2`` and ``d0`` = derivative(``s0``). A point's value is its
 sequence number ``q`` and its timestamp is ``T0 + q`` seconds, so every stored point says which

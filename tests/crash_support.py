@@ -1,4 +1,4 @@
-"""Parent side of the crash harness (SPEC §4.3): start children, SIGKILL them, check the store.
+"""Parent side of the crash harness (behaviour §4.3): start children, SIGKILL them, check the store.
 
 Children run :func:`tests.crash_child.run`, forked from a multiprocessing *forkserver* that has
 imported datastream and run the engine once (tests/crash_warmup.py): a fresh interpreter per
@@ -12,7 +12,7 @@ After every kill the parent opens the store in a new ``Datastream`` and checks:
 * ``d0`` is a replay of ``s0``: 1.0 at every ``s0`` point but the first;
 * every materialised bucket of every level holds the count and sum of the raw points in it,
   and the levels cover exactly their range (an independent check of raw vs levels);
-* ``verify()`` finds nothing (SPEC §10), when the library has it.
+* ``verify()`` finds nothing (behaviour §10), when the library has it.
 
 :class:`CrashHarness` is shared by tests/test_crash.py (CI) and bench/crash_soak.py (soak).
 """

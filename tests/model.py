@@ -1,8 +1,8 @@
-"""A small, slow, obviously-correct model of the datastream SPEC, for the state-machine test.
+"""A small, slow, obviously-correct model of the documented behaviour (docs/behaviour.md), for the state-machine test.
 
 It knows nothing of the library's code: time is int epoch microseconds, a stream is a list of
 raw points plus per-level bounds, and every downsampled bucket or derived point is recomputed
-from raw data on each question (SPEC §5.2, §5.3, §5.5, §7). What a test compares with it:
+from raw data on each question (behaviour §5.2, §5.3, §5.5, §7). What a test compares with it:
 
 * raw points of base streams (appended) and of derived streams (a replay of their sources);
 * level buckets: every bucket from the level's first one up to ``downsampled_until``, each the
@@ -15,7 +15,7 @@ appends (buffered, not yet known to be stored); a :class:`View` is what one obje
 stored points plus its own pending ones. Stored points carry a commit sequence number, which
 orders points with equal timestamps.
 
-Where the SPEC leaves a detail open, the model says so instead of guessing: a derived stream
+Where the behaviour reference leaves a detail open, the model says so instead of guessing: a derived stream
 whose value depends on such a detail is *inexact* (see :meth:`View.exact`) and is then only
 checked by ``verify()``.
 """
@@ -73,7 +73,7 @@ TIME_KEYS = {
 
 
 def stored_downsamplers(requested: Iterable[str]) -> set[str]:
-    """SPEC §3.3 rule 6: count joins any non-empty set; mean and std_dev bring their parts."""
+    """behaviour §3.3 rule 6: count joins any non-empty set; mean and std_dev bring their parts."""
     chosen = set(requested)
     if chosen:
         chosen.add("count")
@@ -134,7 +134,7 @@ BASE_KINDS = [name for name, kind in KINDS.items() if not kind.derived]
 DERIVED_KINDS = [name for name, kind in KINDS.items() if kind.derived]
 
 
-# -- tags and queries (SPEC §3.4, §3.5) -----------------------------------------------------
+# -- tags and queries (behaviour §3.4, §3.5) -----------------------------------------------------
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -221,7 +221,7 @@ def matches(tags: dict, query: dict | None) -> bool:
                for key, condition in (query or {}).items())
 
 
-# -- aggregates of one bucket (SPEC §5.2, §5.3) ---------------------------------------------
+# -- aggregates of one bucket (behaviour §5.2, §5.3) ---------------------------------------------
 
 
 def canonical(value: Any) -> str:
@@ -293,12 +293,12 @@ def bucket(points: list[tuple[int, Any]], start: int, level: Level, value_type: 
     return {"t": time, "v": value}
 
 
-# -- derive operators (SPEC §7), over full source histories ---------------------------------
+# -- derive operators (behaviour §7), over full source histories ---------------------------------
 
 
 def derive_sum(sources: list[list[tuple[int, Any]]], width: int) -> tuple[list, bool]:
     """Buckets where every source has a point: the sum of the non-null values. Returns
-    (points, exact): with two points of one source in one bucket the SPEC does not say which
+    (points, exact): with two points of one source in one bucket the behaviour reference does not say which
     values count, so the result is inexact."""
     per_source: list[dict[int, Any]] = []
     exact = True
@@ -341,7 +341,7 @@ def _derivative_run(points: list[tuple[int, Any]], move_on_zero: bool) -> list:
 
 
 def derive_derivative(points: list[tuple[int, Any]]) -> tuple[list, bool]:
-    """(v1 − v0)/Δt at t1; a null emits None and resets; zero Δt emits nothing. The SPEC does
+    """(v1 − v0)/Δt at t1; a null emits None and resets; zero Δt emits nothing. The behaviour reference does
     not say whether the base then moves to the second point: when that matters, inexact."""
     moved = _derivative_run(points, True)
     kept = _derivative_run(points, False)
@@ -414,7 +414,7 @@ class MStream:
     maybe_bound: int | None = None
     pending_backprocess: bool = False
     # counter_derivative: False once a reset point was produced behind data already processed
-    # (SPEC §7 then makes the live result depend on arrival order).
+    # (behaviour §7 then makes the live result depend on arrival order).
     arrival_exact: bool = True
 
     @property
@@ -572,7 +572,7 @@ class Model:
     def append_outcome(self, who: int, stream_id: str, t: int, check_timestamp: bool,
                        latest_in_call: int | None = None) -> tuple[str, str]:
         """('ok' | 'raise' | 'either', why): 'raise' = InvalidTimestamp (§4.1), 'either' =
-        the SPEC allows both."""
+        the behaviour reference allows both."""
         view = self.view(who)
         stream = self.streams[stream_id]
         times = [p[0] for p in view.raw(stream_id)]
@@ -597,7 +597,7 @@ class Model:
             name = dependent.kind.name
             # A point that is not late changes a derived stream only at or after its own time,
             # except through the reset input of a counter_derivative, whose data input may be
-            # further ahead: the SPEC states the frozen-range rule for late points only.
+            # further ahead: the behaviour reference states the frozen-range rule for late points only.
             via_reset = dependent.kind.op == "counter_derivative" and (
                 stream_id != dependent.sources[1])
             if not late and not via_reset:

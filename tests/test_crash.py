@@ -1,4 +1,4 @@
-"""SPEC §4.3: a SIGKILL at any moment never loses what a completed flush covered, never stores
+"""behaviour §4.3: a SIGKILL at any moment never loses what a completed flush covered, never stores
 a point twice, and never leaves raw data, levels and derived streams disagreeing.
 
 Children (tests/crash_child.py) append and flush in a loop and acknowledge each completed flush
