@@ -387,7 +387,15 @@ class Datastream:
         """The stream's state for an append: on a shared backend read from the store once per
         call (another process may have appended or downsampled meanwhile)."""
         fresh = self.backend.concurrent_writers and stream_id not in seen_in_call
-        state = self._engine.state(stream_id, fresh=fresh)
+        try:
+            state = self._engine.state(stream_id, fresh=fresh)
+        except exceptions.StorageUnavailable:
+            # The backend is down: a buffered append still goes through on what this object
+            # knows of the stream (the commit rebuilds from the stored state once it is back,
+            # folding the points into anything closed meanwhile).
+            state = self._engine.cached_state(stream_id) if self._buffered else None
+            if state is None:
+                raise
         if state.derivation is not None:
             raise exceptions.AppendToDerivedStreamNotAllowed(
                 f"stream {stream_id} is derived; its datapoints are computed, not appended"

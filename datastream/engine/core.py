@@ -82,6 +82,10 @@ class Engine:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         return state
 
+    def cached_state(self, stream_id: str) -> StreamState | None:
+        """The last state this engine read or wrote for a stream, without asking storage."""
+        return self._states.get(stream_id)
+
     def _read(self, stream_id: str) -> StreamState | None:
         """The stored state of a stream (None when it does not exist), cached."""
         if self._cheap_versions:
