@@ -1,4 +1,5 @@
-"""A small, slow, obviously-correct model of the documented behaviour (docs/behaviour.md), for the state-machine test.
+"""A small, slow, obviously-correct model of the documented behaviour (docs/behaviour.md),
+for the state-machine test.
 
 It knows nothing of the library's code: time is int epoch microseconds, a stream is a list of
 raw points plus per-level bounds, and every downsampled bucket or derived point is recomputed
@@ -15,9 +16,9 @@ appends (buffered, not yet known to be stored); a :class:`View` is what one obje
 stored points plus its own pending ones. Stored points carry a commit sequence number, which
 orders points with equal timestamps.
 
-Where the behaviour reference leaves a detail open, the model says so instead of guessing: a derived stream
-whose value depends on such a detail is *inexact* (see :meth:`View.exact`) and is then only
-checked by ``verify()``.
+Where the behaviour reference leaves a detail open, the model says so instead of guessing: a
+derived stream whose value depends on such a detail is *inexact* (see :meth:`View.exact`) and
+is then only checked by ``verify()``.
 """
 
 from __future__ import annotations
@@ -298,8 +299,8 @@ def bucket(points: list[tuple[int, Any]], start: int, level: Level, value_type: 
 
 def derive_sum(sources: list[list[tuple[int, Any]]], width: int) -> tuple[list, bool]:
     """Buckets where every source has a point: the sum of the non-null values. Returns
-    (points, exact): with two points of one source in one bucket the behaviour reference does not say which
-    values count, so the result is inexact."""
+    (points, exact): with two points of one source in one bucket the behaviour reference does
+    not say which values count, so the result is inexact."""
     per_source: list[dict[int, Any]] = []
     exact = True
     for points in sources:
@@ -341,8 +342,9 @@ def _derivative_run(points: list[tuple[int, Any]], move_on_zero: bool) -> list:
 
 
 def derive_derivative(points: list[tuple[int, Any]]) -> tuple[list, bool]:
-    """(v1 − v0)/Δt at t1; a null emits None and resets; zero Δt emits nothing. The behaviour reference does
-    not say whether the base then moves to the second point: when that matters, inexact."""
+    """(v1 − v0)/Δt at t1; a null emits None and resets; zero Δt emits nothing. The
+    behaviour reference does not say whether the base then moves to the second point: when that
+    matters, inexact."""
     moved = _derivative_run(points, True)
     kept = _derivative_run(points, False)
     return moved, moved == kept
@@ -597,7 +599,8 @@ class Model:
             name = dependent.kind.name
             # A point that is not late changes a derived stream only at or after its own time,
             # except through the reset input of a counter_derivative, whose data input may be
-            # further ahead: the behaviour reference states the frozen-range rule for late points only.
+            # further ahead: the behaviour reference states the frozen-range rule for late
+            # points only.
             via_reset = dependent.kind.op == "counter_derivative" and (
                 stream_id != dependent.sources[1])
             if not late and not via_reset:

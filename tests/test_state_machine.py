@@ -555,8 +555,8 @@ class DatastreamMachine(RuleBasedStateMachine):
             self.model.add_pending(who, stream.stream_id, t, value)
             self._appended(who)
 
-    # Appends, downsampling and reads are where the behaviour reference is richest: give them more weight
-    # (hypothesis picks rules uniformly).
+    # Appends, downsampling and reads are where the behaviour reference is richest: give them
+    # more weight (hypothesis picks rules uniformly).
     @precondition(lambda self: self.model.streams)
     @rule(data=st.data())
     def append_again(self, data: Any) -> None:
@@ -793,7 +793,8 @@ class DatastreamMachine(RuleBasedStateMachine):
     def _check_new_points(self, returned: list, matched: list[M.MStream],
                           before: dict[str, dict], view: M.View) -> None:
         """return_datapoints: the newly closed buckets, by stream, level (finest first), time.
-        Whether empty buckets are listed is not fixed by the behaviour reference: both forms are accepted."""
+        Whether empty buckets are listed is not fixed by the behaviour reference: both forms
+        are accepted."""
         order = {s.stream_id: index for index, s in enumerate(matched)}
         keys = []
         for item in returned:
