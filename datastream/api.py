@@ -449,7 +449,15 @@ class Datastream:
         """The stream's state for an append: on a shared backend read from the store once per
         call (another process may have appended or downsampled meanwhile)."""
         fresh = self.backend.concurrent_writers and stream_id not in seen_in_call
-        state = self._engine.state(stream_id, fresh=fresh)
+        try:
+            state = self._engine.state(stream_id, fresh=fresh)
+        except exceptions.StorageUnavailable:
+            # The backend is down: a buffered append still goes through on what this object
+            # knows of the stream (the commit rebuilds from the stored state once it is back,
+            # folding the points into anything closed meanwhile).
+            state = self._engine.cached_state(stream_id) if self._buffered else None
+            if state is None:
+                raise
         if state.derivation is not None:
             raise exceptions.AppendToDerivedStreamNotAllowed(
                 f"stream {stream_id} is derived; its datapoints are computed, not appended"
@@ -624,9 +632,21 @@ class Datastream:
         time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
         with self._engine.lock:
             self._engine.state(stream_id)
-            self._engine.flush_for([stream_id])
-            state = self._engine.state(stream_id, fresh=True)
             query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
+            try:
+                self._engine.flush_for([stream_id])
+            except exceptions.StreamAppendFailed:
+                pass
+            if self._engine.buffers.points:
+                # The backend refused the commit (flush() reports it): the read still sees
+                # every earlier append, through the change set the flush would have written.
+                changes = self._engine.preview()
+                if stream_id in changes.states:
+                    return reading.datapoints(
+                        changes.view, changes.states[stream_id], level, query, reverse,
+                        value_names, time_names,
+                    )
+            state = self._engine.state(stream_id, fresh=True)
             return reading.datapoints(
                 self.backend, state, level, query, reverse, value_names, time_names
             )

@@ -81,13 +81,18 @@ def _stop(process: subprocess.Popen | None, sig: int) -> None:
 
 @dataclass
 class PostgresServer:
-    """A running throwaway cluster; ``connection(dbname)`` gives psycopg2 keyword arguments."""
+    """A running throwaway cluster; ``connection(dbname)`` gives psycopg2 keyword arguments.
+    ``stop()`` and ``start()`` shut it down and bring it back on the same data and port (for
+    failure tests)."""
 
     host: str
     port: int
     user: str
     directory: str
     test_database_ready: bool = False
+    command: list[str] | None = None
+    run_as: dict[str, Any] | None = None
+    process: subprocess.Popen | None = None
 
     def connection(self, dbname: str = "postgres") -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "user": self.user, "dbname": dbname}
@@ -103,6 +108,39 @@ class PostgresServer:
                 cur.execute(sql)
         finally:
             con.close()
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.directory, "server.log")
+
+    def start(self) -> None:
+        """Start (or restart) the server and wait until it accepts connections."""
+        import psycopg2
+
+        if self.process is not None and self.process.poll() is None:
+            return
+        assert self.command is not None
+        with open(self.log, "ab") as log_file:
+            self.process = subprocess.Popen(
+                self.command, stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(signal.SIGQUIT),
+                **(self.run_as or {}),
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                psycopg2.connect(connect_timeout=2, **self.connection()).close()
+                return
+            except psycopg2.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise ServerUnavailable(
+                        f"PostgreSQL did not start on port {self.port}:\n{_tail(self.log)}"
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): open connections are cut."""
+        _stop(self.process, signal.SIGINT)
 
 
 def _postgres_user() -> dict[str, Any]:
@@ -120,8 +158,6 @@ def _postgres_user() -> dict[str, Any]:
 @contextlib.contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     """Start PostgreSQL (initdb in a temp dir, loopback, fsync off); stop and remove it after."""
-    import psycopg2
-
     initdb, postgres = os.path.join(PG_BIN, "initdb"), os.path.join(PG_BIN, "postgres")
     if not (os.access(initdb, os.X_OK) and os.access(postgres, os.X_OK)):
         raise ServerUnavailable(
@@ -130,42 +166,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         )
     run_as = _postgres_user()
     directory = tempfile.mkdtemp(prefix="datastream-pg-")
-    process = None
+    server = None
     try:
         if run_as:
             os.chown(directory, run_as["user"], run_as["group"])
-        data, log = os.path.join(directory, "data"), os.path.join(directory, "server.log")
+        data = os.path.join(directory, "data")
         subprocess.run(
             [initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
              "--locale=C.UTF-8", "--no-sync"],
             check=True, capture_output=True, timeout=120, **run_as,
         )
         port = free_port()
-        with open(log, "ab") as log_file:
-            process = subprocess.Popen(
-                [postgres, "-D", data, "-k", directory, "-h", "127.0.0.1", "-p", str(port),
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=200"],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent(signal.SIGQUIT), **run_as,
-            )
-        server = PostgresServer("127.0.0.1", port, "postgres", directory)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                psycopg2.connect(connect_timeout=2, **server.connection()).close()
-                break
-            except psycopg2.OperationalError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise ServerUnavailable(
-                        f"PostgreSQL did not start on port {port}:\n{_tail(log)}"
-                    ) from None
-                time.sleep(0.05)
+        command = [postgres, "-D", data, "-k", directory, "-h", "127.0.0.1", "-p", str(port),
+                   "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
+                   "full_page_writes=off", "-c", "max_connections=200"]
+        server = PostgresServer("127.0.0.1", port, "postgres", directory, command=command,
+                                run_as=run_as)
+        server.start()
         yield server
     except subprocess.CalledProcessError as error:
         raise ServerUnavailable(f"initdb failed: {error.stderr.decode(errors='replace')}") from None
     finally:
-        _stop(process, signal.SIGINT)  # SIGINT = fast shutdown
+        if server is not None:
+            server.stop()  # SIGINT = fast shutdown
         shutil.rmtree(directory, ignore_errors=True)
 
 

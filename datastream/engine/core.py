@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -93,6 +94,9 @@ class Engine:
         self._retry_delay = RETRY_FIRST
         self._states = _States()
         self._cheap_versions = type(storage).record_version is not Storage.record_version
+        with _USERS_LOCK:
+            _USERS[storage] = _USERS.get(storage, 0) + 1
+        self._attached = True
 
     # -- stream states ---------------------------------------------------------------------
     def state(self, stream_id: object, *, fresh: bool = False) -> StreamState:
@@ -129,6 +133,10 @@ class Engine:
         if self._cheap_versions and self.storage.record_version(stream_id) != lane.version:
             return None
         return lane
+
+    def cached_state(self, stream_id: str) -> StreamState | None:
+        """The last state this engine read or wrote for a stream, without asking storage."""
+        return self._states.get(stream_id)
 
     def _read(self, stream_id: str) -> StreamState | None:
         """The stored state of a stream (None when it does not exist), cached."""
@@ -208,7 +216,7 @@ class Engine:
         """Every stream's maintenance lock, taken in id order (no deadlock between writers)."""
         with contextlib.ExitStack() as stack:
             for stream_id in stream_ids:
-                stack.enter_context(self.storage.maintenance_lock(stream_id))
+                stack.enter_context(_released_quietly(self.storage.maintenance_lock(stream_id)))
             yield
 
     def commit(self, batch: WriteBatch) -> None:
@@ -370,6 +378,31 @@ class Engine:
                 stacklevel=4,
             )
 
+    def preview(self) -> ChangeSet:
+        """The change set the buffered points would commit, built but not committed: reads
+        of this object go through its view while the backend refuses the commit, so they
+        still see every earlier append."""
+        with self.lock:
+            buffered = {
+                sid: buffer for sid, buffer in self.buffers.streams.items() if buffer.points
+            }
+            wanted = set(buffered)
+            while True:
+                states = {sid: self._read(sid) for sid in sorted(wanted)}
+                present = {sid: state for sid, state in states.items() if state is not None}
+                more = self.connected(present)
+                if more <= wanted:
+                    break
+                wanted |= more
+            changes = ChangeSet(self.storage, present)
+            roots = set()
+            for stream_id, buffer in buffered.items():
+                if stream_id in changes.states:
+                    changes.add_raw(stream_id, buffer.to_table())
+                    roots.add(stream_id)
+            settle(changes, roots, auto_downsample=self.auto_downsample)
+            return changes
+
     # -- derived streams, downsampling, deleting ------------------------------------------
     def create(self, state: StreamState, query: dict[str, Any]) -> StreamState:
         """Create a stream (a derived one together with its sources' ``contributes_to``), in
@@ -512,7 +545,47 @@ class Engine:
         self.failure = None
 
     def close(self) -> None:
-        self.storage.close()
+        """Detach from the storage; the last engine attached to it releases it, so closing
+        one of two ``Datastream`` objects over one backend object leaves the other working."""
+        if not self._attached:
+            return
+        self._attached = False
+        with _USERS_LOCK:
+            remaining = _USERS.get(self.storage, 1) - 1
+            if remaining:
+                _USERS[self.storage] = remaining
+            else:
+                _USERS.pop(self.storage, None)
+        if not remaining:
+            self.storage.close()
+
+
+@contextlib.contextmanager
+def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]:
+    """A maintenance lock whose release never raises: once a commit went through, a failed
+    release (the lease then expires by itself) must not make the caller believe the commit
+    failed and retry it, which would store its points twice."""
+    lock.__enter__()
+    try:
+        yield
+    except BaseException as error:
+        with contextlib.suppress(Exception):  # the body's error is the one to report
+            lock.__exit__(type(error), error, error.__traceback__)
+        raise
+    try:
+        lock.__exit__(None, None, None)
+    except Exception as error:  # noqa: BLE001 - reported as a warning, see above
+        warnings.warn(
+            f"releasing a maintenance lock failed after the work it guarded was done"
+            f" ({type(error).__name__}: {error})",
+            exceptions.InternalInconsistencyWarning,
+            stacklevel=3,
+        )
+
+
+# How many open engines use each storage object (a backend object may be shared).
+_USERS: weakref.WeakKeyDictionary[Storage, int] = weakref.WeakKeyDictionary()
+_USERS_LOCK = threading.Lock()
 
 
 def _is_uuid(value: str) -> bool:

@@ -149,3 +149,18 @@ def test_buffered_points_behind_the_others_new_bound_are_folded_in(pair):
     assert [(p["v"]["c"], p["v"]["m"]) for p in minute] == [(2, 55.0)]
     ten = one.get_data(sid, G.Seconds10, start=at(120), end=at(130))
     assert [(p["v"]["c"], p["v"]["m"]) for p in ten] == [(1, 40.0), (1, 70.0)]
+
+
+def test_closing_one_of_two_objects_leaves_the_other_working(pair):
+    """Either order of close: the object closed last still stores its buffered points (for
+    DuckDB both share one storage object, which the last one releases)."""
+    one, two = pair
+    a = one.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
+    one.append(a, 1, at(0))
+    two.append(a, 2, at(1))
+    one.close()
+    assert values(two, a) == [1, 2]
+    two.append(a, 3, at(2))
+    two.close()
+    with pytest.raises(exceptions.StorageUnavailable):
+        two.append(a, 4, at(3))

@@ -119,6 +119,23 @@ def add_cut(raw: dict, t: int, batch: int) -> None:
     raw["cut"] = frontier
 
 
+def _alive(con: Any) -> bool:
+    """Whether ``con`` can run a statement, probed with ``SELECT 1``: after a server restart a
+    connection looks open until a statement fails, and that must not be a commit's first."""
+    if con is None or con.closed:
+        return False
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT 1")
+        if not con.autocommit:
+            con.rollback()
+        return True
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        with contextlib.suppress(Exception):
+            con.close()
+        return False
+
+
 def rollback(con: Any) -> None:
     try:
         if not con.closed:
@@ -203,11 +220,12 @@ class PgMetadata:
         finally:
             con.close()
 
-    def _connection(self) -> Any:
-        """The transaction connection, reconnected when the server dropped it."""
+    def _connection(self, probe: bool = False) -> Any:
+        """The transaction connection, reconnected when the server dropped it (``probe``:
+        also when it only looks open; reads instead retry once, see ``_fetch``)."""
         if self._closed:
             raise StorageUnavailable("the InfluxDB storage is closed")
-        if self._pg is None or self._pg.closed:
+        if self._pg is None or self._pg.closed or (probe and not _alive(self._pg)):
             self._pg = self._connect()
         return self._pg
 
@@ -215,7 +233,7 @@ class PgMetadata:
         """A second connection for records that must commit while a transaction is open."""
         if self._closed:
             raise StorageUnavailable("the InfluxDB storage is closed")
-        if self._pg_aux is None or self._pg_aux.closed:
+        if not _alive(self._pg_aux):
             self._pg_aux = self._connect()
             self._pg_aux.autocommit = True
         return self._pg_aux

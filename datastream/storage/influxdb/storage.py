@@ -222,7 +222,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                 levels[key] = (schema, per_stream)
         touched = sorted(batch.touched() - created - gone)  # each moves one version on
         ids = sorted((set(touched) | set(batch.expect) | gone) - created)
-        con = self._connection()
+        con = self._connection(probe=True)
         attempt, sent = None, False
         try:
             with con.cursor() as cur:

@@ -1,27 +1,43 @@
-"""Raw datapoints of the MongoDB backend as *chunks*: the codec and the chunking rules.
+"""Raw datapoints of the MongoDB backend as *chunks*: one codec chunk per document.
 
 A chunk holds one stream's rows of one commit: at most ``CHUNK_ROWS`` rows that span less than
-``CHUNK_SPAN_US`` (an hour) and hold at most ``CHUNK_BYTES`` of text. Each column is packed as
-binary: ``t``, ``k``, ``i``, ``f`` as little-endian numpy bytes, ``s`` as UTF-8 bytes plus
-int32 offsets; a validity bitmap (``<name>_m``) only when a column mixes nulls and values; an
-all-null column is absent. ``p`` is the position of the first row in its write, ``n`` the row
-count, ``t0``/``t1`` the first and last timestamps. The span limit bounds a time-range read on
-both sides of the ``(sid, t1, t0, q)`` index (:func:`time_condition`).
+``CHUNK_SPAN_US`` (an hour) and hold at most ``CHUNK_BYTES`` of text. Its document is
+``{sid, q, b, p, n, t0, t1, c}``: ``c`` is the rows encoded by the shared codec
+(:mod:`datastream.storage.codec`, the embedded store's encoding too) as one BSON binary, sorted
+by time; ``p`` is the position of the first row in its write, ``n`` the row count, ``t0``/``t1``
+the first and last timestamps; ``sid``, ``q`` (write sequence) and ``b`` (batch) are added by
+the commit (:mod:`.commit`). The fields the server filters on stay plain: the span limit
+bounds a time-range read on both sides of the ``(sid, t1, t0, q)`` index
+(:func:`time_condition`), and cuts select chunks by ``q`` and ``t0``. Values are opaque to the
+server, which is fine: storage never computes aggregates. A chunk that fails the codec's checks
+(CRC, structure) or disagrees with ``n``, ``t0`` or ``t1`` raises a ``DatastreamException``
+naming it.
 
-Why chunks (measured here with pymongo's BSON codec, 100k float points, one stream)::
+Why chunks, and why the codec (``bench/bench_mongo_chunks.py``, 2026-11-30: 100k float points
+of one stream at 1 Hz, sensor values quantised to 0.01 / a full-entropy random walk; whole
+documents as inserted, sized by pymongo's BSON codec; encode = Arrow rows to BSON bytes, decode
+= BSON bytes to the rows a read returns; best CPU time of 7 on a shared core running at ~0.6x
+its quiet speed)::
 
-    layout                    BSON bytes/point   encode ns/point   decode to Arrow ns/point
-    document per point              126             11 700              11 000
-    chunk of 1 point                169             32 000              10 000
-    chunk of 60 points               19.5              460                  58
-    chunk of 4096 points             17                 10                   2
+    layout, points per write          BSON bytes/point   encode ns/point    decode ns/point
+                                      sensor    walk     sensor    walk     sensor    walk
+    document per point                  119      119      8 700    8 700     6 200    6 800
+    columns packed apart, 1             169      169    430 000  445 000    82 000   83 000
+    codec chunk, 1                      237      242    340 000  320 000   170 000  210 000
+    columns packed apart, 60           19.5     19.5      8 400    7 900     1 700    1 300
+    codec chunk, 60                     5.2     12.1      4 900    9 800     3 200    4 000
+    columns packed apart, 3,600        17.0     17.0         98       93        17       17
+    codec chunk, 3,600                 0.92     6.5          76      143       110      126
 
-A document per point also costs one index entry per point (~60 bytes more). Flushes that hold
-one point per stream pay about what a document per point would; anything batched (buffers of
-up to 10,000 points, bulk appends, backfills) is 6-7x smaller and 100x+ cheaper to read, and a
-million points export without a per-point Python loop (through this module: ~50 ms to encode
-and ~110 ms to decode 1M points on a shared core). Values are opaque to the server, which is
-fine: storage never computes aggregates.
+Columns packed apart are schema version 1: raw little-endian numbers, UTF-8 plus offsets and
+validity bitmaps, uncompressed. The codec stores batched points 18x (quantised values) and 2.6x
+(full-entropy doubles) smaller for 0.8-1.5x the encoding cost; decoding takes 6-7x the CPU
+(mostly the codec's fixed cost per chunk, 0.4 ms per 3,600 rows on this core), which a server
+read repays by moving that many fewer bytes. A write of one point is 40 % larger than it was
+(the codec's header and column table) and decodes at half the speed: flushes that hold one
+point per stream pay more than a document per point would (which also costs one index entry
+per point, ~60 bytes), while anything batched (buffers of up to 10,000 points, bulk appends,
+backfills) is 10-130x smaller than a document per point.
 
 Truncation (``WriteBatch.truncate_raw``) never rewrites chunks: it adds a *cut* ``(t, q)`` to
 the stream, meaning "rows of chunks written before write sequence ``q`` with time ``>= t`` are
@@ -41,14 +57,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bson import Binary
 
+from ... import exceptions
+from .. import codec
 from ..base import RAW_SCHEMA
 
 CHUNK_ROWS = 4096
 CHUNK_SPAN_US = 3600 * 1_000_000
 CHUNK_BYTES = 4 << 20
 INT64_MAX = 2**63 - 1
-
-_FIXED_WIDTH = {"t": np.int64, "k": np.int8, "i": np.int64, "f": np.float64}
 
 
 def time_condition(start_us: int | None, end_us: int | None) -> dict[str, Any]:
@@ -109,30 +125,19 @@ def encode(
         order = np.argsort(t, kind="stable")
         table = table.take(pa.array(order))
         t = t[order]
-    columns = {}
-    for name, dtype in _FIXED_WIDTH.items():
-        column = table.column(name).chunk(0)
-        valid = _validity(column, table.num_rows)
-        values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-        columns[name] = (values, valid)
-    strings = table.column("s").chunk(0)
-    string_valid = _validity(strings, table.num_rows)
-    sizes = pc.fill_null(pc.binary_length(strings), 0).to_numpy(zero_copy_only=False)
-    cumulative = np.cumsum(sizes, dtype=np.int64)
+    strings = table.column("s")
+    if strings.null_count == len(strings):
+        cumulative = np.zeros(len(t), dtype=np.int64)
+    else:
+        sizes = pc.fill_null(pc.binary_length(strings), 0).to_numpy()
+        cumulative = np.cumsum(sizes, dtype=np.int64)
     docs = []
     for low, high in _chunk_bounds(t, cumulative, max_bytes):
-        doc: dict[str, Any] = {"p": low, "n": high - low, "t0": int(t[low]), "t1": int(t[high - 1])}
-        for name, (values, valid) in columns.items():
-            _pack_fixed(doc, name, values[low:high], valid[low:high])
-        _pack_strings(doc, "s", strings.slice(low, high - low), string_valid[low:high])
-        docs.append(doc)
+        docs.append({
+            "p": low, "n": high - low, "t0": int(t[low]), "t1": int(t[high - 1]),
+            "c": Binary(codec.encode_raw(table.slice(low, high - low))),
+        })
     return docs
-
-
-def _validity(column: pa.Array, length: int) -> np.ndarray:
-    if column.null_count == 0:
-        return np.ones(length, dtype=bool)
-    return column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _chunk_bounds(
@@ -152,66 +157,31 @@ def _chunk_bounds(
     return bounds
 
 
-def _pack_fixed(doc: dict[str, Any], name: str, values: np.ndarray, valid: np.ndarray) -> None:
-    """Values of the valid rows as bytes; a bitmap only when nulls and values mix."""
-    if valid.all():
-        doc[name] = Binary(values.tobytes())
-    elif valid.any():
-        doc[name] = Binary(values[valid].tobytes())
-        doc[f"{name}_m"] = Binary(np.packbits(valid, bitorder="little").tobytes())
-
-
-def _pack_strings(doc: dict[str, Any], name: str, array: pa.Array, valid: np.ndarray) -> None:
-    if not valid.any():
-        return
-    if not valid.all():
-        array = array.filter(pa.array(valid))
-        doc[f"{name}_m"] = Binary(np.packbits(valid, bitorder="little").tobytes())
-    first = array.offset
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[first : first + len(array) + 1]
-    data = array.buffers()[2]
-    start, end = int(offsets[0]), int(offsets[-1])
-    doc[name] = Binary(data.to_pybytes()[start:end] if data is not None else b"")
-    doc[f"{name}_o"] = Binary((offsets - offsets[0]).astype(np.int32).tobytes())
-
-
 # -- decoding ---------------------------------------------------------------------------------
 
 
-def _unpack_fixed(doc: dict[str, Any], name: str, dtype: Any, count: int) -> pa.Array:
-    arrow_type = RAW_SCHEMA.field(name).type
-    data = doc.get(name)
-    if data is None:
-        return pa.nulls(count, arrow_type)
-    values = np.frombuffer(data, dtype=dtype)
-    mask = doc.get(f"{name}_m")
-    if mask is None:
-        return pa.array(values, type=arrow_type)
-    valid = _unbits(mask, count)
-    full = np.zeros(count, dtype=dtype)
-    full[valid] = values
-    return pa.array(full, type=arrow_type, mask=~valid)
-
-
-def _unpack_strings(doc: dict[str, Any], name: str, count: int) -> pa.Array:
-    data = doc.get(name)
-    if data is None:
-        return pa.nulls(count, pa.string())
-    offsets = doc[f"{name}_o"]
-    values = pa.StringArray.from_buffers(
-        len(offsets) // 4 - 1, pa.py_buffer(offsets), pa.py_buffer(data)
-    )
-    mask = doc.get(f"{name}_m")
-    if mask is None:
-        return values
-    valid = _unbits(mask, count)
-    positions = np.cumsum(valid) - 1
-    return values.take(pa.array(positions, mask=~valid))
-
-
-def _unbits(mask: bytes, count: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(mask, dtype=np.uint8), count=count, bitorder="little")
-    return bits.astype(bool)
+def decode_chunk(doc: dict[str, Any], stream_id: str = "?") -> pa.Table:
+    """The rows of one chunk document; a DatastreamException naming the chunk when it is not
+    a chunk of this format or does not decode (the codec's checksums catch damage)."""
+    data = doc.get("c")
+    where = f"raw chunk {doc.get('_id')} of stream {stream_id!r}"
+    if not isinstance(data, bytes):
+        raise exceptions.DatastreamException(
+            f"{where} holds no codec chunk: it was written in another storage format (by an "
+            f"older datastream?)"
+        )
+    try:
+        stats = codec.chunk_stats(data)
+        table = codec.decode_raw(data)
+    except ValueError as error:
+        raise exceptions.DatastreamException(f"{where} is damaged: {error}") from error
+    claimed = (doc.get("n"), doc.get("t0"), doc.get("t1"))
+    if stats != claimed:  # what reads select and order chunks by must be the chunk's own
+        raise exceptions.DatastreamException(
+            f"{where} is damaged: it holds (rows, first t, last t) = {stats}, its document says"
+            f" {claimed}"
+        )
+    return table
 
 
 def decode(
@@ -220,32 +190,35 @@ def decode(
     end_us: int | None,
     reverse: bool,
     cuts: Sequence[tuple[int, int]] = (),
+    stream_id: str = "?",
 ) -> pa.Table:
     """Rows of the chunks inside [start, end) that no cut hides, by (t, q, position) or t
     descending."""
-    columns: dict[str, list[pa.Array]] = {name: [] for name in RAW_SCHEMA.names}
-    batch_seq, position = [], []
-    for doc in chunks:
-        count = doc["n"]
-        for name, dtype in _FIXED_WIDTH.items():
-            columns[name].append(_unpack_fixed(doc, name, dtype, count))
-        columns["s"].append(_unpack_strings(doc, "s", count))
-        batch_seq.append(np.full(count, doc["q"], dtype=np.int64))
-        position.append(doc["p"] + np.arange(count, dtype=np.int64))
-    table = pa.table(
-        {name: pa.concat_arrays(parts) for name, parts in columns.items()}, schema=RAW_SCHEMA
-    )
+    if not chunks:
+        return RAW_SCHEMA.empty_table()
+    chunks = sorted(chunks, key=lambda doc: (doc["t0"], doc["q"], doc["p"]))
+    tables = [decode_chunk(doc, stream_id) for doc in chunks]
+    table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
     t = table.column("t").to_numpy()
+    if not reverse and _sequential(chunks, cuts):
+        # In (t, q, position) order already and nothing cut: the range is one slice.
+        low = 0 if start_us is None else int(np.searchsorted(t, start_us, "left"))
+        high = len(t) if end_us is None else int(np.searchsorted(t, end_us, "left"))
+        return table.slice(low, max(0, high - low))
     keep = np.ones(len(t), dtype=bool)
     if start_us is not None:
         keep &= t >= start_us
     if end_us is not None:
         keep &= t < end_us
-    seq = np.concatenate(batch_seq)
+    counts = np.array([doc["n"] for doc in chunks], dtype=np.int64)
+    seq = np.repeat(np.array([doc["q"] for doc in chunks], dtype=np.int64), counts)
     for cut_t, cut_q in cuts:
         keep &= (seq >= cut_q) | (t < cut_t)
-    seq, pos = seq[keep], np.concatenate(position)[keep]
-    t = t[keep]
+    # position in its write = row index - first row index of its chunk + the chunk's p
+    first = np.cumsum(counts) - counts
+    shift = np.array([doc["p"] for doc in chunks], dtype=np.int64) - first
+    pos = np.arange(len(t), dtype=np.int64) + np.repeat(shift, counts)
+    seq, pos, t = seq[keep], pos[keep], t[keep]
     if not reverse and _in_order(t, seq, pos):
         rows = np.flatnonzero(keep)
     else:
@@ -253,6 +226,24 @@ def decode(
     if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(rows[1:] > rows[:-1]):
         return table.slice(int(rows[0]), len(rows))  # already in order: no copy
     return table.take(pa.array(rows))
+
+
+def _sequential(chunks: list[dict[str, Any]], cuts: Sequence[tuple[int, int]]) -> bool:
+    """Whether chunks sorted by (t0, q, p) hold their rows in (t, q, position) order one after
+    the other (no time overlap, or a shared boundary time in write order), and no cut hides
+    any of their rows. Rows of one chunk are sorted by time, in write order among equal times;
+    chunks of one write (same q) never share positions."""
+    for doc in chunks:
+        for cut_t, cut_q in cuts:
+            if doc["q"] < cut_q and doc["t1"] >= cut_t:
+                return False
+    for before, after in zip(chunks, chunks[1:]):
+        if before["t1"] > after["t0"] or (
+            before["t1"] == after["t0"]
+            and (before["q"], before["p"]) >= (after["q"], after["p"])
+        ):
+            return False
+    return True
 
 
 def _in_order(t: np.ndarray, seq: np.ndarray, pos: np.ndarray) -> bool:

@@ -1,7 +1,7 @@
 """The MongoDB backend: ``datastream.backends.mongodb.Backend(database_name, **connection)``.
 
 :class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
-queries as filters), :mod:`.chunks` (raw rows packed into chunk documents, and why),
+queries as filters), :mod:`.chunks` (raw rows as codec chunks in documents, and why),
 :mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
 operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
 (readers' snapshots, rolling forward, recovery).
@@ -14,13 +14,19 @@ Collections
   ``v`` (version), ``w`` (write bookkeeping, see :mod:`.commit`), ``lock``, and while
   a batch creates or has deleted the stream, ``new`` or ``gone`` (the stream is invisible).
 * ``raw``: raw datapoints in chunks (:mod:`.chunks`): per stream and commit, runs of at
-  most 4096 rows that span less than an hour. Index ``(sid, t1, t0, q)``: a time-range read is
-  one index range scan, bounded on both sides by the one-hour span limit.
+  most 4096 rows that span less than an hour, each encoded by the shared codec into one binary
+  field. Index ``(sid, t1, t0, q)``: a time-range read is one index range scan, bounded on both
+  sides by the one-hour span limit.
 * ``level_<key>``: a document per level row (:mod:`.levels`). Unique index
   ``(stream_id, t, _q)``; the newest visible version of a ``(stream_id, t)`` is the row (an
   upsert in effect, without overwriting a committed row before the batch that replaces it is
   committed). ``level_schemas`` remembers column types so that reads return the written types.
 * ``batches`` (commit journal, see :mod:`.commit`), ``counters``.
+* ``datastream_info``: ``{_id: 'schema_version', value}``, the stored layout's version
+  (``SCHEMA_VERSION``), written when a database is first opened. Opening a database of another
+  version raises ``StorageUnavailable``; a database from before the version was stored counts
+  as version 1 when it holds raw chunks of that layout (each column packed apart), and is
+  adopted when it holds none (nothing else changed).
 
 Maintenance locks
 -----------------
@@ -30,7 +36,9 @@ seconds (default: the ttl, after which a crashed holder's lock has expired), the
 ``StreamAppendContended``. Commits made by the holding thread are fenced: the flip only
 applies while this owner still holds the lock and renews its lease, else the batch is undone
 and ``LockExpiredMidMaintenance`` raised. Release checks the owner too and raises
-``LockExpiredMidMaintenance`` when someone else took the lock meanwhile. Re-entrant per thread.
+``LockExpiredMidMaintenance`` when someone else took the lock meanwhile; a release the server
+fails raises ``StorageUnavailable`` and the storage object frees that lock when it next takes it
+(instead of waiting for the lease). Re-entrant per thread.
 
 Creating and deleting streams
 -----------------------------
@@ -77,6 +85,10 @@ from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
 from .commit import Commit, Creation, Plan
 from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
+# Version of the stored layout, kept in ``datastream_info``; opening a database of another
+# version raises StorageUnavailable. 1: raw chunks packed column by column; 2: one codec chunk
+# per raw chunk document (see .chunks).
+SCHEMA_VERSION = "2"
 _Commit = Commit  # its name before the split, still importable from here
 # The server cannot be reached (selection timeouts, lost connections, network timeouts) or the
 # client was closed (InvalidOperation: "cannot use MongoClient after close").
@@ -112,6 +124,10 @@ class MongoDBStorage(CommitProtocol, Storage):
         self.database_name = database_name
         self.commit_timeout = commit_timeout
         self.lock_wait = lock_wait
+        # Locks this object took and could not release (the server failed at that moment):
+        # stream id -> owner token. Only this object can free them before their lease ends.
+        self._unreleased: dict[str, str] = {}
+        self._unreleased_guard = threading.Lock()
         self._local = threading.local()
         self._indexed_levels: set[str] = set()
         self._streams = self._db["streams"]
@@ -119,7 +135,15 @@ class MongoDBStorage(CommitProtocol, Storage):
         self._batches = self._db["batches"]
         self._counters = self._db["counters"]
         self._schemas = self._db["level_schemas"]
+        self._info = self._db["datastream_info"]
         try:
+            found = self._schema_version()
+            if found != SCHEMA_VERSION:
+                self.close()
+                raise exceptions.StorageUnavailable(
+                    f"MongoDB database {database_name!r} has storage schema version {found},"
+                    f" this datastream reads version {SCHEMA_VERSION}"
+                )
             self._streams.create_index([("order", 1)])
             self._streams.create_index([("qkey", 1)], unique=True)
             self._streams.create_index([("w.open.b", 1)])
@@ -131,6 +155,20 @@ class MongoDBStorage(CommitProtocol, Storage):
             raise exceptions.StorageUnavailable(
                 f"MongoDB database {database_name!r} is unavailable: {error}"
             ) from error
+
+    def _schema_version(self) -> str:
+        """The database's storage schema version; a new database gets ours. A database from
+        before the version was stored is version 1 if it holds raw chunks of that layout
+        (columns packed apart, no ``c``); without any it has nothing we cannot read."""
+        doc = self._info.find_one({"_id": "schema_version"})
+        if doc is None:
+            if self._raw.find_one({"c": {"$exists": False}}, {"_id": 1}) is not None:
+                return "1"
+            with contextlib.suppress(DuplicateKeyError):  # a concurrent opener did it
+                self._info.update_one({"_id": "schema_version"},
+                                      {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)
+            doc = self._info.find_one({"_id": "schema_version"}) or {}
+        return str(doc.get("value"))
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -298,7 +336,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             chunks = self._consistent(stream_id, read)
         if not chunks:
             return empty
-        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts)
+        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts, stream_id)
 
     def _raw_chunks(
         self, stream_id: str, snap: Snapshot, start_us: int | None, end_us: int | None
@@ -442,12 +480,22 @@ class MongoDBStorage(CommitProtocol, Storage):
             yield
         except BaseException:
             held.pop(stream_id, None)
-            with contextlib.suppress(PyMongoError):
+            try:
                 self._release(stream_id, token)
+            except PyMongoError:
+                with self._unreleased_guard:
+                    self._unreleased[stream_id] = token
             raise
         held.pop(stream_id, None)
-        with self._reachable(f"releasing the maintenance lock of stream {stream_id!r}"):
+        try:
             released = self._release(stream_id, token)
+        except PyMongoError as error:
+            with self._unreleased_guard:
+                self._unreleased[stream_id] = token
+            raise exceptions.StorageUnavailable(
+                f"releasing the maintenance lock of stream {stream_id!r} failed ({error}); it"
+                " is released at the next attempt to take it, or when its lease ends"
+            ) from error
         if not released:
             raise exceptions.LockExpiredMidMaintenance(
                 f"maintenance lock of stream {stream_id!r} expired after {ttl_seconds} s and"
@@ -457,6 +505,15 @@ class MongoDBStorage(CommitProtocol, Storage):
     def _acquire(self, stream_id: str, token: str, ttl: float) -> bool:
         """Take the lock (True), find no such stream (False) or give up with
         StreamAppendContended after ``lock_wait`` seconds of backoff."""
+        with self._unreleased_guard:
+            stale = self._unreleased.pop(stream_id, None)
+        if stale is not None:
+            try:
+                self._release(stream_id, stale)
+            except PyMongoError:
+                with self._unreleased_guard:
+                    self._unreleased.setdefault(stream_id, stale)
+                raise
         wait = ttl if self.lock_wait is None else self.lock_wait
         deadline = time.monotonic() + wait
         delay = 0.01
