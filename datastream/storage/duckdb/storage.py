@@ -645,11 +645,11 @@ class DuckDBStorage(Storage):
         if end_us is not None:
             clause += " AND t0 < ?"
             params.append(int(end_us))
-        found = self._connection().execute(
-            f"SELECT body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause} ORDER BY seq",
-            params,
+        found = self._connection().execute(  # ordered here: DuckDB would sort the bodies too
+            f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}", params,
         ).fetchall()
-        return [row[0] for row in found]
+        found.sort(key=_first)
+        return [row[1] for row in found]
 
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
@@ -690,6 +690,10 @@ class DuckDBStorage(Storage):
         if not parts:
             return level.schema.empty_table()
         return chunking.joined_by_time(parts)
+
+
+def _first(row: tuple) -> Any:
+    return row[0]
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
