@@ -352,15 +352,10 @@ class Datastream:
                     stamp = from_us(timestamp_us)
                 buffers = engine.buffers
                 buffer = buffers.streams.get(stream_id)
-                latest = lane.latest
-                if buffer is not None and buffer.latest is not None and (
-                    latest is None or buffer.latest > latest
-                ):
-                    latest = buffer.latest
                 if (
                     stamp is not None
-                    and (latest is None or timestamp_us >= latest)
-                    and (lane.frozen is None or timestamp_us >= lane.frozen)
+                    and timestamp_us >= lane.floor  # the stored latest and the frozen bound
+                    and (buffer is None or buffer.latest is None or timestamp_us >= buffer.latest)
                     and buffers.points < engine.max_buffered_points
                 ):
                     kind = type(value)

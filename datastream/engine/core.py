@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .. import exceptions
+from ..granularity import MIN_US
 from ..messages import show
 from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators
@@ -57,13 +58,15 @@ class Lane:
     extent and frozen bound it is validated against, and how its values are encoded. Valid
     while that state is the engine's cached one (see :meth:`Engine.lane`)."""
 
-    __slots__ = ("version", "latest", "frozen", "derived", "plain", "highest", "value_type",
-                 "options", "value_keys")
+    __slots__ = ("version", "floor", "derived", "plain", "highest", "value_type", "options",
+                 "value_keys")
 
     def __init__(self, state: StreamState) -> None:
         self.version = state.version
-        self.latest = state.latest
-        self.frozen = state.frozen_until
+        # a point at or after both the stored latest point and the frozen bound needs no more
+        # checking than that (and than the buffered latest point)
+        bounds = [bound for bound in (state.latest, state.frozen_until) if bound is not None]
+        self.floor = max(bounds, default=MIN_US)
         self.derived = state.derivation is not None
         self.plain = state.value_type == "numeric" and not state.options.get("high_accuracy")
         self.highest = state.highest
@@ -94,8 +97,13 @@ class Engine:
         self._retry_delay = RETRY_FIRST
         self._states = _States()
         self._cheap_versions = type(storage).record_version is not Storage.record_version
+        # Whether another engine uses the same storage object: until then, this engine's
+        # commits are the only changes of the stored records, and an append lane need not ask
+        # storage whether its state is still current.
+        self._shared = True
         with _USERS_LOCK:
             _USERS[storage] = _USERS.get(storage, 0) + 1
+            _peers_changed(storage, add=self)
         self._attached = True
 
     # -- stream states ---------------------------------------------------------------------
@@ -130,7 +138,8 @@ class Engine:
             if state is None:
                 return None
             lane = self._states.lanes[stream_id] = Lane(state)
-        if self._cheap_versions and self.storage.record_version(stream_id) != lane.version:
+        if (self._shared and self._cheap_versions
+                and self.storage.record_version(stream_id) != lane.version):
             return None
         return lane
 
@@ -556,6 +565,7 @@ class Engine:
                 _USERS[self.storage] = remaining
             else:
                 _USERS.pop(self.storage, None)
+            _peers_changed(self.storage, remove=self)
         if not remaining:
             self.storage.close()
 
@@ -586,6 +596,27 @@ def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]
 # How many open engines use each storage object (a backend object may be shared).
 _USERS: weakref.WeakKeyDictionary[Storage, int] = weakref.WeakKeyDictionary()
 _USERS_LOCK = threading.Lock()
+# The open engines of each storage object (for Engine._shared), under _USERS_LOCK.
+_PEERS: weakref.WeakKeyDictionary[Storage, weakref.WeakSet[Engine]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _peers_changed(storage: Storage, add: Engine | None = None,
+                   remove: Engine | None = None) -> None:
+    """Attach or detach an engine of ``storage``. An engine alone on it is not shared; once
+    another one attaches, every engine of it is shared for good: after the other one left, the
+    cached states may still hold what it changed."""
+    peers = _PEERS.get(storage)
+    if peers is None:
+        peers = _PEERS[storage] = weakref.WeakSet()
+    if add is not None:
+        add._shared = len(peers) > 0
+        peers.add(add)
+    if remove is not None:
+        peers.discard(remove)
+    if len(peers) > 1:
+        for engine in peers:
+            engine._shared = True
 
 
 def _is_uuid(value: str) -> bool:
