@@ -1,6 +1,7 @@
 """The whole engine through the public API: bulk and single appends, downsampling, reads."""
 
 import datetime
+import itertools
 
 import numpy as np
 
@@ -10,6 +11,7 @@ UTC = datetime.timezone.utc
 START = datetime.datetime(2026, 1, 1, tzinfo=UTC)
 START_US = 1_767_225_600_000_000
 POINTS = 100_000
+_NAMES = itertools.count()  # a new stream per call (id(object()) repeats: same stream again)
 
 
 class Engine:
@@ -34,18 +36,18 @@ class Engine:
         )
 
     def time_append_arrays_and_flush(self):
-        stream = self._new_stream(f"arrays-{id(object())}")
+        stream = self._new_stream(f"arrays-{next(_NAMES)}")
         self.ds.append_arrays(stream, self.timestamps, self.values, unit="us")
         self.ds.flush()
 
     def time_append_10k_single_points(self):
-        stream = self._new_stream(f"single-{id(object())}")
+        stream = self._new_stream(f"single-{next(_NAMES)}")
         for offset in range(10_000):
             self.ds.append(stream, 1.5, START + datetime.timedelta(seconds=offset))
         self.ds.flush()
 
     def time_downsample_all_levels(self):
-        name = f"down-{id(object())}"
+        name = f"down-{next(_NAMES)}"
         stream = self._new_stream(name)
         self.ds.append_arrays(stream, self.timestamps, self.values, unit="us")
         self.ds.downsample_streams({"name": name}, until=self.until)
