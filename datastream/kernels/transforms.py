@@ -243,10 +243,10 @@ def decimal_decode(digits, residual, k, out):
 # operations whatever the length: cheap for small chunks, slower than the kernels for large ones.
 
 
-def zigzag_numpy(d: np.ndarray) -> np.ndarray:
-    z = d << 1
-    z ^= d >> 63
-    return z
+def _zigzag_in_place(d: np.ndarray) -> None:
+    sign = d >> 63
+    d <<= 1
+    d ^= sign
 
 
 def unzigzag_numpy(z: np.ndarray) -> np.ndarray:
@@ -313,7 +313,8 @@ def int_costs_numpy(x: np.ndarray) -> tuple[float, float, float]:
     d[0] = x
     _differences(d[0], d[1])
     _differences(d[1], d[2])
-    costs = shuffled_bits_numpy(_histograms(zigzag_numpy(d)), n)
+    _zigzag_in_place(d)
+    costs = shuffled_bits_numpy(_histograms(d), n)
     return float(costs[0]), float(costs[1]), float(costs[2])
 
 
@@ -325,7 +326,7 @@ def int_encode_numpy(x: np.ndarray, order: int, out: np.ndarray) -> tuple[int, i
         _differences(x, out)
         if order == 2:
             _differences(out.copy(), out)
-    out[:] = zigzag_numpy(out)
+    _zigzag_in_place(out)
     acc = int(np.bitwise_or.reduce(out[order:]))
     if x.shape[0] == 0:
         return acc, 0, 0
@@ -359,17 +360,18 @@ def _scaled_numpy(x: np.ndarray, p: np.ndarray | float) -> np.ndarray:
     return padded.ravel()[keep]
 
 
-def _decimal_parts(x: np.ndarray, p: np.ndarray | float, out: np.ndarray) -> None:
-    """``out[0]`` = digits and ``out[1]`` = residuals of :func:`decimal_encode`, along the last
-    axis of ``x * p``."""
+def _decimal_parts(x: np.ndarray, p: np.ndarray | float, digits: np.ndarray,
+                   residual: np.ndarray) -> None:
+    """The outputs of :func:`decimal_encode` along the last axis of ``x * p``."""
     v = _scaled_numpy(x, p)
     # integers below 2**52: their differences are exact, and so are the conversions
     deltas = np.empty_like(v)
     _differences(v, deltas)
-    out[0] = deltas
+    digits[...] = deltas
+    _zigzag_in_place(digits)
     v /= p
-    np.subtract(x.view(np.int64), v.view(np.int64), out=out[1])
-    out[:] = zigzag_numpy(out)
+    np.subtract(x.view(np.int64), v.view(np.int64), out=residual)
+    _zigzag_in_place(residual)
 
 
 def decimal_costs_numpy(x: np.ndarray, lo: int, hi: int, costs: np.ndarray) -> int:
@@ -379,7 +381,7 @@ def decimal_costs_numpy(x: np.ndarray, lo: int, hi: int, costs: np.ndarray) -> i
     the others."""
     n, scales = x.shape[0], max(hi + 1 - lo, 0)
     parts = np.empty((2, scales, n), np.int64)
-    _decimal_parts(x, POW10[lo:hi + 1, None], parts)
+    _decimal_parts(x, POW10[lo:hi + 1, None], parts[0], parts[1])
     bits = shuffled_bits_numpy(_histograms(parts.reshape(2 * scales, n)), n)
     best = np.inf
     for k, total in zip(range(lo, hi + 1), (bits[:scales] + bits[scales:]).tolist()):
@@ -393,9 +395,7 @@ def decimal_costs_numpy(x: np.ndarray, lo: int, hi: int, costs: np.ndarray) -> i
 def decimal_encode_numpy(x: np.ndarray, k: int, digits: np.ndarray,
                          residual: np.ndarray) -> tuple[int, int]:
     """:func:`decimal_encode` in numpy."""
-    parts = np.empty((2, x.shape[0]), np.int64)
-    _decimal_parts(x, POW10[k], parts)
-    digits[:], residual[:] = parts
+    _decimal_parts(x, POW10[k], digits, residual)
     return int(np.bitwise_or.reduce(digits[1:])), int(np.bitwise_or.reduce(residual))
 
 
