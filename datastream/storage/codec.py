@@ -172,18 +172,18 @@ kernels from the cache took 0.85 s of CPU (1.5 s wall; 6.4 s of CPU compiling th
 empty cache), where a 100-row chunk takes ~2 ms to encode and decode through the twins. So a
 script that appends and reads a few points never loads numba. Once loaded, the kernels are
 faster at every size (a call costs 2-10 µs up to 4k values, dispatch included; a twin
-10-190 µs), so this is not a speed crossover. ``bench/bench_codec.py`` (µs of CPU per chunk,
-numba / numpy, sensor values; shared 2-vCPU machine, its calibration loop at 0.55 s instead of
-0.40 s quiet)::
+10-190 µs), so this is not a speed crossover. ``bench/bench_codec.py``, its last table (µs of
+CPU per chunk, numba / numpy, sensor values; shared 2-vCPU machine at load 3.9, its calibration
+loop at 0.7 s instead of 0.4 s quiet)::
 
     rows      raw encode   raw decode   10 s level encode   10 s level decode
-    16        71 / 375     101 / 155     469 / 3276          478 / 714
-    1,024     119 / 536    123 / 185     1352 / 6226         854 / 1604
-    4,096     187 / 575    188 / 196     1258 / 6192         1201 / 1413
-    16,384    192 / 758    200 / 273     2499 / 8157         1595 / 3467
+    16        117 / 544    161 / 211     725 / 5627          750 / 1217
+    1,024     184 / 809    183 / 271     920 / 5154          631 / 961
+    4,096     142 / 575    148 / 216    1093 / 5236          822 / 1189
+    16,384    296 / 1125   299 / 425    1956 / 7197         1626 / 2505
 
 Up to a few thousand rows the twins cost a roughly fixed extra, a few dozen numpy calls per
-column whatever the length (~0.3-0.4 ms per raw chunk, ~3-5 ms per 21-column level chunk);
+column whatever the length (~0.4-0.6 ms per raw chunk, ~4-5 ms per 21-column level chunk);
 beyond, the extra grows with the rows. 4096 is also the embedded store's ``SMALL_ROWS``: chunks
 below it are small flushes, merged into larger chunks later.
 """
