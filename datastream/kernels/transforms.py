@@ -350,7 +350,7 @@ def _scaled_numpy(x: np.ndarray, p: np.ndarray | float) -> np.ndarray:
         ok = np.abs(v) < V_LIMIT
     if ok.all():
         return v
-    # the index of the last exact value so far, 0 for none, in rows behind a 0.0
+    # per value, the index of the last exact one so far in its row behind a 0.0 (index 0: none)
     n = v.shape[-1]
     keep = np.where(ok, np.arange(1, n + 1), 0)
     np.maximum.accumulate(keep, axis=-1, out=keep)
