@@ -50,8 +50,8 @@ prediction when it beats the column's own estimate, greedily by gain and never i
 q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
 rows.
 
-The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows as their numpy
-twins, which write the same bytes without importing numba (see there).
+The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
+loaded yet as their numpy twins, which write the same bytes (see there).
 
 Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
 version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 
@@ -185,13 +186,17 @@ loop at 0.7 s instead of 0.4 s quiet)::
 Up to a few thousand rows the twins cost a roughly fixed extra, a few dozen numpy calls per
 column whatever the length (~0.4-0.6 ms per raw chunk, ~4-5 ms per 21-column level chunk);
 beyond, the extra grows with the rows. 4096 is also the embedded store's ``SMALL_ROWS``: chunks
-below it are small flushes, merged into larger chunks later.
+below it are small flushes, merged into larger chunks later. Once something else has loaded
+numba (the first downsample does), small chunks take the kernels too.
 """
 
 
 def _transforms(rows: int) -> transforms.Implementation:
-    """The transforms for a chunk of ``rows`` rows (see :data:`NUMPY_BELOW`)."""
-    return transforms.NUMPY if rows < NUMPY_BELOW else transforms.NUMBA
+    """The transforms for a chunk of ``rows`` rows (see :data:`NUMPY_BELOW`): the twins only
+    while numba is not loaded yet (both write the same bytes, so the choice never shows)."""
+    if rows < NUMPY_BELOW and "numba" not in sys.modules:
+        return transforms.NUMPY
+    return transforms.NUMBA
 
 
 # == public API =================================================================================

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 
@@ -302,12 +303,13 @@ def test_long_columns_round_trip(seed, n, style):
 @contextlib.contextmanager
 def transforms_of(name: str) -> Iterator[None]:
     """Every chunk through the numba kernels or through their numpy twins, whatever its size."""
-    saved = codec.NUMPY_BELOW
-    codec.NUMPY_BELOW = 0 if name == "numba" else 2**32
+    chosen = transforms.NUMBA if name == "numba" else transforms.NUMPY
+    saved = codec._transforms
+    codec._transforms = lambda rows: chosen
     try:
         yield
     finally:
-        codec.NUMPY_BELOW = saved
+        codec._transforms = saved
 
 
 def assert_both_paths_agree(table: pa.Table, encode, decode) -> None:
@@ -322,10 +324,13 @@ def assert_both_paths_agree(table: pa.Table, encode, decode) -> None:
             assert_bit_exact(decode(chunks[0]), table)
 
 
-def test_small_chunks_take_the_numpy_twins():
+def test_small_chunks_take_the_numpy_twins_until_numba_is_loaded(monkeypatch):
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
     assert codec._transforms(0) is transforms.NUMPY
     assert codec._transforms(codec.NUMPY_BELOW - 1) is transforms.NUMPY
     assert codec._transforms(codec.NUMPY_BELOW) is transforms.NUMBA
+    monkeypatch.setitem(sys.modules, "numba", object())
+    assert codec._transforms(0) is transforms.NUMBA
 
 
 @CODEC_SETTINGS
