@@ -113,6 +113,8 @@ def spans(raw: dict[str, pa.Table], levels: dict[str, tuple]) -> dict[str, list[
     result: dict[str, list[int]] = {}
     tables = list(raw.items()) + [item for _, rows in levels.values() for item in rows.items()]
     for sid, table in tables:
+        if not table.num_rows:
+            continue  # (a level table of a batch that only clears or truncates)
         t = table.column("t").to_numpy()
         lo, hi = int(t.min()), int(t.max())
         old = result.get(sid)
