@@ -41,6 +41,11 @@ SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the 
 RAW_MEASUREMENT = "datastream_raw"
 LEVEL_MEASUREMENT = "datastream_level_"
 STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
+# Raw points carry their value kind ``k`` in the low bits of the batch field (one integer
+# field instead of two: InfluxDB stores every field with its own copy of the timestamps).
+RAW_BATCH_FIELD = "_kb"
+KIND_BITS, KIND_OFFSET, NULL_KIND = 9, 128, 256  # code = k + 128 (int8), 256 for a null k
+RAW_VALUE_COLUMNS = ("i", "f", "s")
 MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 ROWS_PER_CHUNK = 5_000
 
@@ -155,14 +160,14 @@ def merge_schema(key: str, stored: pa.Schema, incoming: pa.Schema) -> pa.Schema:
 
 
 def stored_fields(schema: pa.Schema) -> list[str]:
-    """Encoded field names holding the columns of ``schema`` (``t`` is the point's time)."""
-    names = []
-    for field in schema:
-        if field.name != "t":
-            names.append(lp.encode_name(field.name))
-            if kind(field.type) == "float":
-                names.append(lp.SPECIAL_FLOAT_PREFIX + names[-1])
-    return names
+    """Encoded names of the columns of ``schema`` stored as fields (``t`` is the point's time,
+    and a raw point's ``k`` travels in its batch field)."""
+    skip = ("t", "k") if schema is RAW_SCHEMA else ("t",)
+    return [lp.encode_name(field.name) for field in schema if field.name not in skip]
+
+
+def batch_field(measurement: str) -> str:
+    return RAW_BATCH_FIELD if measurement == RAW_MEASUREMENT else BATCH_FIELD
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -186,10 +191,10 @@ def _within(times: np.ndarray, spans: list[list[int]]) -> np.ndarray:
 
 
 def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray],
-           fields: list[pa.Array], attempt: int) -> pa.Array:
+           fields: list[pa.Array], batch: pa.Array | pa.Scalar) -> pa.Array:
     """Points of several streams (``series[j]`` for the rows ``times[j]``) at
     ``t * 1000 + ordinal % SLOTS``, with ``_ord = ordinal // SLOTS`` when that is not 0, each
-    carrying the batch number."""
+    carrying its batch field (``batch``: ``key=<n>i`` text, shared or per row)."""
     counts = [len(t) for t in times]
     prefix = pa.array(series, pa.string()).take(
         pa.array(np.repeat(np.arange(len(series)), counts)))
@@ -198,8 +203,7 @@ def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray
     if high.any():
         tag = lp.join(f",{ORD_TAG}=", pc.cast(pa.array(high), pa.string()))
         prefix = lp.join(prefix, pc.if_else(pa.array(high > 0), tag, ""))
-    fields = fields + [pa.scalar(f"{BATCH_FIELD}={attempt}i")]
-    return lp.lines(prefix, fields, t * 1000 + ordinal % SLOTS)
+    return lp.lines(prefix, [*fields, batch], t * 1000 + ordinal % SLOTS)
 
 
 def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
@@ -213,9 +217,13 @@ def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
         ordinals.append(_raw_ordinals(sid, state, t, risky.get(sid, []), occupied))
         series.append(_series(RAW_MEASUREMENT, sid, state["e"]))
     table = pa.concat_tables(raw.values())
-    fields = [column for name in ("k", "i", "f", "s")
+    fields = [column for name in RAW_VALUE_COLUMNS
               for column in lp.field_columns(name, table.column(name).combine_chunks())]
-    return _lines(series, times, ordinals, fields, attempt)
+    kinds = table.column("k").combine_chunks()
+    codes = pc.fill_null(pc.add(kinds.cast(pa.int64()), KIND_OFFSET), NULL_KIND)
+    batch = pc.add(codes, attempt << KIND_BITS)
+    return _lines(series, times, ordinals, fields,
+                  lp.join(f"{RAW_BATCH_FIELD}=", pc.cast(batch, pa.string()), "i"))
 
 
 def _raw_ordinals(sid: str, state: dict, t: np.ndarray, risky: list[list[int]],
@@ -263,7 +271,7 @@ def level_lines(key: str, per_stream: dict[str, pa.Table], stores: dict, risky: 
     table = pa.concat_tables(per_stream.values())
     fields = [column for name in table.column_names if name != "t"
               for column in lp.field_columns(name, table.column(name).combine_chunks())]
-    return _lines(series, times, ordinals, fields, attempt)
+    return _lines(series, times, ordinals, fields, pa.scalar(f"{BATCH_FIELD}={attempt}i"))
 
 
 # -- querying ----------------------------------------------------------------------------------
@@ -281,29 +289,46 @@ def ordinal_window(times: np.ndarray) -> tuple[int, int]:
 
 
 def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
-           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, list], int]:
-    """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns: the time,
-    the batch number, the ``_ord`` tag and the given (encoded) fields. Values travel as
-    bound parameters; the time range is always explicit."""
-    names = [BATCH_FIELD, *fields, ORD_TAG]
+           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, Any], int]:
+    """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns by stored name:
+    ``time``, the batch field, the ``_ord`` tag and every stored field of the given encoded
+    column names (plain, decimal and special-float fields, matched by one regular
+    expression), each a list or, for the times, an int64 array. Values travel as bound
+    parameters; the time range is always explicit."""
+    batch = batch_field(measurement)
+    selected = [lp.quote_identifier(batch)]
+    if fields:
+        selected.append(lp.field_pattern(list(fields)))
+    selected.append(lp.quote_identifier(ORD_TAG))
     statement = (
-        f"SELECT {', '.join(map(lp.quote_identifier, names))}"
-        f" FROM {lp.quote_identifier(measurement)} WHERE"
+        f"SELECT {', '.join(selected)} FROM {lp.quote_identifier(measurement)} WHERE"
         f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
         " $epoch AND time >= $lo AND time <= $hi"
     )
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
-    parts: list[list] = []
+    parts: list[tuple[list[str], list]] = []
     for series in query(client, database, statement, bind):
         values = series.get("values")
         if values:
-            if series["columns"] != ["time", *names]:
-                raise ValueError(f"unexpected columns {series['columns']} from InfluxDB")
-            parts.append(values)
-    rows = [row for part in parts for row in part] if len(parts) != 1 else parts[0]
-    if not rows:
+            columns = series["columns"]
+            if columns[0] != "time" or batch not in columns:
+                raise ValueError(f"unexpected columns {columns} from InfluxDB")
+            parts.append((columns, values))
+    if not parts:
         return {}, 0
-    return dict(zip(["time", *names], map(list, zip(*rows)))), len(rows)
+    names = list(dict.fromkeys(name for columns, _ in parts for name in columns))
+    result: dict[str, Any] = {name: [] for name in names}
+    count = 0
+    for columns, values in parts:
+        width = len(values)
+        for name, column in zip(columns, zip(*values)):
+            result[name].extend(column)
+        for name in names:
+            if name not in columns:
+                result[name].extend([None] * width)
+        count += width
+    result["time"] = np.array(result["time"], dtype=np.int64)
+    return result, count
 
 
 def query(client: InfluxDBClient, database: str, statement: str,
@@ -398,20 +423,15 @@ def highest_ordinals(columns: dict[str, list], count: int, times: np.ndarray) ->
     return np.where(known_t[index] == times, known_max[index], -1)
 
 
-def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
+def _column(columns: dict[str, Any], field: pa.Field, count: int) -> pa.Array:
     """One stored column from query results (absent = all null), as ``field.type``."""
     name = lp.encode_name(field.name)
     values = columns.get(name)
-    special = columns.get(lp.SPECIAL_FLOAT_PREFIX + name)
     field_kind = kind(field.type)
-    if values is None:
-        values = [None] * count
     if field_kind == "float":
-        values = [None if v is None else float(v) for v in values]
-        if special is not None:
-            values = [v if s is None else f for v, s, f in
-                      zip(values, special, lp.decode_special(special))]
-        return pa.array(values, pa.float64()).cast(field.type)
+        return _floats(columns, name, count).cast(field.type)
+    if values is None:
+        return pa.nulls(count, field.type)
     arrow_type = {"integer": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}.get(
         field_kind)
     if arrow_type is None:
@@ -419,21 +439,58 @@ def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
     return pa.array(values, arrow_type).cast(field.type)
 
 
-def raw_table(columns: dict[str, list], count: int, visible: RawVisible,
+def _floats(columns: dict[str, Any], name: str, count: int) -> pa.Array:
+    """A float column from its plain, decimal (``_d<k>_``) and special-float fields."""
+    result = np.zeros(count, dtype=np.float64)
+    present = np.zeros(count, dtype=bool)
+    plain = columns.get(name)
+    if plain is not None:
+        array = pa.array(plain, pa.float64())
+        if array.null_count < count:
+            mask = ~np.asarray(array.is_null())
+            result[mask] = array.to_numpy(zero_copy_only=False)[mask]
+            present |= mask
+    for scale in range(lp.MAX_SCALE + 1):
+        mantissas = columns.get(lp.decimal_field(name, scale))
+        if mantissas is None:
+            continue
+        array = pa.array(mantissas, pa.int64())
+        mask = ~np.asarray(array.is_null())
+        result[mask] = lp.decode_decimal(array.to_numpy(zero_copy_only=False)[mask], scale)
+        present |= mask
+    special = columns.get(lp.SPECIAL_FLOAT_PREFIX + name)
+    if special is not None:
+        for index, value in enumerate(lp.decode_special(special)):
+            if value is not None:
+                result[index] = value
+                present[index] = True
+    return pa.array(result, pa.float64(), mask=~present)
+
+
+def _batches_and_kinds(columns: dict[str, Any]) -> tuple[np.ndarray, pa.Array]:
+    """Batch numbers and value kinds of queried raw points (see RAW_BATCH_FIELD)."""
+    packed = np.array(columns[RAW_BATCH_FIELD], dtype=np.int64)
+    codes = packed & ((1 << KIND_BITS) - 1)
+    kinds = pa.array(codes - KIND_OFFSET, pa.int64(), mask=codes == NULL_KIND)
+    return packed >> KIND_BITS, kinds.cast(pa.int8())
+
+
+def raw_table(columns: dict[str, Any], count: int, visible: RawVisible,
               reverse: bool = False) -> pa.Table:
     """Queried raw points that are ``visible(batches, times)``, as RAW_SCHEMA in time and
     insertion order (or reversed time, still in insertion order within a microsecond)."""
     t_us, ordinals = _positions(columns)
-    rows = np.flatnonzero(visible(np.array(columns[BATCH_FIELD], dtype=np.int64), t_us))
+    batches, kinds = _batches_and_kinds(columns)
+    rows = np.flatnonzero(visible(batches, t_us))
     order = np.lexsort((ordinals[rows], -t_us[rows] if reverse else t_us[rows]))
-    rows = rows[order]
-    arrays = [pa.array(t_us[rows], pa.int64())]
-    for field in list(RAW_SCHEMA)[1:]:
-        arrays.append(_column(columns, field, count).take(pa.array(rows)))
+    take = pa.array(rows[order])
+    arrays = [pa.array(t_us, pa.int64()).take(take), kinds.take(take)]
+    for field in list(RAW_SCHEMA)[2:]:
+        arrays.append(_column(columns, field, count).take(take))
     return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
 
 
-def level_table(columns: dict[str, list], count: int, schema: pa.Schema,
+def level_table(columns: dict[str, Any], count: int, schema: pa.Schema,
                 visible: Visible) -> pa.Table:
     """Queried level points as ``schema``: per time, among the ``visible`` versions of the
     row, the one of the latest batch."""

@@ -91,12 +91,14 @@ from .metadata import (
     rollback,
 )
 from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
+from .recent import RecentRaw
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
+RAW_CACHE_POINTS = 10_000_000  # raw rows kept for reads (see .recent); the engine's buffer bound
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
@@ -123,8 +125,10 @@ class InfluxDBStorage(PgMetadata, Storage):
 
     concurrent_writers = True
 
-    def __init__(self, connection_influxdb: dict[str, Any], connection_metadata: dict[str, Any]):
+    def __init__(self, connection_influxdb: dict[str, Any], connection_metadata: dict[str, Any],
+                 *, raw_cache_points: int = RAW_CACHE_POINTS):
         self._lock = threading.RLock()
+        self._recent = RecentRaw(raw_cache_points)
         self._closed = False
         influx = dict(connection_influxdb)
         database = influx.pop("database", None) or influx.pop("dbname", None)
@@ -162,6 +166,7 @@ class InfluxDBStorage(PgMetadata, Storage):
         """Close both PostgreSQL connections and the HTTP session. Idempotent."""
         with self._lock:
             self._closed = True
+            self._recent.clear()
             self._close_metadata()
             self._client.close()
 
@@ -247,6 +252,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                 risky = self._pending_spans(cur, written) if written else {}
                 spans = points.spans(raw, levels) if written else {}
                 attempt = self._begin_attempt(sorted(set(ids) | created), spans)
+                tails = {sid: stores[sid]["raw"]["t"] for sid in raw}
                 if written:
                     lines = ([points.raw_lines(raw, stores, risky, attempt, self._occupied)]
                              if raw else [])
@@ -284,7 +290,24 @@ class InfluxDBStorage(PgMetadata, Storage):
                 ) from error
         # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
+        self._remember_raw(batch, rows, stores, created, touched, deleted, raw, tails,
+                           set(truncate) | set(cuts))
         self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
+
+    def _remember_raw(self, batch: WriteBatch, rows: dict[str, Stored], stores: dict,
+                      created: set[str], touched: list[str], deleted: list[str],
+                      raw: dict[str, pa.Table], tails: dict[str, int | None],
+                      hidden: set[str]) -> None:
+        """Keep the raw rows of a stored batch for reads (see :mod:`.recent`); never raises."""
+        try:
+            for sid in deleted:
+                self._recent.forget(sid)
+            for sid in sorted(set(touched) | created):
+                version = 0 if sid in created else rows[sid].version + 1
+                self._recent.committed(sid, version, stores[sid]["raw"]["e"], tails.get(sid),
+                                       raw.get(sid), sid in hidden)
+        except Exception:  # a cache must never fail a stored batch
+            self._recent.clear()
 
     def _cut_starts(self, cur: Any, truncate: dict[str, int], stores: dict[str, dict],
                     raw: dict[str, pa.Table]) -> dict[str, int]:
@@ -322,20 +345,27 @@ class InfluxDBStorage(PgMetadata, Storage):
 
     def _write(self, parts: list[pa.Array]) -> None:
         """POST the lines in requests of at most LINES_PER_REQUEST lines and BYTES_PER_REQUEST
-        bytes (InfluxDB refuses bodies over ``max-body-size``, 25 MB by default)."""
+        bytes (InfluxDB refuses bodies over ``max-body-size``, 25 MB by default). Each body is
+        a slice of the Arrow buffer of the lines: no Python string per line."""
         lines = pa.concat_arrays([part.cast(pa.string()) for part in parts if len(part)])
-        sizes = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False) + 1)
+        if not len(lines):
+            return
+        lines = pc.binary_join_element_wise(lines, "\n", "")  # every line ends with \n
+        offsets = np.frombuffer(lines.buffers()[1], np.int32)[
+            lines.offset:lines.offset + len(lines) + 1].astype(np.int64)
+        data = memoryview(lines.buffers()[2])
         client = self._influx()
         start = 0
         while start < len(lines):
-            base = sizes[start - 1] if start else 0
-            end = int(np.searchsorted(sizes, base + BYTES_PER_REQUEST, side="right"))
-            end = min(max(end, start + 1), start + LINES_PER_REQUEST)
-            self._write_chunk(client, "\n".join(lines.slice(start, end - start).to_pylist()))
+            end = int(np.searchsorted(offsets, offsets[start] + BYTES_PER_REQUEST, side="right"))
+            end = min(max(end - 1, start + 1), start + LINES_PER_REQUEST, len(lines))
+            self._write_chunk(client, bytes(data[offsets[start]:offsets[end]]))
             start = end
 
-    def _write_chunk(self, client: InfluxDBClient, body: str) -> None:
-        client.write(body, params={"db": self._database, "precision": "n"}, protocol="line")
+    def _write_chunk(self, client: InfluxDBClient, body: bytes) -> None:
+        client.request(url="write", method="POST", data=body, expected_response_code=204,
+                       params={"db": self._database, "precision": "n"},
+                       headers={**client._headers, "Content-Type": "application/octet-stream"})
 
     # -- reading ---------------------------------------------------------------------------
     def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int, hi_ns: int,
@@ -351,6 +381,10 @@ class InfluxDBStorage(PgMetadata, Storage):
             bounds = points.bounds(start_us, end_us)
             if view is None or bounds is None:
                 return RAW_SCHEMA.empty_table()
+            kept = self._recent.read(stream_id, view.version, view.store["raw"]["e"],
+                                     start_us, end_us, reverse)
+            if kept is not None:
+                return kept
             columns, count = self._select(RAW_MEASUREMENT, stream_id, view.store["raw"]["e"],
                                           *bounds, fields=points.stored_fields(RAW_SCHEMA))
         if not count:
