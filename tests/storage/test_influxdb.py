@@ -1263,3 +1263,52 @@ def test_recent_raw_rows_are_bounded(influx_factory):
     assert storage.read_raw(b, 4, None).column("i").to_pylist() == [7, 8, 9, 10, 11]  # server
     assert storage.read_raw(b, 5, None).column("i").to_pylist() == [9, 10, 11]
     assert storage.read_raw(a, 0, None).column("i").to_pylist() == [1, 2, 3]
+
+
+def test_large_batches_carry_their_number_in_a_tag(storage, influx_factory, monkeypatch):
+    """Past TAG_BATCH_POINTS points of a stream in one batch, the batch number and kind move
+    from a field per point to a tag (a point without any value field keeps the field); a
+    failed write of such a batch stays invisible and truncation still hides by batch."""
+    from datastream.storage.influxdb import points
+
+    monkeypatch.setattr(points, "TAG_BATCH_POINTS", 4)
+    server = influx_factory()
+    server._recent.limit = 0
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    kinds = [2, 2, 0, 1, 4, None]
+    rows = raw_rows([1, 2, 3, 3, 4, 5], ints=[None, None, None, 7, None, None],
+                    floats=[1.25, 2.5, None, None, None, None],
+                    texts=[None, None, None, None, '"x"', None], kinds=kinds)
+    storage.commit(WriteBatch(raw={a: rows, b: raw_rows([1, 2], ints=[1, 2])}))
+    tags = storage._influx().query('SHOW TAG VALUES FROM "datastream_raw" WITH KEY = "_b"')
+    assert len(list(tags.get_points())) == 5  # one per kind of the large batch
+    assert show_field_keys(storage, "datastream_raw")["_kb"] == "integer"  # b's and the nulls
+    back = server.read_raw(a, None, None)
+    assert back.column("k").to_pylist() == kinds
+    assert back.column("i").to_pylist() == [None, None, None, 7, None, None]
+    assert back.column("f").to_pylist() == [1.25, 2.5, None, None, None, None]
+    assert server.read_raw(b, None, None).column("i").to_pylist() == [1, 2]
+
+    before = snapshot(server, [a, b])
+    original = store.InfluxDBStorage._write_chunk
+    monkeypatch.setattr(store, "LINES_PER_REQUEST", 3)
+    calls = []
+
+    def flaky(self, client, body):
+        if calls:
+            raise OSError("network down")
+        calls.append(body)
+        original(self, client, body)
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", flaky)
+    with pytest.raises(exceptions.StreamAppendFailed, match="network down"):
+        storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 7, 8, 9], ints=[1, 2, 3, 4, 5])}))
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", original)
+    assert snapshot(server, [a, b]) == before
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 7, 8, 9], floats=[0.5] * 5, kinds=[2] * 5)},
+                              truncate_raw={a: 3}))
+    back = server.read_raw(a, None, None)
+    assert back.column("t").to_pylist() == [1, 2, 5, 6, 7, 8, 9]
+    assert back.column("f").to_pylist() == [1.25, 2.5] + [0.5] * 5
+    assert back.column("i").to_pylist() == [None] * 7  # no leftover of the failed attempt
+    assert storage.read_raw(a, 5, None).equals(server.read_raw(a, 5, None))

@@ -8,7 +8,10 @@ newline ends the line whatever precedes it. :func:`encode_name` turns those char
 the protocol's own rules. String field *values* need no such trick: the protocol escapes ``\\``
 and ``"`` inside them and carries newlines as they are.
 
-The backend's own tags and fields start with ``_``; an encoded name never does.
+The backend's own tags and fields start with ``_``; an encoded name never does. A float column
+becomes up to three fields: short decimals as integer mantissas (``_d<k>_<name>``, see
+:func:`decimal_mantissas`), other finite values as floats (``<name>``), NaN, infinities and
+-0.0 as text (``_nf_<name>``); :func:`field_pattern` selects them all in a query.
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ written again gets the next free ordinal at its time, and readers take the visib
 the latest batch, so the old version stays valid until the new one is committed. Lookups of
 ordinals in use go through an ``occupied(measurement, stream_id, epoch, times)`` callback.
 
+Batch numbers and kinds
+-----------------------
+Level points carry the batch number in the field ``_batch``. Raw points carry ``kb = batch <<
+9 | (k + 128)`` (256 for a null ``k``): as the field ``_kb`` in small batches, as the tag
+``_b`` when the batch writes at least TAG_BATCH_POINTS points to the stream (then only points
+without any value field also get the field). A tag makes such a point a series of its own
+batch, so its identity can only be shared with points of the same batch, which never happens.
+
 Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow columns.
 """
 
@@ -41,10 +49,15 @@ SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the 
 RAW_MEASUREMENT = "datastream_raw"
 LEVEL_MEASUREMENT = "datastream_level_"
 STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
-# Raw points carry their value kind ``k`` in the low bits of the batch field (one integer
-# field instead of two: InfluxDB stores every field with its own copy of the timestamps).
-RAW_BATCH_FIELD = "_kb"
+# Raw points carry their value kind ``k`` in the low bits of their batch number: ``kb = batch
+# << KIND_BITS | (k + KIND_OFFSET)`` (NULL_KIND for a null k). InfluxDB stores every field with
+# its own copy of the timestamps, so a field per point costs as much again as the times. A
+# batch writing at least TAG_BATCH_POINTS points to a stream puts ``kb`` in the tag
+# RAW_BATCH_TAG instead (one series per such batch and kind: few, as each holds many points);
+# smaller ones, and points without any value field, carry the field RAW_BATCH_FIELD.
+RAW_BATCH_FIELD, RAW_BATCH_TAG = "_kb", "_b"
 KIND_BITS, KIND_OFFSET, NULL_KIND = 9, 128, 256  # code = k + 128 (int8), 256 for a null k
+TAG_BATCH_POINTS = 10_000
 RAW_VALUE_COLUMNS = ("i", "f", "s")
 MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 ROWS_PER_CHUNK = 5_000
@@ -191,13 +204,17 @@ def _within(times: np.ndarray, spans: list[list[int]]) -> np.ndarray:
 
 
 def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray],
-           fields: list[pa.Array], batch: pa.Array | pa.Scalar) -> pa.Array:
+           fields: list[pa.Array], batch: pa.Array | pa.Scalar,
+           tags: pa.Array | None = None) -> pa.Array:
     """Points of several streams (``series[j]`` for the rows ``times[j]``) at
     ``t * 1000 + ordinal % SLOTS``, with ``_ord = ordinal // SLOTS`` when that is not 0, each
-    carrying its batch field (``batch``: ``key=<n>i`` text, shared or per row)."""
+    carrying its batch (``batch``: ``key=<n>i`` field text, shared or per row, null where
+    ``tags``, escaped ``,key=value`` text per row, carries it)."""
     counts = [len(t) for t in times]
     prefix = pa.array(series, pa.string()).take(
         pa.array(np.repeat(np.arange(len(series)), counts)))
+    if tags is not None:
+        prefix = lp.join(prefix, tags)
     t, ordinal = np.concatenate(times), np.concatenate(ordinals)
     high = ordinal // SLOTS
     if high.any():
@@ -217,13 +234,23 @@ def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
         ordinals.append(_raw_ordinals(sid, state, t, risky.get(sid, []), occupied))
         series.append(_series(RAW_MEASUREMENT, sid, state["e"]))
     table = pa.concat_tables(raw.values())
-    fields = [column for name in RAW_VALUE_COLUMNS
-              for column in lp.field_columns(name, table.column(name).combine_chunks())]
+    values = [table.column(name).combine_chunks() for name in RAW_VALUE_COLUMNS]
+    fields = [column for name, array in zip(RAW_VALUE_COLUMNS, values)
+              for column in lp.field_columns(name, array)]
     kinds = table.column("k").combine_chunks()
     codes = pc.fill_null(pc.add(kinds.cast(pa.int64()), KIND_OFFSET), NULL_KIND)
-    batch = pc.add(codes, attempt << KIND_BITS)
-    return _lines(series, times, ordinals, fields,
-                  lp.join(f"{RAW_BATCH_FIELD}=", pc.cast(batch, pa.string()), "i"))
+    text = pc.cast(pc.add(codes, attempt << KIND_BITS), pa.string())
+    tagged = np.concatenate([np.full(len(t), len(t) >= TAG_BATCH_POINTS) for t in times])
+    if not tagged.any():
+        return _lines(series, times, ordinals, fields,
+                      lp.join(f"{RAW_BATCH_FIELD}=", text, "i"))
+    empty = np.ones(len(tagged), dtype=bool)
+    for array in values:
+        empty &= np.asarray(array.is_null())
+    tags = pc.if_else(pa.array(tagged), lp.join(f",{RAW_BATCH_TAG}=", text), "")
+    field = pc.if_else(pa.array(~tagged | empty), lp.join(f"{RAW_BATCH_FIELD}=", text, "i"),
+                       pa.scalar(None, pa.string()))
+    return _lines(series, times, ordinals, fields, field, tags)
 
 
 def _raw_ordinals(sid: str, state: dict, t: np.ndarray, risky: list[list[int]],
@@ -291,15 +318,19 @@ def ordinal_window(times: np.ndarray) -> tuple[int, int]:
 def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
            lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, Any], int]:
     """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns by stored name:
-    ``time``, the batch field, the ``_ord`` tag and every stored field of the given encoded
-    column names (plain, decimal and special-float fields, matched by one regular
-    expression), each a list or, for the times, an int64 array. Values travel as bound
-    parameters; the time range is always explicit."""
+    ``time``, the batch field, the ``_ord`` tag (and for raw points the batch tag) and every
+    stored field of the given encoded column names (plain, decimal and special-float fields,
+    matched by one regular expression), each a list or, for the times, an int64 array.
+    InfluxDB returns the points holding at least one of the selected fields: raw points
+    whose batch is a tag are found by their value fields (or, without any, by the field).
+    Values travel as bound parameters; the time range is always explicit."""
     batch = batch_field(measurement)
     selected = [lp.quote_identifier(batch)]
     if fields:
         selected.append(lp.field_pattern(list(fields)))
     selected.append(lp.quote_identifier(ORD_TAG))
+    if measurement == RAW_MEASUREMENT:
+        selected.append(lp.quote_identifier(RAW_BATCH_TAG))
     statement = (
         f"SELECT {', '.join(selected)} FROM {lp.quote_identifier(measurement)} WHERE"
         f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
@@ -405,8 +436,11 @@ def _positions(columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
     t_us = t_ns // 1000
     ordinals = t_ns - t_us * 1000
     high = columns.get(ORD_TAG)
-    if high is not None and any(value is not None for value in high):
-        ordinals = ordinals + SLOTS * np.array([int(v or 0) for v in high], dtype=np.int64)
+    if high is not None:
+        high = pa.array(high, pa.string())
+        if high.null_count < len(high):
+            high = pc.fill_null(pc.cast(high, pa.int64()), 0).to_numpy()
+            ordinals = ordinals + SLOTS * high
     return t_us, ordinals
 
 
@@ -469,7 +503,13 @@ def _floats(columns: dict[str, Any], name: str, count: int) -> pa.Array:
 
 def _batches_and_kinds(columns: dict[str, Any]) -> tuple[np.ndarray, pa.Array]:
     """Batch numbers and value kinds of queried raw points (see RAW_BATCH_FIELD)."""
-    packed = np.array(columns[RAW_BATCH_FIELD], dtype=np.int64)
+    packed = pa.array(columns[RAW_BATCH_FIELD], pa.int64())
+    tag = columns.get(RAW_BATCH_TAG)
+    if tag is not None:
+        packed = pc.coalesce(pc.cast(pa.array(tag, pa.string()), pa.int64()), packed)
+    if packed.null_count:
+        raise ValueError("raw points without a batch number in InfluxDB")
+    packed = packed.to_numpy()
     codes = packed & ((1 << KIND_BITS) - 1)
     kinds = pa.array(codes - KIND_OFFSET, pa.int64(), mask=codes == NULL_KIND)
     return packed >> KIND_BITS, kinds.cast(pa.int8())

@@ -4,10 +4,20 @@ Layout
 ------
 PostgreSQL holds the stream records, this backend's bookkeeping and the small tables of the
 commit protocol below (:mod:`.metadata`). InfluxDB holds one measurement for raw points
-(``datastream_raw``: fields ``k i f s``) and one per level (``datastream_level_<key>``: the
-engine's columns as fields), tagged ``stream_id`` and ``_epoch``, every point with an integer
-field ``_batch``. Nulls are missing fields. Names are encoded by :mod:`.line_protocol`; how rows
-become points with unique identities, and points rows again, is in :mod:`.points`.
+(``datastream_raw``: fields ``i f s``) and one per level (``datastream_level_<key>``: the
+engine's columns as fields), tagged ``stream_id`` and ``_epoch``. Every level point has an
+integer field ``_batch``, the batch number; a raw point carries the batch number and its kind
+``k`` packed in one integer, as the field ``_kb`` or, for a batch writing many points to the
+stream, as the tag ``_b`` (see :mod:`.points`: InfluxDB stores the timestamps again for every
+field). Nulls are missing fields. Float values that are short decimals are stored exactly as
+integer mantissas (``_d<k>_<name>``), which InfluxDB compresses far better than floats (see
+:mod:`.line_protocol`). Names are encoded by :mod:`.line_protocol`; how rows become points
+with unique identities, and points rows again, is in :mod:`.points`. The layout is the
+metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened.
+
+Reads of raw rows that this object committed lately are answered from memory while the
+stream's record shows no other change (:mod:`.recent`): the engine reads the rows it has just
+stored to close buckets.
 
 Commit protocol (all-or-nothing as seen by readers)
 ---------------------------------------------------
@@ -20,13 +30,13 @@ Commit protocol (all-or-nothing as seen by readers)
 2. Allocate a batch number ``b`` from a counter and record it as *pending*, with the streams
    it touches and the time span it writes per stream, in a separate transaction that commits
    at once (so the record survives whatever follows). Every commit takes one, points or not.
-3. Write every point with the field ``_batch = b`` to InfluxDB, in chunks.
+3. Write every point with its batch number ``b`` to InfluxDB, in chunks.
 4. In the transaction of step 1: apply the MetaUpdates, increment the ``version`` of every
    touched stream by one, update ``store``, delete the streams to delete, delete the pending
    record; COMMIT. Nothing after COMMIT raises (garbage collection is best effort).
 
 Readers read (counter, pending numbers of the stream, its bookkeeping) in one statement, then
-keep only points with ``_batch <= counter`` whose batch is not pending. A batch that fails
+keep only points with a batch number ``<= counter`` whose batch is not pending. A batch that fails
 anywhere (InfluxDB killed mid-flush, PostgreSQL gone, process crash) stays pending forever: its
 points stay invisible and metadata is untouched. A retry is a new batch; where it writes inside
 a failed attempt's span it looks up the ordinals in use there and takes fresh ones, so it is
@@ -50,8 +60,11 @@ with a copy of its recent points now and then, never with unbounded bookkeeping.
 
 Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
 streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
-streams times levels). A failed attempt leaves a ``datastream_pending`` row (a few bytes) and
-invisible points until its stream is deleted or cleared.
+streams times levels). The same holds for the raw batch tag ``_b``: each commit writing at
+least ``points.TAG_BATCH_POINTS`` points to a stream adds a value (per kind of value) and a
+series per such stream, so past ~100,000 large commits (a billion points or more) the server
+needs ``max-values-per-tag = 0`` too. A failed attempt leaves a ``datastream_pending`` row (a
+few bytes) and invisible points until its stream is deleted or cleared.
 """
 
 from __future__ import annotations
@@ -121,6 +134,7 @@ class InfluxDBStorage(PgMetadata, Storage):
     (created if missing). ``connection_metadata``: keyword arguments of ``psycopg2.connect``
     (``host``, ``port``, ``dbname``, ``user``, ``password``...); the database is created if
     missing and the tables on first use. See the module docstring for the commit protocol.
+    ``raw_cache_points``: how many committed raw rows to keep for reads (0: none).
     """
 
     concurrent_writers = True
@@ -340,7 +354,9 @@ class InfluxDBStorage(PgMetadata, Storage):
         """Highest ordinal stored at each of ``times`` (-1 where none), invisible points
         included: InfluxDB merges the fields of points that share an identity, so a new point
         must never take the identity of any stored one."""
-        columns, count = self._select(measurement, sid, epoch, *points.ordinal_window(times))
+        fields = points.stored_fields(RAW_SCHEMA) if measurement == RAW_MEASUREMENT else ()
+        columns, count = self._select(measurement, sid, epoch, *points.ordinal_window(times),
+                                      fields=fields)
         return points.highest_ordinals(columns, count, times)
 
     def _write(self, parts: list[pa.Array]) -> None:
