@@ -25,26 +25,73 @@ import pyarrow as pa
 
 from ..base import RAW_SCHEMA
 
+MERGE_ROWS = 65_536  # appended rows join the last part while it is smaller than this
+
 
 @dataclasses.dataclass
 class Entry:
+    """Kept rows of one stream, as parts in time order (each part's rows at or after the
+    previous part's), so that appending and reading a recent range never copy the rest."""
+
     version: int
     epoch: int
     after: int | None
-    parts: list[pa.Table]
-    rows: int
+    parts: list[pa.Table] = dataclasses.field(default_factory=list)
+    rows: int = 0
 
-    def table(self) -> pa.Table:
-        if len(self.parts) != 1:
-            self.parts = [pa.concat_tables(self.parts).combine_chunks()
-                          if self.parts else RAW_SCHEMA.empty_table()]
-        return self.parts[0]
+    def append(self, rows: pa.Table) -> None:
+        if self.parts and self.parts[-1].num_rows < MERGE_ROWS:
+            self.parts[-1] = pa.concat_tables([self.parts[-1], rows]).combine_chunks()
+        elif rows.num_rows:
+            self.parts.append(rows)
+        self.rows += rows.num_rows
 
     def last_t(self) -> int | None:
         for part in reversed(self.parts):
             if part.num_rows:
                 return int(part.column("t")[-1].as_py())
         return self.after
+
+    def slice(self, start_us: int, end_us: int | None) -> pa.Table:
+        """Rows with ``start_us <= t < end_us``, in order."""
+        pieces = []
+        for part in self.parts:
+            t = part.column("t")
+            if not part.num_rows or t[-1].as_py() < start_us:
+                continue
+            if end_us is not None and t[0].as_py() >= end_us:
+                break
+            times = t.to_numpy()
+            lo = int(np.searchsorted(times, start_us, side="left"))
+            hi = len(times) if end_us is None else int(np.searchsorted(times, end_us, "left"))
+            pieces.append(part.slice(lo, hi - lo))
+        if not pieces:
+            return RAW_SCHEMA.empty_table()
+        return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces).combine_chunks()
+
+    def drop_oldest(self, count: int) -> int:
+        """Drop at least ``count`` of the oldest rows, whole microseconds; returns how many
+        went (``after`` moves up to the last one's time)."""
+        dropped, cut_t = 0, None
+        while self.parts and dropped + self.parts[0].num_rows <= count:
+            part = self.parts.pop(0)
+            dropped += part.num_rows
+            if part.num_rows:
+                cut_t = int(part.column("t")[-1].as_py())
+        if self.parts and dropped < count:
+            cut_t = int(self.parts[0].column("t")[count - dropped - 1].as_py())
+        if cut_t is not None:  # rows at cut_t in the next parts go too
+            while self.parts:
+                times = self.parts[0].column("t").to_numpy()
+                start = int(np.searchsorted(times, cut_t, side="right"))
+                dropped += start
+                if start < len(times):
+                    self.parts[0] = self.parts[0].slice(start)
+                    break
+                self.parts.pop(0)
+            self.after = cut_t if self.after is None else max(self.after, cut_t)
+        self.rows -= dropped
+        return dropped
 
 
 class RecentRaw:
@@ -77,11 +124,7 @@ class RecentRaw:
         if entry.after is not None and start_us <= entry.after:
             return None
         self.entries.move_to_end(stream_id)
-        table = entry.table()
-        t = table.column("t").to_numpy()
-        lo = int(np.searchsorted(t, start_us, side="left"))
-        hi = len(t) if end_us is None else int(np.searchsorted(t, end_us, side="left"))
-        result = table.slice(lo, max(0, hi - lo))
+        result = entry.slice(start_us, end_us)
         if reverse and result.num_rows:
             times = result.column("t").to_numpy()
             result = result.take(pa.array(np.lexsort((np.arange(times.size), -times))))
@@ -93,6 +136,7 @@ class RecentRaw:
         rows it appended (sorted by t; None for none), ``tail`` the stream's latest raw time
         before them, ``hidden`` whether it hid stored rows (truncation)."""
         if not self.limit:
+            self.forget(stream_id)
             return
         entry = self.entries.get(stream_id)
         fresh = (entry is not None and entry.version == version - 1 and entry.epoch == epoch
@@ -107,8 +151,9 @@ class RecentRaw:
         last = entry.last_t() if fresh else None
         if fresh and (last is None or int(t[0]) >= last):
             entry.version = version
-            entry.parts.append(rows)
-            entry.rows += rows.num_rows
+            if entry.after is not None:  # rows at ``after`` are not covered: keep none there
+                rows = rows.slice(int(np.searchsorted(t, entry.after, side="right")))
+            entry.append(rows)
             self.rows += rows.num_rows
             self.entries.move_to_end(stream_id)
         else:
@@ -117,7 +162,8 @@ class RecentRaw:
                 return
             if tail is not None:
                 rows = rows.slice(int(np.searchsorted(t, tail, side="right")))
-            self.entries[stream_id] = Entry(version, epoch, tail, [rows], rows.num_rows)
+            entry = self.entries[stream_id] = Entry(version, epoch, tail)
+            entry.append(rows)
             self.rows += rows.num_rows
         self._shrink(stream_id)
 
@@ -131,13 +177,5 @@ class RecentRaw:
                 continue
             self.forget(oldest)
         entry = self.entries.get(keep)
-        if entry is None or entry.rows <= self.limit:
-            return
-        table = entry.table()
-        t = table.column("t").to_numpy()
-        cut_t = int(t[table.num_rows - self.limit - 1])  # the last dropped row's time
-        start = int(np.searchsorted(t, cut_t, side="right"))
-        entry.parts = [table.slice(start)]
-        entry.after = cut_t if entry.after is None else max(entry.after, cut_t)
-        self.rows -= start
-        entry.rows -= start
+        if entry is not None and entry.rows > self.limit:
+            self.rows -= entry.drop_oldest(entry.rows - self.limit)
