@@ -304,11 +304,11 @@ class InfluxDBStorage(PgMetadata, Storage):
                 ) from error
         # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
-        self._remember_raw(batch, rows, stores, created, touched, deleted, raw, tails,
+        self._remember_raw(rows, stores, created, touched, deleted, raw, tails,
                            set(truncate) | set(cuts))
         self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
 
-    def _remember_raw(self, batch: WriteBatch, rows: dict[str, Stored], stores: dict,
+    def _remember_raw(self, rows: dict[str, Stored], stores: dict,
                       created: set[str], touched: list[str], deleted: list[str],
                       raw: dict[str, pa.Table], tails: dict[str, int | None],
                       hidden: set[str]) -> None:
