@@ -111,7 +111,7 @@ BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
-RAW_CACHE_POINTS = 10_000_000  # raw rows kept for reads (see .recent); the engine's buffer bound
+RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see .recent): ~30 bytes each at most
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
