@@ -346,7 +346,8 @@ class InfluxDBStorage(PgMetadata, Storage):
                     kept = points.raw_table(columns, count, view.raw_visible)
                     if sid in raw:
                         kept = pa.concat_tables([kept, raw[sid]])
-                    raw[sid] = points.raw_rows(sid, kept)
+                    if kept.num_rows:  # (every stored row there may be hidden already)
+                        raw[sid] = points.raw_rows(sid, kept)
             starts[sid] = start
         return starts
 
