@@ -24,14 +24,17 @@ from .engine import derive, lifecycle, reading
 from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
-from .granularity import Granularity, from_us, resolve
+from .granularity import EPOCH, MAX_US, MIN_US, Granularity, from_us, resolve
 from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
-from .timestamps import array_us, point_us
+from .timestamps import UTC, array_us, point_us
 
 if TYPE_CHECKING:
     from .verification import Verification
+
+
+INT64_MIN, INT64_MAX = value_types.INT64_MIN, value_types.INT64_MAX
 
 
 def _utc_now() -> datetime.datetime:
@@ -88,6 +91,8 @@ class Datastream:
             max_buffered_points=max_buffered_points,
         )
         self._closed = False
+        # single appends validate against the cached state (a shared backend reads it instead)
+        self._use_lanes = buffered and not backend.concurrent_writers
         lifecycle.register(self._engine)
         self._finalizer = weakref.finalize(self, _collect_unclosed, self._engine, repr(backend))
         self._finalizer.atexit = False  # the exit flush covers live instances
@@ -334,14 +339,65 @@ class Datastream:
         check_timestamp: bool = True,
     ) -> dict[str, Any]:
         """Append one datapoint (behaviour §4.1)."""
-        self._open()
-        with self._engine.lock:
+        if self._closed:
+            raise exceptions.StorageUnavailable("this Datastream is closed")
+        engine = self._engine
+        lock = engine.lock
+        lock.acquire()  # not `with`: an RLock's __exit__ costs a few hundred ns per point
+        try:
+            if timestamp is None:
+                timestamp = self._clock()
+            # The per-point lane of a buffered append to a stream whose cached state is current:
+            # validated against that state, no storage read, nothing allocated beyond the
+            # buffer slot and the result. Whatever needs more (an unknown, stale or derived
+            # stream, a point before the latest or in the frozen range, a full buffer) goes
+            # the full way below, which decides and raises as always.
+            lane = engine.lane(stream_id) if self._use_lanes and type(stream_id) is str else None
+            if lane is not None and not lane.derived:
+                if type(timestamp) is datetime.datetime and timestamp.tzinfo is UTC:
+                    delta = timestamp - EPOCH  # exact integer µs, as timestamps.utc_us
+                    timestamp_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + (
+                        delta.microseconds)
+                    stamp = timestamp if MIN_US <= timestamp_us <= MAX_US else None
+                else:
+                    timestamp_us = point_us(timestamp)
+                    stamp = from_us(timestamp_us)
+                buffers = engine.buffers
+                buffer = buffers.streams.get(stream_id)
+                if (
+                    stamp is not None
+                    and timestamp_us >= lane.floor  # the stored latest and the frozen bound
+                    and (buffer is None or buffer.latest is None or timestamp_us >= buffer.latest)
+                    and buffers.points < engine.max_buffered_points
+                ):
+                    kind = type(value)
+                    if lane.plain and (
+                        (kind is float and value - value == 0.0)  # finite
+                        or (kind is int and INT64_MIN <= value <= INT64_MAX)
+                    ):
+                        slot = value
+                    else:
+                        encoded = value_types.encode_value(
+                            value, lane.value_type, lane.options, lane.value_keys, stream_id
+                        )
+                        slot = value_types.slot(encoded)
+                        value = value_types.decode_value(encoded, lane.value_type, lane.options)
+                    if buffers.add_point(stream_id, timestamp_us, slot):
+                        self._after_write()
+                    return {
+                        "stream_id": stream_id,
+                        "granularity": lane.highest,
+                        "datapoint": {"t": stamp, "v": value},
+                    }
             state, timestamp_us, encoded = self._prepare_point(
                 stream_id, value, timestamp, check_timestamp, {}
             )
             self._accept(1)
-            self._engine.buffers.add_point(state.stream_id, timestamp_us, encoded)
+            self._engine.buffers.add_point(state.stream_id, timestamp_us,
+                                           value_types.slot(encoded))
             self._commit_call([state.stream_id])
+        finally:
+            lock.release()
         return {
             "stream_id": state.stream_id,
             "granularity": state.highest,
@@ -375,7 +431,8 @@ class Datastream:
                 return
             self._accept(len(prepared))
             for state, timestamp_us, encoded in prepared:
-                self._engine.buffers.add_point(state.stream_id, timestamp_us, encoded)
+                self._engine.buffers.add_point(state.stream_id, timestamp_us,
+                                               value_types.slot(encoded))
             self._commit_call({state.stream_id for state, _, _ in prepared})
 
     def _prepare_point(

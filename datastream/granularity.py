@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from functools import total_ordering
 
+import numpy as np
+
 from . import exceptions
 from .messages import show
 
@@ -125,3 +127,10 @@ def to_us(timestamp: datetime.datetime) -> int:
 def from_us(timestamp_us: int) -> datetime.datetime:
     """Aware UTC datetime of epoch microseconds."""
     return EPOCH + datetime.timedelta(microseconds=int(timestamp_us))
+
+
+def from_us_array(timestamps_us: np.ndarray) -> list[datetime.datetime]:
+    """:func:`from_us` of every value of an int64 array, without a Python step per value:
+    numpy makes the timedeltas, ``EPOCH.__add__`` the aware datetimes (exact)."""
+    deltas = np.asarray(timestamps_us, dtype=np.int64).view("timedelta64[us]").astype(object)
+    return list(map(EPOCH.__add__, deltas))

@@ -10,6 +10,7 @@ per-point dicts. Raw reads and ``find_streams`` use a table loaded once on first
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -86,10 +87,14 @@ class _LazyRows:
         return len(self)
 
     def __iter__(self) -> Iterator[Any]:
+        # chained in C: no generator step per item, only per batch
+        return itertools.chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list[Any]]:
         total, batch = len(self._source), self._batch
         for offset in range(0, total, batch):
             positions = range(offset, min(offset + batch, total))
-            yield from self._convert(self._source.rows(positions, batch))
+            yield self._convert(self._source.rows(positions, batch))
 
     def __getitem__(self, index: int | slice) -> Any:
         total = len(self._source)

@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 
 from . import exceptions
-from .granularity import MAX_US, MIN_US, to_us
+from .granularity import EPOCH, MAX_US, MIN_US, to_us
 from .values import show
 
+UTC = datetime.timezone.utc
 INTEGER_UNITS = ("s", "ms", "us", "ns")
 _SPAN = "1677-09-22 to 2262-04-11"
 # Length of one unit of numpy's linear datetime64 units, in attoseconds (exact integers).
@@ -33,6 +34,14 @@ _ATTOSECONDS = {
     "s": 10**18, "ms": 10**15, "us": 10**12, "ns": 10**9, "ps": 10**6, "fs": 10**3, "as": 1,
 }
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def utc_us(value: datetime.datetime) -> int:
+    """Epoch µs of a ``datetime`` whose tzinfo is ``datetime.timezone.utc`` (the caller
+    checks that), exactly: integer arithmetic on the fields of the timedelta from the epoch
+    (a third faster than ``delta // timedelta(microseconds=1)``), no float. Not range checked."""
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _bare_number(value: object, what: str) -> exceptions.InvalidTimestamp:
@@ -79,6 +88,11 @@ def _datetime_us(value: object, what: str) -> int:
 
 def point_us(value: object, what: str = "timestamp") -> int:
     """A datapoint timestamp: naive = UTC, aware converted, inside the int64-ns span."""
+    if type(value) is datetime.datetime and value.tzinfo is UTC:
+        timestamp_us = utc_us(value)
+        if MIN_US <= timestamp_us <= MAX_US:
+            return timestamp_us
+        raise _outside(value, what)
     if isinstance(value, np.datetime64):
         if np.isnat(value):
             raise exceptions.InvalidTimestamp(f"{what} must not be NaT")

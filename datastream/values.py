@@ -461,6 +461,51 @@ def encode_table(timestamps_us: np.ndarray, encoded: Sequence[Encoded]) -> pa.Ta
     )
 
 
+def slot(encoded: Encoded) -> Any:
+    """What a buffer keeps of one encoded value: a plain float (kind 2) or int (kind 1) is
+    kept as itself, anything else as its tuple (see :func:`encode_slots`)."""
+    kind = encoded[0]
+    if kind == KIND_FLOAT:
+        return encoded[2]
+    if kind == KIND_INT:
+        return encoded[1]
+    return encoded
+
+
+def _slot_encoded(item: Any) -> Encoded:
+    kind = type(item)
+    if kind is float:
+        return (KIND_FLOAT, None, item, None)
+    if kind is int:
+        return (KIND_INT, item, None, None)
+    return item
+
+
+def encode_slots(timestamps_us: Sequence[int], slots: Sequence[Any]) -> pa.Table:
+    """RAW_SCHEMA rows of buffered single appends, in order. A slot is a finite ``float``
+    (kind 2), an ``int`` within int64 (kind 1), both already validated, or the tuple of
+    :func:`encode_value`. Columns of plain floats or plain ints are built without a per-point
+    Python step."""
+    count = len(slots)
+    if len(timestamps_us) != count:
+        raise ValueError(f"{len(timestamps_us)} timestamps for {count} values")
+    if not count:
+        return RAW_SCHEMA.empty_table()
+    timestamps = np.array(timestamps_us, dtype=np.int64)
+    kinds = set(map(type, slots))
+    if len(kinds) == 1:
+        (kind,) = kinds
+        if kind is float:
+            return _table(timestamps, np.full(count, KIND_FLOAT, np.int8),
+                          pa.nulls(count, pa.int64()), pa.array(slots, type=pa.float64()),
+                          pa.nulls(count, pa.string()))
+        if kind is int:
+            return _table(timestamps, np.full(count, KIND_INT, np.int8),
+                          pa.array(slots, type=pa.int64()), pa.nulls(count, pa.float64()),
+                          pa.nulls(count, pa.string()))
+    return encode_table(timestamps, [_slot_encoded(item) for item in slots])
+
+
 def _numeric_array(values: Any, stream_id: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """(numbers, null mask) of a numeric numpy/Arrow array; None when it needs the slow path."""
     if isinstance(values, pa.ChunkedArray):
@@ -618,13 +663,13 @@ def decode_value(encoded: Encoded, value_type: str, options: dict | None) -> Any
 def decode_values(table: pa.Table, value_type: str, options: dict | None) -> list:
     """Python values of RAW_SCHEMA rows, as they were appended (behaviour §5.1 round trip)."""
     high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
-    kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
+    kinds = kinds_of(table)
     if not len(kinds):
         return []
-    if not high_accuracy and (kinds == KIND_INT).all():
-        return table.column("i").to_pylist()
     if not high_accuracy and (kinds == KIND_FLOAT).all():
-        return table.column("f").to_pylist()
+        return _python_list(table.column("f"))
+    if not high_accuracy and (kinds == KIND_INT).all():
+        return _python_list(table.column("i"))
     columns = zip(
         kinds.tolist(),
         table.column("i").to_pylist(),
@@ -632,6 +677,21 @@ def decode_values(table: pa.Table, value_type: str, options: dict | None) -> lis
         table.column("s").to_pylist(),
     )
     return [_decode_one(k, i, f, s, high_accuracy) for k, i, f, s in columns]
+
+
+def kinds_of(table: pa.Table) -> np.ndarray:
+    column = table.column("k")
+    if column.null_count:
+        return pc.fill_null(column, KIND_NULL).to_numpy()
+    return column.to_numpy()
+
+
+def _python_list(column: pa.ChunkedArray) -> list:
+    """Python ints or floats of a numeric column (None for nulls); through numpy, which makes
+    them several times faster than Arrow scalars, when there is no null."""
+    if column.null_count:
+        return column.to_pylist()
+    return column.to_numpy().tolist()
 
 
 def numeric_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

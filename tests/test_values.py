@@ -599,6 +599,23 @@ def test_encode_table_empty_and_mismatch():
         values.encode_table(np.arange(2), [encode(1)])
 
 
+def test_encode_slots_is_encode_table_of_the_tuples():
+    """A buffer keeps plain floats and ints as themselves and anything else as its tuple."""
+    items = [1.5, 2, None, float("nan"), E64, 2**70, -0.0, {"c": 1, "s": 2, "m": 2.0}]
+    encoded = [values.encode_value(v, "numeric", DEFAULT, MEAN_KEYS, SID) for v in items]
+    slots = [values.slot(e) for e in encoded]
+    assert [type(x) for x in slots[:3]] == [float, int, tuple]
+    t = list(range(len(items)))
+    assert values.encode_slots(t, slots).equals(values.encode_table(np.array(t), encoded))
+    for kind in ([0.5, -0.0, 1e300], [1, -(2**63), 2**63 - 1]):
+        column = values.encode_slots([5, 6, 7], kind)
+        assert column.schema == RAW_SCHEMA
+        assert same(values.decode_values(column, "numeric", DEFAULT), kind)
+    assert values.encode_slots([], []).schema == RAW_SCHEMA
+    with pytest.raises(ValueError):
+        values.encode_slots([1, 2], [1.0])
+
+
 def test_decode_values_mixed_kinds():
     rows = [
         encode(1),

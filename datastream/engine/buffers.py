@@ -1,14 +1,18 @@
 """Per-stream append buffers.
 
-Single appends land in Python lists (the cheapest thing a per-call path can do); bulk appends
-land as ready Arrow tables. A flush turns each stream's buffer into one RAW_SCHEMA table sorted by
-time, keeping append order among equal timestamps.
+Single appends land in two Python lists, the timestamp in one and the value's slot in the other
+(the cheapest thing a per-call path can do: a plain float or int is its own slot, anything else
+its encoded tuple, see :func:`datastream.values.encode_slots`); bulk appends land as ready Arrow
+tables. Single points always follow the tables in append order (a table seals the points before
+it). A flush turns each stream's buffer into one RAW_SCHEMA table sorted by time, keeping append
+order among equal timestamps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,23 +20,17 @@ import pyarrow as pa
 from .. import values
 from ..storage.base import RAW_SCHEMA
 
+_monotonic = time.monotonic
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(slots=True)
 class StreamBuffer:
     timestamps: list[int] = dataclasses.field(default_factory=list)
-    encoded: list[tuple] = dataclasses.field(default_factory=list)
+    slots: list[Any] = dataclasses.field(default_factory=list)
     tables: list[pa.Table] = dataclasses.field(default_factory=list)
     points: int = 0
     earliest: int | None = None
     latest: int | None = None
-
-    def add(self, timestamp_us: int, encoded: tuple) -> None:
-        if self.encoded and self.tables:
-            # Keep append order between single points and bulk tables.
-            self._seal()
-        self.timestamps.append(timestamp_us)
-        self.encoded.append(encoded)
-        self._extend(timestamp_us, timestamp_us, 1)
 
     def add_table(self, table: pa.Table, earliest: int, latest: int) -> None:
         self._seal()
@@ -45,10 +43,9 @@ class StreamBuffer:
         self.latest = latest if self.latest is None else max(self.latest, latest)
 
     def _seal(self) -> None:
-        if self.encoded:
-            timestamps = np.asarray(self.timestamps, dtype=np.int64)
-            self.tables.append(values.encode_table(timestamps, self.encoded))
-            self.timestamps, self.encoded = [], []
+        if self.slots:
+            self.tables.append(values.encode_slots(self.timestamps, self.slots))
+            self.timestamps, self.slots = [], []
 
     def to_table(self) -> pa.Table:
         """All buffered points as one table sorted by t (stable: append order kept)."""
@@ -85,10 +82,25 @@ class Buffers:
             self._oldest = time.monotonic()
         return buffer
 
-    def add_point(self, stream_id: str, timestamp_us: int, encoded: tuple) -> None:
-        self.get(stream_id).add(timestamp_us, encoded)
+    def add_point(self, stream_id: str, timestamp_us: int, slot: Any) -> bool:
+        """Buffer one validated point; True when the buffers are due for a flush now (the
+        per-point path: adding and :meth:`due` in one call)."""
+        buffer = self.streams.get(stream_id)
+        if buffer is None or self._oldest is None:
+            buffer = self.get(stream_id)
+        buffer.timestamps.append(timestamp_us)
+        buffer.slots.append(slot)
+        buffer.points += 1
+        latest = buffer.latest
+        if latest is None:
+            buffer.earliest = buffer.latest = timestamp_us
+        elif timestamp_us >= latest:
+            buffer.latest = timestamp_us
+        elif timestamp_us < buffer.earliest:
+            buffer.earliest = timestamp_us
         self.points += 1
-
+        return (self.points >= self.max_points
+                or _monotonic() - self._oldest >= self.max_age_seconds)
     def add_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
         self.get(stream_id).add_table(table, earliest, latest)
         self.points += table.num_rows

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .. import exceptions
+from ..granularity import MIN_US
 from ..messages import show
 from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators
@@ -33,6 +34,45 @@ DOWNSAMPLE_GROUP = 64  # streams closed together in one commit
 RETRY_FIRST, RETRY_MAX = 0.25, 30.0  # background retry of a failed flush (seconds)
 
 R = TypeVar("R")
+
+
+class _States(dict):
+    """The cached stream states by id, with the append lanes built from them: replacing or
+    dropping a state drops its lane, so a lane found in :attr:`lanes` is the current one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: dict[str, Lane] = {}
+
+    def __setitem__(self, stream_id: str, state: StreamState) -> None:
+        super().__setitem__(stream_id, state)
+        self.lanes.pop(stream_id, None)
+
+    def pop(self, stream_id: str, *default: Any) -> Any:
+        self.lanes.pop(stream_id, None)
+        return super().pop(stream_id, *default)
+
+
+class Lane:
+    """What a single append needs of one stream, computed once per cached state: the stored
+    extent and frozen bound it is validated against, and how its values are encoded. Valid
+    while that state is the engine's cached one (see :meth:`Engine.lane`)."""
+
+    __slots__ = ("version", "floor", "derived", "plain", "highest", "value_type", "options",
+                 "value_keys")
+
+    def __init__(self, state: StreamState) -> None:
+        self.version = state.version
+        # a point at or after both the stored latest point and the frozen bound needs no more
+        # checking than that (and than the buffered latest point)
+        bounds = [bound for bound in (state.latest, state.frozen_until) if bound is not None]
+        self.floor = max(bounds, default=MIN_US)
+        self.derived = state.derivation is not None
+        self.plain = state.value_type == "numeric" and not state.options.get("high_accuracy")
+        self.highest = state.highest
+        self.value_type = state.value_type
+        self.options = state.options
+        self.value_keys = state.value_keys
 
 
 class Engine:
@@ -55,10 +95,15 @@ class Engine:
         self.failure: BaseException | None = None
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
-        self._states: dict[str, StreamState] = {}
+        self._states = _States()
         self._cheap_versions = type(storage).record_version is not Storage.record_version
+        # Whether another engine uses the same storage object: until then, this engine's
+        # commits are the only changes of the stored records, and an append lane need not ask
+        # storage whether its state is still current.
+        self._shared = True
         with _USERS_LOCK:
             _USERS[storage] = _USERS.get(storage, 0) + 1
+            _peers_changed(storage, add=self)
         self._attached = True
 
     # -- stream states ---------------------------------------------------------------------
@@ -81,6 +126,22 @@ class Engine:
             self._states.pop(stream_id, None)
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         return state
+
+    def lane(self, stream_id: str) -> Lane | None:
+        """The append lane of a stream whose cached state is current without asking storage
+        (its record version is checked where that is cheap); None when it is not cached or
+        stale, and :meth:`state` must decide. For backends without concurrent writers only:
+        those read the stored state at every append."""
+        lane = self._states.lanes.get(stream_id)
+        if lane is None:
+            state = self._states.get(stream_id)
+            if state is None:
+                return None
+            lane = self._states.lanes[stream_id] = Lane(state)
+        if (self._shared and self._cheap_versions
+                and self.storage.record_version(stream_id) != lane.version):
+            return None
+        return lane
 
     def cached_state(self, stream_id: str) -> StreamState | None:
         """The last state this engine read or wrote for a stream, without asking storage."""
@@ -504,6 +565,7 @@ class Engine:
                 _USERS[self.storage] = remaining
             else:
                 _USERS.pop(self.storage, None)
+            _peers_changed(self.storage, remove=self)
         if not remaining:
             self.storage.close()
 
@@ -534,6 +596,27 @@ def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]
 # How many open engines use each storage object (a backend object may be shared).
 _USERS: weakref.WeakKeyDictionary[Storage, int] = weakref.WeakKeyDictionary()
 _USERS_LOCK = threading.Lock()
+# The open engines of each storage object (for Engine._shared), under _USERS_LOCK.
+_PEERS: weakref.WeakKeyDictionary[Storage, weakref.WeakSet[Engine]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _peers_changed(storage: Storage, add: Engine | None = None,
+                   remove: Engine | None = None) -> None:
+    """Attach or detach an engine of ``storage``. An engine alone on it is not shared; once
+    another one attaches, every engine of it is shared for good: after the other one left, the
+    cached states may still hold what it changed."""
+    peers = _PEERS.get(storage)
+    if peers is None:
+        peers = _PEERS[storage] = weakref.WeakSet()
+    if add is not None:
+        add._shared = len(peers) > 0
+        peers.add(add)
+    if remove is not None:
+        peers.discard(remove)
+    if len(peers) > 1:
+        for engine in peers:
+            engine._shared = True
 
 
 def _is_uuid(value: str) -> bool:

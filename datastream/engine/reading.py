@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import downsamplers, exceptions, values
-from ..granularity import GranularityLevel, from_us
+from ..granularity import GranularityLevel, from_us_array
 from ..lazy import pc
 from ..results import DEFAULT_BATCH, Datapoints, TableRows
 from ..storage.base import Storage
@@ -188,20 +188,27 @@ def _empty_raw() -> pa.Table:
 
 
 def _raw_dicts(table: pa.Table, value_type: str, options: dict) -> list[dict]:
-    times = [from_us(t) for t in table.column("t").to_pylist()]
+    """Datapoint dicts of raw rows: the columns are converted once each, then zipped."""
+    times = from_us_array(table.column("t").to_numpy())
     decoded = values.decode_values(table, value_type, options)
     return [{"t": t, "v": v} for t, v in zip(times, decoded, strict=True)]
 
 
 def _raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
     """Raw export: ``t`` timestamp[us, UTC]; ``v`` int64/float64 for plain numeric streams,
-    exact decimal text in high-accuracy mode, canonical JSON text for nominal and graph."""
-    t = table.column("t").cast(pa.int64()).cast(UTC_MICROS)
-    kinds = table.column("k").to_numpy()
+    exact decimal text in high-accuracy mode, canonical JSON text for nominal and graph.
+    A column of one kind is exported as it is stored (no copy)."""
+    t = table.column("t").cast(UTC_MICROS)
     if value_type == "numeric" and not options.get("high_accuracy"):
-        if np.all(np.isin(kinds, (0, 1))):
+        kinds = values.kinds_of(table)
+        low, high = (int(kinds.min()), int(kinds.max())) if len(kinds) else (1, 1)
+        if low == high == values.KIND_INT:  # an empty result too, as int64
+            v = table.column("i")
+        elif low == high == values.KIND_FLOAT:
+            v = table.column("f")
+        elif low >= 0 and high <= values.KIND_INT:
             v = pc.if_else(pc.equal(table.column("k"), 1), table.column("i"), None)
-        elif np.all(np.isin(kinds, (0, 1, 2))):
+        elif low >= 0 and high <= values.KIND_FLOAT:
             as_float = table.column("i").cast(pa.float64())
             v = pc.if_else(
                 pc.equal(table.column("k"), 2),

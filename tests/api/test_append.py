@@ -181,6 +181,58 @@ def test_equal_timestamps_keep_append_order(ds) -> None:
     assert values(ds, stream_id) == [5, 3, 9, 1, 7, 2, 8, 6, 4]
 
 
+def test_single_appends_of_every_value_form(ds) -> None:
+    """The per-point path keeps the kinds: ints stay ints, NaN and None are nulls, other
+    numbers are converted as documented, and each call returns what was stored."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    appended = [1.5, 7, None, float("nan"), np.float64(2.25), np.int32(-3), decimal.Decimal("0.5"),
+                2**70, -(2**63), 2**63 - 1, -0.0]
+    stored = [1.5, 7, None, None, 2.25, -3, 0.5, float(2**70), -(2**63), 2**63 - 1, -0.0]
+    returned = [ds.append(stream_id, value, at(i))["datapoint"]["v"] for i, value in
+                enumerate(appended)]
+    for got in (returned, values(ds, stream_id)):
+        assert got == stored
+        assert [type(v) for v in got] == [type(v) for v in stored]
+    assert math.copysign(1.0, values(ds, stream_id)[-1]) == -1.0
+    for bad in (True, float("inf"), "1", 1j):
+        with pytest.raises((TypeError, ValueError)):
+            ds.append(stream_id, bad, at(100))
+    assert len(values(ds, stream_id)) == len(stored)
+
+
+def test_single_appends_between_bulk_appends_keep_their_order(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
+    first = np.datetime64("2000-01-01T12:00:00", "us")
+    second = first + np.timedelta64(1, "s")
+    ds.append(stream_id, 0, at(0))
+    ds.append_arrays(stream_id, np.array([first, second]), np.array([1.0, 2.0]))
+    for value in (3, 4, 5):
+        ds.append(stream_id, value, at(1))
+    ds.append_arrays(stream_id, np.array([second]), np.array([6.0]))
+    ds.append(stream_id, 7, at(1))
+    assert values(ds, stream_id) == [0, 1.0, 2.0, 3, 4, 5, 6.0, 7]
+
+
+def test_single_appends_follow_the_latest_state(ds) -> None:
+    """Downsampling, a flush and another append change what a single append may do next."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    for second in range(0, 100, 10):
+        ds.append(stream_id, second, at(second))
+    ds.downsample_streams(until=at(60))
+    with pytest.raises(exceptions.InvalidTimestamp, match="downsampled"):
+        ds.append(stream_id, 1, at(59), check_timestamp=False)
+    with pytest.raises(exceptions.InvalidTimestamp, match="older"):
+        ds.append(stream_id, 1, at(89))
+    ds.append(stream_id, 1, at(65), check_timestamp=False)  # a late point, not frozen
+    ds.append(stream_id, 2, at(90))
+    ds.flush()
+    with pytest.raises(exceptions.InvalidTimestamp, match="older"):
+        ds.append(stream_id, 3, at(89.999999))
+    ds.append(stream_id, 3, at(90))
+    assert times(ds, stream_id)[-4:] == [at(80), at(90), at(90), at(90)]
+    assert values(ds, stream_id)[-3:] == [90, 2, 3]
+
+
 def test_reads_see_buffered_appends(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     ds.append(stream_id, 1, at(0))

@@ -164,3 +164,30 @@ def test_closing_one_of_two_objects_leaves_the_other_working(pair):
     two.close()
     with pytest.raises(exceptions.StorageUnavailable):
         two.append(a, 4, at(3))
+
+
+def test_a_writer_alone_at_first_sees_what_a_later_one_changed(backend_factory, clock):
+    """The append lane trusts its cached state only while no other Datastream uses the
+    backend object; once one joined, also after it left, it checks the stored state."""
+    first_backend = backend_factory()
+    one = datastream.Datastream(first_backend, clock=clock)
+    sid = one.ensure_stream({"n": 1}, {}, ["mean"], G.Seconds)
+    for second in range(0, 120, 5):
+        one.append(sid, second, at(second))
+    one.flush()
+    one.append(sid, 120, at(120))  # the lane of this state, built while alone
+    one.flush()
+    second_backend = first_backend if first_backend.concurrent_writers is False else (
+        backend_factory())
+    two = datastream.Datastream(second_backend, clock=clock)
+    two.append(sid, 1, at(200))
+    two.flush()
+    two.downsample_streams(until=at(60))
+    two.close()  # the other writer leaves: what it changed is not in the first one's cache
+    with pytest.raises(exceptions.InvalidTimestamp, match="older"):
+        one.append(sid, 1, at(150))  # after its own latest point, before the other's
+    with pytest.raises(exceptions.InvalidTimestamp, match="downsampled"):
+        one.append(sid, 1, at(30), check_timestamp=False)
+    one.append(sid, 2, at(200))
+    assert values(one, sid)[-3:] == [120, 1, 2]
+    one.close()

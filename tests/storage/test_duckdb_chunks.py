@@ -97,3 +97,16 @@ def test_reads_equal_a_list_model_whatever_the_chunking(writes, start, end, reve
     rows = storage.read_raw(a, start, end, reverse=reverse)
     assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == expected
     storage.close()
+
+
+@given(parts=st.lists(st.lists(st.integers(-5, 5), min_size=1, max_size=6), min_size=1,
+                      max_size=5),
+       reverse=st.booleans())
+def test_joining_chunks_orders_like_sorting_them(parts, reverse):
+    """Chunks already in time order are joined as they are, others sorted: same rows."""
+    tables, number = [], 0
+    for times in parts:
+        tables.append(raw_rows(times, ints=list(range(number, number + len(times)))))
+        number += len(times)
+    joined = chunking.joined_by_time(tables, reverse)
+    assert joined.equals(chunking.stable_by_time(pa.concat_tables(tables), reverse))

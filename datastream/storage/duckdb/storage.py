@@ -53,6 +53,7 @@ from .connection import (
 )
 
 SCHEMA_VERSION = "3"
+FEW_ROWS = 4  # up to this many rows are written by parameterised statements, not an Arrow view
 STREAM_KEY = "stream_key"
 
 _DDL = [
@@ -290,23 +291,15 @@ class DuckDBStorage(Storage):
             touched = [self._entries[i] for i in sorted(batch.touched()) if i in self._entries]
             writes = _Writes(self._next_seq)
             failure = "DuckDB commit failed, nothing of the batch was stored"
-            try:
-                with transaction(con, exceptions.StreamAppendFailed, failure):
-                    self._delete(con, deleted)
-                    self._insert_records(con, created)
-                    self._clear(con, batch, writes)
-                    self._write_raw(con, batch.raw, writes)
-                    new_levels = self._write_levels(con, batch.levels, writes)
-                    self._compact(con, writes)
-                    self._store_chunks(con, writes)
-                    new_meta = self._write_meta(con, batch.meta)
-                    if touched:
-                        keys = key_list(entry.key for entry in touched)
-                        con.execute(
-                            f"UPDATE streams SET version = version + 1 WHERE {STREAM_KEY} IN {keys}"
-                        )
-            finally:
-                unregister(con, ("_ds_chunks", "_ds_meta"))
+            with transaction(con, exceptions.StreamAppendFailed, failure):
+                self._delete(con, deleted)
+                self._insert_records(con, created)
+                self._clear(con, batch, writes)
+                self._write_raw(con, batch.raw, writes)
+                new_levels = self._write_levels(con, batch.levels, writes)
+                self._compact(con, writes)
+                self._store_chunks(con, writes)
+                new_meta = self._write_meta(con, batch.meta, {entry.key for entry in touched})
             self._next_seq = writes.next_seq
             self._levels.update(new_levels)
             for entry in deleted:
@@ -571,9 +564,12 @@ class DuckDBStorage(Storage):
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         if writes.drop:
             con.execute(f"DELETE FROM chunks WHERE seq IN {key_list(writes.drop)}")
-        if not writes.new:
-            return
         new = writes.new
+        if len(new) <= FEW_ROWS:  # a statement per row costs less than registering a table
+            for c in new:
+                con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [c.stream_key, c.level, c.t0, c.t1, c.seq, c.rows, c.body])
+            return
         table = pa.Table.from_arrays(
             [
                 pa.array([c.stream_key for c in new], pa.int32()),
@@ -587,30 +583,48 @@ class DuckDBStorage(Storage):
             schema=_CHUNK_SCHEMA,
         )
         con.register("_ds_chunks", table)
-        con.execute("INSERT INTO chunks SELECT * FROM _ds_chunks")
+        try:
+            con.execute("INSERT INTO chunks SELECT * FROM _ds_chunks")
+        finally:
+            unregister(con, ("_ds_chunks",))
 
     def _write_meta(
-        self, con: duckdb.DuckDBPyConnection, updates: dict[str, MetaUpdate]
+        self, con: duckdb.DuckDBPyConnection, updates: dict[str, MetaUpdate], touched: set[int]
     ) -> dict[str, str]:
-        """Apply meta updates in one UPDATE; returns stream id -> new meta JSON."""
-        if not updates:
-            return {}
-        keys = [self._key_of(stream_id, "meta") for stream_id in updates]
+        """Apply meta updates and increment the version of every ``touched`` stream key;
+        returns stream id -> new meta JSON."""
         new_meta = {}
         for stream_id, update in updates.items():
+            self._key_of(stream_id, "meta")
             meta = json.loads(self._entries[stream_id].meta_json)
             new_meta[stream_id] = _dumps(update.apply_to(meta))
-        table = pa.table(
-            {
-                STREAM_KEY: pa.array(keys, pa.int32()),
-                "meta": pa.array(list(new_meta.values()), pa.string()),
-            }
-        )
-        con.register("_ds_meta", table)
-        con.execute(
-            f"UPDATE streams SET meta = u.meta FROM _ds_meta u"
-            f" WHERE streams.{STREAM_KEY} = u.{STREAM_KEY}"
-        )
+        bumped: set[int] = set()
+        if 0 < len(new_meta) <= FEW_ROWS:
+            for stream_id, meta_json in new_meta.items():
+                key = self._entries[stream_id].key
+                bump = ", version = version + 1" if key in touched else ""
+                con.execute(f"UPDATE streams SET meta = ?{bump} WHERE {STREAM_KEY} = ?",
+                            [meta_json, key])
+                if bump:
+                    bumped.add(key)
+        elif new_meta:
+            table = pa.table(
+                {
+                    STREAM_KEY: pa.array([self._entries[sid].key for sid in new_meta], pa.int32()),
+                    "meta": pa.array(list(new_meta.values()), pa.string()),
+                }
+            )
+            con.register("_ds_meta", table)
+            try:
+                con.execute(
+                    f"UPDATE streams SET meta = u.meta FROM _ds_meta u"
+                    f" WHERE streams.{STREAM_KEY} = u.{STREAM_KEY}"
+                )
+            finally:
+                unregister(con, ("_ds_meta",))
+        if touched - bumped:
+            con.execute(f"UPDATE streams SET version = version + 1 WHERE {STREAM_KEY} IN"
+                        f" {key_list(sorted(touched - bumped))}")
         return new_meta
 
     @contextlib.contextmanager
@@ -631,11 +645,11 @@ class DuckDBStorage(Storage):
         if end_us is not None:
             clause += " AND t0 < ?"
             params.append(int(end_us))
-        found = self._connection().execute(
-            f"SELECT body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause} ORDER BY seq",
-            params,
+        found = self._connection().execute(  # ordered here: DuckDB would sort the bodies too
+            f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}", params,
         ).fetchall()
-        return [row[0] for row in found]
+        found.sort(key=_first)
+        return [row[1] for row in found]
 
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
@@ -652,8 +666,7 @@ class DuckDBStorage(Storage):
         parts = [part for part in parts if part.num_rows]
         if not parts:
             return RAW_SCHEMA.empty_table()
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        return chunking.stable_by_time(table, reverse)
+        return chunking.joined_by_time(parts, reverse)
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
@@ -676,8 +689,11 @@ class DuckDBStorage(Storage):
         parts = [part for part in parts if part.num_rows]
         if not parts:
             return level.schema.empty_table()
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        return chunking.stable_by_time(table)
+        return chunking.joined_by_time(parts)
+
+
+def _first(row: tuple) -> Any:
+    return row[0]
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
