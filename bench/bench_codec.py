@@ -8,7 +8,8 @@ in millions of rows per second (each row is a timestamp, a kind and a value), wa
 time (the machine is shared: a calibration loop shows how loaded it was). Then the six
 levels of the real cascade (``partials_from_raw`` at 10 s, ``combine_partials`` up to a day)
 over ``--days`` of 1 Hz data, in bytes per *raw* point; then the numba kernels against their
-numpy references. Prints Markdown for bench/RESULTS.md.
+numpy twins, and whole chunks of 16 to 16k rows through either (the codec takes the twins below
+``codec.NUMPY_BELOW`` rows): µs of CPU per chunk. Prints Markdown for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from datastream.storage.base import RAW_SCHEMA  # noqa: E402
 SECOND = 1_000_000
 START = 1_577_836_800 * SECOND
 CHUNK_SIZES = [1024, 8192, 65536]
+PATH_SIZES = [16, 256, 1024, 4096, 16384]
 LEVELS = [10, 60, 600, 3600, 21600, 86400]
 
 
@@ -208,7 +210,7 @@ def level_section(days: int, repeat: int) -> None:
 
 
 def kernel_section(n: int, repeat: int) -> None:
-    """The fused numba passes against the same transform in numpy."""
+    """The fused numba passes against their numpy twins."""
     rng = np.random.default_rng(2)
     x = readonly(sensor_values(n, rng), np.float64)
     t = readonly(START + np.arange(n, dtype=np.int64) * SECOND
@@ -221,25 +223,22 @@ def kernel_section(n: int, repeat: int) -> None:
     digits_in, z_in = readonly(digits, np.int64), readonly(z, np.int64)
     no_residual = readonly(np.empty(0, np.int64), np.int64)
 
-    def numpy_decimal_decode():
-        v = np.cumsum(transforms.unzigzag_reference(digits))
-        return v / transforms.POW10[2]
-
-    def numpy_int_decode():
-        return np.cumsum(transforms.unzigzag_reference(z))
-
+    # the twins write into their own outputs, so that the kernels' inputs stay as they are
+    digits2, residual2 = np.empty(n, np.int64), np.empty(n, np.int64)
+    z2, out2, out_f2 = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64)
     cases = [
         ("decimal encode (scale, check, delta, zigzag)",
          lambda: transforms.decimal_encode(x, 2, digits, residual),
-         lambda: transforms.decimal_encode_reference(x, 2)),
+         lambda: transforms.decimal_encode_numpy(x, 2, digits2, residual2)),
         ("decimal decode (unzigzag, cumsum, scale)",
          lambda: transforms.decimal_decode(digits_in, no_residual, 2, out_f),
-         numpy_decimal_decode),
+         lambda: transforms.decimal_decode_numpy(digits_in, no_residual, 2, out_f2)),
         ("int delta encode", lambda: transforms.int_encode(t, 1, z),
-         lambda: transforms.int_encode_reference(t, 1)),
-        ("int delta decode", lambda: transforms.int_decode(z_in, 1, out), numpy_int_decode),
+         lambda: transforms.int_encode_numpy(t, 1, z2)),
+        ("int delta decode", lambda: transforms.int_decode(z_in, 1, out),
+         lambda: transforms.int_decode_numpy(z_in, 1, out2)),
     ]
-    print(f"### numba kernels against numpy ({n:,} values, M values/s)\n")
+    print(f"### numba kernels against their numpy twins ({n:,} values, M values/s)\n")
     print("| transform | numba (CPU) | numpy (CPU) | speed-up |")
     print("|---|---|---|---|")
     for label, numba_run, numpy_run in cases:
@@ -249,6 +248,61 @@ def kernel_section(n: int, repeat: int) -> None:
     print()
 
 
+def best_interleaved(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Best CPU µs of each run, alternating between them ``repeat`` times (a load change on the
+    shared machine then hits all alike)."""
+    cpu = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeat):
+        for name, run in runs.items():
+            cpu[name] = min(cpu[name], best(run, 20)[1] * 1e6)
+    return cpu
+
+
+def chunk_runs(table: pa.Table, encode, decode) -> dict[str, Callable[[], object]]:
+    """Encoding and decoding ``table`` through either path: {"encode numba": run, ...}."""
+    data = encode(table)
+
+    def through(below: int, run: Callable[[], object]) -> Callable[[], object]:
+        def chosen() -> object:
+            codec.NUMPY_BELOW = below
+            return run()
+        return chosen
+
+    runs = {}
+    for name, below in (("numba", 0), ("numpy", 2**32)):
+        runs[f"encode {name}"] = through(below, lambda: encode(table))
+        runs[f"decode {name}"] = through(below, lambda: decode(data))
+    return runs
+
+
+def path_section(repeat: int) -> None:
+    """Whole chunks through the numba kernels and through their numpy twins."""
+    rng = np.random.default_rng(5)
+    print("### Small chunks: numba kernels or numpy twins (µs CPU per chunk, numba / numpy)\n")
+    print("| chunk rows | raw sensor encode | raw sensor decode | 10 s level encode | "
+          "10 s level decode |")
+    print("|---|---|---|---|---|")
+    saved = codec.NUMPY_BELOW
+    try:
+        for size in PATH_SIZES:
+            raw = datasets(size)["sensor 0.01"]
+            times = START + np.arange(10 * size, dtype=np.int64) * SECOND
+            level = ds.partials_from_raw(
+                raw_table(times, np.full(10 * size, 2, np.int8),
+                          f=pa.array(sensor_values(10 * size, rng))),
+                "numeric", {}, LEVELS[0] * SECOND, False)
+            cells = []
+            for table, encode, decode in [(raw, codec.encode_raw, codec.decode_raw),
+                                          (level, codec.encode_level, codec.decode_level)]:
+                cpu = best_interleaved(chunk_runs(table, encode, decode), repeat)
+                for step in ("encode", "decode"):
+                    cells.append(f"{cpu[f'{step} numba']:.0f} / {cpu[f'{step} numpy']:.0f}")
+            print(f"| {size:,} | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        codec.NUMPY_BELOW = saved
+    print(f"\nThe codec takes the numpy twins below {codec.NUMPY_BELOW:,} rows.\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
@@ -256,13 +310,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     blosc2.set_nthreads(1)
-    codec.decode_raw(codec.encode_raw(datasets(1000)["sensor 0.01"]))  # compile / load kernels
+    # compile / load the kernels (smaller chunks take their numpy twins)
+    codec.decode_raw(codec.encode_raw(datasets(codec.NUMPY_BELOW)["sensor 0.01"]))
     print(f"load average before: {json.dumps([round(v, 2) for v in os.getloadavg()])}, "
           f"calibration loop {calibration()}, blosc2 {blosc2.__version__}, "
           f"nthreads {blosc2.nthreads}\n")
     raw_section(args.points, args.repeat)
     level_section(args.days, args.repeat)
     kernel_section(args.points, args.repeat)
+    path_section(args.repeat)
     print(f"load average after: {json.dumps([round(v, 2) for v in os.getloadavg()])}, "
           f"calibration loop {calibration()}")
 

@@ -6,6 +6,7 @@ the store, and whatever could fail later (in a kernel, at commit) is rejected he
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
 import warnings
@@ -258,6 +259,17 @@ class Datastream:
         """User tags merged with the reserved metadata fields (behaviour §3.1)."""
         self._open()
         with self._engine.lock:
+            state = self._engine.state(stream_id, fresh=True)
+            if state.derivation is None or not self._engine.buffers.points:
+                return self._public(state)
+            # A derived stream's extent comes from buffered source points once they are
+            # stored: flush first (or, while the backend refuses, preview that flush).
+            with contextlib.suppress(exceptions.StreamAppendFailed):
+                self._engine.flush_for([stream_id])
+            if self._engine.buffers.points:
+                changes = self._engine.preview()
+                if stream_id in changes.states:
+                    return public_tags(changes.states[stream_id], None, None)
             return self._public(self._engine.state(stream_id, fresh=True))
 
     def _public(self, state: StreamState) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A cold kernel cache costs seconds of numba compilation on the first downsample. 
 once after installing (in a Dockerfile, or ``make install``) fills the per-user cache, so that
 later processes only load machine code. The signatures are the engine's own because the work
 goes through the public API, on a throwaway in-memory store: every value type and downsampler,
-all levels, and a derived stream of every operator.
+all levels, a derived stream of every operator, and one chunk large enough for the codec's numba
+kernels (smaller chunks go through their numpy twins).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from . import Datastream, Granularity
 from .downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
 from .engine.derive import DERIVE_OPERATORS
 from .kernels import jit
+from .storage import codec
 
 START = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
 START_US = int(START.timestamp()) * 1_000_000
@@ -72,6 +74,9 @@ def workload(ds: Datastream) -> None:
     ds.append_arrays(a, times, numbers, unit="us")
     ds.append_arrays(b, times, numbers, unit="us")
     ds.append_arrays(uptime, times, (np.arange(POINTS) % 300).astype(np.float64), unit="us")
+    bulk = ds.ensure_stream({"warmup": "bulk"}, {}, ["mean"], Granularity.Seconds)
+    ds.append_arrays(bulk, START_US + np.arange(codec.NUMPY_BELOW, dtype=np.int64) * 1_000_000,
+                     rng.normal(20.0, 5.0, codec.NUMPY_BELOW).round(2), unit="us")
     for offset, label in enumerate(["idle", "busy", None, "idle", "down"] * 20):
         moment = START + datetime.timedelta(minutes=7 * offset)
         ds.append(nominal, label, moment)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from .. import downsamplers
 from ..lazy import pc
 from ..storage.base import RAW_SCHEMA, Storage
+from ..storage.base import conform as conform_to
 
 if TYPE_CHECKING:
     from .changes import ChangeSet
@@ -40,16 +41,7 @@ def slice_t(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Tab
 def conform(table: pa.Table) -> pa.Table:
     """Level rows in LEVEL_SCHEMA column order and types (storage may return extra/missing
     columns)."""
-    schema = downsamplers.LEVEL_SCHEMA
-    if table.schema.equals(schema):
-        return table
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, type=field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+    return conform_to(table, downsamplers.LEVEL_SCHEMA)
 
 
 def sort_stable(table: pa.Table) -> pa.Table:

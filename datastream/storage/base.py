@@ -40,6 +40,20 @@ RAW_SCHEMA = pa.schema(
 )
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows in the columns and types of ``schema`` (absent columns read null); storage and
+    engine both meet tables written under an older or narrower schema."""
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 @dataclasses.dataclass
 class StreamRecord:
     """A stream as stored. ``meta`` is opaque to the backend (JSON-serialisable dict);

@@ -50,6 +50,9 @@ prediction when it beats the column's own estimate, greedily by gain and never i
 q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
 rows.
 
+The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
+loaded yet as their numpy twins, which write the same bytes (see there).
+
 Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
 version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
 rows, and each part at most 2 GiB before compression (a blosc2 limit).
@@ -59,16 +62,17 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 
 import blosc2
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..kernels import transforms
 from ..kernels.jit import readonly
+from ..lazy import pc
 
 MAGIC = b"DSCC"
 VERSION = 1
@@ -160,6 +164,40 @@ _DECIMAL_MAX_BITS = 60
 _MAX_PART = 2**31 - 64
 _RAW_BELOW = 128  # bytes; smaller parts are stored as they are (a blosc2 call costs µs)
 
+NUMPY_BELOW = 4096
+"""Chunks of fewer rows go through the numpy twins of the transforms (``transforms.NUMPY``),
+others through the numba kernels; both give the same bytes, and decode either's chunks.
+
+The twins are for the first chunks of a process: importing numba and loading the codec's
+kernels from the cache took 0.85 s of CPU (1.5 s wall; 6.4 s of CPU compiling them into an
+empty cache), where a 100-row chunk takes ~2 ms to encode and decode through the twins. So a
+script that appends and reads a few points never loads numba. Once loaded, the kernels are
+faster at every size (a call costs 2-10 µs up to 4k values, dispatch included; a twin
+10-190 µs), so this is not a speed crossover. ``bench/bench_codec.py``, its last table (µs of
+CPU per chunk, numba / numpy, sensor values; shared 2-vCPU machine at load 3.9, its calibration
+loop at 0.7 s instead of 0.4 s quiet)::
+
+    rows      raw encode   raw decode   10 s level encode   10 s level decode
+    16        117 / 544    161 / 211     725 / 5627          750 / 1217
+    1,024     184 / 809    183 / 271     920 / 5154          631 / 961
+    4,096     142 / 575    148 / 216    1093 / 5236          822 / 1189
+    16,384    296 / 1125   299 / 425    1956 / 7197         1626 / 2505
+
+Up to a few thousand rows the twins cost a roughly fixed extra, a few dozen numpy calls per
+column whatever the length (~0.4-0.6 ms per raw chunk, ~4-5 ms per 21-column level chunk);
+beyond, the extra grows with the rows. 4096 is also the embedded store's ``SMALL_ROWS``: chunks
+below it are small flushes, merged into larger chunks later. Once something else has loaded
+numba (the first downsample does), small chunks take the kernels too.
+"""
+
+
+def _transforms(rows: int) -> transforms.Implementation:
+    """The transforms for a chunk of ``rows`` rows (see :data:`NUMPY_BELOW`): the twins only
+    while numba is not loaded yet (both write the same bytes, so the choice never shows)."""
+    if rows < NUMPY_BELOW and "numba" not in sys.modules:
+        return transforms.NUMPY
+    return transforms.NUMBA
+
 
 # == public API =================================================================================
 
@@ -221,7 +259,7 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         costs = {name: plan[1] for name, plan in plans.items()}
         for name in _INT_TARGETS:
             if isinstance(values[name], np.ndarray):
-                costs[name] = min(transforms.int_costs(_sample(values[name])))
+                costs[name] = min(_transforms(rows).int_costs(_sample(values[name])))
         predicted = _choose_predictions(values, costs)
     descriptors = []
     parts: list[bytes] = []
@@ -300,7 +338,7 @@ def _prepare(
 def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
     """((codec, scale), estimated bits per value) of a float column on its own."""
     costs = _NO_COSTS.copy()
-    transforms.decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
+    _transforms(len(x)).decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
     k = int(costs.argmin())
     if costs[k] > _DECIMAL_MAX_BITS:
         return (FLOAT_BITS, 0), 64.0
@@ -319,7 +357,7 @@ def _choose_predictions(values: dict, costs: dict) -> dict[str, tuple[int, np.nd
             if guess is not None:
                 with np.errstate(over="ignore"):
                     diff = target.view(np.int64) - guess.view(np.int64)
-                cost = transforms.int_costs(_sample(readonly(diff, np.int64)))[0]
+                cost = _transforms(len(diff)).int_costs(_sample(readonly(diff, np.int64)))[0]
                 if cost < costs[predictor.target]:
                     options.append((costs[predictor.target] - cost, key, diff))
     chosen: dict[str, tuple[int, np.ndarray]] = {}
@@ -355,17 +393,18 @@ def _predict(predictor: Predictor, values: dict, dtype: np.dtype) -> np.ndarray 
 
 
 def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
-    costs = transforms.int_costs(_sample(x))
+    implementation = _transforms(len(x))
+    costs = implementation.int_costs(_sample(x))
     order = costs.index(min(costs))
     z = np.empty(len(x), np.int64)
-    tail, low, high = transforms.int_encode(x, order, z)
+    tail, low, high = implementation.int_encode(x, order, z)
     width, packed = _pack(z[order:], tail)
     return INT, order | width << 2, [z[:order].tobytes(), packed], (low, high)
 
 
 def _encode_predicted(key: int, diff: np.ndarray) -> tuple[int, int, list[bytes]]:
     z = np.empty(len(diff), np.int64)
-    tail, _, _ = transforms.int_encode(readonly(diff, np.int64), 0, z)
+    tail, _, _ = _transforms(len(diff)).int_encode(readonly(diff, np.int64), 0, z)
     width, packed = _pack(z, tail)
     return PREDICTED, key | width << 4, [packed]
 
@@ -376,7 +415,7 @@ def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
         return FLOAT_BITS, 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
     digits = np.empty(len(x), np.int64)
     residual = np.empty(len(x), np.int64)
-    digits_or, residual_or = transforms.decimal_encode(x, arg, digits, residual)
+    digits_or, residual_or = _transforms(len(x)).decimal_encode(x, arg, digits, residual)
     digits_width, packed_digits = _pack(digits[1:], digits_or)
     residual_width, packed_residual = _pack(residual, residual_or)
     param = arg | digits_width << 4 | residual_width << 7
@@ -584,7 +623,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
         if len(parts[1]):
             raise ValueError("bytes stored for an all-zero part")
         first = np.empty(order, np.int64)
-        transforms.int_decode(readonly(heads, np.int64), order, first)
+        _transforms(rows).int_decode(readonly(heads, np.int64), order, first)
         if order < 2:
             return np.full(rows, first[0] if order else 0, np.int64)
         with np.errstate(over="ignore"):  # int64 arithmetic wraps, as in the encoder
@@ -596,7 +635,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
     z[:order] = heads
     _unpack(parts[1], width, z[order:])
     out = np.empty(rows, np.int64)
-    transforms.int_decode(readonly(z, np.int64), order, out)
+    _transforms(rows).int_decode(readonly(z, np.int64), order, out)
     return out
 
 
@@ -614,7 +653,8 @@ def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarra
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
     out = np.empty(rows, np.float64)
-    transforms.decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k, out)
+    _transforms(rows).decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k,
+                                     out)
     return out
 
 
@@ -637,7 +677,7 @@ def _decode_predicted(field: pa.Field, rows: int, param: int, parts: list[memory
     z = np.empty(rows, np.int64)
     _unpack(parts[0], param >> 4 & 7, z)
     residual = np.empty(rows, np.int64)
-    transforms.int_decode(readonly(z, np.int64), 0, residual)
+    _transforms(rows).int_decode(readonly(z, np.int64), 0, residual)
     guess.view(np.int64)[:] += residual
     return guess
 

@@ -565,3 +565,14 @@ def test_derived_over_empty_sources_is_not_pending(ds) -> None:
     assert [(p["t"], p["v"]) for p in raw(ds, slope)] == [(at(2), 1.0)]
     assert list(ds.get_data(slope, G.Seconds, start=EVER)) == raw(ds, slope)
 
+
+
+def test_get_tags_of_a_derived_stream_sees_buffered_source_points(ds) -> None:
+    """Every metadata call sees earlier appends of the same object, also through derivation."""
+    a = ds.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
+    d = ds.ensure_stream({"n": "d"}, {}, ["count"], G.Seconds, derive_from=[a],
+                         derive_op="derivative")
+    for q in range(4):
+        ds.append(a, q * q, at(q))
+    tags = ds.get_tags(d)
+    assert (tags["earliest_datapoint"], tags["latest_datapoint"]) == (at(1), at(3))

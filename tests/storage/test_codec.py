@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import sys
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from datastream import downsamplers
+from datastream.kernels import transforms
 from datastream.storage import codec
 from datastream.storage.base import RAW_SCHEMA
 from tests.kernels.strategies import WIDTHS, points
@@ -257,10 +261,8 @@ def test_a_cycle_of_predictions_is_refused(monkeypatch):
         codec.decode_level(data)
 
 
-@settings(settings.get_profile("codec"), max_examples=40)
-@given(st.integers(0, 2**32 - 1), st.integers(257, 3000), st.sampled_from(range(6)))
-def test_long_columns_round_trip(seed, n, style):
-    """Columns longer than the estimation sample, where start and middle may differ."""
+def long_table(seed: int, n: int, style: int) -> pa.Table:
+    """Raw rows of ``n`` points whose float column has one of six styles."""
     rng = np.random.default_rng(seed)
     if style == 0:  # sensor values whose precision changes halfway
         x = np.round(rng.normal(20, 1, n), 2)
@@ -279,13 +281,75 @@ def test_long_columns_round_trip(seed, n, style):
     t = np.sort(rng.integers(-(2**62), 2**62, n))
     jitter = 1_600_000_000 * SECOND + np.arange(n) * SECOND + rng.integers(-5000, 5000, n)
     valid = rng.random(n) > rng.choice([0.0, 0.1, 0.9])
-    table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [pa.array(t if seed % 2 else np.sort(jitter)),
          pa.array(rng.choice(np.array([0, 2, 4], np.int8), n)),
          pa.array(rng.integers(-1000, 1000, n).cumsum(), mask=~valid),
          pa.array(x, mask=~valid), pa.array(rng.choice(["a", "bb", None], n))],
         schema=RAW_SCHEMA)
+
+
+@settings(settings.get_profile("codec"), max_examples=40)
+@given(st.integers(0, 2**32 - 1), st.integers(257, 3000), st.sampled_from(range(6)))
+def test_long_columns_round_trip(seed, n, style):
+    """Columns longer than the estimation sample, where start and middle may differ."""
+    table = long_table(seed, n, style)
     assert_bit_exact(codec.decode_raw(codec.encode_raw(table)), table)
+
+
+# == numpy and numba transforms =================================================================
+
+
+@contextlib.contextmanager
+def transforms_of(name: str) -> Iterator[None]:
+    """Every chunk through the numba kernels or through their numpy twins, whatever its size."""
+    chosen = transforms.NUMBA if name == "numba" else transforms.NUMPY
+    saved = codec._transforms
+    codec._transforms = lambda rows: chosen
+    try:
+        yield
+    finally:
+        codec._transforms = saved
+
+
+def assert_both_paths_agree(table: pa.Table, encode, decode) -> None:
+    """Both paths write the same bytes, and each reads them back bit-exactly."""
+    chunks = []
+    for name in ("numba", "numpy"):
+        with transforms_of(name):
+            chunks.append(encode(table))
+    assert chunks[0] == chunks[1]
+    for name in ("numba", "numpy"):
+        with transforms_of(name):
+            assert_bit_exact(decode(chunks[0]), table)
+
+
+def test_small_chunks_take_the_numpy_twins_until_numba_is_loaded(monkeypatch):
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    assert codec._transforms(0) is transforms.NUMPY
+    assert codec._transforms(codec.NUMPY_BELOW - 1) is transforms.NUMPY
+    assert codec._transforms(codec.NUMPY_BELOW) is transforms.NUMBA
+    monkeypatch.setitem(sys.modules, "numba", object())
+    assert codec._transforms(0) is transforms.NUMBA
+
+
+@CODEC_SETTINGS
+@given(raw_tables())
+def test_raw_chunks_are_the_same_through_numpy_and_numba(table):
+    assert_both_paths_agree(table, codec.encode_raw, codec.decode_raw)
+
+
+@CODEC_SETTINGS
+@given(level_tables() | cascaded_levels())
+def test_level_chunks_are_the_same_through_numpy_and_numba(table):
+    assert_both_paths_agree(table, codec.encode_level, codec.decode_level)
+
+
+@settings(settings.get_profile("codec"), max_examples=30)
+@given(st.integers(0, 2**32 - 1), st.integers(257, 3000), st.sampled_from(range(6)))
+def test_long_chunks_are_the_same_through_numpy_and_numba(seed, n, style):
+    """Past the estimation sample (start and middle blocks)."""
+    assert_both_paths_agree(long_table(seed, n, style), codec.encode_raw, codec.decode_raw)
 
 
 def test_empty_tables():

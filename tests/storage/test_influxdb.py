@@ -1138,8 +1138,209 @@ def test_two_storages_racing_lose_no_update(influx_factory):
     assert first.read_raw(a, None, None).num_rows == 3 * rounds
 
 
-def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory):
+@pytest.mark.parametrize("old", ["1", "2"])
+def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory, old):
+    """Version 2 stored ``k`` and ``_batch`` as fields and floats only as floats: its points
+    would read wrongly with the version 3 layout, so its stores are refused by name."""
     with storage._transaction() as cur:
-        cur.execute("UPDATE datastream_info SET value = '1' WHERE key = 'schema_version'")
-    with pytest.raises(store.StorageUnavailable, match="schema version 1, this datastream reads 2"):
+        cur.execute("UPDATE datastream_info SET value = %s WHERE key = 'schema_version'", [old])
+    with pytest.raises(store.StorageUnavailable,
+                       match=f"schema version {old}, this datastream reads 3: the InfluxDB point"
+                             " layout changed"):
         influx_factory()
+
+
+# -- the point layout (schema version 3) and the recent raw rows ----------------------------------
+
+
+def show_field_keys(storage, measurement: str) -> dict[str, str]:
+    result = storage._influx().query(f"SHOW FIELD KEYS FROM {lp.quote_identifier(measurement)}")
+    return {row["fieldKey"]: row["fieldType"] for row in result.get_points()}
+
+
+@given(st.lists(st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.builds(round, st.floats(-1e12, 1e12), st.integers(0, 12)),
+    st.integers(-(2**60), 2**60).map(float),
+), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_decimal_mantissas_decode_to_the_same_bits(values):
+    array = np.array(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(array) & ~((array == 0) & np.signbit(array))
+    scale, mantissas, exact = lp.decimal_mantissas(array, finite)
+    if scale is None:
+        assert not exact.any()
+        return
+    assert not (exact & ~finite).any()
+    assert exact.sum() >= lp.MIN_DECIMAL_SHARE * finite.sum()
+    back = lp.decode_decimal(mantissas[exact], scale)
+    assert back.view(np.int64).tolist() == array[exact].view(np.int64).tolist()
+
+
+def test_raw_kinds_and_decimal_floats_round_trip_bit_exactly(storage):
+    a = add_stream(storage, {"n": 1})
+    rng = np.random.default_rng(3)
+    decimals = np.round(rng.normal(20, 5, 400), 2)  # most values: mantissas at 10**-2
+    full = rng.normal(0, 1, 200)
+    odd = [0.1 + 0.2, 1e300, 5e-324, -0.0, 2.0**53, 1e15 + 0.3, math.nan, -math.inf]
+    floats = np.concatenate([decimals, full, odd])
+    n = len(floats)
+    kinds = ([-128, 127, None, 0, 1, 3, 4, 5] * n)[:n]
+    rows = raw_rows(list(range(n)), floats=floats.tolist(), kinds=kinds)
+    storage.commit(WriteBatch(raw={a: rows}))
+    fields = show_field_keys(storage, "datastream_raw")
+    assert "k" not in fields and "_batch" not in fields
+    assert fields["_kb"] == "integer" and fields["_d2_f"] == "integer" and fields["f"] == "float"
+    storage._recent.clear()
+    back = storage.read_raw(a, None, None)
+    assert back.column("k").to_pylist() == kinds
+    got = back.column("f").to_numpy(zero_copy_only=False)
+    assert got.view(np.int64).tolist() == floats.view(np.int64).tolist()
+    # a level column of short decimals goes the same way
+    level = pa.table({"stream_id": [a] * 4, "t": [0, 10, 20, 30],
+                      "l": pa.array([23.66, 23.7, None, -1e-9]),
+                      "s": pa.array([0.1 + 0.2, 1.5, 2.25, math.inf])})
+    storage.commit(WriteBatch(levels={"S": level}))
+    got = storage.read_level("S", a, None, None)
+    assert got.column("l").to_pylist() == [23.66, 23.7, None, -1e-9]
+    assert got.column("s").to_pylist() == [0.1 + 0.2, 1.5, 2.25, math.inf]
+    assert show_field_keys(storage, "datastream_level_S")["_d9_l"] == "integer"
+
+
+def test_recent_raw_rows_read_like_the_server(storage, influx_factory):
+    """Reads answered from the rows this storage committed equal what InfluxDB returns, and
+    stop being used as soon as anything else changed the stream."""
+    server = influx_factory()
+    server._recent.limit = 0  # always asks InfluxDB
+    a = add_stream(storage, {"n": 1})
+
+    def same(start, end=None):
+        for reverse in (True, False):
+            mine = storage.read_raw(a, start, end, reverse=reverse)
+            assert mine.equals(server.read_raw(a, start, end, reverse=reverse))
+        return mine  # in time order
+
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 1, 5, 9], ints=[1, 2, 3, 4])}))
+    assert a in storage._recent.entries and storage._recent.entries[a].after is None
+    assert same(0).column("i").to_pylist() == [2, 1, 3, 4]
+    storage.commit(WriteBatch(raw={a: raw_rows([9, 12], ints=[5, 6])}))  # extends the entry
+    assert storage._recent.entries[a].rows == 6
+    assert same(9, 13).column("i").to_pylist() == [4, 5, 6]
+    storage.commit(WriteBatch(meta={a: MetaUpdate(set={"x": 1})}))  # moves the version only
+    assert storage._recent.entries[a].version == storage.get_stream(a).version
+    storage.commit(WriteBatch(raw={a: raw_rows([3, 20], ints=[7, 8])}))  # late row: above tail
+    entry = storage._recent.entries[a]
+    assert entry.after == 12 and entry.rows == 1
+    assert same(13).column("i").to_pylist() == [8]
+    assert same(0).column("i").to_pylist() == [2, 7, 1, 3, 4, 5, 6, 8]  # from the server
+    server.commit(WriteBatch(raw={a: raw_rows([30], ints=[9])}))  # another writer
+    assert same(13).column("i").to_pylist() == [8, 9]
+    assert a not in storage._recent.entries
+    storage.commit(WriteBatch(raw={a: raw_rows([40], ints=[10])}, truncate_raw={a: 20}))
+    assert a not in storage._recent.entries
+    assert same(0).column("i").to_pylist() == [2, 7, 1, 3, 4, 5, 6, 10]
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2], ints=[11, 12])}, clear_raw=[a]))
+    assert storage._recent.entries[a].after is None
+    assert same(0).column("i").to_pylist() == [11, 12]
+    storage.commit(WriteBatch(delete=[a]))
+    assert a not in storage._recent.entries
+
+
+def test_recent_raw_rows_are_bounded(influx_factory):
+    storage = influx_factory()
+    storage._recent.limit = 5
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2, 3], ints=[1, 2, 3])}))
+    storage.commit(WriteBatch(raw={b: raw_rows([1, 2, 3], ints=[4, 5, 6])}))
+    assert list(storage._recent.entries) == [b] and storage._recent.rows == 3
+    storage.commit(WriteBatch(raw={b: raw_rows([4, 4, 5, 6], ints=[7, 8, 9, 10])}))
+    entry = storage._recent.entries[b]
+    assert entry.after == 2 and entry.rows == 5 and storage._recent.rows == 5
+    storage._recent.limit = 4
+    storage.commit(WriteBatch(raw={b: raw_rows([7], ints=[11])}))
+    assert entry.after == 4 and entry.rows == 3  # both rows at 4 went
+    assert storage.read_raw(b, 4, None).column("i").to_pylist() == [7, 8, 9, 10, 11]  # server
+    assert storage.read_raw(b, 5, None).column("i").to_pylist() == [9, 10, 11]
+    assert storage.read_raw(a, 0, None).column("i").to_pylist() == [1, 2, 3]
+
+
+def test_large_batches_carry_their_number_in_a_tag(storage, influx_factory, monkeypatch):
+    """Past TAG_BATCH_POINTS points of a stream in one batch, the batch number and kind move
+    from a field per point to a tag (a point without any value field keeps the field); a
+    failed write of such a batch stays invisible and truncation still hides by batch."""
+    from datastream.storage.influxdb import points
+
+    monkeypatch.setattr(points, "TAG_BATCH_POINTS", 4)
+    server = influx_factory()
+    server._recent.limit = 0
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    kinds = [2, 2, 0, 1, 4, None]
+    rows = raw_rows([1, 2, 3, 3, 4, 5], ints=[None, None, None, 7, None, None],
+                    floats=[1.25, 2.5, None, None, None, None],
+                    texts=[None, None, None, None, '"x"', None], kinds=kinds)
+    storage.commit(WriteBatch(raw={a: rows, b: raw_rows([1, 2], ints=[1, 2])}))
+    tags = storage._influx().query('SHOW TAG VALUES FROM "datastream_raw" WITH KEY = "_b"')
+    assert len(list(tags.get_points())) == 5  # one per kind of the large batch
+    assert show_field_keys(storage, "datastream_raw")["_kb"] == "integer"  # b's and the nulls
+    back = server.read_raw(a, None, None)
+    assert back.column("k").to_pylist() == kinds
+    assert back.column("i").to_pylist() == [None, None, None, 7, None, None]
+    assert back.column("f").to_pylist() == [1.25, 2.5, None, None, None, None]
+    assert server.read_raw(b, None, None).column("i").to_pylist() == [1, 2]
+
+    before = snapshot(server, [a, b])
+    original = store.InfluxDBStorage._write_chunk
+    monkeypatch.setattr(store, "LINES_PER_REQUEST", 3)
+    calls = []
+
+    def flaky(self, client, body):
+        if calls:
+            raise OSError("network down")
+        calls.append(body)
+        original(self, client, body)
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", flaky)
+    with pytest.raises(exceptions.StreamAppendFailed, match="network down"):
+        storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 7, 8, 9], ints=[1, 2, 3, 4, 5])}))
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", original)
+    assert snapshot(server, [a, b]) == before
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 7, 8, 9], floats=[0.5] * 5, kinds=[2] * 5)},
+                              truncate_raw={a: 3}))
+    back = server.read_raw(a, None, None)
+    assert back.column("t").to_pylist() == [1, 2, 5, 6, 7, 8, 9]
+    assert back.column("f").to_pylist() == [1.25, 2.5] + [0.5] * 5
+    assert back.column("i").to_pylist() == [None] * 7  # no leftover of the failed attempt
+    assert storage.read_raw(a, 5, None).equals(server.read_raw(a, 5, None))
+
+
+@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=8), min_size=1, max_size=12),
+       st.integers(1, 30), st.integers(-1, 60), st.integers(0, 60))
+@settings(max_examples=200, deadline=None)
+def test_recent_raw_parts_read_like_one_table(steps, limit, start, length):
+    """Appended batches kept in parts, trimmed past the limit, read back like the rows they
+    hold (a model without parts); ``after`` always bounds what was dropped."""
+    from datastream.storage.influxdb import recent
+
+    cache = recent.RecentRaw(limit)
+    kept: list[tuple[int, int]] = []
+    version, last, serial = 0, 0, 0
+    for gaps in steps:
+        times = list(np.cumsum([last, *gaps])[1:])
+        last = times[-1]
+        ids = list(range(serial, serial + len(times)))
+        serial += len(times)
+        cache.committed("s", version, 0, None, raw_rows(times, ints=ids), False)
+        version += 1
+        kept += list(zip(times, ids))
+    entry = cache.entries["s"]
+    assert entry.rows == cache.rows <= limit
+    if entry.after is not None:
+        assert all(t > entry.after for t, _ in kept[len(kept) - entry.rows:])
+        assert all(t <= entry.after for t, _ in kept[:len(kept) - entry.rows])
+    got = cache.read("s", version - 1, 0, start, start + length, False)
+    if entry.after is not None and start <= entry.after:
+        assert got is None
+    else:
+        assert list(zip(got.column("t").to_pylist(), got.column("i").to_pylist())) == [
+            (t, i) for t, i in kept if start <= t < start + length]

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ... import downsamplers
 from .. import codec
+from ..base import conform
 
 CHUNK_ROWS = 16384
 SMALL_ROWS = CHUNK_ROWS // 4
@@ -87,19 +88,6 @@ def decode_level(body: bytes) -> pa.Table:
     if tag == _IPC:
         return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
     raise ValueError(f"unknown level chunk format {tag!r}")
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Rows in the columns and types of ``schema`` (absent columns read null)."""
-    if table.schema.equals(schema):
-        return table
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def slice_range(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:

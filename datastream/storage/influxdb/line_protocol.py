@@ -8,7 +8,10 @@ newline ends the line whatever precedes it. :func:`encode_name` turns those char
 the protocol's own rules. String field *values* need no such trick: the protocol escapes ``\\``
 and ``"`` inside them and carries newlines as they are.
 
-The backend's own tags and fields start with ``_``; an encoded name never does.
+The backend's own tags and fields start with ``_``; an encoded name never does. A float column
+becomes up to three fields: short decimals as integer mantissas (``_d<k>_<name>``, see
+:func:`decimal_mantissas`), other finite values as floats (``<name>``), NaN, infinities and
+-0.0 as text (``_nf_<name>``); :func:`field_pattern` selects them all in a query.
 """
 
 from __future__ import annotations
@@ -105,12 +108,23 @@ def field_columns(name: str, array: pa.Array) -> list[pa.Array]:
 
 
 def _float_columns(name: str, key: str, array: pa.Array) -> list[pa.Array]:
+    """A float column as up to three fields: the values that are short decimals as integer
+    mantissas (see :func:`decimal_mantissas`), the others as floats, and the special floats
+    in their companion field."""
     values = array.to_numpy(zero_copy_only=False)
     valid = ~np.asarray(array.is_null())
     with np.errstate(invalid="ignore"):
         special = valid & (~np.isfinite(values) | ((values == 0) & np.signbit(values)))
-    plain = pc.if_else(pa.array(special), pa.scalar(None, pa.float64()), array)
-    columns = [join(key + "=", pc.cast(plain, pa.string()))]
+    finite = valid & ~special
+    columns = []
+    scale, mantissas, exact = decimal_mantissas(values, finite)
+    if scale is not None:
+        text = pc.cast(pa.array(mantissas, pa.int64(), mask=~exact), pa.string())
+        columns.append(join(escape_key(decimal_field(encode_name(name), scale)) + "=", text, "i"))
+        finite &= ~exact
+    if finite.any():
+        plain = pa.array(values, pa.float64(), mask=~finite)
+        columns.append(join(key + "=", pc.cast(plain, pa.string())))
     if special.any():
         labels = np.where(np.isnan(values), "nan", np.where(values > 0, "inf", "-inf"))
         labels = np.where(values == 0, "-0", labels)
@@ -118,6 +132,82 @@ def _float_columns(name: str, key: str, array: pa.Array) -> list[pa.Array]:
         prefix = escape_key(SPECIAL_FLOAT_PREFIX + encode_name(name))
         columns.append(join(prefix + '="', companion, '"'))
     return columns
+
+
+# -- short decimals as integers ----------------------------------------------------------------
+# InfluxDB compresses floats by XOR with the previous value (Gorilla), which saves little on
+# decimal data such as 23.66: its mantissa bits look random. The same values as integer
+# mantissas at a fixed scale (2366 at 10**-2) are delta-encoded and packed in a few bits. A
+# value x goes this way only when m / 10**k == x exactly in float64 arithmetic, with |m| <= 2**53
+# (so that m is exact as a float) and k <= MAX_SCALE (10**k exact): reading computes the same
+# correctly rounded division and gets the same bits back. -0.0 is a special float (above).
+
+DECIMAL_PREFIX = "_d"  # field "_d<k>_<name>": integer mantissas of column <name> at 10**-k
+MAX_SCALE = 9
+MIN_DECIMAL_SHARE = 0.5  # below this share of exact values a column stays all floats
+_POWERS = [10.0**k for k in range(MAX_SCALE + 1)]
+_LIMIT = float(2**53)
+
+
+def decimal_field(encoded: str, scale: int) -> str:
+    return f"{DECIMAL_PREFIX}{scale}_{encoded}"
+
+
+def decimal_mantissas(values: np.ndarray, candidates: np.ndarray
+                      ) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """(scale k, mantissas, mask of the values that are exactly ``mantissa / 10**k``) for the
+    smallest k at which the most ``candidates`` are exact; scale None when fewer than
+    MIN_DECIMAL_SHARE of them would be."""
+    wanted = int(candidates.sum())
+    none = None, np.zeros(len(values), np.int64), np.zeros(len(values), bool)
+    if not wanted:
+        return none
+    best, best_count = None, 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        for scale, power in enumerate(_POWERS):
+            exact = _exact_at(values, candidates, power)
+            count = int(exact.sum())
+            if count > best_count:
+                best, best_count = scale, count
+            if count == wanted:
+                break
+        if best is None or best_count < MIN_DECIMAL_SHARE * wanted:
+            return none
+        power = _POWERS[best]
+        exact = _exact_at(values, candidates, power)
+        mantissas = np.where(exact, np.rint(values * power), 0).astype(np.int64)
+    return best, mantissas, exact
+
+
+def _exact_at(values: np.ndarray, candidates: np.ndarray, power: float) -> np.ndarray:
+    mantissas = np.rint(values * power)
+    return candidates & (np.abs(mantissas) <= _LIMIT) & (mantissas / power == values)
+
+
+def decode_decimal(mantissas: np.ndarray, scale: int) -> np.ndarray:
+    """Inverse of the encoding above (the same float64 division)."""
+    return mantissas.astype(np.float64) / _POWERS[scale]
+
+
+def field_pattern(encoded_names: list[str]) -> str:
+    """An InfluxQL regular expression (``/.../``) matching the fields of these encoded column
+    names: plain, special-float companions and decimal mantissas. Every character but ASCII
+    letters, digits, ``_`` and ``%`` is written as a hex escape, so no name can break out."""
+    alternatives = "|".join(_regex_literal(name) for name in encoded_names)
+    prefix = f"{DECIMAL_PREFIX}[0-9]_|{SPECIAL_FLOAT_PREFIX}"
+    return f"/^({prefix})?({alternatives})$/"
+
+
+def _regex_literal(text: str) -> str:
+    out = []
+    for char in text:
+        if char.isascii() and (char.isalnum() or char in "_%"):
+            out.append(char)
+        elif char.isascii():
+            out.append(f"\\x{ord(char):02X}")
+        else:
+            out.append(f"\\x{{{ord(char):X}}}")
+    return "".join(out)
 
 
 def lines(series: pa.Array | str, fields: list[pa.Array], times_ns: np.ndarray) -> pa.Array:

@@ -36,7 +36,10 @@ from ..base import RecordConflict, StreamExists, StreamRecord
 from . import query as pg_query
 from .points import merge_schema
 
-SCHEMA_VERSION = "2"
+# 3: raw points carry their kind in the batch field (``_kb``), short decimals are stored as
+# integer mantissas (``_d<k>_<name>``); version 2 stores ``k`` and ``_batch`` as fields and
+# every float as a float. Nothing converts between them: a store of another version is refused.
+SCHEMA_VERSION = "3"
 LOCK_CLASS = 0x6473  # advisory lock namespace ("ds")
 SCHEMA_LOCK, CREATE_LOCK = 1, 2
 
@@ -163,6 +166,7 @@ class View:
     store: dict[str, Any]
     last: int
     pending: list[int]
+    version: int | None = None  # the stream record's version
 
     def visible(self, batches: np.ndarray) -> np.ndarray:
         mask = batches <= self.last
@@ -283,7 +287,10 @@ class PgMetadata:
                             [SCHEMA_VERSION])
             elif found[0] != SCHEMA_VERSION:
                 raise StorageUnavailable(
-                    f"metadata schema version {found[0]}, this datastream reads {SCHEMA_VERSION}"
+                    f"metadata schema version {found[0]}, this datastream reads {SCHEMA_VERSION}:"
+                    " the InfluxDB point layout changed between them (see metadata."
+                    "SCHEMA_VERSION); use the datastream version that wrote this store, or"
+                    " copy its streams into fresh databases"
                 )
 
     # -- stream records --------------------------------------------------------------------
@@ -507,12 +514,12 @@ class PgMetadata:
         rows = self._fetch(
             "SELECT s.store, b.last, ARRAY(SELECT p.batch FROM datastream_pending p"
             " WHERE p.stream_ids @> ARRAY[s.stream_id]),"
-            " (SELECT arrow_schema FROM datastream_levels WHERE level_key = %s)"
+            " (SELECT arrow_schema FROM datastream_levels WHERE level_key = %s), s.version"
             " FROM datastream_batches b LEFT JOIN datastream_streams s ON s.stream_id = %s"
             " WHERE b.id = 1", [level_key, stream_id]
         )
-        store_json, last, pending, schema = rows[0]
-        view = None if store_json is None else View(store_json, last, pending)
+        store_json, last, pending, schema, version = rows[0]
+        view = None if store_json is None else View(store_json, last, pending, version)
         return view, None if schema is None else read_schema(schema)
 
     # -- leases and garbage ----------------------------------------------------------------

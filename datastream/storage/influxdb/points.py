@@ -15,6 +15,14 @@ written again gets the next free ordinal at its time, and readers take the visib
 the latest batch, so the old version stays valid until the new one is committed. Lookups of
 ordinals in use go through an ``occupied(measurement, stream_id, epoch, times)`` callback.
 
+Batch numbers and kinds
+-----------------------
+Level points carry the batch number in the field ``_batch``. Raw points carry ``kb = batch <<
+9 | (k + 128)`` (256 for a null ``k``): as the field ``_kb`` in small batches, as the tag
+``_b`` when the batch writes at least TAG_BATCH_POINTS points to the stream (then only points
+without any value field also get the field). A tag makes such a point a series of its own
+batch, so its identity can only be shared with points of the same batch, which never happens.
+
 Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow columns.
 """
 
@@ -41,6 +49,16 @@ SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the 
 RAW_MEASUREMENT = "datastream_raw"
 LEVEL_MEASUREMENT = "datastream_level_"
 STREAM_TAG, EPOCH_TAG, ORD_TAG, BATCH_FIELD = "stream_id", "_epoch", "_ord", "_batch"
+# Raw points carry their value kind ``k`` in the low bits of their batch number: ``kb = batch
+# << KIND_BITS | (k + KIND_OFFSET)`` (NULL_KIND for a null k). InfluxDB stores every field with
+# its own copy of the timestamps, so a field per point costs as much again as the times. A
+# batch writing at least TAG_BATCH_POINTS points to a stream puts ``kb`` in the tag
+# RAW_BATCH_TAG instead (one series per such batch and kind: few, as each holds many points);
+# smaller ones, and points without any value field, carry the field RAW_BATCH_FIELD.
+RAW_BATCH_FIELD, RAW_BATCH_TAG = "_kb", "_b"
+KIND_BITS, KIND_OFFSET, NULL_KIND = 9, 128, 256  # code = k + 128 (int8), 256 for a null k
+TAG_BATCH_POINTS = 10_000
+RAW_VALUE_COLUMNS = ("i", "f", "s")
 MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 ROWS_PER_CHUNK = 5_000
 
@@ -113,6 +131,8 @@ def spans(raw: dict[str, pa.Table], levels: dict[str, tuple]) -> dict[str, list[
     result: dict[str, list[int]] = {}
     tables = list(raw.items()) + [item for _, rows in levels.values() for item in rows.items()]
     for sid, table in tables:
+        if not table.num_rows:
+            continue  # (a level table of a batch that only clears or truncates)
         t = table.column("t").to_numpy()
         lo, hi = int(t.min()), int(t.max())
         old = result.get(sid)
@@ -155,14 +175,14 @@ def merge_schema(key: str, stored: pa.Schema, incoming: pa.Schema) -> pa.Schema:
 
 
 def stored_fields(schema: pa.Schema) -> list[str]:
-    """Encoded field names holding the columns of ``schema`` (``t`` is the point's time)."""
-    names = []
-    for field in schema:
-        if field.name != "t":
-            names.append(lp.encode_name(field.name))
-            if kind(field.type) == "float":
-                names.append(lp.SPECIAL_FLOAT_PREFIX + names[-1])
-    return names
+    """Encoded names of the columns of ``schema`` stored as fields (``t`` is the point's time,
+    and a raw point's ``k`` travels in its batch field)."""
+    skip = ("t", "k") if schema is RAW_SCHEMA else ("t",)
+    return [lp.encode_name(field.name) for field in schema if field.name not in skip]
+
+
+def batch_field(measurement: str) -> str:
+    return RAW_BATCH_FIELD if measurement == RAW_MEASUREMENT else BATCH_FIELD
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -186,20 +206,23 @@ def _within(times: np.ndarray, spans: list[list[int]]) -> np.ndarray:
 
 
 def _lines(series: list[str], times: list[np.ndarray], ordinals: list[np.ndarray],
-           fields: list[pa.Array], attempt: int) -> pa.Array:
+           fields: list[pa.Array], batch: pa.Array | pa.Scalar,
+           tags: pa.Array | None = None) -> pa.Array:
     """Points of several streams (``series[j]`` for the rows ``times[j]``) at
     ``t * 1000 + ordinal % SLOTS``, with ``_ord = ordinal // SLOTS`` when that is not 0, each
-    carrying the batch number."""
+    carrying its batch (``batch``: ``key=<n>i`` field text, shared or per row, null where
+    ``tags``, escaped ``,key=value`` text per row, carries it)."""
     counts = [len(t) for t in times]
     prefix = pa.array(series, pa.string()).take(
         pa.array(np.repeat(np.arange(len(series)), counts)))
+    if tags is not None:
+        prefix = lp.join(prefix, tags)
     t, ordinal = np.concatenate(times), np.concatenate(ordinals)
     high = ordinal // SLOTS
     if high.any():
         tag = lp.join(f",{ORD_TAG}=", pc.cast(pa.array(high), pa.string()))
         prefix = lp.join(prefix, pc.if_else(pa.array(high > 0), tag, ""))
-    fields = fields + [pa.scalar(f"{BATCH_FIELD}={attempt}i")]
-    return lp.lines(prefix, fields, t * 1000 + ordinal % SLOTS)
+    return lp.lines(prefix, [*fields, batch], t * 1000 + ordinal % SLOTS)
 
 
 def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
@@ -213,9 +236,23 @@ def raw_lines(raw: dict[str, pa.Table], stores: dict, risky: dict, attempt: int,
         ordinals.append(_raw_ordinals(sid, state, t, risky.get(sid, []), occupied))
         series.append(_series(RAW_MEASUREMENT, sid, state["e"]))
     table = pa.concat_tables(raw.values())
-    fields = [column for name in ("k", "i", "f", "s")
-              for column in lp.field_columns(name, table.column(name).combine_chunks())]
-    return _lines(series, times, ordinals, fields, attempt)
+    values = [table.column(name).combine_chunks() for name in RAW_VALUE_COLUMNS]
+    fields = [column for name, array in zip(RAW_VALUE_COLUMNS, values)
+              for column in lp.field_columns(name, array)]
+    kinds = table.column("k").combine_chunks()
+    codes = pc.fill_null(pc.add(kinds.cast(pa.int64()), KIND_OFFSET), NULL_KIND)
+    text = pc.cast(pc.add(codes, attempt << KIND_BITS), pa.string())
+    tagged = np.concatenate([np.full(len(t), len(t) >= TAG_BATCH_POINTS) for t in times])
+    if not tagged.any():
+        return _lines(series, times, ordinals, fields,
+                      lp.join(f"{RAW_BATCH_FIELD}=", text, "i"))
+    empty = np.ones(len(tagged), dtype=bool)
+    for array in values:
+        empty &= np.asarray(array.is_null())
+    tags = pc.if_else(pa.array(tagged), lp.join(f",{RAW_BATCH_TAG}=", text), "")
+    field = pc.if_else(pa.array(~tagged | empty), lp.join(f"{RAW_BATCH_FIELD}=", text, "i"),
+                       pa.scalar(None, pa.string()))
+    return _lines(series, times, ordinals, fields, field, tags)
 
 
 def _raw_ordinals(sid: str, state: dict, t: np.ndarray, risky: list[list[int]],
@@ -263,7 +300,7 @@ def level_lines(key: str, per_stream: dict[str, pa.Table], stores: dict, risky: 
     table = pa.concat_tables(per_stream.values())
     fields = [column for name in table.column_names if name != "t"
               for column in lp.field_columns(name, table.column(name).combine_chunks())]
-    return _lines(series, times, ordinals, fields, attempt)
+    return _lines(series, times, ordinals, fields, pa.scalar(f"{BATCH_FIELD}={attempt}i"))
 
 
 # -- querying ----------------------------------------------------------------------------------
@@ -281,29 +318,50 @@ def ordinal_window(times: np.ndarray) -> tuple[int, int]:
 
 
 def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
-           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, list], int]:
-    """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns: the time,
-    the batch number, the ``_ord`` tag and the given (encoded) fields. Values travel as
-    bound parameters; the time range is always explicit."""
-    names = [BATCH_FIELD, *fields, ORD_TAG]
+           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, Any], int]:
+    """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns by stored name:
+    ``time``, the batch field, the ``_ord`` tag (and for raw points the batch tag) and every
+    stored field of the given encoded column names (plain, decimal and special-float fields,
+    matched by one regular expression), each a list or, for the times, an int64 array.
+    InfluxDB returns the points holding at least one of the selected fields: raw points
+    whose batch is a tag are found by their value fields (or, without any, by the field).
+    Values travel as bound parameters; the time range is always explicit."""
+    batch = batch_field(measurement)
+    selected = [lp.quote_identifier(batch)]
+    if fields:
+        selected.append(lp.field_pattern(list(fields)))
+    selected.append(lp.quote_identifier(ORD_TAG))
+    if measurement == RAW_MEASUREMENT:
+        selected.append(lp.quote_identifier(RAW_BATCH_TAG))
     statement = (
-        f"SELECT {', '.join(map(lp.quote_identifier, names))}"
-        f" FROM {lp.quote_identifier(measurement)} WHERE"
+        f"SELECT {', '.join(selected)} FROM {lp.quote_identifier(measurement)} WHERE"
         f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
         " $epoch AND time >= $lo AND time <= $hi"
     )
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
-    parts: list[list] = []
+    parts: list[tuple[list[str], list]] = []
     for series in query(client, database, statement, bind):
         values = series.get("values")
         if values:
-            if series["columns"] != ["time", *names]:
-                raise ValueError(f"unexpected columns {series['columns']} from InfluxDB")
-            parts.append(values)
-    rows = [row for part in parts for row in part] if len(parts) != 1 else parts[0]
-    if not rows:
+            columns = series["columns"]
+            if columns[0] != "time" or batch not in columns:
+                raise ValueError(f"unexpected columns {columns} from InfluxDB")
+            parts.append((columns, values))
+    if not parts:
         return {}, 0
-    return dict(zip(["time", *names], map(list, zip(*rows)))), len(rows)
+    names = list(dict.fromkeys(name for columns, _ in parts for name in columns))
+    result: dict[str, Any] = {name: [] for name in names}
+    count = 0
+    for columns, values in parts:
+        width = len(values)
+        for name, column in zip(columns, zip(*values)):
+            result[name].extend(column)
+        for name in names:
+            if name not in columns:
+                result[name].extend([None] * width)
+        count += width
+    result["time"] = np.array(result["time"], dtype=np.int64)
+    return result, count
 
 
 def query(client: InfluxDBClient, database: str, statement: str,
@@ -380,8 +438,11 @@ def _positions(columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
     t_us = t_ns // 1000
     ordinals = t_ns - t_us * 1000
     high = columns.get(ORD_TAG)
-    if high is not None and any(value is not None for value in high):
-        ordinals = ordinals + SLOTS * np.array([int(v or 0) for v in high], dtype=np.int64)
+    if high is not None:
+        high = pa.array(high, pa.string())
+        if high.null_count < len(high):
+            high = pc.fill_null(pc.cast(high, pa.int64()), 0).to_numpy()
+            ordinals = ordinals + SLOTS * high
     return t_us, ordinals
 
 
@@ -398,20 +459,15 @@ def highest_ordinals(columns: dict[str, list], count: int, times: np.ndarray) ->
     return np.where(known_t[index] == times, known_max[index], -1)
 
 
-def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
+def _column(columns: dict[str, Any], field: pa.Field, count: int) -> pa.Array:
     """One stored column from query results (absent = all null), as ``field.type``."""
     name = lp.encode_name(field.name)
     values = columns.get(name)
-    special = columns.get(lp.SPECIAL_FLOAT_PREFIX + name)
     field_kind = kind(field.type)
-    if values is None:
-        values = [None] * count
     if field_kind == "float":
-        values = [None if v is None else float(v) for v in values]
-        if special is not None:
-            values = [v if s is None else f for v, s, f in
-                      zip(values, special, lp.decode_special(special))]
-        return pa.array(values, pa.float64()).cast(field.type)
+        return _floats(columns, name, count).cast(field.type)
+    if values is None:
+        return pa.nulls(count, field.type)
     arrow_type = {"integer": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}.get(
         field_kind)
     if arrow_type is None:
@@ -419,21 +475,64 @@ def _column(columns: dict[str, list], field: pa.Field, count: int) -> pa.Array:
     return pa.array(values, arrow_type).cast(field.type)
 
 
-def raw_table(columns: dict[str, list], count: int, visible: RawVisible,
+def _floats(columns: dict[str, Any], name: str, count: int) -> pa.Array:
+    """A float column from its plain, decimal (``_d<k>_``) and special-float fields."""
+    result = np.zeros(count, dtype=np.float64)
+    present = np.zeros(count, dtype=bool)
+    plain = columns.get(name)
+    if plain is not None:
+        array = pa.array(plain, pa.float64())
+        if array.null_count < count:
+            mask = ~np.asarray(array.is_null())
+            result[mask] = array.to_numpy(zero_copy_only=False)[mask]
+            present |= mask
+    for scale in range(lp.MAX_SCALE + 1):
+        mantissas = columns.get(lp.decimal_field(name, scale))
+        if mantissas is None:
+            continue
+        array = pa.array(mantissas, pa.int64())
+        mask = ~np.asarray(array.is_null())
+        result[mask] = lp.decode_decimal(array.to_numpy(zero_copy_only=False)[mask], scale)
+        present |= mask
+    special = columns.get(lp.SPECIAL_FLOAT_PREFIX + name)
+    if special is not None:
+        for index, value in enumerate(lp.decode_special(special)):
+            if value is not None:
+                result[index] = value
+                present[index] = True
+    return pa.array(result, pa.float64(), mask=~present)
+
+
+def _batches_and_kinds(columns: dict[str, Any]) -> tuple[np.ndarray, pa.Array]:
+    """Batch numbers and value kinds of queried raw points (see RAW_BATCH_FIELD)."""
+    packed = pa.array(columns[RAW_BATCH_FIELD], pa.int64())
+    tag = columns.get(RAW_BATCH_TAG)
+    if tag is not None:
+        packed = pc.coalesce(pc.cast(pa.array(tag, pa.string()), pa.int64()), packed)
+    if packed.null_count:
+        raise ValueError("raw points without a batch number in InfluxDB")
+    packed = packed.to_numpy()
+    codes = packed & ((1 << KIND_BITS) - 1)
+    kinds = pa.array(codes - KIND_OFFSET, pa.int64(), mask=codes == NULL_KIND)
+    return packed >> KIND_BITS, kinds.cast(pa.int8())
+
+
+def raw_table(columns: dict[str, Any], count: int, visible: RawVisible,
               reverse: bool = False) -> pa.Table:
     """Queried raw points that are ``visible(batches, times)``, as RAW_SCHEMA in time and
     insertion order (or reversed time, still in insertion order within a microsecond)."""
     t_us, ordinals = _positions(columns)
-    rows = np.flatnonzero(visible(np.array(columns[BATCH_FIELD], dtype=np.int64), t_us))
+    batches, kinds = _batches_and_kinds(columns)
+    rows = np.flatnonzero(visible(batches, t_us))
     order = np.lexsort((ordinals[rows], -t_us[rows] if reverse else t_us[rows]))
-    rows = rows[order]
-    arrays = [pa.array(t_us[rows], pa.int64())]
-    for field in list(RAW_SCHEMA)[1:]:
-        arrays.append(_column(columns, field, count).take(pa.array(rows)))
+    take = pa.array(rows[order])
+    arrays = [pa.array(t_us, pa.int64()).take(take), kinds.take(take)]
+    for field in list(RAW_SCHEMA)[2:]:
+        arrays.append(_column(columns, field, count).take(take))
     return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
 
 
-def level_table(columns: dict[str, list], count: int, schema: pa.Schema,
+def level_table(columns: dict[str, Any], count: int, schema: pa.Schema,
                 visible: Visible) -> pa.Table:
     """Queried level points as ``schema``: per time, among the ``visible`` versions of the
     row, the one of the latest batch."""

@@ -4,10 +4,20 @@ Layout
 ------
 PostgreSQL holds the stream records, this backend's bookkeeping and the small tables of the
 commit protocol below (:mod:`.metadata`). InfluxDB holds one measurement for raw points
-(``datastream_raw``: fields ``k i f s``) and one per level (``datastream_level_<key>``: the
-engine's columns as fields), tagged ``stream_id`` and ``_epoch``, every point with an integer
-field ``_batch``. Nulls are missing fields. Names are encoded by :mod:`.line_protocol`; how rows
-become points with unique identities, and points rows again, is in :mod:`.points`.
+(``datastream_raw``: fields ``i f s``) and one per level (``datastream_level_<key>``: the
+engine's columns as fields), tagged ``stream_id`` and ``_epoch``. Every level point has an
+integer field ``_batch``, the batch number; a raw point carries the batch number and its kind
+``k`` packed in one integer, as the field ``_kb`` or, for a batch writing many points to the
+stream, as the tag ``_b`` (see :mod:`.points`: InfluxDB stores the timestamps again for every
+field). Nulls are missing fields. Float values that are short decimals are stored exactly as
+integer mantissas (``_d<k>_<name>``), which InfluxDB compresses far better than floats (see
+:mod:`.line_protocol`). Names are encoded by :mod:`.line_protocol`; how rows become points
+with unique identities, and points rows again, is in :mod:`.points`. The layout is the
+metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened.
+
+Reads of raw rows that this object committed lately are answered from memory while the
+stream's record shows no other change (:mod:`.recent`): the engine reads the rows it has just
+stored to close buckets.
 
 Commit protocol (all-or-nothing as seen by readers)
 ---------------------------------------------------
@@ -20,13 +30,13 @@ Commit protocol (all-or-nothing as seen by readers)
 2. Allocate a batch number ``b`` from a counter and record it as *pending*, with the streams
    it touches and the time span it writes per stream, in a separate transaction that commits
    at once (so the record survives whatever follows). Every commit takes one, points or not.
-3. Write every point with the field ``_batch = b`` to InfluxDB, in chunks.
+3. Write every point with its batch number ``b`` to InfluxDB, in chunks.
 4. In the transaction of step 1: apply the MetaUpdates, increment the ``version`` of every
    touched stream by one, update ``store``, delete the streams to delete, delete the pending
    record; COMMIT. Nothing after COMMIT raises (garbage collection is best effort).
 
 Readers read (counter, pending numbers of the stream, its bookkeeping) in one statement, then
-keep only points with ``_batch <= counter`` whose batch is not pending. A batch that fails
+keep only points with a batch number ``<= counter`` whose batch is not pending. A batch that fails
 anywhere (InfluxDB killed mid-flush, PostgreSQL gone, process crash) stays pending forever: its
 points stay invisible and metadata is untouched. A retry is a new batch; where it writes inside
 a failed attempt's span it looks up the ordinals in use there and takes fresh ones, so it is
@@ -50,8 +60,11 @@ with a copy of its recent points now and then, never with unbounded bookkeeping.
 
 Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
 streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
-streams times levels). A failed attempt leaves a ``datastream_pending`` row (a few bytes) and
-invisible points until its stream is deleted or cleared.
+streams times levels). The same holds for the raw batch tag ``_b``: each commit writing at
+least ``points.TAG_BATCH_POINTS`` points to a stream adds a value (per kind of value) and a
+series per such stream, so past ~100,000 large commits (a billion points or more) the server
+needs ``max-values-per-tag = 0`` too. A failed attempt leaves a ``datastream_pending`` row (a
+few bytes) and invisible points until its stream is deleted or cleared.
 """
 
 from __future__ import annotations
@@ -91,12 +104,14 @@ from .metadata import (
     rollback,
 )
 from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
+from .recent import RecentRaw
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
+RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see .recent): ~30 bytes each at most
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
@@ -119,12 +134,15 @@ class InfluxDBStorage(PgMetadata, Storage):
     (created if missing). ``connection_metadata``: keyword arguments of ``psycopg2.connect``
     (``host``, ``port``, ``dbname``, ``user``, ``password``...); the database is created if
     missing and the tables on first use. See the module docstring for the commit protocol.
+    ``raw_cache_points``: how many committed raw rows to keep for reads (0: none).
     """
 
     concurrent_writers = True
 
-    def __init__(self, connection_influxdb: dict[str, Any], connection_metadata: dict[str, Any]):
+    def __init__(self, connection_influxdb: dict[str, Any], connection_metadata: dict[str, Any],
+                 *, raw_cache_points: int = RAW_CACHE_POINTS):
         self._lock = threading.RLock()
+        self._recent = RecentRaw(raw_cache_points)
         self._closed = False
         influx = dict(connection_influxdb)
         database = influx.pop("database", None) or influx.pop("dbname", None)
@@ -162,6 +180,7 @@ class InfluxDBStorage(PgMetadata, Storage):
         """Close both PostgreSQL connections and the HTTP session. Idempotent."""
         with self._lock:
             self._closed = True
+            self._recent.clear()
             self._close_metadata()
             self._client.close()
 
@@ -247,6 +266,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                 risky = self._pending_spans(cur, written) if written else {}
                 spans = points.spans(raw, levels) if written else {}
                 attempt = self._begin_attempt(sorted(set(ids) | created), spans)
+                tails = {sid: stores[sid]["raw"]["t"] for sid in raw}
                 if written:
                     lines = ([points.raw_lines(raw, stores, risky, attempt, self._occupied)]
                              if raw else [])
@@ -284,7 +304,24 @@ class InfluxDBStorage(PgMetadata, Storage):
                 ) from error
         # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
+        self._remember_raw(rows, stores, created, touched, deleted, raw, tails,
+                           set(truncate) | set(cuts))
         self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
+
+    def _remember_raw(self, rows: dict[str, Stored], stores: dict,
+                      created: set[str], touched: list[str], deleted: list[str],
+                      raw: dict[str, pa.Table], tails: dict[str, int | None],
+                      hidden: set[str]) -> None:
+        """Keep the raw rows of a stored batch for reads (see :mod:`.recent`); never raises."""
+        try:
+            for sid in deleted:
+                self._recent.forget(sid)
+            for sid in sorted(set(touched) | created):
+                version = 0 if sid in created else rows[sid].version + 1
+                self._recent.committed(sid, version, stores[sid]["raw"]["e"], tails.get(sid),
+                                       raw.get(sid), sid in hidden)
+        except Exception:  # a cache must never fail a stored batch
+            self._recent.clear()
 
     def _cut_starts(self, cur: Any, truncate: dict[str, int], stores: dict[str, dict],
                     raw: dict[str, pa.Table]) -> dict[str, int]:
@@ -309,7 +346,8 @@ class InfluxDBStorage(PgMetadata, Storage):
                     kept = points.raw_table(columns, count, view.raw_visible)
                     if sid in raw:
                         kept = pa.concat_tables([kept, raw[sid]])
-                    raw[sid] = points.raw_rows(sid, kept)
+                    if kept.num_rows:  # (every stored row there may be hidden already)
+                        raw[sid] = points.raw_rows(sid, kept)
             starts[sid] = start
         return starts
 
@@ -317,25 +355,34 @@ class InfluxDBStorage(PgMetadata, Storage):
         """Highest ordinal stored at each of ``times`` (-1 where none), invisible points
         included: InfluxDB merges the fields of points that share an identity, so a new point
         must never take the identity of any stored one."""
-        columns, count = self._select(measurement, sid, epoch, *points.ordinal_window(times))
+        fields = points.stored_fields(RAW_SCHEMA) if measurement == RAW_MEASUREMENT else ()
+        columns, count = self._select(measurement, sid, epoch, *points.ordinal_window(times),
+                                      fields=fields)
         return points.highest_ordinals(columns, count, times)
 
     def _write(self, parts: list[pa.Array]) -> None:
         """POST the lines in requests of at most LINES_PER_REQUEST lines and BYTES_PER_REQUEST
-        bytes (InfluxDB refuses bodies over ``max-body-size``, 25 MB by default)."""
+        bytes (InfluxDB refuses bodies over ``max-body-size``, 25 MB by default). Each body is
+        a slice of the Arrow buffer of the lines: no Python string per line."""
         lines = pa.concat_arrays([part.cast(pa.string()) for part in parts if len(part)])
-        sizes = np.cumsum(pc.binary_length(lines).to_numpy(zero_copy_only=False) + 1)
+        if not len(lines):
+            return
+        lines = pc.binary_join_element_wise(lines, "\n", "")  # every line ends with \n
+        offsets = np.frombuffer(lines.buffers()[1], np.int32)[
+            lines.offset:lines.offset + len(lines) + 1].astype(np.int64)
+        data = memoryview(lines.buffers()[2])
         client = self._influx()
         start = 0
         while start < len(lines):
-            base = sizes[start - 1] if start else 0
-            end = int(np.searchsorted(sizes, base + BYTES_PER_REQUEST, side="right"))
-            end = min(max(end, start + 1), start + LINES_PER_REQUEST)
-            self._write_chunk(client, "\n".join(lines.slice(start, end - start).to_pylist()))
+            end = int(np.searchsorted(offsets, offsets[start] + BYTES_PER_REQUEST, side="right"))
+            end = min(max(end - 1, start + 1), start + LINES_PER_REQUEST, len(lines))
+            self._write_chunk(client, bytes(data[offsets[start]:offsets[end]]))
             start = end
 
-    def _write_chunk(self, client: InfluxDBClient, body: str) -> None:
-        client.write(body, params={"db": self._database, "precision": "n"}, protocol="line")
+    def _write_chunk(self, client: InfluxDBClient, body: bytes) -> None:
+        client.request(url="write", method="POST", data=body, expected_response_code=204,
+                       params={"db": self._database, "precision": "n"},
+                       headers={**client._headers, "Content-Type": "application/octet-stream"})
 
     # -- reading ---------------------------------------------------------------------------
     def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int, hi_ns: int,
@@ -351,6 +398,10 @@ class InfluxDBStorage(PgMetadata, Storage):
             bounds = points.bounds(start_us, end_us)
             if view is None or bounds is None:
                 return RAW_SCHEMA.empty_table()
+            kept = self._recent.read(stream_id, view.version, view.store["raw"]["e"],
+                                     start_us, end_us, reverse)
+            if kept is not None:
+                return kept
             columns, count = self._select(RAW_MEASUREMENT, stream_id, view.store["raw"]["e"],
                                           *bounds, fields=points.stored_fields(RAW_SCHEMA))
         if not count:
