@@ -36,7 +36,8 @@ def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
     floats = np.flatnonzero(((kinds == 2) | ((kinds == 3) & (not exact))) & ~np.isnan(x))
     if floats.size:
         uniq, inv = np.unique(x[floats], return_inverse=True)
-        groups.append((floats, inv, [repr(float(v)) for v in uniq]))
+        # -0.0 equals 0.0 (np.unique merges them): one key, "0.0", whichever came first
+        groups.append((floats, inv, [repr(float(v) + 0.0) for v in uniq]))
     if exact and (kinds == 3).any():
         where = np.flatnonzero(kinds == 3)
         uniq, inv = np.unique(np.array(_texts(raw, where), dtype=object), return_inverse=True)

@@ -365,8 +365,6 @@ def test_std_dev_of_extreme_magnitudes_verifies_clean() -> None:
     _assert_clean(ds.verify())
 
 
-@pytest.mark.xfail(strict=True, reason="the kernels count -0.0 and 0.0 as one value but key "
-                   "it by whichever of them comes first in a downsampling batch")
 def test_negative_zero_frequencies_verify_clean() -> None:
     ds = datastream.Datastream()
     stream = ds.ensure_stream({"n": 1}, {}, ["frequencies"], G.Seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import tracemalloc
 
 import numpy as np
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import datastream
-from datastream import exceptions
+from datastream import downsamplers, exceptions
 
 from .helpers import ALL_VALUE_DOWNSAMPLERS, EVER, UTC, G, at, level
 
@@ -439,3 +440,15 @@ def test_auto_downsample_matches_explicit(backend_factory, clock) -> None:
         manual.downsample_streams({"a": 3}, until=at(10**6))
         assert {g.name: level(manual, c, g) for g in G.values[1:]} == auto_levels
     assert len(auto_levels["hours"]) == 2
+
+
+def test_negative_zero_and_zero_are_one_frequency_key(ds) -> None:
+    """-0.0 == 0.0: one key, 0.0, whichever of them came first."""
+    stream = ds.ensure_stream({"n": "z"}, {}, ["frequencies"], G.Seconds)
+    for seconds, value in [(0, -0.0), (1, 0.0), (2, 1.0), (20, 5.0)]:
+        ds.append(stream, value, at(seconds))
+    ds.downsample_streams(until=at(60))
+    first = level(ds, stream, G.Seconds10)[0]
+    table = first["v"][downsamplers.VALUE_DOWNSAMPLERS["frequencies"]]
+    assert table == {0.0: 2, 1.0: 1}
+    assert all(math.copysign(1.0, key) == 1.0 for key in table)
