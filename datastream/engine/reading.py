@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import downsamplers, exceptions, values
 from ..granularity import GranularityLevel, from_us_array
 from ..lazy import pc
-from ..results import DEFAULT_BATCH, Datapoints, TableRows
+from ..results import DEFAULT_BATCH, Datapoints, ReadContext, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
 from .level_grid import Grid, LevelRows
@@ -90,6 +90,7 @@ def datapoints(
     """A lazy result for one stream and level."""
     highest = state.highest
     value_type, options = state.value_type, state.options
+    context = ReadContext(state.stream_id, level, level >= highest, value_type, reverse)
     if level >= highest:
         lo, hi = query.raw_bounds()
 
@@ -102,6 +103,7 @@ def datapoints(
             TableRows(load_raw),
             lambda table: _raw_dicts(table, value_type, options),
             lambda table: _raw_arrow(table, value_type, options),
+            context,
         )
 
     stored_names = list(state.value_downsamplers)
@@ -116,6 +118,7 @@ def datapoints(
             table, value_type, options, value_keys, time_keys, width
         ),
         lambda table: _level_arrow(table, value_type, options, names, times, width),
+        context,
     )
 
 
