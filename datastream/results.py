@@ -11,6 +11,7 @@ per-point dicts. Raw reads and ``find_streams`` use a table loaded once on first
 from __future__ import annotations
 
 import dataclasses
+import html
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -152,13 +153,13 @@ class Datapoints(_LazyRows):
         super().__init__(source)
         self._converter = convert
         self._export = export
-        self.context = context
+        self._context = context
 
     def _convert(self, table: pa.Table) -> list[dict]:
         return self._converter(table)
 
     def _with_source(self, source: RowSource) -> Datapoints:
-        return Datapoints(source, self._converter, self._export, self.context)
+        return Datapoints(source, self._converter, self._export, self._context)
 
     def _exported(self, positions: range) -> pa.Table:
         return self._export(self._source.rows(positions, max(1, len(positions))))
@@ -174,13 +175,13 @@ class Datapoints(_LazyRows):
         try:
             return f"<Datapoints: {self._describe()}>"
         except exceptions.DatastreamException as error:  # e.g. read after close()
-            subject = f" {self._subject()}" if self.context else ""
+            subject = f" {self._subject()}" if self._context else ""
             return f"<Datapoints{subject} (unreadable: {error})>"
 
     def _describe(self) -> str:
         total = len(self._source)
-        raw = self.context is None or self.context.raw
-        noun = ("raw point" if raw else "bucket") if self.context else "row"
+        raw = self._context is None or self._context.raw
+        noun = ("raw point" if raw else "bucket") if self._context else "row"
         text = f"{total:,} {noun}{'' if total == 1 else 's'}"
         subject = self._subject()
         if subject:
@@ -190,19 +191,22 @@ class Datapoints(_LazyRows):
             times = [*first.column("t").to_pylist(), *last.column("t").to_pylist()]
             oldest, newest = min(times), max(times)
             text += f", {html_tables.utc_text(oldest)} → {html_tables.utc_text(newest)}"
-            if self.context and self.context.reverse:
+            if self._context and self._context.reverse:
                 text += " (newest first)"
         return text
 
     def _subject(self) -> str:
-        if self.context is None:
+        if self._context is None:
             return ""
-        return f"of stream {_short_id(self.context.stream_id)} at {self.context.granularity}"
+        return f"of stream {_short_id(self._context.stream_id)} at {self._context.granularity}"
 
     def _repr_html_(self) -> str:
         """First and last rows as a table, for Jupyter (behaviour §6.5)."""
-        head, tail = self._ends(html_tables.EDGE_ROWS)
-        caption = "Datapoints " + self._subject() if self.context else "Datapoints"
+        try:
+            head, tail = self._ends(html_tables.EDGE_ROWS)
+        except exceptions.DatastreamException:
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        caption = "Datapoints " + self._subject() if self._context else "Datapoints"
         return html_tables.rows_html(
             head.column_names, html_tables.table_rows(head), html_tables.table_rows(tail),
             len(self._source), caption,
@@ -235,7 +239,7 @@ class Datapoints(_LazyRows):
         _require("matplotlib", "plot()", "plot")
         from . import plotting
 
-        return plotting.plot_result(self.to_arrow(), self.context, ax, **kwargs)
+        return plotting.plot_result(self.to_arrow(), self._context, ax, **kwargs)
 
     def to_numpy(self) -> np.ndarray:
         """A numpy structured array of :meth:`to_arrow` (object dtype for non-numeric columns)."""

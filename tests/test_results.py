@@ -69,6 +69,7 @@ def test_repr_of_empty_result_and_of_closed_store(ds) -> None:
     ds.close()
     text = repr(unread)  # never raises: a repr is what a debugger or notebook shows
     assert text.startswith(f"<Datapoints of stream {stream_id[:8]}… at seconds (unreadable:")
+    assert unread._repr_html_().startswith("<pre>&lt;Datapoints of stream")
 
 
 def test_repr_without_read_context() -> None:
@@ -77,7 +78,6 @@ def test_repr_without_read_context() -> None:
                       "v": [1.0, 2.0]})
     data = Datapoints(TableRows(lambda: table), lambda t: t.to_pylist(), lambda t: t)
     assert repr(data) == "<Datapoints: 2 rows, 1970-01-01 00:00:00 → 1970-01-01 00:01:30>"
-    assert data.context is None
     assert "<caption>Datapoints</caption>" in data._repr_html_()
 
 
