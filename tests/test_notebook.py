@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 
 import pyarrow as pa
@@ -47,3 +48,17 @@ def test_tables_render_as_compact_html_in_a_running_shell(shell) -> None:
     assert "<td style=\"text-align: right\">29.0</td>" in html
     assert "<td style=\"text-align: right\">12.0</td>" not in html  # a middle row
     assert shown["text/plain"].startswith("pyarrow.Table")  # plain text untouched
+
+
+def test_get_table_registers_the_display_in_a_running_shell(shell) -> None:
+    import datastream
+
+    with datastream.Datastream() as ds:
+        for room in ("a", "b"):
+            stream_id = ds.ensure_stream({"room": room}, {}, [], datastream.Granularity.Seconds)
+            ds.append(stream_id, 1.5, datetime.datetime(2026, 1, 1))
+        assert pa.Table not in shell.display_formatter.formatters["text/html"].type_printers
+        table = ds.get_table({}, "seconds", tags=["room"])
+    shown, _ = shell.display_formatter.format(table)
+    assert "<th>stream_id</th><th>room</th><th>t</th><th>v</th>" in shown["text/html"]
+    assert "2 rows × 4 columns" in shown["text/html"]
