@@ -2,6 +2,9 @@
 
 Every check happens before anything is buffered or written, so a rejected call never changes
 the store, and whatever could fail later (in a kernel, at commit) is rejected here instead.
+
+How to use each method, with examples: the user guide, docs/guide/api.md. The exact rules are
+in docs/behaviour.md, cited below as "behaviour §N".
 """
 
 from __future__ import annotations
@@ -338,7 +341,26 @@ class Datastream:
         timestamp: datetime.datetime | None = None,
         check_timestamp: bool = True,
     ) -> dict[str, Any]:
-        """Append one datapoint (behaviour §4.1)."""
+        """Append one datapoint to a stream (behaviour §4.1).
+
+        ``timestamp``: a ``datetime`` (naive means UTC), a ``pandas.Timestamp``, a
+        ``numpy.datetime64`` or an ISO-8601 string, kept to the microsecond; None means the
+        clock's now. A bare number is refused (its unit would be a guess): for epoch numbers use
+        ``append_arrays(..., unit=)``. With ``check_timestamp`` the timestamp may not be earlier
+        than the stream's latest point; a timestamp in the already downsampled (frozen) range
+        is refused either way.
+
+        ``value``: for numeric streams a number, None or NaN (a null point), or a dict of
+        already downsampled values; nominal and graph streams take JSON data.
+
+        The point is buffered and committed by ``flush()``, ``close()`` or the background
+        flusher. Returns ``{'stream_id', 'granularity', 'datapoint': {'t', 'v'}}`` with the
+        normalised timestamp and value.
+
+        Raises ``StreamNotFound`` (unknown stream), ``AppendToDerivedStreamNotAllowed``,
+        ``InvalidTimestamp``, ``TypeError``/``ValueError`` for an invalid value, and
+        ``StorageUnavailable`` once closed. Nothing is buffered when it raises.
+        """
         if self._closed:
             raise exceptions.StorageUnavailable("this Datastream is closed")
         engine = self._engine
@@ -406,7 +428,13 @@ class Datastream:
         }
 
     def append_multiple(self, datapoints: Iterable[dict[str, Any]]) -> None:
-        """Append many datapoints, all or nothing (behaviour §4.2)."""
+        """Append many datapoints, all or nothing (behaviour §4.2).
+
+        ``datapoints``: dicts ``{'stream_id', 'value', 'timestamp'?, 'check_timestamp'?}``,
+        streams mixed at will, each following the rules of :meth:`append`. Every item is checked
+        before any is buffered: one invalid item (or an unknown key, ``ValueError``) raises and
+        none is stored.
+        """
         self._open()
         items = list(datapoints)
         with self._engine.lock:
@@ -628,7 +656,16 @@ class Datastream:
         value_downsamplers: Iterable[str] | None = None,
         time_downsamplers: Iterable[str] | None = None,
     ) -> Datapoints:
-        """Datapoints of one stream at one granularity in a time range (behaviour §6)."""
+        """Datapoints of one stream at one granularity in a time range (behaviour §6).
+
+        Give exactly one of ``start``/``start_exclusive`` and at most one of
+        ``end``/``end_exclusive`` (else ``AttributeError``); naive bounds are UTC. A
+        granularity at or finer than the stream's highest returns raw points
+        ``{'t', 'v'}``; a coarser one the closed buckets ``{'t': {...}, 'v': {...}}``, whose
+        bounds compare bucket starts. ``value_downsamplers``/``time_downsamplers`` keep only
+        those keys. Returns a lazy, list-like ``Datapoints`` (``to_arrow()``, ``to_pandas()``,
+        ``to_numpy()``).
+        """
         self._open()
         if (start is None) == (start_exclusive is None):
             raise AttributeError("exactly one of start and start_exclusive is required")

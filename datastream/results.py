@@ -6,6 +6,8 @@ indexing converts one row, slicing makes a new view, and the columnar exports ne
 per-point dicts. Raw reads and ``find_streams`` use a table loaded once on first use
 (``TableRows``); downsampled reads compute their empty buckets instead of storing them (see
 ``datastream.engine.level_grid``), so their size does not depend on the range.
+
+Using results and their exports: the user guide, docs/guide/api.md ("Reading datapoints").
 """
 
 from __future__ import annotations
