@@ -239,6 +239,12 @@ class Storage(abc.ABC):
         """Level rows with ``start_us <= t < end_us``, ordered by t, without the ``stream_id``
         column; None when the level has never been written."""
 
+    # -- statistics ------------------------------------------------------------------------
+    def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
+        """Bytes held for one stream, per level key (``'raw'`` for raw points), for reports such
+        as ``datastream info``; read-only. None when the backend cannot tell cheaply."""
+        return None
+
     # -- coordination ----------------------------------------------------------------------
     @contextlib.contextmanager
     def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:
