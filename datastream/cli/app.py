@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -24,8 +25,33 @@ Errors print one line "error: ..." (exit 1); a malformed input file prints
 """
 
 
-@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"],
-                                          "max_content_width": 100})
+class CommandError(click.ClickException):
+    """A failure shown as one ``error: ...`` line with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True, file=file)
+
+
+class DatastreamGroup(click.Group):
+    """Turns errors of the library and of input files into :class:`CommandError`, so that
+    every way of running a command (console script, ``python -m``, click's test runner)
+    prints one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BadInput as error:
+            raise CommandError(str(error), EXIT_BAD_INPUT) from error
+        except (exceptions.DatastreamException, ValueError, TypeError, OSError) as error:
+            raise CommandError(str(error) or type(error).__name__, EXIT_ERROR) from error
+
+
+@click.group(cls=DatastreamGroup, help=HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
     pass
 
@@ -48,13 +74,8 @@ def _register() -> None:
 _register()
 
 
-def _fail(message: str, code: int) -> int:
-    click.echo(f"error: {message}", err=True)
-    return code
-
-
 def run(argv: list[str] | None = None) -> int:
-    """Run a command; datastream errors become one ``error: ...`` line, never a traceback."""
+    """Run a command and return its exit code."""
     prog = "python -m datastream" if sys.argv[0].endswith("__main__.py") else "datastream"
     try:
         result = cli.main(args=argv, prog_name=prog, standalone_mode=False)
@@ -62,9 +83,6 @@ def run(argv: list[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except click.Abort:
-        return _fail("aborted", EXIT_ERROR)
-    except BadInput as error:
-        return _fail(str(error), EXIT_BAD_INPUT)
-    except (exceptions.DatastreamException, ValueError, TypeError, OSError) as error:
-        return _fail(str(error) or type(error).__name__, EXIT_ERROR)
+        click.echo("error: aborted", err=True)
+        return EXIT_ERROR
     return result if isinstance(result, int) else 0

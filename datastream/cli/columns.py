@@ -17,7 +17,7 @@ from ..granularity import MAX_US, MIN_US
 from .bad_input import BadInput, Positions
 
 UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}  # µs per unit (None: ns, divided)
-_ZONE = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
+_ZONE = r"\d\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?)$"  # an offset after a time
 _SPAN = "1677-09-22..2262-04-11"
 
 
@@ -125,10 +125,7 @@ def timestamps_us(column: pa.Array | pa.ChunkedArray, unit: str | None, name: st
         try:
             epochs = pc.cast(array, pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            if unit is not None:
-                _strict_cast(array, pa.int64(), name, positions,
-                             f"is not an integer epoch (--unit {unit} was given)")
-            return _iso_to_us(array, name, positions)
+            return _iso_to_us(array, name, positions)  # ``unit`` is for integers only
         return epochs_to_us(epochs.to_numpy(zero_copy_only=False), unit, name, positions,
                              array)
     raise BadInput(positions.describe(0),

@@ -52,7 +52,7 @@ def backprocess(ds: Datastream, query: dict[str, Any], quiet: bool) -> None:
 @click.command("verify")
 @query_options
 @store_options
-def verify(ds: Datastream, query: dict[str, Any], quiet: bool) -> int:
+def verify(ds: Datastream, query: dict[str, Any], quiet: bool) -> None:
     """Recompute stored buckets and derived streams independently and compare; prints each
     mismatch and exits with 1 when there is any."""
     ids = _ids(ds, query)
@@ -71,7 +71,8 @@ def verify(ds: Datastream, query: dict[str, Any], quiet: bool) -> int:
     if not quiet:
         click.echo(f"checked {checked['streams']} streams, {checked['buckets']} buckets, "
                    f"{checked['points']} derived points: {mismatches} mismatches", err=True)
-    return EXIT_ERROR if mismatches else 0
+    if mismatches:
+        raise click.exceptions.Exit(EXIT_ERROR)
 
 
 COMMANDS = [downsample, backprocess, verify]
