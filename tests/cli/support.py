@@ -52,7 +52,10 @@ def stream_count(path: Path) -> int:
         return len(ds.find_streams())
 
 
-def sample_rows(streams: int = 3, points: int = 50, seed: int = 1) -> list[tuple[str, str, int, float]]:
+Row = tuple[str, str, int, float]
+
+
+def sample_rows(streams: int = 3, points: int = 50, seed: int = 1) -> list[Row]:
     """(host, metric, t µs, value) rows, streams interleaved, one null per stream."""
     rng = np.random.default_rng(seed)
     start_us = int(START.timestamp()) * 1_000_000

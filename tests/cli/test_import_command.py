@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import signal
 import subprocess
 import sys
-import os
 
 import numpy as np
 import pyarrow as pa
