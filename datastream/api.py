@@ -20,7 +20,7 @@ import pyarrow as pa
 from . import downsamplers, exceptions
 from . import tags as tag_rules
 from . import values as value_types
-from .engine import derive, lifecycle, reading
+from .engine import derive, lifecycle, reading, tables
 from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
@@ -656,6 +656,54 @@ class Datastream:
             state = self._engine.state(stream_id, fresh=True)
             return reading.datapoints(
                 self.backend, state, level, query, reverse, value_names, time_names
+            )
+
+    def get_table(
+        self,
+        query_tags: dict[str, Any] | None,
+        granularity: Any,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        start_exclusive: datetime.datetime | None = None,
+        end_exclusive: datetime.datetime | None = None,
+        value_downsamplers: Iterable[str] | None = None,
+        time_downsamplers: Iterable[str] | None = None,
+        tags: Iterable[Any] = (),
+    ) -> pa.Table:
+        """Every stream matching ``query_tags`` as one long Arrow table (behaviour §6.4).
+
+        Columns: ``stream_id``, one per tag path in ``tags`` (a nested path as a tuple, named
+        with dots, null where a stream lacks it), then the columns of ``Datapoints.to_arrow``
+        (``t`` and ``v`` for streams read raw, ``t`` and one column per downsampler for
+        levels). Rows are ordered by stream id, then time. Range rules as ``get_data``; with
+        neither ``start`` nor ``start_exclusive`` the range starts at the first point.
+        """
+        self._open()
+        if start is not None and start_exclusive is not None:
+            raise AttributeError("at most one of start and start_exclusive may be given")
+        if end is not None and end_exclusive is not None:
+            raise AttributeError("at most one of end and end_exclusive may be given")
+        level = resolve(granularity)
+        value_names = _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value")
+        time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
+        paths = tables.tag_paths(tags)
+        if start is None and start_exclusive is None:
+            start = datetime.datetime.min
+        query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
+        with self._engine.lock:
+            found = sorted(self._find(query_tags, True), key=lambda state: state.stream_id)
+            ids = [state.stream_id for state in found]
+            with contextlib.suppress(exceptions.StreamAppendFailed):
+                self._engine.flush_for(ids)
+            storage, states = self.backend, {}
+            if self._engine.buffers.points:
+                # The backend refused the commit: read through the change set the flush
+                # would have written, as get_data does.
+                changes = self._engine.preview()
+                storage, states = changes.view, changes.states
+            fresh = [states.get(sid) or self._engine.state(sid, fresh=True) for sid in ids]
+            return tables.long_table(
+                storage, fresh, level, query, value_names, time_names, paths, self._public
             )
 
     # -- maintenance -----------------------------------------------------------------------
