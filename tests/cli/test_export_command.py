@@ -82,8 +82,6 @@ def test_ambiguous_query_is_an_error(store, tmp_path):
 
 
 def test_table_export_of_many_streams(store, tmp_path):
-    if not hasattr(datastream.Datastream, "get_table"):
-        pytest.skip("Datastream.get_table is not on this branch yet")
     write_csv(tmp_path / "more.csv", [("b", "cpu", 946684800_000000, 1.0)])
     invoke("import", tmp_path / "more.csv", "--db", store, "--tag-column", "host",
            "--tag-column", "metric")
