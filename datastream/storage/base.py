@@ -253,6 +253,12 @@ class Storage(abc.ABC):
         return {stream_id: self.read_level(level_key, stream_id, start_us, end_us)
                 for stream_id in stream_ids}
 
+    # -- statistics ------------------------------------------------------------------------
+    def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
+        """Bytes held for one stream, per level key (``'raw'`` for raw points), for reports such
+        as ``datastream info``; read-only. None when the backend cannot tell cheaply."""
+        return None
+
     # -- coordination ----------------------------------------------------------------------
     @contextlib.contextmanager
     def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:

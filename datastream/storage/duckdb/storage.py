@@ -634,6 +634,21 @@ class DuckDBStorage(Storage):
         yield
 
     # -- reading ---------------------------------------------------------------------------
+    def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
+        """Compressed chunk bytes per level (what the file spends on them, pages aside)."""
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None:
+                return {}
+            sizes = self._connection().execute(
+                f"SELECT level, sum(octet_length(body)) FROM chunks WHERE {STREAM_KEY} = ?"
+                " GROUP BY level", [entry.key],
+            ).fetchall()
+            names = {level.code: key for key, level in self._levels.items()}
+        return {"raw" if code == RAW else names.get(code, str(code)): int(size)
+                for code, size in sizes}
+
     def _chunk_bodies(
         self, key: int, level: int, start_us: int | None, end_us: int | None
     ) -> list[bytes]:
