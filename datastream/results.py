@@ -266,7 +266,7 @@ def _require(module: str, method: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError as error:
         raise ImportError(
-            f"{method} needs {module}: pip install 'datastream[{extra}]'"
+            f"{method} needs {module}: pip install 'datastream-columnar[{extra}]'"
         ) from error
 
 

@@ -183,5 +183,5 @@ def test_missing_optional_dependency_names_the_extra(hour, monkeypatch, method, 
     ds, stream_id = hour
     data = ds.get_data(stream_id, G.Seconds, start=START)
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    with pytest.raises(ImportError, match=re.escape(f"pip install 'datastream[{extra}]'")):
+    with pytest.raises(ImportError, match=re.escape(f"pip install 'datastream-columnar[{extra}]'")):
         getattr(data, method)()
