@@ -108,9 +108,12 @@ def make_backend(spec: StoreSpec) -> Any:
     return influxdb.Backend(**spec.arguments)
 
 
-def open_store(db: str | None, url: str | None) -> Datastream:
-    """A Datastream on the store named by ``--db`` or ``--url`` (exactly one of them)."""
+def open_store(db: str | None, url: str | None, check_only: bool = False) -> Datastream | None:
+    """A Datastream on the store named by ``--db`` or ``--url`` (exactly one of them);
+    ``check_only`` checks the options and returns None without connecting."""
     if (db is None) == (url is None):
         raise StoreURLError("give exactly one of --db PATH or --url URL")
     spec = StoreSpec("duckdb", {"path": db}) if db is not None else parse_url(url or "")
+    if check_only:
+        return None
     return Datastream(make_backend(spec))

@@ -8,6 +8,7 @@ flushed batches, which makes an interrupted import resumable (see :mod:`.importe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ import click
 from .. import Datastream
 from .importer import DEFAULT_BATCH_ROWS, write_plan
 from .line_protocol import read_line_protocol
-from .options import parse_granularity, parse_tags, store_options, value_downsamplers
+from .options import lazy_store_options, parse_granularity, parse_tags, value_downsamplers
 from .plan import build_plan
 from .progress import progress_bar
 from .readers import EXTENSIONS, READERS, TableSpec
@@ -52,7 +53,9 @@ def read_files(paths: tuple[str, ...], formats: list[str], spec: TableSpec, prec
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "format_", type=click.Choice(["csv", "parquet", "jsonl", "line"]),
               help="input format (default: from the extension: .csv .parquet .jsonl .lp)")
-@click.option("--time-column", default="timestamp", show_default=True)
+@click.option("--time-column", metavar="NAME",
+              help="the timestamp column (default: the first of timestamp, time, t, ts, "
+                   "datetime, date that the file has)")
 @click.option("--value-column", default="value", show_default=True)
 @click.option("--tag-column", "tag_columns", multiple=True, metavar="NAME",
               help="a column whose values become a query tag (repeatable)")
@@ -69,11 +72,12 @@ def read_files(paths: tuple[str, ...], formats: list[str], spec: TableSpec, prec
 @click.option("--batch-rows", type=click.IntRange(min=1), default=DEFAULT_BATCH_ROWS,
               show_default=True, help="rows per flushed batch")
 @click.option("--verbose", "-v", is_flag=True, help="print a line per committed batch")
-@store_options
-def import_(ds: Datastream, files: tuple[str, ...], format_: str | None, time_column: str,
-            value_column: str, tag_columns: tuple[str, ...], constant_tags: tuple[str, ...],
-            unit: str | None, precision: str, downsamplers: str, granularity: str,
-            batch_rows: int, verbose: bool, quiet: bool) -> None:
+@lazy_store_options
+def import_(connect: Callable[[], Datastream], files: tuple[str, ...], format_: str | None,
+            time_column: str | None, value_column: str, tag_columns: tuple[str, ...],
+            constant_tags: tuple[str, ...], unit: str | None, precision: str,
+            downsamplers: str, granularity: str, batch_rows: int, verbose: bool,
+            quiet: bool) -> None:
     """Import FILE... into streams (created on first sight).
 
     Rows are grouped into streams by their query tags (--tag-column values plus --tag pairs;
@@ -94,7 +98,7 @@ def import_(ds: Datastream, files: tuple[str, ...], format_: str | None, time_co
         if verbose:
             click.echo(f"committed {rows} rows of {query}")
 
-    with progress_bar("importing", plan.rows, quiet=quiet) as bar:
+    with connect() as ds, progress_bar("importing", plan.rows, quiet=quiet) as bar:
         report = write_plan(ds, plan, names, level, batch_rows, bar.advance, on_batch)
     if not quiet:
         click.echo(f"imported {report.appended:,} points into {report.streams} streams "

@@ -27,16 +27,42 @@ def store_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
     @functools.wraps(command)
     def wrapper(db: str | None, url: str | None, **kwargs: Any) -> Any:
+        with _opener(db, url)() as ds:
+            return command(ds=ds, **kwargs)
+
+    return wrapper
+
+
+def lazy_store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """As :func:`store_options`, but the command receives ``connect``, a function opening the
+    store: a command that checks its input first opens (or creates) nothing when it is bad."""
+
+    @click.option("--db", metavar="PATH", help="embedded store: a DuckDB file")
+    @click.option("--url", metavar="URL", help=f"another backend: {URL_HELP}")
+    @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
+    @functools.wraps(command)
+    def wrapper(db: str | None, url: str | None, **kwargs: Any) -> Any:
+        _opener(db, url, check_only=True)
+        return command(connect=_opener(db, url), **kwargs)
+
+    return wrapper
+
+
+def _opener(db: str | None, url: str | None, check_only: bool = False) -> Callable[[], Any]:
+    """A function opening the store named by the options (their mistakes are usage errors).
+    ``check_only`` validates the options without opening anything."""
+
+    def connect() -> Any:
         try:
-            ds = open_store(db, url)
+            return open_store(db, url, check_only=check_only)
         except ValueError as error:
             if isinstance(error, exceptions.DatastreamException):
                 raise
             raise click.UsageError(str(error)) from None
-        with ds:
-            return command(ds=ds, **kwargs)
 
-    return wrapper
+    if check_only:
+        connect()
+    return connect
 
 
 def query_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -28,7 +28,7 @@ Advance = Callable[[int], None]  # progress callback: bytes read since the last 
 class TableSpec:
     """Which columns hold what (the ``import`` options)."""
 
-    time_column: str = "timestamp"
+    time_column: str | None = None  # None: the first of TIME_COLUMNS the file has
     value_column: str = "value"
     tag_columns: tuple[str, ...] = ()
     constant_tags: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -37,6 +37,24 @@ class TableSpec:
     @property
     def needed(self) -> list[str]:
         return list(dict.fromkeys([self.time_column, self.value_column, *self.tag_columns]))
+
+    def resolved(self, present: list[str], source: str) -> TableSpec:
+        """This spec with its time column chosen among the file's columns, all checked."""
+        spec = self
+        if self.time_column is None:
+            found = next((name for name in TIME_COLUMNS if name in present), None)
+            if found is None:
+                raise BadInput(source, f"no time column (looked for {', '.join(TIME_COLUMNS)};"
+                                       f" columns: {', '.join(present)}): give --time-column")
+            spec = dataclasses.replace(self, time_column=found)
+        missing = [name for name in spec.needed if name not in present]
+        if missing:
+            raise BadInput(source, f"no column {missing[0]!r} (columns: {', '.join(present)})")
+        return spec
+
+
+# Names a timestamp column is looked for under when --time-column is not given, in this order.
+TIME_COLUMNS = ("timestamp", "time", "t", "ts", "datetime", "date")
 
 
 class _Counting:
@@ -57,12 +75,6 @@ class _Counting:
 
     def close(self) -> None:
         self.closed = True
-
-
-def _check_columns(present: list[str], spec: TableSpec, source: str) -> None:
-    missing = [name for name in spec.needed if name not in present]
-    if missing:
-        raise BadInput(source, f"no column {missing[0]!r} (columns: {', '.join(present)})")
 
 
 def parse_table(table: pa.Table, spec: TableSpec, positions: Positions) -> Parsed:
@@ -99,7 +111,7 @@ def read_csv(path: str, spec: TableSpec, advance: Advance) -> Parsed:
 
     source = os.path.basename(path)
     header = _csv_header(path)
-    _check_columns(header, spec, source)
+    spec = spec.resolved(header, source)
     convert = pcsv.ConvertOptions(
         include_columns=spec.needed,
         column_types={name: pa.string() for name in spec.needed},
@@ -125,7 +137,7 @@ def read_parquet(path: str, spec: TableSpec, advance: Advance) -> Parsed:
         handle = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise BadInput(source, f"not a Parquet file: {error}") from None
-    _check_columns(handle.schema_arrow.names, spec, source)
+    spec = spec.resolved(handle.schema_arrow.names, source)
     size = os.path.getsize(path)
     groups = max(handle.num_row_groups, 1)
     parts = []
@@ -169,7 +181,7 @@ def read_jsonl(path: str, spec: TableSpec, advance: Advance) -> Parsed:
                                     read_options=pjson.ReadOptions(block_size=1 << 22))
     except pa.ArrowInvalid as error:
         raise _json_structure_problem(path, source, spec, error) from None
-    _check_columns(table.column_names, spec, source)
+    spec = spec.resolved(table.column_names, source)
     return parse_table(table, spec, Positions(source, first_line=1))
 
 

@@ -153,7 +153,7 @@ def test_bad_input_names_the_place_and_writes_nothing(tmp_path, name, content, o
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line]
     assert lines == [lines[0]] and lines[0].startswith(f"error: {message}"), result.output
-    assert stream_count(tmp_path / "s.duckdb") == 0  # not even the good file
+    assert not (tmp_path / "s.duckdb").exists()  # the store is not even created
 
 
 def test_parquet_bad_value_names_row(tmp_path):
@@ -201,3 +201,18 @@ def test_killed_import_resumes_to_the_clean_result(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "rows were already stored" in resumed.stdout
     assert_same(stored(tmp_path / "s.duckdb"), expected(rows))
+
+
+def test_time_column_found_among_usual_names(tmp_path):
+    (tmp_path / "data.csv").write_text("time,host,value\n2000-01-01T00:00:00Z,a,1.5\n")
+    result = invoke("import", tmp_path / "data.csv", "--db", tmp_path / "s.duckdb",
+                    "--tag-column", "host")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "none.csv").write_text("when,host,value\n2000-01-01T00:00:00Z,a,1.5\n")
+    result = invoke("import", tmp_path / "none.csv", "--db", tmp_path / "s.duckdb",
+                    "--tag-column", "host")
+    assert result.exit_code == 2
+    assert "none.csv: no time column" in result.output and "--time-column" in result.output
+    result = invoke("import", tmp_path / "none.csv", "--db", tmp_path / "s.duckdb",
+                    "--tag-column", "host", "--time-column", "when")
+    assert result.exit_code == 0, result.output
