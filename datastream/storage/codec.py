@@ -7,7 +7,9 @@ bit, NaN payloads and -0.0 included) and computes nothing about them.
 
 Layout (little-endian)::
 
-    header   magic b"DSCC", version u8, table kind u8 (1 raw, 2 level), column count u8,
+    header   magic b"DSCC", format version u8 (the oldest that reads the chunk: 2 when a
+             column uses a format-2 prediction, else 1), table kind u8 (1 raw, 2 level),
+             column count u8,
              flags u8 (bit 0: t0/t1 hold the range of the valid timestamps), rows u32,
              t0 i64, t1 i64, CRC-32 of the body u32, CRC-32 of the 32 bytes before it u32
     body     per column, in the frozen order of ``LAYOUTS``: codec u8, flags u8 (bit 0: a
@@ -36,19 +38,29 @@ Column codecs (``param`` bits in brackets):
 * ``TEXT`` (4) [lengths width 0-2]: UTF-8 lengths packed, the bytes zstd-compressed.
 * ``TEXT_DICT`` (5) [indices width 0-2, lengths width 3-5]: the dictionary size (raw u32),
   indices into the distinct strings (first-seen order) packed, the dictionary as in ``TEXT``.
-* ``PREDICTED`` (6) [predictor 0-3, width 4-6]: level columns that other columns of the same
-  row give up to rounding (``PREDICTORS``: the mean offset from sum, count and minimum; sum of
-  squares and M2 from each other; counts from counts; the interval sum from the first and last
-  timestamps). Only the difference to the prediction is stored, packed (in ulps for floats).
-  Predictions are IEEE divisions, products and differences, which every CPU rounds alike; a
-  NaN prediction becomes 0.0, because the bits of a computed NaN are not portable.
+* ``PREDICTED`` (6) [predictor 0-3, width 4-6, decimal scale 7-10]: level columns that other
+  columns of the same row give up to rounding (``predictors.PREDICTORS``: the mean offset from
+  sum, count and minimum; sum of squares and M2 from each other, M2 also from the integer sums
+  of decimal values; counts from counts; the interval sum from the first and last timestamps;
+  the first timestamp from the bucket start). Only the difference to the prediction is stored,
+  packed (in ulps for floats).
+* ``RATIO`` (7, format 2) [predictor 0-3, decimal scale 4-7, numerator width 8-10, residual
+  width 11-13]: a level float that is an integer over a divisor (``predictors.SCALED``: the time
+  mean offset times the non-null points, µs; sums of squares of values quantised to ``10**-k``
+  times ``10**2k``). Parts: the numerator ``rint(x * D)`` minus its predicted value, packed, and
+  the ulps from ``numerator / D`` back to ``x`` (usually none), packed.
+
+Predictions are IEEE divisions, products, sums and ``rint``, which every CPU rounds alike; a
+NaN prediction becomes 0.0, because the bits of a computed NaN are not portable (see
+:mod:`datastream.storage.predictors`). Format 1 chunks (no ``RATIO`` column, predictor ids below
+10) decode as before.
 
 Choices are made per column and per chunk from estimates over at most 256 rows (the start and
 the middle), modelling what bit shuffling + LZ4 make of each candidate
 (``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
-prediction when it beats the column's own estimate, greedily by gain and never in a cycle (of
-q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
-rows.
+prediction when it beats the column's own estimate, greedily by gain and never in a cycle (q
+and M2 are never both predicted from each other); a dictionary when it has at most half as
+many entries as rows.
 
 The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
 loaded yet as their numpy twins, which write the same bytes (see there).
@@ -327,6 +339,7 @@ def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> di
     column's own estimate, ``scales`` the decimal scale of each decimal-encoded column;
     predictions are taken greedily by gain, skipping those that would close a cycle (q from M2
     and M2 from q)."""
+    sampled = {name: _sample(x) for name, x in values.items() if isinstance(x, np.ndarray)}
     options = []
     for codec, table in _TABLES.items():
         for key, predictor in table.items():
@@ -336,9 +349,9 @@ def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> di
             scale = scales.get(predictor.scale_from, -1) if predictor.scale_from else 0
             if not 0 <= scale <= predictors.MAX_SQUARED_SCALE:
                 continue
-            choice = _candidate(codec, key, scale, values)
+            choice = _candidate(codec, key, scale, sampled)  # cheap: at most 256 rows
             if choice is not None:
-                cost = sum(_transforms(len(x)).int_costs(_sample(x))[0] for x in choice.stored)
+                cost = sum(_transforms(len(x)).int_costs(x)[0] for x in choice.stored)
                 if cost < costs[predictor.target]:
                     options.append((costs[predictor.target] - cost, choice))
     chosen: dict[str, _Choice] = {}
@@ -348,7 +361,8 @@ def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> di
             _depends(name, target, chosen) for name in choice.predictor.inputs
         ):
             chosen[target] = choice
-    return chosen
+    return {target: _candidate(choice.codec, choice.key, choice.scale, values)
+            for target, choice in chosen.items()}
 
 
 def _candidate(codec: int, key: int, scale: int, values: dict) -> _Choice | None:
