@@ -25,9 +25,15 @@ NO_TIME = -(2**63)
 
 
 def slice_t(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
-    """Rows with start_us <= t < end_us (None = unbounded)."""
+    """Rows with start_us <= t < end_us (None = unbounded). Rows sorted by t, as level rows
+    and appended batches nearly always are, are sliced without copying; others are filtered."""
     if not table.num_rows or (start_us is None and end_us is None):
         return table
+    times = _sorted_times(table)
+    if times is not None:
+        low = 0 if start_us is None else int(np.searchsorted(times, start_us, side="left"))
+        high = len(times) if end_us is None else int(np.searchsorted(times, end_us, side="left"))
+        return table.slice(low, max(0, high - low))
     t = table.column("t")
     if start_us is None:
         mask = pc.less(t, end_us)
@@ -36,6 +42,17 @@ def slice_t(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Tab
     else:
         mask = pc.and_(pc.greater_equal(t, start_us), pc.less(t, end_us))
     return table.filter(mask)
+
+
+def _sorted_times(table: pa.Table) -> np.ndarray | None:
+    """The t column as int64 numpy when it is non-decreasing and has no nulls, else None."""
+    column = table.column("t")
+    if column.null_count:
+        return None
+    times = np.asarray(column.to_numpy(), dtype=np.int64)
+    if times.size > 1 and not (times[1:] >= times[:-1]).all():
+        return None
+    return times
 
 
 def conform(table: pa.Table) -> pa.Table:

@@ -446,13 +446,10 @@ class DuckDBStorage(Storage):
             raise ValueError("null stream_id")
         encoded = ids.dictionary_encode()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
         per_stream = []
-        for group in np.split(order, bounds):
-            stream_id = encoded.dictionary[int(codes[group[0]])].as_py()
-            key = self._key_of(stream_id, "levels")
-            per_stream.append((key, chunking.keep_last_per_time(rows.take(pa.array(group)))))
+        for code, group in _runs_by_code(codes, rows):
+            key = self._key_of(encoded.dictionary[code].as_py(), "levels")
+            per_stream.append((key, chunking.keep_last_per_time(group)))
         return level, sorted(per_stream, key=lambda item: item[0])
 
     def _registered_level(
@@ -809,6 +806,21 @@ def whole_chunks(found: list[tuple]) -> list[tuple]:
             whole.append((*row[:-2], body))
             pieces = []
     return whole
+
+
+def _runs_by_code(codes: np.ndarray, rows: pa.Table) -> list[tuple[int, pa.Table]]:
+    """``rows`` grouped by ``codes`` (one code per row), in their given order within a group.
+    The engine sends each stream's rows together, so each group is normally one run and a
+    zero-copy slice; only interleaved codes cost a gather."""
+    starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+    if len(np.unique(codes[starts])) == len(starts):
+        ends = np.append(starts[1:], len(codes))
+        return [(int(codes[start]), rows.slice(int(start), int(end - start)))
+                for start, end in zip(starts, ends)]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(int(codes[group[0]]), rows.take(pa.array(group)))
+            for group in np.split(order, bounds)]
 
 
 def _seq_and_part(row: tuple) -> tuple:
