@@ -1312,35 +1312,3 @@ def test_large_batches_carry_their_number_in_a_tag(storage, influx_factory, monk
     assert back.column("f").to_pylist() == [1.25, 2.5] + [0.5] * 5
     assert back.column("i").to_pylist() == [None] * 7  # no leftover of the failed attempt
     assert storage.read_raw(a, 5, None).equals(server.read_raw(a, 5, None))
-
-
-@given(st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=8), min_size=1, max_size=12),
-       st.integers(1, 30), st.integers(-1, 60), st.integers(0, 60))
-@settings(max_examples=200, deadline=None)
-def test_recent_raw_parts_read_like_one_table(steps, limit, start, length):
-    """Appended batches kept in parts, trimmed past the limit, read back like the rows they
-    hold (a model without parts); ``after`` always bounds what was dropped."""
-    from datastream.storage.influxdb import recent
-
-    cache = recent.RecentRaw(limit)
-    kept: list[tuple[int, int]] = []
-    version, last, serial = 0, 0, 0
-    for gaps in steps:
-        times = list(np.cumsum([last, *gaps])[1:])
-        last = times[-1]
-        ids = list(range(serial, serial + len(times)))
-        serial += len(times)
-        cache.committed("s", version, 0, None, raw_rows(times, ints=ids), False)
-        version += 1
-        kept += list(zip(times, ids))
-    entry = cache.entries["s"]
-    assert entry.rows == cache.rows <= limit
-    if entry.after is not None:
-        assert all(t > entry.after for t, _ in kept[len(kept) - entry.rows:])
-        assert all(t <= entry.after for t, _ in kept[:len(kept) - entry.rows])
-    got = cache.read("s", version - 1, 0, start, start + length, False)
-    if entry.after is not None and start <= entry.after:
-        assert got is None
-    else:
-        assert list(zip(got.column("t").to_pylist(), got.column("i").to_pylist())) == [
-            (t, i) for t, i in kept if start <= t < start + length]

@@ -19,6 +19,11 @@ Tables:
 
 DuckDB is the ACID container: every commit is one transaction, so a crash leaves either the
 whole batch or nothing, and an independent SQL engine is at hand to check the stored data.
+
+Two in-process caches spare the write path reads (the store has one writing process, so they
+see every change): the latest stored time per stream and level (an upper bound: level rows
+after it need no merge with stored chunks), and the raw rows committed lately
+(:mod:`datastream.storage.recent`), which the engine reads back right away to close buckets.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from ..base import (
     StreamRecord,
     WriteBatch,
 )
+from ..recent import RecentRaw
 from . import chunks as chunking
 from .chunks import RAW, Chunk
 from .connection import (
@@ -62,6 +68,7 @@ SCHEMA_VERSION = "4"
 PIECE_BYTES = 8_000  # inline in DuckDB, and 2048 of them are 16 MB (module docstring)
 FEW_ROWS = 4  # up to this many rows are written by parameterised statements, not an Arrow view
 STREAM_KEY = "stream_key"
+RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (module docstring): ~30 bytes each
 
 _DDL = [
     "CREATE TABLE IF NOT EXISTS datastream_info (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -137,10 +144,14 @@ class DuckDBStorage(Storage):
 
     ``path`` None (or ``':memory:'``) keeps everything in memory. ``options`` are DuckDB
     configuration settings (for example ``threads=1`` or ``memory_limit='1GB'``).
+    ``raw_cache_points`` bounds the raw rows kept in memory for reads (0 keeps none).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, **options: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 raw_cache_points: int = RAW_CACHE_POINTS, **options: Any) -> None:
         self._lock = threading.RLock()
+        self._recent = RecentRaw(raw_cache_points)
+        self._ends: dict[tuple[int, int], int] = {}  # (stream key, level) -> max stored t1
         self._con: duckdb.DuckDBPyConnection | None = None
         self._file: str | None = None
         self._entries: dict[str, _Entry] = {}
@@ -200,6 +211,9 @@ class DuckDBStorage(Storage):
             self._keys[key] = entry
         self._next_key = (rows[-1][0] + 1) if rows else 1
         self._next_seq = con.sql("SELECT coalesce(max(seq) + 1, 0) FROM chunks").fetchall()[0][0]
+        self._ends = {(key, level): end for key, level, end in con.sql(
+            f"SELECT {STREAM_KEY}, level, max(t1) FROM chunks GROUP BY {STREAM_KEY}, level"
+        ).fetchall()}
         for level_key, code, schema in con.sql(
             "SELECT level_key, code, arrow_schema FROM levels"
         ).fetchall():
@@ -211,6 +225,7 @@ class DuckDBStorage(Storage):
             con, self._con = self._con, None
             if con is None:
                 return
+            self._recent.clear()
             try:
                 con.close()
             finally:
@@ -302,7 +317,7 @@ class DuckDBStorage(Storage):
                 self._delete(con, deleted)
                 self._insert_records(con, created)
                 self._clear(con, batch, writes)
-                self._write_raw(con, batch.raw, writes)
+                raw = self._write_raw(con, batch.raw, writes)
                 new_levels = self._write_levels(con, batch.levels, writes)
                 self._compact(con, writes)
                 self._store_chunks(con, writes)
@@ -320,6 +335,25 @@ class DuckDBStorage(Storage):
                 self._entries[stream_id].meta_json = meta_json
             for entry in touched:
                 entry.version += 1
+            self._remember(batch, writes, raw, [*created, *touched], deleted)
+
+    def _remember(self, batch: WriteBatch, writes: _Writes, raw: dict[str, pa.Table],
+                  changed: list[_Entry], deleted: list[_Entry]) -> None:
+        """After COMMIT: move the stored ends on and keep the raw rows of the batch for reads
+        (module docstring). A cache must never fail a stored batch: on error it is emptied."""
+        tails = {entry.stream_id: self._ends.get((entry.key, RAW)) for entry in changed}
+        for chunk in writes.new:
+            pair = (chunk.stream_key, chunk.level)
+            self._ends[pair] = max(chunk.t1, self._ends.get(pair, chunk.t1))
+        try:
+            for entry in deleted:
+                self._recent.forget(entry.stream_id)
+            hidden = {*batch.clear_raw, *batch.truncate_raw}
+            for entry in changed:
+                self._recent.committed(entry.stream_id, entry.version, 0, tails[entry.stream_id],
+                                       raw.get(entry.stream_id), entry.stream_id in hidden)
+        except Exception:
+            self._recent.clear()
 
     def _check_expectations(self, batch: WriteBatch) -> None:
         """RecordConflict (before anything is written) when a record changed since it was read,
@@ -396,13 +430,16 @@ class DuckDBStorage(Storage):
 
     def _write_raw(
         self, con: duckdb.DuckDBPyConnection, raw: dict[str, pa.Table], writes: _Writes
-    ) -> None:
-        """Each stream's rows (sorted by t) as chunks, in stream order."""
+    ) -> dict[str, pa.Table]:
+        """Each stream's rows (sorted by t) as chunks, in stream order; returns the rows as
+        stored (RAW_SCHEMA) per stream."""
+        stored = {}
         for stream_id in sorted(raw, key=lambda sid: self._key_of(sid, "raw")):
-            table = _raw_rows(stream_id, raw[stream_id])
+            table = stored[stream_id] = _raw_rows(stream_id, raw[stream_id])
             key = self._key_of(stream_id, "raw")
             for piece in chunking.pieces(table):
                 writes.add(key, RAW, piece, chunking.encode_raw(piece))
+        return stored
 
     def _write_levels(
         self, con: duckdb.DuckDBPyConnection, batch_levels: dict[str, pa.Table], writes: _Writes
@@ -491,9 +528,15 @@ class DuckDBStorage(Storage):
         self, con: duckdb.DuckDBPyConnection, key: int, level: _Level, rows: pa.Table,
         writes: _Writes,
     ) -> None:
-        """Write one stream's level rows, merging into the stored chunks they overlap."""
+        """Write one stream's level rows, merging into the stored chunks they overlap (none
+        when they all come after the stored ones, the usual case)."""
         rows = chunking.conform(rows, level.schema)
         t = chunking.times(rows)
+        stored_end = self._ends.get((key, level.code))
+        if stored_end is None or t[0] > stored_end:
+            for piece in chunking.pieces(rows):
+                writes.add(key, level.code, piece, chunking.encode_level(piece))
+            return
         overlapping = whole_chunks(con.execute(
             f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
             " AND t1 >= ? AND t0 <= ?", [key, level.code, int(t[0]), int(t[-1])]
@@ -743,6 +786,9 @@ class DuckDBStorage(Storage):
             if entry is None or (start_us is not None and end_us is not None
                                  and start_us >= end_us):
                 return RAW_SCHEMA.empty_table()
+            kept = self._recent.read(stream_id, entry.version, 0, start_us, end_us, reverse)
+            if kept is not None:
+                return kept
             bodies = self._chunk_bodies(entry.key, RAW, start_us, end_us)
         return self._raw_of(bodies, start_us, end_us, reverse)
 

@@ -16,8 +16,8 @@ with unique identities, and points rows again, is in :mod:`.points`. The layout 
 metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened.
 
 Reads of raw rows that this object committed lately are answered from memory while the
-stream's record shows no other change (:mod:`.recent`): the engine reads the rows it has just
-stored to close buckets.
+stream's record shows no other change (:mod:`datastream.storage.recent`): the engine reads the
+rows it has just stored to close buckets.
 
 Commit protocol (all-or-nothing as seen by readers)
 ---------------------------------------------------
@@ -87,6 +87,7 @@ from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 from ... import exceptions
 from ... import tags as tag_rules
 from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
+from ..recent import RecentRaw
 from . import points
 from .metadata import (
     CREATE_LOCK,
@@ -104,14 +105,13 @@ from .metadata import (
     rollback,
 )
 from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
-from .recent import RecentRaw
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
-RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see .recent): ~30 bytes each at most
+RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see ..recent): ~30 bytes each at most
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 

@@ -1,18 +1,19 @@
-"""Raw rows this process committed lately, served to reads without asking InfluxDB.
+"""Raw rows this process committed lately, served to reads without asking the store.
 
 The engine closes buckets right after it stored the raw rows that close them: reading those
-rows back from InfluxDB cost more than writing them (the server encodes every point, the
-client decodes it). A commit that appends raw rows to a stream keeps them here; a read of a
-range that the kept rows cover is answered from memory.
+rows back cost more than writing them (InfluxDB encodes every point and the client decodes it;
+the embedded store decodes its chunks). A commit that appends raw rows to a stream keeps them
+here; a read of a range that the kept rows cover is answered from memory. The backends using
+it: :mod:`.influxdb` and :mod:`.duckdb`.
 
 An entry claims: every visible raw row of the stream with ``t > after`` (every row when
 ``after`` is None) is in ``table``, in (t, insertion) order, as of the stored record
-``version`` and raw ``epoch``. It is used only while the stored record still has that version
-(readers read it from PostgreSQL with the bookkeeping they need anyway), so a commit by any
-other process or storage object, which moves the version, makes it stale. This storage's own
-commits move entries on: appending rows at or after the entry's last time extends it, a commit
-that leaves the raw rows alone only moves its version, and anything else (truncation, late
-rows before its end) replaces it by the rows of the commit above the stream's previous tail.
+``version`` and raw ``epoch`` (a backend without epochs passes 0). It is used only while the
+stored record still has that version, so a commit by any other process or storage object,
+which moves the version, makes it stale. The storage's own commits move entries on: appending
+rows at or after the entry's last time extends it, a commit that leaves the raw rows alone
+only moves its version, and anything else (truncation, late rows before its end) replaces it
+by the rows of the commit above the stream's previous tail.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from ..base import RAW_SCHEMA
+from .base import RAW_SCHEMA
 
 MERGE_ROWS = 65_536  # appended rows join the last part while it is smaller than this
 
