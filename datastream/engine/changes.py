@@ -160,7 +160,7 @@ class ChangeSet:
         by_level: dict[str, list[pa.Table]] = {}
         for (stream_id, level_key), rows in sorted(self._levels.items()):
             if rows.num_rows:
-                ids = pa.array([stream_id] * rows.num_rows, pa.string())
+                ids = pa.repeat(pa.scalar(stream_id, pa.string()), rows.num_rows)
                 by_level.setdefault(level_key, []).append(rows.add_column(0, "stream_id", ids))
         batch.levels = {key: pa.concat_tables(parts) for key, parts in by_level.items()}
         return batch
