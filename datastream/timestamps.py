@@ -166,10 +166,11 @@ def _integers_us(array: np.ndarray, unit: Any, what: str) -> np.ndarray:
     lowest, highest = _span_in(step)
     if array.size:
         _check_span(int(array.min()), int(array.max()), lowest, highest, what)
-    ticks = array.astype(np.int64)
+    ticks = array.astype(np.int64)  # a copy: buffered rows never share the caller's memory
     if unit == "ns":
         return ticks // 1000
-    return ticks * (step // 10**12)
+    factor = step // 10**12
+    return ticks if factor == 1 else ticks * factor
 
 
 def array_us(timestamps: Any, unit: str | None = None, what: str = "timestamps") -> np.ndarray:

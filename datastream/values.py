@@ -555,14 +555,19 @@ def _encode_float_array(
     high_accuracy: bool,
     stream_id: Any,
 ) -> pa.Table:
-    array = array.astype(np.float64, copy=False)
-    infinite = np.isinf(array) & ~nulls
-    if infinite.any():
-        bad = array[np.flatnonzero(infinite)[0]]
-        raise _fail(ValueError, stream_id, float(bad), "infinite values are not allowed")
-    nulls = nulls | np.isnan(array)
+    array = np.array(array, dtype=np.float64)  # a copy: kept rows never share the caller's memory
+    if not np.isfinite(array).all():  # one pass for the usual case: every value finite
+        infinite = np.isinf(array) & ~nulls
+        if infinite.any():
+            bad = array[np.flatnonzero(infinite)[0]]
+            raise _fail(ValueError, stream_id, float(bad), "infinite values are not allowed")
+        nulls = nulls | np.isnan(array)
     count = len(array)
-    kinds = np.where(nulls, KIND_NULL, KIND_EXACT if high_accuracy else KIND_FLOAT)
+    kind = KIND_EXACT if high_accuracy else KIND_FLOAT
+    if nulls.any():
+        kinds = np.where(nulls, KIND_NULL, kind)
+    else:
+        kinds, nulls = np.full(count, kind, np.int8), None
     no_ints = pa.nulls(count, pa.int64())
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())

@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import exceptions
+from ..lazy import pc
 
 # Raw datapoints. ``k`` is the value kind (see datastream.values): 0 null, 1 int (``i``),
 # 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``: nominal or
@@ -142,8 +143,34 @@ class WriteBatch:
         ids |= set(self.truncate_raw)
         for table in self.levels.values():
             if table.num_rows:
-                ids.update(table.column("stream_id").unique().to_pylist())
+                runs = id_runs(table.column("stream_id"))
+                if runs is None:
+                    ids.update(table.column("stream_id").unique().to_pylist())
+                else:
+                    ids.update(stream_id for stream_id, _, _ in runs)
         return ids - set(self.delete)
+
+
+def id_runs(column: pa.ChunkedArray | pa.Array) -> list[tuple[str, int, int]] | None:
+    """``(stream_id, offset, length)`` per run of equal ids when every chunk of ``column`` holds
+    one id, as the engine builds level batches (a stream's rows together); None otherwise.
+    Comparing with one value costs far less than hashing every string."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    runs: list[tuple[str, int, int]] = []
+    offset = 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        first = chunk[0]
+        if chunk.null_count or not pc.all(pc.equal(chunk, first)).as_py():
+            return None
+        stream_id = first.as_py()
+        if runs and runs[-1][0] == stream_id:
+            runs[-1] = (stream_id, runs[-1][1], runs[-1][2] + len(chunk))
+        else:
+            runs.append((stream_id, offset, len(chunk)))
+        offset += len(chunk)
+    return runs
 
 
 class Storage(abc.ABC):

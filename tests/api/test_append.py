@@ -200,6 +200,24 @@ def test_single_appends_of_every_value_form(ds) -> None:
     assert len(values(ds, stream_id)) == len(stored)
 
 
+def test_bulk_arrays_changed_after_the_call_leave_stored_points_alone(ds) -> None:
+    """The caller may reuse its arrays at once: buffered and lately stored rows (kept for
+    reads) are copies, so downsampling and reads see the values as appended."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = np.arange(3, dtype="int64") * 1_000_000 + 946_728_000_000_000
+    floats = np.array([1.5, 2.5, 3.5])
+    ints = np.array([1, 2, 3], dtype="int64")
+    ds.append_arrays(stream_id, stamps, floats, unit="us")
+    ds.append_arrays(stream_id, stamps + 3_000_000, ints, unit="us")
+    ds.append(stream_id, 0, at(20))  # closes the first 10 s bucket
+    ds.flush()
+    floats[:], ints[:], stamps[:] = 99.0, 99, 0
+    assert values(ds, stream_id) == [1.5, 2.5, 3.5, 1, 2, 3, 0]
+    ds.downsample_streams(until=at(60))
+    means = ds.get_data(stream_id, G.Seconds10, start=EVER).to_arrow().column("mean")
+    assert means.to_pylist() == [13.5 / 6, None]  # then an empty bucket
+
+
 def test_single_appends_between_bulk_appends_keep_their_order(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, [], G.Seconds)
     first = np.datetime64("2000-01-01T12:00:00", "us")

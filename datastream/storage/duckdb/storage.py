@@ -51,6 +51,7 @@ from ..base import (
     StreamExists,
     StreamRecord,
     WriteBatch,
+    id_runs,
 )
 from ..recent import RecentRaw
 from . import chunks as chunking
@@ -478,14 +479,9 @@ class DuckDBStorage(Storage):
             columns[name] = table.column(name)
         rows = pa.table(columns)
         level = self._registered_level(con, level_key, rows.schema, changed)
-        ids = table.column("stream_id").cast(pa.string()).combine_chunks()
-        if ids.null_count:
-            raise ValueError("null stream_id")
-        encoded = ids.dictionary_encode()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
         per_stream = []
-        for code, group in _runs_by_code(codes, rows):
-            key = self._key_of(encoded.dictionary[code].as_py(), "levels")
+        for stream_id, group in _rows_by_stream(table.column("stream_id"), rows):
+            key = self._key_of(stream_id, "levels")
             per_stream.append((key, chunking.keep_last_per_time(group)))
         return level, sorted(per_stream, key=lambda item: item[0])
 
@@ -854,10 +850,26 @@ def whole_chunks(found: list[tuple]) -> list[tuple]:
     return whole
 
 
+def _rows_by_stream(ids: pa.ChunkedArray, rows: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``rows`` grouped by stream id, in their given order within a stream. The engine sends
+    each stream's rows together (one chunk of ids each): then every group is a zero-copy
+    slice, found without hashing the ids."""
+    if pa.types.is_string(ids.type):
+        runs = id_runs(ids)
+        if runs is not None and len({stream_id for stream_id, _, _ in runs}) == len(runs):
+            return [(stream_id, rows.slice(offset, length)) for stream_id, offset, length in runs]
+    ids = ids.cast(pa.string()).combine_chunks()
+    if ids.null_count:
+        raise ValueError("null stream_id")
+    encoded = ids.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return [(encoded.dictionary[code].as_py(), group)
+            for code, group in _runs_by_code(codes, rows)]
+
+
 def _runs_by_code(codes: np.ndarray, rows: pa.Table) -> list[tuple[int, pa.Table]]:
-    """``rows`` grouped by ``codes`` (one code per row), in their given order within a group.
-    The engine sends each stream's rows together, so each group is normally one run and a
-    zero-copy slice; only interleaved codes cost a gather."""
+    """``rows`` grouped by ``codes`` (one code per row), in their given order within a group:
+    zero-copy slices when each code's rows are together, a gather otherwise."""
     starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
     if len(np.unique(codes[starts])) == len(starts):
         ends = np.append(starts[1:], len(codes))
