@@ -570,3 +570,90 @@ def test_raw_order_matches_a_model(storage, commits, start, end, reverse):
 def test_unknown_duckdb_option_is_a_datastream_error():
     with pytest.raises(store.StorageUnavailable, match="no_such_setting"):
         duckdb_backend.Backend(no_such_setting=1)
+
+
+# -- the write path's in-process caches and settings --------------------------------------------
+
+
+def test_checkpoint_threshold_default_and_override(path):
+    def threshold(storage) -> str:
+        return storage._con.sql("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+
+    storage = duckdb_backend.Backend(path)
+    assert threshold(storage) == "61.0 MiB"  # 64 MB: rarer checkpoints (see connection.py)
+    storage.close()
+    storage = duckdb_backend.Backend(path, checkpoint_threshold="8MB")
+    assert threshold(storage) == "7.6 MiB"
+    storage.close()
+
+
+RAW_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.lists(st.integers(-3, 6), min_size=1, max_size=6)),
+        st.tuples(st.just("truncate"), st.integers(0, 40)),
+        st.tuples(st.just("clear"), st.lists(st.integers(0, 40), max_size=3)),
+        st.tuples(st.just("meta"), st.none()),
+        st.tuples(st.just("reopen"), st.none()),
+    ),
+    min_size=1, max_size=10,
+)
+
+
+@given(RAW_STEPS, st.integers(0, 12), st.integers(-2, 45), st.integers(0, 50))
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_raw_reads_served_from_memory_match_the_stored_chunks(tmp_path, steps, limit, start,
+                                                              length):
+    """Appends in and out of time order, truncations, clears, meta-only commits and reopening,
+    on a store keeping recent raw rows in memory (as few as ``limit``): every read agrees with
+    one from a store keeping none; level rows written after and over stored ones agree too."""
+    folder = tmp_path / f"case{time.monotonic_ns()}"
+    folder.mkdir()
+    cached = duckdb_backend.Backend(str(folder / "cached.duckdb"), raw_cache_points=limit)
+    plain = duckdb_backend.Backend(str(folder / "plain.duckdb"), raw_cache_points=0)
+    stores = [cached, plain]
+    ids = [add_stream(s, {"n": 1}) for s in stores]
+    last, serial = 0, 0
+    level_model: dict[int, int] = {}  # t -> c: the last row given for a bucket wins
+    try:
+        for kind, arg in steps:
+            if kind == "reopen":
+                cached.close()
+                cached = stores[0] = duckdb_backend.Backend(str(folder / "cached.duckdb"),
+                                                            raw_cache_points=limit)
+                continue
+            batches = []
+            for sid in ids:
+                batch = WriteBatch(meta={sid: MetaUpdate(set={"step": serial})})
+                if kind == "append":
+                    times = sorted(max(0, last + gap) for gap in arg)
+                    ints = list(range(serial, serial + len(times)))
+                    batch.raw = {sid: raw_rows(times, ints=ints)}
+                    batch.levels = {"S": pa.table({"stream_id": [sid] * len(times),
+                                                   "t": times, "c": ints})}
+                elif kind == "truncate":
+                    batch.truncate_raw = {sid: arg}
+                elif kind == "clear":
+                    batch.clear_raw = [sid]
+                    if arg:
+                        batch.raw = {sid: raw_rows(sorted(arg), ints=[serial] * len(arg))}
+                batches.append(batch)
+            for storage, batch in zip(stores, batches):
+                storage.commit(batch)
+            if kind == "append":
+                last = max(last, *times)
+                serial += len(times)
+                level_model.update(zip(times, ints))
+            for reverse in (False, True):
+                got = [s.read_raw(sid, start, start + length, reverse) for s, sid in zip(stores,
+                                                                                           ids)]
+                assert got[0].equals(got[1])
+            levels = [s.read_level("S", sid, None, None) for s, sid in zip(stores, ids)]
+            assert (levels[0] is None) == (levels[1] is None)
+            if levels[0] is not None:
+                assert levels[0].equals(levels[1])
+                assert levels[0].select(["t", "c"]).to_pylist() == [
+                    {"t": t, "c": c} for t, c in sorted(level_model.items())]
+    finally:
+        for storage in stores:
+            storage.close()
