@@ -100,6 +100,19 @@ def slice_range(table: pa.Table, start_us: int | None, end_us: int | None) -> pa
     return table.slice(low, max(0, high - low))
 
 
+def filter_range(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:
+    """Rows with start_us <= t < end_us of a table in any order, keeping their order."""
+    if start_us is None and end_us is None:
+        return table
+    t = times(table)
+    keep = np.ones(len(t), dtype=bool)
+    if start_us is not None:
+        keep &= t >= start_us
+    if end_us is not None:
+        keep &= t < end_us
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
 def keep_last_per_time(table: pa.Table) -> pa.Table:
     """Rows sorted by t with one row per t, the last given (an upsert)."""
     t = times(table)

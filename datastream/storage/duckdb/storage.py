@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from ... import exceptions
 from ... import tags as tag_rules
+from .. import raw_columns
 from ..base import (
     RAW_SCHEMA,
     MetaUpdate,
@@ -661,12 +662,14 @@ class DuckDBStorage(Storage):
                                  and start_us >= end_us):
                 return RAW_SCHEMA.empty_table()
             bodies = self._chunk_bodies(entry.key, RAW, start_us, end_us)
-        parts = [chunking.slice_range(chunking.decode_raw(body), start_us, end_us)
-                 for body in bodies]
-        parts = [part for part in parts if part.num_rows]
-        if not parts:
+        if not bodies:
             return RAW_SCHEMA.empty_table()
-        return chunking.joined_by_time(parts, reverse)
+        decoded = raw_columns.decode(bodies)
+        if decoded.in_time_order:
+            table = chunking.slice_range(decoded.table, start_us, end_us)
+            return chunking.stable_by_time(table, reverse) if reverse else table
+        return chunking.stable_by_time(chunking.filter_range(decoded.table, start_us, end_us),
+                                       reverse)
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
