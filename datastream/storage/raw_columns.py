@@ -201,25 +201,25 @@ class _NumberColumn:
 
 
 class _TextColumn:
-    """A string column: one array per chunk (text has no fixed width to preallocate)."""
+    """A string column: one array per chunk holding text (text has no fixed width to
+    preallocate); chunks without text become null pieces only if some chunk has text."""
 
     def __init__(self, field: pa.Field, total: int) -> None:
         self.name = field.name
         self.total = total
-        self.pieces: list[pa.Array] = []
+        self.pieces: list[pa.Array | int] = []  # a chunk's text, or its row count if null
         self.has_text = False
 
     def add(self, chunk: ParsedChunk, start: int, stored: StoredColumn | None,
             scratch: _Scratch) -> None:
         rows = chunk.rows
         if stored is None or stored.codec == codec.NULL:
-            self.pieces.append(pa.nulls(rows, pa.string()))
+            self.pieces.append(rows)
             return
         if stored.codec not in (codec.TEXT, codec.TEXT_DICT):
             raise ValueError(f"codec {codec.CODEC_NAMES[stored.codec]} cannot hold text")
         text = codec.decode_text(rows, stored.codec, stored.param, stored.parts)
         if stored.validity is not None:
-            self.sorted_chunks = False  # null times have no order (raw rows never have them)
             bitmap = np.empty((rows + 7) // 8, np.uint8)
             codec.decompress_into(stored.validity, bitmap)
             _, offsets, data = text.buffers()
@@ -231,5 +231,6 @@ class _TextColumn:
     def finish(self) -> pa.Array | pa.ChunkedArray:
         if not self.has_text:
             return pa.nulls(self.total, pa.string())
-        return pa.chunked_array(self.pieces, pa.string())
-
+        return pa.chunked_array(
+            [pa.nulls(piece, pa.string()) if isinstance(piece, int) else piece
+             for piece in self.pieces], pa.string())
