@@ -12,20 +12,28 @@ BENCH_HEAD ?= HEAD
 BENCH_FILTER ?=
 ASV_VENV := asv.virtualenv.conf.json
 
-.PHONY: venv install warmup demo influxd lint test bench bench-compare compare clean distclean
+.PHONY: venv install warmup demo influxd lint test docs bench bench-compare compare clean distclean
 
 venv: $(BIN)/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The distribution was called "datastream" before it became "datastream-columnar" (the import
+# name is still datastream): an old editable install of that name would shadow the new one, so
+# it is removed first. In a fresh venv there is nothing to remove and the step does nothing.
+DROP_OLD_DIST = $(BIN)/python -m pip show --quiet datastream >/dev/null 2>&1 \
+	&& $(BIN)/python -m pip uninstall --yes --quiet datastream || true
+
 # Reinstalls only when pyproject.toml changed since the last install (editable: code edits
 # need no reinstall).
 $(INSTALLED): pyproject.toml | $(BIN)/python
+	$(DROP_OLD_DIST)
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: | $(BIN)/python
+	$(DROP_OLD_DIST)
 	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
 	touch $(INSTALLED)
 	$(BIN)/datastream warmup
@@ -52,6 +60,10 @@ test: $(INSTALLED) influxd
 	$(BIN)/ruff check datastream tests bench
 	$(BIN)/pytest -q
 
+# The documentation site (mkdocs.yml, pages under docs/) into site/; any warning fails.
+docs: $(INSTALLED)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(INSTALLED)
 	$(BIN)/asv machine --yes --machine $(BENCH_MACHINE)
 	$(BIN)/asv run --python=same --machine $(BENCH_MACHINE) --set-commit-hash $$(git rev-parse HEAD)
@@ -73,7 +85,7 @@ bench-compare: $(INSTALLED)
 	  $(if $(BENCH_FILTER),--bench $(BENCH_FILTER)) $(BENCH_BASE) $(BENCH_HEAD)
 
 clean:
-	rm -rf build *.egg-info .pytest_cache .hypothesis .ruff_cache bench/results bench/html bench/env
+	rm -rf build site *.egg-info .pytest_cache .hypothesis .ruff_cache bench/results bench/html bench/env
 	rm -f demo.duckdb demo.duckdb.wal compare.json
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 

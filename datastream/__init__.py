@@ -1,9 +1,11 @@
 """datastream: time-series streams identified by tags, downsampled automatically.
 
-Public names only; docs/behaviour.md describes what they do.
+Public names only. The user guide starts at docs/index.md (the method by method guide is
+docs/guide/api.md); docs/behaviour.md is the reference that docstrings cite as "behaviour §N".
 """
 
 from . import exceptions
+from ._version import __version__
 from .api import Datastream
 from .downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
 from .engine.derive import DERIVE_OPERATORS
@@ -24,5 +26,6 @@ __all__ = [
     "Granularity",
     "Stream",
     "Streams",
+    "__version__",
     "exceptions",
 ]

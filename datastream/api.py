@@ -2,6 +2,9 @@
 
 Every check happens before anything is buffered or written, so a rejected call never changes
 the store, and whatever could fail later (in a kernel, at commit) is rejected here instead.
+
+How to use each method, with examples: the user guide, docs/guide/api.md. The exact rules are
+in docs/behaviour.md, cited below as "behaviour §N".
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from . import downsamplers, exceptions
+from . import downsamplers, exceptions, notebook
 from . import tags as tag_rules
 from . import values as value_types
-from .engine import derive, lifecycle, reading
+from .engine import derive, lifecycle, reading, tables
 from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
@@ -338,7 +341,26 @@ class Datastream:
         timestamp: datetime.datetime | None = None,
         check_timestamp: bool = True,
     ) -> dict[str, Any]:
-        """Append one datapoint (behaviour §4.1)."""
+        """Append one datapoint to a stream (behaviour §4.1).
+
+        ``timestamp``: a ``datetime`` (naive means UTC), a ``pandas.Timestamp``, a
+        ``numpy.datetime64`` or an ISO-8601 string, kept to the microsecond; None means the
+        clock's now. A bare number is refused (its unit would be a guess): for epoch numbers use
+        ``append_arrays(..., unit=)``. With ``check_timestamp`` the timestamp may not be earlier
+        than the stream's latest point; a timestamp in the already downsampled (frozen) range
+        is refused either way.
+
+        ``value``: for numeric streams a number, None or NaN (a null point), or a dict of
+        already downsampled values; nominal and graph streams take JSON data.
+
+        The point is buffered and committed by ``flush()``, ``close()`` or the background
+        flusher. Returns ``{'stream_id', 'granularity', 'datapoint': {'t', 'v'}}`` with the
+        normalised timestamp and value.
+
+        Raises ``StreamNotFound`` (unknown stream), ``AppendToDerivedStreamNotAllowed``,
+        ``InvalidTimestamp``, ``TypeError``/``ValueError`` for an invalid value, and
+        ``StorageUnavailable`` once closed. Nothing is buffered when it raises.
+        """
         if self._closed:
             raise exceptions.StorageUnavailable("this Datastream is closed")
         engine = self._engine
@@ -406,7 +428,13 @@ class Datastream:
         }
 
     def append_multiple(self, datapoints: Iterable[dict[str, Any]]) -> None:
-        """Append many datapoints, all or nothing (behaviour §4.2)."""
+        """Append many datapoints, all or nothing (behaviour §4.2).
+
+        ``datapoints``: dicts ``{'stream_id', 'value', 'timestamp'?, 'check_timestamp'?}``,
+        streams mixed at will, each following the rules of :meth:`append`. Every item is checked
+        before any is buffered: one invalid item (or an unknown key, ``ValueError``) raises and
+        none is stored.
+        """
         self._open()
         items = list(datapoints)
         with self._engine.lock:
@@ -628,7 +656,16 @@ class Datastream:
         value_downsamplers: Iterable[str] | None = None,
         time_downsamplers: Iterable[str] | None = None,
     ) -> Datapoints:
-        """Datapoints of one stream at one granularity in a time range (behaviour §6)."""
+        """Datapoints of one stream at one granularity in a time range (behaviour §6).
+
+        Give exactly one of ``start``/``start_exclusive`` and at most one of
+        ``end``/``end_exclusive`` (else ``AttributeError``); naive bounds are UTC. A
+        granularity at or finer than the stream's highest returns raw points
+        ``{'t', 'v'}``; a coarser one the closed buckets ``{'t': {...}, 'v': {...}}``, whose
+        bounds compare bucket starts. ``value_downsamplers``/``time_downsamplers`` keep only
+        those keys. Returns a lazy, list-like ``Datapoints`` (``to_arrow()``, ``to_pandas()``,
+        ``to_numpy()``).
+        """
         self._open()
         if (start is None) == (start_exclusive is None):
             raise AttributeError("exactly one of start and start_exclusive is required")
@@ -657,6 +694,56 @@ class Datastream:
             return reading.datapoints(
                 self.backend, state, level, query, reverse, value_names, time_names
             )
+
+    def get_table(
+        self,
+        query_tags: dict[str, Any] | None,
+        granularity: Any,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        start_exclusive: datetime.datetime | None = None,
+        end_exclusive: datetime.datetime | None = None,
+        value_downsamplers: Iterable[str] | None = None,
+        time_downsamplers: Iterable[str] | None = None,
+        tags: Iterable[Any] = (),
+    ) -> pa.Table:
+        """Every stream matching ``query_tags`` as one long Arrow table (behaviour §6.4).
+
+        Columns: ``stream_id``, one per tag path in ``tags`` (a nested path as a tuple, named
+        with dots, null where a stream lacks it), then the columns of ``Datapoints.to_arrow``
+        (``t`` and ``v`` for streams read raw, ``t`` and one column per downsampler for
+        levels). Rows are ordered by stream id, then time. Range rules as ``get_data``; with
+        neither ``start`` nor ``start_exclusive`` the range starts at the first point.
+        """
+        self._open()
+        if start is not None and start_exclusive is not None:
+            raise AttributeError("at most one of start and start_exclusive may be given")
+        if end is not None and end_exclusive is not None:
+            raise AttributeError("at most one of end and end_exclusive may be given")
+        level = resolve(granularity)
+        value_names = _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value")
+        time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
+        paths = tables.tag_paths(tags)
+        if start is None and start_exclusive is None:
+            start = datetime.datetime.min
+        query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
+        with self._engine.lock:
+            found = sorted(self._find(query_tags, True), key=lambda state: state.stream_id)
+            ids = [state.stream_id for state in found]
+            with contextlib.suppress(exceptions.StreamAppendFailed):
+                self._engine.flush_for(ids)
+            storage, states = self.backend, {}
+            if self._engine.buffers.points:
+                # The backend refused the commit: read through the change set the flush
+                # would have written, as get_data does.
+                changes = self._engine.preview()
+                storage, states = changes.view, changes.states
+            fresh = [states.get(sid) or self._engine.state(sid, fresh=True) for sid in ids]
+            table = tables.long_table(
+                storage, fresh, level, query, value_names, time_names, paths, self._public
+            )
+        notebook.register_table_html()  # compact display in Jupyter (behaviour §6.5)
+        return table
 
     # -- maintenance -----------------------------------------------------------------------
     def downsample_streams(

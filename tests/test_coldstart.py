@@ -17,7 +17,8 @@ import pytest
 from datastream.kernels import jit, transforms  # noqa: F401 (registers the codec's kernels)
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ["numba", "pandas", "polars", "pymongo", "influxdb", "psycopg2", "pyarrow.compute"]
+HEAVY = ["numba", "pandas", "polars", "pymongo", "influxdb", "psycopg2", "pyarrow.compute",
+         "matplotlib", "IPython"]
 
 
 def python(code: str, **env: str | None) -> str:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import downsamplers, exceptions, values
 from ..granularity import GranularityLevel, from_us_array
 from ..lazy import pc
-from ..results import DEFAULT_BATCH, Datapoints, TableRows
+from ..results import DEFAULT_BATCH, Datapoints, ReadContext, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
 from .level_grid import Grid, LevelRows
@@ -90,6 +90,7 @@ def datapoints(
     """A lazy result for one stream and level."""
     highest = state.highest
     value_type, options = state.value_type, state.options
+    context = ReadContext(state.stream_id, level, level >= highest, value_type, reverse)
     if level >= highest:
         lo, hi = query.raw_bounds()
 
@@ -101,7 +102,8 @@ def datapoints(
         return Datapoints(
             TableRows(load_raw),
             lambda table: _raw_dicts(table, value_type, options),
-            lambda table: _raw_arrow(table, value_type, options),
+            lambda table: raw_arrow(table, value_type, options),
+            context,
         )
 
     stored_names = list(state.value_downsamplers)
@@ -115,7 +117,8 @@ def datapoints(
         lambda table: downsamplers.finalize(
             table, value_type, options, value_keys, time_keys, width
         ),
-        lambda table: _level_arrow(table, value_type, options, names, times, width),
+        lambda table: level_arrow(table, value_type, options, names, times, width),
+        context,
     )
 
 
@@ -194,7 +197,7 @@ def _raw_dicts(table: pa.Table, value_type: str, options: dict) -> list[dict]:
     return [{"t": t, "v": v} for t, v in zip(times, decoded, strict=True)]
 
 
-def _raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
+def raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
     """Raw export: ``t`` timestamp[us, UTC]; ``v`` int64/float64 for plain numeric streams,
     exact decimal text in high-accuracy mode, canonical JSON text for nominal and graph.
     A column of one kind is exported as it is stored (no copy)."""
@@ -231,7 +234,7 @@ def _text_column(table: pa.Table) -> pa.ChunkedArray:
     return pc.if_else(pc.equal(kind, 1), ints, pc.if_else(pc.equal(kind, 2), floats, text))
 
 
-def _level_arrow(
+def level_arrow(
     table: pa.Table, value_type: str, options: dict, names: list[str], times: list[str], width: int
 ) -> pa.Table:
     exported = downsamplers.finalize_arrow(table, value_type, options, names, times, width)

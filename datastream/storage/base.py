@@ -239,6 +239,26 @@ class Storage(abc.ABC):
         """Level rows with ``start_us <= t < end_us``, ordered by t, without the ``stream_id``
         column; None when the level has never been written."""
 
+    def read_raw_many(
+        self, stream_ids: list[str], start_us: int | None, end_us: int | None
+    ) -> dict[str, pa.Table]:
+        """``read_raw`` of several streams (many-stream tables). A backend that can fetch them
+        in one round trip overrides this; the result is the same."""
+        return {stream_id: self.read_raw(stream_id, start_us, end_us) for stream_id in stream_ids}
+
+    def read_level_many(
+        self, level_key: str, stream_ids: list[str], start_us: int | None, end_us: int | None
+    ) -> dict[str, pa.Table | None]:
+        """``read_level`` of several streams, as ``read_raw_many``."""
+        return {stream_id: self.read_level(level_key, stream_id, start_us, end_us)
+                for stream_id in stream_ids}
+
+    # -- statistics ------------------------------------------------------------------------
+    def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
+        """Bytes held for one stream, per level key (``'raw'`` for raw points), for reports such
+        as ``datastream info``; read-only. None when the backend cannot tell cheaply."""
+        return None
+
     # -- coordination ----------------------------------------------------------------------
     @contextlib.contextmanager
     def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:

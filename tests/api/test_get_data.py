@@ -236,11 +236,13 @@ def test_raw_to_arrow_pandas_numpy(ds) -> None:
     assert table.column("t").to_pylist() == stamps
     assert table.column("v").to_pylist() == [1.5, None, -2.0]
     frame = data.to_pandas()
-    assert list(frame.columns) == ["t", "v"]
+    assert list(frame.columns) == ["v"]
+    assert frame.index.name == "t"
+    assert str(frame.index.tz) == "UTC"
     assert len(frame) == 3
     assert frame["v"].iloc[0] == 1.5
     assert frame["v"].isna().tolist() == [False, True, False]
-    assert frame["t"].iloc[2].to_pydatetime() == stamps[2]
+    assert frame.index[2].to_pydatetime() == stamps[2]
     array = data.to_numpy()
     assert len(array) == 3
     assert np.asarray(array["v"], dtype="float64")[0] == 1.5

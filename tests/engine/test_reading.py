@@ -202,7 +202,7 @@ def test_export_equals_materialised(read, reverse, cut) -> None:
                  else storage.read_raw("s", lo, hi, reverse))
 
         def export(rows: pa.Table) -> pa.Table:
-            return reading._raw_arrow(rows, "numeric", {})
+            return reading.raw_arrow(rows, "numeric", {})
     else:
         table = materialised.level_table(
             lambda a, b: storage.read_level(granularity.key, "s", a, b),
@@ -211,7 +211,7 @@ def test_export_equals_materialised(read, reverse, cut) -> None:
         times = list(downsamplers.TIME_DOWNSAMPLERS) if time_names is None else time_names
 
         def export(rows: pa.Table) -> pa.Table:
-            return reading._level_arrow(rows, "numeric", {}, names, times, granularity.width_us)
+            return reading.level_arrow(rows, "numeric", {}, names, times, granularity.width_us)
     assert data.to_arrow().equals(export(table))
     # a slice exports its own rows (the raw ``v`` type follows the values it holds)
     positions = range(*cut.indices(table.num_rows))

@@ -48,3 +48,30 @@ def test_empty_batch_and_empty_tables_are_noops(storage):
     )
     assert storage.read_raw(a, None, None).num_rows == 0
     assert storage.read_level("S", a, None, None) is None
+
+
+def test_reads_of_many_streams_equal_reads_of_each(storage):
+    """read_raw_many / read_level_many (many-stream tables) answer as read_raw / read_level
+    of each stream, unknown ids included."""
+    ids = [add_stream(storage, {"n": n}) for n in range(3)]
+    raw = {sid: raw_rows(list(range(n * 10, n * 10 + 5)), ints=list(range(5)))
+           for n, sid in enumerate(ids[:2])}
+    level_rows = pa.table({
+        "stream_id": [ids[0], ids[0], ids[1]],
+        "t": pa.array([0, 60_000_000, 0], pa.int64()),
+        "c": pa.array([1, 2, 3], pa.int64()),
+    })
+    storage.commit(WriteBatch(raw=raw, levels={"m": level_rows}))
+    wanted = [*ids, "no-such-stream"]
+    for lo, hi in ((None, None), (12, None), (None, 12), (3, 13), (13, 13)):
+        many = storage.read_raw_many(wanted, lo, hi)
+        assert set(many) == set(wanted)
+        for sid in wanted:
+            assert many[sid].equals(storage.read_raw(sid, lo, hi)), (sid, lo, hi)
+        levels = storage.read_level_many("m", wanted, lo, hi)
+        for sid in wanted:
+            one = storage.read_level("m", sid, lo, hi)
+            assert (levels[sid] is None) == (one is None)
+            if one is not None:
+                assert levels[sid].equals(one), (sid, lo, hi)
+    assert storage.read_level_many("never-written", ids, None, None) == dict.fromkeys(ids)

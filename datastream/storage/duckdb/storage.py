@@ -635,6 +635,21 @@ class DuckDBStorage(Storage):
         yield
 
     # -- reading ---------------------------------------------------------------------------
+    def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
+        """Compressed chunk bytes per level (what the file spends on them, pages aside)."""
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None:
+                return {}
+            sizes = self._connection().execute(
+                f"SELECT level, sum(octet_length(body)) FROM chunks WHERE {STREAM_KEY} = ?"
+                " GROUP BY level", [entry.key],
+            ).fetchall()
+            names = {level.code: key for key, level in self._levels.items()}
+        return {"raw" if code == RAW else names.get(code, str(code)): int(size)
+                for code, size in sizes}
+
     def _chunk_bodies(
         self, key: int, level: int, start_us: int | None, end_us: int | None
     ) -> list[bytes]:
@@ -652,6 +667,68 @@ class DuckDBStorage(Storage):
         found.sort(key=_first)
         return [row[1] for row in found]
 
+    def _chunk_bodies_of(
+        self, keys: list[int], level: int, start_us: int | None, end_us: int | None
+    ) -> dict[int, list[bytes]]:
+        """``_chunk_bodies`` of many streams in one query (many-stream tables)."""
+        clause = ""
+        params: list[Any] = [level]
+        if start_us is not None:
+            clause += " AND t1 >= ?"
+            params.append(int(start_us))
+        if end_us is not None:
+            clause += " AND t0 < ?"
+            params.append(int(end_us))
+        found = self._connection().execute(
+            f"SELECT {STREAM_KEY}, seq, body FROM chunks WHERE level = ?"
+            f" AND {STREAM_KEY} IN {key_list(keys)}{clause}", params,
+        ).fetchall()
+        found.sort(key=_key_and_seq)
+        bodies: dict[int, list[bytes]] = {}
+        for key, _, body in found:
+            bodies.setdefault(key, []).append(body)
+        return bodies
+
+    def _entries_of(self, stream_ids: list[str]) -> dict[str, _Entry]:
+        return {sid: self._entries[sid] for sid in stream_ids
+                if isinstance(sid, str) and sid in self._entries}
+
+    def read_raw_many(
+        self, stream_ids: list[str], start_us: int | None, end_us: int | None
+    ) -> dict[str, pa.Table]:
+        result = dict.fromkeys(stream_ids, RAW_SCHEMA.empty_table())  # tables are immutable
+        with self._lock:
+            self._check_open()
+            entries = self._entries_of(stream_ids)
+            if not entries or (start_us is not None and end_us is not None
+                               and start_us >= end_us):
+                return result
+            bodies = self._chunk_bodies_of([e.key for e in entries.values()], RAW, start_us,
+                                           end_us)
+        for stream_id, entry in entries.items():
+            result[stream_id] = self._raw_of(bodies.get(entry.key, []), start_us, end_us)
+        return result
+
+    def read_level_many(
+        self, level_key: str, stream_ids: list[str], start_us: int | None, end_us: int | None
+    ) -> dict[str, pa.Table | None]:
+        with self._lock:
+            self._check_open()
+            level = self._levels.get(level_key)
+            if level is None:
+                return dict.fromkeys(stream_ids)
+            result = dict.fromkeys(stream_ids, level.schema.empty_table())  # tables are immutable
+            entries = self._entries_of(stream_ids)
+            if not entries or (start_us is not None and end_us is not None
+                               and start_us >= end_us):
+                return result
+            bodies = self._chunk_bodies_of([e.key for e in entries.values()], level.code,
+                                           start_us, end_us)
+        for stream_id, entry in entries.items():
+            result[stream_id] = self._level_of(level, bodies.get(entry.key, []), start_us,
+                                               end_us)
+        return result
+
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
@@ -662,6 +739,13 @@ class DuckDBStorage(Storage):
                                  and start_us >= end_us):
                 return RAW_SCHEMA.empty_table()
             bodies = self._chunk_bodies(entry.key, RAW, start_us, end_us)
+        return self._raw_of(bodies, start_us, end_us, reverse)
+
+    @staticmethod
+    def _raw_of(bodies: list[bytes], start_us: int | None, end_us: int | None,
+                reverse: bool = False) -> pa.Table:
+        """The rows in [start_us, end_us) of one stream's raw chunks (in ``seq`` order) by
+        time, stably: decoded into one array per column, sorted only when they are not."""
         if not bodies:
             return RAW_SCHEMA.empty_table()
         decoded = raw_columns.decode(bodies)
@@ -684,6 +768,11 @@ class DuckDBStorage(Storage):
                                  and start_us >= end_us):
                 return level.schema.empty_table()
             bodies = self._chunk_bodies(entry.key, level.code, start_us, end_us)
+        return self._level_of(level, bodies, start_us, end_us)
+
+    @staticmethod
+    def _level_of(level: _Level, bodies: list[bytes], start_us: int | None,
+                  end_us: int | None) -> pa.Table:
         parts = [
             chunking.slice_range(chunking.conform(chunking.decode_level(body), level.schema),
                                  start_us, end_us)
@@ -697,6 +786,10 @@ class DuckDBStorage(Storage):
 
 def _first(row: tuple) -> Any:
     return row[0]
+
+
+def _key_and_seq(row: tuple) -> tuple:
+    return row[0], row[1]
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:

@@ -1,0 +1,173 @@
+"""behaviour §6.4: get_table, many streams as one long Arrow table, on every backend.
+
+The oracle is get_data of each stream (itself checked against SQL and numpy elsewhere): the
+table must be exactly the concatenation of every matching stream's ``to_arrow()``, with the
+stream id and tag columns repeated per row.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from datastream import exceptions
+
+from .helpers import EVER, UTC, G, at
+
+HOSTS = ["h1", "h2", "h3"]
+
+
+@pytest.fixture
+def fleet(ds):
+    """Three cpu streams of different lengths and value kinds, one memory stream."""
+    ids = {}
+    for number, host in enumerate(HOSTS):
+        stream_id = ds.ensure_stream(
+            {"host": host, "metric": "cpu"},
+            {"site": {"room": number}},
+            ["mean", "min", "max", "count"],
+            G.Seconds,
+        )
+        count = 100 * (number + 1)
+        first = np.datetime64(at(0).replace(tzinfo=None), "us")
+        stamps = first + np.arange(count) * np.timedelta64(1, "s")
+        values = np.arange(count) if number == 1 else np.linspace(0.0, 1.0, count)
+        ds.append_arrays(stream_id, stamps, values)
+        ids[host] = stream_id
+    ids["mem"] = ds.ensure_stream({"host": "h1", "metric": "mem"}, {}, ["mean"], G.Seconds)
+    ds.append(ids["mem"], 5.0, at(3))
+    return ds, ids
+
+
+def _expected(ds, stream_ids, granularity, **kwargs) -> pa.Table:
+    parts = [ds.get_data(sid, granularity, **kwargs).to_arrow() for sid in stream_ids]
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def test_raw_rows_equal_each_streams_export(fleet) -> None:
+    ds, ids = fleet
+    table = ds.get_table({"metric": "cpu"}, G.Seconds, tags=("host", ("site", "room")))
+    order = sorted(ids[h] for h in HOSTS)
+    assert table.column_names == ["stream_id", "host", "site.room", "t", "v"]
+    assert table.num_rows == 600
+    expected = _expected(ds, order, G.Seconds, start=EVER)
+    assert table.select(["t", "v"]).equals(expected)
+    # ordered by stream, then time; tags repeated per row
+    assert table.column("stream_id").to_pylist() == [
+        sid for sid in order for _ in range(len(ds.get_data(sid, G.Seconds, start=EVER)))
+    ]
+    host_of = {ids[h]: h for h in HOSTS}
+    hosts = [host_of[sid] for sid in table.column("stream_id").to_pylist()]
+    assert table.column("host").to_pylist() == hosts
+    assert table.column("site.room").to_pylist() == [HOSTS.index(h) for h in hosts]
+    assert table.schema.field("t").type == pa.timestamp("us", tz="UTC")
+    # int and float streams together promote to float64
+    assert table.schema.field("v").type == pa.float64()
+
+
+def test_range_rules_are_those_of_get_data(fleet) -> None:
+    ds, ids = fleet
+    for bounds in (
+        {"start": at(10), "end": at(20)},
+        {"start_exclusive": at(10), "end": at(20)},
+        {"start": at(10), "end_exclusive": at(20)},
+        {"start_exclusive": at(10), "end_exclusive": at(20)},
+        {"start": at(250)},
+    ):
+        table = ds.get_table({"metric": "cpu"}, "seconds", **bounds)
+        order = sorted(ids[h] for h in HOSTS)
+        expected = _expected(ds, order, G.Seconds, **bounds)
+        assert table.select(["t", "v"]).equals(expected), bounds
+
+
+def test_levels_hold_each_streams_downsampled_columns(fleet) -> None:
+    ds, ids = fleet
+    ds.downsample_streams(until=at(3600))
+    table = ds.get_table({"metric": "cpu"}, G.Minutes, tags=["host"])
+    order = sorted(ids[h] for h in HOSTS)
+    expected = _expected(ds, order, G.Minutes, start=EVER)
+    assert table.drop_columns(["stream_id", "host"]).equals(expected)
+    assert table.num_rows == sum(len(ds.get_data(s, G.Minutes, start=EVER)) for s in order)
+    for name in ("mean", "min", "max", "count", "time_mean", "time_first"):
+        assert name in table.column_names
+
+
+def test_downsampler_filters_and_missing_columns(fleet) -> None:
+    ds, ids = fleet
+    ds.downsample_streams(until=at(3600))
+    table = ds.get_table(
+        {"host": "h1"}, "minutes", value_downsamplers=["mean", "max"], time_downsamplers=["last"]
+    )
+    assert table.column_names == ["stream_id", "t", "mean", "max", "time_last"]
+    mem_rows = pc.equal(table.column("stream_id"), ids["mem"])
+    # the memory stream keeps no max: a null column there, not a missing one
+    assert table.filter(mem_rows).column("max").null_count == table.filter(mem_rows).num_rows
+    cpu = table.filter(pc.equal(table.column("stream_id"), ids["h1"]))
+    expected = ds.get_data(
+        ids["h1"], "minutes", start=EVER, value_downsamplers=["mean", "max"],
+        time_downsamplers=["last"],
+    ).to_arrow()
+    ours = cpu.drop_columns(["stream_id"])
+    assert ours.equals(expected.select(ours.column_names))
+
+
+def test_granularity_finer_than_a_streams_highest_reads_raw(ds) -> None:
+    hourly = ds.ensure_stream({"kind": "x", "n": 1}, {}, ["mean"], G.Hours)
+    fine = ds.ensure_stream({"kind": "x", "n": 2}, {}, ["mean"], G.Seconds)
+    ds.append(hourly, 1.0, at(0))
+    ds.append(fine, 2.0, at(1))
+    table = ds.get_table({"kind": "x"}, G.Seconds, tags=("n",))
+    assert sorted(table.column("v").to_pylist()) == [1.0, 2.0]
+    assert table.num_rows == 2
+
+
+def test_no_match_and_unbuffered_appends_are_seen(ds) -> None:
+    empty = ds.get_table({"nothing": 1}, G.Seconds, tags=("host",))
+    assert empty.num_rows == 0
+    assert empty.column_names[:2] == ["stream_id", "host"]
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    ds.append(stream_id, 1.5, at(0))  # still buffered: the table sees it anyway
+    table = ds.get_table({"a": 1}, G.Seconds)
+    assert table.column("v").to_pylist() == [1.5]
+
+
+def test_mixed_value_types_become_text(ds) -> None:
+    number = ds.ensure_stream({"mix": 1}, {}, ["mean"], G.Seconds)
+    word = ds.ensure_stream({"mix": 2}, {}, ["most_often"], G.Seconds, value_type="nominal")
+    ds.append(number, 2.5, at(0))
+    ds.append(word, "on", at(0))
+    table = ds.get_table({}, G.Seconds, tags=("mix",))
+    by_mix = dict(zip(table.column("mix").to_pylist(), table.column("v").to_pylist()))
+    assert pa.types.is_string(table.schema.field("v").type)
+    assert by_mix == {1: "2.5", 2: '"on"'}
+
+
+def test_argument_errors(fleet) -> None:
+    ds, _ = fleet
+    with pytest.raises(AttributeError):
+        ds.get_table({}, G.Seconds, start=at(0), start_exclusive=at(0))
+    with pytest.raises(AttributeError):
+        ds.get_table({}, G.Seconds, end=at(0), end_exclusive=at(0))
+    with pytest.raises(exceptions.UnsupportedGranularity):
+        ds.get_table({}, "fortnights")
+    with pytest.raises(exceptions.UnsupportedDownsampler):
+        ds.get_table({}, G.Minutes, value_downsamplers=["nope"])
+    with pytest.raises(TypeError):
+        ds.get_table({}, G.Seconds, tags="host")
+    with pytest.raises(ValueError):
+        ds.get_table({}, G.Seconds, tags=("t",))
+    with pytest.raises(ValueError):
+        ds.get_table({"x": {"$bogus": 1}}, G.Seconds)
+
+
+def test_naive_bounds_are_utc(fleet) -> None:
+    ds, _ = fleet
+    naive = at(10).astimezone(UTC).replace(tzinfo=None)
+    aware = ds.get_table({"metric": "cpu"}, G.Seconds, start=at(10), end=at(12))
+    assert ds.get_table({"metric": "cpu"}, G.Seconds, start=naive, end=at(12)).equals(aware)
+    assert aware.num_rows == 9
+    assert ds.get_table({}, G.Seconds, start=datetime.datetime.max).num_rows == 0
