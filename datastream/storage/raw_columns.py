@@ -14,6 +14,7 @@ returns exactly the rows that decoding each chunk would.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,7 +107,8 @@ class _NumberColumn:
         self.type = field.type
         self.total = total
         self.is_float = pa.types.is_floating(field.type)
-        self.values: np.ndarray | None = None  # allocated by the first chunk with values
+        self.buffer: pa.Buffer | None = None  # allocated by the first chunk with values
+        self.values: np.ndarray | None = None  # a writable view of it
         self.valid: np.ndarray | None = None  # bool per row, once some row is null
         self.null_spans: list[tuple[int, int]] = []  # chunks where the column is all null
         self.orders_rows = field.name == "t"
@@ -120,7 +122,11 @@ class _NumberColumn:
                 self.null_spans.append((start, start + rows))
             return
         if self.values is None:
-            self.values = np.empty(self.total, self.type.to_pandas_dtype())
+            # from Arrow's pool, which keeps freed memory for the next read: numpy's would go
+            # back to the system and fault in page by page again
+            dtype = np.dtype(self.type.to_pandas_dtype())
+            self.buffer = pa.allocate_buffer(self.total * dtype.itemsize)
+            self.values = np.frombuffer(self.buffer, dtype)
         out = self.values[start:start + rows]
         if self.is_float:
             self._add_float(stored, out, scratch)
@@ -190,14 +196,14 @@ class _NumberColumn:
 
     def finish(self) -> pa.Array:
         if self.values is None:
-            return pa.nulls(self.total, self.type)
+            return _nulls(self.type, self.total)
         for low, high in self.null_spans:
             self.values[low:high] = 0
             self._validity()[low:high] = False
         bitmap = None
         if self.valid is not None:
             bitmap = pa.py_buffer(np.packbits(self.valid, bitorder="little"))
-        return pa.Array.from_buffers(self.type, self.total, [bitmap, pa.py_buffer(self.values)])
+        return pa.Array.from_buffers(self.type, self.total, [bitmap, self.buffer])
 
 
 class _TextColumn:
@@ -230,7 +236,21 @@ class _TextColumn:
 
     def finish(self) -> pa.Array | pa.ChunkedArray:
         if not self.has_text:
-            return pa.nulls(self.total, pa.string())
+            return _nulls(pa.string(), self.total)
         return pa.chunked_array(
             [pa.nulls(piece, pa.string()) if isinstance(piece, int) else piece
              for piece in self.pieces], pa.string())
+
+
+def _nulls(type_: pa.DataType, rows: int) -> pa.Array:
+    """``rows`` nulls of a fixed-width or string type. A raw read of floats has an int and a
+    text column of nulls only, megabytes of zero bitmap, values and offsets that nobody reads:
+    an anonymous mapping provides them without writing a page (``pa.nulls`` fills them), and
+    reading them only maps the system's zero page. Every buffer is a view of the same zeros."""
+    width = 4 if pa.types.is_string(type_) else type_.bit_width // 8
+    zeros = pa.py_buffer(mmap.mmap(-1, max(width * (rows + 1), 1)))
+    bitmap = zeros.slice(0, (rows + 7) // 8)
+    if pa.types.is_string(type_):
+        return pa.Array.from_buffers(type_, rows, [bitmap, zeros.slice(0, 4 * (rows + 1)),
+                                                   zeros.slice(0, 0)])
+    return pa.Array.from_buffers(type_, rows, [bitmap, zeros.slice(0, width * rows)])
