@@ -81,15 +81,17 @@ class _Scratch:
     so a read allocates them once, and only what its chunks' parts need."""
 
     def __init__(self) -> None:
+        self.capacity = 0
         self.packed = np.empty(0, np.uint8)
         self.ints = (np.empty(0, np.int64), np.empty(0, np.int64))
 
     def int64(self, which: int, rows: int) -> np.ndarray:
-        """The first (0) or second (1) int64 buffer, ``rows`` long."""
-        if len(self.ints[which]) < rows:
-            grown = np.empty(rows, np.int64)
-            self.ints = (grown, self.ints[1]) if which == 0 else (self.ints[0], grown)
+        """The first (0) or second (1) int64 buffer, ``rows`` long; ``packed`` then holds at
+        least ``rows`` values of 8 bytes."""
+        if rows > self.capacity:
+            self.capacity = rows
             self.packed = np.empty(8 * rows, np.uint8)
+            self.ints = (np.empty(rows, np.int64), np.empty(rows, np.int64))
         return self.ints[which][:rows]
 
 

@@ -3,6 +3,7 @@ exact whatever the write order."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,11 +37,11 @@ def test_small_flushes_are_merged_into_full_chunks():
 def test_large_batches_are_cut_into_chunks_of_bounded_size():
     storage = duckdb_backend.Backend()
     a = add_stream(storage, {"n": 1})
-    count = 2 * chunking.CHUNK_ROWS + 5
+    size = chunking.RAW_CHUNK_ROWS
+    count = 2 * size + 5
     storage.commit(WriteBatch(raw={a: raw_rows(list(range(count)), ints=list(range(count)))}))
-    assert [rows for *_, rows in chunk_rows(storage)] == [chunking.CHUNK_ROWS,
-                                                        chunking.CHUNK_ROWS, 5]
-    assert storage.read_raw(a, 100, 16390).column("t").to_pylist() == list(range(100, 16390))
+    assert [rows for *_, rows in chunk_rows(storage)] == [size, size, 5]
+    assert storage.read_raw(a, 100, size + 6).column("t").to_pylist() == list(range(100, size + 6))
 
 
 def test_level_rows_over_stored_buckets_are_merged():
@@ -110,3 +111,10 @@ def test_joining_chunks_orders_like_sorting_them(parts, reverse):
         number += len(times)
     joined = chunking.joined_by_time(tables, reverse)
     assert joined.equals(chunking.stable_by_time(pa.concat_tables(tables), reverse))
+
+
+@given(st.lists(st.integers(-3, 3), max_size=40))
+def test_newest_first_is_the_stable_descending_sort(times):
+    t = np.sort(np.array(times, np.int64))
+    expected = sorted(range(len(t)), key=lambda i: -t[i])  # Python's sort is stable
+    assert chunking.newest_first(t).tolist() == expected

@@ -56,6 +56,17 @@ def test_both_transform_paths_decode_alike(path):
     assert_bit_exact(decoded.table, joined(tables))
 
 
+@pytest.mark.parametrize("sizes", [(2000, 300, 2500, 800), (300, 2500, 257, 3000)])
+def test_chunks_larger_and_smaller_than_the_ones_before(sizes):
+    """The shared buffers grow with the chunks and serve smaller ones after: every column
+    style (residuals or not, packed parts of every width) in chunks of changing size."""
+    # first a large chunk using one int buffer, a small one using both, a large one again
+    tables = [sensor_table(3000), long_table(1, 260, 1), sensor_table(3000, 1)]
+    tables += [long_table(seed, n, seed % 6) for seed, n in enumerate(sizes * 3)]
+    decoded = raw_columns.decode([codec.encode_raw(table) for table in tables])
+    assert_bit_exact(decoded.table, joined(tables))
+
+
 def test_columns_are_single_arrays_of_the_whole_read():
     tables = [sensor_table(5000, seed) for seed in range(3)]
     decoded = raw_columns.decode([codec.encode_raw(table) for table in tables])

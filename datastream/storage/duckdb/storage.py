@@ -395,7 +395,7 @@ class DuckDBStorage(Storage):
         for stream_id in sorted(raw, key=lambda sid: self._key_of(sid, "raw")):
             table = _raw_rows(stream_id, raw[stream_id])
             key = self._key_of(stream_id, "raw")
-            for piece in chunking.pieces(table):
+            for piece in chunking.pieces(table, chunking.RAW_CHUNK_ROWS):
                 writes.add(key, RAW, piece, chunking.encode_raw(piece))
 
     def _write_levels(
@@ -559,7 +559,8 @@ class DuckDBStorage(Storage):
         writes.new = [c for c in writes.new if c.seq not in new_seqs]
         writes.drop.extend(stored_seqs)
         encode = chunking.encode_raw if level == RAW else chunking.encode_level
-        for seq, piece in zip(run_seqs, chunking.pieces(merged)):
+        size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
+        for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
             writes.add(key, level, piece, encode(piece), seq=seq)
 
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
