@@ -3,6 +3,8 @@ exact whatever the write order."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +17,8 @@ from tests.storage.rows import add_stream, new_id, raw_rows
 
 
 def chunk_rows(storage, level=None) -> list[tuple]:
-    clause = "" if level is None else f" WHERE level = {level}"
-    query = f"SELECT level, t0, t1, rows FROM chunks{clause} ORDER BY seq"
+    clause = "" if level is None else f" AND level = {level}"
+    query = f"SELECT level, t0, t1, rows FROM chunks WHERE part = 0{clause} ORDER BY seq"
     return storage._con.sql(query).fetchall()
 
 
@@ -111,6 +113,54 @@ def test_joining_chunks_orders_like_sorting_them(parts, reverse):
         number += len(times)
     joined = chunking.joined_by_time(tables, reverse)
     assert joined.equals(chunking.stable_by_time(pa.concat_tables(tables), reverse))
+
+
+def test_large_chunks_are_stored_as_inline_pieces_and_read_back_whole(tmp_path):
+    """Chunk bodies above PIECE_BYTES are cut into pieces (so DuckDB keeps them inline) and put
+    back together on every read path: plain reads, many-stream reads, truncation, merging."""
+    from datastream.storage.duckdb.storage import PIECE_BYTES
+
+    storage = duckdb_backend.Backend(str(tmp_path / "pieces.duckdb"))
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    rng = np.random.default_rng(3)
+    times = np.arange(40_000, dtype=np.int64) * 1_000_000
+    floats = np.cumsum(rng.normal(0, 1, times.size))  # full entropy: large bodies
+    rows = raw_rows(times, floats=floats, kinds=[2] * times.size)
+    storage.commit(WriteBatch(raw={a: rows, b: rows.slice(0, 100)}))
+    parts = storage._con.sql("SELECT max(part), max(octet_length(body)) FROM chunks").fetchall()
+    assert parts[0][0] >= 2 and parts[0][1] <= PIECE_BYTES
+    assert storage.read_raw(a, None, None).equals(rows)
+    many = storage.read_raw_many([a, b], 5_000_000, None)
+    assert many[a].equals(rows.slice(5)) and many[b].equals(rows.slice(5, 95))
+    storage.commit(WriteBatch(truncate_raw={a: int(times[20_000])}))
+    assert storage.read_raw(a, None, None).equals(rows.slice(0, 20_000))
+    storage.close()
+    reopened = duckdb_backend.Backend(str(tmp_path / "pieces.duckdb"))
+    assert reopened.read_raw(a, None, None).equals(rows.slice(0, 20_000))
+    reopened.close()
+
+
+def test_commits_do_not_leave_copies_of_the_stored_chunks_in_the_file(tmp_path):
+    """A checkpoint rewrites the blobs DuckDB keeps out of line and the table's last 2048 rows.
+    With whole chunks as blobs, each checkpoint copied the store and the file kept the old copy
+    as free blocks; pieces stay inline, so the file stays close to the bytes it holds."""
+    path = str(tmp_path / "grow.duckdb")
+    storage = duckdb_backend.Backend(path)
+    a = add_stream(storage, {"n": 1})
+    rng = np.random.default_rng(4)
+    for part in range(6):  # ~30 MB of full-entropy floats in six commits
+        times = (np.arange(800_000, dtype=np.int64) + part * 800_000) * 1_000_000
+        rows = raw_rows(times, floats=np.cumsum(rng.normal(0, 1, times.size)),
+                        kinds=[2] * times.size)
+        storage.commit(WriteBatch(raw={a: rows}))
+    held = storage._con.sql("SELECT sum(octet_length(body)) FROM chunks").fetchall()[0][0]
+    storage.close()
+    assert os.path.getsize(path) <= 1.1 * held + 2**20
+    for step in range(3):  # one-point sessions: a checkpoint each
+        storage = duckdb_backend.Backend(path)
+        storage.commit(WriteBatch(raw={a: raw_rows([10**13 + step], ints=[1])}))
+        storage.close()
+    assert os.path.getsize(path) <= 1.1 * held + 2048 * 8_000 + 2**20
 
 
 @given(st.lists(st.integers(-3, 3), max_size=40))

@@ -8,7 +8,13 @@ Tables:
   one storage object, and the versions keep their commits from overwriting each other.
 * ``chunks``: the datapoints, compressed per stream and level (:mod:`.chunks`): ``stream_key``,
   ``level`` (0 raw, else the code of a level key), ``t0``/``t1`` (time span), ``seq`` (write
-  order), ``rows`` and the encoded ``body``.
+  order), ``rows`` and the encoded ``body``, stored as consecutive pieces of at most
+  ``PIECE_BYTES`` (``part`` 0, 1, ...; every piece row repeats the chunk's other columns).
+  Why pieces: DuckDB keeps blobs beyond ~16 kB out of line, and a checkpoint that appends to a
+  row group rewrites every out-of-line blob of it, so whole chunks made each checkpoint copy the
+  whole store (and left that much free space in the file). Inline pieces are rewritten only
+  within the table's last 2048 rows (16 MB of pieces at most); the body is stored uncompressed
+  because it is compressed already.
 * ``levels``: level key → code and the Arrow schema its rows are read back in.
 
 DuckDB is the ACID container: every commit is one transaction, so a crash leaves either the
@@ -53,7 +59,8 @@ from .connection import (
     unregister,
 )
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
+PIECE_BYTES = 8_000  # inline in DuckDB, and 2048 of them are 16 MB (module docstring)
 FEW_ROWS = 4  # up to this many rows are written by parameterised statements, not an Arrow view
 STREAM_KEY = "stream_key"
 
@@ -63,14 +70,14 @@ _DDL = [
     " stream_id VARCHAR NOT NULL, tags VARCHAR NOT NULL, meta VARCHAR NOT NULL,"
     " version BIGINT NOT NULL DEFAULT 0)",
     f"CREATE TABLE IF NOT EXISTS chunks ({STREAM_KEY} INTEGER NOT NULL, level SMALLINT NOT NULL,"
-    " t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, seq BIGINT NOT NULL, rows INTEGER NOT NULL,"
-    " body BLOB NOT NULL)",
+    " t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, seq BIGINT NOT NULL, part SMALLINT NOT NULL,"
+    " rows INTEGER NOT NULL, body BLOB NOT NULL USING COMPRESSION uncompressed)",
     "CREATE TABLE IF NOT EXISTS levels (level_key VARCHAR PRIMARY KEY, code SMALLINT NOT NULL,"
     " arrow_schema BLOB NOT NULL)",
 ]
 _CHUNK_SCHEMA = pa.schema([
     (STREAM_KEY, pa.int32()), ("level", pa.int16()), ("t0", pa.int64()), ("t1", pa.int64()),
-    ("seq", pa.int64()), ("rows", pa.int32()), ("body", pa.binary()),
+    ("seq", pa.int64()), ("part", pa.int16()), ("rows", pa.int32()), ("body", pa.binary()),
 ])
 
 # Files opened by this process: DuckDB would share one database between two connections of the
@@ -375,10 +382,10 @@ class DuckDBStorage(Storage):
         for stream_id, start in batch.truncate_raw.items():
             key = self._key_of(stream_id, "truncate_raw")
             start = int(start)
-            straddling = con.execute(
-                f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
+            straddling = whole_chunks(con.execute(
+                f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
                 " AND t0 < ? AND t1 >= ?", [key, start, start]
-            ).fetchall()
+            ).fetchall())
             con.execute(
                 f"DELETE FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW} AND t1 >= ?",
                 [key, start],
@@ -491,10 +498,10 @@ class DuckDBStorage(Storage):
         """Write one stream's level rows, merging into the stored chunks they overlap."""
         rows = chunking.conform(rows, level.schema)
         t = chunking.times(rows)
-        overlapping = con.execute(
-            f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
-            " AND t1 >= ? AND t0 <= ? ORDER BY seq", [key, level.code, int(t[0]), int(t[-1])]
-        ).fetchall()
+        overlapping = whole_chunks(con.execute(
+            f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
+            " AND t1 >= ? AND t0 <= ?", [key, level.code, int(t[0]), int(t[-1])]
+        ).fetchall())
         if overlapping:
             stored = [chunking.conform(chunking.decode_level(body), level.schema)
                       for _, body in overlapping]
@@ -516,6 +523,7 @@ class DuckDBStorage(Storage):
             found = con.execute(
                 f"SELECT c.{STREAM_KEY}, c.level, c.seq, c.rows, c.t0, c.t1 FROM chunks c"
                 f" JOIN _ds_pairs p ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level"
+                " WHERE c.part = 0"
             ).fetchall()
         finally:
             unregister(con, ("_ds_pairs",))
@@ -545,9 +553,9 @@ class DuckDBStorage(Storage):
             return
         run.reverse()
         stored_seqs = [seq for seq, _, _, _, body in run if body is None]
-        bodies = dict(con.execute(
-            f"SELECT seq, body FROM chunks WHERE seq IN {key_list(stored_seqs)}"
-        ).fetchall()) if stored_seqs else {}
+        bodies = dict(whole_chunks(con.execute(
+            f"SELECT seq, part, body FROM chunks WHERE seq IN {key_list(stored_seqs)}"
+        ).fetchall())) if stored_seqs else {}
         decode = chunking.decode_raw if level == RAW else chunking.decode_level
         tables = [decode(body if body is not None else bodies[seq])
                   for seq, _, _, _, body in run]
@@ -566,21 +574,23 @@ class DuckDBStorage(Storage):
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         if writes.drop:
             con.execute(f"DELETE FROM chunks WHERE seq IN {key_list(writes.drop)}")
-        new = writes.new
-        if len(new) <= FEW_ROWS:  # a statement per row costs less than registering a table
-            for c in new:
-                con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [c.stream_key, c.level, c.t0, c.t1, c.seq, c.rows, c.body])
+        rows = [(c, part, piece)
+                for c in writes.new for part, piece in enumerate(pieces_of(c.body))]
+        if len(rows) <= FEW_ROWS:  # a statement per row costs less than registering a table
+            for c, part, piece in rows:
+                con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [c.stream_key, c.level, c.t0, c.t1, c.seq, part, c.rows, piece])
             return
         table = pa.Table.from_arrays(
             [
-                pa.array([c.stream_key for c in new], pa.int32()),
-                pa.array([c.level for c in new], pa.int16()),
-                pa.array([c.t0 for c in new], pa.int64()),
-                pa.array([c.t1 for c in new], pa.int64()),
-                pa.array([c.seq for c in new], pa.int64()),
-                pa.array([c.rows for c in new], pa.int32()),
-                pa.array([c.body for c in new], pa.binary()),
+                pa.array([c.stream_key for c, _, _ in rows], pa.int32()),
+                pa.array([c.level for c, _, _ in rows], pa.int16()),
+                pa.array([c.t0 for c, _, _ in rows], pa.int64()),
+                pa.array([c.t1 for c, _, _ in rows], pa.int64()),
+                pa.array([c.seq for c, _, _ in rows], pa.int64()),
+                pa.array([part for _, part, _ in rows], pa.int16()),
+                pa.array([c.rows for c, _, _ in rows], pa.int32()),
+                pa.array([piece for _, _, piece in rows], pa.binary()),
             ],
             schema=_CHUNK_SCHEMA,
         )
@@ -663,10 +673,10 @@ class DuckDBStorage(Storage):
             clause += " AND t0 < ?"
             params.append(int(end_us))
         found = self._connection().execute(  # ordered here: DuckDB would sort the bodies too
-            f"SELECT seq, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}", params,
+            f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}",
+            params,
         ).fetchall()
-        found.sort(key=_first)
-        return [row[1] for row in found]
+        return [body for _, body in whole_chunks(found)]
 
     def _chunk_bodies_of(
         self, keys: list[int], level: int, start_us: int | None, end_us: int | None
@@ -681,12 +691,11 @@ class DuckDBStorage(Storage):
             clause += " AND t0 < ?"
             params.append(int(end_us))
         found = self._connection().execute(
-            f"SELECT {STREAM_KEY}, seq, body FROM chunks WHERE level = ?"
+            f"SELECT {STREAM_KEY}, seq, part, body FROM chunks WHERE level = ?"
             f" AND {STREAM_KEY} IN {key_list(keys)}{clause}", params,
         ).fetchall()
-        found.sort(key=_key_and_seq)
         bodies: dict[int, list[bytes]] = {}
-        for key, _, body in found:
+        for key, _, body in whole_chunks(found):  # in seq order, so each stream's in order
             bodies.setdefault(key, []).append(body)
         return bodies
 
@@ -785,12 +794,31 @@ class DuckDBStorage(Storage):
         return chunking.joined_by_time(parts)
 
 
-def _first(row: tuple) -> Any:
-    return row[0]
+def pieces_of(body: bytes) -> list[bytes]:
+    """A chunk body cut into the pieces it is stored as (module docstring)."""
+    if len(body) <= PIECE_BYTES:
+        return [body]
+    view = memoryview(body)
+    return [bytes(view[at:at + PIECE_BYTES]) for at in range(0, len(body), PIECE_BYTES)]
 
 
-def _key_and_seq(row: tuple) -> tuple:
-    return row[0], row[1]
+def whole_chunks(found: list[tuple]) -> list[tuple]:
+    """Rows ``(..., seq, part, piece)`` as one row per chunk ``(..., seq, body)``, in seq
+    order, each body put back together from its pieces."""
+    found.sort(key=_seq_and_part)
+    whole: list[tuple] = []
+    pieces: list[bytes] = []
+    for number, row in enumerate(found):
+        pieces.append(row[-1])
+        if number + 1 == len(found) or found[number + 1][-3] != row[-3]:
+            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            whole.append((*row[:-2], body))
+            pieces = []
+    return whole
+
+
+def _seq_and_part(row: tuple) -> tuple:
+    return row[-3], row[-2]
 
 
 def _safe_cast(source: pa.DataType, target: pa.DataType) -> bool:
