@@ -663,7 +663,7 @@ class DuckDBStorage(Storage):
 
     def _chunk_bodies(
         self, key: int, level: int, start_us: int | None, end_us: int | None
-    ) -> list[bytes]:
+    ) -> list[memoryview]:
         clause = ""
         params: list[Any] = [key, level]
         if start_us is not None:
@@ -672,11 +672,11 @@ class DuckDBStorage(Storage):
         if end_us is not None:
             clause += " AND t0 < ?"
             params.append(int(end_us))
-        found = self._connection().execute(  # ordered here: DuckDB would sort the bodies too
+        found = self._connection().sql(  # ordered here: DuckDB would sort the bodies too
             f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}",
-            params,
-        ).fetchall()
-        return [body for _, body in whole_chunks(found)]
+            params=params,
+        ).to_arrow_table()
+        return whole_chunk_views(found)
 
     def _chunk_bodies_of(
         self, keys: list[int], level: int, start_us: int | None, end_us: int | None
@@ -815,6 +815,27 @@ def whole_chunks(found: list[tuple]) -> list[tuple]:
             whole.append((*row[:-2], body))
             pieces = []
     return whole
+
+
+def whole_chunk_views(found: pa.Table) -> list[memoryview]:
+    """The bodies of rows ``seq, part, body`` (an Arrow result, any order) in seq order, each
+    a view of the result's own bytes: once sorted, a chunk's pieces lie end to end there, so
+    no piece becomes a Python object and no body is joined (a copy whose fresh pages cost
+    as much as the copy for the largest chunks)."""
+    if not found.num_rows:
+        return []
+    seq = found.column("seq").to_numpy()
+    order = np.lexsort((found.column("part").to_numpy(), seq))
+    if (order[1:] < order[:-1]).any():  # stored out of order (chunks rewritten in place)
+        found, seq = found.take(pa.array(order)), seq[order]
+    body = found.column("body").combine_chunks()
+    _, offsets, data = body.buffers()
+    width = np.int64 if pa.types.is_large_binary(body.type) else np.int32
+    ends = np.frombuffer(offsets, width)[body.offset:body.offset + len(body) + 1]
+    starts = np.flatnonzero(np.concatenate(([True], seq[1:] != seq[:-1])))
+    bounds = ends[np.append(starts, len(seq))].tolist()
+    view = memoryview(data)
+    return [view[low:high] for low, high in zip(bounds[:-1], bounds[1:])]
 
 
 def _seq_and_part(row: tuple) -> tuple:
