@@ -168,3 +168,22 @@ def test_newest_first_is_the_stable_descending_sort(times):
     t = np.sort(np.array(times, np.int64))
     expected = sorted(range(len(t)), key=lambda i: -t[i])  # Python's sort is stable
     assert chunking.newest_first(t).tolist() == expected
+
+
+@given(st.lists(st.binary(max_size=30), min_size=0, max_size=12), st.randoms())
+def test_chunk_views_put_pieces_back_together_in_any_order(pieces, rng):
+    """Rows of (seq, part, piece) as DuckDB may return them: the views are the bodies in seq
+    order, exactly as joining the pieces gives them."""
+    from datastream.storage.duckdb.storage import whole_chunk_views, whole_chunks
+
+    rows, seq = [], 0
+    for number, piece in enumerate(pieces):
+        part = number % 3
+        seq += part == 0
+        rows.append((seq, part, piece))
+    rng.shuffle(rows)
+    table = pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
+                      "part": pa.array([r[1] for r in rows], pa.int16()),
+                      "body": pa.array([r[2] for r in rows], pa.binary())})
+    expected = [body for _, body in whole_chunks(list(rows))]
+    assert [bytes(view) for view in whole_chunk_views(table)] == expected
