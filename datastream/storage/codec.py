@@ -7,7 +7,9 @@ bit, NaN payloads and -0.0 included) and computes nothing about them.
 
 Layout (little-endian)::
 
-    header   magic b"DSCC", version u8, table kind u8 (1 raw, 2 level), column count u8,
+    header   magic b"DSCC", format version u8 (the oldest that reads the chunk: 2 when a
+             column uses a format-2 prediction, else 1), table kind u8 (1 raw, 2 level),
+             column count u8,
              flags u8 (bit 0: t0/t1 hold the range of the valid timestamps), rows u32,
              t0 i64, t1 i64, CRC-32 of the body u32, CRC-32 of the 32 bytes before it u32
     body     per column, in the frozen order of ``LAYOUTS``: codec u8, flags u8 (bit 0: a
@@ -36,19 +38,29 @@ Column codecs (``param`` bits in brackets):
 * ``TEXT`` (4) [lengths width 0-2]: UTF-8 lengths packed, the bytes zstd-compressed.
 * ``TEXT_DICT`` (5) [indices width 0-2, lengths width 3-5]: the dictionary size (raw u32),
   indices into the distinct strings (first-seen order) packed, the dictionary as in ``TEXT``.
-* ``PREDICTED`` (6) [predictor 0-3, width 4-6]: level columns that other columns of the same
-  row give up to rounding (``PREDICTORS``: the mean offset from sum, count and minimum; sum of
-  squares and M2 from each other; counts from counts; the interval sum from the first and last
-  timestamps). Only the difference to the prediction is stored, packed (in ulps for floats).
-  Predictions are IEEE divisions, products and differences, which every CPU rounds alike; a
-  NaN prediction becomes 0.0, because the bits of a computed NaN are not portable.
+* ``PREDICTED`` (6) [predictor 0-3, width 4-6, decimal scale 7-10]: level columns that other
+  columns of the same row give up to rounding (``predictors.PREDICTORS``: the mean offset from
+  sum, count and minimum; sum of squares and M2 from each other, M2 also from the integer sums
+  of decimal values; counts from counts; the interval sum from the first and last timestamps;
+  the first timestamp from the bucket start). Only the difference to the prediction is stored,
+  packed (in ulps for floats).
+* ``RATIO`` (7, format 2) [predictor 0-3, decimal scale 4-7, numerator width 8-10, residual
+  width 11-13]: a level float that is an integer over a divisor (``predictors.SCALED``: the time
+  mean offset times the non-null points, µs; sums of squares of values quantised to ``10**-k``
+  times ``10**2k``). Parts: the numerator ``rint(x * D)`` minus its predicted value, packed, and
+  the ulps from ``numerator / D`` back to ``x`` (usually none), packed.
+
+Predictions are IEEE divisions, products, sums and ``rint``, which every CPU rounds alike; a
+NaN prediction becomes 0.0, because the bits of a computed NaN are not portable (see
+:mod:`datastream.storage.predictors`). Format 1 chunks (no ``RATIO`` column, predictor ids below
+10) decode as before.
 
 Choices are made per column and per chunk from estimates over at most 256 rows (the start and
 the middle), modelling what bit shuffling + LZ4 make of each candidate
 (``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
-prediction when it beats the column's own estimate, greedily by gain and never in a cycle (of
-q and M2, at most one is predicted); a dictionary when it has at most half as many entries as
-rows.
+prediction when it beats the column's own estimate, greedily by gain and never in a cycle (q
+and M2 are never both predicted from each other); a dictionary when it has at most half as
+many entries as rows.
 
 The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
 loaded yet as their numpy twins, which write the same bytes (see there).
@@ -64,7 +76,6 @@ import dataclasses
 import struct
 import sys
 import zlib
-from collections.abc import Callable
 from typing import NamedTuple
 
 import blosc2
@@ -74,9 +85,12 @@ import pyarrow as pa
 from ..kernels import transforms
 from ..kernels.jit import readonly
 from ..lazy import pc
+from . import predictors
+from .predictors import PREDICTORS, SCALED, Predictor
 
 MAGIC = b"DSCC"
-VERSION = 1
+VERSION = 2  # the newest format; a chunk carries the oldest version that reads it
+READS = (1, 2)
 RAW, LEVEL = 1, 2
 
 # The stored column order of format version 1. Chunks depend on it: a new column is appended
@@ -95,59 +109,16 @@ LAYOUTS: dict[int, pa.Schema] = {
     ),
 }
 
-NULL, INT, DECIMAL, FLOAT_BITS, TEXT, TEXT_DICT, PREDICTED = range(7)
-CODEC_NAMES = ("null", "int", "decimal", "float_bits", "text", "text_dict", "predicted")
-_PARTS = {NULL: 0, INT: 2, DECIMAL: 3, FLOAT_BITS: 1, TEXT: 2, TEXT_DICT: 4, PREDICTED: 1}
+NULL, INT, DECIMAL, FLOAT_BITS, TEXT, TEXT_DICT, PREDICTED, RATIO = range(8)
+CODEC_NAMES = ("null", "int", "decimal", "float_bits", "text", "text_dict", "predicted", "ratio")
+_PARTS = {NULL: 0, INT: 2, DECIMAL: 3, FLOAT_BITS: 1, TEXT: 2, TEXT_DICT: 4, PREDICTED: 1,
+          RATIO: 2}
+_TABLES = {PREDICTED: PREDICTORS, RATIO: SCALED}
 
-
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-    """A level column (``target``) that ``predict(*inputs)`` gives up to a few ulps."""
-
-    target: str
-    inputs: tuple[str, ...]
-    predict: Callable[..., np.ndarray]
-
-
-def _mean_offset(s, c, low):
-    return s / c - low
-
-
-def _squares(m2, s, c):
-    return m2 + s * s / c
-
-
-def _spread(q, s, c):
-    return q - s * s / c
-
-
-def _same(x):
-    return x
-
-
-def _intervals(points):
-    return points - 1
-
-
-def _span_seconds(last, first):
-    return (last - first) / 1e6
-
-
-# Predictor ids are stored in chunks: never renumber one.
-PREDICTORS = {
-    1: Predictor("mu", ("s", "c", "l"), _mean_offset),
-    2: Predictor("q", ("m2", "s", "c"), _squares),
-    3: Predictor("m2", ("q", "s", "c"), _spread),
-    4: Predictor("iq", ("im2", "isum", "ic"), _squares),
-    5: Predictor("im2", ("iq", "isum", "ic"), _spread),
-    6: Predictor("c", ("tn",), _same),  # values = non-null points, but for aggregates
-    7: Predictor("np", ("tn",), _same),  # points = non-null points, without null points
-    8: Predictor("ic", ("np",), _intervals),  # intervals between the points
-    9: Predictor("isum", ("tz", "ta"), _span_seconds),  # they add up to last - first
-}
 
 _INT_TARGETS = sorted({p.target for p in PREDICTORS.values()} - {
     f.name for f in LAYOUTS[LEVEL] if f.type == pa.float64()})
+_FLOAT_TARGETS = {p.target for p in (*PREDICTORS.values(), *SCALED.values())} - set(_INT_TARGETS)
 
 _HEADER = struct.Struct("<4sBBBBIqqI")  # everything the header CRC covers
 _HEADER_SIZE = _HEADER.size + 4
@@ -255,13 +226,14 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         validity[field.name], values[field.name] = _prepare(array, field.type)
     plans = {name: _float_plan(x) for name, x in values.items()
              if isinstance(x, np.ndarray) and x.dtype == np.float64}
-    predicted = {}
+    predicted: dict[str, _Choice] = {}
     if kind == LEVEL:
         costs = {name: plan[1] for name, plan in plans.items()}
         for name in _INT_TARGETS:
             if isinstance(values[name], np.ndarray):
                 costs[name] = min(transforms_for(rows).int_costs(_sample(values[name])))
-        predicted = _choose_predictions(values, costs)
+        scales = {name: plan[0][1] for name, plan in plans.items() if plan[0][0] == DECIMAL}
+        predicted = _choose_predictions(values, costs, scales)
     descriptors = []
     parts: list[bytes] = []
     t_range = None
@@ -269,7 +241,7 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         if x is None:
             codec, param, column_parts = NULL, 0, []
         elif name in predicted:
-            codec, param, column_parts = _encode_predicted(*predicted[name])
+            codec, param, column_parts = _encode_choice(predicted[name])
         elif name in plans:
             codec, param, column_parts = _encode_float(x, plans[name])
         elif isinstance(x, np.ndarray):
@@ -287,7 +259,8 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         parts.extend(column_parts)
     body = b"".join(descriptors + parts)
     t0, t1 = t_range or (0, 0)
-    head = _HEADER.pack(MAGIC, VERSION, kind, len(layout), _HAS_RANGE if t_range else 0, rows,
+    version = max((choice.predictor.since for choice in predicted.values()), default=1)
+    head = _HEADER.pack(MAGIC, version, kind, len(layout), _HAS_RANGE if t_range else 0, rows,
                         t0, t1, zlib.crc32(body))
     return b"".join((head, _U32.pack(zlib.crc32(head)), body))
 
@@ -346,51 +319,82 @@ def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
     return (DECIMAL, k), float(costs[k])
 
 
-def _choose_predictions(values: dict, costs: dict) -> dict[str, tuple[int, np.ndarray]]:
-    """Level columns to store as residuals of a prediction: {target: (predictor, residual)}.
-    ``costs`` holds each candidate column's own estimate; predictions are taken greedily by
-    gain, skipping those that would close a cycle (q from M2 and M2 from q)."""
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    """A level column stored against a prediction: the codec (``PREDICTED`` or ``RATIO``), the
+    predictor id, the decimal scale it read, and the integer columns to store (bit
+    differences; for ``RATIO`` numerator differences, then ulps)."""
+
+    codec: int
+    key: int
+    scale: int
+    stored: tuple[np.ndarray, ...]
+
+    @property
+    def predictor(self) -> Predictor:
+        return _TABLES[self.codec][self.key]
+
+
+def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> dict[str, _Choice]:
+    """Level columns to store against a prediction, by target. ``costs`` holds each candidate
+    column's own estimate, ``scales`` the decimal scale of each decimal-encoded column;
+    predictions are taken greedily by gain, skipping those that would close a cycle (q from M2
+    and M2 from q)."""
+    sampled = {name: _sample(x) for name, x in values.items() if isinstance(x, np.ndarray)}
     options = []
-    for key, predictor in PREDICTORS.items():
-        target = values.get(predictor.target)
-        if predictor.target in costs and isinstance(target, np.ndarray):
-            guess = _predict(predictor, values, target.dtype)
-            if guess is not None:
-                with np.errstate(over="ignore"):
-                    diff = target.view(np.int64) - guess.view(np.int64)
-                cost = transforms_for(len(diff)).int_costs(_sample(readonly(diff, np.int64)))[0]
+    for codec, table in _TABLES.items():
+        for key, predictor in table.items():
+            if predictor.target not in costs or not isinstance(values.get(predictor.target),
+                                                               np.ndarray):
+                continue
+            scale = scales.get(predictor.scale_from, -1) if predictor.scale_from else 0
+            if not 0 <= scale <= predictors.MAX_SQUARED_SCALE:
+                continue
+            choice = _candidate(codec, key, scale, sampled)  # cheap: at most 256 rows
+            if choice is not None:
+                cost = sum(transforms_for(len(x)).int_costs(x)[0] for x in choice.stored)
                 if cost < costs[predictor.target]:
-                    options.append((costs[predictor.target] - cost, key, diff))
-    chosen: dict[str, tuple[int, np.ndarray]] = {}
-    for _, key, diff in sorted(options, key=lambda option: -option[0]):
-        predictor = PREDICTORS[key]
-        if predictor.target not in chosen and not any(
-            _depends(name, predictor.target, chosen) for name in predictor.inputs
+                    options.append((costs[predictor.target] - cost, choice))
+    chosen: dict[str, _Choice] = {}
+    for _, choice in sorted(options, key=lambda option: -option[0]):
+        target = choice.predictor.target
+        if target not in chosen and not any(
+            _depends(name, target, chosen) for name in choice.predictor.inputs
         ):
-            chosen[predictor.target] = (key, diff)
-    return chosen
+            chosen[target] = choice
+    return {target: _candidate(choice.codec, choice.key, choice.scale, values)
+            for target, choice in chosen.items()}
 
 
-def _depends(name: str, on: str, chosen: dict) -> bool:
+def _candidate(codec: int, key: int, scale: int, values: dict) -> _Choice | None:
+    """What storing a column against one prediction would store; None when an input of the
+    prediction is missing."""
+    predictor = _TABLES[codec][key]
+    target = values[predictor.target]
+    if codec == PREDICTED:
+        guess = predictors.predict(predictor, values, target.dtype, scale)
+        if guess is None:
+            return None
+        with np.errstate(over="ignore"):
+            return _Choice(codec, key, scale, (target.view(np.int64) - guess.view(np.int64),))
+    ratio = predictors.ratio(predictor, values, scale)
+    if ratio is None:
+        return None
+    guess, divisor = ratio
+    numerator = predictors.numerators(target, divisor, guess)
+    back = predictors.quotients(numerator, divisor)
+    with np.errstate(over="ignore"):
+        return _Choice(codec, key, scale, (numerator - guess,
+                                            target.view(np.int64) - back.view(np.int64)))
+
+
+def _depends(name: str, on: str, chosen: dict[str, _Choice]) -> bool:
     """Whether column ``name`` is ``on`` or is predicted from it, directly or not."""
     if name == on:
         return True
     if name not in chosen:
         return False
-    return any(_depends(i, on, chosen) for i in PREDICTORS[chosen[name][0]].inputs)
-
-
-def _predict(predictor: Predictor, values: dict, dtype: np.dtype) -> np.ndarray | None:
-    """A fresh array of the prediction from the (filled) input columns; None when an input
-    is missing."""
-    inputs = [values.get(name) for name in predictor.inputs]
-    if any(not isinstance(x, np.ndarray) for x in inputs):
-        return None
-    with np.errstate(all="ignore"):
-        guess = np.array(predictor.predict(*inputs), dtype)
-    if dtype == np.float64:
-        guess[np.isnan(guess)] = 0.0  # the bits of a computed NaN differ between CPUs
-    return guess
+    return any(_depends(i, on, chosen) for i in chosen[name].predictor.inputs)
 
 
 def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
@@ -403,11 +407,17 @@ def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
     return INT, order | width << 2, [z[:order].tobytes(), packed], (low, high)
 
 
-def _encode_predicted(key: int, diff: np.ndarray) -> tuple[int, int, list[bytes]]:
-    z = np.empty(len(diff), np.int64)
-    tail, _, _ = transforms_for(len(diff)).int_encode(readonly(diff, np.int64), 0, z)
-    width, packed = _pack(z, tail)
-    return PREDICTED, key | width << 4, [packed]
+def _encode_choice(choice: _Choice) -> tuple[int, int, list[bytes]]:
+    widths, parts = [], []
+    for x in choice.stored:
+        z = np.empty(len(x), np.int64)
+        tail, _, _ = transforms_for(len(x)).int_encode(readonly(x, np.int64), 0, z)
+        width, packed = _pack(z, tail)
+        widths.append(width)
+        parts.append(packed)
+    if choice.codec == PREDICTED:
+        return PREDICTED, choice.key | widths[0] << 4 | choice.scale << 7, parts
+    return RATIO, choice.key | choice.scale << 4 | widths[0] << 8 | widths[1] << 11, parts
 
 
 def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
@@ -499,9 +509,9 @@ def _read_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
     (head_crc,) = _U32.unpack_from(data, _HEADER.size)
     if zlib.crc32(memoryview(data)[:_HEADER.size]) != head_crc:
         raise ValueError("corrupted chunk: header checksum mismatch")
-    if version != VERSION:
+    if version not in READS:
         raise ValueError(f"chunk format version {version} is not supported (this version of "
-                         f"datastream reads version {VERSION})")
+                         f"datastream reads versions {', '.join(map(str, READS))})")
     if kind not in LAYOUTS:
         raise ValueError(f"corrupted chunk: unknown table kind {kind}")
     return version, kind, ncols, rows, t0, t1, flags
@@ -592,9 +602,9 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
             if column.validity is not None:
                 validity[field.name] = pa.py_buffer(_decompress(column.validity,
                                                                 (rows + 7) // 8))
-            if codec == PREDICTED:
-                _predictor(field, param)
-                predicted.append((field, param, parts))
+            if codec in _TABLES:
+                predicted.append((field, codec, param, parts))
+                _predictor(*predicted[-1][:3])
             else:
                 values[field.name] = _decode_values(field.type, rows, codec, param, parts)
         except (RuntimeError, ValueError, TypeError) as error:
@@ -602,14 +612,14 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
                              f"({error})") from None
     while predicted:  # each once its inputs are decoded (predictions may chain)
         ready = [p for p in predicted if all(
-            name in values for name in _predictor(p[0], p[1]).inputs)]
+            name in values for name in _predictor(*p[:3]).inputs)]
         if not ready:
             raise ValueError("corrupted chunk: predicted columns depend on each other")
         for item in ready:
             predicted.remove(item)
-            field, param, parts = item
+            field, codec, param, parts = item
             try:
-                values[field.name] = _decode_predicted(field, rows, param, parts, values)
+                values[field.name] = _decode_predicted(field, codec, rows, param, parts, values)
             except (RuntimeError, ValueError, TypeError) as error:
                 raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                                  f"({error})") from None
@@ -698,25 +708,50 @@ def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarra
 _NO_RESIDUAL = np.empty(0, np.int64)
 
 
-def _predictor(field: pa.Field, param: int) -> Predictor:
-    predictor = PREDICTORS.get(param & 15)
+def _predictor(field: pa.Field, codec: int, param: int) -> Predictor:
+    predictor = _TABLES[codec].get(param & 15)
     if predictor is None or predictor.target != field.name:
-        raise ValueError(f"corrupted chunk: no predictor {param & 15} for {field.name!r}")
+        raise ValueError(f"corrupted chunk: no {CODEC_NAMES[codec]} predictor {param & 15} for "
+                         f"{field.name!r}")
     return predictor
 
 
-def _decode_predicted(field: pa.Field, rows: int, param: int, parts: list[memoryview],
-                      values: dict) -> np.ndarray:
-    dtype = np.float64 if field.type == pa.float64() else np.int64
-    guess = _predict(_predictor(field, param), values, dtype)
+def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
+                      parts: list[memoryview], values: dict) -> np.ndarray:
+    predictor = _predictor(field, codec, param)
+    scale = param >> (7 if codec == PREDICTED else 4) & 15
+    if predictor.scale_from and scale > predictors.MAX_SQUARED_SCALE:
+        raise ValueError(f"decimal scale {scale} out of range")
+    if codec == PREDICTED:
+        dtype = np.float64 if field.type == pa.float64() else np.int64
+        guess = predictors.predict(predictor, values, dtype, scale)
+        residual = parts[0], param >> 4 & 7
+    else:
+        ratio = predictors.ratio(predictor, values, scale)
+        guess = None if ratio is None else _ratio_guess(*ratio, parts[0], param >> 8 & 7)
+        residual = parts[1], param >> 11 & 7
     if guess is None:
         raise ValueError("an input of its prediction is missing")
-    z = np.empty(rows, np.int64)
-    _unpack(parts[0], param >> 4 & 7, z)
-    residual = np.empty(rows, np.int64)
-    transforms_for(rows).int_decode(readonly(z, np.int64), 0, residual)
-    guess.view(np.int64)[:] += residual
+    with np.errstate(over="ignore"):
+        guess.view(np.int64)[:] += _zigzagged(*residual, rows)
     return guess
+
+
+def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
+                 width: int) -> np.ndarray:
+    """``N / D`` of a ratio column, ``N`` the predicted numerator plus the stored difference."""
+    with np.errstate(over="ignore"):
+        numerator = numerator + _zigzagged(part, width, len(numerator))
+    return predictors.quotients(numerator, divisor)
+
+
+def _zigzagged(part: memoryview, width: int, rows: int) -> np.ndarray:
+    """The signed values of a packed part of zigzagged integers."""
+    z = np.empty(rows, np.int64)
+    _unpack(part, width, z)
+    out = np.empty(rows, np.int64)
+    transforms_for(rows).int_decode(readonly(z, np.int64), 0, out)
+    return out
 
 
 def decode_text(rows: int, codec: int, param: int, parts: list[memoryview]) -> pa.Array:
