@@ -664,14 +664,8 @@ class DuckDBStorage(Storage):
     def _chunk_bodies(
         self, key: int, level: int, start_us: int | None, end_us: int | None
     ) -> list[memoryview]:
-        clause = ""
-        params: list[Any] = [key, level]
-        if start_us is not None:
-            clause += " AND t1 >= ?"
-            params.append(int(start_us))
-        if end_us is not None:
-            clause += " AND t0 < ?"
-            params.append(int(end_us))
+        clause, params = _overlapping(start_us, end_us)
+        params = [key, level, *params]
         found = self._connection().sql(  # ordered here: DuckDB would sort the bodies too
             f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}",
             params=params,
@@ -682,14 +676,8 @@ class DuckDBStorage(Storage):
         self, keys: list[int], level: int, start_us: int | None, end_us: int | None
     ) -> dict[int, list[bytes]]:
         """``_chunk_bodies`` of many streams in one query (many-stream tables)."""
-        clause = ""
-        params: list[Any] = [level]
-        if start_us is not None:
-            clause += " AND t1 >= ?"
-            params.append(int(start_us))
-        if end_us is not None:
-            clause += " AND t0 < ?"
-            params.append(int(end_us))
+        clause, params = _overlapping(start_us, end_us)
+        params = [level, *params]
         found = self._connection().execute(
             f"SELECT {STREAM_KEY}, seq, part, body FROM chunks WHERE level = ?"
             f" AND {STREAM_KEY} IN {key_list(keys)}{clause}", params,
@@ -792,6 +780,18 @@ class DuckDBStorage(Storage):
         if not parts:
             return level.schema.empty_table()
         return chunking.joined_by_time(parts)
+
+
+def _overlapping(start_us: int | None, end_us: int | None) -> tuple[str, list[int]]:
+    """The SQL condition (and its parameters) of chunks overlapping [start_us, end_us)."""
+    clause, params = "", []
+    if start_us is not None:
+        clause += " AND t1 >= ?"
+        params.append(int(start_us))
+    if end_us is not None:
+        clause += " AND t0 < ?"
+        params.append(int(end_us))
+    return clause, params
 
 
 def pieces_of(body: bytes) -> list[bytes]:
