@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import sys
 
 import pyarrow as pa
@@ -13,7 +14,7 @@ from datastream import notebook
 
 @pytest.fixture
 def shell():
-    interactive = pytest.importorskip("IPython.core.interactiveshell")
+    interactive = importlib.import_module("IPython.core.interactiveshell")  # the test extra
     instance = interactive.InteractiveShell.instance()
     yield instance
     instance.display_formatter.formatters["text/html"].pop(pa.Table, None)
@@ -28,7 +29,6 @@ def test_without_ipython_nothing_is_registered(monkeypatch) -> None:
 
 
 def test_imported_but_not_running_registers_nothing() -> None:
-    pytest.importorskip("IPython")
     from IPython.core.interactiveshell import InteractiveShell
 
     InteractiveShell.clear_instance()

@@ -76,6 +76,7 @@ import dataclasses
 import struct
 import sys
 import zlib
+from typing import NamedTuple
 
 import blosc2
 import numpy as np
@@ -162,7 +163,7 @@ numba (the first downsample does), small chunks take the kernels too.
 """
 
 
-def _transforms(rows: int) -> transforms.Implementation:
+def transforms_for(rows: int) -> transforms.Implementation:
     """The transforms for a chunk of ``rows`` rows (see :data:`NUMPY_BELOW`): the twins only
     while numba is not loaded yet (both write the same bytes, so the choice never shows)."""
     if rows < NUMPY_BELOW and "numba" not in sys.modules:
@@ -230,7 +231,7 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
         costs = {name: plan[1] for name, plan in plans.items()}
         for name in _INT_TARGETS:
             if isinstance(values[name], np.ndarray):
-                costs[name] = min(_transforms(rows).int_costs(_sample(values[name])))
+                costs[name] = min(transforms_for(rows).int_costs(_sample(values[name])))
         scales = {name: plan[0][1] for name, plan in plans.items() if plan[0][0] == DECIMAL}
         predicted = _choose_predictions(values, costs, scales)
     descriptors = []
@@ -311,7 +312,7 @@ def _prepare(
 def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
     """((codec, scale), estimated bits per value) of a float column on its own."""
     costs = _NO_COSTS.copy()
-    _transforms(len(x)).decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
+    transforms_for(len(x)).decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
     k = int(costs.argmin())
     if costs[k] > _DECIMAL_MAX_BITS:
         return (FLOAT_BITS, 0), 64.0
@@ -351,7 +352,7 @@ def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> di
                 continue
             choice = _candidate(codec, key, scale, sampled)  # cheap: at most 256 rows
             if choice is not None:
-                cost = sum(_transforms(len(x)).int_costs(x)[0] for x in choice.stored)
+                cost = sum(transforms_for(len(x)).int_costs(x)[0] for x in choice.stored)
                 if cost < costs[predictor.target]:
                     options.append((costs[predictor.target] - cost, choice))
     chosen: dict[str, _Choice] = {}
@@ -397,7 +398,7 @@ def _depends(name: str, on: str, chosen: dict[str, _Choice]) -> bool:
 
 
 def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
-    implementation = _transforms(len(x))
+    implementation = transforms_for(len(x))
     costs = implementation.int_costs(_sample(x))
     order = costs.index(min(costs))
     z = np.empty(len(x), np.int64)
@@ -410,7 +411,7 @@ def _encode_choice(choice: _Choice) -> tuple[int, int, list[bytes]]:
     widths, parts = [], []
     for x in choice.stored:
         z = np.empty(len(x), np.int64)
-        tail, _, _ = _transforms(len(x)).int_encode(readonly(x, np.int64), 0, z)
+        tail, _, _ = transforms_for(len(x)).int_encode(readonly(x, np.int64), 0, z)
         width, packed = _pack(z, tail)
         widths.append(width)
         parts.append(packed)
@@ -425,7 +426,7 @@ def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
         return FLOAT_BITS, 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
     digits = np.empty(len(x), np.int64)
     residual = np.empty(len(x), np.int64)
-    digits_or, residual_or = _transforms(len(x)).decimal_encode(x, arg, digits, residual)
+    digits_or, residual_or = transforms_for(len(x)).decimal_encode(x, arg, digits, residual)
     digits_width, packed_digits = _pack(digits[1:], digits_or)
     residual_width, packed_residual = _pack(residual, residual_or)
     param = arg | digits_width << 4 | residual_width << 7
@@ -545,26 +546,62 @@ def _read_columns(data: bytes, kind: int) -> tuple[list[tuple[int, int, int, lis
     return columns, offset
 
 
-def _decode(data: bytes, expected_kind: int) -> pa.Table:
-    _, kind, _, rows, *_ = _read_header(data)
+class StoredColumn(NamedTuple):
+    """One column of a parsed chunk: its codec and param, the compressed validity bitmap (None
+    when the column has no nulls or is all null) and its other parts, as views of the chunk.
+    (Tuples: a read of a million rows parses hundreds of them.)"""
+
+    codec: int
+    param: int
+    validity: memoryview | None
+    parts: list[memoryview]
+
+
+class ParsedChunk(NamedTuple):
+    """A chunk whose header and body checksum were checked, cut into its column parts (in the
+    order of ``LAYOUTS[kind]``; a chunk written before a column was added has fewer)."""
+
+    kind: int
+    rows: int
+    t0: int
+    t1: int
+    has_range: bool
+    columns: list[StoredColumn]
+
+
+def parse_chunk(data: bytes | memoryview, expected_kind: int) -> ParsedChunk:
+    """The column parts of a chunk of ``expected_kind`` rows, without decoding them: for
+    decoders that write many chunks into shared outputs (``storage.raw_columns``)."""
+    _, kind, _, rows, t0, t1, flags = _read_header(data)
     if kind != expected_kind:
         names = {RAW: "raw", LEVEL: "level"}
         raise ValueError(f"this chunk holds {names[kind]} rows, not {names[expected_kind]} rows")
-    columns, offset = _read_columns(data, kind)
-    layout = LAYOUTS[kind]
+    entries, offset = _read_columns(data, kind)
     view = memoryview(data)
-    validity: dict[str, pa.Buffer | None] = {}
-    values: dict[str, np.ndarray | pa.Array | None] = {}
-    predicted = []
-    for field, (codec, flags, param, lengths) in zip(layout, columns):
+    columns = []
+    for codec, column_flags, param, lengths in entries:
         parts = []
         for length in lengths:
             parts.append(view[offset:offset + length])
             offset += length
+        validity = parts.pop(0) if column_flags & _HAS_VALIDITY else None
+        columns.append(StoredColumn(codec, param, validity, parts))
+    return ParsedChunk(kind, rows, t0, t1, bool(flags & _HAS_RANGE), columns)
+
+
+def _decode(data: bytes, expected_kind: int) -> pa.Table:
+    chunk = parse_chunk(data, expected_kind)
+    rows, layout = chunk.rows, LAYOUTS[chunk.kind]
+    validity: dict[str, pa.Buffer | None] = {}
+    values: dict[str, np.ndarray | pa.Array | None] = {}
+    predicted = []
+    for field, column in zip(layout, chunk.columns):
+        codec, param, parts = column.codec, column.param, column.parts
         try:
             validity[field.name] = None
-            if flags & _HAS_VALIDITY:
-                validity[field.name] = pa.py_buffer(_decompress(parts.pop(0), (rows + 7) // 8))
+            if column.validity is not None:
+                validity[field.name] = pa.py_buffer(_decompress(column.validity,
+                                                                (rows + 7) // 8))
             if codec in _TABLES:
                 predicted.append((field, codec, param, parts))
                 _predictor(*predicted[-1][:3])
@@ -614,7 +651,7 @@ def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
     if pa.types.is_string(type_):
         if codec not in (TEXT, TEXT_DICT):
             raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold text")
-        return _decode_text(rows, codec, param, parts)
+        return decode_text(rows, codec, param, parts)
     if codec == INT and not pa.types.is_floating(type_):
         return _decode_int(rows, param, parts)
     if codec == DECIMAL and pa.types.is_floating(type_):
@@ -633,7 +670,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
         if len(parts[1]):
             raise ValueError("bytes stored for an all-zero part")
         first = np.empty(order, np.int64)
-        _transforms(rows).int_decode(readonly(heads, np.int64), order, first)
+        transforms_for(rows).int_decode(readonly(heads, np.int64), order, first)
         if order < 2:
             return np.full(rows, first[0] if order else 0, np.int64)
         with np.errstate(over="ignore"):  # int64 arithmetic wraps, as in the encoder
@@ -645,7 +682,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
     z[:order] = heads
     _unpack(parts[1], width, z[order:])
     out = np.empty(rows, np.int64)
-    _transforms(rows).int_decode(readonly(z, np.int64), order, out)
+    transforms_for(rows).int_decode(readonly(z, np.int64), order, out)
     return out
 
 
@@ -663,7 +700,7 @@ def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarra
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
     out = np.empty(rows, np.float64)
-    _transforms(rows).decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k,
+    transforms_for(rows).decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k,
                                      out)
     return out
 
@@ -713,16 +750,18 @@ def _zigzagged(part: memoryview, width: int, rows: int) -> np.ndarray:
     z = np.empty(rows, np.int64)
     _unpack(part, width, z)
     out = np.empty(rows, np.int64)
-    _transforms(rows).int_decode(readonly(z, np.int64), 0, out)
+    transforms_for(rows).int_decode(readonly(z, np.int64), 0, out)
     return out
 
 
-def _decode_text(rows: int, codec: int, param: int, parts: list[memoryview]) -> pa.Array:
+def decode_text(rows: int, codec: int, param: int, parts: list[memoryview]) -> pa.Array:
     if codec == TEXT:
         return _strings(rows, param & 7, parts[0], parts[1])
     if len(parts[0]) != 4:
         raise ValueError("dictionary size missing")
     (size,) = _U32.unpack(parts[0])
+    if size > rows:  # a dictionary is only used for fewer distinct strings than rows
+        raise ValueError(f"a dictionary of {size} strings for {rows} rows")
     indices = np.empty(rows, np.int64)
     _unpack(parts[1], param & 7, indices)
     dictionary = _strings(size, param >> 3 & 7, parts[2], parts[3])
@@ -746,6 +785,13 @@ def _strings(count: int, width: int, lengths: memoryview, data: memoryview) -> p
 
 def _unpack(part: memoryview, width: int, out: np.ndarray) -> None:
     """The int64 values of a packed part into ``out`` (inverse of ``_pack``)."""
+    unpack_into(part, width, out, None)
+
+
+def unpack_into(part: memoryview, width: int, out: np.ndarray, scratch: np.ndarray | None
+                ) -> None:
+    """The int64 values of a packed part into ``out`` (inverse of ``_pack``), decompressing
+    through ``scratch`` (uint8, at least 8 bytes a value) when given instead of a new buffer."""
     if width == 0:
         if len(part):
             raise ValueError("bytes stored for an all-zero part")
@@ -754,18 +800,39 @@ def _unpack(part: memoryview, width: int, out: np.ndarray) -> None:
     if width > 4:
         raise ValueError(f"unknown width code {width}")
     size = _WIDTHS[width]
-    values = np.frombuffer(_decompress(part, len(out) * size), _UNSIGNED[size])
+    if scratch is None or len(part) == len(out) * size:
+        values = np.frombuffer(_decompress(part, len(out) * size), _UNSIGNED[size])
+    else:
+        values = scratch[:len(out) * size].view(_UNSIGNED[size])
+        decompress_into(part, values)
     out[:] = values.view(np.int64) if size == 8 else values
+
+
+def decompress_into(part: memoryview, out: np.ndarray) -> None:
+    """The bytes of one part (see ``_compress``) written into the C-contiguous ``out``, whose
+    size is what the part must hold."""
+    expected = out.nbytes
+    if len(part) == expected:
+        out.view(np.uint8)[:] = np.frombuffer(part, np.uint8)
+        return
+    _check_compressed(part, expected)
+    if expected:
+        blosc2.decompress(part, dst=out)
 
 
 def _decompress(part: memoryview, expected: int) -> bytes:
     """The ``expected`` bytes of one part (see ``_compress``), checked before allocating."""
     if len(part) == expected:
         return bytes(part)
+    _check_compressed(part, expected)
+    return blosc2.decompress(part)
+
+
+def _check_compressed(part: memoryview, expected: int) -> None:
+    """Refuse a part that is not one blosc2 chunk of exactly ``expected`` bytes."""
     if len(part) < 32:
         raise ValueError(f"a part of {len(part)} bytes cannot hold {expected}")
     nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(part)
     if nbytes != expected or cbytes != len(part):
         raise ValueError(f"a part of {len(part)} bytes claims {cbytes} bytes holding {nbytes}, "
                          f"where {expected} were expected")
-    return blosc2.decompress(part)

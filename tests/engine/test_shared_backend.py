@@ -191,3 +191,24 @@ def test_a_writer_alone_at_first_sees_what_a_later_one_changed(backend_factory, 
     one.append(sid, 2, at(200))
     assert values(one, sid)[-3:] == [120, 1, 2]
     one.close()
+
+
+def test_get_table_of_one_object_sees_what_the_other_stored(pair):
+    """behaviour §6.4 over a shared backend: a many-stream table reads the stored streams and
+    points (another writer's flushed appends, a stream it created, its downsampling), never a
+    stale view of them."""
+    one, two = pair
+    a = one.ensure_stream({"site": "x", "n": 1}, {}, ["mean"], G.Seconds)
+    one.append(a, 1.0, at(0))
+    one.flush()
+    assert two.get_table({"site": "x"}, G.Seconds).column("v").to_pylist() == [1.0]
+    b = two.ensure_stream({"site": "x", "n": 2}, {}, ["mean"], G.Seconds)
+    two.append(b, 2.0, at(1))
+    two.append(a, 3.0, at(70))
+    two.flush()
+    table = one.get_table({"site": "x"}, G.Seconds, tags=("n",))
+    assert sorted(zip(table.column("n").to_pylist(), table.column("v").to_pylist())) == [
+        (1, 1.0), (1, 3.0), (2, 2.0)]
+    two.downsample_streams(until=at(120))
+    minutes = one.get_table({"site": "x", "n": 1}, G.Minutes, value_downsamplers=["mean"])
+    assert minutes.column("mean").to_pylist()[0] == 1.0

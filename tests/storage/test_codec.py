@@ -303,12 +303,12 @@ def test_long_columns_round_trip(seed, n, style):
 def transforms_of(name: str) -> Iterator[None]:
     """Every chunk through the numba kernels or through their numpy twins, whatever its size."""
     chosen = transforms.NUMBA if name == "numba" else transforms.NUMPY
-    saved = codec._transforms
-    codec._transforms = lambda rows: chosen
+    saved = codec.transforms_for
+    codec.transforms_for = lambda rows: chosen
     try:
         yield
     finally:
-        codec._transforms = saved
+        codec.transforms_for = saved
 
 
 def assert_both_paths_agree(table: pa.Table, encode, decode) -> None:
@@ -325,11 +325,11 @@ def assert_both_paths_agree(table: pa.Table, encode, decode) -> None:
 
 def test_small_chunks_take_the_numpy_twins_until_numba_is_loaded(monkeypatch):
     monkeypatch.delitem(sys.modules, "numba", raising=False)
-    assert codec._transforms(0) is transforms.NUMPY
-    assert codec._transforms(codec.NUMPY_BELOW - 1) is transforms.NUMPY
-    assert codec._transforms(codec.NUMPY_BELOW) is transforms.NUMBA
+    assert codec.transforms_for(0) is transforms.NUMPY
+    assert codec.transforms_for(codec.NUMPY_BELOW - 1) is transforms.NUMPY
+    assert codec.transforms_for(codec.NUMPY_BELOW) is transforms.NUMBA
     monkeypatch.setitem(sys.modules, "numba", object())
-    assert codec._transforms(0) is transforms.NUMBA
+    assert codec.transforms_for(0) is transforms.NUMBA
 
 
 @CODEC_SETTINGS

@@ -39,11 +39,11 @@ def test_small_flushes_are_merged_into_full_chunks():
 def test_large_batches_are_cut_into_chunks_of_bounded_size():
     storage = duckdb_backend.Backend()
     a = add_stream(storage, {"n": 1})
-    count = 2 * chunking.CHUNK_ROWS + 5
+    size = chunking.RAW_CHUNK_ROWS
+    count = 2 * size + 5
     storage.commit(WriteBatch(raw={a: raw_rows(list(range(count)), ints=list(range(count)))}))
-    assert [rows for *_, rows in chunk_rows(storage)] == [chunking.CHUNK_ROWS,
-                                                        chunking.CHUNK_ROWS, 5]
-    assert storage.read_raw(a, 100, 16390).column("t").to_pylist() == list(range(100, 16390))
+    assert [rows for *_, rows in chunk_rows(storage)] == [size, size, 5]
+    assert storage.read_raw(a, 100, size + 6).column("t").to_pylist() == list(range(100, size + 6))
 
 
 def test_level_rows_over_stored_buckets_are_merged():
@@ -161,3 +161,29 @@ def test_commits_do_not_leave_copies_of_the_stored_chunks_in_the_file(tmp_path):
         storage.commit(WriteBatch(raw={a: raw_rows([10**13 + step], ints=[1])}))
         storage.close()
     assert os.path.getsize(path) <= 1.1 * held + 2048 * 8_000 + 2**20
+
+
+@given(st.lists(st.integers(-3, 3), max_size=40))
+def test_newest_first_is_the_stable_descending_sort(times):
+    t = np.sort(np.array(times, np.int64))
+    expected = sorted(range(len(t)), key=lambda i: -t[i])  # Python's sort is stable
+    assert chunking.newest_first(t).tolist() == expected
+
+
+@given(st.lists(st.binary(max_size=30), min_size=0, max_size=12), st.randoms())
+def test_chunk_views_put_pieces_back_together_in_any_order(pieces, rng):
+    """Rows of (seq, part, piece) as DuckDB may return them: the views are the bodies in seq
+    order, exactly as joining the pieces gives them."""
+    from datastream.storage.duckdb.storage import whole_chunk_views, whole_chunks
+
+    rows, seq = [], 0
+    for number, piece in enumerate(pieces):
+        part = number % 3
+        seq += part == 0
+        rows.append((seq, part, piece))
+    rng.shuffle(rows)
+    table = pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
+                      "part": pa.array([r[1] for r in rows], pa.int16()),
+                      "body": pa.array([r[2] for r in rows], pa.binary())})
+    expected = [body for _, body in whole_chunks(list(rows))]
+    assert [bytes(view) for view in whole_chunk_views(table)] == expected

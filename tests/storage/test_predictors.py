@@ -175,6 +175,6 @@ def test_ratio_columns_round_trip(table):
 def test_numpy_and_numba_transforms_write_the_same_ratio_chunks(monkeypatch):
     rows = level_rows(jittered_sensor(3000))
     numba = codec.encode_level(rows)
-    monkeypatch.setattr(codec, "_transforms", lambda rows: codec.transforms.NUMPY)
+    monkeypatch.setattr(codec, "transforms_for", lambda rows: codec.transforms.NUMPY)
     assert codec.encode_level(rows) == numba
     assert_bit_exact(codec.decode_level(numba), rows)

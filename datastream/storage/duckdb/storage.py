@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from ... import exceptions
 from ... import tags as tag_rules
+from .. import raw_columns
 from ..base import (
     RAW_SCHEMA,
     MetaUpdate,
@@ -438,7 +439,7 @@ class DuckDBStorage(Storage):
         for stream_id in sorted(raw, key=lambda sid: self._key_of(sid, "raw")):
             table = stored[stream_id] = _raw_rows(stream_id, raw[stream_id])
             key = self._key_of(stream_id, "raw")
-            for piece in chunking.pieces(table):
+            for piece in chunking.pieces(table, chunking.RAW_CHUNK_ROWS):
                 writes.add(key, RAW, piece, chunking.encode_raw(piece))
         return stored
 
@@ -602,7 +603,8 @@ class DuckDBStorage(Storage):
         writes.new = [c for c in writes.new if c.seq not in new_seqs]
         writes.drop.extend(stored_seqs)
         encode = chunking.encode_raw if level == RAW else chunking.encode_level
-        for seq, piece in zip(run_seqs, chunking.pieces(merged)):
+        size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
+        for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
             writes.add(key, level, piece, encode(piece), seq=seq)
 
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
@@ -697,33 +699,21 @@ class DuckDBStorage(Storage):
 
     def _chunk_bodies(
         self, key: int, level: int, start_us: int | None, end_us: int | None
-    ) -> list[bytes]:
-        clause = ""
-        params: list[Any] = [key, level]
-        if start_us is not None:
-            clause += " AND t1 >= ?"
-            params.append(int(start_us))
-        if end_us is not None:
-            clause += " AND t0 < ?"
-            params.append(int(end_us))
-        found = self._connection().execute(  # ordered here: DuckDB would sort the bodies too
+    ) -> list[memoryview]:
+        clause, params = _overlapping(start_us, end_us)
+        params = [key, level, *params]
+        found = self._connection().sql(  # ordered here: DuckDB would sort the bodies too
             f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?{clause}",
-            params,
-        ).fetchall()
-        return [body for _, body in whole_chunks(found)]
+            params=params,
+        ).to_arrow_table()
+        return whole_chunk_views(found)
 
     def _chunk_bodies_of(
         self, keys: list[int], level: int, start_us: int | None, end_us: int | None
     ) -> dict[int, list[bytes]]:
         """``_chunk_bodies`` of many streams in one query (many-stream tables)."""
-        clause = ""
-        params: list[Any] = [level]
-        if start_us is not None:
-            clause += " AND t1 >= ?"
-            params.append(int(start_us))
-        if end_us is not None:
-            clause += " AND t0 < ?"
-            params.append(int(end_us))
+        clause, params = _overlapping(start_us, end_us)
+        params = [level, *params]
         found = self._connection().execute(
             f"SELECT {STREAM_KEY}, seq, part, body FROM chunks WHERE level = ?"
             f" AND {STREAM_KEY} IN {key_list(keys)}{clause}", params,
@@ -791,12 +781,16 @@ class DuckDBStorage(Storage):
     @staticmethod
     def _raw_of(bodies: list[bytes], start_us: int | None, end_us: int | None,
                 reverse: bool = False) -> pa.Table:
-        parts = [chunking.slice_range(chunking.decode_raw(body), start_us, end_us)
-                 for body in bodies]
-        parts = [part for part in parts if part.num_rows]
-        if not parts:
+        """The rows in [start_us, end_us) of one stream's raw chunks (in ``seq`` order) by
+        time, stably: decoded into one array per column, sorted only when they are not."""
+        if not bodies:
             return RAW_SCHEMA.empty_table()
-        return chunking.joined_by_time(parts, reverse)
+        decoded = raw_columns.decode(bodies)
+        if decoded.in_time_order:
+            table = chunking.slice_range(decoded.table, start_us, end_us)
+            return chunking.stable_by_time(table, reverse) if reverse else table
+        return chunking.stable_by_time(chunking.filter_range(decoded.table, start_us, end_us),
+                                       reverse)
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
@@ -825,6 +819,18 @@ class DuckDBStorage(Storage):
         if not parts:
             return level.schema.empty_table()
         return chunking.joined_by_time(parts)
+
+
+def _overlapping(start_us: int | None, end_us: int | None) -> tuple[str, list[int]]:
+    """The SQL condition (and its parameters) of chunks overlapping [start_us, end_us)."""
+    clause, params = "", []
+    if start_us is not None:
+        clause += " AND t1 >= ?"
+        params.append(int(start_us))
+    if end_us is not None:
+        clause += " AND t0 < ?"
+        params.append(int(end_us))
+    return clause, params
 
 
 def pieces_of(body: bytes) -> list[bytes]:
@@ -879,6 +885,27 @@ def _runs_by_code(codes: np.ndarray, rows: pa.Table) -> list[tuple[int, pa.Table
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return [(int(codes[group[0]]), rows.take(pa.array(group)))
             for group in np.split(order, bounds)]
+
+
+def whole_chunk_views(found: pa.Table) -> list[memoryview]:
+    """The bodies of rows ``seq, part, body`` (an Arrow result, any order) in seq order, each
+    a view of the result's own bytes: once sorted, a chunk's pieces lie end to end there, so
+    no piece becomes a Python object and no body is joined (a copy whose fresh pages cost
+    as much as the copy for the largest chunks)."""
+    if not found.num_rows:
+        return []
+    seq = found.column("seq").to_numpy()
+    order = np.lexsort((found.column("part").to_numpy(), seq))
+    if (order[1:] < order[:-1]).any():  # stored out of order (chunks rewritten in place)
+        found, seq = found.take(pa.array(order)), seq[order]
+    body = found.column("body").combine_chunks()
+    _, offsets, data = body.buffers()
+    width = np.int64 if pa.types.is_large_binary(body.type) else np.int32
+    ends = np.frombuffer(offsets, width)[body.offset:body.offset + len(body) + 1]
+    starts = np.flatnonzero(np.concatenate(([True], seq[1:] != seq[:-1])))
+    bounds = ends[np.append(starts, len(seq))].tolist()
+    view = memoryview(data)
+    return [view[low:high] for low, high in zip(bounds[:-1], bounds[1:])]
 
 
 def _seq_and_part(row: tuple) -> tuple:
