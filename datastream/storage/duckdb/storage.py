@@ -85,7 +85,8 @@ _DDL = [
 ]
 _CHUNK_SCHEMA = pa.schema([
     (STREAM_KEY, pa.int32()), ("level", pa.int16()), ("t0", pa.int64()), ("t1", pa.int64()),
-    ("seq", pa.int64()), ("part", pa.int16()), ("rows", pa.int32()), ("body", pa.binary()),
+    ("seq", pa.int64()), ("part", pa.int16()), ("rows", pa.int32()),
+    ("body", pa.large_binary()),  # 64-bit offsets: one commit may hold more than 2 GB
 ])
 
 # Files opened by this process: DuckDB would share one database between two connections of the
@@ -610,26 +611,14 @@ class DuckDBStorage(Storage):
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         if writes.drop:
             con.execute(f"DELETE FROM chunks WHERE seq IN {key_list(writes.drop)}")
-        rows = [(c, part, piece)
-                for c in writes.new for part, piece in enumerate(pieces_of(c.body))]
-        if len(rows) <= FEW_ROWS:  # a statement per row costs less than registering a table
-            for c, part, piece in rows:
-                con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [c.stream_key, c.level, c.t0, c.t1, c.seq, part, c.rows, piece])
+        count = sum(-(-len(c.body) // PIECE_BYTES) for c in writes.new)
+        if count <= FEW_ROWS:  # a statement per row costs less than registering a table
+            for c in writes.new:
+                for part, piece in enumerate(pieces_of(c.body)):
+                    con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [c.stream_key, c.level, c.t0, c.t1, c.seq, part, c.rows, piece])
             return
-        table = pa.Table.from_arrays(
-            [
-                pa.array([c.stream_key for c, _, _ in rows], pa.int32()),
-                pa.array([c.level for c, _, _ in rows], pa.int16()),
-                pa.array([c.t0 for c, _, _ in rows], pa.int64()),
-                pa.array([c.t1 for c, _, _ in rows], pa.int64()),
-                pa.array([c.seq for c, _, _ in rows], pa.int64()),
-                pa.array([part for _, part, _ in rows], pa.int16()),
-                pa.array([c.rows for c, _, _ in rows], pa.int32()),
-                pa.array([piece for _, _, piece in rows], pa.binary()),
-            ],
-            schema=_CHUNK_SCHEMA,
-        )
+        table = _pieces_table(writes.new)
         con.register("_ds_chunks", table)
         try:
             con.execute("INSERT INTO chunks SELECT * FROM _ds_chunks")
@@ -831,6 +820,37 @@ def _overlapping(start_us: int | None, end_us: int | None) -> tuple[str, list[in
         clause += " AND t0 < ?"
         params.append(int(end_us))
     return clause, params
+
+
+def _pieces_table(chunks: list[Chunk]) -> pa.Table:
+    """Rows of the chunks table for ``chunks``, each body cut into its pieces: built column by
+    column over one joined buffer, without a Python object per piece."""
+    sizes = np.array([len(c.body) for c in chunks], np.int64)
+    counts = np.maximum(1, -(-sizes // PIECE_BYTES))
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # each piece's chunk's first row
+    part = np.arange(len(first)) - first
+    chunk_of = np.repeat(np.arange(len(chunks)), counts)
+    starts = np.repeat(np.cumsum(sizes) - sizes, counts) + part * PIECE_BYTES
+    offsets = np.append(starts, sizes.sum())
+    data = pa.py_buffer(b"".join(c.body for c in chunks))
+
+    def column(values: list[int], type_: pa.DataType) -> pa.Array:
+        return pa.array(np.asarray(values)[chunk_of], type_)
+
+    return pa.Table.from_arrays(
+        [
+            column([c.stream_key for c in chunks], pa.int32()),
+            column([c.level for c in chunks], pa.int16()),
+            column([c.t0 for c in chunks], pa.int64()),
+            column([c.t1 for c in chunks], pa.int64()),
+            column([c.seq for c in chunks], pa.int64()),
+            pa.array(part, pa.int16()),
+            column([c.rows for c in chunks], pa.int32()),
+            pa.Array.from_buffers(pa.large_binary(), len(part),
+                                  [None, pa.py_buffer(offsets), data]),
+        ],
+        schema=_CHUNK_SCHEMA,
+    )
 
 
 def pieces_of(body: bytes) -> list[bytes]:
