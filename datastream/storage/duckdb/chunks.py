@@ -119,6 +119,12 @@ def filter_range(table: pa.Table, start_us: int | None, end_us: int | None) -> p
     return table if keep.all() else table.filter(pa.array(keep))
 
 
+def in_time_order(table: pa.Table) -> bool:
+    """Whether the rows' times never decrease."""
+    t = times(table)
+    return bool(len(t) < 2 or (t[1:] >= t[:-1]).all())
+
+
 def keep_last_per_time(table: pa.Table) -> pa.Table:
     """Rows sorted by t with one row per t, the last given (an upsert)."""
     t = times(table)

@@ -353,8 +353,12 @@ class DuckDBStorage(Storage):
                 self._recent.forget(entry.stream_id)
             hidden = {*batch.clear_raw, *batch.truncate_raw}
             for entry in changed:
+                rows = raw.get(entry.stream_id)
+                if rows is not None and not chunking.in_time_order(rows):
+                    self._recent.forget(entry.stream_id)  # the cache holds rows by time only
+                    continue
                 self._recent.committed(entry.stream_id, entry.version, 0, tails[entry.stream_id],
-                                       raw.get(entry.stream_id), entry.stream_id in hidden)
+                                       rows, entry.stream_id in hidden)
         except Exception:
             self._recent.clear()
 
