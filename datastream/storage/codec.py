@@ -92,6 +92,9 @@ MAGIC = b"DSCC"
 VERSION = 2  # the newest format; a chunk carries the oldest version that reads it
 READS = (1, 2)
 RAW, LEVEL = 1, 2
+# Rows of one chunk at most. The backends cut chunks far smaller (tens of thousands of rows);
+# the bound lets a decoder refuse a damaged row count before allocating for it.
+MAX_ROWS = 1 << 20
 
 # The stored column order of format version 1. Chunks depend on it: a new column is appended
 # (older chunks decode it as null), never inserted. Tests check these equal the live schemas.
@@ -218,8 +221,8 @@ def describe(data: bytes) -> list[tuple[str, str, int]]:
 def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
     layout = LAYOUTS[kind]
     rows = table.num_rows
-    if rows >= 2**32:
-        raise ValueError(f"a chunk holds fewer than 2**32 rows, not {rows}")
+    if rows > MAX_ROWS:
+        raise ValueError(f"a chunk holds at most {MAX_ROWS} rows, not {rows}")
     validity: dict[str, bytes | None] = {}
     values: dict[str, np.ndarray | pa.Array | None] = {}
     for field, array in zip(layout, _columns(table, layout)):
@@ -514,6 +517,8 @@ def _read_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
                          f"datastream reads versions {', '.join(map(str, READS))})")
     if kind not in LAYOUTS:
         raise ValueError(f"corrupted chunk: unknown table kind {kind}")
+    if rows > MAX_ROWS:
+        raise ValueError(f"corrupted chunk: {rows} rows, more than a chunk holds ({MAX_ROWS})")
     return version, kind, ncols, rows, t0, t1, flags
 
 

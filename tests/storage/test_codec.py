@@ -508,14 +508,33 @@ def test_any_damage_is_detected(data, draw):
 @CODEC_SETTINGS
 @given(chunks(), st.data())
 def test_forged_chunks_raise_value_error_or_decode(data, draw):
-    """Damage behind valid checksums (a buggy writer): never a crash or another exception."""
+    """Damage behind valid checksums (a buggy writer) to the chunk's framing (header fields,
+    column table: row count, codecs, params, part lengths): never a crash, a huge allocation
+    or another exception. The compressed payloads are left alone: blosc2 itself can crash on a
+    crafted payload, and only our CRCs stand between a damaged payload and blosc2 (checked by
+    ``test_any_damage_is_detected``)."""
+    kind = data[5]
+    _, parts_start = codec._read_columns(data, kind)
     damaged = bytearray(data)
     for _ in range(draw.draw(st.integers(1, 4))):
         start = draw.draw(st.sampled_from([codec._HEADER_SIZE - 36, codec._HEADER_SIZE]))
-        position = draw.draw(st.integers(start, len(data) - 1))
+        position = draw.draw(st.integers(start, parts_start - 1))
         damaged[position] = draw.draw(st.integers(0, 255))
     assume(bytes(damaged) != data)
     try:
         decoder(data)(reseal(bytes(damaged)))
     except ValueError:
         pass
+
+
+def test_a_forged_row_count_is_refused_before_allocating():
+    """A row count beyond any chunk's (the codec's MAX_ROWS) is refused from the header: a
+    decoder trusting it would allocate (and fill) gigabytes for constant columns."""
+    forged = bytearray(codec.encode_raw(sensor_table(10)))
+    fields = list(codec._HEADER.unpack_from(forged))
+    fields[5] = codec.MAX_ROWS + 1  # magic, version, kind, ncols, flags, rows, ...
+    codec._HEADER.pack_into(forged, 0, *fields)
+    with pytest.raises(ValueError, match="more than a chunk holds"):
+        codec.decode_raw(reseal(bytes(forged)))
+    with pytest.raises(ValueError, match="at most"):
+        codec.encode_raw(sensor_table(codec.MAX_ROWS + 1))
