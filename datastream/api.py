@@ -671,9 +671,9 @@ class Datastream:
             raise AttributeError("exactly one of start and start_exclusive is required")
         if end is not None and end_exclusive is not None:
             raise AttributeError("at most one of end and end_exclusive may be given")
-        level = resolve(granularity)
-        value_names = _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value")
-        time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
+        level, value_names, time_names = _read_request(
+            granularity, value_downsamplers, time_downsamplers
+        )
         with self._engine.lock:
             self._engine.state(stream_id)
             query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
@@ -720,9 +720,9 @@ class Datastream:
             raise AttributeError("at most one of start and start_exclusive may be given")
         if end is not None and end_exclusive is not None:
             raise AttributeError("at most one of end and end_exclusive may be given")
-        level = resolve(granularity)
-        value_names = _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value")
-        time_names = _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time")
+        level, value_names, time_names = _read_request(
+            granularity, value_downsamplers, time_downsamplers
+        )
         paths = tables.tag_paths(tags)
         if start is None and start_exclusive is None:
             start = datetime.datetime.min
@@ -845,6 +845,17 @@ def _derive_request(
 def _same_members(stored: list[str], requested: list[Any]) -> bool:
     """Same set of ids (requested ones may be anything a caller passed, even unhashable)."""
     return all(item in stored for item in requested) and all(i in requested for i in stored)
+
+
+def _read_request(
+    granularity: Any, value_downsamplers: Any, time_downsamplers: Any
+) -> tuple[Any, list[str] | None, list[str] | None]:
+    """The level and downsampler filters of a read (``get_data``, ``get_table``), checked."""
+    return (
+        resolve(granularity),
+        _check_filter(value_downsamplers, downsamplers.VALUE_DOWNSAMPLERS, "value"),
+        _check_filter(time_downsamplers, downsamplers.TIME_DOWNSAMPLERS, "time"),
+    )
 
 
 def _check_filter(
