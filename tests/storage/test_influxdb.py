@@ -82,6 +82,27 @@ def storage(influx_factory):
     return influx_factory()
 
 
+# -- decoding query results ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("visible_batches", [set(), {8}, {7, 8}])
+def test_level_rows_of_uncommitted_batches_only_read_as_nothing(visible_batches):
+    """A killed writer leaves level points of a batch that never committed; a read that sees
+    only those must give an empty table, not fail (and otherwise the latest visible version)."""
+    from datastream.storage.influxdb import points
+
+    schema = pa.schema([("t", pa.timestamp("us", tz="UTC")), ("count", pa.int64())])
+    columns = {"time": [5 * 10**9, 5 * 10**9, 9 * 10**9], points.BATCH_FIELD: [7, 8, 8],
+               lp.encode_name("count"): [1, 2, 3]}
+    table = points.level_table(columns, 3, schema,
+                               lambda batches: np.isin(batches, list(visible_batches)))
+    assert table.schema == schema
+    expected = {frozenset(): [], frozenset({8}): [(5, 2), (9, 3)],
+                frozenset({7, 8}): [(5, 2), (9, 3)]}[frozenset(visible_batches)]
+    got = zip(table.column("t").to_pylist(), table.column("count").to_pylist())
+    assert [(t.timestamp(), c) for t, c in got] == expected
+
+
 # -- line protocol names -------------------------------------------------------------------------
 
 

@@ -540,7 +540,10 @@ def level_table(columns: dict[str, Any], count: int, schema: pa.Schema,
     batches = np.array(columns[BATCH_FIELD], dtype=np.int64)
     rows = np.flatnonzero(visible(batches))
     rows = rows[np.lexsort((batches[rows], t_us[rows]))]
-    rows = rows[np.r_[t_us[rows][1:] != t_us[rows][:-1], True]]
+    # the last version per time; no visible rows at all (a killed writer's uncommitted batch)
+    # must give an empty table, so the "last" mask is built only over rows that exist
+    at = t_us[rows]
+    rows = rows[np.r_[at[1:] != at[:-1], True][:len(rows)]]
     arrays = []
     for field in schema:
         if field.name == "t":
