@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.datastream-installed
-EXTRAS := test,mongodb,influxdb
+EXTRAS := test,mongodb,influxdb,http
 BENCH_MACHINE ?= $(shell hostname)
 INFLUXD ?= influxd
 
