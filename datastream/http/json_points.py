@@ -88,6 +88,10 @@ def _columnar(items: list[Any]) -> tuple[np.ndarray, Any] | None:
                or pa.types.is_null(values.type))
     if array.null_count or times.null_count or not numeric:
         return None
+    if values.null_count:  # Arrow reads a missing "v" as null: look at those items only
+        nulls = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))
+        if not all("v" in items[row] for row in nulls.tolist()):
+            return None
     t_us = _times(times, np.arange(len(items)))
     if pa.types.is_floating(values.type):
         values = values.cast(pa.float64())  # null stays null: a null point
@@ -110,7 +114,15 @@ def _item(index: int, item: Any) -> tuple[Any, Any]:
     return t, item["v"]
 
 
-def _itemwise(items: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array (numpy would make nested lists a 2-d one)."""
+    array = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        array[index] = value
+    return array
+
+
+def _itemwise(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [_item(index, item) for index, item in enumerate(items)]
     times = [t for t, _ in pairs]
     text = np.array([isinstance(t, str) for t in times], dtype=bool)
@@ -125,7 +137,7 @@ def _itemwise(items: list[Any]) -> tuple[np.ndarray, list[Any]]:
             -(2**63) <= t < 2**63 for t in numbers)
         seconds = np.array(numbers, dtype=np.int64 if exact else np.float64)
         t_us[rows] = _seconds_us(seconds, rows)
-    return t_us, [value for _, value in pairs]
+    return t_us, _objects([value for _, value in pairs])
 
 
 def parse_datapoints(body: bytes) -> tuple[np.ndarray, Any]:
