@@ -17,6 +17,7 @@ datapoint (a page holds up to 10,000 of them):
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,16 +41,17 @@ def _quoted_json(texts: pa.Array) -> pa.Array:
 
 
 def _frequencies(column: pa.Array) -> pa.Array:
-    keys = pc.map_keys(column)
-    flat_keys = pc.list_flatten(keys).cast(pa.large_string())
-    literal = pc.if_else(pc.starts_with(flat_keys, '"'), flat_keys, _quoted_json(flat_keys))
-    counts = pc.list_flatten(pc.map_values(column)).cast(pa.large_string())
-    pairs = _join(literal, ":", counts)
-    offsets = keys.offsets.cast(pa.int64())
-    rows = pa.LargeListArray.from_arrays(offsets, pairs)
+    entry = pa.struct([("key", column.type.key_type), ("value", column.type.item_type)])
+    column = column.cast(pa.list_(entry))  # list functions have no kernels for maps
+    entries = pc.list_flatten(column)
+    keys = entries.field("key").cast(pa.large_string())
+    literal = pc.if_else(pc.starts_with(keys, '"'), keys, _quoted_json(keys))
+    pairs = _join(literal, ":", entries.field("value").cast(pa.large_string()))
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    rows = pa.LargeListArray.from_arrays(pa.array(offsets), pairs)
     body = pc.binary_join(rows, pa.scalar(",", pa.large_string()))
-    objects = _join("{", body, "}")
-    return pc.if_else(pc.is_valid(column), objects, NULL)
+    return pc.if_else(pc.is_valid(column), _join("{", body, "}"), NULL)
 
 
 def json_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
