@@ -79,7 +79,7 @@ def serve(connect: Callable[[], Datastream], host: str, port: int, token: str | 
     level = parse_granularity(granularity)
     try:
         from ..http import create_app
-        from ..http.server import bind, make_server, url_of
+        from ..http.server import bind, make_server, serve_until_signal, url_of
     except ImportError as error:
         raise click.UsageError(f"datastream serve needs the http extra ({error.name} is "
                                "missing): pip install 'datastream-columnar[http]'") from None
@@ -93,7 +93,7 @@ def serve(connect: Callable[[], Datastream], host: str, port: int, token: str | 
         if not quiet:
             guard = "token required" if token else "no token: open to anyone who can reach it"
             click.echo(f"serving on {url_of(sock)} ({guard}); Ctrl-C stops")
-        make_server(app, log_level="warning" if quiet else "info").run(sockets=[sock])
+        serve_until_signal(make_server(app, log_level="warning" if quiet else "info"), sock)
 
 
 COMMANDS = [serve]

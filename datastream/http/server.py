@@ -7,6 +7,7 @@ loopback port (:class:`ServerThread`).
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -39,6 +40,19 @@ def make_server(app: Any, log_level: str = "warning", access_log: bool = False) 
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=10)
     return uvicorn.Server(config)
+
+
+def serve_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve in the main thread until SIGINT or SIGTERM. uvicorn shuts down gracefully and then
+    re-raises the signal to the handler that was there before; an ignoring one here, so that
+    the caller goes on to close the store and exits normally."""
+    stopping = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda number, frame: None) for sig in stopping}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class ServerThread:
