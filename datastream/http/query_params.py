@@ -17,6 +17,7 @@ from ..granularity import MAX_US, MIN_US, Granularity, GranularityLevel, from_us
 from .errors import ApiError
 
 TRUE = ("1", "true", "yes", "y", "t")
+FALSE = ("0", "false", "no", "n", "f")
 
 
 def bad(name: str, problem: str) -> ApiError:
@@ -43,8 +44,15 @@ def count(params: QueryParams, name: str, default: int, maximum: int | None = No
 
 
 def flag(params: QueryParams, name: str) -> bool:
+    """django-datastream's true words; anything but them and the matching false words is a
+    mistake worth saying (a typo would otherwise silently read as false)."""
     text = last(params, name)
-    return text is not None and text.strip().lower() in TRUE
+    if text is None:
+        return False
+    word = text.strip().lower()
+    if word not in TRUE + FALSE:
+        raise bad(name, f"{text!r} is not one of {', '.join(TRUE + FALSE)}")
+    return word in TRUE
 
 
 def unix_time(params: QueryParams, name: str) -> datetime.datetime | None:

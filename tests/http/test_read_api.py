@@ -159,7 +159,7 @@ def test_detail_levels_and_filters(series):
     ("end=1e300", "'end'"), ("start=1&start_exclusive=2", "'start_exclusive'"),
     ("end=1&end_exclusive=2", "'end_exclusive'"), ("value_downsamplers=avg", "avg"),
     ("time_downsamplers=x", "'time_downsamplers'"), ("limit=1.5", "'limit'"),
-    ("offset=-3", "'offset'"), ("start=nan", "'start'"),
+    ("offset=-3", "'offset'"), ("start=nan", "'start'"), ("reverse=maybe", "'reverse'"),
 ])
 def test_detail_errors_name_the_parameter(series, query, parameter):
     svc, stream_id = series
