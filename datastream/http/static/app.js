@@ -11,7 +11,7 @@
   const CHART_HEIGHT = 420;
   const MIN_SPAN_SECONDS = 60;
   const SERIES_COLOUR = "#1f6feb";
-  const EDGE_COLOUR = "rgba(31, 111, 235, 0.35)";
+  const EDGE_COLOUR = "rgba(31, 111, 235, 0.25)";
   const BAND_FILL = "rgba(31, 111, 235, 0.18)";
   // The levels of behaviour §2, finest first.
   const GRANULARITIES = [
@@ -22,6 +22,20 @@
     { name: "hours", seconds: 3600 },
     { name: "6hours", seconds: 21600 },
     { name: "days", seconds: 86400 },
+  ];
+
+  // Time axis labels in UTC and 24-hour ISO style, per tick spacing: [spacing in seconds, tick
+  // label, label at the first tick / where a larger unit changes...] as uPlot expects them.
+  const TIME_LABELS = [
+    [86400 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [86400 * 28, "{YYYY}-{MM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [86400, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [1, ":{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null,
+      "\n{HH}:{mm}", null, 1],
+    [0.001, ":{ss}.{fff}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null,
+      "\n{HH}:{mm}", null, 1],
   ];
 
   const state = {
@@ -192,17 +206,18 @@
   }
 
   function seriesFor(shape) {
+    const time = { label: "UTC", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" };
     const line = (label) => ({ label, stroke: SERIES_COLOUR, width: 1.5 });
     const edge = (label) => ({ label, stroke: EDGE_COLOUR, width: 1 });
     switch (shape) {
       case "band":
-        return { series: [{}, edge("max"), line("mean"), edge("min")], bands: [{ series: [1, 3], fill: BAND_FILL }] };
+        return { series: [time, edge("max"), line("mean"), edge("min")], bands: [{ series: [1, 3], fill: BAND_FILL }] };
       case "mean":
-        return { series: [{}, line("mean")], bands: [] };
+        return { series: [time, line("mean")], bands: [] };
       case "count":
-        return { series: [{}, line("count")], bands: [] };
+        return { series: [time, line("count")], bands: [] };
       default:
-        return { series: [{}, line("value")], bands: [] };
+        return { series: [time, line("value")], bands: [] };
     }
   }
 
@@ -223,6 +238,7 @@
         scales: { x: { time: true } },
         series,
         bands,
+        axes: [{ values: TIME_LABELS }, {}],
         cursor: {
           drag: { x: true, y: false, setScale: true },
           // Double-click shows the whole stream, not just the points loaded for the zoom.
@@ -369,7 +385,10 @@
 
   function selectStream(streamId) {
     const stream = state.streams.find((s) => s.id === streamId);
-    if (!stream) return;
+    if (!stream) {
+      showError(`No stream has the id ${streamId}.`);
+      return;
+    }
     state.stream = stream;
     state.granularity = null;
     state.pointsDrawn = 0;
@@ -458,8 +477,14 @@
     }
     setStatus(`${state.streams.length} streams`);
     renderStreamList();
+    selectStreamInAddress();
+    window.addEventListener("hashchange", selectStreamInAddress);
+  }
+
+  /** `/#<stream id>` opens that stream, so a chart can be linked to. */
+  function selectStreamInAddress() {
     const wanted = decodeURIComponent(location.hash.slice(1));
-    if (wanted) selectStream(wanted);
+    if (wanted && !(state.stream && state.stream.id === wanted)) selectStream(wanted);
   }
 
   start();
