@@ -144,14 +144,16 @@
         }
       }
     }
-    const fitting = levels.findIndex((level) => Math.ceil(span / level.seconds) + 1 <= POINT_BUDGET);
+    const fits = (level) => Math.ceil(span / level.seconds) + 1 <= POINT_BUDGET;
+    const fitting = levels.findIndex(fits);
     return fitting < 0 ? levels.slice(-1) : levels.slice(fitting);
   }
 
   /**
    * Fetches the range at the finest level that stays within the budget. A level that comes
    * back over the budget (raw data denser than guessed) gives way to the next coarser one; an
-   * empty level (not downsampled that far yet) falls back to the first raw points.
+   * empty level (not downsampled that far yet) falls back to the first raw points. `level` is
+   * null when nothing can be plotted (a non-numeric stream without downsamplers).
    */
   async function fetchWithinBudget(stream, range) {
     const plan = levelPlan(stream, range[1] - range[0]);
@@ -169,7 +171,8 @@
     const raw = levelPlan(stream, 0)[0];
     if (raw && raw.raw && !plan.some((level) => level.raw)) {
       const points = await fetchDatapoints(stream, raw, range, POINT_BUDGET + 1);
-      return { level: raw, points: points.slice(0, POINT_BUDGET), truncated: points.length > POINT_BUDGET };
+      const truncated = points.length > POINT_BUDGET;
+      return { level: raw, points: points.slice(0, POINT_BUDGET), truncated };
     }
     return { level: plan[plan.length - 1] || null, points: [], truncated: false };
   }
@@ -211,7 +214,10 @@
     const edge = (label) => ({ label, stroke: EDGE_COLOUR, width: 1 });
     switch (shape) {
       case "band":
-        return { series: [time, edge("max"), line("mean"), edge("min")], bands: [{ series: [1, 3], fill: BAND_FILL }] };
+        return {
+          series: [time, edge("max"), line("mean"), edge("min")],
+          bands: [{ series: [1, 3], fill: BAND_FILL }],
+        };
       case "mean":
         return { series: [time, line("mean")], bands: [] };
       case "count":
@@ -299,16 +305,20 @@
     try {
       const result = await fetchWithinBudget(stream, range);
       if (current !== generation) return;
-      const { shape, data } = result.level ? toChartData(result.level, result.points) : { shape: "raw", data: [[], []] };
+      showError(null);
+      state.error = null;
+      if (!result.level) {
+        clearChart("Only numeric streams, or streams with downsamplers, can be plotted.");
+        return;
+      }
+      const { shape, data } = toChartData(result.level, result.points);
       draw(shape, data, range);
       Object.assign(state, {
-        granularity: result.level ? result.level.name : null,
+        granularity: result.level.name,
         pointsDrawn: data[0].length,
         truncated: result.truncated,
         xRange: range,
-        error: null,
       });
-      showError(null);
       showChartInfo();
     } catch (error) {
       if (current !== generation) return;
@@ -374,13 +384,15 @@
       if (needle && !haystack.includes(needle)) continue;
       const item = document.createElement("li");
       const button = streamButton(stream);
-      if (state.stream && state.stream.id === stream.id) button.setAttribute("aria-current", "true");
+      const selected = Boolean(state.stream && state.stream.id === stream.id);
+      button.setAttribute("aria-current", String(selected));
       item.append(button);
       list.append(item);
       shown += 1;
     }
     const total = state.streams.length;
-    element("stream-count").textContent = needle ? `${shown} of ${total} streams` : `${total} streams`;
+    element("stream-count").textContent =
+      needle ? `${shown} of ${total} streams` : `${total} streams`;
   }
 
   function selectStream(streamId) {
@@ -399,14 +411,19 @@
     }
     element("chart-title").textContent = streamLabel(stream) || stream.id;
     const range = wholeRange(stream);
+    clearChart(range ? "" : "This stream has no datapoints yet.");
     if (range) {
       loadRange(range);
     } else {
-      generation += 1;
-      if (chart) chart.destroy();
-      chart = null;
-      element("chart-info").textContent = "This stream has no datapoints yet.";
+      generation += 1; // a load still running for another stream is now stale
     }
+  }
+
+  function clearChart(message) {
+    if (chart) chart.destroy();
+    chart = null;
+    chartShape = null;
+    element("chart-info").textContent = message;
   }
 
   // ---- status lines -----------------------------------------------------------------------
@@ -420,7 +437,8 @@
   }
 
   function showChartInfo() {
-    const level = state.granularity === "raw" ? "raw datapoints" : `granularity ${state.granularity}`;
+    const level =
+      state.granularity === "raw" ? "raw datapoints" : `granularity ${state.granularity}`;
     const cut = state.truncated ? ` (the first ${POINT_BUDGET} only)` : "";
     element("chart-info").textContent =
       `${level} · ${state.pointsDrawn} points${cut} · ${describeRange(state.xRange)}`;
