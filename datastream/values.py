@@ -576,6 +576,23 @@ def _encode_float_array(
     return _table(timestamps, kinds, no_ints, floats, pa.nulls(count, pa.string()))
 
 
+def _single_kind(values: Any) -> Any:
+    """A union column whose rows all hold one kind is that kind's plain array, so the rows of
+    one stream in a table mixing integer, float and text streams (the HTTP service's line
+    protocol batches) take the vectorised path. Anything else is returned as it is."""
+    if isinstance(values, pa.ChunkedArray) and pa.types.is_union(values.type):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.UnionArray) or not len(values):
+        return values
+    codes = values.type_codes.to_numpy(zero_copy_only=False)
+    if np.any(codes != codes[0]):
+        return values
+    child = list(values.type.type_codes).index(int(codes[0]))
+    if values.type.mode == "sparse":
+        return values.field(child)
+    return values.field(child).take(values.offsets)
+
+
 def _as_list(values: Any) -> list:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values.to_pylist()
@@ -597,6 +614,7 @@ def encode_arrays(
     and non-numeric types go through :func:`encode_value` one by one."""
     timestamps = _timestamps(timestamps_us)
     _check_value_type(value_type)
+    values = _single_kind(values)
     numeric = _numeric_array(values, stream_id) if value_type == "numeric" else None
     if numeric is None:
         items = _as_list(values)

@@ -18,7 +18,7 @@ from datastream.kernels import jit, transforms  # noqa: F401 (registers the code
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["numba", "pandas", "polars", "pymongo", "influxdb", "psycopg2", "pyarrow.compute",
-         "matplotlib", "IPython"]
+         "matplotlib", "IPython", "starlette", "uvicorn"]
 
 
 def python(code: str, **env: str | None) -> str:

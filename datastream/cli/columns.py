@@ -7,32 +7,17 @@ the message can name its line without a per-row loop on the normal path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..casting import first_failure
 from ..granularity import MAX_US, MIN_US
 from .bad_input import BadInput, Positions
 
 UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}  # µs per unit (None: ns, divided)
 _ZONE = r"\d\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?)$"  # an offset after a time
 _SPAN = "1677-09-22..2262-04-11"
-
-
-def first_failure(array: pa.Array, convert: Callable[[pa.Array], object]) -> int:
-    """Index of the first element that ``convert`` rejects (``convert`` failed on ``array``)."""
-    low, high = 0, len(array)  # the shortest failing prefix has a length in (low, high]
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            convert(array.slice(0, middle))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-            high = middle
-        else:
-            low = middle
-    return high - 1
 
 
 def _show(value: object) -> str:
@@ -79,7 +64,7 @@ def epochs_to_us(epochs: np.ndarray, unit: str | None, name: str, positions: Pos
     return epochs * per_unit
 
 
-def _iso_to_us(strings: pa.Array, name: str, positions: Positions) -> np.ndarray:
+def iso_to_us(strings: pa.Array, name: str, positions: Positions) -> np.ndarray:
     """ISO-8601 text; naive is UTC, offsets are converted. Parsed at ns, floored to µs."""
     aware = pc.match_substring_regex(strings, _ZONE).to_numpy(zero_copy_only=False)
     result = np.empty(len(strings), dtype=np.int64)
@@ -125,7 +110,7 @@ def timestamps_us(column: pa.Array | pa.ChunkedArray, unit: str | None, name: st
         try:
             epochs = pc.cast(array, pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return _iso_to_us(array, name, positions)  # ``unit`` is for integers only
+            return iso_to_us(array, name, positions)  # ``unit`` is for integers only
         return epochs_to_us(epochs.to_numpy(zero_copy_only=False), unit, name, positions,
                              array)
     raise BadInput(positions.describe(0),

@@ -1,0 +1,117 @@
+"""A page of datapoints as JSON text, built column by column with Arrow compute functions.
+
+The shapes are those of ``get_data`` (behaviour §5.4): raw ``{"t": time, "v": value}``;
+downsampled ``{"t": {time key: ...}, "v": {value key: ...}}`` without either part when its
+filter is empty. Each column of ``Datapoints.to_arrow()`` becomes JSON text in one vectorised
+step, the texts are joined into rows and the rows into one array, with no Python work per
+datapoint (a page holds up to 10,000 of them):
+
+* times: ISO 8601 UTC strings with microseconds and ``Z``;
+* integers and floats: their shortest round-trip text; NaN, ±inf and nulls: ``null``;
+* text columns hold JSON already (nominal and graph values, ``most_often``) or an exact
+  decimal (high-accuracy numbers), which is a JSON number as it is;
+* ``frequencies`` (a map keyed by canonical JSON): an object whose keys are the values' text
+  for string values and the canonical JSON of any other value, as ``json.dumps`` would key
+  the dict that ``get_data`` returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
+
+NULL = pa.scalar("null", pa.large_string())
+_EMPTY = pa.scalar("", pa.large_string())
+
+
+def _join(*pieces: pa.Array | str) -> pa.Array:
+    """Element-wise concatenation of columns and constant texts (large strings throughout)."""
+    return pc.binary_join_element_wise(
+        *(pa.scalar(piece, pa.large_string()) if isinstance(piece, str) else piece
+          for piece in pieces), _EMPTY)
+
+
+def _quoted_json(texts: pa.Array) -> pa.Array:
+    """JSON string literals of texts without control characters (canonical JSON texts)."""
+    escaped = pc.replace_substring(pc.replace_substring(texts, "\\", "\\\\"), '"', '\\"')
+    return _join('"', escaped, '"')
+
+
+def _frequencies(column: pa.Array) -> pa.Array:
+    entry = pa.struct([("key", column.type.key_type), ("value", column.type.item_type)])
+    column = column.cast(pa.list_(entry))  # list functions have no kernels for maps
+    entries = pc.list_flatten(column)
+    keys = entries.field("key").cast(pa.large_string())
+    literal = pc.if_else(pc.starts_with(keys, '"'), keys, _quoted_json(keys))
+    pairs = _join(literal, ":", entries.field("value").cast(pa.large_string()))
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    rows = pa.LargeListArray.from_arrays(pa.array(offsets), pairs)
+    body = pc.binary_join(rows, pa.scalar(",", pa.large_string()))
+    return pc.if_else(pc.is_valid(column), _join("{", body, "}"), NULL)
+
+
+def json_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Every element of a result column as JSON text (large_string, no nulls)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        texts = pc.strftime(column.cast(pa.timestamp("us", "UTC")), format="%Y-%m-%dT%H:%M:%SZ")
+        texts = _join('"', texts.cast(pa.large_string()), '"')
+    elif pa.types.is_floating(kind):
+        finite = pc.is_finite(column)
+        texts = pc.if_else(finite, column.cast(pa.large_string()), NULL)
+    elif pa.types.is_integer(kind):
+        texts = column.cast(pa.large_string())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = column.cast(pa.large_string())
+    elif pa.types.is_map(kind):
+        texts = _frequencies(column)
+    elif pa.types.is_boolean(kind):
+        texts = pc.if_else(column, pa.scalar("true", pa.large_string()),
+                           pa.scalar("false", pa.large_string()))
+    elif pa.types.is_null(kind):
+        texts = pa.nulls(len(column), pa.large_string())
+    else:
+        raise TypeError(f"no JSON form for a column of {kind}")
+    return pc.fill_null(texts, NULL)
+
+
+def _object(pairs: list[tuple[str, pa.Array]]) -> list[pa.Array | str]:
+    pieces: list[pa.Array | str] = ["{"]
+    for index, (key, texts) in enumerate(pairs):
+        pieces += [("," if index else "") + f'"{key}":', texts]
+    return [*pieces, "}"]
+
+
+def _rows(table: pa.Table) -> pa.Array:
+    names = table.column_names
+    if names == ["t", "v"]:
+        return _join(*_object([("t", json_column(table.column("t"))),
+                               ("v", json_column(table.column("v")))]))
+    times = [(TIME_DOWNSAMPLERS[name[len("time_"):]], json_column(table.column(name)))
+             for name in names if name.startswith("time_")]
+    values = [(VALUE_DOWNSAMPLERS[name], json_column(table.column(name)))
+              for name in names if name in VALUE_DOWNSAMPLERS]
+    parts: list[pa.Array | str] = ["{"]
+    if times:
+        parts += ['"t":', *_object(times)]
+    if values:
+        parts += [',"v":' if times else '"v":', *_object(values)]
+    if len(parts) == 1:
+        return pa.repeat(pa.scalar("{}", pa.large_string()), table.num_rows)
+    return _join(*parts, "}")
+
+
+def datapoints_json(table: pa.Table) -> bytes:
+    """``[datapoint, ...]`` of a ``Datapoints.to_arrow()`` table, as UTF-8 JSON text."""
+    if not table.num_rows:
+        return b"[]"
+    rows = _rows(table).cast(pa.large_string())
+    whole = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
+    text = pc.binary_join(whole, pa.scalar(",", pa.large_string()))[0]
+    return b"[" + text.as_buffer().to_pybytes() + b"]"

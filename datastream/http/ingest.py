@@ -1,0 +1,188 @@
+"""Group commit: concurrent write requests share one flush.
+
+Every write request is read, validated and parsed in its own request (:mod:`.write_api`) and
+handed here as a :class:`Batch`. One writer thread takes every batch waiting, appends each on
+its own through the bulk path (``append_table`` or ``append_arrays``, each all or nothing and
+checked with the library's own rules), then calls ``flush()`` once for all the batches it
+accepted and only then acknowledges them. While it flushes, new requests queue up and form the
+next group, so under load each flush (an fsync for the embedded store) covers many requests:
+this is what makes HTTP ingest fast.
+
+A batch the library refuses (a late point, a value of the wrong type: behaviour §4.1) fails
+alone, before the flush, and leaves nothing behind: the streams it created on first sight are
+deleted again before the next batch is looked at. If the flush itself fails (the backend is
+down) every batch of the group gets a 503; the library keeps their points buffered and retries
+them (behaviour §4.3), so a client retrying such a write may store its points twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import queue
+import threading
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import Datastream, exceptions
+from ..downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
+from ..line_protocol import ParsedLines
+from .errors import ApiError
+
+log = logging.getLogger("datastream.http")
+_STOP = object()
+
+
+@dataclasses.dataclass
+class Batch:
+    """One request's rows: ``points`` for one stream (``stream_id``, JSON datapoints) or
+    ``lines`` (line protocol, streams named by query tags)."""
+
+    stream_id: str | None = None
+    t_us: np.ndarray | None = None
+    values: Any = None
+    lines: ParsedLines | None = None
+    future: concurrent.futures.Future = dataclasses.field(
+        default_factory=concurrent.futures.Future)
+
+
+def downsamplers_for(value_type: str, defaults: list[str]) -> list[str]:
+    """The defaults that apply to ``value_type``; a nominal stream keeps at least a count
+    when the defaults are numeric only (an empty list would never downsample it)."""
+    usable = [name for name in defaults if name in DOWNSAMPLERS_BY_VALUE_TYPE[value_type]]
+    return usable or (["count"] if defaults else [])
+
+
+class GroupCommitter:
+    """The one writer of a service's ``Datastream``."""
+
+    def __init__(self, ds: Datastream, value_downsamplers: list[str], granularity: Any) -> None:
+        self.ds = ds
+        self.value_downsamplers = list(value_downsamplers)
+        self.granularity = granularity
+        self.groups = 0  # flushes done (a group of one or more batches each)
+        self.batches = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._ids: dict[str, str] = {}  # canonical query tags → stream id
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="datastream-http-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Finish the batches already submitted, then stop the writer."""
+        if self._thread is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def submit(self, batch: Batch) -> concurrent.futures.Future:
+        if self._closed or self._thread is None:
+            raise ApiError(503, "the server is not accepting writes (shutting down)")
+        self._queue.put(batch)
+        return batch.future
+
+    async def commit(self, batch: Batch) -> None:
+        """Submit and wait until the batch is durable (or refused: its error is raised)."""
+        await asyncio.wrap_future(self.submit(batch))
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            group = [self._queue.get()]
+            while True:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is _STOP for item in group)
+            batches = [item for item in group if item is not _STOP]
+            if batches:
+                self._commit(batches)
+
+    def _commit(self, group: list[Batch]) -> None:
+        accepted = []
+        for batch in group:
+            try:
+                self._append(batch)
+            except Exception as error:
+                batch.future.set_exception(error)
+            else:
+                accepted.append(batch)
+        if not accepted:
+            return
+        try:
+            self.ds.flush()
+        except Exception as error:
+            log.error("flush failed: %s", error)
+            for batch in accepted:
+                batch.future.set_exception(ApiError(
+                    503, f"the points could not be stored durably: {error}"))
+            return
+        self.groups += 1
+        self.batches += len(accepted)
+        for batch in accepted:
+            batch.future.set_result(None)
+
+    def _append(self, batch: Batch) -> None:
+        if batch.lines is None:
+            timestamps = pa.array(batch.t_us, pa.timestamp("us", "UTC"))
+            self.ds.append_arrays(batch.stream_id, timestamps, batch.values)
+            return
+        try:
+            self._append_lines(batch.lines)
+        except exceptions.StreamNotFound:
+            # a cached stream was deleted meanwhile (another process, on a shared backend)
+            self._ids.clear()
+            self._append_lines(batch.lines)
+
+    def _append_lines(self, lines: ParsedLines) -> None:
+        created: list[str] = []
+        try:
+            ids = [self._stream_id(lines, index, created) for index in range(len(lines.series))]
+            table = pa.table({
+                "stream_id": pa.array(ids, pa.string()).take(pa.array(lines.stream)),
+                "timestamp": pa.array(lines.t_us, pa.timestamp("us", "UTC")),
+                "value": lines.arrow(),
+            })
+            self.ds.append_table(table)
+        except BaseException:
+            if created:
+                self._forget(created)
+                self.ds.delete_streams({"stream_id": {"$in": created}})
+            raise
+
+    def _stream_id(self, lines: ParsedLines, index: int, created: list[str]) -> str:
+        query = lines.series[index]
+        key = json.dumps(query, sort_keys=True)
+        known = self._ids.get(key)
+        if known is not None:
+            return known
+        found = self.ds.find_streams(query)
+        if len(found) > 1:
+            line = int(lines.lines[int(np.argmax(lines.stream == index))])
+            raise ApiError(400, f"line {line}: {len(found)} streams match the query tags "
+                                f"{query}; give the series all its tags")
+        if len(found) == 1:
+            stream_id = found[0]["stream_id"]
+        else:
+            value_type = lines.value_types[index]
+            stream_id = self.ds.ensure_stream(
+                query, {}, downsamplers_for(value_type, self.value_downsamplers),
+                self.granularity, value_type=value_type)
+            created.append(stream_id)
+        self._ids[key] = stream_id
+        return stream_id
+
+    def _forget(self, stream_ids: list[str]) -> None:
+        dropped = set(stream_ids)
+        self._ids = {key: value for key, value in self._ids.items() if value not in dropped}
