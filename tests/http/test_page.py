@@ -22,8 +22,8 @@ from selenium.webdriver.common.by import By
 
 from datastream import Datastream
 from datastream.http.app import create_app
+from datastream.http.server import ServerThread
 from tests.http.browser import chromium
-from tests.http.live_server import serving
 
 TOKEN = "page-test-token"
 START = np.datetime64("2026-01-01T00:00:00", "s")
@@ -81,7 +81,7 @@ def build_store() -> tuple[Datastream, dict[str, str]]:
 def served() -> Iterator[tuple[str, Datastream, dict[str, str]]]:
     ds, ids = build_store()
     try:
-        with serving(create_app(ds, token=TOKEN)) as base_url:
+        with ServerThread(create_app(ds, token=TOKEN)) as base_url:
             yield base_url, ds, ids
     finally:
         ds.close()
