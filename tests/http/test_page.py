@@ -191,6 +191,8 @@ def test_zooming_refetches_finer_levels_within_the_budget(served, browser, tmp_p
     reset = wait_for(browser, settled_after(raw["loads"]), "the reset chart")
     assert reset["granularity"] == "10minutes" and reset["xRange"] == whole["xRange"]
 
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not problems, problems
     for name in ("whole.png", "zoomed.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     if SCREENSHOT_COPY:
