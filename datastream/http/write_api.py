@@ -39,9 +39,9 @@ async def write_datapoints(request: Request, ds: Datastream, ingest: GroupCommit
     if not is_json_type(request.headers.get("content-type")):
         raise ApiError(415, "send the datapoints as application/json")
     body = await read_body(request, max_bytes)
+    await run_in_threadpool(ds.get_tags, stream_id)  # an unknown stream is a 404 first
     t_us, values = await run_in_threadpool(parse_datapoints, body)
     if not len(t_us):
-        await run_in_threadpool(ds.get_tags, stream_id)  # still 404 for an unknown stream
         return no_content()
     await ingest.commit(Batch(stream_id=stream_id, t_us=t_us, values=values))
     return no_content()
