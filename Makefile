@@ -12,7 +12,7 @@ BENCH_HEAD ?= HEAD
 BENCH_FILTER ?=
 ASV_VENV := asv.virtualenv.conf.json
 
-.PHONY: venv install warmup demo influxd lint test docs bench bench-compare compare clean distclean
+.PHONY: venv install warmup demo influxd chromium lint test docs bench bench-compare compare clean distclean
 
 venv: $(BIN)/python
 
@@ -53,10 +53,19 @@ influxd:
 	  || echo "WARNING: could not install the Debian package influxdb;" \
 	          "the InfluxDB backend tests will fail."; }
 
+# The chart page's browser test (tests/http/test_page.py) drives Debian's headless Chromium.
+chromium:
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	  echo "chromium or chromedriver missing: installing the Debian packages"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	     apt-get install -y -qq chromium chromium-driver) \
+	  || echo "WARNING: could not install chromium and chromium-driver;" \
+	          "the chart page test will fail."; }
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check datastream tests bench
 
-test: $(INSTALLED) influxd
+test: $(INSTALLED) influxd chromium
 	$(BIN)/ruff check datastream tests bench
 	$(BIN)/pytest -q
 
