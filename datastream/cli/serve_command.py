@@ -62,10 +62,13 @@ def read_token(token: str | None, token_file: str | None) -> str | None:
               help="highest granularity of streams that /write creates")
 @click.option("--max-body-mb", type=click.IntRange(min=1), default=32, show_default=True,
               help="largest request body in MiB, also after gzip inflation")
+@click.option("--reject-late-points", is_flag=True,
+              help="refuse points older than their stream's latest (by default they are "
+                   "accepted as late points, as InfluxDB does, except in a downsampled range)")
 @lazy_store_options
 def serve(connect: Callable[[], Datastream], host: str, port: int, token: str | None,
           token_file: str | None, insecure: bool, downsamplers: str, granularity: str,
-          max_body_mb: int, quiet: bool) -> None:
+          max_body_mb: int, reject_late_points: bool, quiet: bool) -> None:
     """Serve the store over HTTP: the django-datastream compatible API under /api/v1/,
     InfluxDB line protocol at /write, the OpenAPI description at /openapi.json and a chart
     page at /. Stops cleanly (finishing acknowledged writes) on Ctrl-C or SIGTERM."""
@@ -89,7 +92,8 @@ def serve(connect: Callable[[], Datastream], host: str, port: int, token: str | 
         raise click.UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     with sock, connect() as ds:
         app = create_app(ds, token=token, max_body_bytes=max_body_mb * 2**20,
-                         default_value_downsamplers=names, default_highest_granularity=level)
+                         default_value_downsamplers=names, default_highest_granularity=level,
+                         accept_late_points=not reject_late_points)
         if not quiet:
             guard = "token required" if token else "no token: open to anyone who can reach it"
             click.echo(f"serving on {url_of(sock)} ({guard}); Ctrl-C stops")

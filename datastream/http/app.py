@@ -45,7 +45,8 @@ def _known(names: Iterable[str], known: dict[str, str], what: str) -> list[str]:
 def create_app(ds: Datastream, *, token: str | None = None, max_body_bytes: int = 32 * 2**20,
                default_value_downsamplers: Iterable[str] = DEFAULT_VALUE_DOWNSAMPLERS,
                default_time_downsamplers: Iterable[str] | None = None,
-               default_highest_granularity: Any = "seconds") -> Starlette:
+               default_highest_granularity: Any = "seconds",
+               accept_late_points: bool = True) -> Starlette:
     """The HTTP service over ``ds``.
 
     ``token``: required from every request when given (see :mod:`.auth`). ``max_body_bytes``:
@@ -53,7 +54,9 @@ def create_app(ds: Datastream, *, token: str | None = None, max_body_bytes: int 
     creates get ``default_value_downsamplers`` (those that apply to their value type) and
     ``default_highest_granularity``. Every stream computes all time downsamplers (behaviour
     §5.3), so ``default_time_downsamplers`` is the time filter of downsampled reads whose
-    request names none (None: all of them, as django-datastream).
+    request names none (None: all of them, as django-datastream). ``accept_late_points``:
+    writes may go back in time, as InfluxDB allows (late points, behaviour §4.1), except into
+    a stream's frozen range; False refuses any point older than its stream's latest.
     """
     if not isinstance(ds, Datastream):
         raise TypeError(f"create_app needs a Datastream, got {type(ds).__name__}")
@@ -65,7 +68,7 @@ def create_app(ds: Datastream, *, token: str | None = None, max_body_bytes: int 
     time_names = (None if default_time_downsamplers is None
                   else _known(default_time_downsamplers, TIME_DOWNSAMPLERS, "time"))
     granularity = resolve(default_highest_granularity)
-    ingest = GroupCommitter(ds, value_names, granularity)
+    ingest = GroupCommitter(ds, value_names, granularity, accept_late_points)
     spec = openapi.document(secured=token is not None)
 
     def list_streams(request: Request) -> Response:

@@ -8,11 +8,19 @@ accepted and only then acknowledges them. While it flushes, new requests queue u
 next group, so under load each flush (an fsync for the embedded store) covers many requests:
 this is what makes HTTP ingest fast.
 
-A batch the library refuses (a late point, a value of the wrong type: behaviour §4.1) fails
-alone, before the flush, and leaves nothing behind: the streams it created on first sight are
-deleted again before the next batch is looked at. If the flush itself fails (the backend is
-down) every batch of the group gets a 503; the library keeps their points buffered and retries
-them (behaviour §4.3), so a client retrying such a write may store its points twice.
+Line protocol points may arrive out of time order, as InfluxDB accepts them: by default a
+``/write`` batch is appended with ``check_timestamp=False``, so a point older than a stream's
+latest is a late point (behaviour §4.1: stored, and the derived streams it feeds recomputed).
+A point in a stream's frozen range (before its first level's ``downsampled_until``) is still
+refused, and with ``accept_late_points=False`` so is any point older than the stream's latest.
+JSON datapoints (one stream per request) follow ``append``'s default: their times may not go
+back.
+
+A batch the library refuses (a frozen-range point, a value of the wrong type) fails alone,
+before the flush, and leaves nothing behind: the streams it created on first sight are deleted
+again before the next batch is looked at. If the flush itself fails (the backend is down)
+every batch of the group gets a 503; the library keeps their points buffered and retries them
+(behaviour §4.3), so a client retrying such a write may store its points twice.
 """
 
 from __future__ import annotations
@@ -61,8 +69,10 @@ def downsamplers_for(value_type: str, defaults: list[str]) -> list[str]:
 class GroupCommitter:
     """The one writer of a service's ``Datastream``."""
 
-    def __init__(self, ds: Datastream, value_downsamplers: list[str], granularity: Any) -> None:
+    def __init__(self, ds: Datastream, value_downsamplers: list[str], granularity: Any,
+                 accept_late_points: bool = True) -> None:
         self.ds = ds
+        self.check_timestamp = not accept_late_points
         self.value_downsamplers = list(value_downsamplers)
         self.granularity = granularity
         self.groups = 0  # flushes done (a group of one or more batches each)
@@ -134,7 +144,7 @@ class GroupCommitter:
             batch.future.set_result(None)
 
     def _append(self, batch: Batch) -> None:
-        if batch.lines is None:
+        if batch.lines is None:  # the JSON datapoints of one stream: append's own rules
             timestamps = pa.array(batch.t_us, pa.timestamp("us", "UTC"))
             self.ds.append_arrays(batch.stream_id, timestamps, batch.values)
             return
@@ -154,7 +164,7 @@ class GroupCommitter:
                 "timestamp": pa.array(lines.t_us, pa.timestamp("us", "UTC")),
                 "value": lines.arrow(),
             })
-            self.ds.append_table(table)
+            self.ds.append_table(table, check_timestamp=self.check_timestamp)
         except BaseException:
             if created:
                 self._forget(created)

@@ -18,14 +18,17 @@ THREADS, REQUESTS, LINES = 6, 12, 300
 BASE_NS = 1_700_000_000 * 10**9
 
 
-def _body(thread: int, request: int, late: bool) -> str:
-    """LINES points for fields v and w of this thread's series; a late request ends with a
-    point older than what the series already holds (refused: behaviour §4.1)."""
+def _body(thread: int, request: int, bad: bool) -> str:
+    """LINES points for fields v and w of this thread's series; the first request also writes
+    the number x, and a bad request ends with a text x, which the numeric stream refuses when
+    the writer appends it (behaviour §5.1), after its other lines parsed fine."""
     start = (request * LINES) * 10**9
     lines = [f"load,thread={thread} v={request}.5,w={index}i {BASE_NS + start + index * 10**9}"
              for index in range(LINES)]
-    if late:
-        lines.append(f"load,thread={thread} v=0 {BASE_NS}")
+    if request == 0:
+        lines.append(f"load,thread={thread} x=1 {BASE_NS}")
+    if bad:
+        lines.append(f'load,thread={thread} x="text" {BASE_NS + start}')
     return "\n".join(lines)
 
 
@@ -43,8 +46,8 @@ def test_concurrent_writers_store_every_point_once(service, tmp_path):
         outcomes = []
         with httpx.Client(base_url=svc.url, headers=svc.client.headers, timeout=120) as client:
             for request in range(REQUESTS):
-                late = request % 4 == 3 and request > 0
-                response = client.post("/write?precision=ns", content=_body(thread, request, late))
+                bad = request % 4 == 3
+                response = client.post("/write?precision=ns", content=_body(thread, request, bad))
                 outcomes.append((request, response.status_code))
         return outcomes
 
@@ -62,6 +65,31 @@ def test_concurrent_writers_store_every_point_once(service, tmp_path):
     ingest = svc.app.state.ingest
     assert ingest.batches == THREADS * REQUESTS - THREADS * (REQUESTS // 4)
     assert 1 <= ingest.groups <= ingest.batches
+
+
+def test_late_points_are_accepted_outside_the_frozen_range(service):
+    """Out-of-order writes are stored as late points (as InfluxDB accepts them); a point in the
+    downsampled (frozen) range is refused with nothing of its request stored."""
+    svc = service()
+    post = lambda body: svc.client.post("/write?precision=s", content=body)  # noqa: E731
+    assert post("late v=10 1700000100\nlate v=11 1700000200").status_code == 204
+    assert post("late v=5 1700000050").status_code == 204  # older than the latest: a late point
+    (tags,) = svc.ds.find_streams({"measurement": "late"})
+    stored = svc.ds.get_data(tags["stream_id"], "seconds", start=EVERYTHING).to_arrow()
+    assert stored.column("v").to_pylist() == [5, 10, 11]
+    svc.ds.downsample_streams(until=datetime.datetime(2023, 11, 14, 22, 20,
+                                                      tzinfo=datetime.timezone.utc))
+    response = post("late v=6 1700000300\nlate v=1 1700000051")  # the second is frozen
+    assert response.status_code == 400 and "downsampled range" in response.json()["error"]
+    stored = svc.ds.get_data(tags["stream_id"], "seconds", start=EVERYTHING).to_arrow()
+    assert stored.column("v").to_pylist() == [5, 10, 11]
+
+
+def test_late_points_can_be_refused(service):
+    svc = service(accept_late_points=False)
+    assert svc.client.post("/write?precision=s", content="s v=1 1700000100").status_code == 204
+    response = svc.client.post("/write?precision=s", content="s v=2 1700000050")
+    assert response.status_code == 400 and "older" in response.json()["error"]
 
 
 def test_json_and_line_writers_share_the_writer(service):

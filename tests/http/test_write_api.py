@@ -166,16 +166,19 @@ def test_malformed_line_rejects_the_whole_request(service):
 
 def test_a_refused_batch_leaves_no_half_created_streams(service):
     svc = service()
-    assert svc.client.post("/write", content="old,host=x v=1 1700000005000000000").status_code \
+    assert svc.client.post("/write", content="old,host=x v=1 1700000005000000000\n"
+                                             "old,host=x v=1 1700000100000000000").status_code \
         == 204
-    # new streams first, then a late point for the existing one: the whole batch is refused
+    svc.ds.downsample_streams(until=datetime.datetime.fromtimestamp(1700000060, datetime.UTC))
+    # new streams first, then a point in the existing one's downsampled (frozen) range: the
+    # whole batch is refused
     body = ("fresh,host=x v=1 1700000000000000000\n"
             "fresh,host=x w=1 1700000000000000000\n"
             "old,host=x v=2 1700000000000000000\n")
     response = svc.client.post("/write", content=body)
     assert response.status_code == 400
     assert sorted(streams(svc.ds)) == ["old.v"]
-    assert len(raw(svc.ds, streams(svc.ds)["old.v"]["stream_id"])) == 1
+    assert len(raw(svc.ds, streams(svc.ds)["old.v"]["stream_id"])) == 2
     # and a type clash with an existing numeric stream
     response = svc.client.post("/write", content='new v=1\nold,host=x v="text" 1800000000'
                                                  '000000000')
