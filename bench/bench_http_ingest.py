@@ -3,14 +3,14 @@
     PYTHONPATH=. .venv/bin/python bench/bench_http_ingest.py [--hosts 100] [--seconds 600]
         [--batch 5000] [--clients 1,4] [--json out.json]
 
-One payload, generated once, is posted to both servers by the same client code: ``--hosts``
-series ``cpu,host=node-N usage_user=..,usage_system=..,usage_idle=..`` at 1 Hz for
-``--seconds`` seconds (three fields, so three points per line), in time order, cut into
-requests of ``--batch`` lines, sent by ``--clients`` threads at once (each request waits for
-its 204, as Telegraf's output does). Both servers start on loopback with their data in a temp
-directory: ``influxd`` from the Debian package (tests/servers.py) and ``python -m datastream
-serve`` on a fresh DuckDB file with its default downsamplers, so ours also computes every level
-while InfluxDB only stores raw points.
+One payload per client count, generated once, is posted to both servers by the same client
+code: ``--hosts`` series ``cpu,host=node-N usage_user=..,usage_system=..,usage_idle=..`` at
+1 Hz for ``--seconds`` seconds (three fields, so three points per line). As with agents, each
+of the ``--clients`` threads owns a share of the hosts and sends their lines in time order, in
+requests of ``--batch`` lines, each waiting for its 204 as Telegraf's output does. Both
+servers start on loopback with their data in a temp directory: ``influxd`` from the Debian
+package (tests/servers.py) and ``python -m datastream serve`` on a fresh DuckDB file with its
+default downsamplers, so ours also computes every level while InfluxDB only stores raw points.
 
 Reported per system and client count: wall-clock points/s, the server's CPU seconds per
 million points (from /proc, a figure that holds on a loaded machine) and the ratio to InfluxDB
@@ -57,18 +57,24 @@ class Run:
         return self.server_cpu_seconds / self.points * 1e6
 
 
-def payload(hosts: int, seconds: int, batch: int) -> list[bytes]:
-    """Request bodies of ``batch`` lines each, in time order (all hosts of a second together)."""
+def payload(hosts: int, seconds: int, batch: int, clients: int) -> list[list[bytes]]:
+    """Per client, request bodies of ``batch`` lines: its hosts (every ``clients``-th), all of
+    them for each second in turn."""
     rng = np.random.default_rng(11)
     start_ns = 1_767_225_600 * 10**9  # 2026-01-01
-    lines = []
-    for second in range(seconds):
-        stamp = start_ns + second * 10**9
-        values = np.round(rng.uniform(0, 100, (hosts, len(FIELDS))), 2).tolist()
-        for host in range(hosts):
-            fields = ",".join(f"{name}={value!r}" for name, value in zip(FIELDS, values[host]))
-            lines.append(f"cpu,host=node-{host:04d} {fields} {stamp}")
-    return ["\n".join(lines[at:at + batch]).encode() for at in range(0, len(lines), batch)]
+    values = np.round(rng.uniform(0, 100, (seconds, hosts, len(FIELDS))), 2).tolist()
+    bodies = []
+    for client in range(clients):
+        lines = []
+        for second in range(seconds):
+            stamp = start_ns + second * 10**9
+            for host in range(client, hosts, clients):
+                fields = ",".join(f"{name}={value!r}"
+                                  for name, value in zip(FIELDS, values[second][host]))
+                lines.append(f"cpu,host=node-{host:04d} {fields} {stamp}")
+        bodies.append(["\n".join(lines[at:at + batch]).encode()
+                       for at in range(0, len(lines), batch)])
+    return bodies
 
 
 def cpu_seconds(pid: int) -> float:
@@ -78,22 +84,22 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
-def post_all(url: str, bodies: list[bytes], clients: int, headers: dict[str, str]) -> float:
-    """Seconds to post every body with ``clients`` threads, each with its own session sending
-    every ``clients``-th body and waiting for each reply."""
+def post_all(url: str, bodies: list[list[bytes]], headers: dict[str, str]) -> float:
+    """Seconds to post every client's bodies, a thread and a session per client, each waiting
+    for every reply before its next request."""
 
-    def client(first: int) -> None:
+    def client(own: list[bytes]) -> None:
         with requests.Session() as session:
             session.headers.update(headers)
-            for body in bodies[first::clients]:
+            for body in own:
                 response = session.post(url, data=body, timeout=600)
                 if response.status_code != 204:
                     raise RuntimeError(f"{url}: HTTP {response.status_code}: "
                                        f"{response.text[:300]}")
 
     began = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(client, first) for first in range(clients)]:
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        for future in [pool.submit(client, own) for own in bodies]:
             future.result()
     return time.perf_counter() - began
 
@@ -152,35 +158,35 @@ def stored_in_influxdb(base: str, database: str) -> int:
     return int(sum(series[0]["values"][0][1:])) if series else 0
 
 
-def run_datastream(bodies: list[bytes], points: int, clients: int) -> Run:
+def run_datastream(bodies: list[list[bytes]], points: int) -> Run:
     directory = tempfile.mkdtemp(prefix="bench-http-")
     try:
         with datastream_server(directory) as (base, pid, path):
             cpu_before = cpu_seconds(pid)
-            seconds = post_all(f"{base}/write?precision=ns", bodies, clients,
+            seconds = post_all(f"{base}/write?precision=ns", bodies,
                                {"Authorization": f"Bearer {TOKEN}"})
             cpu = cpu_seconds(pid) - cpu_before
         stored = stored_in_datastream(path)
         if stored != points:
             raise RuntimeError(f"datastream stored {stored} of {points} points")
-        return Run("datastream serve", clients, points, seconds, cpu)
+        return Run("datastream serve", len(bodies), points, seconds, cpu)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_influxdb(bodies: list[bytes], points: int, clients: int) -> Run:
+def run_influxdb(bodies: list[list[bytes]], points: int) -> Run:
     from tests.servers import influxdb_server
 
     with influxdb_server() as server:
         base, database = f"http://{server.host}:{server.port}", "bench"
         requests.post(f"{base}/query", params={"q": f"CREATE DATABASE {database}"}, timeout=60)
         cpu_before = cpu_seconds(server.process.pid)
-        seconds = post_all(f"{base}/write?db={database}&precision=ns", bodies, clients, {})
+        seconds = post_all(f"{base}/write?db={database}&precision=ns", bodies, {})
         cpu = cpu_seconds(server.process.pid) - cpu_before
         stored = stored_in_influxdb(base, database)
         if stored != points:
             raise RuntimeError(f"InfluxDB stored {stored} of {points} points")
-        return Run("InfluxDB 1.x", clients, points, seconds, cpu)
+        return Run("InfluxDB 1.x", len(bodies), points, seconds, cpu)
 
 
 def main() -> None:
@@ -191,14 +197,15 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--json")
     args = parser.parse_args()
-    bodies = payload(args.hosts, args.seconds, args.batch)
     points = args.hosts * args.seconds * len(FIELDS)
-    print(f"{points:,} points in {len(bodies)} requests of {args.batch} lines "
-          f"({sum(map(len, bodies)) / 2**20:.1f} MiB)")
     runs = []
     for clients in [int(c) for c in args.clients.split(",")]:
+        bodies = payload(args.hosts, args.seconds, args.batch, clients)
+        sizes = [len(body) for own in bodies for body in own]
+        print(f"{clients} clients: {points:,} points in {len(sizes)} requests of up to "
+              f"{args.batch} lines ({sum(sizes) / 2**20:.1f} MiB)")
         for runner in (run_influxdb, run_datastream):
-            run = runner(bodies, points, clients)
+            run = runner(bodies, points)
             runs.append(run)
             print(f"{run.system:18s} clients {clients}: {run.points_per_second / 1e6:6.3f} M "
                   f"points/s wall, server CPU {run.cpu_seconds_per_million:6.2f} s per M points")

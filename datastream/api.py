@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,6 +130,20 @@ class Datastream:
     def _open(self) -> None:
         if self._closed:
             raise exceptions.StorageUnavailable("this Datastream is closed")
+
+    @contextlib.contextmanager
+    def _flushes_deferred(self) -> Iterator[None]:
+        """Appends made inside buffer without the size-triggered flush, for a caller that
+        flushes once after all of them (the HTTP service's group commit: one flush per group
+        of requests instead of one per large request). The age trigger, the memory bound
+        (``max_buffered_points``) and explicit flushes still apply."""
+        buffers = self._engine.buffers
+        saved = buffers.max_points
+        buffers.max_points = sys.maxsize
+        try:
+            yield
+        finally:
+            buffers.max_points = saved
 
     def _after_write(self) -> None:
         if not self._buffered:

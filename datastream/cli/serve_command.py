@@ -90,6 +90,11 @@ def serve(connect: Callable[[], Datastream], host: str, port: int, token: str | 
         sock = bind(host, port)
     except OSError as error:
         raise click.UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    # A server lives long: small chunks go through the compiled codec kernels from the start
+    # (without numba loaded they take their numpy twins, which only spare short scripts the
+    # import; ``datastream warmup`` fills the kernel cache ahead of time).
+    import numba  # noqa: F401
+
     with sock, connect() as ds:
         app = create_app(ds, token=token, max_body_bytes=max_body_mb * 2**20,
                          default_value_downsamplers=names, default_highest_granularity=level,

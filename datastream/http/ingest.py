@@ -121,13 +121,14 @@ class GroupCommitter:
 
     def _commit(self, group: list[Batch]) -> None:
         accepted = []
-        for batch in group:
-            try:
-                self._append(batch)
-            except Exception as error:
-                batch.future.set_exception(error)
-            else:
-                accepted.append(batch)
+        with self.ds._flushes_deferred():  # one flush for the group, not one per large batch
+            for batch in group:
+                try:
+                    self._append(batch)
+                except Exception as error:
+                    batch.future.set_exception(error)
+                else:
+                    accepted.append(batch)
         if not accepted:
             return
         try:
