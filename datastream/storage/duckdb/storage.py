@@ -554,28 +554,43 @@ class DuckDBStorage(Storage):
     def _compact(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         """Merge the small chunks piled up at the end of a stream's (and level's) chunk
         sequence into full ones (module docstring of :mod:`.chunks`)."""
-        small_new = {(c.stream_key, c.level) for c in writes.new if c.rows < chunking.SMALL_ROWS}
-        if not small_new:
+        fresh: dict[tuple[int, int], int] = {}
+        for c in writes.new:
+            if c.rows < chunking.SMALL_ROWS:
+                fresh[(c.stream_key, c.level)] = fresh.get((c.stream_key, c.level), 0) + 1
+        if not fresh:
             return
-        pairs = pa.table({STREAM_KEY: pa.array([p[0] for p in small_new], pa.int32()),
-                          "level": pa.array([p[1] for p in small_new], pa.int16())})
+        pairs = pa.table({STREAM_KEY: pa.array([p[0] for p in fresh], pa.int32()),
+                          "level": pa.array([p[1] for p in fresh], pa.int16()),
+                          "fresh": pa.array(list(fresh.values()), pa.int32())})
         con.register("_ds_pairs", pairs)
         try:
+            # Only the small chunks after a pair's last full one can join its run, and only
+            # pairs whose run may reach MERGE_AFTER with this commit's chunks need a look: with
+            # hundreds of streams per flush, most have nothing to merge, and sorting that out
+            # here spares a Python pass over every stored chunk of every stream written.
             found = con.execute(
-                f"SELECT c.{STREAM_KEY}, c.level, c.seq, c.rows, c.t0, c.t1 FROM chunks c"
-                f" JOIN _ds_pairs p ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level"
-                " WHERE c.part = 0"
+                f"WITH tail AS (SELECT c.{STREAM_KEY}, c.level, c.seq, c.rows, c.t0, c.t1,"
+                f" p.fresh, max(CASE WHEN c.rows >= {chunking.SMALL_ROWS} THEN c.seq END)"
+                f" OVER (PARTITION BY c.{STREAM_KEY}, c.level) AS last_full"
+                f" FROM chunks c JOIN _ds_pairs p"
+                f" ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level WHERE c.part = 0)"
+                f" SELECT {STREAM_KEY}, level, seq, rows, t0, t1 FROM tail"
+                f" WHERE rows < {chunking.SMALL_ROWS} AND seq > coalesce(last_full, -1)"
+                f" QUALIFY count(*) OVER (PARTITION BY {STREAM_KEY}, level) + fresh"
+                f" >= {chunking.MERGE_AFTER}"
             ).fetchall()
         finally:
             unregister(con, ("_ds_pairs",))
         dropped = set(writes.drop)
-        stored: dict[tuple[int, int], list[tuple[int, int, int, int, bytes | None]]] = {}
+        stored: dict[tuple[int, int], list[tuple[int, int, int, int, bytes | None]]] = {
+            pair: [] for pair, count in fresh.items() if count >= chunking.MERGE_AFTER}
         for key, level, seq, rows, t0, t1 in found:
             if seq not in dropped:
                 stored.setdefault((key, level), []).append((seq, rows, t0, t1, None))
         for chunk in writes.new:
-            if (chunk.stream_key, chunk.level) in small_new:
-                stored.setdefault((chunk.stream_key, chunk.level), []).append(
+            if (chunk.stream_key, chunk.level) in stored:
+                stored[(chunk.stream_key, chunk.level)].append(
                     (chunk.seq, chunk.rows, chunk.t0, chunk.t1, chunk.body))
         for (key, level), entries in stored.items():
             self._merge_tail(con, key, level, sorted(entries), writes)
