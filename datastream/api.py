@@ -639,15 +639,20 @@ class Datastream:
         if missing:
             raise ValueError(f"table lacks the columns {sorted(missing)}")
         with self._engine.lock:
-            prepared = []
-            latest_in_call: dict[str, int] = {}
-            for stream_id, rows in reading.split_by_stream(arrow):
-                prepared.append(
-                    self._prepare_arrays(
-                        stream_id, rows.column("timestamp"), unit, rows.column("value"),
-                        check_timestamp, latest_in_call,
+            try:
+                prepared = self._prepare_numeric_table(arrow, unit, check_timestamp)
+            except (exceptions.DatastreamException, TypeError, ValueError):
+                prepared = None  # redone stream by stream below: its errors name the stream
+            if prepared is None:
+                prepared = []
+                latest_in_call: dict[str, int] = {}
+                for stream_id, rows in reading.split_by_stream(arrow):
+                    prepared.append(
+                        self._prepare_arrays(
+                            stream_id, rows.column("timestamp"), unit, rows.column("value"),
+                            check_timestamp, latest_in_call,
+                        )
                     )
-                )
             total = sum(part.num_rows for _, part, _, _ in prepared)
             if not total:
                 return 0
@@ -657,6 +662,50 @@ class Datastream:
                     self._engine.buffers.add_table(state.stream_id, part, earliest, latest)
             self._commit_call({state.stream_id for state, _, _, _ in prepared})
             return total
+
+    def _prepare_numeric_table(
+        self, arrow: pa.Table, unit: str | None, check_timestamp: bool
+    ) -> list[tuple[StreamState, pa.Table, int, int]] | None:
+        """``append_table`` over many numeric streams at once: the timestamps converted and the
+        values encoded once for the whole table (per precision), each stream's rows then a
+        slice of the result sorted by stream; only the checks that need a stream's state run
+        per stream. None when a stream is not numeric (the per-stream path handles it); any
+        refusal raises, and the caller redoes the call stream by stream for its message."""
+        ids, order, starts = reading.stream_groups(arrow)
+        if len(ids) < 2:
+            return None
+        latest_in_call: dict[str, int] = {}
+        states = [self._writable(stream_id, latest_in_call) for stream_id in ids]
+        if any(state.value_type != "numeric" for state in states):
+            return None
+        values = value_types.plain_numbers(arrow.column("value"))
+        if values is None:
+            return None
+        t_us = array_us(arrow.column("timestamp"), unit)
+        by_precision = {}
+        for state in states:
+            precise = value_types.is_high_accuracy(state.options)
+            if precise not in by_precision:
+                encoded = value_types.encode_arrays(t_us, values, "numeric", state.options, None)
+                by_precision[precise] = encoded.take(pa.array(order))
+        t_sorted = t_us[order]
+        ends = np.append(starts[1:], len(t_sorted))
+        if check_timestamp:
+            falls = np.flatnonzero(t_sorted[1:] < t_sorted[:-1]) + 1
+            falls = falls[~np.isin(falls, starts)]  # a new stream may start lower
+            if falls.size:
+                raise exceptions.InvalidTimestamp("timestamps decrease within a stream")
+        earliest = np.minimum.reduceat(t_sorted, starts)
+        latest = np.maximum.reduceat(t_sorted, starts)
+        prepared = []
+        for index, state in enumerate(states):
+            start, end = int(starts[index]), int(ends[index])
+            low, high = int(earliest[index]), int(latest[index])
+            first = int(t_sorted[start]) if check_timestamp else low
+            self._check_time(state, min(first, low), high, check_timestamp, latest_in_call)
+            rows = by_precision[value_types.is_high_accuracy(state.options)]
+            prepared.append((state, rows.slice(start, end - start), low, high))
+        return prepared
 
     # -- reading ---------------------------------------------------------------------------
     def get_data(

@@ -593,6 +593,23 @@ def _single_kind(values: Any) -> Any:
     return values.field(child).take(values.offsets)
 
 
+def plain_numbers(values: Any) -> pa.Array | None:
+    """A value column of plain integers or floats, as one Arrow array (a union whose rows are
+    all of one such kind included); None for anything else (text, objects, booleans)."""
+    values = _single_kind(values)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        return None
+    kind = values.type
+    return values if pa.types.is_integer(kind) or pa.types.is_floating(kind) else None
+
+
+def is_high_accuracy(options: dict | None) -> bool:
+    """Whether a numeric stream keeps exact decimals (its ``high_accuracy`` option)."""
+    return _is_high_accuracy(options)
+
+
 def _as_list(values: Any) -> list:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values.to_pylist()

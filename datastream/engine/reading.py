@@ -266,19 +266,25 @@ def to_arrow_table(table: Any) -> pa.Table:
         raise TypeError(f"cannot read a table from {type(table).__name__}") from error
 
 
-def split_by_stream(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Rows grouped by stream id, keeping each stream's row order."""
+def stream_groups(table: pa.Table) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(stream ids, row order, group starts): ``order`` lists the rows stream by stream,
+    keeping each stream's row order; the rows of ``ids[g]`` are ``order[starts[g]:starts[g +
+    1]]``."""
     ids = table.column("stream_id")
     if ids.null_count:
         raise exceptions.StreamNotFound("the stream_id column contains nulls")
     encoded = ids.combine_chunks().dictionary_encode()
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(indices, kind="stable")
-    boundaries = np.flatnonzero(np.diff(indices[order])) + 1
-    result = []
-    for group in np.split(order, boundaries):
-        if not group.size:
-            continue
-        stream_id = encoded.dictionary[int(indices[group[0]])].as_py()
-        result.append((stream_id, table.take(pa.array(group))))
-    return result
+    if not len(order):
+        return [], order, order
+    starts = np.flatnonzero(np.r_[True, np.diff(indices[order]) != 0])
+    names = encoded.dictionary.to_pylist()
+    return [names[int(code)] for code in indices[order[starts]]], order, starts
+
+
+def split_by_stream(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Rows grouped by stream id, keeping each stream's row order."""
+    ids, order, starts = stream_groups(table)
+    groups = np.split(order, starts[1:])
+    return [(stream_id, table.take(pa.array(group))) for stream_id, group in zip(ids, groups)]

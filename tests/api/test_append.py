@@ -16,6 +16,8 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import datastream
 from datastream import exceptions
@@ -877,3 +879,56 @@ def test_append_table_is_atomic(ds) -> None:
         assert values(ds, a) == [], bad
         assert values(ds, b) == [5], bad
         assert values(ds, derived) == [], bad
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # stream
+            st.integers(0, 40),  # seconds
+            st.one_of(st.floats(-1e15, 1e15), st.just(math.nan)),
+        ),
+        min_size=1, max_size=40,
+    ),
+    integers=st.booleans(),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_append_table_over_many_streams_equals_appends_per_stream(rows, integers) -> None:
+    """Many numeric streams in one table (converted and encoded once for all of them, then
+    sliced per stream) store exactly what one append_arrays per stream stores; one stream keeps
+    exact decimals."""
+    stores = [datastream.Datastream(), datastream.Datastream()]
+    ids = [[ds.ensure_stream({"n": n}, {}, ["mean"], G.Seconds,
+                             value_type_options={"high_accuracy": n == 3}) for n in range(4)]
+           for ds in stores]
+    rows = sorted(rows, key=lambda row: row[1])  # in time order per stream
+    numbers = [(0 if math.isnan(v) else int(v)) if integers else v for _, _, v in rows]
+    stamps = np.array([second for _, second, _ in rows], dtype="datetime64[s]")
+    table = pa.table({"stream_id": pa.array([ids[0][n] for n, _, _ in rows]),
+                      "timestamp": pa.array(stamps.astype("datetime64[us]")),
+                      "value": pa.array(numbers, pa.int64() if integers else pa.float64())})
+    assert stores[0].append_table(table) == len(rows)
+    for n in range(4):
+        mine = [index for index, row in enumerate(rows) if row[0] == n]
+        if mine:
+            stores[1].append_arrays(ids[1][n], stamps[mine], np.array(numbers)[mine])
+    for n in range(4):
+        assert raw(stores[0], ids[0][n]) == raw(stores[1], ids[1][n])
+    for ds in stores:
+        ds.close()
+
+
+def test_append_table_over_many_streams_names_the_bad_stream(ds) -> None:
+    a, b = _two(ds)
+    table = pa.table({"stream_id": pa.array([a, b, b, a]),
+                      "timestamp": pa.array([at(0), at(5), at(4), at(1)],
+                                            pa.timestamp("us", tz="UTC")),
+                      "value": pa.array([1.0, 2.0, 3.0, 4.0])})
+    with pytest.raises(exceptions.InvalidTimestamp, match=f"stream {b} must not decrease"):
+        ds.append_table(table)
+    infinite = table.set_column(1, "timestamp", pa.array([at(0), at(4), at(5), at(1)],
+                                                         pa.timestamp("us", tz="UTC")))
+    infinite = infinite.set_column(2, "value", pa.array([1.0, 2.0, math.inf, 4.0]))
+    with pytest.raises(ValueError, match=b):
+        ds.append_table(infinite)
+    assert values(ds, a) == [] and values(ds, b) == []
