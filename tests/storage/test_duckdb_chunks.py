@@ -36,6 +36,32 @@ def test_small_flushes_are_merged_into_full_chunks():
     assert storage.read_raw(a, None, None).column("i").to_pylist() == expected
 
 
+def test_streams_written_together_are_merged_in_the_same_commit():
+    """Many streams flushed together reach their merge in the same commit (one query for all
+    their stored chunks); each keeps exactly its own rows, and a stream written less often
+    keeps its small chunks until its own run is long enough."""
+    storage = duckdb_backend.Backend()
+    streams = [add_stream(storage, {"n": n}) for n in range(6)]
+    expected: dict[str, list[int]] = {sid: [] for sid in streams}
+    for flush in range(3 * chunking.MERGE_AFTER + 3):
+        raw = {}
+        for number, sid in enumerate(streams):
+            if number == 5 and flush % 4:
+                continue  # the last stream is flushed every fourth time only
+            times = [flush * 10 + i for i in range(number + 1)]
+            expected[sid] += times
+            raw[sid] = raw_rows(times, ints=[t * 100 + number for t in times])
+        storage.commit(WriteBatch(raw=raw))
+    keys = storage._con.sql("SELECT stream_key, count(*) FROM chunks WHERE part = 0 AND level ="
+                            f" {chunking.RAW} GROUP BY stream_key").fetchall()
+    assert len(keys) == len(streams)
+    assert all(count < chunking.MERGE_AFTER for _, count in keys)
+    for number, sid in enumerate(streams):
+        table = storage.read_raw(sid, None, None)
+        assert table.column("t").cast("int64").to_pylist() == expected[sid]
+        assert table.column("i").to_pylist() == [t * 100 + number for t in expected[sid]]
+
+
 def test_large_batches_are_cut_into_chunks_of_bounded_size():
     storage = duckdb_backend.Backend()
     a = add_stream(storage, {"n": 1})

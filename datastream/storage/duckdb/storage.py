@@ -592,40 +592,36 @@ class DuckDBStorage(Storage):
             if (chunk.stream_key, chunk.level) in stored:
                 stored[(chunk.stream_key, chunk.level)].append(
                     (chunk.seq, chunk.rows, chunk.t0, chunk.t1, chunk.body))
-        for (key, level), entries in stored.items():
-            self._merge_tail(con, key, level, sorted(entries), writes)
-
-    def _merge_tail(
-        self, con: duckdb.DuckDBPyConnection, key: int, level: int,
-        entries: list[tuple[int, int, int, int, bytes | None]], writes: _Writes,
-    ) -> None:
-        """Merge the run of small, time-ordered chunks at the end of one sequence."""
-        run: list[tuple[int, int, int, int, bytes | None]] = []
-        for entry in reversed(entries):
-            if entry[1] >= chunking.SMALL_ROWS or (run and entry[3] > run[-1][2]):
-                break
-            run.append(entry)
-        if len(run) < chunking.MERGE_AFTER:
+        runs = {pair: run for pair, entries in stored.items()
+                if len(run := _tail_run(sorted(entries))) >= chunking.MERGE_AFTER}
+        if not runs:
             return
-        run.reverse()
-        stored_seqs = [seq for seq, _, _, _, body in run if body is None]
+        # one query for the stored bodies of every run: streams written together (a batch of
+        # many series) reach their merge in the same commit
+        stored_seqs = [seq for run in runs.values() for seq, *_, body in run if body is None]
         bodies = dict(whole_chunks(con.execute(
             f"SELECT seq, part, body FROM chunks WHERE seq IN {key_list(stored_seqs)}"
         ).fetchall())) if stored_seqs else {}
-        decode = chunking.decode_raw if level == RAW else chunking.decode_level
-        tables = [decode(body if body is not None else bodies[seq])
-                  for seq, _, _, _, body in run]
-        merged = pa.concat_tables(tables, promote_options="default")
-        if level != RAW:
-            merged = chunking.keep_last_per_time(merged)
-        run_seqs = [seq for seq, *_ in run]
-        new_seqs = set(run_seqs) - set(stored_seqs)
-        writes.new = [c for c in writes.new if c.seq not in new_seqs]
+        merged_new: set[int] = set()
+        before = len(writes.new)
+        for (key, level), run in runs.items():
+            run_bodies = [body if body is not None else bodies[seq] for seq, *_, body in run]
+            if level == RAW:
+                merged = raw_columns.decode(run_bodies).table
+            else:
+                merged = chunking.keep_last_per_time(pa.concat_tables(
+                    [chunking.decode_level(body) for body in run_bodies],
+                    promote_options="default"))
+            run_seqs = [seq for seq, *_ in run]
+            merged_new.update(seq for seq, *_, body in run if body is not None)
+            encode = chunking.encode_raw if level == RAW else chunking.encode_level
+            size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
+            for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
+                writes.add(key, level, piece, encode(piece), seq=seq)
+        # the chunks the runs replace go; the merged ones (appended after ``before``) stay
+        writes.new = [c for c in writes.new[:before] if c.seq not in merged_new] + \
+            writes.new[before:]
         writes.drop.extend(stored_seqs)
-        encode = chunking.encode_raw if level == RAW else chunking.encode_level
-        size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
-        for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
-            writes.add(key, level, piece, encode(piece), seq=seq)
 
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         if writes.drop:
@@ -878,6 +874,20 @@ def pieces_of(body: bytes) -> list[bytes]:
         return [body]
     view = memoryview(body)
     return [bytes(view[at:at + PIECE_BYTES]) for at in range(0, len(body), PIECE_BYTES)]
+
+
+def _tail_run(
+    entries: list[tuple[int, int, int, int, bytes | None]],
+) -> list[tuple[int, int, int, int, bytes | None]]:
+    """The run of small, time-ordered chunks at the end of one sequence (``(seq, rows, t0, t1,
+    body or None when stored)`` in seq order), oldest first."""
+    run: list[tuple[int, int, int, int, bytes | None]] = []
+    for entry in reversed(entries):
+        if entry[1] >= chunking.SMALL_ROWS or (run and entry[3] > run[-1][2]):
+            break
+        run.append(entry)
+    run.reverse()
+    return run
 
 
 def whole_chunks(found: list[tuple]) -> list[tuple]:
