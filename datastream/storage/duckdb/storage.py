@@ -55,6 +55,7 @@ from ..base import (
     id_runs,
 )
 from ..recent import RecentRaw
+from ..tag_index import TagIndex
 from . import chunks as chunking
 from .chunks import RAW, Chunk
 from .connection import (
@@ -154,6 +155,7 @@ class DuckDBStorage(Storage):
                  raw_cache_points: int = RAW_CACHE_POINTS, **options: Any) -> None:
         self._lock = threading.RLock()
         self._recent = RecentRaw(raw_cache_points)
+        self._tag_index = TagIndex()  # candidates of tag queries (find_streams)
         self._ends: dict[tuple[int, int], int] = {}  # (stream key, level) -> max stored t1
         self._con: duckdb.DuckDBPyConnection | None = None
         self._file: str | None = None
@@ -212,6 +214,7 @@ class DuckDBStorage(Storage):
             entry = _Entry(key, stream_id, json.loads(tags_json), tags_json, meta_json, version)
             self._entries[stream_id] = entry
             self._keys[key] = entry
+            self._tag_index.add(stream_id, entry.tags)
         self._next_key = (rows[-1][0] + 1) if rows else 1
         self._next_seq = con.sql("SELECT coalesce(max(seq) + 1, 0) FROM chunks").fetchall()[0][0]
         self._ends = {(key, level): end for key, level, end in con.sql(
@@ -258,12 +261,20 @@ class DuckDBStorage(Storage):
     def _matching(self, query: dict[str, Any] | None) -> list[_Entry]:
         query = dict(query or {})
         candidates: Iterable[_Entry] = self._entries.values()
-        if "stream_id" in query:
+        by_id = "stream_id" in query
+        if by_id:
             wanted = _stream_id_condition(query.pop("stream_id"))
             found = [self._entries[i] for i in dict.fromkeys(wanted) if i in self._entries]
             candidates = sorted(found, key=lambda entry: entry.key)
         if not query:
             return list(candidates)
+        narrowed = self._tag_index.candidates(query)
+        if narrowed is not None:
+            if not by_id:
+                candidates = sorted((self._entries[i] for i in narrowed),
+                                    key=lambda entry: entry.key)
+            else:
+                candidates = [entry for entry in candidates if entry.stream_id in narrowed]
         return [entry for entry in candidates if tag_rules.matches(entry.tags, query)]
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
@@ -289,7 +300,9 @@ class DuckDBStorage(Storage):
                 f"UPDATE streams SET tags = ?, version = version + 1 WHERE {STREAM_KEY} = ?",
                 [tags_json, entry.key],
             )
+            self._tag_index.remove(stream_id, entry.tags)
             entry.tags, entry.tags_json = json.loads(tags_json), tags_json
+            self._tag_index.add(stream_id, entry.tags)
             entry.version += 1
 
     def _entry(self, stream_id: str) -> _Entry:
@@ -330,9 +343,11 @@ class DuckDBStorage(Storage):
             for entry in deleted:
                 del self._entries[entry.stream_id]
                 self._keys.pop(entry.key, None)
+                self._tag_index.remove(entry.stream_id, entry.tags)
             for entry in created:
                 self._entries[entry.stream_id] = entry
                 self._keys[entry.key] = entry
+                self._tag_index.add(entry.stream_id, entry.tags)
             self._next_key += len(created)
             for stream_id, meta_json in new_meta.items():
                 self._entries[stream_id].meta_json = meta_json
