@@ -2,7 +2,8 @@
 
 Routes: ``/`` and ``/static`` (the chart page, :mod:`.pages`), ``/api/v1/stream/`` and
 ``/api/v1/stream/<id>/`` (reads, :mod:`.read_api`), ``POST /api/v1/stream/<id>/datapoints``
-and ``POST /write`` (writes, :mod:`.write_api`), ``/ping`` and ``/openapi.json``. The token
+and ``POST /write`` (writes, :mod:`.write_api`), ``/ping``, ``/query`` (InfluxDB agents'
+``CREATE DATABASE``, :mod:`.influx_query`) and ``/openapi.json``. The token
 check wraps everything (:mod:`.auth`); errors are JSON (:mod:`.errors`). The writer thread of
 the group commit (:mod:`.ingest`) runs for the application's lifespan; at shutdown it finishes
 the writes already received and the ``Datastream`` is flushed (closing it is the caller's).
@@ -24,7 +25,7 @@ from starlette.routing import Mount, Route
 from .. import Datastream, exceptions
 from ..downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
 from ..granularity import resolve
-from . import openapi, pages, read_api, write_api
+from . import influx_query, openapi, pages, read_api, write_api
 from .auth import TokenAuth
 from .errors import HANDLERS
 from .ingest import GroupCommitter
@@ -83,6 +84,9 @@ def create_app(ds: Datastream, *, token: str | None = None, max_body_bytes: int 
     async def write_lines(request: Request) -> Response:
         return await write_api.write_lines(request, ingest, max_body_bytes)
 
+    async def influxql(request: Request) -> Response:
+        return await influx_query.query(request, max_body_bytes)
+
     async def openapi_json(request: Request) -> Response:
         return read_api.json_response(read_api.dumps(spec))
 
@@ -103,6 +107,7 @@ def create_app(ds: Datastream, *, token: str | None = None, max_body_bytes: int 
         Route("/api/v1/stream/{stream_id}/datapoints", write_datapoints, methods=["POST"]),
         Route("/write", write_lines, methods=["POST"]),
         Route("/ping", write_api.ping, methods=["GET", "HEAD"]),
+        Route("/query", influxql, methods=["GET", "POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan,

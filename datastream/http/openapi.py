@@ -198,6 +198,25 @@ def _paths() -> dict[str, Any]:
                 "schema": {"type": "string"}}}},
             "responses": {"204": no_content, **_errors(400, 401, 413, 415, 503)},
         }},
+        "/query": {
+            method: {
+                "summary": "InfluxDB's CREATE DATABASE, accepted as a no-op for agents",
+                "description": "Only CREATE DATABASE is accepted (one server is one store); "
+                               "any other InfluxQL statement is a 400.",
+                "operationId": f"influxQuery{method.capitalize()}",
+                "parameters": [_query("q", {"type": "string"}, "An InfluxQL statement.")],
+                **({"requestBody": {"required": False, "content": {
+                    "application/x-www-form-urlencoded": {"schema": {
+                        "type": "object", "properties": {"q": {"type": "string"}}}}}}}
+                   if method == "post" else {}),
+                "responses": {"200": {"description": "The statement succeeded.", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["results"],
+                                                    "properties": {"results": {
+                                                        "type": "array",
+                                                        "items": {"type": "object"}}}}}}},
+                              **_errors(400, 401, 413, 415)},
+            } for method in ("get", "post")
+        },
         "/ping": {"get": {
             "summary": "Liveness probe (InfluxDB clients call it)", "operationId": "ping",
             "responses": {"204": {"description": "The service is up."}, **_errors(401)},

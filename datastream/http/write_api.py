@@ -8,7 +8,8 @@ group commit (:mod:`.ingest`), and 204 is sent once its points are durable.
 such as Telegraf send to it unchanged: ``precision`` (``ns``/``n``, ``us``/``u``, ``ms``,
 ``s``, ``m``, ``h``) says the timestamps' unit, lines without a timestamp get the time the
 request was received, and the ``db``, ``rp``, ``u`` and ``consistency`` parameters are
-accepted and ignored (one service is one store).
+accepted and ignored (one service is one store). The ``CREATE DATABASE`` such agents send
+first is answered by :mod:`.influx_query`.
 """
 
 from __future__ import annotations

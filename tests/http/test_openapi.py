@@ -48,7 +48,7 @@ def test_the_service_matches_its_description(api_schema):
     # Each operation in turn (schemathesis's pytest plugin does not load under pytest 9 yet);
     # schemathesis's own checks decide: no 5xx, documented statuses, content types, schemas.
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 7
     for operation, mode in itertools.product(operations, GenerationMode):
 
         @given(case=operation.as_strategy(mode))
@@ -64,7 +64,8 @@ def test_the_document_names_every_route(service):
     spec = service().client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {"/api/v1/stream/", "/api/v1/stream/{stream_id}/",
-                                  "/api/v1/stream/{stream_id}/datapoints", "/write", "/ping"}
+                                  "/api/v1/stream/{stream_id}/datapoints", "/write", "/ping",
+                                  "/query"}
     assert spec["security"] == [{"bearer": []}]
     detail = spec["paths"]["/api/v1/stream/{stream_id}/"]["get"]
     assert {"400", "401", "404"} <= set(detail["responses"])

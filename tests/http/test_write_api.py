@@ -10,6 +10,8 @@ import numpy as np
 
 import datastream
 
+from .conftest import TOKEN
+
 EVERYTHING = datetime.datetime.min
 T0 = 1_700_000_000  # UNIX seconds
 
@@ -200,3 +202,22 @@ def test_ping(service):
         response = svc.client.request(method, "/ping")
         assert response.status_code == 204 and response.content == b""
     assert np.isfinite(svc.client.get("/ping").elapsed.total_seconds())
+
+
+def test_agents_can_create_their_database_and_nothing_else(service):
+    """Telegraf sends CREATE DATABASE to /query (a form-encoded POST) before writing: it
+    succeeds and does nothing; other InfluxQL is refused, naming where reads are."""
+    svc = service()
+    created = svc.client.post("/query", content='q=CREATE+DATABASE+"telegraf"',
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert created.status_code == 200
+    assert created.json() == {"results": [{"statement_id": 0}]}
+    assert svc.client.get("/query", params={"q": "create database metrics;"}).json() == \
+        {"results": [{"statement_id": 0}]}
+    refused = svc.client.get("/query", params={"q": "SELECT * FROM cpu"})
+    assert refused.status_code == 400 and "/api/v1/stream/" in refused.json()["error"]
+    assert svc.client.post("/query").status_code == 400  # no statement at all
+    assert svc.anonymous().post("/query", params={"q": "CREATE DATABASE x"}).status_code == 401
+    assert svc.anonymous().post("/query", params={"q": "CREATE DATABASE x", "p": TOKEN}
+                                ).status_code == 200
+    assert len(svc.ds.find_streams()) == 0
