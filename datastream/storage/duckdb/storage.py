@@ -157,6 +157,10 @@ class DuckDBStorage(Storage):
         self._recent = RecentRaw(raw_cache_points)
         self._tag_index = TagIndex()  # candidates of tag queries (find_streams)
         self._ends: dict[tuple[int, int], int] = {}  # (stream key, level) -> max stored t1
+        # (stream key, level) -> the lowest seq its run of small chunks can start at, as far as
+        # this process knows: merges look no further back (a hint: too low only costs a longer
+        # scan, too high only merges less; the file holds no other writer)
+        self._tail_from: dict[tuple[int, int], int] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._file: str | None = None
         self._entries: dict[str, _Entry] = {}
@@ -575,38 +579,41 @@ class DuckDBStorage(Storage):
                 fresh[(c.stream_key, c.level)] = fresh.get((c.stream_key, c.level), 0) + 1
         if not fresh:
             return
+        hints = [self._tail_from.get(pair, 0) for pair in fresh]
         pairs = pa.table({STREAM_KEY: pa.array([p[0] for p in fresh], pa.int32()),
                           "level": pa.array([p[1] for p in fresh], pa.int16()),
-                          "fresh": pa.array(list(fresh.values()), pa.int32())})
+                          "tail_from": pa.array(hints, pa.int64())})
         con.register("_ds_pairs", pairs)
         try:
-            # Only the small chunks after a pair's last full one can join its run, and only
-            # pairs whose run may reach MERGE_AFTER with this commit's chunks need a look: with
-            # hundreds of streams per flush, most have nothing to merge, and sorting that out
-            # here spares a Python pass over every stored chunk of every stream written.
+            # The small chunks after each pair's last full one, looking back only as far as
+            # its run can reach: the constant lower bound on seq lets DuckDB skip the row
+            # groups of older chunks, so a flush costs the same however long the file is.
             found = con.execute(
                 f"WITH tail AS (SELECT c.{STREAM_KEY}, c.level, c.seq, c.rows, c.t0, c.t1,"
-                f" p.fresh, max(CASE WHEN c.rows >= {chunking.SMALL_ROWS} THEN c.seq END)"
+                f" max(CASE WHEN c.rows >= {chunking.SMALL_ROWS} THEN c.seq END)"
                 f" OVER (PARTITION BY c.{STREAM_KEY}, c.level) AS last_full"
                 f" FROM chunks c JOIN _ds_pairs p"
-                f" ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level WHERE c.part = 0)"
+                f" ON c.{STREAM_KEY} = p.{STREAM_KEY} AND c.level = p.level"
+                f" WHERE c.part = 0 AND c.seq >= {min(hints)} AND c.seq >= p.tail_from)"
                 f" SELECT {STREAM_KEY}, level, seq, rows, t0, t1 FROM tail"
                 f" WHERE rows < {chunking.SMALL_ROWS} AND seq > coalesce(last_full, -1)"
-                f" QUALIFY count(*) OVER (PARTITION BY {STREAM_KEY}, level) + fresh"
-                f" >= {chunking.MERGE_AFTER}"
             ).fetchall()
         finally:
             unregister(con, ("_ds_pairs",))
         dropped = set(writes.drop)
-        stored: dict[tuple[int, int], list[tuple[int, int, int, int, bytes | None]]] = {
-            pair: [] for pair, count in fresh.items() if count >= chunking.MERGE_AFTER}
+        tails: dict[tuple[int, int], list[tuple[int, int, int, int, bytes | None]]] = {}
         for key, level, seq, rows, t0, t1 in found:
             if seq not in dropped:
-                stored.setdefault((key, level), []).append((seq, rows, t0, t1, None))
+                tails.setdefault((key, level), []).append((seq, rows, t0, t1, None))
         for chunk in writes.new:
-            if (chunk.stream_key, chunk.level) in stored:
-                stored[(chunk.stream_key, chunk.level)].append(
+            pair = (chunk.stream_key, chunk.level)
+            if pair in fresh and chunk.rows < chunking.SMALL_ROWS:
+                tails.setdefault(pair, []).append(
                     (chunk.seq, chunk.rows, chunk.t0, chunk.t1, chunk.body))
+        for pair, entries in tails.items():
+            self._tail_from[pair] = min(entry[0] for entry in entries)
+        stored = {pair: entries for pair, entries in tails.items()
+                  if len(entries) >= chunking.MERGE_AFTER}
         runs = {pair: run for pair, entries in stored.items()
                 if len(run := _tail_run(sorted(entries))) >= chunking.MERGE_AFTER}
         if not runs:
