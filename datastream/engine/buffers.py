@@ -135,9 +135,16 @@ class Buffers:
             self._oldest = time.monotonic()
 
     def discard(self, stream_ids: set[str]) -> None:
+        self.detach(stream_ids)
+
+    def detach(self, stream_ids: set[str]) -> dict[str, StreamBuffer]:
+        """Take the buffers of some streams out (put back with :meth:`restore`)."""
+        taken = {}
         for stream_id in stream_ids:
             buffer = self.streams.pop(stream_id, None)
             if buffer is not None:
                 self.points -= buffer.points
+                taken[stream_id] = buffer
         if not self.points:
             self._oldest = None
+        return taken

@@ -493,7 +493,9 @@ class Engine:
         """Delete streams and their data in one commit; sources that survive forget them.
         OutstandingDependenciesError (nothing deleted) when a dependent would be left."""
         doomed = set(stream_ids)
-        self.buffers.discard(doomed)
+        # the points still buffered for the doomed streams go with them, but only if the
+        # delete happens: a refused one (a dependent left) must not have dropped them
+        held = self.buffers.detach(doomed)
 
         def build(changes: ChangeSet) -> None:
             present = [sid for sid in stream_ids if sid in changes.states]
@@ -520,7 +522,11 @@ class Engine:
                 for source_id in state.derivation.stream_ids
             }
 
-        self.transact(doomed, build, sources_of)
+        try:
+            self.transact(doomed, build, sources_of)
+        except BaseException:
+            self.buffers.restore(held)
+            raise
         self.forget(doomed)
 
     def _exists(self, changes: ChangeSet, stream_id: str) -> bool:

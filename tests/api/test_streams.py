@@ -709,6 +709,22 @@ def test_outstanding_dependencies_is_atomic(dependency) -> None:
         assert values(ds, derived) == [2.0, 3.0]
 
 
+def test_a_refused_delete_keeps_the_points_still_buffered(dependency) -> None:
+    """Points appended but not yet flushed survive a delete refused for its dependents
+    (the refused delete used to drop the doomed streams' buffers before it was refused)."""
+    ds, source, bystander, derived = dependency
+    ds.flush()
+    ds.append(source, 10, at(3))
+    ds.append(bystander, 10, at(3))
+    with pytest.raises(exceptions.OutstandingDependenciesError):
+        ds.delete_streams({"stream_id": {"$in": [bystander, source]}})
+    ds.flush()
+    assert values(ds, source) == [1, 3, 6, 10]
+    assert values(ds, bystander) == [1, 3, 6, 10]
+    assert values(ds, derived) == [2.0, 3.0, 4.0]
+    assert ds.get_tags(source)["latest_datapoint"] == at(3)
+
+
 def test_delete_everything_with_dependencies(dependency) -> None:
     ds, *_ = dependency
     try:
