@@ -102,7 +102,8 @@ def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Ex
     return error(f"stream {stream_id}: {reason}: {show(value)}")
 
 
-def _is_high_accuracy(options: dict | None) -> bool:
+def is_high_accuracy(options: dict | None) -> bool:
+    """Whether a numeric stream keeps exact decimals (its ``high_accuracy`` option)."""
     return bool(options) and bool(options.get("high_accuracy", False))
 
 
@@ -412,7 +413,7 @@ def encode_value(
     if value_type == "numeric":
         if value is None:
             return NULL
-        high_accuracy = _is_high_accuracy(options)
+        high_accuracy = is_high_accuracy(options)
         if isinstance(value, dict):
             return _encode_aggregate(value, high_accuracy, value_keys, stream_id)
         return _encode_number(value, high_accuracy, stream_id)
@@ -605,11 +606,6 @@ def plain_numbers(values: Any) -> pa.Array | None:
     return values if pa.types.is_integer(kind) or pa.types.is_floating(kind) else None
 
 
-def is_high_accuracy(options: dict | None) -> bool:
-    """Whether a numeric stream keeps exact decimals (its ``high_accuracy`` option)."""
-    return _is_high_accuracy(options)
-
-
 def _as_list(values: Any) -> list:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values.to_pylist()
@@ -644,7 +640,7 @@ def encode_arrays(
     array, nulls = numeric
     if len(array) != len(timestamps):
         raise ValueError(f"stream {stream_id}: {len(timestamps)} timestamps, {len(array)} values")
-    high_accuracy = _is_high_accuracy(options)
+    high_accuracy = is_high_accuracy(options)
     if array.dtype.kind in "iu":
         return _encode_int_array(timestamps, array, nulls, high_accuracy)
     return _encode_float_array(timestamps, array, nulls, high_accuracy, stream_id)
@@ -696,13 +692,13 @@ def _decode_one(kind: int, integer: Any, real: Any, text: Any, high_accuracy: bo
 
 def decode_value(encoded: Encoded, value_type: str, options: dict | None) -> Any:
     """The Python value of one :func:`encode_value` tuple (what a single append returns)."""
-    high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
+    high_accuracy = value_type == "numeric" and is_high_accuracy(options)
     return _decode_one(*encoded, high_accuracy)
 
 
 def decode_values(table: pa.Table, value_type: str, options: dict | None) -> list:
     """Python values of RAW_SCHEMA rows, as they were appended (behaviour §5.1 round trip)."""
-    high_accuracy = value_type == "numeric" and _is_high_accuracy(options)
+    high_accuracy = value_type == "numeric" and is_high_accuracy(options)
     kinds = kinds_of(table)
     if not len(kinds):
         return []
