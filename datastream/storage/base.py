@@ -111,6 +111,10 @@ class WriteBatch:
     (backprocessing a derived stream).
     ``truncate_raw``: stream id → t; raw rows at or after t are deleted first (a derived stream
     re-derived from t).
+    ``drop_raw_before``: stream id → t; raw rows before t are deleted (retention).
+    ``drop_levels_before`` / ``drop_levels_from``: level key → {stream id → t}; level rows
+    before t (retention) / at or after t (reopening) are deleted, before the batch's own level
+    rows are written.
     ``meta``: stream id → MetaUpdate applied in the same transaction.
     ``expect``: stream id → version the stored record must have, else :class:`RecordConflict`
     and nothing is stored.
@@ -127,6 +131,9 @@ class WriteBatch:
     clear_raw: list[str] = dataclasses.field(default_factory=list)
     clear_levels: list[str] = dataclasses.field(default_factory=list)
     truncate_raw: dict[str, int] = dataclasses.field(default_factory=dict)
+    drop_raw_before: dict[str, int] = dataclasses.field(default_factory=dict)
+    drop_levels_before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    drop_levels_from: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     expect: dict[str, int] = dataclasses.field(default_factory=dict)
     create: list[tuple[StreamRecord, dict[str, Any]]] = dataclasses.field(default_factory=list)
     delete: list[str] = dataclasses.field(default_factory=list)
@@ -134,13 +141,16 @@ class WriteBatch:
     def is_empty(self) -> bool:
         return not (
             self.raw or self.levels or self.meta or self.clear_raw or self.clear_levels
-            or self.truncate_raw or self.create or self.delete
+            or self.truncate_raw or self.create or self.delete or self.drop_raw_before
+            or any(self.drop_levels_before.values()) or any(self.drop_levels_from.values())
         )
 
     def touched(self) -> set[str]:
         """Existing streams whose stored record or rows this batch changes."""
         ids = set(self.raw) | set(self.meta) | set(self.clear_raw) | set(self.clear_levels)
-        ids |= set(self.truncate_raw)
+        ids |= set(self.truncate_raw) | set(self.drop_raw_before)
+        for dropped in (*self.drop_levels_before.values(), *self.drop_levels_from.values()):
+            ids |= set(dropped)
         for table in self.levels.values():
             if table.num_rows:
                 runs = id_runs(table.column("stream_id"))
@@ -279,6 +289,15 @@ class Storage(abc.ABC):
         """``read_level`` of several streams, as ``read_raw_many``."""
         return {stream_id: self.read_level(level_key, stream_id, start_us, end_us)
                 for stream_id in stream_ids}
+
+    def count_raw(self, stream_id: str, start_us: int | None, end_us: int | None) -> int:
+        """Number of raw rows with ``start_us <= t < end_us`` (None = unbounded)."""
+        return self.read_raw(stream_id, start_us, end_us).num_rows
+
+    def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
+        """The earliest raw time at or after ``start_us`` (None when there is none)."""
+        rows = self.read_raw(stream_id, start_us, None)
+        return int(rows.column("t")[0].as_py()) if rows.num_rows else None
 
     # -- statistics ------------------------------------------------------------------------
     def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
