@@ -26,20 +26,19 @@ def reopen_points(state: StreamState, start_us: int) -> dict[str, int]:
     at or before ``start`` are left alone). InvalidTimestamp when raw points needed for the
     recomputation were deleted by retention."""
     points: dict[str, int] = {}
-    need: int | None = None  # earliest time coarser levels recompute from
+    need: int | None = None  # where the next coarser level recomputes from (its input)
     for level in reversed(state.levels):
         bound = state.bound(level)
-        if bound is None:
-            continue
         point = level.floor_us(start_us)
         if need is not None and need < point:
             kept_from = state.level_start(level)
             if kept_from is None or kept_from > need:
                 point = need  # its rows before `point` are gone: recompute them as well
-        if bound <= point:
+        if bound is None or bound <= point:
+            need = None
             continue
         points[level.key] = point
-        need = point if need is None else min(need, point)
+        need = point
     if points and state.raw_floor is not None:
         first = state.first_level
         from_raw = min(points.values()) if "median" in state.value_downsamplers else (
