@@ -67,10 +67,8 @@ def level_kept(tags: dict[str, Any], level: GranularityLevel,
 
 
 def stream_kept(ds: Datastream, tags: dict[str, Any]) -> list[LevelKept]:
-    """Every granularity of one stream, raw points first."""
-    kept = []
-    for level in shown_levels(tags):
-        is_raw = level == resolve(tags["highest_granularity"])
-        points = None if is_raw else full_read(ds, tags["stream_id"], level)
-        kept.append(level_kept(tags, level, points))
-    return kept
+    """Every granularity of one stream, raw points first (read no raw point: their oldest is
+    ``earliest_datapoint``)."""
+    raw, *levels = shown_levels(tags)
+    return [level_kept(tags, raw, None), *(
+        level_kept(tags, level, full_read(ds, tags["stream_id"], level)) for level in levels)]

@@ -77,8 +77,7 @@ def show(ds: Datastream, query: dict[str, Any], as_json: bool, quiet: bool) -> N
         table = Table("level", "retention", "oldest kept",
                       title=f"{tags['stream_id']} {compact_tags(tags)}")
         for kept in stream_kept(ds, tags):
-            table.add_row(kept.label, format_span(kept.retention),
-                          kept.oldest_text)
+            table.add_row(kept.label, format_span(kept.retention), kept.oldest_text)
         console.print(table)
     if not quiet:
         console.print(f"{len(found)} streams")
