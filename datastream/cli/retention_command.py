@@ -92,7 +92,7 @@ def show(ds: Datastream, query: dict[str, Any], as_json: bool, quiet: bool) -> N
 def set_(connect: Callable[[], Datastream], query: dict[str, Any], pairs: tuple[str, ...],
          quiet: bool) -> None:
     """Set the retention of the matching streams (all when no query); levels not named keep
-    theirs. Nothing is deleted before ``retention apply`` or the next downsampling."""
+    theirs. Nothing is deleted before "retention apply" or the next downsampling."""
     keep = parse_keep(pairs)  # before the store is opened: bad input creates no file
     with connect() as ds:
         matched = len(ds.find_streams(query or None))
