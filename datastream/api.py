@@ -873,19 +873,22 @@ class Datastream:
         return {"streams": len(states), "deleted": deleted}
 
     def reopen_streams(self, query_tags: dict[str, Any] | None,
-                       start: datetime.datetime) -> None:
+                       start: datetime.datetime) -> list[str]:
         """Discard the downsampled buckets of the matching streams (and of every stream
         derived from them) at or after ``start`` and move ``downsampled_until`` back there, so
         late points can be appended with ``check_timestamp=False``; the next
-        :meth:`downsample_streams` recomputes them. InvalidTimestamp (nothing changed) when the
-        raw points needed were deleted by retention."""
+        :meth:`downsample_streams` recomputes them. Returns the ids of the streams whose
+        ``downsampled_until`` moved, sources before the streams derived from them.
+        InvalidTimestamp (nothing changed) when the raw points needed were deleted by
+        retention."""
         self._open()
         tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         start_us = point_us(start, "start")
         with self._engine.lock:
             states = self._find(query_tags, True)
-            if states:
-                self._engine.reopen([s.stream_id for s in states], start_us)
+            if not states:
+                return []
+            return self._engine.reopen([s.stream_id for s in states], start_us)
 
     def verify(self, query_tags: dict[str, Any] | None = None) -> Verification:
         """Recompute every materialised bucket of the matching streams from their raw data,

@@ -58,7 +58,7 @@ def stream(ds, clock):
 
 
 def test_reopen_moves_each_bound_back_to_start_floored(ds, stream) -> None:
-    ds.reopen_streams({"n": "x"}, at(DAY + 1830 + 5))
+    assert ds.reopen_streams({"n": "x"}, at(DAY + 1830 + 5)) == [stream]
     assert bounds(ds, stream) == {
         "10seconds": at(DAY + 1830), "minutes": at(DAY + 1800),
         "10minutes": at(DAY + 1800), "hours": at(DAY), "6hours": at(DAY), "days": at(DAY),
@@ -126,7 +126,8 @@ def test_reopening_within_retained_raw_recomputes_what_retention_left(ds, clock)
 def test_nothing_downsampled_after_start_changes_nothing(ds, stream) -> None:
     before = bounds(ds, stream)
     version = ds.get_tags(stream)
-    ds.reopen_streams({"n": "x"}, at(10 * DAY))
+    assert ds.reopen_streams({"n": "x"}, at(10 * DAY)) == []
+    assert ds.reopen_streams({"n": "nothing"}, at(0)) == []
     assert bounds(ds, stream) == before
     assert ds.get_tags(stream) == version
 
@@ -145,7 +146,9 @@ def test_reopening_a_source_reopens_its_derived_streams(ds, clock) -> None:
     append(ds, b, seconds, values[::-1].copy())
     clock.now = at(DAY + 3600)
     ds.downsample_streams()
-    ds.reopen_streams({"n": "a"}, at(12 * 3600 + 15))
+    reopened = ds.reopen_streams({"n": "a"}, at(12 * 3600 + 15))
+    assert sorted(reopened) == sorted([a, total, rate, slope])
+    assert reopened[0] == a and reopened.index(total) < reopened.index(rate)  # sources first
     for stream_id in (a, total, rate, slope):  # transitively
         assert bounds(ds, stream_id)["10seconds"] == at(12 * 3600 + 10)
     assert bounds(ds, b)["10seconds"] == at(DAY - 300)  # not derived from a: untouched
