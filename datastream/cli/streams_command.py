@@ -15,9 +15,12 @@ from .spans import format_span
 
 
 def to_json(value: Any) -> Any:
-    """get_tags values as JSON: datetimes in ISO-8601, granularities by name."""
+    """get_tags values as JSON: datetimes in ISO-8601, retention spans in seconds,
+    granularities by name."""
     if isinstance(value, datetime.datetime):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
     if isinstance(value, dict):
         return {key: to_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

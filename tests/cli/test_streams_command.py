@@ -30,6 +30,17 @@ def test_streams_json_with_query_language(tmp_path):
     assert found[0]["latest_datapoint"] == "2000-01-01T00:00:29+00:00"
 
 
+def test_streams_json_shows_retention_spans_in_seconds(tmp_path):
+    store = make_store(tmp_path)
+    result = invoke("retention", "set", "--db", store, "--tag", "host=a", "--keep", "seconds=7d",
+                    "--keep", "minutes=forever")
+    assert result.exit_code == 0, result.output
+    result = invoke("streams", "--db", store, "--json", "--tag", "host=a")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["retention"] == {"seconds": 7 * 86400.0,
+                                                         "minutes": None}
+
+
 def test_streams_table_and_tag_filter(tmp_path):
     store = make_store(tmp_path)
     result = invoke("streams", "--db", store, "--tag", "host=c")
