@@ -196,6 +196,18 @@ def test_a_range_reopened_and_written_again_in_one_batch_shows_only_the_new_rows
     assert level_of(storage, "S", a) == expected[:kept] + [(reopen + 50 * MINUTE, 8)]
 
 
+def test_a_batch_truncating_and_dropping_one_stream_does_both(factory):
+    storage = factory()
+    a = add_stream(storage, {"n": 1})
+    write_raw_parts(storage, [a], parts=1)  # t 0 ... 44_990, in one chunk at most
+    storage.commit(WriteBatch(raw={a: raw_rows([30_005], ints=[-1])}, truncate_raw={a: 30_000},
+                              drop_raw_before={a: 20_000}))
+    expected = [(t, t // 10) for t in range(20_000, 30_000, 10)] + [(30_005, -1)]
+    assert raw_of(storage, a) == expected
+    assert storage.count_raw(a, None, None) == len(expected)
+    assert raw_of(factory(), a) == expected
+
+
 def test_drops_are_all_or_nothing_with_the_rest_of_the_batch(factory):
     storage = factory()
     a = add_stream(storage, {"n": 1}, {"retained": 0})

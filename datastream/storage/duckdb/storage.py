@@ -345,8 +345,8 @@ class DuckDBStorage(Storage):
             with transaction(con, exceptions.StreamAppendFailed, failure):
                 self._delete(con, deleted)
                 self._insert_records(con, created)
-                self._clear(con, batch, writes)
                 lowered = self._drop(con, batch)
+                self._clear(con, batch, writes)
                 raw = self._write_raw(con, batch.raw, writes)
                 new_levels = self._write_levels(con, batch.levels, writes)
                 self._compact(con, writes)
@@ -471,10 +471,10 @@ class DuckDBStorage(Storage):
 
     def _drop(self, con: duckdb.DuckDBPyConnection,
               batch: WriteBatch) -> dict[tuple[int, int], int]:
-        """drop_raw_before / drop_levels_before / drop_levels_from, after the clears and before
-        the batch's own rows: the chunks wholly inside a dropped range are deleted and a chunk
-        straddling its bound is rewritten with the rows kept, in its place (same seq). Each is
-        stored at once, so that the next drop and the batch's level rows meet what is left.
+        """drop_raw_before / drop_levels_before / drop_levels_from, first of all: the chunks
+        wholly inside a dropped range are deleted and a chunk straddling its bound is rewritten
+        with the rows kept, in its place (same seq). Each is stored at once, so that the next
+        drop, the clears, the truncation and the batch's own rows meet what is left.
         Returns the new upper bound of the latest stored time of each (stream key, level)
         dropped from a time."""
         for stream_id, t in batch.drop_raw_before.items():
