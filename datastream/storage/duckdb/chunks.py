@@ -23,6 +23,7 @@ compressed Arrow IPC otherwise.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 
 import numpy as np
 import pyarrow as pa
@@ -75,11 +76,13 @@ def decode_raw(body: bytes) -> pa.Table:
     return codec.decode_raw(body)
 
 
-def encode_level(table: pa.Table) -> bytes:
-    """A level chunk: the codec's level layout when every column fits it, else Arrow IPC."""
+def encode_level(table: pa.Table, plans: codec.LevelPlans | None = None,
+                 key: Hashable = None) -> bytes:
+    """A level chunk: the codec's level layout when every column fits it, else Arrow IPC.
+    ``plans`` and ``key`` (the stream and level) let the codec reuse its column choices."""
     fits = all(_LEVEL_TYPES.get(field.name) == field.type for field in table.schema)
     if fits:
-        return _CODEC + codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA))
+        return _CODEC + codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA), plans, key)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema,
                            options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
