@@ -85,7 +85,7 @@ import pyarrow as pa
 from ..kernels import transforms
 from ..kernels.jit import readonly
 from ..lazy import pc
-from . import predictors
+from . import predictors, residuals
 from .level_plans import LevelPlans
 from .predictors import PREDICTORS, SCALED, Predictor
 
@@ -137,6 +137,8 @@ _WIDTHS = (0, 1, 2, 4, 8)  # width code -> bytes per value
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAMPLE = 128  # rows per estimation block (two blocks: the start and the middle)
 _NO_COSTS = np.full(transforms.MAX_SCALE + 1, np.inf)
+_NO_FLOATS = readonly(np.empty(0, np.float64), np.float64)  # the residual kernels' unused slots
+_NO_INTS = readonly(np.empty(0, np.int64), np.int64)
 # The decimal path is worth it unless its estimate comes close to the 64 bits of the value.
 _DECIMAL_MAX_BITS = 60
 _MAX_PART = 2**31 - 64
@@ -191,14 +193,15 @@ def decode_raw(data: bytes) -> pa.Table:
 
 
 def encode_level(table: pa.Table | pa.RecordBatch, plans: LevelPlans | None = None,
-                 key: Hashable = None) -> bytes:
+                 key: Hashable = None, prefix: bytes = b"") -> bytes:
     """One chunk of ``LEVEL_SCHEMA`` rows; other columns (``stream_id``) are not stored.
 
     With ``plans``, the column choices made for an earlier chunk under ``key`` (its stream and
     level) are reused while they stay good, instead of rating every candidate again (see
     :mod:`datastream.storage.level_plans`); the chunk then differs from a fresh one only in
-    choices the data does not tell apart yet."""
-    return _encode(table, LEVEL, plans, key)
+    choices the data does not tell apart yet. ``prefix`` (a container's tag) is put before the
+    chunk in the same copy: a 16k-row chunk is hundreds of kB."""
+    return _encode(table, LEVEL, plans, key, prefix)
 
 
 def decode_level(data: bytes) -> pa.Table:
@@ -234,7 +237,7 @@ Plan = dict[str, tuple[int, int, int]]
 
 
 def _encode(table: pa.Table | pa.RecordBatch, kind: int, plans: LevelPlans | None = None,
-            key: Hashable = None) -> bytes:
+            key: Hashable = None, prefix: bytes = b"") -> bytes:
     layout = LAYOUTS[kind]
     rows = table.num_rows
     if rows > MAX_ROWS:
@@ -246,17 +249,17 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int, plans: LevelPlans | Non
     implementation = transforms_for(rows)
     if plans is None:
         plan = _rate(kind, values, implementation)
-        return _write(kind, rows, validity, values, plan, implementation)[0]
+        return _write(kind, rows, validity, values, plan, implementation, prefix)[0]
     signature = tuple(x is not None for x in values.values())
     sampled = min(rows, 2 * _SAMPLE)
     remembered = plans.recall(key, signature, sampled)
     if remembered is not None:
-        data, sizes = _write(kind, rows, validity, values, remembered, implementation)
+        data, sizes = _write(kind, rows, validity, values, remembered, implementation, prefix)
         if plans.holds(key, sizes, rows):
             return data
     plan = _rate(kind, values, implementation)
     if plan != remembered:
-        data, sizes = _write(kind, rows, validity, values, plan, implementation)
+        data, sizes = _write(kind, rows, validity, values, plan, implementation, prefix)
     plans.remember(key, plan, signature, sampled, sizes, rows)
     return data
 
@@ -289,8 +292,9 @@ def _rate(kind: int, values: dict, implementation: transforms.Implementation) ->
 
 
 def _write(kind: int, rows: int, validity: dict, values: dict, plan: Plan,
-           implementation: transforms.Implementation) -> tuple[bytes, list[int]]:
-    """The chunk of prepared columns encoded as ``plan`` says, and the bytes of each column."""
+           implementation: transforms.Implementation, prefix: bytes) -> tuple[bytes, list[int]]:
+    """``prefix`` and the chunk of prepared columns encoded as ``plan`` says, and the bytes of
+    each column."""
     descriptors = []
     parts: list[bytes] = []
     sizes = []
@@ -330,7 +334,7 @@ def _write(kind: int, rows: int, validity: dict, values: dict, plan: Plan,
     t0, t1 = t_range or (0, 0)
     head = _HEADER.pack(MAGIC, version, kind, len(values), _HAS_RANGE if t_range else 0, rows,
                         t0, t1, crc)
-    return b"".join((head, _U32.pack(zlib.crc32(head)), head_of_body, *parts)), sizes
+    return b"".join((prefix, head, _U32.pack(zlib.crc32(head)), head_of_body, *parts)), sizes
 
 
 def _columns(table: pa.Table | pa.RecordBatch, layout: pa.Schema) -> list[pa.Array]:
@@ -431,11 +435,18 @@ def _residuals(codec: int, key: int, scale: int, values: dict,
             return None
     rows = len(target)
     if implementation is transforms.NUMBA:
-        if predictor.scale_from:
-            inputs.append(scale)
-        outputs = [np.empty(rows, np.int64) for _ in range(_PARTS[codec])]
-        *ors, cost = predictor.residuals(target, *inputs, *outputs, rate)
-        return list(zip(outputs, ors)), cost
+        floats = [x for x in inputs if x.dtype == np.float64] + [_NO_FLOATS] * 2
+        ints = [x for x in inputs if x.dtype == np.int64] + [_NO_INTS] * 4
+        stored = np.empty(rows, np.int64)
+        if codec == PREDICTED:
+            bits_or, cost = residuals.ulp_residuals(predictor.op, target.view(np.int64),
+                                                    floats[0], floats[1], ints[0], ints[1],
+                                                    scale, stored, rate)
+            return [(stored, bits_or)], cost
+        ulps = np.empty(rows, np.int64)
+        *ors, cost = residuals.ratio_residuals(predictor.op, target, floats[0], *ints[:4], scale,
+                                               stored, ulps, rate)
+        return list(zip((stored, ulps), ors)), cost
     parts, cost = [], 0.0
     for x in _numpy_residuals(codec, predictor, scale, values, target):
         x = readonly(x, np.int64)
