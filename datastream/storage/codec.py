@@ -230,10 +230,13 @@ def describe(data: bytes) -> list[tuple[str, str, int]]:
 # == encoding ===================================================================================
 
 
-Plan = dict[str, tuple[int, int, int]]
-"""The choice for each non-null column of a chunk: ``(INT, order, 0)``, ``(DECIMAL, k, 0)``,
-``(FLOAT_BITS, 0, 0)``, ``(TEXT, 0, 0)`` (plain or dictionary, decided per chunk) or
-``(PREDICTED | RATIO, predictor id, decimal scale)``."""
+Spec = tuple[int, int, int]
+"""The choice for one column: ``(INT, order, 0)``, ``(DECIMAL, k, 0)``, ``(FLOAT_BITS, 0, 0)``,
+``(TEXT, 0, 0)`` (plain or dictionary, decided per chunk) or ``(PREDICTED | RATIO, predictor
+id, decimal scale)``."""
+Plan = tuple[Spec | None, ...]
+"""The choices for a chunk's columns in layout order, None for an all-null column (a tuple:
+plans are remembered for many streams, and equal ones are shared)."""
 
 
 def _encode(table: pa.Table | pa.RecordBatch, kind: int, plans: LevelPlans | None = None,
@@ -266,7 +269,7 @@ def _encode(table: pa.Table | pa.RecordBatch, kind: int, plans: LevelPlans | Non
 
 def _rate(kind: int, values: dict, implementation: transforms.Implementation) -> Plan:
     """Each column's choice from estimates over its sample (see the module docstring)."""
-    plan: Plan = {}
+    plan: dict[str, Spec] = {}
     sampled: dict[str, np.ndarray] = {}
     costs: dict[str, float] = {}  # estimated bits per value of each numeric column on its own
     scales: dict[str, int] = {}  # the decimal scale of each decimal column
@@ -288,7 +291,7 @@ def _rate(kind: int, values: dict, implementation: transforms.Implementation) ->
             plan[name] = (INT, int_costs.index(costs[name]), 0)
     if kind == LEVEL:
         plan.update(_choose_predictions(sampled, costs, scales, implementation))
-    return plan
+    return tuple(plan.get(name) for name in values)
 
 
 def _write(kind: int, rows: int, validity: dict, values: dict, plan: Plan,
@@ -300,11 +303,11 @@ def _write(kind: int, rows: int, validity: dict, values: dict, plan: Plan,
     sizes = []
     t_range = None
     version = 1  # the oldest format that reads the chunk
-    for name, x in values.items():
+    for (name, x), spec in zip(values.items(), plan):
         if x is None:
             codec, param, column_parts = NULL, 0, []
         else:
-            codec, arg, scale = plan[name]
+            codec, arg, scale = spec
             if codec in _TABLES:
                 param, column_parts = _encode_prediction(codec, arg, scale, values,
                                                          implementation)
@@ -393,7 +396,7 @@ def _float_plan(sample: np.ndarray, implementation: transforms.Implementation
 
 
 def _choose_predictions(sampled: dict, costs: dict, scales: dict[str, int],
-                        implementation: transforms.Implementation) -> Plan:
+                        implementation: transforms.Implementation) -> dict[str, Spec]:
     """Level columns to store against a prediction: ``{target: (codec, id, scale)}``.
     ``costs`` holds each numeric column's own estimate, ``scales`` the decimal scale of each
     decimal-encoded column; predictions are rated on the samples and taken greedily by gain,
@@ -410,7 +413,7 @@ def _choose_predictions(sampled: dict, costs: dict, scales: dict[str, int],
             rated = _residuals(codec, key, scale, sampled, implementation, rate=True)
             if rated is not None and rated[1] < own:
                 options.append((own - rated[1], (codec, key, scale)))
-    chosen: Plan = {}
+    chosen: dict[str, Spec] = {}
     for _, spec in sorted(options, key=lambda option: -option[0]):
         predictor = _TABLES[spec[0]][spec[1]]
         if predictor.target not in chosen and not any(
@@ -472,7 +475,7 @@ def _numpy_residuals(codec: int, predictor: Predictor, scale: int, values: dict,
         return numerator - guess, target.view(np.int64) - back.view(np.int64)
 
 
-def _depends(name: str, on: str, chosen: Plan) -> bool:
+def _depends(name: str, on: str, chosen: dict[str, Spec]) -> bool:
     """Whether column ``name`` is ``on`` or is predicted from it, directly or not."""
     if name == on:
         return True

@@ -22,30 +22,32 @@ means the data changed character, and the codec rates the chunk afresh and encod
 when the fresh choices differ, which writes exactly what an encoder without plans writes.
 
 Any plan gives a correct chunk: each chunk stores its own choices, so a stale plan only costs
-bytes, never data. Plans are kept for the :data:`CAPACITY` most recently used keys.
+bytes, never data. Plans are kept for the :data:`CAPACITY` most recently used keys; a plan is
+any hashable value, and equal plans are kept once.
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import dataclasses
 import threading
 from collections.abc import Hashable
-from typing import Any
 
-CAPACITY = 8192
-"""(stream, level) keys whose plans are kept (a plan is a few hundred bytes)."""
+CAPACITY = 65536
+"""(stream, level) keys whose plans are kept: ~300 bytes each (equal plans are shared), so
+that a flush of ten thousand streams over six levels finds its plans again."""
 RERATE_EVERY = 16
 MARGIN = 0.1
 SLACK = 256
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Entry:
-    plan: Any
+    plan: Hashable
     signature: tuple
     sampled: int
-    limits: tuple[float, ...]  # bytes per row each column may take while the plan holds
+    limits: array.array  # bytes per row each column may take while the plan holds
     uses: int = 0
 
 
@@ -61,12 +63,13 @@ class LevelPlans:
         self.rated = 0
         self.reused = 0
         self._entries: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
+        self._shared: dict[Hashable, Hashable] = {}  # one object per distinct plan or signature
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def recall(self, key: Hashable, signature: tuple, sampled: int) -> Any:
+    def recall(self, key: Hashable, signature: tuple, sampled: int) -> Hashable | None:
         """The plan remembered for ``key`` if it may serve a chunk whose non-null columns are
         ``signature`` and whose sample has ``sampled`` rows, else None."""
         with self._lock:
@@ -90,13 +93,17 @@ class LevelPlans:
             self.reused += 1
             return True
 
-    def remember(self, key: Hashable, plan: Any, signature: tuple, sampled: int,
+    def remember(self, key: Hashable, plan: Hashable, signature: tuple, sampled: int,
                  sizes: list[int], rows: int) -> None:
         """Keep ``plan``, just rated on ``sampled`` rows of a chunk of ``rows`` rows whose
         columns took ``sizes`` bytes, for the next chunks of ``key``."""
-        limits = tuple(size * (1 + MARGIN) / max(rows, 1) for size in sizes)
+        limits = array.array("f", [size * (1 + MARGIN) / max(rows, 1) for size in sizes])
         with self._lock:
             self.rated += 1
+            if len(self._shared) > self.capacity:  # distinct plans are few; never unbounded
+                self._shared.clear()
+            plan = self._shared.setdefault(plan, plan)
+            signature = self._shared.setdefault(signature, signature)
             self._entries[key] = _Entry(plan, signature, sampled, limits)
             self._entries.move_to_end(key)
             while len(self._entries) > self.capacity:

@@ -27,6 +27,7 @@ from tests.storage.test_codec import (
 
 START = 1_577_836_800 * SECOND
 SIGNATURE = (True, False)
+PLAN = ((codec.INT, 2, 0), None)  # a chunk whose first column holds values, the second none
 
 
 def ten_second_rows(values: np.ndarray, seed: int = 0) -> pa.Table:
@@ -59,9 +60,9 @@ def codecs(data: bytes) -> dict[str, str]:
 def test_a_plan_serves_chunks_like_the_one_it_was_rated_on():
     plans = LevelPlans()
     assert plans.recall("a", SIGNATURE, 256) is None
-    plans.remember("a", {"t": (codec.INT, 2, 0)}, SIGNATURE, 256, [100, 0], 1000)
-    assert plans.recall("a", SIGNATURE, 256) == {"t": (codec.INT, 2, 0)}
-    assert plans.recall("a", SIGNATURE, 10) == {"t": (codec.INT, 2, 0)}  # a small flush
+    plans.remember("a", PLAN, SIGNATURE, 256, [100, 0], 1000)
+    assert plans.recall("a", SIGNATURE, 256) == PLAN
+    assert plans.recall("a", SIGNATURE, 10) == PLAN  # a small flush
     assert plans.holds("a", [105, 0], 1000)
     assert (plans.rated, plans.reused, len(plans)) == (1, 1, 1)
     assert plans.recall("b", SIGNATURE, 256) is None  # keys are apart
@@ -69,20 +70,20 @@ def test_a_plan_serves_chunks_like_the_one_it_was_rated_on():
 
 def test_a_plan_is_not_recalled_for_other_columns_a_larger_sample_or_past_its_quota():
     plans = LevelPlans()
-    plans.remember("a", {}, SIGNATURE, 20, [0, 0], 20)
+    plans.remember("a", PLAN, SIGNATURE, 20, [0, 0], 20)
     assert plans.recall("a", (True, True), 20) is None
     assert plans.recall("a", SIGNATURE, 40) is None  # rated on half as many rows
     assert plans.recall("a", SIGNATURE, 39) is not None
     for _ in range(level_plans.RERATE_EVERY - 1):
         assert plans.recall("a", SIGNATURE, 20) is not None
     assert plans.recall("a", SIGNATURE, 20) is None
-    plans.remember("a", {}, SIGNATURE, 20, [0, 0], 20)  # rated again: a new quota
+    plans.remember("a", PLAN, SIGNATURE, 20, [0, 0], 20)  # rated again: a new quota
     assert plans.recall("a", SIGNATURE, 20) is not None
 
 
 def test_a_column_grown_past_its_margin_makes_the_plan_stale():
     plans = LevelPlans()
-    plans.remember("a", {}, SIGNATURE, 256, [10_000, 0], 10_000)  # 1 byte a row
+    plans.remember("a", PLAN, SIGNATURE, 256, [10_000, 0], 10_000)  # 1 byte a row
     limit = 10_000 * (1 + level_plans.MARGIN) + level_plans.SLACK
     assert plans.holds("a", [int(limit), 0], 10_000)
     assert not plans.holds("a", [int(limit) + 1, 0], 10_000)
@@ -90,10 +91,19 @@ def test_a_column_grown_past_its_margin_makes_the_plan_stale():
     assert plans.holds("a", [level_plans.SLACK, 0], 5)  # a small chunk's fixed bytes
 
 
+def test_equal_plans_are_kept_once():
+    """Streams of the same kind of data get the same choices: one object for all of them."""
+    plans = LevelPlans()
+    for key in "ab":
+        plans.remember(key, tuple([(codec.DECIMAL, 2, 0), None]), tuple([True, False]), 10,
+                       [0, 0], 10)
+    assert plans.recall("a", SIGNATURE, 10) is plans.recall("b", SIGNATURE, 10)
+
+
 def test_least_recently_used_plans_are_dropped():
     plans = LevelPlans(capacity=2)
     for key in "abc":
-        plans.remember(key, {}, SIGNATURE, 10, [0, 0], 10)
+        plans.remember(key, PLAN, SIGNATURE, 10, [0, 0], 10)
         plans.recall("a", SIGNATURE, 10)  # "a" stays in use
     assert len(plans) == 2
     assert plans.recall("a", SIGNATURE, 10) is not None
