@@ -60,10 +60,14 @@ the middle), modelling what bit shuffling + LZ4 make of each candidate
 (``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
 prediction when it beats the column's own estimate, greedily by gain and never in a cycle (q
 and M2 are never both predicted from each other); a dictionary when it has at most half as
-many entries as rows.
+many entries as rows. A level chunk may instead take the choices made for an earlier chunk of
+its stream and level (``encode_level(..., plans, key)``, :mod:`.level_plans`): rating them was
+most of the fixed cost of a small chunk.
 
 The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
-loaded yet as their numpy twins, which write the same bytes (see there).
+loaded yet as their numpy twins, which write the same bytes (see there). Predictions likewise:
+:mod:`.residuals` computes with numba what :mod:`.predictors` computes with numpy, bit for bit;
+the decoder uses the numpy functions.
 
 Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
 version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
