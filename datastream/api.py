@@ -25,6 +25,7 @@ from . import downsamplers, exceptions, notebook
 from . import tags as tag_rules
 from . import values as value_types
 from .engine import derive, lifecycle, reading, tables
+from .engine import retention as retention_rules
 from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
@@ -827,6 +828,9 @@ class Datastream:
                 states = [s for s in states if filter_stream(self._public(s))]
             states = [s for s in states if not s.pending_backprocess]
             closed = self._engine.downsample([s.stream_id for s in states], until_us)
+            kept = [s.stream_id for s in states if retention_rules.is_set(s)]
+            if kept:  # behaviour §11: retention follows downsampling
+                self._engine.apply_retention(kept, point_us(self._clock(), "the clock's now"))
             if not return_datapoints:
                 return []
             return reading.new_datapoints(closed, {s.stream_id: s for s in states})
@@ -838,6 +842,53 @@ class Datastream:
         with self._engine.lock:
             states = self._find(query_tags, True)
             return self._engine.backprocess([s.stream_id for s in states])
+
+    # -- lifecycle (behaviour §11) ---------------------------------------------------------
+    def set_retention(self, query_tags: dict[str, Any] | None,
+                      retention: dict[Any, datetime.timedelta | None]) -> None:
+        """Keep, per granularity of the matching streams, that much history back from the
+        clock's now (None: forever). Levels not named keep their setting. Enforced by
+        :meth:`apply_retention` and after :meth:`downsample_streams`."""
+        self._open()
+        parsed = retention_rules.parse(retention)
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        with self._engine.lock:
+            states = self._find(query_tags, True)
+            for state in states:  # every stream is checked before any is changed
+                retention_rules.check_applies(state, parsed)
+            self._engine.set_retention([s.stream_id for s in states], parsed)
+
+    def apply_retention(self, query_tags: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Delete, per level, what is older than its retention and no coarser level still
+        needs. Returns ``{'streams': n, 'deleted': {granularity name: count}}``: ``n`` streams
+        matched, and per granularity with a retention the raw points deleted or the buckets
+        that reads no longer show."""
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        now_us = point_us(self._clock(), "the clock's now")
+        with self._engine.lock:
+            states = self._find(query_tags, True)
+            kept = [s.stream_id for s in states if retention_rules.is_set(s)]
+            deleted = self._engine.apply_retention(kept, now_us) if kept else {}
+        return {"streams": len(states), "deleted": deleted}
+
+    def reopen_streams(self, query_tags: dict[str, Any] | None,
+                       start: datetime.datetime) -> list[str]:
+        """Discard the downsampled buckets of the matching streams (and of every stream
+        derived from them) at or after ``start`` and move ``downsampled_until`` back there, so
+        late points can be appended with ``check_timestamp=False``; the next
+        :meth:`downsample_streams` recomputes them. Returns the ids of the streams whose
+        ``downsampled_until`` moved, sources before the streams derived from them.
+        InvalidTimestamp (nothing changed) when the raw points needed were deleted by
+        retention."""
+        self._open()
+        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        start_us = point_us(start, "start")
+        with self._engine.lock:
+            states = self._find(query_tags, True)
+            if not states:
+                return []
+            return self._engine.reopen([s.stream_id for s in states], start_us)
 
     def verify(self, query_tags: dict[str, Any] | None = None) -> Verification:
         """Recompute every materialised bucket of the matching streams from their raw data,

@@ -61,13 +61,15 @@ def _register() -> None:
         export_command,
         import_command,
         maintenance_command,
+        reopen_command,
+        retention_command,
         serve_command,
         streams_command,
         tool_commands,
     )
 
     for module in (tool_commands, import_command, export_command, streams_command,
-                   maintenance_command, serve_command):
+                   maintenance_command, retention_command, reopen_command, serve_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -9,16 +9,18 @@ from typing import Any
 import click
 
 from .. import Datastream, Stream
-from ..granularity import Granularity, resolve
+from .kept import LevelKept, full_read, level_kept, shown_levels
 from .options import query_options, store_options
-
-UNBOUNDED = datetime.datetime.min  # get_data: datetime.min means no lower bound
+from .spans import format_span
 
 
 def to_json(value: Any) -> Any:
-    """get_tags values as JSON: datetimes in ISO-8601, granularities by name."""
+    """get_tags values as JSON: datetimes in ISO-8601, retention spans in seconds,
+    granularities by name."""
     if isinstance(value, datetime.datetime):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
     if isinstance(value, dict):
         return {key: to_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -30,6 +32,11 @@ def to_json(value: Any) -> Any:
 
 def _compact(value: Any) -> str:
     return json.dumps(to_json(value), sort_keys=True, ensure_ascii=False)
+
+
+def compact_tags(tags: dict[str, Any]) -> str:
+    """The user tags of a get_tags dict as one line of JSON, keys sorted."""
+    return _compact(Stream(tags).tags)
 
 
 @click.command("streams")
@@ -57,18 +64,16 @@ def streams(ds: Datastream, query: dict[str, Any], as_json: bool, quiet: bool) -
         console.print(f"{len(found)} streams")
 
 
-def level_rows(ds: Datastream, tags: dict[str, Any]) -> list[tuple[str, int, int | None]]:
-    """(level, datapoints a full read returns, stored bytes or None) for each level."""
-    stream_id, highest = tags["stream_id"], resolve(tags["highest_granularity"])
-    sizes = ds.backend.stored_bytes(stream_id)
+def level_rows(ds: Datastream, tags: dict[str, Any]) -> list[tuple[LevelKept, int, int | None]]:
+    """(what the level keeps, datapoints a full read returns, stored bytes or None) for each
+    level."""
+    sizes = ds.backend.stored_bytes(tags["stream_id"])
     rows = []
-    for level in Granularity.values:
-        if level > highest or (level < highest and not tags["value_downsamplers"]):
-            continue
-        key = "raw" if level == highest else level.key
-        points = len(ds.get_data(stream_id, level, start=UNBOUNDED))
-        rows.append((f"{level.name} ({'raw' if key == 'raw' else key})", points,
-                     None if sizes is None else sizes.get(key, 0)))
+    for level in shown_levels(tags):
+        points = full_read(ds, tags["stream_id"], level)
+        kept = level_kept(tags, level, points)
+        key = "raw" if kept.is_raw else level.key
+        rows.append((kept, len(points), None if sizes is None else sizes.get(key, 0)))
     return rows
 
 
@@ -83,19 +88,21 @@ def _span(tags: dict[str, Any]) -> str:
 @query_options
 @store_options
 def info(ds: Datastream, query: dict[str, Any], quiet: bool) -> None:
-    """Per stream: time span, and datapoints and stored bytes per level ("n/a" where the
-    backend cannot tell bytes)."""
+    """Per stream: time span, and per level the datapoints, the stored bytes ("n/a" where the
+    backend cannot tell), the retention and the oldest point kept."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     found = list(ds.find_streams(query or None))
     for tags in found:
-        table = Table("level", "datapoints", "stored bytes",
-                      title=f"{tags['stream_id']} {_compact(Stream(tags).tags)}",
+        table = Table("level", "datapoints", "stored bytes", "retention", "oldest kept",
+                      title=f"{tags['stream_id']} {compact_tags(tags)}",
                       caption=f"{tags['value_type']}, {_span(tags)}")
-        for name, points, size in level_rows(ds, tags):
-            table.add_row(name, f"{points:,}", "n/a" if size is None else f"{size:,}")
+        for kept, points, size in level_rows(ds, tags):
+            table.add_row(kept.label, f"{points:,}", "n/a" if size is None else f"{size:,}",
+                          format_span(kept.retention),
+                          kept.oldest_text)
         console.print(table)
     if not quiet:
         console.print(f"{len(found)} streams")

@@ -32,6 +32,11 @@ class ChangeSet:
         self._levels: dict[tuple[str, str], pa.Table] = {}
         self.truncated: dict[str, int] = {}
         self.cleared: set[str] = set()
+        # Lifecycle deletions (behaviour §11): raw rows before a time, level rows before /
+        # from a time, per (stream, level key).
+        self.raw_dropped_before: dict[str, int] = {}
+        self.levels_dropped_before: dict[tuple[str, str], int] = {}
+        self.levels_dropped_from: dict[tuple[str, str], int] = {}
         # What changed, for the streams derived from these: new level ranges closed here, and
         # the earliest time from which stored raw or level rows were replaced.
         self.closed: dict[tuple[str, str], list[tuple[int, int]]] = {}
@@ -122,6 +127,30 @@ class ChangeSet:
         self.steps.append((stream_id, step))
         self.dirty.add(stream_id)
 
+    def drop_raw_before(self, stream_id: str, time_us: int) -> None:
+        """Delete the stream's raw rows before ``time_us`` (retention)."""
+        previous = self.raw_dropped_before.get(stream_id, time_us)
+        self.raw_dropped_before[stream_id] = max(previous, time_us)
+        self.dirty.add(stream_id)
+
+    def drop_level_before(self, stream_id: str, level_key: str, time_us: int) -> None:
+        """Delete a level's rows before ``time_us`` (retention)."""
+        key = (stream_id, level_key)
+        self.levels_dropped_before[key] = max(self.levels_dropped_before.get(key, time_us),
+                                              time_us)
+        self.dirty.add(stream_id)
+
+    def drop_level_from(self, stream_id: str, level_key: str, time_us: int) -> None:
+        """Delete a level's rows at or after ``time_us`` (reopening); rows this change set
+        closes later are written after the deletion."""
+        key = (stream_id, level_key)
+        self.levels_dropped_from[key] = min(self.levels_dropped_from.get(key, time_us), time_us)
+        pending = self._levels.get(key)
+        if pending is not None:
+            self._levels[key] = slice_t(pending, None, time_us)
+        self.level_changed_from[key] = min(self.level_changed_from.get(key, time_us), time_us)
+        self.dirty.add(stream_id)
+
     def create(self, state: StreamState, query: dict) -> None:
         self.created.append((state, query))
         self.states[state.stream_id] = state
@@ -155,6 +184,15 @@ class ChangeSet:
             stream_id: start for stream_id, start in self.truncated.items()
             if stream_id not in self.cleared
         }
+        batch.drop_raw_before = {
+            stream_id: t for stream_id, t in self.raw_dropped_before.items()
+            if stream_id not in self.cleared and stream_id not in deleted
+        }
+        for target, dropped in ((batch.drop_levels_before, self.levels_dropped_before),
+                                (batch.drop_levels_from, self.levels_dropped_from)):
+            for (stream_id, level_key), t in sorted(dropped.items()):
+                if stream_id not in self.cleared and stream_id not in deleted:
+                    target.setdefault(level_key, {})[stream_id] = t
         batch.clear_raw = sorted(self.cleared)
         batch.clear_levels = sorted(self.cleared)
         by_level: dict[str, list[pa.Table]] = {}

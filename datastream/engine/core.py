@@ -23,7 +23,7 @@ from .. import exceptions
 from ..granularity import MIN_US
 from ..messages import show
 from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
-from . import operators
+from . import operators, reopening, retention
 from .buffers import Buffers, StreamBuffer
 from .changes import ChangeSet
 from .settle import dependents, settle
@@ -488,6 +488,56 @@ class Engine:
             if self.transact({stream_id}, build, self.connected):
                 done.append(stream_id)
         return done
+
+    def set_retention(self, stream_ids: list[str], parsed: dict) -> None:
+        """Set the retention of each stream (behaviour §11), one conditional commit per group."""
+        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
+            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+
+            def build(changes: ChangeSet, group: list[str] = group) -> None:
+                for stream_id in group:
+                    state = changes.states.get(stream_id)
+                    if state is None:
+                        continue
+                    retention.check_applies(state, parsed)
+                    state.retention = retention.updated(state, parsed)
+                    changes.touch(stream_id)
+
+            self.transact(group, build)
+
+    def apply_retention(self, stream_ids: list[str], now_us: int) -> dict[str, int]:
+        """Delete what retention lets go at ``now_us``; deleted count per granularity name."""
+        self.flush_for(stream_ids)
+        totals: dict[str, int] = {}
+        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
+            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+
+            def build(changes: ChangeSet, group: list[str] = group) -> dict[str, int]:
+                counts: dict[str, int] = {}
+                for stream_id in group:
+                    if stream_id in changes.states:
+                        for name, count in retention.apply(changes, stream_id, now_us).items():
+                            counts[name] = counts.get(name, 0) + count
+                return counts
+
+            for name, count in self.transact(group, build, self.connected).items():
+                totals[name] = totals.get(name, 0) + count
+        return totals
+
+    def reopen(self, stream_ids: list[str], start_us: int) -> list[str]:
+        """Reopen streams and everything derived from them from ``start_us`` in one commit;
+        the ids of the streams whose bounds moved back."""
+        self.flush_for(stream_ids)
+
+        def build(changes: ChangeSet) -> list[str]:
+            roots = {sid for sid in stream_ids if sid in changes.states}
+            affected = roots | dependents(changes, roots)
+            reopened = [sid for sid in operators.sources_first(changes.states, affected)
+                        if reopening.reopen(changes, sid, start_us)]
+            settle(changes, roots, auto_downsample=False)
+            return reopened
+
+        return self.transact(stream_ids, build, self.connected)
 
     def delete(self, stream_ids: list[str]) -> None:
         """Delete streams and their data in one commit; sources that survive forget them.

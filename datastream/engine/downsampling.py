@@ -46,7 +46,7 @@ def close_buckets(
     """
     if not state.value_downsamplers or state.earliest is None:
         return []
-    earliest, latest = state.earliest, state.latest
+    latest = state.latest
     value_type, options = state.value_type, state.options
     with_median = "median" in state.value_downsamplers
     # Frequency tables are costly for continuous numbers: only when a downsampler needs them.
@@ -60,7 +60,7 @@ def close_buckets(
     for index, level in enumerate(levels):
         width = level.width_us
         bound = state.bound(level)
-        start = bound if bound is not None else level.floor_us(earliest)
+        start = bound if bound is not None else state.level_start(level)
         new = level.floor_us(latest)
         if until_us is not None:
             new = min(new, level.floor_us(until_us))

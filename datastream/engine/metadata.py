@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import downsamplers
 from ..granularity import from_us
+from . import retention
 from .state import StreamState
 
 
@@ -36,6 +37,8 @@ def public_tags(
             "value_type_options": copy.deepcopy(state.options),
         }
     )
+    if state.retention:
+        result["retention"] = retention.public(state)
     if state.derivation is not None:
         result["derived_from"] = state.derivation.public()
     if state.contributes_to:

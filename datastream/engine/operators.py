@@ -151,10 +151,10 @@ def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None
         return changes.view.read_raw(source.stream_id, start, end)
     level = source.level
     bound = state.bound(level)
-    if bound is None or state.earliest is None:
+    first = state.level_start(level)
+    if bound is None or first is None:
         return downsamplers.LEVEL_SCHEMA.empty_table()
-    low = level.floor_us(state.earliest) if start is None else max(
-        -(-start // level.width_us) * level.width_us, level.floor_us(state.earliest))
+    low = first if start is None else max(-(-start // level.width_us) * level.width_us, first)
     high = bound if end is None else min(bound, end)
     if low >= high:
         return downsamplers.LEVEL_SCHEMA.empty_table()

@@ -123,14 +123,14 @@ def datapoints(
 
 
 def level_grid(state: StreamState, level: GranularityLevel, query: Range) -> Grid:
-    """The buckets a level read shows: from the bucket of the stream's first datapoint to the
-    level's downsampled bound, clipped to the query (empty when the level holds nothing)."""
+    """The buckets a level read shows: from the level's first kept bucket (the bucket of the
+    stream's first datapoint unless retention deleted older ones) to its downsampled bound,
+    clipped to the query (empty when the level holds nothing)."""
     bound = state.bound(level)
-    earliest = state.earliest
-    if query.empty or bound is None or earliest is None:
+    first = state.level_start(level)
+    if query.empty or bound is None or first is None:
         return Grid.empty(level.width_us)
     lo, hi = query.bucket_bounds(level)
-    first = level.floor_us(earliest)
     lo = first if lo is None else max(lo, first)
     hi = bound if hi is None else min(hi, bound)
     if lo >= hi:

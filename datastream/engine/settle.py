@@ -85,8 +85,10 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
         bound = old.get(level.key)
         if bound is not None:
             lowered = level.floor_us(changed) if changed > EVERYTHING else None
-            if lowered is not None and lowered <= level.floor_us(state.earliest):
-                lowered = None
+            first = state.level_start(level)
+            if lowered is not None and first is not None and lowered <= first:
+                # from the level's first bucket: all of it, or all that retention kept
+                lowered = first if level.key in state.level_floors else None
             state.bounds[level.key] = None if lowered is None else min(bound, lowered)
     latest = state.latest
     # rule (b) already held for the old bounds; a re-derived stream may have lost its tail

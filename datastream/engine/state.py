@@ -124,6 +124,12 @@ class StreamState:
     contributes_to: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     derivation: Derivation | None = None
     operator: OperatorState | None = None
+    # Lifecycle (behaviour §11): retention per granularity key (µs of history kept; absent =
+    # forever), the earliest kept bucket of levels that lost older ones, and the time before
+    # which raw points were deleted.
+    retention: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    level_floors: dict[str, int] = dataclasses.field(default_factory=dict)
+    raw_floor: int | None = None
 
     # -- conversions -----------------------------------------------------------------------
     @classmethod
@@ -184,6 +190,10 @@ class StreamState:
             contributes_to=dict(meta.get("contributes_to") or {}),
             derivation=derivation,
             operator=operator,
+            retention={key: None if us is None else int(us)
+                       for key, us in (meta.get("retention") or {}).items()},
+            level_floors={key: int(t) for key, t in (meta.get("level_floors") or {}).items()},
+            raw_floor=meta.get("raw_floor"),
         )
 
     def meta(self) -> dict[str, Any]:
@@ -200,6 +210,10 @@ class StreamState:
             "pending_backprocess": self.pending_backprocess,
             "contributes_to": copy.deepcopy(self.contributes_to),
         }
+        # always written: a MetaUpdate replaces the keys it names and leaves the others
+        meta["retention"] = dict(self.retention)
+        meta["level_floors"] = dict(self.level_floors)
+        meta["raw_floor"] = self.raw_floor
         if self.derivation is not None:
             derivation = self.derivation
             meta["derived_from"] = {
@@ -222,6 +236,8 @@ class StreamState:
             options=dict(self.options),
             bounds=dict(self.bounds),
             contributes_to=copy.deepcopy(self.contributes_to),
+            retention=dict(self.retention),
+            level_floors=dict(self.level_floors),
             operator=None if self.operator is None else dataclasses.replace(
                 self.operator, values=list(self.operator.values)
             ),
@@ -241,6 +257,14 @@ class StreamState:
     def bound(self, level: GranularityLevel) -> int | None:
         """``downsampled_until`` of one level (exclusive), None when nothing is closed."""
         return self.bounds.get(level.key)
+
+    def level_start(self, level: GranularityLevel) -> int | None:
+        """Start of the earliest bucket a level shows: its first bucket, or the earliest one
+        retention kept (None while the stream holds no data)."""
+        floor = self.level_floors.get(level.key)
+        if floor is not None:
+            return floor
+        return None if self.earliest is None else level.floor_us(self.earliest)
 
     @property
     def frozen_until(self) -> int | None:

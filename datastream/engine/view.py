@@ -84,8 +84,11 @@ class PendingView:
         if changes.has_stored_rows(stream_id):
             cut = changes.truncated.get(stream_id)
             stored_end = end_us if cut is None else (cut if end_us is None else min(end_us, cut))
-            if start_us is None or stored_end is None or start_us < stored_end:
-                stored = self.storage.read_raw(stream_id, start_us, stored_end)
+            dropped = changes.raw_dropped_before.get(stream_id)
+            stored_start = start_us if dropped is None else (
+                dropped if start_us is None else max(start_us, dropped))
+            if stored_start is None or stored_end is None or stored_start < stored_end:
+                stored = self.storage.read_raw(stream_id, stored_start, stored_end)
         new = changes.new_raw(stream_id)
         if new is None:
             result = stored
@@ -111,8 +114,13 @@ class PendingView:
         changes = self.changes
         stored = None
         if changes.has_stored_levels(stream_id):
-            found = self.storage.read_level(level_key, stream_id, start_us, end_us)
-            stored = None if found is None else conform(found)
+            low = changes.levels_dropped_before.get((stream_id, level_key))
+            high = changes.levels_dropped_from.get((stream_id, level_key))
+            low = start_us if low is None else (low if start_us is None else max(low, start_us))
+            high = end_us if high is None else (high if end_us is None else min(high, end_us))
+            if low is None or high is None or low < high:
+                found = self.storage.read_level(level_key, stream_id, low, high)
+                stored = None if found is None else conform(found)
         new = changes.new_levels(stream_id, level_key)
         if new is None:
             return stored

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,10 @@ RAW_SCHEMA = pa.schema(
         ("s", pa.string()),
     ]
 )
+
+
+# The first window the default ``Storage.first_raw_time`` reads (each next one is twice as long).
+FIRST_WINDOW_US = 3600 * 1_000_000
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -111,6 +116,14 @@ class WriteBatch:
     (backprocessing a derived stream).
     ``truncate_raw``: stream id → t; raw rows at or after t are deleted first (a derived stream
     re-derived from t).
+    ``drop_raw_before``: stream id → T; raw rows with t < T are deleted (retention).
+    ``drop_levels_before``: level key → {stream id → T}; level rows with t < T are deleted.
+    ``drop_levels_from``: level key → {stream id → T}; level rows with t >= T are deleted
+    (reopening a downsampled range).
+    The drops, like the clears and the truncation, apply to the rows stored before the batch:
+    the batch's own rows are written after them, so one batch may drop levels from T and write
+    new rows at or after T. They never touch other streams or levels, and repeating a drop
+    changes nothing more (a level never written, or a range already empty, is no error).
     ``meta``: stream id → MetaUpdate applied in the same transaction.
     ``expect``: stream id → version the stored record must have, else :class:`RecordConflict`
     and nothing is stored.
@@ -127,6 +140,9 @@ class WriteBatch:
     clear_raw: list[str] = dataclasses.field(default_factory=list)
     clear_levels: list[str] = dataclasses.field(default_factory=list)
     truncate_raw: dict[str, int] = dataclasses.field(default_factory=dict)
+    drop_raw_before: dict[str, int] = dataclasses.field(default_factory=dict)
+    drop_levels_before: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    drop_levels_from: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     expect: dict[str, int] = dataclasses.field(default_factory=dict)
     create: list[tuple[StreamRecord, dict[str, Any]]] = dataclasses.field(default_factory=list)
     delete: list[str] = dataclasses.field(default_factory=list)
@@ -134,13 +150,17 @@ class WriteBatch:
     def is_empty(self) -> bool:
         return not (
             self.raw or self.levels or self.meta or self.clear_raw or self.clear_levels
-            or self.truncate_raw or self.create or self.delete
+            or self.truncate_raw or self.create or self.delete or self.drop_raw_before
+            or any(self.drop_levels_before.values()) or any(self.drop_levels_from.values())
         )
 
     def touched(self) -> set[str]:
         """Existing streams whose stored record or rows this batch changes."""
         ids = set(self.raw) | set(self.meta) | set(self.clear_raw) | set(self.clear_levels)
-        ids |= set(self.truncate_raw)
+        ids |= set(self.truncate_raw) | set(self.drop_raw_before)
+        for drops in (self.drop_levels_before, self.drop_levels_from):
+            for per_stream in drops.values():
+                ids.update(per_stream)
         for table in self.levels.values():
             if table.num_rows:
                 runs = id_runs(table.column("stream_id"))
@@ -149,6 +169,26 @@ class WriteBatch:
                 else:
                     ids.update(stream_id for stream_id, _, _ in runs)
         return ids - set(self.delete)
+
+
+def drop_time(value: Any, what: str) -> int:
+    """A drop's time bound as an int (µs); TypeError for anything but an integer, so that a
+    float or a datetime never silently deletes the wrong rows."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what}: the time bound must be an integer of µs, got {value!r}")
+    return int(value)
+
+
+def level_drops(
+    drops: dict[str, dict[str, int]], what: str
+) -> list[tuple[str, str, int]]:
+    """``(level key, stream id, T)`` of ``drop_levels_before`` / ``drop_levels_from``, the
+    times checked (:func:`drop_time`), in a stable order."""
+    found = []
+    for level_key in sorted(drops, key=str):
+        for stream_id, t in sorted(drops[level_key].items(), key=lambda item: str(item[0])):
+            found.append((level_key, stream_id, drop_time(t, f"{what}[{level_key!r}]")))
+    return found
 
 
 def id_runs(column: pa.ChunkedArray | pa.Array) -> list[tuple[str, int, int]] | None:
@@ -279,6 +319,26 @@ class Storage(abc.ABC):
         """``read_level`` of several streams, as ``read_raw_many``."""
         return {stream_id: self.read_level(level_key, stream_id, start_us, end_us)
                 for stream_id in stream_ids}
+
+    def count_raw(self, stream_id: str, start_us: int | None, end_us: int | None) -> int:
+        """How many raw rows have ``start_us <= t < end_us`` (None = unbounded); 0 for an
+        unknown stream. Backends that can count from chunk headers override this."""
+        return self.read_raw(stream_id, start_us, end_us).num_rows
+
+    def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
+        """The smallest raw ``t >= start_us`` (None = unbounded), None when there is none.
+        This default reads windows that double in length from ``start_us``, so that a row
+        near the start costs a short read; backends override it with a cheaper lookup."""
+        from ..granularity import MAX_US, MIN_US
+
+        low, width = MIN_US if start_us is None else max(MIN_US, int(start_us)), FIRST_WINDOW_US
+        while low <= MAX_US:
+            high = min(low + width, MAX_US + 1)
+            found = self.read_raw(stream_id, low, high).column("t")
+            if len(found):
+                return int(pc.min(found).as_py())
+            low, width = high, width * 2
+        return None
 
     # -- statistics ------------------------------------------------------------------------
     def stored_bytes(self, stream_id: str) -> dict[str, int] | None:

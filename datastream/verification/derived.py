@@ -60,6 +60,25 @@ class _Input:
             return None
         return earliest if self.at_highest else self.level.floor_us(earliest)
 
+    def floor(self) -> int | None:
+        """Time before which this input cannot be rebuilt any more (retention deleted the
+        raw points, or the level buckets, it comes from); None when nothing was deleted."""
+        meta = self.record.meta
+        raw_floor = meta.get("raw_floor")
+        if self.at_highest:
+            return raw_floor
+        floors = [(meta.get("level_floors") or {}).get(self.level.key)]
+        if raw_floor is not None:
+            floors.append(-(-raw_floor // self.level.width_us) * self.level.width_us)
+        kept = [floor for floor in floors if floor is not None]
+        return max(kept) if kept else None
+
+    def first_from(self, storage: Storage, time_us: int) -> int | None:
+        """Time of this input's first point at or after ``time_us``."""
+        if self.at_highest:
+            return storage.first_raw_time(self.record.stream_id, time_us)
+        return -(-time_us // self.level.width_us) * self.level.width_us
+
     def points(self, storage: Storage, sql: WindowOracle, a: int, b: int) -> replay.Input:
         """(t, v, scale) of this input in ``[a, b)``, v float with NaN for nulls."""
         stream_id = self.record.stream_id
@@ -178,6 +197,15 @@ def check_derived(
             return
     own_first = meta.get("earliest_datapoint")
     start = min(firsts if own_first is None else [*firsts, own_first])
+    cut = _retention_cut(record, inputs)
+    if cut is not None:
+        # outputs are compared from where every input is kept and the operator's state
+        # (the previous input point, the current bucket) is known again
+        start = max(start, cut)
+        settled = max([highest.floor_us(cut) + width - 1, *(
+            first for first in (source.first_from(storage, cut) for source in inputs)
+            if first is not None)])
+        after = settled if after is None else max(after, settled)
     operator = replay.operator(config["op"], config, width)
     spans = window_sizes.Windows(
         start, until + 1, width, window_points, longest=window_sizes.WINDOW_BUCKETS * width
@@ -192,6 +220,15 @@ def check_derived(
             outputs = [out for out in outputs if out[0] > after]
             stored = stored.filter(pc.greater(stored.column("t"), after))
         _compare(record, highest, stored, outputs, result)
+
+
+def _retention_cut(record: StreamRecord, inputs: list[_Input]) -> int | None:
+    """The latest time before which retention deleted an input or the stream's own points."""
+    cuts = [floor for floor in (source.floor() for source in inputs) if floor is not None]
+    own = record.meta.get("raw_floor")
+    if own is not None:
+        cuts.append(own)
+    return max(cuts) if cuts else None
 
 
 def _first_settling_point(

@@ -1,11 +1,11 @@
 """Verify the materialised levels of one stream against its raw data, window by window.
 
 For every level coarser than the stream's highest that has a ``downsampled_until`` bound, every
-bucket from the one holding the first datapoint up to the bound is read the way ``get_data``
-reads it (stored rows, empty buckets generated) and compared with what SQL computes from the
-raw rows of that bucket. Stored rows a reader never sees (before the first bucket, at or after
-the bound, or in a level that has no bound yet) are reported too: the next downsampling would
-expose them.
+bucket from the level's first kept one (after retention: whose raw points are still kept) up to
+the bound is read the way ``get_data`` reads it (stored rows, empty buckets generated) and
+compared with what SQL computes from the raw rows of that bucket. Stored rows a reader never
+sees (before the first kept bucket, at or after the bound, or in a level that has no bound yet)
+are reported too: the next downsampling would expose them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .. import downsamplers
 from ..engine.downsampling import conform
 from ..engine.reading import Range, level_rows
 from ..engine.state import StreamState
-from ..granularity import GranularityLevel, coarser_levels, resolve
+from ..granularity import GranularityLevel
 from ..storage.base import Storage, StreamRecord
 from . import windows as window_sizes
 from .agreement import agrees
@@ -40,23 +40,27 @@ def check_levels(
 ) -> None:
     """Add to ``result`` every bucket of every materialised level that disagrees with SQL."""
     meta = record.meta
-    levels = coarser_levels(resolve(meta["highest_granularity"]))
-    bounds = meta.get("downsampled_until") or {}
-    earliest = meta.get("earliest_datapoint")
+    state = StreamState.from_record(record)
+    raw_floor = state.raw_floor
     verified = []
-    for level in levels:
-        bound = bounds.get(level.key)
-        _check_stray(storage, record, level, earliest, bound, result)
-        if bound is not None and earliest is not None and level.floor_us(earliest) < bound:
-            verified.append((level, bound))
+    for level in state.levels:
+        bound = state.bound(level)
+        start = state.level_start(level)
+        _check_stray(storage, record, level, start, bound, result)
+        if bound is None or start is None:
+            continue
+        if raw_floor is not None:  # buckets whose raw points retention deleted: unverifiable
+            start = max(start, -(-raw_floor // level.width_us) * level.width_us)
+        if start < bound:
+            verified.append((level, start, bound))
     if not verified or not meta.get("value_downsamplers"):
         return
     oracle = BucketOracle(sql, meta)
-    coarsest = max((level for level, _ in verified), key=_width)
-    finest = min((level for level, _ in verified), key=_width)
+    coarsest = max((level for level, _, _ in verified), key=_width)
+    finest = min((level for level, _, _ in verified), key=_width)
     spans = window_sizes.Windows(
-        coarsest.floor_us(earliest),
-        max(bound for _, bound in verified),
+        coarsest.floor_us(min(start for _, start, _ in verified)),
+        max(bound for _, _, bound in verified),
         coarsest.width_us,
         window_points,
         longest=window_sizes.WINDOW_BUCKETS * finest.width_us,
@@ -65,9 +69,7 @@ def check_levels(
         raw = storage.read_raw(record.stream_id, a, b)
         spans.observe(raw.num_rows)
         sql.load(raw)
-        ranges = [
-            (level, max(a, level.floor_us(earliest)), min(b, bound)) for level, bound in verified
-        ]
+        ranges = [(level, max(a, start), min(b, bound)) for level, start, bound in verified]
         ranges = [(level, lo, hi) for level, lo, hi in ranges if lo < hi]
         expected = oracle.expected([level.width_us for level, _, _ in ranges])
         for level, lo, hi in ranges:
@@ -147,15 +149,16 @@ def _check_stray(
     storage: Storage,
     record: StreamRecord,
     level: GranularityLevel,
-    earliest: int | None,
+    start: int | None,
     bound: int | None,
     result: Verification,
 ) -> None:
-    """Report stored rows outside what a reader can see of this level."""
-    if bound is None or earliest is None:
+    """Report stored rows outside what a reader can see of this level (before its first
+    kept bucket, at or after its bound)."""
+    if bound is None or start is None:
         ranges = [(None, None)]
     else:
-        ranges = [(None, level.floor_us(earliest)), (bound, None)]
+        ranges = [(None, start), (bound, None)]
     for lo, hi in ranges:
         rows = storage.read_level(level.key, record.stream_id, lo, hi)
         if rows is None or not rows.num_rows:

@@ -4,6 +4,7 @@ real ``python -m datastream`` subprocess, and read a store back."""
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from click.testing import CliRunner, Result
 
 import datastream
 from datastream.backends import duckdb
+from datastream.cli import connection
 from datastream.cli.app import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +67,29 @@ def sample_rows(streams: int = 3, points: int = 50, seed: int = 1) -> list[Row]:
             value = float(np.round(rng.normal(50, 10), 3)) if point != 7 else float("nan")
             rows.append((f"node-{number}", "cpu", start_us + point * 1_000_000 + number, value))
     return rows
+
+
+def freeze_clock(monkeypatch, now: datetime.datetime) -> None:
+    """Commands open their store with a clock that says ``now`` (retention counts back from
+    the clock's now, so exact counts need a fixed one)."""
+    monkeypatch.setattr(connection, "Datastream",
+                        functools.partial(datastream.Datastream, clock=lambda: now))
+
+
+def minutely_store(path: Path, now: datetime.datetime, days: int = 3) -> str:
+    """A store with stream ``{"n": "x"}`` (mean, min, max from seconds): one point a minute
+    from START for ``days`` days, value = minutes since START, downsampled at ``now``."""
+    with datastream.Datastream(duckdb.Backend(str(path)), clock=lambda: now) as ds:
+        stream_id = ds.ensure_stream({"n": "x"}, {}, ["mean", "min", "max"], "seconds")
+        minutes = np.arange(days * 1440, dtype=np.int64)
+        start_us = int(START.timestamp()) * 1_000_000
+        ds.append_arrays(stream_id, start_us + minutes * 60_000_000, minutes.astype(float),
+                         unit="us")
+        ds.downsample_streams()
+    return stream_id
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of each body row of the rich tables in ``output``."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines()
+            if line.startswith("│")]

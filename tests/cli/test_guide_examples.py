@@ -44,7 +44,8 @@ def write_inputs(folder) -> None:
 def test_every_embedded_store_example_of_the_guide_runs(tmp_path, monkeypatch):
     commands = guide_commands()
     names = {words[0] for words in commands}
-    assert {"import", "export", "streams", "info", "downsample", "verify"} <= names
+    assert {"import", "export", "streams", "info", "downsample", "verify", "retention",
+            "reopen"} <= names
     write_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)
     # imports first, then downsampling, so that the exports of levels have buckets to show

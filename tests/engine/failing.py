@@ -47,6 +47,12 @@ class FailingStorage(Storage):
     def read_level(self, level_key, stream_id, start_us, end_us):
         return self.inner.read_level(level_key, stream_id, start_us, end_us)
 
+    def count_raw(self, stream_id, start_us, end_us):
+        return self.inner.count_raw(stream_id, start_us, end_us)
+
+    def first_raw_time(self, stream_id, start_us):
+        return self.inner.first_raw_time(stream_id, start_us)
+
     def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Any:
         return self.inner.maintenance_lock(stream_id, ttl_seconds)
 

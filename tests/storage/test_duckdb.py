@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -669,3 +670,69 @@ def test_raw_rows_committed_out_of_time_order_are_read_by_time(storage):
     assert back.column("i").to_pylist() == [2, 3, 1]
     storage.commit(WriteBatch(raw={a: raw_rows([6, 7], ints=[4, 5])}))
     assert storage.read_raw(a, 0, 10).column("i").to_pylist() == [2, 3, 1, 4, 5]
+
+
+# -- drops by time (retention, reopening) ---------------------------------------------------------
+
+
+def level_pairs(storage, stream_id, key="S") -> list[tuple]:
+    rows = storage.read_level(key, stream_id, None, None)
+    return list(zip(rows.column("t").to_pylist(), rows.column("c").to_pylist()))
+
+
+@pytest.mark.parametrize("step", ["_drop", "_write_levels", "_write_meta"])
+def test_a_failure_after_dropping_leaves_everything_and_every_cache(storage, monkeypatch,
+                                                                    step):
+    a = add_stream(storage, {"n": 1})
+    times = list(range(0, 100_000, 10))
+    counts = pa.array([1] * len(times), pa.int64())
+    storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)},
+                              levels={"S": pa.table({"stream_id": [a] * len(times),
+                                                     "t": times, "c": counts})}))
+    storage.read_raw(a, 99_000, None)  # served from the recent rows kept in memory
+    before, ends = snapshot(storage, [a], ("S",)), dict(storage._ends)
+    original = getattr(store.DuckDBStorage, step)
+
+    def fail_after(self, *args):
+        original(self, *args)
+        raise OSError("disk on fire")
+
+    batch = WriteBatch(drop_raw_before={a: 50_005}, drop_levels_from={"S": {a: 40_005}},
+                       levels={"S": pa.table({"stream_id": [a], "t": [40_010], "c": [2]})},
+                       meta={a: MetaUpdate(set={"dropped": True})})
+    monkeypatch.setattr(store.DuckDBStorage, step, fail_after)
+    with pytest.raises(exceptions.StreamAppendFailed, match="disk on fire"):
+        storage.commit(batch)
+    monkeypatch.undo()
+    assert snapshot(storage, [a], ("S",)) == before
+    assert storage._ends == ends
+    assert storage.read_raw(a, 99_000, None).num_rows == 100
+    storage.commit(batch)
+    assert storage.read_raw(a, None, None).column("t").to_pylist() == times[5001:]
+    assert level_pairs(storage, a) == [(t, 1) for t in times[:4001]] + [(40_010, 2)]
+    assert storage._ends[(storage._entries[a].key, storage._levels["S"].code)] == 40_010
+    assert storage.get_stream(a).meta == {"dropped": True}
+
+
+def test_a_store_dropping_its_oldest_day_stops_growing(path):
+    """Retention in a loop: append a day, drop the oldest; deleted chunks free blocks that
+    DuckDB reuses after its checkpoints, so the file levels off."""
+    storage = duckdb_backend.Backend(path, checkpoint_threshold="256kB")
+    day, points = 86_400_000_000, 8_000
+    ids = [add_stream(storage, {"n": n}) for n in range(2)]
+    rng = np.random.default_rng(7)
+    sizes = []
+    for number in range(24):
+        t = number * day + np.arange(points, dtype=np.int64) * (day // points)
+        raw = {sid: pa.table({"t": t, "k": pa.array(np.full(points, 2), pa.int8()),
+                              "i": pa.nulls(points, pa.int64()), "f": rng.normal(size=points),
+                              "s": pa.nulls(points, pa.string())}) for sid in ids}
+        batch = WriteBatch(raw=raw)
+        if number >= 3:
+            batch.drop_raw_before = dict.fromkeys(ids, (number - 3) * day)
+        storage.commit(batch)
+        sizes.append(os.path.getsize(path))
+    assert storage.count_raw(ids[0], None, None) == 4 * points
+    storage.close()
+    half = len(sizes) // 2  # (without the drops, the second half is 60 % larger)
+    assert max(sizes[half:]) <= max(sizes[:half]) * 1.1, sizes

@@ -95,7 +95,7 @@ def test_level_rows_of_uncommitted_batches_only_read_as_nothing(visible_batches)
     columns = {"time": [5 * 10**9, 5 * 10**9, 9 * 10**9], points.BATCH_FIELD: [7, 8, 8],
                lp.encode_name("count"): [1, 2, 3]}
     table = points.level_table(columns, 3, schema,
-                               lambda batches: np.isin(batches, list(visible_batches)))
+                               lambda batches, _: np.isin(batches, list(visible_batches)))
     assert table.schema == schema
     expected = {frozenset(): [], frozenset({8}): [(5, 2), (9, 3)],
                 frozenset({7, 8}): [(5, 2), (9, 3)]}[frozenset(visible_batches)]
@@ -1333,3 +1333,109 @@ def test_large_batches_carry_their_number_in_a_tag(storage, influx_factory, monk
     assert back.column("f").to_pylist() == [1.25, 2.5] + [0.5] * 5
     assert back.column("i").to_pylist() == [None] * 7  # no leftover of the failed attempt
     assert storage.read_raw(a, 5, None).equals(server.read_raw(a, 5, None))
+
+
+# -- drops by time (retention, reopening) ---------------------------------------------------------
+
+
+def stored_points(storage, stream_id, measurement=store.RAW_MEASUREMENT) -> list[int]:
+    """Times (µs) of every point of a stream epoch in InfluxDB, hidden ones included."""
+    from datastream.storage.influxdb import points
+
+    view = storage._view(stream_id)[0]
+    raw = measurement == store.RAW_MEASUREMENT
+    epoch = view.store["raw" if raw else "lv"]["e"]
+    fields = points.stored_fields(RAW_SCHEMA) if raw else ()
+    columns, count = storage._select(measurement, stream_id, epoch, points.MIN_NS,
+                                     points.MAX_NS, fields=fields)
+    return sorted((np.asarray(columns["time"]) // 1000).tolist()) if count else []
+
+
+def pending_drops(storage, stream_id) -> list:
+    store_ = storage._view(stream_id)[0].store
+    return store_["raw"].get("drop", []) + store_["lv"].get("drop", [])
+
+
+def level_table(stream_id, times, counts):
+    return pa.table({"stream_id": [stream_id] * len(times), "t": pa.array(times, pa.int64()),
+                     "c": pa.array(counts, pa.int64())})
+
+
+def test_dropped_points_are_deleted_after_the_commit(storage):
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    times = list(range(0, 100, 10))
+    storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times), b: raw_rows(times, ints=times)},
+                              levels={"S": level_table(a, times, times)}))
+    storage.commit(WriteBatch(drop_raw_before={a: 45}, drop_levels_from={"S": {a: 70}}))
+    assert stored_points(storage, a) == times[5:]
+    assert stored_points(storage, b) == times
+    assert stored_points(storage, a, "datastream_level_S") == times[:7]
+    assert pending_drops(storage, a) == []
+    assert storage._fetch("SELECT count(*) FROM datastream_trims") == [(0,)]
+    assert raw_pairs(storage, a) == [(t, t) for t in times[5:]]
+
+
+def test_dropped_points_stay_hidden_until_influxdb_can_delete_them(storage, monkeypatch):
+    from datastream.storage.influxdb import points
+
+    a, b = add_stream(storage, {"n": 1}), add_stream(storage, {"n": 2})
+    times = list(range(0, 100, 10))
+    storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)},
+                              levels={"S": level_table(a, times, times)}))
+
+    def unreachable(*args, **kwargs):
+        raise requests.ConnectionError("influxd is down")
+
+    monkeypatch.setattr(points, "delete", unreachable)
+    storage.commit(WriteBatch(drop_raw_before={a: 45}, drop_levels_before={"S": {a: 30}}))
+    assert raw_pairs(storage, a) == [(t, t) for t in times[5:]]
+    assert storage.read_level("S", a, None, None).column("t").to_pylist() == times[3:]
+    assert stored_points(storage, a) == times  # still on disk, hidden
+    # rows written meanwhile where the drop hides the old ones stay visible for good
+    storage.commit(WriteBatch(raw={a: raw_rows([20, 20], ints=[-1, -2])},
+                              levels={"S": level_table(a, [10], [-1])}))
+    monkeypatch.undo()
+    storage.commit(WriteBatch(raw={b: raw_rows([1])}))  # any commit tries again
+    assert stored_points(storage, a) == [20, 20] + times[5:]
+    assert stored_points(storage, a, "datastream_level_S") == [10] + times[3:]
+    assert raw_pairs(storage, a) == [(20, -1), (20, -2)] + [(t, t) for t in times[5:]]
+    assert storage.read_level("S", a, None, None).column("c").to_pylist() == [-1, *times[3:]]
+    assert pending_drops(storage, a) == []
+
+
+def test_reopened_levels_keep_only_the_new_versions_on_disk(storage):
+    a = add_stream(storage, {"n": 1})
+    times = list(range(0, 100, 10))
+    storage.commit(WriteBatch(levels={"S": level_table(a, times, [1] * 10),
+                                      "m": level_table(a, times, [1] * 10)}))
+    storage.commit(WriteBatch(drop_levels_from={"S": {a: 50}},
+                              levels={"S": level_table(a, [50, 60, 75], [2, 2, 2])}))
+    rows = storage.read_level("S", a, None, None)
+    assert list(zip(rows.column("t").to_pylist(), rows.column("c").to_pylist())) == \
+        [(t, 1) for t in times[:5]] + [(50, 2), (60, 2), (75, 2)]
+    assert stored_points(storage, a, "datastream_level_S") == times[:5] + [50, 60, 75]
+    assert stored_points(storage, a, "datastream_level_m") == times
+    assert pending_drops(storage, a) == []
+
+
+def test_a_failed_dropping_commit_hides_nothing(storage, monkeypatch):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 30], ints=[1, 2, 3])},
+                              levels={"S": level_table(a, [10, 20], [1, 1])}))
+    before = snapshot(storage, [a], ("S",))
+
+    def down(self, client, body):
+        raise OSError("network down")
+
+    batch = WriteBatch(raw={a: raw_rows([40], ints=[4])}, drop_raw_before={a: 25},
+                       drop_levels_from={"S": {a: 20}},
+                       levels={"S": level_table(a, [20], [5])})
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", down)
+    with pytest.raises(exceptions.StreamAppendFailed):
+        storage.commit(batch)
+    monkeypatch.undo()
+    assert snapshot(storage, [a], ("S",)) == before
+    assert pending_drops(storage, a) == []
+    storage.commit(batch)  # a retry is a new batch
+    assert raw_pairs(storage, a) == [(30, 3), (40, 4)]
+    assert storage.read_level("S", a, None, None).column("c").to_pylist() == [1, 5]

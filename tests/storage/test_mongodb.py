@@ -1127,9 +1127,33 @@ def scenario_truncate(storage, with_other=True):
                                                                after_other)
 
 
+def scenario_drop(storage):
+    a, other = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 4, 6], ints=[1, 4, 6])},
+                              levels={"S": level_rows(a, [0, 10, 20, 30], [1, 1, 1, 1])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([5, 9], ints=[5, 9])}))
+    batch = WriteBatch(raw={a: raw_rows([10], ints=[10])}, drop_raw_before={a: 5},
+                       drop_levels_before={"S": {a: 10}}, drop_levels_from={"S": {a: 20}},
+                       levels={"S": level_rows(a, [20], [2])},
+                       meta={a: MetaUpdate(set={"n": 1}), other: MetaUpdate(set={"n": 1})},
+                       expect={a: 2, other: 0})
+
+    def state(reader):
+        level = reader.read_level("S", a, None, None)
+        return (ints_of(reader, a), ints_of(reader, a, 4, 8, reverse=True),
+                list(zip(level.column("t").to_pylist(), level.column("c").to_pylist())),
+                reader.count_raw(a, None, None), reader.first_raw_time(a, None),
+                reader.get_stream(a).meta["n"], reader.get_stream(other).meta["n"])
+
+    before = ([1, 4, 5, 6, 9], [6, 5, 4], [(0, 1), (10, 1), (20, 1), (30, 1)], 5, 1, 0, 0)
+    after = ([5, 6, 9, 10], [6, 5], [(10, 1), (20, 2)], 4, 5, 1, 1)
+    return batch, state, before, after
+
+
 SCENARIOS = {
     "create": scenario_create,
     "delete": scenario_delete,
+    "drop": scenario_drop,
     "truncate": scenario_truncate,
     "truncate one stream": lambda storage: scenario_truncate(storage, with_other=False),
 }
@@ -1216,3 +1240,68 @@ def test_every_step_of_a_commit_is_all_or_nothing(scenario, mode):
     outcomes = [run_step(scenario, mode, step) for step in range(steps)]
     # Early failures undo the batch, late ones (after the commit point) keep it.
     assert outcomes[0] is False and outcomes[-1] is True
+
+
+# -- drops by time (retention, reopening) ---------------------------------------------------------
+
+
+def four_chunks_and_levels(storage) -> str:
+    a = add_stream(storage)
+    for start in range(0, 40, 10):  # four chunks: t 0-9, 10-19, ...
+        times = list(range(start, start + 10))
+        storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)}))
+    storage.commit(WriteBatch(levels={"S": level_rows(a, [0, 10, 20, 30], [1, 1, 1, 1])}))
+    return a
+
+
+
+def drop_batch(a) -> WriteBatch:
+    return WriteBatch(drop_raw_before={a: 15}, drop_levels_before={"S": {a: 10}},
+                      drop_levels_from={"S": {a: 30}})
+
+
+def stored(storage, a) -> tuple[list[int], list[int], list[tuple]]:
+    """First times of the raw chunks, times of the level rows, drops kept: as stored."""
+    chunks = sorted(c["t0"] for c in collection(storage, "raw").find({"sid": a}))
+    levels = sorted(r["t"] for r in collection(storage, "level_S").find({"stream_id": a}))
+    drops = collection(storage, "streams").find_one({"_id": a})["w"].get("drops") or []
+    return chunks, levels, [(d["k"], d["f"], d["t"]) for d in drops]
+
+
+def test_dropped_rows_are_collected_and_drops_forgotten(storage):
+    a = four_chunks_and_levels(storage)
+    storage.commit(drop_batch(a))
+    assert ints_of(storage, a) == list(range(15, 40))
+    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [10, 20]
+    # the chunk of 10-19 straddles the raw drop: kept, with the drop that hides part of it
+    assert stored(storage, a) == ([10, 20, 30], [10, 20], [(None, False, 15)])
+    assert storage.count_raw(a, None, None) == 25
+    assert storage.count_raw(a, 12, 25) == 10
+    assert storage.first_raw_time(a, None) == 15
+    storage.commit(WriteBatch(drop_raw_before={a: 20}))
+    assert stored(storage, a) == ([20, 30], [10, 20], [])
+    assert ints_of(storage, a) == list(range(20, 40))
+
+
+def test_a_crash_before_dropped_rows_are_collected_hides_them_until_recovered(factory):
+    storage = factory()
+    a = four_chunks_and_levels(storage)
+
+    def no_deletes(name, method, args, kwargs):
+        if method == "delete_many":
+            raise store.PyMongoError(f"injected failure in {name}.{method}")
+
+    factory.client.fault = no_deletes
+    with pytest.warns(exceptions.InternalInconsistencyWarning):
+        storage.commit(drop_batch(a))  # stored: only the collection after the flip failed
+    factory.client.fault = None
+    for reader in (storage, factory()):
+        assert ints_of(reader, a) == list(range(15, 40))
+        assert reader.read_level("S", a, None, None).column("t").to_pylist() == [10, 20]
+        assert reader.count_raw(a, None, None) == 25
+        assert reader.first_raw_time(a, 0) == 15
+    assert stored(storage, a) == ([0, 10, 20, 30], [0, 10, 20, 30],
+                                  [(None, False, 15), ("S", False, 10), ("S", True, 30)])
+    factory().recover()
+    assert stored(storage, a) == ([10, 20, 30], [10, 20], [(None, False, 15)])
+    assert ints_of(storage, a) == list(range(15, 40))

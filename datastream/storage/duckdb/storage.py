@@ -24,6 +24,13 @@ Two in-process caches spare the write path reads (the store has one writing proc
 see every change): the latest stored time per stream and level (an upper bound: level rows
 after it need no merge with stored chunks), and the raw rows committed lately
 (:mod:`datastream.storage.recent`), which the engine reads back right away to close buckets.
+
+Drops by time (``WriteBatch.drop_raw_before`` / ``drop_levels_before`` / ``drop_levels_from``)
+delete the chunks wholly inside the dropped range and rewrite the one straddling its bound, in
+the commit's transaction, before the batch's own rows are written. A drop from a time lowers
+the latest stored time of that level (still an upper bound), a raw drop replaces the stream's
+kept recent rows like a truncation. The freed blocks are reused by DuckDB after checkpoints,
+so a store under retention levels off in size.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ from ..base import (
     StreamExists,
     StreamRecord,
     WriteBatch,
+    drop_time,
     id_runs,
+    level_drops,
 )
 from ..recent import RecentRaw
 from ..tag_index import TagIndex
@@ -339,6 +348,7 @@ class DuckDBStorage(Storage):
                 self._delete(con, deleted)
                 self._insert_records(con, created)
                 self._clear(con, batch, writes)
+                lowered = self._drop(con, batch)
                 raw = self._write_raw(con, batch.raw, writes)
                 new_levels = self._write_levels(con, batch.levels, writes)
                 self._compact(con, writes)
@@ -359,20 +369,25 @@ class DuckDBStorage(Storage):
                 self._entries[stream_id].meta_json = meta_json
             for entry in touched:
                 entry.version += 1
-            self._remember(batch, writes, raw, [*created, *touched], deleted)
+            self._remember(batch, writes, raw, [*created, *touched], deleted, lowered)
 
     def _remember(self, batch: WriteBatch, writes: _Writes, raw: dict[str, pa.Table],
-                  changed: list[_Entry], deleted: list[_Entry]) -> None:
-        """After COMMIT: move the stored ends on and keep the raw rows of the batch for reads
-        (module docstring). A cache must never fail a stored batch: on error it is emptied."""
+                  changed: list[_Entry], deleted: list[_Entry],
+                  lowered: dict[tuple[int, int], int]) -> None:
+        """After COMMIT: move the stored ends (down where levels were dropped from a time, then
+        up by the new chunks) and keep the raw rows of the batch for reads (module docstring).
+        A cache must never fail a stored batch: on error it is emptied."""
         tails = {entry.stream_id: self._ends.get((entry.key, RAW)) for entry in changed}
+        for pair, end in lowered.items():
+            if pair in self._ends:
+                self._ends[pair] = min(self._ends[pair], end)
         for chunk in writes.new:
             pair = (chunk.stream_key, chunk.level)
             self._ends[pair] = max(chunk.t1, self._ends.get(pair, chunk.t1))
         try:
             for entry in deleted:
                 self._recent.forget(entry.stream_id)
-            hidden = {*batch.clear_raw, *batch.truncate_raw}
+            hidden = {*batch.clear_raw, *batch.truncate_raw, *batch.drop_raw_before}
             for entry in changed:
                 rows = raw.get(entry.stream_id)
                 if rows is not None and not chunking.in_time_order(rows):
@@ -455,6 +470,54 @@ class DuckDBStorage(Storage):
                 kept = chunking.slice_range(chunking.decode_raw(body), None, start)
                 if kept.num_rows:
                     writes.add(key, RAW, kept, chunking.encode_raw(kept), seq=seq)
+
+    def _drop(self, con: duckdb.DuckDBPyConnection,
+              batch: WriteBatch) -> dict[tuple[int, int], int]:
+        """drop_raw_before / drop_levels_before / drop_levels_from, after the clears and before
+        the batch's own rows: the chunks wholly inside a dropped range are deleted and a chunk
+        straddling its bound is rewritten with the rows kept, in its place (same seq). Each is
+        stored at once, so that the next drop and the batch's level rows meet what is left.
+        Returns the new upper bound of the latest stored time of each (stream key, level)
+        dropped from a time."""
+        for stream_id, t in batch.drop_raw_before.items():
+            key = self._key_of(stream_id, "drop_raw_before")
+            self._cut_chunks(con, key, RAW, drop_time(t, "drop_raw_before"), True)
+        lowered = {}
+        for drops, before in ((batch.drop_levels_before, True), (batch.drop_levels_from, False)):
+            what = "drop_levels_before" if before else "drop_levels_from"
+            for level_key, stream_id, t in level_drops(drops, what):
+                key = self._key_of(stream_id, what)
+                if not isinstance(level_key, str) or not level_key:
+                    raise ValueError(f"{what}: invalid level key {level_key!r}")
+                level = self._levels.get(level_key)
+                if level is None:
+                    continue  # never written: nothing to drop
+                self._cut_chunks(con, key, level.code, t, before)
+                if not before:
+                    lowered[(key, level.code)] = t - 1
+        return lowered
+
+    def _cut_chunks(self, con: duckdb.DuckDBPyConnection, key: int, level: int, t: int,
+                    before: bool) -> None:
+        """Delete one stream's rows of one level with t < ``t`` (``before``) or t >= ``t``."""
+        rewrites = _Writes(self._next_seq)  # (rewritten chunks keep their seq: none is taken)
+        straddling = whole_chunks(con.execute(
+            f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
+            " AND t0 < ? AND t1 >= ?", [key, level, t, t]
+        ).fetchall())
+        con.execute(
+            f"DELETE FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
+            f" AND {'t0 < ?' if before else 't1 >= ?'}", [key, level, t],
+        )
+        for seq, body in straddling:
+            rows = chunking.decode_raw(body) if level == RAW else chunking.decode_level(body)
+            kept = chunking.filter_range(rows, t, None) if before else \
+                chunking.filter_range(rows, None, t)
+            if kept.num_rows:
+                encode = chunking.encode_raw if level == RAW else chunking.encode_level
+                rewrites.add(key, level, kept, encode(kept), seq=seq)
+        if rewrites.new:
+            self._store_chunks(con, rewrites)
 
     def _write_raw(
         self, con: duckdb.DuckDBPyConnection, raw: dict[str, pa.Table], writes: _Writes
@@ -810,6 +873,61 @@ class DuckDBStorage(Storage):
             bodies = self._chunk_bodies(entry.key, RAW, start_us, end_us)
         return self._raw_of(bodies, start_us, end_us, reverse)
 
+    def count_raw(self, stream_id: str, start_us: int | None, end_us: int | None) -> int:
+        """Row counts of the chunks wholly inside the range, plus the rows in range of the
+        few chunks straddling its bounds (the only ones decoded)."""
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None or _empty(start_us, end_us):
+                return 0
+            inside, inside_params = _inside(start_us, end_us)
+            clause, params = _overlapping(start_us, end_us)
+            con = self._connection()
+            counted = con.execute(
+                f"SELECT coalesce(sum(rows), 0) FROM chunks WHERE {STREAM_KEY} = ?"
+                f" AND level = {RAW} AND part = 0 AND {inside}", [entry.key, *inside_params],
+            ).fetchall()[0][0]
+            straddling = whole_chunks(con.execute(
+                f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
+                f"{clause} AND NOT ({inside})", [entry.key, *params, *inside_params],
+            ).fetchall())
+        for _, body in straddling:
+            t = chunking.times(chunking.decode_raw(body))
+            counted += int(np.count_nonzero(_in_range(t, start_us, end_us)))
+        return int(counted)
+
+    def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
+        """The first time of the chunks starting at or after ``start_us`` is a candidate read
+        from their headers; only chunks straddling ``start_us`` are decoded."""
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+            if entry is None:
+                return None
+            con = self._connection()
+            if start_us is None:
+                return con.execute(
+                    f"SELECT min(t0) FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}",
+                    [entry.key],
+                ).fetchall()[0][0]
+            start = int(start_us)
+            found = con.execute(
+                f"SELECT min(t0) FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
+                " AND t0 >= ?", [entry.key, start],
+            ).fetchall()[0][0]
+            straddling = whole_chunks(con.execute(
+                f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = {RAW}"
+                " AND t0 < ? AND t1 >= ?", [entry.key, start, start],
+            ).fetchall())
+        candidates = [] if found is None else [int(found)]
+        for _, body in straddling:
+            t = chunking.times(chunking.decode_raw(body))
+            later = t[t >= start]
+            if len(later):
+                candidates.append(int(later.min()))
+        return min(candidates, default=None)
+
     @staticmethod
     def _raw_of(bodies: list[bytes], start_us: int | None, end_us: int | None,
                 reverse: bool = False) -> pa.Table:
@@ -863,6 +981,31 @@ def _overlapping(start_us: int | None, end_us: int | None) -> tuple[str, list[in
         clause += " AND t0 < ?"
         params.append(int(end_us))
     return clause, params
+
+
+def _inside(start_us: int | None, end_us: int | None) -> tuple[str, list[int]]:
+    """The SQL condition (and its parameters) of chunks wholly inside [start_us, end_us)."""
+    conditions, params = ["TRUE"], []
+    if start_us is not None:
+        conditions.append("t0 >= ?")
+        params.append(int(start_us))
+    if end_us is not None:
+        conditions.append("t1 < ?")
+        params.append(int(end_us))
+    return " AND ".join(conditions), params
+
+
+def _empty(start_us: int | None, end_us: int | None) -> bool:
+    return start_us is not None and end_us is not None and start_us >= end_us
+
+
+def _in_range(t: np.ndarray, start_us: int | None, end_us: int | None) -> np.ndarray:
+    keep = np.ones(len(t), dtype=bool)
+    if start_us is not None:
+        keep &= t >= start_us
+    if end_us is not None:
+        keep &= t < end_us
+    return keep
 
 
 def _pieces_table(chunks: list[Chunk]) -> pa.Table:

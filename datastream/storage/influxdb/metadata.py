@@ -11,7 +11,9 @@ exact JSON text; ``store``, the backend's bookkeeping, see :func:`new_store`; ``
 record version the engine's conditional commits compare), the batch counter
 ``datastream_batches``, ``datastream_pending`` (batches not committed, with the spans they
 write), ``datastream_levels`` (Arrow schema per level), ``datastream_locks`` (maintenance
-leases) and ``datastream_garbage`` (InfluxDB series to drop).
+leases), ``datastream_garbage`` (InfluxDB series to drop) and ``datastream_trims`` (streams
+whose bookkeeping holds drops by time whose points are still to be deleted, see
+:func:`add_drop`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,6 +66,7 @@ _DDL = [
     " owner text NOT NULL, expires timestamptz NOT NULL)",
     "CREATE TABLE IF NOT EXISTS datastream_garbage (id bigserial PRIMARY KEY,"
     " stream_id text NOT NULL, epoch bigint)",
+    "CREATE TABLE IF NOT EXISTS datastream_trims (stream_id text PRIMARY KEY)",
 ]
 _RECORDS = "SELECT stream_id, tags_text, meta, version FROM datastream_streams"
 
@@ -122,6 +125,52 @@ def add_cut(raw: dict, t: int, batch: int) -> None:
     raw["cut"] = frontier
 
 
+def add_drop(store: dict, key: str | None, reopening: bool, t: int, batch: int,
+             writes: tuple[int, int] | None) -> None:
+    """Hide the points written by batches before ``batch`` of the raw rows (``key`` None) or
+    of level ``key`` with time < ``t`` or, ``reopening``, >= ``t``.
+
+    Like a cut, a drop is bookkeeping that readers apply, so that it is atomic with the rest
+    of the batch; its points are deleted later (``InfluxDBStorage._trim``) and the drop then
+    forgotten. Raw drops are kept in the raw part of the store as ``[t, batch, dirty]``, level
+    drops in the level part as ``[key, reopening, t, batch, dirty]``, so that clearing either
+    part forgets them with the epoch they apply to. An older drop that the new one covers
+    (same kind, a range at least as wide) is forgotten at once: the new one hides all it did.
+    ``dirty`` (see :func:`mark_dirty`) starts as whether the batch's own rows of that kind,
+    spanning ``writes`` (µs, inclusive), fall in the range."""
+    if key is None:
+        kept = [drop for drop in store["raw"].get("drop", []) if drop[0] > t]
+        store["raw"]["drop"] = kept + [[int(t), int(batch), int(_inside(t, False, writes))]]
+        return
+    kept = [drop for drop in store["lv"].get("drop", [])
+            if drop[0] != key or bool(drop[1]) != reopening
+            or (drop[2] < t if reopening else drop[2] > t)]
+    store["lv"]["drop"] = kept + [[key, int(reopening), int(t), int(batch),
+                                   int(_inside(t, reopening, writes))]]
+
+
+def mark_dirty(store: dict, key: str | None, writes: tuple[int, int]) -> None:
+    """A batch writes rows of the raw part (``key`` None) or of level ``key`` spanning
+    ``writes``: the drops whose range that touches are *dirty*, their range now holds points
+    to keep, so deleting their points must look at each (a clean drop deletes its whole time
+    range at once)."""
+    if key is None:
+        for drop in store["raw"].get("drop", []):
+            if _inside(drop[0], False, writes):
+                drop[2] = 1
+        return
+    for drop in store["lv"].get("drop", []):
+        if drop[0] == key and _inside(drop[2], bool(drop[1]), writes):
+            drop[4] = 1
+
+
+def _inside(t: int, reopening: bool, writes: tuple[int, int] | None) -> bool:
+    """Whether rows spanning ``writes`` reach a drop's range (>= t, or < t)."""
+    if writes is None:
+        return False
+    return writes[1] >= t if reopening else writes[0] < t
+
+
 def _alive(con: Any) -> bool:
     """Whether ``con`` can run a statement, probed with ``SELECT 1``: after a server restart a
     connection looks open until a statement fails, and that must not be a commit's first."""
@@ -175,8 +224,11 @@ class View:
         return mask
 
     def raw_visible(self, batches: np.ndarray, t_us: np.ndarray) -> np.ndarray:
-        """``visible`` minus the raw points hidden by the stream's cuts (see add_cut)."""
+        """``visible`` minus the raw points hidden by the stream's cuts (see add_cut) and
+        drops (see add_drop)."""
         mask = self.visible(batches)
+        for t, batch, _ in self.store["raw"].get("drop", []):
+            mask &= (t_us >= t) | (batches >= batch)
         cuts = self.store["raw"].get("cut")
         if cuts:
             cut_t = np.array([c[0] for c in cuts], dtype=np.int64)
@@ -185,6 +237,19 @@ class View:
             limit = np.where(index >= 0, cut_b[np.maximum(index, 0)], np.iinfo(np.int64).min)
             mask &= batches >= limit
         return mask
+
+    def level_visible(self, level_key: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Which points of a level are visible, given their batches and times: ``visible``
+        minus the points the level's drops hide (see add_drop)."""
+        drops = [drop for drop in self.store["lv"].get("drop", []) if drop[0] == level_key]
+
+        def visible(batches: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+            mask = self.visible(batches)
+            for _, reopening, t, batch, _ in drops:
+                mask &= ((t_us < t) if reopening else (t_us >= t)) | (batches >= batch)
+            return mask
+
+        return visible
 
 
 class PgMetadata:
@@ -389,6 +454,7 @@ class PgMetadata:
         cur.execute("DELETE FROM datastream_streams WHERE stream_id = ANY(%s)", [ids])
         cur.execute("DELETE FROM datastream_locks WHERE stream_id = ANY(%s)", [ids])
         cur.execute("DELETE FROM datastream_pending WHERE stream_ids <@ %s::text[]", [ids])
+        cur.execute("DELETE FROM datastream_trims WHERE stream_id = ANY(%s)", [ids])
         cur.execute("INSERT INTO datastream_garbage (stream_id, epoch)"
                     " SELECT unnest(%s::text[]), NULL", [ids])
 
@@ -546,6 +612,41 @@ class PgMetadata:
         """(id, stream id, epoch or None for every epoch) of recorded garbage series."""
         return self._fetch("SELECT id, stream_id, epoch FROM datastream_garbage"
                            " ORDER BY id LIMIT %s", [limit])
+
+    @staticmethod
+    def _note_trims(cur: Any, stream_ids: list[str]) -> None:
+        """Record streams whose new drops leave points to delete (``datastream_trims``)."""
+        if stream_ids:
+            cur.execute("INSERT INTO datastream_trims SELECT unnest(%s::text[])"
+                        " ON CONFLICT DO NOTHING", [stream_ids])
+
+    def _trims(self, limit: int) -> list[str]:
+        return [row[0] for row in self._fetch(
+            "SELECT stream_id FROM datastream_trims ORDER BY stream_id LIMIT %s", [limit])]
+
+    @staticmethod
+    def _lock_for_trim(cur: Any, stream_id: str) -> tuple[View | None, bool]:
+        """In the caller's transaction: the view of a stream to trim, its row locked (None
+        when the stream is gone or a commit holds it), and whether it is gone. A commit on the
+        stream waits until the trim is over, so no point is written under it meanwhile."""
+        cur.execute("SELECT s.store, b.last, ARRAY(SELECT p.batch FROM datastream_pending p"
+                    " WHERE p.stream_ids @> ARRAY[s.stream_id]) FROM datastream_streams s,"
+                    " datastream_batches b WHERE s.stream_id = %s AND b.id = 1"
+                    " FOR UPDATE OF s SKIP LOCKED", [stream_id])
+        row = cur.fetchone()
+        if row is not None:
+            return View(row[0], row[1], row[2]), False
+        cur.execute("SELECT 1 FROM datastream_streams WHERE stream_id = %s", [stream_id])
+        return None, cur.fetchone() is None
+
+    @staticmethod
+    def _trimmed(cur: Any, stream_id: str, store: dict | None) -> None:
+        """The stream's drops are done: save its store without them (the version stays: no
+        visible row changed) and forget the trim."""
+        if store is not None:
+            cur.execute("UPDATE datastream_streams SET store = %s::jsonb WHERE stream_id = %s",
+                        [dumps(store), stream_id])
+        cur.execute("DELETE FROM datastream_trims WHERE stream_id = %s", [stream_id])
 
     def _garbage_dropped(self, row_id: int) -> None:
         with self._transaction() as cur:

@@ -63,8 +63,7 @@ MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
 ROWS_PER_CHUNK = 5_000
 
 Occupied = Callable[[str, str, int, np.ndarray], np.ndarray]
-Visible = Callable[[np.ndarray], np.ndarray]
-RawVisible = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Visible = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 # -- rows given to a commit --------------------------------------------------------------------
@@ -318,14 +317,16 @@ def ordinal_window(times: np.ndarray) -> tuple[int, int]:
 
 
 def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
-           lo_ns: int, hi_ns: int, fields: list[str] = ()) -> tuple[dict[str, Any], int]:
+           lo_ns: int, hi_ns: int, fields: list[str] = (),
+           limit: int | None = None) -> tuple[dict[str, Any], int]:
     """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns by stored name:
     ``time``, the batch field, the ``_ord`` tag (and for raw points the batch tag) and every
     stored field of the given encoded column names (plain, decimal and special-float fields,
     matched by one regular expression), each a list or, for the times, an int64 array.
     InfluxDB returns the points holding at least one of the selected fields: raw points
     whose batch is a tag are found by their value fields (or, without any, by the field).
-    Values travel as bound parameters; the time range is always explicit."""
+    Values travel as bound parameters; the time range is always explicit. With ``limit``,
+    only the first points by time (over all the stream's series)."""
     batch = batch_field(measurement)
     selected = [lp.quote_identifier(batch)]
     if fields:
@@ -338,6 +339,8 @@ def select(client: InfluxDBClient, database: str, measurement: str, sid: str, ep
         f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
         " $epoch AND time >= $lo AND time <= $hi"
     )
+    if limit is not None:
+        statement += f" ORDER BY time ASC LIMIT {int(limit)}"
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
     parts: list[tuple[list[str], list]] = []
     for series in query(client, database, statement, bind):
@@ -430,6 +433,57 @@ def drop_series(client: InfluxDBClient, sid: str, epoch: int | None) -> None:
     client.query(f"DROP SERIES WHERE {condition}", bind_params=bind, method="POST")
 
 
+DELETES_PER_REQUEST = 100  # InfluxQL statements per request (joined by ";", sent in the URL)
+
+
+def delete_statement(measurement: str, epoch: int, lo_ns: int, hi_ns: int,
+                     ordinal_high: int | None = None) -> str:
+    """InfluxQL deleting the points of one stream epoch with ``lo_ns <= time <= hi_ns`` (with
+    ``ordinal_high``, only those whose ``_ord`` tag is that: a missing tag is 0); the stream
+    id is the bound parameter ``$sid`` (see :func:`delete`)."""
+    condition = (f"{lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)}"
+                 f" = '{int(epoch)}'")
+    if ordinal_high is not None:
+        tag = str(int(ordinal_high)) if ordinal_high else ""
+        condition += f" AND {lp.quote_identifier(ORD_TAG)} = '{tag}'"
+    return (f"DELETE FROM {lp.quote_identifier(measurement)} WHERE {condition}"
+            f" AND time >= {int(lo_ns)} AND time <= {int(hi_ns)}")
+
+
+def delete(client: InfluxDBClient, statements: list[str], sid: str) -> None:
+    """Run :func:`delete_statement` statements of one stream, several per request."""
+    for start in range(0, len(statements), DELETES_PER_REQUEST):
+        client.query("; ".join(statements[start:start + DELETES_PER_REQUEST]),
+                     bind_params={"sid": lp.encode_name(sid)}, method="POST")
+
+
+def hidden_runs(measurement: str, epoch: int, columns: dict[str, Any],
+                visible: Visible) -> list[str]:
+    """Statements deleting the queried points that ``visible(batches, times)`` hides and no
+    other: per ``_ord`` series, each run of hidden points between visible ones is one time
+    range (a point's identity is its series and time, so none of the visible is touched)."""
+    t_ns = np.asarray(columns["time"], dtype=np.int64)
+    t_us, _ = _positions(columns)
+    if measurement == RAW_MEASUREMENT:
+        batches, _ = _batches_and_kinds(columns)
+    else:
+        batches = np.array(columns[BATCH_FIELD], dtype=np.int64)
+    keep = visible(batches, t_us)
+    high = columns.get(ORD_TAG)
+    groups = (np.zeros(len(t_ns), dtype=np.int64) if high is None else
+              pc.fill_null(pc.cast(pa.array(high, pa.string()), pa.int64()), 0).to_numpy())
+    order = np.lexsort((keep, t_ns, groups))  # visible last among equal times: it wins
+    t_ns, groups, keep = t_ns[order], groups[order], keep[order]
+    last = np.r_[(t_ns[1:] != t_ns[:-1]) | (groups[1:] != groups[:-1]), True]
+    t_ns, groups, hidden = t_ns[last], groups[last], ~keep[last]
+    # a run starts at a hidden point after a visible one or another series, and ends likewise
+    before = np.r_[True, ~hidden[:-1] | (groups[1:] != groups[:-1])]
+    after = np.r_[~hidden[1:] | (groups[1:] != groups[:-1]), True]
+    starts, ends = np.flatnonzero(hidden & before), np.flatnonzero(hidden & after)
+    return [delete_statement(measurement, epoch, int(t_ns[a]), int(t_ns[b]), int(groups[a]))
+            for a, b in zip(starts.tolist(), ends.tolist())]
+
+
 # -- decoding ----------------------------------------------------------------------------------
 
 def _positions(columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
@@ -517,7 +571,14 @@ def _batches_and_kinds(columns: dict[str, Any]) -> tuple[np.ndarray, pa.Array]:
     return packed >> KIND_BITS, kinds.cast(pa.int8())
 
 
-def raw_table(columns: dict[str, Any], count: int, visible: RawVisible,
+def visible_raw_times(columns: dict[str, Any], visible: Visible) -> np.ndarray:
+    """The times (µs) of the queried raw points that are ``visible(batches, times)``."""
+    t_us, _ = _positions(columns)
+    batches, _ = _batches_and_kinds(columns)
+    return t_us[visible(batches, t_us)]
+
+
+def raw_table(columns: dict[str, Any], count: int, visible: Visible,
               reverse: bool = False) -> pa.Table:
     """Queried raw points that are ``visible(batches, times)``, as RAW_SCHEMA in time and
     insertion order (or reversed time, still in insertion order within a microsecond)."""
@@ -534,11 +595,11 @@ def raw_table(columns: dict[str, Any], count: int, visible: RawVisible,
 
 def level_table(columns: dict[str, Any], count: int, schema: pa.Schema,
                 visible: Visible) -> pa.Table:
-    """Queried level points as ``schema``: per time, among the ``visible`` versions of the
-    row, the one of the latest batch."""
+    """Queried level points as ``schema``: per time, among the versions of the row that are
+    ``visible(batches, times)``, the one of the latest batch."""
     t_us, _ = _positions(columns)
     batches = np.array(columns[BATCH_FIELD], dtype=np.int64)
-    rows = np.flatnonzero(visible(batches))
+    rows = np.flatnonzero(visible(batches, t_us))
     rows = rows[np.lexsort((batches[rows], t_us[rows]))]
     # the last version per time; no visible rows at all (a killed writer's uncommitted batch)
     # must give an empty table, so the "last" mask is built only over rows that exist

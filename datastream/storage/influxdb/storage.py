@@ -58,6 +58,19 @@ merged into one, and the batch that merges them writes again the visible points 
 would hide (see ``_cut_starts``), so a stream re-derived over and over from late points pays
 with a copy of its recent points now and then, never with unbounded bookkeeping.
 
+Drops by time (``WriteBatch.drop_raw_before`` / ``drop_levels_before`` / ``drop_levels_from``)
+cannot delete in the commit either. Each adds a drop ``(t, b)`` to the raw or level part of the
+stream's bookkeeping (``metadata.add_drop``): points of batches before ``b`` below ``t`` (or, for
+a level reopened from ``t``, at or after it) are invisible to readers from the commit on, and
+the stream is noted in ``datastream_trims``. After the commit (and after later ones while
+InfluxDB cannot be reached) the collector deletes the hidden points with InfluxQL ``DELETE``
+and forgets the drops. It holds the stream's row lock meanwhile, so no commit writes points
+where it deletes: a drop whose range no later batch wrote into goes as one time range; one
+whose range holds points written since (the reopened range written again in the same batch,
+late points below a retention time) is read first and only its hidden points are deleted, as
+runs between the visible ones. So disk use levels off under retention, and a failed deletion
+hides nothing it should not.
+
 Operating notes: every stream is one InfluxDB tag value, so servers with more than 100,000
 streams need ``max-values-per-tag = 0`` (and ``max-series-per-database`` above the number of
 streams times levels). The same holds for the raw batch tag ``_b``: each commit writing at
@@ -86,7 +99,7 @@ from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from ... import exceptions
 from ... import tags as tag_rules
-from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch
+from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch, drop_time, level_drops
 from ..recent import RecentRaw
 from . import points
 from .metadata import (
@@ -99,8 +112,10 @@ from .metadata import (
     StreamIdTaken,
     View,
     add_cut,
+    add_drop,
     clear,
     dumps,
+    mark_dirty,
     new_store,
     rollback,
 )
@@ -109,6 +124,8 @@ from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
+FIRST_POINTS = 64  # points first_raw_time reads at first
+TRIMS_PER_ROUND = 20  # streams whose dropped points are deleted after one commit
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
 RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see ..recent): ~30 bytes each at most
@@ -239,6 +256,7 @@ class InfluxDBStorage(PgMetadata, Storage):
             per_stream = {sid: rows for sid, rows in per_stream.items() if sid not in gone}
             if per_stream:
                 levels[key] = (schema, per_stream)
+        drops = _drops(batch, gone)
         touched = sorted(batch.touched() - created - gone)  # each moves one version on
         ids = sorted((set(touched) | set(batch.expect) | gone) - created)
         con = self._connection(probe=True)
@@ -277,6 +295,8 @@ class InfluxDBStorage(PgMetadata, Storage):
                     self._write(lines)
                 for sid, start in cuts.items():
                     add_cut(stores[sid]["raw"], start, attempt)
+                trims = _record_drops(drops, stores, raw, levels, attempt)
+                self._note_trims(cur, trims)
                 self._end_attempt(cur, attempt)
                 updates = []
                 for sid in sorted(set(touched) | created):
@@ -305,8 +325,8 @@ class InfluxDBStorage(PgMetadata, Storage):
         # the batch is stored: from here on nothing may raise
         self._schemas.update(schemas)
         self._remember_raw(rows, stores, created, touched, deleted, raw, tails,
-                           set(truncate) | set(cuts))
-        self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted)
+                           set(truncate) | set(cuts) | set(batch.drop_raw_before))
+        self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted) or bool(trims)
 
     def _remember_raw(self, rows: dict[str, Stored], stores: dict,
                       created: set[str], touched: list[str], deleted: list[str],
@@ -386,9 +406,9 @@ class InfluxDBStorage(PgMetadata, Storage):
 
     # -- reading ---------------------------------------------------------------------------
     def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int, hi_ns: int,
-                fields: list[str] = ()) -> tuple[dict[str, list], int]:
+                fields: list[str] = (), limit: int | None = None) -> tuple[dict[str, list], int]:
         return points.select(self._influx(), self._database, measurement, sid, epoch,
-                             lo_ns, hi_ns, fields)
+                             lo_ns, hi_ns, fields, limit)
 
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
@@ -408,6 +428,29 @@ class InfluxDBStorage(PgMetadata, Storage):
             return RAW_SCHEMA.empty_table()
         return points.raw_table(columns, count, view.raw_visible, reverse)
 
+    def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
+        """The first points by time from ``start_us`` on: FIRST_POINTS of them, four times as
+        many each next round (from the last microsecond read, which may hold more), until a
+        visible one shows up or none is left."""
+        with self._lock, _reachable(f"reading raw rows of stream {stream_id!r}"):
+            view = self._view(stream_id)[0] if isinstance(stream_id, str) else None
+            found = points.bounds(start_us, None)
+            if view is None or found is None:
+                return None
+            (low, high), limit = found, FIRST_POINTS
+            while True:
+                columns, count = self._select(RAW_MEASUREMENT, stream_id, view.store["raw"]["e"],
+                                              low, high, fields=points.stored_fields(RAW_SCHEMA),
+                                              limit=limit)
+                if not count:
+                    return None
+                shown = points.visible_raw_times(columns, view.raw_visible)
+                if len(shown):
+                    return int(shown.min())
+                if count < limit:
+                    return None
+                low, limit = max(low, int(columns["time"].max()) // 1000 * 1000), limit * 4
+
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
@@ -423,7 +466,7 @@ class InfluxDBStorage(PgMetadata, Storage):
                                           fields=points.stored_fields(schema))
             if not count:
                 return schema.empty_table()
-        return points.level_table(columns, count, schema, view.visible)
+        return points.level_table(columns, count, schema, view.level_visible(level_key))
 
     # -- coordination ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -457,17 +500,103 @@ class InfluxDBStorage(PgMetadata, Storage):
 
     # -- garbage ---------------------------------------------------------------------------
     def _collect_garbage(self) -> None:
-        """Drop the InfluxDB series of deleted streams and of replaced epochs. Best effort and
-        never raising (it runs after commits): whatever fails stays recorded and is retried
-        after a later commit."""
+        """Drop the InfluxDB series of deleted streams and of replaced epochs, and delete the
+        points that drops by time hide. Best effort and never raising (it runs after commits):
+        whatever fails stays recorded and is retried after a later commit."""
         try:
             rows = self._garbage(GARBAGE_PER_ROUND)
             for row_id, sid, epoch in rows:
                 points.drop_series(self._influx(), sid, epoch)
                 self._garbage_dropped(row_id)
-            self._garbage_due = len(rows) == GARBAGE_PER_ROUND
+            trims = self._trims(TRIMS_PER_ROUND)
+            done = [self._trim(sid) for sid in trims]
+            self._garbage_due = (len(rows) == GARBAGE_PER_ROUND or len(trims) == TRIMS_PER_ROUND
+                                 or not all(done))
         except Exception:  # anything at all: the batch is already stored
             self._garbage_due = True
+
+    def _trim(self, stream_id: str) -> bool:
+        """Delete the points one stream's drops hide, then forget the drops (module
+        docstring); False when a commit holds the stream (tried again later). The stream's
+        row stays locked meanwhile, so no commit writes a point where points are deleted."""
+        with self._transaction() as cur:
+            view, gone = self._lock_for_trim(cur, stream_id)
+            if view is None:
+                if gone:
+                    self._trimmed(cur, stream_id, None)
+                return gone
+            store = view.store
+            statements = []
+            for t, _, dirty in store["raw"].get("drop", []):
+                statements += self._deletions(RAW_MEASUREMENT, stream_id, store["raw"]["e"],
+                                              False, t, view.raw_visible if dirty else None)
+            for key, reopening, t, _, dirty in store["lv"].get("drop", []):
+                statements += self._deletions(points.level_measurement(key), stream_id,
+                                              store["lv"]["e"], bool(reopening), t,
+                                              view.level_visible(key) if dirty else None)
+            points.delete(self._influx(), statements, stream_id)
+            store["raw"].pop("drop", None)
+            store["lv"].pop("drop", None)
+            self._trimmed(cur, stream_id, store)
+        return True
+
+    def _deletions(self, measurement: str, stream_id: str, epoch: int, reopening: bool,
+                   t: int, visible: points.Visible | None) -> list[str]:
+        """InfluxQL DELETE statements of one drop's hidden points: its whole time range when no
+        later batch wrote there (``visible`` None), else the runs of hidden points between the
+        visible ones, read for that."""
+        found = points.bounds(t, None) if reopening else points.bounds(None, t)
+        if found is None:
+            return []
+        if visible is None:
+            return [points.delete_statement(measurement, epoch, *found)]
+        fields = points.stored_fields(RAW_SCHEMA) if measurement == RAW_MEASUREMENT else ()
+        columns, count = self._select(measurement, stream_id, epoch, *found, fields=fields)
+        if not count:
+            return []
+        return points.hidden_runs(measurement, epoch, columns, visible)
+
+
+def _drops(batch: WriteBatch, gone: set[str]) -> list[tuple[str, str | None, bool, int]]:
+    """The batch's drops by time as ``(stream id, level key or None for raw, reopening, t)``,
+    checked before anything is written. A stream the batch deletes, or whose part it clears,
+    has nothing left to drop."""
+    drops = []
+    for sid, t in batch.drop_raw_before.items():
+        t = drop_time(t, "drop_raw_before")
+        if sid not in gone and sid not in batch.clear_raw:
+            drops.append((sid, None, False, t))
+    for what, reopening in (("drop_levels_before", False), ("drop_levels_from", True)):
+        for key, sid, t in level_drops(getattr(batch, what), what):
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"{what}: invalid level key {key!r}")
+            if sid not in gone and sid not in batch.clear_levels:
+                drops.append((sid, key, reopening, t))
+    return drops
+
+
+def _record_drops(drops: list[tuple[str, str | None, bool, int]], stores: dict[str, dict],
+                  raw: dict[str, pa.Table], levels: dict[str, tuple],
+                  attempt: int) -> list[str]:
+    """Record the drops in the stores the commit saves (see ``metadata.add_drop``), after
+    marking the older drops the batch's own rows write into; returns the streams given new
+    drops (their points are to be deleted after the commit)."""
+    spans = {(sid, None): _span(table) for sid, table in raw.items()}
+    for key, (_, per_stream) in levels.items():
+        spans.update({(sid, key): _span(table) for sid, table in per_stream.items()})
+    for (sid, key), span in spans.items():
+        if span is not None and sid in stores:
+            mark_dirty(stores[sid], key, span)
+    for sid, key, reopening, t in drops:
+        add_drop(stores[sid], key, reopening, t, attempt, spans.get((sid, key)))
+    return sorted({sid for sid, *_ in drops})
+
+
+def _span(table: pa.Table) -> tuple[int, int] | None:
+    if not table.num_rows:
+        return None
+    t = table.column("t")
+    return int(pc.min(t).as_py()), int(pc.max(t).as_py())
 
 
 def _names(batch: WriteBatch) -> list[str]:

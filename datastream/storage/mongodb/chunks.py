@@ -45,6 +45,11 @@ gone". Readers drop those rows while decoding (:func:`decode`), chunks a cut hid
 are not fetched (:func:`visible_condition`) and are deleted later by the collector, and only
 the cuts on the Pareto frontier (:func:`frontier`) are worth keeping. A cut never hides rows of
 the batch that made it: they carry its own ``q``.
+
+Dropping rows before a time (``WriteBatch.drop_raw_before``, retention) works the same way in
+the other direction: a *floor* ``(t, q)`` hides the rows of chunks written before ``q`` with
+time ``< t``. The chunks it hides completely are deleted by the collector; a chunk straddling
+``t`` stays until a later floor hides it completely, its hidden rows dropped while decoding.
 """
 
 from __future__ import annotations
@@ -91,16 +96,54 @@ def frontier(cuts: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return kept
 
 
-def visible_condition(cuts: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """A filter excluding chunks that some cut hides completely (none: no condition)."""
-    if not cuts:
-        return {}
-    return {"$nor": [hidden_by(t, q) for t, q in cuts]}
+def floor_frontier(floors: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The floors no other floor makes redundant: ``(t, q)`` hides everything ``(t2, q2)``
+    does when ``t >= t2`` and ``q >= q2``. Ordered by q descending (so t ascends)."""
+    kept: list[tuple[int, int]] = []
+    for t, q in sorted(set(floors), key=lambda floor: (-floor[1], -floor[0])):
+        if not kept or t > kept[-1][0]:
+            kept.append((t, q))
+    return kept
+
+
+def visible_condition(
+    cuts: Sequence[tuple[int, int]], floors: Sequence[tuple[int, int]] = ()
+) -> dict[str, Any]:
+    """A filter excluding chunks that some cut or floor hides completely (none: no
+    condition)."""
+    hidden = [hidden_by(t, q) for t, q in cuts] + [hidden_below(t, q) for t, q in floors]
+    return {"$nor": hidden} if hidden else {}
 
 
 def hidden_by(t: int, q: int) -> dict[str, Any]:
     """The chunks one cut hides completely."""
     return {"q": {"$lt": int(q)}, "t0": {"$gte": int(t)}}
+
+
+def hidden_below(t: int, q: int) -> dict[str, Any]:
+    """The chunks one floor hides completely."""
+    return {"q": {"$lt": int(q)}, "t1": {"$lt": int(t)}}
+
+
+def partly_below(t: int, q: int) -> dict[str, Any]:
+    """The chunks holding rows one floor hides (completely or not)."""
+    return {"q": {"$lt": int(q)}, "t0": {"$lt": int(t)}}
+
+
+def visible_rows(chunks: list[dict[str, Any]], t: np.ndarray,
+                 cuts: Sequence[tuple[int, int]],
+                 floors: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Which rows (times ``t`` of ``chunks`` decoded in order) no cut or floor hides."""
+    keep = np.ones(len(t), dtype=bool)
+    if not cuts and not floors:
+        return keep
+    counts = np.array([doc["n"] for doc in chunks], dtype=np.int64)
+    seq = np.repeat(np.array([doc["q"] for doc in chunks], dtype=np.int64), counts)
+    for cut_t, cut_q in cuts:
+        keep &= (seq >= cut_q) | (t < cut_t)
+    for floor_t, floor_q in floors:
+        keep &= (seq >= floor_q) | (t >= floor_t)
+    return keep
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -191,16 +234,17 @@ def decode(
     reverse: bool,
     cuts: Sequence[tuple[int, int]] = (),
     stream_id: str = "?",
+    floors: Sequence[tuple[int, int]] = (),
 ) -> pa.Table:
-    """Rows of the chunks inside [start, end) that no cut hides, by (t, q, position) or t
-    descending."""
+    """Rows of the chunks inside [start, end) that no cut or floor hides, by (t, q, position)
+    or t descending."""
     if not chunks:
         return RAW_SCHEMA.empty_table()
     chunks = sorted(chunks, key=lambda doc: (doc["t0"], doc["q"], doc["p"]))
     tables = [decode_chunk(doc, stream_id) for doc in chunks]
     table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
     t = table.column("t").to_numpy()
-    if not reverse and _sequential(chunks, cuts):
+    if not reverse and _sequential(chunks, cuts, floors):
         # In (t, q, position) order already and nothing cut: the range is one slice.
         low = 0 if start_us is None else int(np.searchsorted(t, start_us, "left"))
         high = len(t) if end_us is None else int(np.searchsorted(t, end_us, "left"))
@@ -210,10 +254,9 @@ def decode(
         keep &= t >= start_us
     if end_us is not None:
         keep &= t < end_us
+    keep &= visible_rows(chunks, t, cuts, floors)
     counts = np.array([doc["n"] for doc in chunks], dtype=np.int64)
     seq = np.repeat(np.array([doc["q"] for doc in chunks], dtype=np.int64), counts)
-    for cut_t, cut_q in cuts:
-        keep &= (seq >= cut_q) | (t < cut_t)
     # position in its write = row index - first row index of its chunk + the chunk's p
     first = np.cumsum(counts) - counts
     shift = np.array([doc["p"] for doc in chunks], dtype=np.int64) - first
@@ -228,14 +271,18 @@ def decode(
     return table.take(pa.array(rows))
 
 
-def _sequential(chunks: list[dict[str, Any]], cuts: Sequence[tuple[int, int]]) -> bool:
+def _sequential(chunks: list[dict[str, Any]], cuts: Sequence[tuple[int, int]],
+                floors: Sequence[tuple[int, int]] = ()) -> bool:
     """Whether chunks sorted by (t0, q, p) hold their rows in (t, q, position) order one after
-    the other (no time overlap, or a shared boundary time in write order), and no cut hides
-    any of their rows. Rows of one chunk are sorted by time, in write order among equal times;
-    chunks of one write (same q) never share positions."""
+    the other (no time overlap, or a shared boundary time in write order), and no cut or floor
+    hides any of their rows. Rows of one chunk are sorted by time, in write order among equal
+    times; chunks of one write (same q) never share positions."""
     for doc in chunks:
         for cut_t, cut_q in cuts:
             if doc["q"] < cut_q and doc["t1"] >= cut_t:
+                return False
+        for floor_t, floor_q in floors:
+            if doc["q"] < floor_q and doc["t0"] < floor_t:
                 return False
     for before, after in zip(chunks, chunks[1:]):
         if before["t1"] > after["t0"] or (

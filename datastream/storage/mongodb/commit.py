@@ -3,7 +3,8 @@
 Every row carries the writing batch id ``b`` and the stream's write sequence number ``q``
 (``_b``/``_q`` in level rows). A stream document holds ``v`` (its version), ``w`` with ``seq``
 (last reserved number), ``open`` (batches in flight: ``{b, at}``), ``raw_floor``/``level_floor``
-(rows below are cleared), ``cuts`` (truncations, see :mod:`.chunks`) and ``gc`` (bumped
+(rows below are cleared), ``cuts`` (truncations, see :mod:`.chunks`), ``drops`` (drops by
+time not yet collected, see :mod:`.protocol`) and ``gc`` (bumped
 before rows that old readers may still see are deleted); while a batch creates it, ``new`` (that
 batch), and once a batch deleted it, ``gone``.
 
@@ -16,14 +17,15 @@ batch), and once a batch deleted it, ``gone``.
    ``{_id: b, state: 'committed', streams: [parts]}`` into ``batches``
    (parts: :mod:`.protocol`).
 4. Flip each stream: one update that pulls ``b`` from ``w.open`` and applies the part: meta
-   update, floors, cut, ``$inc v`` (or, for a created stream, ``$unset new``; for a deleted
-   one, ``gone``); when fenced, the lock lease too. Then, outside the commit, rows the batch
-   made unreachable are collected and deleted streams physically removed; failures there only
-   warn (recover() finishes them).
+   update, floors, cut, drops by time, ``$inc v`` (or, for a created stream, ``$unset new``;
+   for a deleted one, ``gone``); when fenced, the lock lease too. Then, outside the commit,
+   rows the batch made unreachable are collected and deleted streams physically removed;
+   failures there only warn (recover() finishes them).
 
 Readers see rows with ``floor <= q <= seq`` whose batch is not open, or open but journalled as
-committed, minus what cuts hide; records the same way (a journalled batch counts as applied
-before its flip: meta, version, creation, deletion), so nothing lags behind anything else.
+committed, minus what cuts and drops hide; records the same way (a journalled batch counts as
+applied before its flip: meta, version, creation, deletion), so nothing lags behind anything
+else.
 
 Versions: ``v`` counts flips and ``set_tags`` calls; the logical version adds one per batch
 journalled as committed and not yet flipped on the stream. A reservation conditional on the
@@ -87,6 +89,7 @@ class Plan:
     clear_raw: set[str]
     clear_levels: set[str]
     truncate: dict[str, int] = dataclasses.field(default_factory=dict)
+    drops: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     expect: dict[str, int] = dataclasses.field(default_factory=dict)
     create: dict[str, Creation] = dataclasses.field(default_factory=dict)
     delete: set[str] = dataclasses.field(default_factory=set)
@@ -248,6 +251,8 @@ class Commit:
             part["cut"] = {"t": plan.truncate[sid], "q": seq}
         if sid in plan.clear_levels:
             part["level_floor"] = seq
+        if plan.drops.get(sid):
+            part["drops"] = [{**drop, "q": seq} for drop in plan.drops[sid]]
         return part
 
     def _fence(self, sid: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,10 +4,19 @@ journalled as committed is rolled forward on a stream by whoever meets it first,
 collected without pulling them from under a reader, and recovery after crashed writers.
 
 A *part* is what one batch does to one stream (stored in the journal for multi-stream
-batches): ``{sid, ops, role, raw_floor?, level_floor?, cut?}``. ``ops`` are the meta update
-operators (:mod:`.meta`); ``role`` is None for an existing stream, ``'new'`` for a stream
-the batch creates and ``'delete'`` for one it deletes; ``cut`` is ``{t, q}`` (see
-:mod:`.chunks`). :func:`flip_update` turns a part into the one update that applies it.
+batches): ``{sid, ops, role, raw_floor?, level_floor?, cut?, drops?}``. ``ops`` are the meta
+update operators (:mod:`.meta`); ``role`` is None for an existing stream, ``'new'`` for a
+stream the batch creates and ``'delete'`` for one it deletes; ``cut`` is ``{t, q}`` (see
+:mod:`.chunks`); ``drops`` are the batch's drops by time, ``{k, f, t, q}`` each: rows of
+level ``k`` (None: raw rows) written before ``q`` with time ``>= t`` (``f`` true, a level
+reopened from ``t``) or ``< t`` (``f`` false, retention) are gone. :func:`flip_update` turns
+a part into the one update that applies it.
+
+Drops by time are kept in the stream's ``w.drops`` and applied by readers (:class:`Snapshot`)
+from the flip on; the collector then deletes the rows they hide completely and forgets the
+drops that hide nothing any more. A drop stays applied until its rows are gone, so a crash
+between the flip and the collection leaves nothing visible, and whoever flips, recovers or
+drops rows of that stream next collects again (:meth:`CommitProtocol._collect_drops`).
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ LIVE: dict[str, Any] = {"new": {"$exists": False}, "gone": {"$exists": False}}
 @dataclasses.dataclass
 class Snapshot:
     """What one reader may see of a stream: rows with ``floor <= q <= seq`` whose batch is not
-    in ``hidden`` and that no cut hides; ``gc`` tells whether rows were collected meanwhile."""
+    in ``hidden`` and that no cut or drop hides; ``gc`` tells whether rows were collected
+    meanwhile."""
 
     seq: int
     hidden: list[Any]
@@ -42,6 +52,27 @@ class Snapshot:
     level_floor: int
     gc: int
     cuts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    drops: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    floors: list[tuple[int, int]] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        # the drops of raw rows before a time, as the floors of :mod:`.chunks`
+        self.floors = mongo_chunks.floor_frontier(
+            [(d["t"], d["q"]) for d in self.drops if d["k"] is None])
+
+    def level_hidden(self, level_key: str) -> list[dict[str, Any]]:
+        """Filters of the level rows that drops hide (to exclude with ``$nor``)."""
+        return [level_drop_condition(d) for d in self.drops if d["k"] == level_key]
+
+
+def level_drop_condition(drop: dict[str, Any]) -> dict[str, Any]:
+    """The level rows one drop hides."""
+    return {"t": {"$gte" if drop["f"] else "$lt": drop["t"]}, "_q": {"$lt": drop["q"]}}
+
+
+def drop_key(drop: dict[str, Any]) -> dict[str, Any]:
+    """A drop as stored (fields in one order: ``$pull`` compares documents field by field)."""
+    return {"k": drop["k"], "f": bool(drop["f"]), "t": int(drop["t"]), "q": int(drop["q"])}
 
 
 def part_of(journal: dict[str, Any] | None, stream_id: str) -> dict[str, Any] | None:
@@ -72,8 +103,13 @@ def flip_update(batch_id: Any, part: dict[str, Any], extra_set: dict | None = No
         sets.update({"gone": batch_id, "qkey": f"released:{sid}"})
     if extra_set:
         sets.update(extra_set)
+    pushes: dict[str, Any] = {}
     if part.get("cut"):
-        update["$push"] = {"w.cuts": part["cut"]}
+        pushes["w.cuts"] = part["cut"]
+    if part.get("drops"):
+        pushes["w.drops"] = {"$each": [drop_key(drop) for drop in part["drops"]]}
+    if pushes:
+        update["$push"] = pushes
     for name, pairs in (("$set", sets), ("$max", maxes), ("$min", mins), ("$unset", unset)):
         if pairs:
             update[name] = pairs
@@ -142,6 +178,7 @@ class CommitProtocol:
             return None
         raw_floor, level_floor = w.get("raw_floor", 0), w.get("level_floor", 0)
         cuts = [(cut["t"], cut["q"]) for cut in w.get("cuts") or []]
+        drops = list(w.get("drops") or [])
         for batch_id in open_ids:
             part = part_of(journals.get(batch_id), stream_id)
             if part is None:
@@ -152,9 +189,10 @@ class CommitProtocol:
             level_floor = max(level_floor, part.get("level_floor") or 0)
             if part.get("cut"):
                 cuts.append((part["cut"]["t"], part["cut"]["q"]))
+            drops.extend(part.get("drops") or [])
         hidden = [b for b in open_ids if b not in journals]
         return Snapshot(w["seq"], hidden, raw_floor, level_floor, w.get("gc", 0),
-                        mongo_chunks.frontier(cuts))
+                        mongo_chunks.frontier(cuts), drops)
 
     def _consistent(self, stream_id: str, read: Callable[[Snapshot], list]) -> list:
         """Run ``read`` on a snapshot; repeat when rows it could see were collected meanwhile."""
@@ -199,6 +237,40 @@ class CommitProtocol:
         self._collect(stream_id, deletions)
         if part.get("cut"):
             self._compact_cuts(stream_id)
+        if part.get("drops"):
+            self._collect_drops(stream_id)
+
+    def _collect_drops(self, stream_id: str) -> None:
+        """Delete the rows the stream's drops by time hide completely (raw chunks below a
+        floor, level rows), then forget the drops that hide nothing any more (floors still
+        hiding part of a straddling chunk stay, unless a later floor covers them). Safe to
+        repeat at any time; forgetting waits until no batch is open (one reserved before a
+        drop could still write rows it hides)."""
+        doc = self._streams.find_one({"_id": stream_id}, {"w.drops": 1, "w.open": 1})
+        drops = [drop_key(d) for d in (doc or {}).get("w", {}).get("drops") or []]
+        if not drops:
+            return
+        floors = mongo_chunks.floor_frontier([(d["t"], d["q"]) for d in drops if d["k"] is None])
+        deletions: list[tuple[Any, dict[str, Any]]] = []
+        if floors:
+            deletions.append((self._raw, {"sid": stream_id, "$or": [
+                mongo_chunks.hidden_below(t, q) for t, q in floors]}))
+        written = set(self._level_keys())
+        for key in sorted({d["k"] for d in drops if d["k"] in written}):
+            deletions.append((self._level(key), {"stream_id": stream_id, "$or": [
+                level_drop_condition(d) for d in drops if d["k"] == key]}))
+        self._collect(stream_id, deletions)
+        if doc["w"].get("open"):
+            return
+        needed = [
+            (t, q) for t, q in floors
+            if self._raw.find_one({"sid": stream_id, **mongo_chunks.partly_below(t, q)},
+                                  {"_id": 1})
+        ]
+        dropped = [d for d in drops if d["k"] is not None or (d["t"], d["q"]) not in needed]
+        if dropped:
+            self._streams.update_one({"_id": stream_id, "w.open": {"$size": 0}},
+                                     {"$pull": {"w.drops": {"$in": dropped}}})
 
     def _compact_cuts(self, stream_id: str) -> None:
         """Delete the chunks cuts hide completely and keep only the cuts that still hide
@@ -311,12 +383,15 @@ class CommitProtocol:
 
     def recover(self) -> None:
         """Finish committed deletions and resolve batches left open by crashed writers (older
-        than ``commit_timeout``; committed ones are rolled forward whatever their age). Safe
-        to run at any time, from any process."""
+        than ``commit_timeout``; committed ones are rolled forward whatever their age), and
+        collect the rows that drops by time hide. Safe to run at any time, from any process."""
         for doc in list(self._streams.find({"gone": {"$exists": True}}, {"_id": 1})):
             self._delete_now([doc["_id"]])
         for doc in list(self._streams.find({"w.open.b": {"$exists": True}}, {"_id": 1})):
             self._settle_stream(doc["_id"], abort_stale=True)
+        for doc in list(self._streams.find({"w.drops": {"$exists": True, "$ne": []},
+                                            "gone": {"$exists": False}}, {"_id": 1})):
+            self._collect_drops(doc["_id"])
 
 
 def _record(doc: dict[str, Any], journals: dict[Any, dict[str, Any]]) -> StreamRecord | None:

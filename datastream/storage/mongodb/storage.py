@@ -74,7 +74,16 @@ from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
 from ... import exceptions
-from ..base import RAW_SCHEMA, RecordConflict, Storage, StreamExists, StreamRecord, WriteBatch
+from ..base import (
+    RAW_SCHEMA,
+    RecordConflict,
+    Storage,
+    StreamExists,
+    StreamRecord,
+    WriteBatch,
+    drop_time,
+    level_drops,
+)
 from . import chunks as mongo_chunks
 from . import levels as mongo_levels
 from . import meta as mongo_meta
@@ -326,29 +335,93 @@ class MongoDBStorage(CommitProtocol, Storage):
         empty = RAW_SCHEMA.empty_table()
         if not isinstance(stream_id, str) or _empty_range(start_us, end_us):
             return empty
-        cuts: list[tuple[int, int]] = []
+        seen: list[Snapshot] = []
 
         def read(snap: Snapshot) -> list[dict[str, Any]]:
-            cuts[:] = snap.cuts
+            seen[:] = [snap]
             return self._raw_chunks(stream_id, snap, start_us, end_us)
 
         with self._reachable(f"reading raw rows of stream {stream_id!r}"):
             chunks = self._consistent(stream_id, read)
         if not chunks:
             return empty
-        return mongo_chunks.decode(chunks, start_us, end_us, reverse, cuts, stream_id)
+        return mongo_chunks.decode(chunks, start_us, end_us, reverse, seen[0].cuts, stream_id,
+                                   seen[0].floors)
 
     def _raw_chunks(
-        self, stream_id: str, snap: Snapshot, start_us: int | None, end_us: int | None
+        self, stream_id: str, snap: Snapshot, start_us: int | None, end_us: int | None,
+        headers: bool = False,
     ) -> list[dict[str, Any]]:
-        condition: dict[str, Any] = {
-            "sid": stream_id, "q": {"$gte": snap.raw_floor, "$lte": snap.seq},
-        }
-        condition.update(mongo_chunks.time_condition(start_us, end_us))
-        if snap.hidden:
-            condition["b"] = {"$nin": snap.hidden}
-        condition.update(mongo_chunks.visible_condition(snap.cuts))
-        return list(self._raw.find(condition, {"sid": 0, "b": 0}))
+        """The visible chunks that may hold rows in the range (``headers``: without rows)."""
+        projection = {"sid": 0, "b": 0, "c": 0} if headers else {"sid": 0, "b": 0}
+        return list(self._raw.find(_raw_condition(stream_id, snap, start_us, end_us),
+                                   projection))
+
+    def count_raw(self, stream_id: str, start_us: int | None, end_us: int | None) -> int:
+        """Row counts from the chunk headers; only chunks straddling a bound of the range, a
+        cut or a drop are fetched and decoded."""
+        if not isinstance(stream_id, str) or _empty_range(start_us, end_us):
+            return 0
+
+        def count(snap: Snapshot) -> list[int]:
+            total, partial = 0, []
+            for doc in self._raw_chunks(stream_id, snap, start_us, end_us, headers=True):
+                if self._partial(doc, snap, start_us, end_us):
+                    partial.append(doc["_id"])
+                else:
+                    total += doc["n"]
+            if partial:
+                chunks = list(self._raw.find({"_id": {"$in": partial}}, {"sid": 0, "b": 0}))
+                total += mongo_chunks.decode(chunks, start_us, end_us, False, snap.cuts,
+                                             stream_id, snap.floors).num_rows
+            return [total]
+
+        with self._reachable(f"counting raw rows of stream {stream_id!r}"):
+            counted = self._consistent(stream_id, count)
+        return counted[0] if counted else 0
+
+    @staticmethod
+    def _partial(doc: dict[str, Any], snap: Snapshot, start_us: int | None,
+                 end_us: int | None) -> bool:
+        """Whether some rows of a visible chunk may be outside the range or hidden."""
+        if (start_us is not None and doc["t0"] < start_us) or (
+                end_us is not None and doc["t1"] >= end_us):
+            return True
+        return any(doc["q"] < q and doc["t1"] >= t for t, q in snap.cuts) or any(
+            doc["q"] < q and doc["t0"] < t for t, q in snap.floors)
+
+    def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
+        """Chunk headers in order of their last time: a chunk spans less than CHUNK_SPAN_US,
+        so once a chunk's last time is that far past the best first time found, no later
+        chunk can hold an earlier one. Only chunks straddling ``start_us``, a cut or a drop
+        are decoded."""
+        if not isinstance(stream_id, str):
+            return None
+
+        def first(snap: Snapshot) -> list[int]:
+            condition = _raw_condition(stream_id, snap, start_us, None)
+            best: int | None = None
+            for doc in self._raw.find(condition, {"c": 0, "sid": 0, "b": 0}).sort("t1", 1):
+                if best is not None and doc["t1"] - CHUNK_SPAN_US >= best:
+                    break
+                if best is not None and doc["t0"] >= best:
+                    continue
+                if not self._partial(doc, snap, start_us, None):
+                    best = doc["t0"]
+                    continue
+                chunk = self._raw.find_one({"_id": doc["_id"]}, {"sid": 0, "b": 0})
+                if chunk is None:
+                    continue  # collected meanwhile: _consistent reads again
+                rows = mongo_chunks.decode([chunk], start_us, None, False, snap.cuts,
+                                           stream_id, snap.floors)
+                if rows.num_rows:
+                    found = int(rows.column("t")[0].as_py())
+                    best = found if best is None else min(best, found)
+            return [] if best is None else [best]
+
+        with self._reachable(f"reading raw rows of stream {stream_id!r}"):
+            found = self._consistent(stream_id, first)
+        return found[0] if found else None
 
     def read_level(
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
@@ -387,6 +460,9 @@ class MongoDBStorage(CommitProtocol, Storage):
             condition["t"] = bounds
         if snap.hidden:
             condition["_b"] = {"$nin": snap.hidden}
+        dropped = snap.level_hidden(level_key)
+        if dropped:
+            condition["$nor"] = dropped
         return list(self._level(level_key).find(condition, {"_id": 0, "stream_id": 0, "_b": 0}))
 
     def _level_fields(self, level_key: str) -> list[tuple[str, str]] | None:
@@ -568,6 +644,20 @@ def _normal_numbers(value: Any) -> Any:
     return value
 
 
+def _raw_condition(stream_id: str, snap: Snapshot, start_us: int | None,
+                   end_us: int | None) -> dict[str, Any]:
+    """The filter of the chunks of a stream visible in a snapshot that may hold rows in
+    [start_us, end_us)."""
+    condition: dict[str, Any] = {
+        "sid": stream_id, "q": {"$gte": snap.raw_floor, "$lte": snap.seq},
+    }
+    condition.update(mongo_chunks.time_condition(start_us, end_us))
+    if snap.hidden:
+        condition["b"] = {"$nin": snap.hidden}
+    condition.update(mongo_chunks.visible_condition(snap.cuts, snap.floors))
+    return condition
+
+
 def _empty_range(start_us: int | None, end_us: int | None) -> bool:
     return start_us is not None and end_us is not None and start_us >= end_us
 
@@ -608,7 +698,9 @@ def _plan(batch: WriteBatch, creations: dict[str, Creation]) -> Plan:
         sid: int(t) for sid, t in batch.truncate_raw.items()
         if sid not in deleted and sid not in batch.clear_raw
     }
+    drops = _drops(batch, deleted)
     streams = set(raw) | set(ops) | set(batch.clear_raw) | set(batch.clear_levels) | set(truncate)
+    streams |= set(drops)
     for by_stream in levels.values():
         streams |= set(by_stream)
     streams = (streams - deleted) | set(creations) | deleted
@@ -619,11 +711,28 @@ def _plan(batch: WriteBatch, creations: dict[str, Creation]) -> Plan:
         sorted(streams), raw, levels, level_fields, ops,
         set(batch.clear_raw) - deleted, set(batch.clear_levels) - deleted,
         truncate=truncate,
+        drops=drops,
         expect={sid: int(version) for sid, version in batch.expect.items()
                 if sid not in creations},
         create=creations,
         delete=deleted - set(creations),
     )
+
+
+def _drops(batch: WriteBatch, deleted: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """The batch's drops by time per stream, ``{k, f, t}`` each (see :mod:`.protocol`);
+    none for streams the batch deletes, or whose rows of that kind it clears."""
+    drops: dict[str, list[dict[str, Any]]] = {}
+    for sid, t in batch.drop_raw_before.items():
+        t = drop_time(t, "drop_raw_before")
+        if sid not in deleted and sid not in batch.clear_raw:
+            drops.setdefault(sid, []).append({"k": None, "f": False, "t": t})
+    for what, reopening in (("drop_levels_before", False), ("drop_levels_from", True)):
+        for key, sid, t in level_drops(getattr(batch, what), what):
+            mongo_levels.check_key(key)
+            if sid not in deleted and sid not in batch.clear_levels:
+                drops.setdefault(sid, []).append({"k": key, "f": reopening, "t": t})
+    return drops
 
 
 def _creation(record: StreamRecord, query: dict[str, Any]) -> Creation:
