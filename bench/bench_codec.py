@@ -7,9 +7,12 @@ cut into chunks of 1k, 8k and 64k rows; a rate is the best of ``--repeat`` runs 
 in millions of rows per second (each row is a timestamp, a kind and a value), wall and CPU
 time (the machine is shared: a calibration loop shows how loaded it was). Then the six
 levels of the real cascade (``partials_from_raw`` at 10 s, ``combine_partials`` up to a day)
-over ``--days`` of 1 Hz data, in bytes per *raw* point; then the numba kernels against their
-numpy twins, and whole chunks of 16 to 16k rows through either (the codec takes the twins below
-``codec.NUMPY_BELOW`` rows): µs of CPU per chunk. Prints Markdown for bench/RESULTS.md.
+over ``--days`` of 1 Hz data, in bytes per *raw* point, each level chunk encoded afresh and as
+the embedded store encodes a stream's chunks in order (column choices remembered per level,
+``storage.level_plans``); then the numba kernels against their numpy twins, and whole chunks of
+16 to 16k rows through either (the codec takes the twins below ``codec.NUMPY_BELOW`` rows), and
+the 10 s level chunk encoded again and again with its remembered choices: µs of CPU per chunk.
+Prints Markdown for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ os.environ["NUMBA_NUM_THREADS"] = "1"  # must precede the numba import
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -33,6 +37,7 @@ from datastream.kernels import transforms  # noqa: E402
 from datastream.kernels.jit import readonly  # noqa: E402
 from datastream.storage import codec  # noqa: E402
 from datastream.storage.base import RAW_SCHEMA  # noqa: E402
+from datastream.storage.level_plans import LevelPlans  # noqa: E402
 
 SECOND = 1_000_000
 START = 1_577_836_800 * SECOND
@@ -164,6 +169,13 @@ def cascade(raw: pa.Table) -> list[pa.Table]:
     return rows
 
 
+def encode_with_plans(pieces: list[tuple[int, pa.Table]]) -> list[bytes]:
+    """Level chunks encoded in order as the embedded store does: the column choices
+    remembered per (stream, level) key, here one stream."""
+    plans = LevelPlans()
+    return [codec.encode_level(piece, plans, level) for level, piece in pieces]
+
+
 def level_section(days: int, repeat: int) -> None:
     n = days * 86_400
     regular = START + np.arange(n, dtype=np.int64) * SECOND
@@ -181,9 +193,9 @@ def level_section(days: int, repeat: int) -> None:
           "min, max, mean−min, M2, the time state), i.e. everything mean/min/max/std and the "
           "time downsamplers need; medians are not stored (null column).\n")
     print("| data | chunk rows | raw | 10 s | 1 min | 10 min | 1 h | 6 h | 1 d | "
-          "levels | raw + levels | level encode M rows/s wall / CPU | level decode M rows/s "
-          "wall / CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "levels | levels, plans | raw + levels | level encode M rows/s wall / CPU | "
+          "with plans | level decode M rows/s wall / CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (times, values) in series.items():
         raw = raw_table(times, kinds, f=pa.array(values))
         levels = cascade(raw)
@@ -197,9 +209,17 @@ def level_section(days: int, repeat: int) -> None:
                 level_rows += rows.num_rows
                 enc += e
                 dec += d
+            pieces = [(level, piece) for level, rows in enumerate(levels)
+                      for piece in chunks_of(rows, size)]
+            blobs = encode_with_plans(pieces)
+            for blob, (_, piece) in zip(blobs, pieces):  # correctness, outside the timing
+                assert codec.decode_level(blob).equals(piece)
+            planned = sum(map(len, blobs)) / n
+            enc_plans = best(lambda pieces=pieces: encode_with_plans(pieces), repeat)
             cells = " | ".join(f"{b:.3f}" for b in per_level)
             print(f"| {name} | {size:,} | {raw_bytes / n:.3f} | {cells} | {sum(per_level):.3f} "
-                  f"| {raw_bytes / n + sum(per_level):.3f} | {rate(level_rows, enc)} | "
+                  f"| {planned:.3f} | {raw_bytes / n + sum(per_level):.3f} | "
+                  f"{rate(level_rows, enc)} | {rate(level_rows, enc_plans)} | "
                   f"{rate(level_rows, dec)} |", flush=True)
     for name, (times, values) in series.items():
         tens = cascade(raw_table(times, kinds, f=pa.array(values)))[0]
@@ -275,13 +295,19 @@ def chunk_runs(table: pa.Table, encode, decode) -> dict[str, Callable[[], object
     return runs
 
 
+def encode_again(table: pa.Table, plans: LevelPlans) -> bytes:
+    """``table`` as the next chunk of one stream and level, through the numba kernels."""
+    codec.NUMPY_BELOW = 0
+    return codec.encode_level(table, plans, "stream")
+
+
 def path_section(repeat: int) -> None:
     """Whole chunks through the numba kernels and through their numpy twins."""
     rng = np.random.default_rng(5)
     print("### Small chunks: numba kernels or numpy twins (µs CPU per chunk, numba / numpy)\n")
     print("| chunk rows | raw sensor encode | raw sensor decode | 10 s level encode | "
-          "10 s level decode |")
-    print("|---|---|---|---|---|")
+          "10 s level decode | 10 s level encode, plans (numba) |")
+    print("|---|---|---|---|---|---|")
     saved = codec.NUMPY_BELOW
     try:
         for size in PATH_SIZES:
@@ -294,9 +320,13 @@ def path_section(repeat: int) -> None:
             cells = []
             for table, encode, decode in [(raw, codec.encode_raw, codec.decode_raw),
                                           (level, codec.encode_level, codec.decode_level)]:
-                cpu = best_interleaved(chunk_runs(table, encode, decode), repeat)
+                runs = chunk_runs(table, encode, decode)
+                if table is level:  # the same stream's chunks: choices remembered, re-rated
+                    runs["plans"] = functools.partial(encode_again, level, LevelPlans())
+                cpu = best_interleaved(runs, repeat)
                 for step in ("encode", "decode"):
                     cells.append(f"{cpu[f'{step} numba']:.0f} / {cpu[f'{step} numpy']:.0f}")
+            cells.append(f"{cpu['plans']:.0f}")
             print(f"| {size:,} | " + " | ".join(cells) + " |", flush=True)
     finally:
         codec.NUMPY_BELOW = saved

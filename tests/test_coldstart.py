@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from datastream.kernels import jit, transforms  # noqa: F401 (registers the codec's kernels)
+from datastream.storage import residuals  # noqa: F401 (and its prediction kernels)
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["numba", "pandas", "polars", "pymongo", "influxdb", "psycopg2", "pyarrow.compute",

@@ -60,10 +60,14 @@ the middle), modelling what bit shuffling + LZ4 make of each candidate
 (``kernels.transforms.shuffled_bits``): the difference order; the decimal scale ``k``; a
 prediction when it beats the column's own estimate, greedily by gain and never in a cycle (q
 and M2 are never both predicted from each other); a dictionary when it has at most half as
-many entries as rows.
+many entries as rows. A level chunk may instead take the choices made for an earlier chunk of
+its stream and level (``encode_level(..., plans, key)``, :mod:`.level_plans`): rating them was
+most of the fixed cost of a small chunk.
 
 The transforms run as numba kernels, or for chunks below ``NUMPY_BELOW`` rows while numba is not
-loaded yet as their numpy twins, which write the same bytes (see there).
+loaded yet as their numpy twins, which write the same bytes (see there). Predictions likewise:
+:mod:`.residuals` computes with numba what :mod:`.predictors` computes with numpy, bit for bit;
+the decoder uses the numpy functions.
 
 Damage to a chunk fails its CRC and raises ``ValueError``; so do a wrong magic, an unknown
 version, codec or table kind, and anything that does not parse. Chunks are at most 2**32 - 1
@@ -72,10 +76,10 @@ rows, and each part at most 2 GiB before compression (a blosc2 limit).
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import sys
 import zlib
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import blosc2
@@ -85,7 +89,8 @@ import pyarrow as pa
 from ..kernels import transforms
 from ..kernels.jit import readonly
 from ..lazy import pc
-from . import predictors
+from . import predictors, residuals
+from .level_plans import LevelPlans
 from .predictors import PREDICTORS, SCALED, Predictor
 
 MAGIC = b"DSCC"
@@ -119,14 +124,16 @@ _PARTS = {NULL: 0, INT: 2, DECIMAL: 3, FLOAT_BITS: 1, TEXT: 2, TEXT_DICT: 4, PRE
 _TABLES = {PREDICTED: PREDICTORS, RATIO: SCALED}
 
 
-_INT_TARGETS = sorted({p.target for p in PREDICTORS.values()} - {
-    f.name for f in LAYOUTS[LEVEL] if f.type == pa.float64()})
-_FLOAT_TARGETS = {p.target for p in (*PREDICTORS.values(), *SCALED.values())} - set(_INT_TARGETS)
+# (name, numpy type of its filled values: None for strings) of each layout's columns
+_NUMPY_TYPES = {kind: [(f.name, None if f.type == pa.string() else
+                        np.float64 if f.type == pa.float64() else np.int64) for f in layout]
+                for kind, layout in LAYOUTS.items()}
 
 _HEADER = struct.Struct("<4sBBBBIqqI")  # everything the header CRC covers
 _HEADER_SIZE = _HEADER.size + 4
 _COLUMN = struct.Struct("<BBH")
 _U32 = struct.Struct("<I")
+_LENGTHS = [struct.Struct(f"<{count}I") for count in range(6)]  # part lengths of one column
 _HAS_RANGE = 1
 _HAS_VALIDITY = 1
 
@@ -134,6 +141,8 @@ _WIDTHS = (0, 1, 2, 4, 8)  # width code -> bytes per value
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAMPLE = 128  # rows per estimation block (two blocks: the start and the middle)
 _NO_COSTS = np.full(transforms.MAX_SCALE + 1, np.inf)
+_NO_FLOATS = readonly(np.empty(0, np.float64), np.float64)  # the residual kernels' unused slots
+_NO_INTS = readonly(np.empty(0, np.int64), np.int64)
 # The decimal path is worth it unless its estimate comes close to the 64 bits of the value.
 _DECIMAL_MAX_BITS = 60
 _MAX_PART = 2**31 - 64
@@ -187,9 +196,16 @@ def decode_raw(data: bytes) -> pa.Table:
     return _decode(data, RAW)
 
 
-def encode_level(table: pa.Table | pa.RecordBatch) -> bytes:
-    """One chunk of ``LEVEL_SCHEMA`` rows; other columns (``stream_id``) are not stored."""
-    return _encode(table, LEVEL)
+def encode_level(table: pa.Table | pa.RecordBatch, plans: LevelPlans | None = None,
+                 key: Hashable = None, prefix: bytes = b"") -> bytes:
+    """One chunk of ``LEVEL_SCHEMA`` rows; other columns (``stream_id``) are not stored.
+
+    With ``plans``, the column choices made for an earlier chunk under ``key`` (its stream and
+    level) are reused while they stay good, instead of rating every candidate again (see
+    :mod:`datastream.storage.level_plans`); the chunk then differs from a fresh one only in
+    choices the data does not tell apart yet. ``prefix`` (a container's tag) is put before the
+    chunk in the same copy: a 16k-row chunk is hundreds of kB."""
+    return _encode(table, LEVEL, plans, key, prefix)
 
 
 def decode_level(data: bytes) -> pa.Table:
@@ -218,54 +234,114 @@ def describe(data: bytes) -> list[tuple[str, str, int]]:
 # == encoding ===================================================================================
 
 
-def _encode(table: pa.Table | pa.RecordBatch, kind: int) -> bytes:
+Spec = tuple[int, int, int]
+"""The choice for one column: ``(INT, order, 0)``, ``(DECIMAL, k, 0)``, ``(FLOAT_BITS, 0, 0)``,
+``(TEXT, 0, 0)`` (plain or dictionary, decided per chunk) or ``(PREDICTED | RATIO, predictor
+id, decimal scale)``."""
+Plan = tuple[Spec | None, ...]
+"""The choices for a chunk's columns in layout order, None for an all-null column (a tuple:
+plans are remembered for many streams, and equal ones are shared)."""
+
+
+def _encode(table: pa.Table | pa.RecordBatch, kind: int, plans: LevelPlans | None = None,
+            key: Hashable = None, prefix: bytes = b"") -> bytes:
     layout = LAYOUTS[kind]
     rows = table.num_rows
     if rows > MAX_ROWS:
         raise ValueError(f"a chunk holds at most {MAX_ROWS} rows, not {rows}")
     validity: dict[str, bytes | None] = {}
     values: dict[str, np.ndarray | pa.Array | None] = {}
-    for field, array in zip(layout, _columns(table, layout)):
-        validity[field.name], values[field.name] = _prepare(array, field.type)
-    plans = {name: _float_plan(x) for name, x in values.items()
-             if isinstance(x, np.ndarray) and x.dtype == np.float64}
-    predicted: dict[str, _Choice] = {}
-    if kind == LEVEL:
-        costs = {name: plan[1] for name, plan in plans.items()}
-        for name in _INT_TARGETS:
-            if isinstance(values[name], np.ndarray):
-                costs[name] = min(transforms_for(rows).int_costs(_sample(values[name])))
-        scales = {name: plan[0][1] for name, plan in plans.items() if plan[0][0] == DECIMAL}
-        predicted = _choose_predictions(values, costs, scales)
-    descriptors = []
-    parts: list[bytes] = []
-    t_range = None
+    for (name, dtype), array in zip(_NUMPY_TYPES[kind], _columns(table, layout)):
+        validity[name], values[name] = _prepare(array, dtype)
+    implementation = transforms_for(rows)
+    if plans is None:
+        plan = _rate(kind, values, implementation)
+        return _write(kind, rows, validity, values, plan, implementation, prefix)[0]
+    signature = tuple(x is not None for x in values.values())
+    sampled = min(rows, 2 * _SAMPLE)
+    remembered = plans.recall(key, signature, sampled)
+    if remembered is not None:
+        data, sizes = _write(kind, rows, validity, values, remembered, implementation, prefix)
+        if plans.holds(key, sizes, rows):
+            return data
+    plan = _rate(kind, values, implementation)
+    if plan != remembered:
+        data, sizes = _write(kind, rows, validity, values, plan, implementation, prefix)
+    plans.remember(key, plan, signature, sampled, sizes, rows)
+    return data
+
+
+def _rate(kind: int, values: dict, implementation: transforms.Implementation) -> Plan:
+    """Each column's choice from estimates over its sample (see the module docstring)."""
+    plan: dict[str, Spec] = {}
+    sampled: dict[str, np.ndarray] = {}
+    costs: dict[str, float] = {}  # estimated bits per value of each numeric column on its own
+    scales: dict[str, int] = {}  # the decimal scale of each decimal column
     for name, x in values.items():
         if x is None:
-            codec, param, column_parts = NULL, 0, []
-        elif name in predicted:
-            codec, param, column_parts = _encode_choice(predicted[name])
-        elif name in plans:
-            codec, param, column_parts = _encode_float(x, plans[name])
-        elif isinstance(x, np.ndarray):
-            codec, param, column_parts, valid_range = _encode_int(x)
-            if name == "t":
-                t_range = valid_range
+            continue
+        if not isinstance(x, np.ndarray):
+            plan[name] = (TEXT, 0, 0)
+            continue
+        sample = sampled[name] = _sample(x)
+        if x.dtype == np.float64:
+            (codec, k), costs[name] = _float_plan(sample, implementation)
+            plan[name] = (codec, k, 0)
+            if codec == DECIMAL:
+                scales[name] = k
         else:
-            codec, param, column_parts = _encode_text(x)
+            int_costs = implementation.int_costs(sample)
+            costs[name] = min(int_costs)
+            plan[name] = (INT, int_costs.index(costs[name]), 0)
+    if kind == LEVEL:
+        plan.update(_choose_predictions(sampled, costs, scales, implementation))
+    return tuple(plan.get(name) for name in values)
+
+
+def _write(kind: int, rows: int, validity: dict, values: dict, plan: Plan,
+           implementation: transforms.Implementation, prefix: bytes) -> tuple[bytes, list[int]]:
+    """``prefix`` and the chunk of prepared columns encoded as ``plan`` says, and the bytes of
+    each column."""
+    descriptors = []
+    parts: list[bytes] = []
+    sizes = []
+    t_range = None
+    version = 1  # the oldest format that reads the chunk
+    for (name, x), spec in zip(values.items(), plan):
+        if x is None:
+            codec, param, column_parts = NULL, 0, []
+        else:
+            codec, arg, scale = spec
+            if codec in _TABLES:
+                param, column_parts = _encode_prediction(codec, arg, scale, values,
+                                                         implementation)
+                version = max(version, _TABLES[codec][arg].since)
+            elif codec == INT:
+                param, column_parts, valid_range = _encode_int(x, arg, implementation)
+                if name == "t":
+                    t_range = valid_range
+            elif codec == TEXT:
+                codec, param, column_parts = _encode_text(x)
+            else:
+                param, column_parts = _encode_float(x, codec, arg, implementation)
         flags = 0
         if validity[name] is not None:
             column_parts.insert(0, validity[name])
             flags = _HAS_VALIDITY
+        lengths = [len(part) for part in column_parts]
         descriptors.append(_COLUMN.pack(codec, flags, param))
-        descriptors.append(struct.pack(f"<{len(column_parts)}I", *map(len, column_parts)))
+        descriptors.append(_LENGTHS[len(lengths)].pack(*lengths))
         parts.extend(column_parts)
-    body = b"".join(descriptors + parts)
+        sizes.append(sum(lengths))
+    head_of_body = b"".join(descriptors)
+    crc = zlib.crc32(head_of_body)
+    for part in parts:  # the body is joined once, with the header
+        if part:
+            crc = zlib.crc32(part, crc)
     t0, t1 = t_range or (0, 0)
-    version = max((choice.predictor.since for choice in predicted.values()), default=1)
-    head = _HEADER.pack(MAGIC, version, kind, len(layout), _HAS_RANGE if t_range else 0, rows,
-                        t0, t1, zlib.crc32(body))
-    return b"".join((head, _U32.pack(zlib.crc32(head)), body))
+    head = _HEADER.pack(MAGIC, version, kind, len(values), _HAS_RANGE if t_range else 0, rows,
+                        t0, t1, crc)
+    return b"".join((prefix, head, _U32.pack(zlib.crc32(head)), head_of_body, *parts)), sizes
 
 
 def _columns(table: pa.Table | pa.RecordBatch, layout: pa.Schema) -> list[pa.Array]:
@@ -292,10 +368,10 @@ def _columns(table: pa.Table | pa.RecordBatch, layout: pa.Schema) -> list[pa.Arr
 
 
 def _prepare(
-    array: pa.Array, type_: pa.DataType
+    array: pa.Array, dtype: type | None
 ) -> tuple[bytes | None, np.ndarray | pa.Array | None]:
     """(validity part or None, values): None for an all-null column, else the values with null
-    slots filled (int64 or float64 numpy, or a string array)."""
+    slots filled (``dtype`` numpy: int64 or float64; a string array when ``dtype`` is None)."""
     rows, nulls = len(array), array.null_count
     if nulls == rows:
         return None, None
@@ -305,135 +381,147 @@ def _prepare(
         bitmap = pc.is_valid(array).buffers()[1]
         validity = _compress(np.frombuffer(bitmap, np.uint8, (rows + 7) // 8),
                              blosc2.Filter.NOFILTER, blosc2.Codec.ZSTD)
-    if type_ == pa.string():
+    if dtype is None:
         return validity, array.fill_null("") if nulls else array
     if nulls:
         array = pc.fill_null_backward(pc.fill_null_forward(array))
-    return validity, readonly(array.to_numpy(), np.float64 if type_ == pa.float64() else np.int64)
+    return validity, readonly(array.to_numpy(), dtype)
 
 
-def _float_plan(x: np.ndarray) -> tuple[tuple, float]:
+def _float_plan(sample: np.ndarray, implementation: transforms.Implementation
+                ) -> tuple[tuple[int, int], float]:
     """((codec, scale), estimated bits per value) of a float column on its own."""
     costs = _NO_COSTS.copy()
-    transforms_for(len(x)).decimal_costs(_sample(x), 0, transforms.MAX_SCALE, costs)
+    implementation.decimal_costs(sample, 0, transforms.MAX_SCALE, costs)
     k = int(costs.argmin())
     if costs[k] > _DECIMAL_MAX_BITS:
         return (FLOAT_BITS, 0), 64.0
     return (DECIMAL, k), float(costs[k])
 
 
-@dataclasses.dataclass(frozen=True)
-class _Choice:
-    """A level column stored against a prediction: the codec (``PREDICTED`` or ``RATIO``), the
-    predictor id, the decimal scale it read, and the integer columns to store (bit
-    differences; for ``RATIO`` numerator differences, then ulps)."""
-
-    codec: int
-    key: int
-    scale: int
-    stored: tuple[np.ndarray, ...]
-
-    @property
-    def predictor(self) -> Predictor:
-        return _TABLES[self.codec][self.key]
-
-
-def _choose_predictions(values: dict, costs: dict, scales: dict[str, int]) -> dict[str, _Choice]:
-    """Level columns to store against a prediction, by target. ``costs`` holds each candidate
-    column's own estimate, ``scales`` the decimal scale of each decimal-encoded column;
-    predictions are taken greedily by gain, skipping those that would close a cycle (q from M2
-    and M2 from q)."""
-    sampled = {name: _sample(x) for name, x in values.items() if isinstance(x, np.ndarray)}
+def _choose_predictions(sampled: dict, costs: dict, scales: dict[str, int],
+                        implementation: transforms.Implementation) -> dict[str, Spec]:
+    """Level columns to store against a prediction: ``{target: (codec, id, scale)}``.
+    ``costs`` holds each numeric column's own estimate, ``scales`` the decimal scale of each
+    decimal-encoded column; predictions are rated on the samples and taken greedily by gain,
+    skipping those that would close a cycle (q from M2 and M2 from q)."""
     options = []
     for codec, table in _TABLES.items():
         for key, predictor in table.items():
-            if predictor.target not in costs or not isinstance(values.get(predictor.target),
-                                                               np.ndarray):
+            own = costs.get(predictor.target)
+            if own is None:
                 continue
             scale = scales.get(predictor.scale_from, -1) if predictor.scale_from else 0
             if not 0 <= scale <= predictors.MAX_SQUARED_SCALE:
                 continue
-            choice = _candidate(codec, key, scale, sampled)  # cheap: at most 256 rows
-            if choice is not None:
-                cost = sum(transforms_for(len(x)).int_costs(x)[0] for x in choice.stored)
-                if cost < costs[predictor.target]:
-                    options.append((costs[predictor.target] - cost, choice))
-    chosen: dict[str, _Choice] = {}
-    for _, choice in sorted(options, key=lambda option: -option[0]):
-        target = choice.predictor.target
-        if target not in chosen and not any(
-            _depends(name, target, chosen) for name in choice.predictor.inputs
+            rated = _residuals(codec, key, scale, sampled, implementation, rate=True)
+            if rated is not None and rated[1] < own:
+                options.append((own - rated[1], (codec, key, scale)))
+    chosen: dict[str, Spec] = {}
+    for _, spec in sorted(options, key=lambda option: -option[0]):
+        predictor = _TABLES[spec[0]][spec[1]]
+        if predictor.target not in chosen and not any(
+            _depends(name, predictor.target, chosen) for name in predictor.inputs
         ):
-            chosen[target] = choice
-    return {target: _candidate(choice.codec, choice.key, choice.scale, values)
-            for target, choice in chosen.items()}
+            chosen[predictor.target] = spec
+    return chosen
 
 
-def _candidate(codec: int, key: int, scale: int, values: dict) -> _Choice | None:
-    """What storing a column against one prediction would store; None when an input of the
-    prediction is missing."""
+def _residuals(codec: int, key: int, scale: int, values: dict,
+               implementation: transforms.Implementation, rate: bool = False
+               ) -> tuple[list[tuple[np.ndarray, int]], float] | None:
+    """What storing a column against one prediction stores: the zigzagged integer columns
+    with their bitwise ORs, and when ``rate`` their estimated bits per value (else 0.0). None
+    when an input of the prediction is missing. The numba kernels and the numpy predictions
+    give the same bits (:mod:`datastream.storage.residuals`)."""
     predictor = _TABLES[codec][key]
-    target = values[predictor.target]
+    target = values.get(predictor.target)
+    inputs = [values.get(name) for name in predictor.inputs]
+    for x in (target, *inputs):
+        if not isinstance(x, np.ndarray):
+            return None
+    rows = len(target)
+    if implementation is transforms.NUMBA:
+        floats = [x for x in inputs if x.dtype == np.float64] + [_NO_FLOATS] * 2
+        ints = [x for x in inputs if x.dtype == np.int64] + [_NO_INTS] * 4
+        stored = np.empty(rows, np.int64)
+        if codec == PREDICTED:
+            bits_or, cost = residuals.ulp_residuals(predictor.op, target.view(np.int64),
+                                                    floats[0], floats[1], ints[0], ints[1],
+                                                    scale, stored, rate)
+            return [(stored, bits_or)], cost
+        ulps = np.empty(rows, np.int64)
+        *ors, cost = residuals.ratio_residuals(predictor.op, target, floats[0], *ints[:4], scale,
+                                               stored, ulps, rate)
+        return list(zip((stored, ulps), ors)), cost
+    parts, cost = [], 0.0
+    for x in _numpy_residuals(codec, predictor, scale, values, target):
+        x = readonly(x, np.int64)
+        if rate:
+            cost += implementation.int_costs(x)[0]
+        z = np.empty(rows, np.int64)
+        parts.append((z, implementation.int_encode(x, 0, z)[0]))
+    return parts, cost
+
+
+def _numpy_residuals(codec: int, predictor: Predictor, scale: int, values: dict,
+                     target: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The integer columns of a prediction before zigzagging, through the numpy predictions
+    (bit differences; for ``RATIO`` numerator differences, then ulps)."""
     if codec == PREDICTED:
         guess = predictors.predict(predictor, values, target.dtype, scale)
-        if guess is None:
-            return None
         with np.errstate(over="ignore"):
-            return _Choice(codec, key, scale, (target.view(np.int64) - guess.view(np.int64),))
-    ratio = predictors.ratio(predictor, values, scale)
-    if ratio is None:
-        return None
-    guess, divisor = ratio
+            return (target.view(np.int64) - guess.view(np.int64),)
+    guess, divisor = predictors.ratio(predictor, values, scale)
     numerator = predictors.numerators(target, divisor, guess)
     back = predictors.quotients(numerator, divisor)
     with np.errstate(over="ignore"):
-        return _Choice(codec, key, scale, (numerator - guess,
-                                            target.view(np.int64) - back.view(np.int64)))
+        return numerator - guess, target.view(np.int64) - back.view(np.int64)
 
 
-def _depends(name: str, on: str, chosen: dict[str, _Choice]) -> bool:
+def _depends(name: str, on: str, chosen: dict[str, Spec]) -> bool:
     """Whether column ``name`` is ``on`` or is predicted from it, directly or not."""
     if name == on:
         return True
     if name not in chosen:
         return False
-    return any(_depends(i, on, chosen) for i in chosen[name].predictor.inputs)
+    return any(_depends(i, on, chosen) for i in _TABLES[chosen[name][0]][chosen[name][1]].inputs)
 
 
-def _encode_int(x: np.ndarray) -> tuple[int, int, list[bytes], tuple[int, int]]:
-    implementation = transforms_for(len(x))
-    costs = implementation.int_costs(_sample(x))
-    order = costs.index(min(costs))
+def _encode_int(x: np.ndarray, order: int, implementation: transforms.Implementation
+                ) -> tuple[int, list[bytes], tuple[int, int]]:
     z = np.empty(len(x), np.int64)
     tail, low, high = implementation.int_encode(x, order, z)
     width, packed = _pack(z[order:], tail)
-    return INT, order | width << 2, [z[:order].tobytes(), packed], (low, high)
+    return order | width << 2, [z[:order].tobytes(), packed], (low, high)
 
 
-def _encode_choice(choice: _Choice) -> tuple[int, int, list[bytes]]:
+def _encode_prediction(codec: int, key: int, scale: int, values: dict,
+                       implementation: transforms.Implementation) -> tuple[int, list[bytes]]:
+    stored = _residuals(codec, key, scale, values, implementation)
+    if stored is None:  # plans only hold predictions whose inputs the chunk has
+        raise RuntimeError(f"{_TABLES[codec][key].target!r} predicted from a missing column")
     widths, parts = [], []
-    for x in choice.stored:
-        z = np.empty(len(x), np.int64)
-        tail, _, _ = transforms_for(len(x)).int_encode(readonly(x, np.int64), 0, z)
-        width, packed = _pack(z, tail)
+    for z, bits_or in stored[0]:
+        width, packed = _pack(z, bits_or)
         widths.append(width)
         parts.append(packed)
-    if choice.codec == PREDICTED:
-        return PREDICTED, choice.key | widths[0] << 4 | choice.scale << 7, parts
-    return RATIO, choice.key | choice.scale << 4 | widths[0] << 8 | widths[1] << 11, parts
+    if codec == PREDICTED:
+        return key | widths[0] << 4 | scale << 7, parts
+    return key | scale << 4 | widths[0] << 8 | widths[1] << 11, parts
 
 
-def _encode_float(x: np.ndarray, plan: tuple) -> tuple[int, int, list[bytes]]:
-    (codec, arg), _ = plan
+def _encode_float(x: np.ndarray, codec: int, k: int, implementation: transforms.Implementation
+                  ) -> tuple[int, list[bytes]]:
     if codec == FLOAT_BITS:
-        return FLOAT_BITS, 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
+        return 0, [_compress(x, blosc2.Filter.SHUFFLE, blosc2.Codec.ZSTD)]
     digits = np.empty(len(x), np.int64)
     residual = np.empty(len(x), np.int64)
-    digits_or, residual_or = transforms_for(len(x)).decimal_encode(x, arg, digits, residual)
+    digits_or, residual_or = implementation.decimal_encode(x, k, digits, residual)
     digits_width, packed_digits = _pack(digits[1:], digits_or)
     residual_width, packed_residual = _pack(residual, residual_or)
-    param = arg | digits_width << 4 | residual_width << 7
-    return DECIMAL, param, [digits[:1].tobytes(), packed_digits, packed_residual]
+    param = k | digits_width << 4 | residual_width << 7
+    return param, [digits[:1].tobytes(), packed_digits, packed_residual]
 
 
 def _encode_text(array: pa.Array) -> tuple[int, int, list[bytes]]:

@@ -31,9 +31,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..kernels.transforms import MAX_SCALE, POW10, V_LIMIT
+from . import residuals
+from .residuals import INT_LIMIT
 
-# |N| below 2**53: integers that a float64 holds exactly. Beyond, products are rounded.
-INT_LIMIT = float(2**53)
 MAX_SQUARED_SCALE = MAX_SCALE // 2  # 10**2k must stay an exact power of ten
 
 
@@ -41,11 +41,13 @@ MAX_SQUARED_SCALE = MAX_SCALE // 2  # 10**2k must stay an exact power of ten
 class Predictor:
     """Column ``target`` from ``inputs`` of the same row; ``since``: the first chunk format
     version that knows it. With ``scale_from``, ``predict`` takes the decimal scale ``k`` of
-    that column as its last argument."""
+    that column as its last argument. ``op`` names the same prediction in the numba kernels
+    that also form what the codec stores (:mod:`datastream.storage.residuals`)."""
 
     target: str
     inputs: tuple[str, ...]
     predict: Callable[..., np.ndarray | tuple[np.ndarray, np.ndarray]]
+    op: int
     since: int = 1
     scale_from: str | None = None
 
@@ -95,18 +97,22 @@ def _exact_spread(q, s, c, scale):
 
 # Ids 1-9: chunk format 1; ids 10 and up: format 2.
 PREDICTORS: dict[int, Predictor] = {
-    1: Predictor("mu", ("s", "c", "l"), _mean_offset),
-    2: Predictor("q", ("m2", "s", "c"), _squares),
-    3: Predictor("m2", ("q", "s", "c"), _spread),
-    4: Predictor("iq", ("im2", "isum", "ic"), _squares),
-    5: Predictor("im2", ("iq", "isum", "ic"), _spread),
-    6: Predictor("c", ("tn",), _same),  # values = non-null points, but for aggregates
-    7: Predictor("np", ("tn",), _same),  # points = non-null points, without null points
-    8: Predictor("ic", ("np",), _intervals),  # intervals between the points
-    9: Predictor("isum", ("tz", "ta"), _span_seconds),  # they add up to last - first
-    10: Predictor("m2", ("q", "s", "c"), _exact_spread, 2, "s"),
-    11: Predictor("im2", ("iq", "isum", "ic"), _exact_spread, 2, "isum"),
-    12: Predictor("ta", ("t",), _same, 2),  # the first point's offset in its bucket
+    1: Predictor("mu", ("s", "c", "l"), _mean_offset, residuals.MEAN_OFFSET),
+    2: Predictor("q", ("m2", "s", "c"), _squares, residuals.SQUARES),
+    3: Predictor("m2", ("q", "s", "c"), _spread, residuals.SPREAD),
+    4: Predictor("iq", ("im2", "isum", "ic"), _squares, residuals.SQUARES),
+    5: Predictor("im2", ("iq", "isum", "ic"), _spread, residuals.SPREAD),
+    # values = non-null points, but for aggregates
+    6: Predictor("c", ("tn",), _same, residuals.SAME),
+    # points = non-null points, without null points
+    7: Predictor("np", ("tn",), _same, residuals.SAME),
+    8: Predictor("ic", ("np",), _intervals, residuals.LESS_ONE),  # intervals between the points
+    # they add up to last - first
+    9: Predictor("isum", ("tz", "ta"), _span_seconds, residuals.SPAN_SECONDS),
+    10: Predictor("m2", ("q", "s", "c"), _exact_spread, residuals.EXACT_SPREAD, 2, "s"),
+    11: Predictor("im2", ("iq", "isum", "ic"), _exact_spread, residuals.EXACT_SPREAD, 2, "isum"),
+    # the first point's offset in its bucket
+    12: Predictor("ta", ("t",), _same, residuals.SAME, 2),
 }
 
 
@@ -136,9 +142,9 @@ def _as_int(x: np.ndarray) -> np.ndarray:
 
 
 SCALED: dict[int, Predictor] = {
-    1: Predictor("tm", ("t", "ta", "tz", "tn"), _offsets_ratio, 2),
-    2: Predictor("q", ("s", "c"), _squares_ratio, 2, "s"),
-    3: Predictor("iq", ("isum", "ic"), _squares_ratio, 2, "isum"),
+    1: Predictor("tm", ("t", "ta", "tz", "tn"), _offsets_ratio, residuals.OFFSETS_RATIO, 2),
+    2: Predictor("q", ("s", "c"), _squares_ratio, residuals.SQUARES_RATIO, 2, "s"),
+    3: Predictor("iq", ("isum", "ic"), _squares_ratio, residuals.SQUARES_RATIO, 2, "isum"),
 }
 
 

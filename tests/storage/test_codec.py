@@ -247,11 +247,10 @@ def test_a_cycle_of_predictions_is_refused(monkeypatch):
     rows = downsamplers.partials_from_raw(sensor_table(100), "numeric", {}, 10 * SECOND, False)
     choose = codec._choose_predictions
 
-    def cyclic(values, costs, scales):
-        chosen = choose(values, costs, scales)
+    def cyclic(sampled, costs, scales, implementation):
+        chosen = choose(sampled, costs, scales, implementation)
         for key in (2, 3):
-            chosen[codec.PREDICTORS[key].target] = codec._candidate(codec.PREDICTED, key, 0,
-                                                                    values)
+            chosen[codec.PREDICTORS[key].target] = (codec.PREDICTED, key, 0)
         return chosen
 
     monkeypatch.setattr(codec, "_choose_predictions", cyclic)

@@ -23,6 +23,7 @@ compressed Arrow IPC otherwise.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 
 import numpy as np
 import pyarrow as pa
@@ -75,11 +76,14 @@ def decode_raw(body: bytes) -> pa.Table:
     return codec.decode_raw(body)
 
 
-def encode_level(table: pa.Table) -> bytes:
-    """A level chunk: the codec's level layout when every column fits it, else Arrow IPC."""
+def encode_level(table: pa.Table, plans: codec.LevelPlans | None = None,
+                 key: Hashable = None) -> bytes:
+    """A level chunk: the codec's level layout when every column fits it, else Arrow IPC.
+    ``plans`` and ``key`` (the stream and level) let the codec reuse its column choices."""
     fits = all(_LEVEL_TYPES.get(field.name) == field.type for field in table.schema)
     if fits:
-        return _CODEC + codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA))
+        return codec.encode_level(conform(table, downsamplers.LEVEL_SCHEMA), plans, key,
+                                  prefix=_CODEC)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema,
                            options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
@@ -88,7 +92,7 @@ def encode_level(table: pa.Table) -> bytes:
 
 
 def decode_level(body: bytes) -> pa.Table:
-    tag, payload = body[:1], body[1:]
+    tag, payload = body[:1], memoryview(body)[1:]  # a view: bodies are hundreds of kB
     if tag == _CODEC:
         return codec.decode_level(payload)
     if tag == _IPC:

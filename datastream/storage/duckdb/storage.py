@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from ... import exceptions
 from ... import tags as tag_rules
-from .. import raw_columns
+from .. import codec, raw_columns
 from ..base import (
     RAW_SCHEMA,
     MetaUpdate,
@@ -166,6 +166,8 @@ class DuckDBStorage(Storage):
         self._recent = RecentRaw(raw_cache_points)
         self._tag_index = TagIndex()  # candidates of tag queries (find_streams)
         self._ends: dict[tuple[int, int], int] = {}  # (stream key, level) -> max stored t1
+        # (stream key, level) -> the codec's column choices for its last level chunk
+        self._level_plans = codec.LevelPlans()
         # (stream key, level) -> the lowest seq its run of small chunks can start at, as far as
         # this process knows: merges look no further back (a hint: too low only costs a longer
         # scan, too high only merges less; the file holds no other writer)
@@ -619,7 +621,7 @@ class DuckDBStorage(Storage):
         stored_end = self._ends.get((key, level.code))
         if stored_end is None or t[0] > stored_end:
             for piece in chunking.pieces(rows):
-                writes.add(key, level.code, piece, chunking.encode_level(piece))
+                writes.add(key, level.code, piece, self._encode_level(piece, key, level.code))
             return
         overlapping = whole_chunks(con.execute(
             f"SELECT seq, part, body FROM chunks WHERE {STREAM_KEY} = ? AND level = ?"
@@ -631,7 +633,10 @@ class DuckDBStorage(Storage):
             rows = chunking.keep_last_per_time(pa.concat_tables([*stored, rows]))
             writes.drop.extend(seq for seq, _ in overlapping)
         for piece in chunking.pieces(rows):
-            writes.add(key, level.code, piece, chunking.encode_level(piece))
+            writes.add(key, level.code, piece, self._encode_level(piece, key, level.code))
+
+    def _encode_level(self, rows: pa.Table, key: int, level: int) -> bytes:
+        return chunking.encode_level(rows, self._level_plans, (key, level))
 
     def _compact(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         """Merge the small chunks piled up at the end of a stream's (and level's) chunk
@@ -699,10 +704,11 @@ class DuckDBStorage(Storage):
                     promote_options="default"))
             run_seqs = [seq for seq, *_ in run]
             merged_new.update(seq for seq, *_, body in run if body is not None)
-            encode = chunking.encode_raw if level == RAW else chunking.encode_level
             size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
             for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
-                writes.add(key, level, piece, encode(piece), seq=seq)
+                body = (chunking.encode_raw(piece) if level == RAW
+                        else self._encode_level(piece, key, level))
+                writes.add(key, level, piece, body, seq=seq)
         # the chunks the runs replace go; the merged ones (appended after ``before``) stay
         writes.new = [c for c in writes.new[:before] if c.seq not in merged_new] + \
             writes.new[before:]
