@@ -449,8 +449,7 @@ class Engine:
         """Close buckets of each stream; returns (stream_id, LevelStep) of what closed."""
         self.flush_for(stream_ids)
         closed: list[tuple] = []
-        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
-            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+        for group in _groups(stream_ids):
 
             def build(changes: ChangeSet, group: list[str] = group) -> list[tuple]:
                 roots = {
@@ -491,8 +490,7 @@ class Engine:
 
     def set_retention(self, stream_ids: list[str], parsed: dict) -> None:
         """Set the retention of each stream (behaviour §11), one conditional commit per group."""
-        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
-            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+        for group in _groups(stream_ids):
 
             def build(changes: ChangeSet, group: list[str] = group) -> None:
                 for stream_id in group:
@@ -509,8 +507,7 @@ class Engine:
         """Delete what retention lets go at ``now_us``; deleted count per granularity name."""
         self.flush_for(stream_ids)
         totals: dict[str, int] = {}
-        for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
-            group = stream_ids[offset : offset + DOWNSAMPLE_GROUP]
+        for group in _groups(stream_ids):
 
             def build(changes: ChangeSet, group: list[str] = group) -> dict[str, int]:
                 counts: dict[str, int] = {}
@@ -673,6 +670,12 @@ def _peers_changed(storage: Storage, add: Engine | None = None,
     if len(peers) > 1:
         for engine in peers:
             engine._shared = True
+
+
+def _groups(stream_ids: list[str]) -> Iterator[list[str]]:
+    """The streams in groups of DOWNSAMPLE_GROUP: one conditional commit per group."""
+    for offset in range(0, len(stream_ids), DOWNSAMPLE_GROUP):
+        yield stream_ids[offset : offset + DOWNSAMPLE_GROUP]
 
 
 def _is_uuid(value: str) -> bool:

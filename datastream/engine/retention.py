@@ -21,12 +21,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ..granularity import GranularityLevel, resolve
+from ..granularity import US_PER_SECOND, GranularityLevel, resolve
 from ..values import show
 from .changes import ChangeSet
 from .state import StreamState
 
-US_PER_SECOND = 1_000_000
 LOOKBACK_US = 60 * US_PER_SECOND
 
 
