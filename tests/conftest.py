@@ -18,6 +18,9 @@ import datastream
 BACKENDS = ["duckdb"]
 if importlib.util.find_spec("datastream.storage.mongodb") and importlib.util.find_spec("mongomock"):
     BACKENDS.append("mongodb")
+    from tests.mongo_support import quicken_unique_checks
+
+    quicken_unique_checks()
 if os.environ.get("DATASTREAM_SKIP_INFLUXDB") != "1" and importlib.util.find_spec(
     "datastream.storage.influxdb"
 ):
