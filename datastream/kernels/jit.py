@@ -86,11 +86,11 @@ class Reduction(Kernel):
 
     def __init__(self, func: Any, inputs: Mapping[str, type], reads: tuple[str, ...],
                  writes: tuple[str, ...]) -> None:
-        super().__init__(func)
         self.inputs = dict(inputs)
         self.reads = tuple(reads)
         self.writes = tuple(writes)
         dtypes = {"bounds": np.int64, **self.inputs, **{n: state.dtype(n) for n in self.reads}}
+        self._written = {name: state.dtype(name) for name in self.writes}
         code = func.__code__
         self._plan: list[tuple[str, type | None]] = []  # (name, input dtype; None = written)
         for parameter in code.co_varnames[: code.co_argcount]:
@@ -105,6 +105,7 @@ class Reduction(Kernel):
         written = sorted(n for n, d in self._plan if d is None)
         if taken != sorted(dtypes) or written != sorted(self.writes):
             raise TypeError(f"{func.__qualname__}: parameters do not match the declaration")
+        super().__init__(func)  # registered in KERNELS only once the declaration holds
 
     def __call__(self, bounds: np.ndarray, columns: Mapping[str, np.ndarray] | None = None,
                  **inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -115,7 +116,7 @@ class Reduction(Kernel):
                             f"got {sorted(inputs)}")
         given = {**(columns or {}), **inputs, "bounds": bounds}
         size = len(bounds) - 1
-        out = {name: np.empty(size, state.dtype(name)) for name in self.writes}
+        out = {name: np.empty(size, dtype) for name, dtype in self._written.items()}
         args = [out[name] if dtype is None else readonly(given[name], dtype)
                 for name, dtype in self._plan]
         dispatcher = self._dispatcher
