@@ -2,10 +2,13 @@
 
 A level row holds the *partial state* of one bucket (``LEVEL_SCHEMA``), never final results:
 partial states compose exactly across levels (sums of sums, min of mins, Chan-merged M2, merged
-frequency tables, intervals plus the bridging gaps), and finalizing is a cheap per-read step. Each
-downsampler is one declaration: its key, the value types it applies to, the partial columns it
-reads and its finalize rule (the flox "Aggregation" idea). The numeric work runs in the numba
-kernels of ``datastream.kernels``; this module is the registry and the Arrow glue around them.
+frequency tables, intervals plus the bridging gaps), and finalizing is a cheap per-read step.
+The state columns, their dtypes, empty-bucket values and merge rules are one table
+(``datastream.kernels.state``, which ``LEVEL_SCHEMA`` comes from). Each downsampler is one
+declaration: its key, the value types it applies to, the state columns its finalize rule reads,
+whether it needs medians from raw rows or frequency tables, and that rule (the flox
+"Aggregation" idea). The numeric work runs in the numba kernels of ``datastream.kernels``; this
+module is the registry and the Arrow glue around them.
 The slow paths that cannot be vectorised live beside it: ``exact`` (Decimal high-accuracy
 state) and ``frequencies`` (frequency tables as JSON); ``raw_numbers`` reads raw rows and
 ``level_export`` turns finalized columns into Python values or Arrow arrays.
@@ -56,6 +59,7 @@ from .exact import HIGH_ACCURACY, ExactState, exact_std, merge_states
 from .exact import WIDE as WIDE  # re-exported
 from .granularity import US_PER_SECOND, from_us
 from .kernels import buckets, combine, partials
+from .kernels import state as level_state
 from .level_export import UTC_MICROS as UTC_MICROS  # re-exported
 from .level_export import arrow_column, float_array, python_column, time_column
 from .raw_numbers import NumericRaw, item_float_state, kinds_of
@@ -63,52 +67,39 @@ from .raw_numbers import NumericRaw, item_float_state, kinds_of
 NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
 ALL_TYPES = frozenset((NUMERIC, NOMINAL, GRAPH))
 
-LEVEL_SCHEMA = pa.schema(
-    [
-        ("t", pa.int64()),
-        ("c", pa.int64()),
-        ("s", pa.float64()),
-        ("q", pa.float64()),
-        ("l", pa.float64()),
-        ("u", pa.float64()),
-        ("mu", pa.float64()),
-        ("m2", pa.float64()),
-        ("n", pa.float64()),
-        ("x", pa.string()),
-        ("np", pa.int64()),
-        ("tn", pa.int64()),
-        ("tm", pa.float64()),
-        ("ta", pa.int64()),
-        ("tz", pa.int64()),
-        ("ic", pa.int64()),
-        ("isum", pa.float64()),
-        ("il", pa.float64()),
-        ("iu", pa.float64()),
-        ("iq", pa.float64()),
-        ("im2", pa.float64()),
-    ]
-)
-_INT_COLUMNS = frozenset(f.name for f in LEVEL_SCHEMA if f.type == pa.int64())
+_ARROW_TYPES = {np.int64: pa.int64(), np.float64: pa.float64(), str: pa.string()}
+LEVEL_SCHEMA = pa.schema([(c.name, _ARROW_TYPES[c.dtype]) for c in level_state.COLUMNS])
 
 
 # == level rows as numpy columns, for the finalize rules ========================================
 
 
 class Rows:
-    """Level rows seen as numpy columns (NaN = null), parsed lazily by the finalize rules."""
+    """Level rows seen as numpy columns (NaN = null), parsed lazily by the finalize rules.
 
-    def __init__(self, table: pa.Table, value_type: str, options: dict | None, width_us: int):
+    ``declared`` (the state columns the chosen downsamplers declare) limits what the rules may
+    read, so a declaration missing a column fails at once rather than going unnoticed.
+    """
+
+    def __init__(self, table: pa.Table, value_type: str, options: dict | None, width_us: int,
+                 declared: Iterable[str] | None = None):
         self.table = table
         self.value_type = value_type
         self.exact = _high_accuracy(value_type, options)
         self.width_us = width_us
         self.size = table.num_rows
+        self.declared = None if declared is None else frozenset(declared) | {"t"}
         self._columns: dict[str, np.ndarray] = {}
 
     def col(self, name: str) -> np.ndarray:
         if name not in self._columns:
+            self._check(name)
             self._columns[name] = _column(self.table, name)
         return self._columns[name]
+
+    def _check(self, name: str) -> None:
+        if self.declared is not None and name not in self.declared:
+            raise KeyError(f"level column {name!r} read but not declared by a downsampler")
 
     @functools.cached_property
     def c(self) -> np.ndarray:
@@ -116,6 +107,7 @@ class Rows:
 
     @functools.cached_property
     def extras(self) -> list[dict | None]:
+        self._check("x")
         return [None if x is None else json.loads(x) for x in self.table.column("x").to_pylist()]
 
     @functools.cached_property
@@ -146,7 +138,7 @@ class Rows:
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
-    if name in _INT_COLUMNS:
+    if name in level_state.INT_COLUMNS:
         if column.null_count:
             column = column.fill_null(0)
         return np.asarray(column.to_numpy(), dtype=np.int64)
@@ -160,24 +152,33 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
 class ValueDownsampler:
     """One value downsampler: ``finalize`` maps level rows to one result per row (a float array
     with NaN for None, or a list), ``present`` turns that into the Python values of
-    behaviour §5.4."""
+    behaviour §5.4.
+
+    ``columns`` are the state columns ``finalize`` reads (the only ones it may read);
+    ``requires`` the downsamplers stored with it (behaviour §3.3); ``raw_medians`` asks the
+    engine to compute column ``n`` from raw rows at every level (medians do not merge);
+    ``frequency_tables`` asks for the frequency tables of numeric streams in column ``x``.
+    """
 
     name: str
     key: str
     value_types: frozenset[str]
-    partials: tuple[str, ...]
+    columns: tuple[str, ...]
     requires: tuple[str, ...]
     finalize: Callable[[Rows], np.ndarray | list]
     present: Callable[[Rows, list], list] = lambda rows, column: column
+    raw_medians: bool = False
+    frequency_tables: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class TimeDownsampler:
-    """One time downsampler: ``finalize`` gives int64 µs (``is_time``) or float seconds."""
+    """One time downsampler: ``finalize`` (reading only the state ``columns``) gives int64 µs
+    (``is_time``) or float seconds."""
 
     name: str
     key: str
-    partials: tuple[str, ...]
+    columns: tuple[str, ...]
     finalize: Callable[[Rows], np.ndarray]
     is_time: bool = False
 
@@ -211,11 +212,6 @@ def _present_table(rows: Rows, column: list) -> list:
     return [None if t is None else frequencies.keyed_by_value(t, rows.decode) for t in column]
 
 
-def _std(rows: Rows) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(rows.col("m2") / rows.c)
-
-
 _NUM = frozenset((NUMERIC,))
 _VALUE = [
     ValueDownsampler("count", "c", ALL_TYPES, ("c",), (), lambda r: r.c),
@@ -239,23 +235,27 @@ _VALUE = [
         "mean", "m", _NUM, ("c", "s", "x"), ("count", "sum"),
         _exact_or(lambda r: r.col("s") / r.c, lambda st: HIGH_ACCURACY.divide(st.s, st.c)),
     ),
+    # population standard deviation: √(M2 / c); how M2 is computed and merged is column m2 of
+    # the state table (two-pass per bucket, Chan's formula across levels)
     ValueDownsampler(
         "std_dev", "d", _NUM, ("c", "m2", "x"), ("count", "sum", "sum_squares"),
-        _exact_or(_std, lambda st: exact_std(st)),
+        _exact_or(lambda r: np.sqrt(r.col("m2") / r.c), exact_std),
     ),
     ValueDownsampler(
         "median", "n", _NUM, ("c", "n", "x"), ("count",),
-        _exact_or(lambda r: r.col("n"), lambda st: st.n),
+        _exact_or(lambda r: r.col("n"), lambda st: st.n), raw_medians=True,
     ),
     ValueDownsampler(
-        "most_often", "o", _NUM | {NOMINAL}, ("c", "x"), ("count",), _most(1), _present_value
+        "most_often", "o", _NUM | {NOMINAL}, ("c", "x"), ("count",), _most(1), _present_value,
+        frequency_tables=True,
     ),
     ValueDownsampler(
-        "least_often", "r", _NUM | {NOMINAL}, ("c", "x"), ("count",), _most(-1), _present_value
+        "least_often", "r", _NUM | {NOMINAL}, ("c", "x"), ("count",), _most(-1), _present_value,
+        frequency_tables=True,
     ),
     ValueDownsampler(
         "frequencies", "f", _NUM | {NOMINAL}, ("c", "x"), ("count",),
-        lambda r: r.tables, _present_table,
+        lambda r: r.tables, _present_table, frequency_tables=True,
     ),
 ]
 
@@ -310,6 +310,20 @@ DOWNSAMPLERS_BY_VALUE_TYPE: dict[str, tuple[str, ...]] = {
 }
 _VALUE_BY_KEY = {d.key: d for d in _VALUE}
 _TIME_BY_KEY = {d.key: d for d in _TIME}
+
+
+def raw_medians(names: Iterable[str]) -> bool:
+    """Whether the value downsamplers ``names`` need medians computed from raw rows."""
+    return any(VALUE_DECLARATIONS[name].raw_medians for name in names)
+
+
+def frequency_tables(names: Iterable[str]) -> bool:
+    """Whether the value downsamplers ``names`` need frequency tables (costly for numbers)."""
+    return any(VALUE_DECLARATIONS[name].frequency_tables for name in names)
+
+
+def _declared(values: Iterable[ValueDownsampler], times: Iterable[TimeDownsampler]) -> set[str]:
+    return {name for d in (*values, *times) for name in d.columns}
 
 
 def with_dependencies(names: Iterable[str]) -> set[str]:
@@ -428,17 +442,17 @@ def combine_partials(
         child = child.take(pa.array(np.argsort(child_t, kind="stable")))
         child_t = _column(child, "t")
     starts, bounds = buckets.segment(child_t, width_us)
-    state = {name: _column(child, name) for name in partials.TIME_STATE}
+    state = {name: _column(child, name) for name in combine.combine_times.reads}
     columns: dict[str, Any] = {"t": starts}
-    columns.update(combine.merge_time_state(child_t, state, starts, bounds))
+    columns.update(combine.combine_times(bounds, state, starts=starts))
     groups = None
     if "x" in child.column_names and child.column("x").null_count < child.num_rows:
         parsed = [None if x is None else json.loads(x) for x in child.column("x").to_pylist()]
         groups = [parsed[a:b] for a, b in pairwise(bounds.tolist())]
     if value_type == NUMERIC:
         exact = _high_accuracy(value_type, options)
-        values = {name: _column(child, name) for name in partials.VALUE_STATE}
-        columns.update(combine.merge_value_state(values, bounds))
+        values = {name: _column(child, name) for name in combine.combine_values.reads}
+        columns.update(combine.combine_values(bounds, values))
         columns["x"] = _combine_numeric_extras(groups, exact) if groups else None
         if raw is not None and raw.num_rows:
             _medians_from_raw(columns, raw, width_us, exact)
@@ -516,10 +530,11 @@ def fill_empty(rows: pa.Table, start_us: int, end_us: int, width_us: int) -> pa.
         return rows
     arrays = []
     for field in rows.schema:
+        column = level_state.BY_NAME.get(field.name)
         if field.name == "t":
             arrays.append(pa.array(missing, field.type))
-        elif field.name in ("c", "np"):
-            arrays.append(pa.array(np.zeros(missing.size, np.int64)).cast(field.type))
+        elif column is not None and column.empty is not None:
+            arrays.append(pa.array(np.full(missing.size, column.empty)).cast(field.type))
         else:
             arrays.append(pa.nulls(missing.size, field.type))
     empty = pa.Table.from_arrays(arrays, schema=rows.schema)
@@ -566,13 +581,12 @@ def finalize(
 ) -> list[dict]:
     """behaviour §5.4 datapoints ``{'t': {time key: ...}, 'v': {value key: ...}}`` of level rows, in
     row order; an empty key filter drops ``'t'`` or ``'v'`` (None = every applicable key)."""
-    view = Rows(rows, value_type, options, width_us)
-    values = [
-        (d.key, d.present(view, python_column(d.finalize(view))))
-        for d in _chosen_value(value_type, value_keys, "key")
-    ]
+    chosen_values = _chosen_value(value_type, value_keys, "key")
+    chosen_times = _chosen_time(time_keys, "key")
+    view = Rows(rows, value_type, options, width_us, _declared(chosen_values, chosen_times))
+    values = [(d.key, d.present(view, python_column(d.finalize(view)))) for d in chosen_values]
     times = []
-    for d in _chosen_time(time_keys, "key"):
+    for d in chosen_times:
         column = d.finalize(view)
         times.append((d.key, [from_us(v) for v in column.tolist()] if d.is_time
                       else python_column(column)))
@@ -601,10 +615,12 @@ def finalize_arrow(
 ) -> pa.Table:
     """Columnar finalize (behaviour §6.3): ``t`` (bucket start), one column per value downsampler
     named by its name, time downsamplers as ``time_<name>``."""
-    view = Rows(rows, value_type, options, width_us)
+    chosen_values = _chosen_value(value_type, value_names, "name")
+    chosen_times = _chosen_time(time_names, "name")
+    view = Rows(rows, value_type, options, width_us, _declared(chosen_values, chosen_times))
     columns = {"t": time_column(view.col("t"), True)}
-    for d in _chosen_value(value_type, value_names, "name"):
+    for d in chosen_values:
         columns[d.name] = arrow_column(d.finalize(view), d.name)
-    for d in _chosen_time(time_names, "name"):
+    for d in chosen_times:
         columns[f"time_{d.name}"] = time_column(d.finalize(view), d.is_time)
     return pa.table(columns)

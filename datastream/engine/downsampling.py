@@ -48,11 +48,9 @@ def close_buckets(
         return []
     latest = state.latest
     value_type, options = state.value_type, state.options
-    with_median = "median" in state.value_downsamplers
-    # Frequency tables are costly for continuous numbers: only when a downsampler needs them.
-    with_frequencies = bool(
-        {"most_often", "least_often", "frequencies"} & set(state.value_downsamplers)
-    )
+    # what the declarations of the stream's downsamplers ask for beyond the kernels' columns
+    with_median = downsamplers.raw_medians(state.value_downsamplers)
+    with_frequencies = downsamplers.frequency_tables(state.value_downsamplers)
     steps: list[LevelStep] = []
     finer: LevelStep | None = None
     finer_bound: int | None = None

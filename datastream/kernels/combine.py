@@ -12,8 +12,9 @@ from itertools import pairwise
 
 import numpy as np
 
-from .jit import kernel, readonly
-from .partials import TIME_STATE, US, VALUE_STATE
+from .jit import kernel, reduction
+from .partials import US
+from .state import INT_COLUMNS, TIME_STATE, VALUE_STATE
 
 
 @kernel
@@ -24,11 +25,13 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * (n_b / n))
 
 
-@kernel
-def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, om2):
+@reduction(reads=VALUE_STATE, writes=VALUE_STATE)
+def combine_values(
+    c, s, q, l_, u, mu, m2, bounds, out_c, out_s, out_q, out_l, out_u, out_mu, out_m2
+):
     """Value state of each segment of child rows; children with count 0 contribute nothing.
 
-    A child's mean is ``lo + mu`` (``lo`` read as 0 when a pre-aggregated item lacks it). The
+    A child's mean is ``l + mu`` (``l`` read as 0 when a pre-aggregated item lacks it). The
     child means enter Chan's formula as offsets from the merged minimum, which differ from the
     child offsets by an exact subtraction, so no precision is lost to the magnitude of the
     values. Min/max skip NaN; sums propagate it.
@@ -45,13 +48,13 @@ def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, o
             n += c[k]
             total += s[k]
             squares += q[k]
-            if lo[k] < low or np.isnan(low):
-                low = lo[k]
-            if hi[k] > high or np.isnan(high):
-                high = hi[k]
-        oc[j] = n
+            if l_[k] < low or np.isnan(low):
+                low = l_[k]
+            if u[k] > high or np.isnan(high):
+                high = u[k]
+        out_c[j] = n
         if n == 0:
-            os[j] = oq[j] = olo[j] = ohi[j] = omu[j] = om2[j] = np.nan
+            out_s[j] = out_q[j] = out_l[j] = out_u[j] = out_mu[j] = out_m2[j] = np.nan
             continue
         base = 0.0 if np.isnan(low) else low
         seen = 0
@@ -61,25 +64,25 @@ def combine_values(c, s, q, lo, hi, mu, m2, bounds, oc, os, oq, olo, ohi, omu, o
             ck = c[k]
             if ck == 0:
                 continue
-            offset = ((0.0 if np.isnan(lo[k]) else lo[k]) - base) + mu[k]
+            offset = ((0.0 if np.isnan(l_[k]) else l_[k]) - base) + mu[k]
             if seen == 0:
                 mean = offset
                 dev2 = m2[k]
             else:
                 mean, dev2 = chan_merge(float(seen), mean, dev2, float(ck), offset, m2[k])
             seen += ck
-        os[j] = total
-        oq[j] = squares
-        olo[j] = low
-        ohi[j] = high
-        omu[j] = mean
-        om2[j] = dev2
+        out_s[j] = total
+        out_q[j] = squares
+        out_l[j] = low
+        out_u[j] = high
+        out_mu[j] = mean
+        out_m2[j] = dev2
 
 
-@kernel
+@reduction(inputs={"starts": np.int64}, reads=("t", *TIME_STATE), writes=TIME_STATE)
 def combine_times(
     t, np_, tn, tm, ta, tz, ic, isum, il, iu, iq, im2, starts, bounds,
-    onp, otn, otm, ota, otz, oic, oisum, oil, oiu, oiq, oim2,
+    out_np, out_tn, out_tm, out_ta, out_tz, out_ic, out_isum, out_il, out_iu, out_iq, out_im2,
 ):
     """Time state of each segment of child rows (children without points are skipped)."""
     for j in range(bounds.shape[0] - 1):
@@ -131,46 +134,32 @@ def combine_times(
                 gaps += ic[k]
             points += np_[k]
             last = tz[k]
-        onp[j] = points
-        otn[j] = kept
-        otm[j] = weighted / kept if kept > 0 else np.nan
-        ota[j] = first
-        otz[j] = last
-        oic[j] = gaps
+        out_np[j] = points
+        out_tn[j] = kept
+        out_tm[j] = weighted / kept if kept > 0 else np.nan
+        out_ta[j] = first
+        out_tz[j] = last
+        out_ic[j] = gaps
         if gaps == 0:
-            oisum[j] = oil[j] = oiu[j] = oiq[j] = oim2[j] = np.nan
+            out_isum[j] = out_il[j] = out_iu[j] = out_iq[j] = out_im2[j] = np.nan
         else:
-            oisum[j] = total
-            oil[j] = low
-            oiu[j] = high
-            oiq[j] = squares
-            oim2[j] = dev2
-
-
-def _alloc(names: tuple[str, ...], size: int, ints: tuple[str, ...]) -> dict[str, np.ndarray]:
-    return {n: np.empty(size, np.int64 if n in ints else np.float64) for n in names}
+            out_isum[j] = total
+            out_il[j] = low
+            out_iu[j] = high
+            out_iq[j] = squares
+            out_im2[j] = dev2
 
 
 def merge_value_state(child: dict[str, np.ndarray], bounds: np.ndarray) -> dict[str, np.ndarray]:
     """Value state per segment of child rows given as ``VALUE_STATE`` arrays."""
-    out = _alloc(VALUE_STATE, len(bounds) - 1, ("c",))
-    inputs = [readonly(child[n], np.int64 if n == "c" else np.float64) for n in VALUE_STATE]
-    combine_values(*inputs, readonly(bounds, np.int64), *out.values())
-    return out
+    return combine_values(bounds, child)
 
 
 def merge_time_state(
     child_t: np.ndarray, child: dict[str, np.ndarray], starts: np.ndarray, bounds: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Time state per segment of child rows (bucket starts ``child_t``) into ``starts``."""
-    out = _alloc(TIME_STATE, len(starts), ("np", "tn", "ta", "tz", "ic"))
-    ints = ("np", "tn", "ta", "tz", "ic")
-    inputs = [readonly(child[n], np.int64 if n in ints else np.float64) for n in TIME_STATE]
-    combine_times(
-        readonly(child_t, np.int64), *inputs, readonly(starts, np.int64),
-        readonly(bounds, np.int64), *out.values(),
-    )
-    return out
+    return combine_times(bounds, {**child, "t": child_t}, starts=starts)
 
 
 # -- numpy references (tests) ------------------------------------------------------------------
@@ -199,7 +188,7 @@ def merge_value_state_reference(child, bounds) -> dict[str, np.ndarray]:
         out["u"].append(np.nanmax(child["u"][sl][keep]))
         out["mu"].append(mean)
         out["m2"].append((child["m2"][sl][keep] + c * (mu - mean) ** 2).sum())
-    return {n: np.array(v, np.int64 if n == "c" else np.float64) for n, v in out.items()}
+    return {n: np.array(v, np.int64 if n in INT_COLUMNS else np.float64) for n, v in out.items()}
 
 
 def merge_time_state_reference(child_t, child, starts, bounds) -> dict[str, np.ndarray]:
@@ -240,5 +229,4 @@ def merge_time_state_reference(child_t, child, starts, bounds) -> dict[str, np.n
                              np.max(bridges, initial=-np.inf)))
         out["iq"].append(child["iq"][sl][keep][sets].sum() + (bridges**2).sum())
         out["im2"].append((m2s + counts * (means - mean) ** 2).sum())
-    ints = ("np", "tn", "ta", "tz", "ic")
-    return {n: np.array(v, np.int64 if n in ints else np.float64) for n, v in out.items()}
+    return {n: np.array(v, np.int64 if n in INT_COLUMNS else np.float64) for n, v in out.items()}

@@ -10,6 +10,10 @@ Importing numba takes most of a second, and most programs that import datastream
 read: so the decorator returns a :class:`Kernel` that imports numba and builds the dispatcher on
 its first call. The compiled code goes to a per-user cache directory (:func:`cache_dir`) rather
 than next to the installed sources, which may be read-only or shared between users.
+
+Kernels that reduce segments to partial-state columns use the companion :func:`reduction`: it
+declares the columns a kernel reads and writes, so output allocation (dtypes from the state table
+of ``kernels.state``) and argument order live here, and calls pass columns by name.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import os
 import sys
 import threading
 import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from . import state
 
 OPTIONS = {"nogil": True, "error_model": "numpy"}
 
@@ -64,6 +71,68 @@ class Kernel:
 def kernel(func: Any) -> Kernel:
     """Make ``func`` a lazily compiled, disk-cached, GIL-free numba kernel."""
     return Kernel(func)
+
+
+class Reduction(Kernel):
+    """A kernel reducing the segments ``bounds[j]:bounds[j + 1]`` to one row of state columns.
+
+    Its parameters are named after what they receive: ``bounds`` (int64 segment bounds), a plain
+    input by its declared name, a state column it reads by the column's name, a column it writes
+    as ``out_<name>``; a trailing underscore escapes a name that would shadow a global or trip
+    the linter (``np_``, ``l_``). Calling it allocates the written columns (dtype from the state
+    table, one row per segment), passes every array in parameter order (inputs read-only, so
+    numba compiles one signature) and returns the written columns by name.
+    """
+
+    def __init__(self, func: Any, inputs: Mapping[str, type], reads: tuple[str, ...],
+                 writes: tuple[str, ...]) -> None:
+        self.inputs = dict(inputs)
+        self.reads = tuple(reads)
+        self.writes = tuple(writes)
+        dtypes = {"bounds": np.int64, **self.inputs, **{n: state.dtype(n) for n in self.reads}}
+        self._written = {name: state.dtype(name) for name in self.writes}
+        code = func.__code__
+        self._plan: list[tuple[str, type | None]] = []  # (name, input dtype; None = written)
+        for parameter in code.co_varnames[: code.co_argcount]:
+            name = parameter[:-1] if parameter.endswith("_") else parameter
+            if name.startswith("out_"):
+                self._plan.append((name[4:], None))
+            elif name in dtypes:
+                self._plan.append((name, dtypes[name]))
+            else:
+                raise TypeError(f"{func.__qualname__}: undeclared parameter {parameter!r}")
+        taken = sorted(n for n, d in self._plan if d is not None)
+        written = sorted(n for n, d in self._plan if d is None)
+        if taken != sorted(dtypes) or written != sorted(self.writes):
+            raise TypeError(f"{func.__qualname__}: parameters do not match the declaration")
+        super().__init__(func)  # registered in KERNELS only once the declaration holds
+
+    def __call__(self, bounds: np.ndarray, columns: Mapping[str, np.ndarray] | None = None,
+                 **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """The written columns for segment ``bounds``; ``columns`` holds (at least) the read
+        columns, ``inputs`` exactly the plain inputs."""
+        if inputs.keys() != self.inputs.keys():
+            raise TypeError(f"{self.__name__} takes inputs {sorted(self.inputs)}, "
+                            f"got {sorted(inputs)}")
+        given = {**(columns or {}), **inputs, "bounds": bounds}
+        size = len(bounds) - 1
+        out = {name: np.empty(size, dtype) for name, dtype in self._written.items()}
+        args = [out[name] if dtype is None else readonly(given[name], dtype)
+                for name, dtype in self._plan]
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self.dispatcher()
+        dispatcher(*args)
+        return out
+
+
+def reduction(
+    *, inputs: Mapping[str, type] | None = None, reads: tuple[str, ...] = (),
+    writes: tuple[str, ...],
+) -> Callable[[Any], Reduction]:
+    """Make a function a :class:`Reduction` kernel (lazily compiled like :func:`kernel`) that
+    takes ``inputs`` (name → dtype) and the state columns ``reads`` and fills ``writes``."""
+    return lambda func: Reduction(func, inputs or {}, reads, writes)
 
 
 def _jit(func: Any) -> Any:

@@ -15,15 +15,14 @@ from itertools import pairwise
 
 import numpy as np
 
-from .jit import kernel, readonly
+from .jit import reduction
+from .state import INT_COLUMNS, TIME_STATE, VALUE_STATE
 
-VALUE_STATE = ("c", "s", "q", "l", "u", "mu", "m2")
-TIME_STATE = ("np", "tn", "tm", "ta", "tz", "ic", "isum", "il", "iu", "iq", "im2")
 US = 1e6  # microseconds per second, as a float divisor (exactly rounded division)
 
 
-@kernel
-def value_partials(x, valid, bounds, c, s, q, lo, hi, mu, m2):
+@reduction(inputs={"x": np.float64, "valid": np.bool_}, writes=VALUE_STATE)
+def value_partials(x, valid, bounds, out_c, out_s, out_q, out_l, out_u, out_mu, out_m2):
     """Value state of each segment over the points where ``valid`` is true.
 
     ``mu`` is the mean *minus the minimum*: a small number stored with full precision even when
@@ -45,9 +44,9 @@ def value_partials(x, valid, bounds, c, s, q, lo, hi, mu, m2):
                 n += 1
                 total += v
                 squares += v * v
-        c[j] = n
+        out_c[j] = n
         if n == 0:
-            s[j] = q[j] = lo[j] = hi[j] = mu[j] = m2[j] = np.nan
+            out_s[j] = out_q[j] = out_l[j] = out_u[j] = out_mu[j] = out_m2[j] = np.nan
             continue
         offset = total / n - low
         dev = 0.0
@@ -57,25 +56,28 @@ def value_partials(x, valid, bounds, c, s, q, lo, hi, mu, m2):
                 d = (x[p] - low) - offset
                 dev += d
                 dev2 += d * d
-        s[j] = total
-        q[j] = squares
-        lo[j] = low
-        hi[j] = high
-        mu[j] = offset + dev / n
-        m2[j] = max(dev2 - dev * dev / n, 0.0)
+        out_s[j] = total
+        out_q[j] = squares
+        out_l[j] = low
+        out_u[j] = high
+        out_mu[j] = offset + dev / n
+        out_m2[j] = max(dev2 - dev * dev / n, 0.0)
 
 
-@kernel
-def time_partials(t, nonnull, starts, bounds, np_, tn, tm, ta, tz, ic, isum, il, iu, iq, im2):
+@reduction(inputs={"t": np.int64, "nonnull": np.bool_, "starts": np.int64}, writes=TIME_STATE)
+def time_partials(
+    t, nonnull, starts, bounds,
+    out_np, out_tn, out_tm, out_ta, out_tz, out_ic, out_isum, out_il, out_iu, out_iq, out_im2,
+):
     """Time state of each segment; ``nonnull`` marks points that carry a value."""
     for j in range(bounds.shape[0] - 1):
         a = bounds[j]
         b = bounds[j + 1]
-        np_[j] = b - a
-        ta[j] = t[a]
-        tz[j] = t[b - 1]
+        out_np[j] = b - a
+        out_ta[j] = t[a]
+        out_tz[j] = t[b - 1]
         gaps = b - a - 1
-        ic[j] = gaps
+        out_ic[j] = gaps
         # one pass: non-null offsets, and the gaps in integer microseconds (exact)
         k = 0
         offsets = 0
@@ -93,10 +95,10 @@ def time_partials(t, nonnull, starts, bounds, np_, tn, tm, ta, tz, ic, isum, il,
                 low = min(low, g)
                 high = max(high, g)
                 squares += float(g) * float(g)
-        tn[j] = k
-        tm[j] = offsets / k if k > 0 else np.nan
+        out_tn[j] = k
+        out_tm[j] = offsets / k if k > 0 else np.nan
         if gaps == 0:
-            isum[j] = il[j] = iu[j] = iq[j] = im2[j] = np.nan
+            out_isum[j] = out_il[j] = out_iu[j] = out_iq[j] = out_im2[j] = np.nan
             continue
         mean = total / gaps
         dev = 0.0
@@ -105,37 +107,23 @@ def time_partials(t, nonnull, starts, bounds, np_, tn, tm, ta, tz, ic, isum, il,
             d = (t[p + 1] - t[p]) - mean
             dev += d
             dev2 += d * d
-        isum[j] = total / US
-        il[j] = low / US
-        iu[j] = high / US
-        iq[j] = squares / (US * US)
-        im2[j] = max(dev2 - dev * dev / gaps, 0.0) / (US * US)
-
-
-def _alloc(names: tuple[str, ...], size: int, ints: tuple[str, ...]) -> dict[str, np.ndarray]:
-    return {n: np.empty(size, np.int64 if n in ints else np.float64) for n in names}
+        out_isum[j] = total / US
+        out_il[j] = low / US
+        out_iu[j] = high / US
+        out_iq[j] = squares / (US * US)
+        out_im2[j] = max(dev2 - dev * dev / gaps, 0.0) / (US * US)
 
 
 def raw_value_state(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> dict[str, np.ndarray]:
     """Value state per segment (``VALUE_STATE`` arrays)."""
-    out = _alloc(VALUE_STATE, len(bounds) - 1, ("c",))
-    value_partials(
-        readonly(x, np.float64), readonly(valid, np.bool_), readonly(bounds, np.int64),
-        *out.values(),
-    )
-    return out
+    return value_partials(bounds, x=x, valid=valid)
 
 
 def raw_time_state(
     t: np.ndarray, nonnull: np.ndarray, starts: np.ndarray, bounds: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Time state per segment (``TIME_STATE`` arrays)."""
-    out = _alloc(TIME_STATE, len(starts), ("np", "tn", "ta", "tz", "ic"))
-    time_partials(
-        readonly(t, np.int64), readonly(nonnull, np.bool_), readonly(starts, np.int64),
-        readonly(bounds, np.int64), *out.values(),
-    )
-    return out
+    return time_partials(bounds, t=t, nonnull=nonnull, starts=starts)
 
 
 # -- numpy references (tests) ------------------------------------------------------------------
@@ -154,7 +142,7 @@ def raw_value_state_reference(x, valid, bounds) -> dict[str, np.ndarray]:
             (len(v), v.sum(), (v * v).sum(), v.min(), v.max(), offsets.mean(),
              offsets.var() * len(v))
         )
-    return _columns(VALUE_STATE, rows, ("c",))
+    return _columns(VALUE_STATE, rows)
 
 
 def raw_time_state_reference(t, nonnull, starts, bounds) -> dict[str, np.ndarray]:
@@ -170,11 +158,12 @@ def raw_time_state_reference(t, nonnull, starts, bounds) -> dict[str, np.ndarray
         else:
             stats = (np.nan,) * 5
         rows.append((b - a, len(kept), tm, seg[0], seg[-1], len(gaps)) + stats)
-    return _columns(TIME_STATE, rows, ("np", "tn", "ta", "tz", "ic"))
+    return _columns(TIME_STATE, rows)
 
 
-def _columns(names, rows, ints) -> dict[str, np.ndarray]:
+def _columns(names, rows) -> dict[str, np.ndarray]:
     cols = list(zip(*rows)) if rows else [()] * len(names)
     return {
-        n: np.array(col, dtype=np.int64 if n in ints else np.float64) for n, col in zip(names, cols)
+        n: np.array(col, dtype=np.int64 if n in INT_COLUMNS else np.float64)
+        for n, col in zip(names, cols)
     }
