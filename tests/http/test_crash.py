@@ -60,6 +60,14 @@ def _write_until_stopped(url: str, stop: threading.Event, first: int, sent: list
             request += 1
 
 
+def _wait_for_an_acknowledgement(acknowledged: list[int], before: int) -> None:
+    """Until this server acknowledged a request: a loaded machine may take seconds to start
+    one, and a kill before the first write would test nothing."""
+    deadline = time.monotonic() + 120
+    while len(acknowledged) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_sigkill_keeps_every_acknowledged_write(tmp_path):
     store = tmp_path / "crash.duckdb"
     rng = random.Random(os.environ.get("DATASTREAM_CRASH_SEED"))
@@ -72,7 +80,8 @@ def test_sigkill_keeps_every_acknowledged_write(tmp_path):
         writer = threading.Thread(target=_write_until_stopped,
                                   args=(url, stop, first, sent, acknowledged))
         writer.start()
-        time.sleep(rng.uniform(0.3, 1.5))
+        _wait_for_an_acknowledgement(acknowledged, len(acknowledged))
+        time.sleep(rng.uniform(0.0, 1.0))  # then killed at a random moment of the stream
         server.send_signal(signal.SIGKILL)
         server.wait()
         stop.set()
