@@ -13,7 +13,9 @@ field). Nulls are missing fields. Float values that are short decimals are store
 integer mantissas (``_d<k>_<name>``), which InfluxDB compresses far better than floats (see
 :mod:`.line_protocol`). Names are encoded by :mod:`.line_protocol`; how rows become points
 with unique identities, and points rows again, is in :mod:`.points`. The layout is the
-metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened.
+metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened. Points are
+read and written over the backend's own HTTP session (:mod:`.session`), configured like the
+``InfluxDBClient`` that runs the administrative statements.
 
 Reads of raw rows that this object committed lately are answered from memory while the
 stream's record shows no other change (:mod:`datastream.storage.recent`): the engine reads the

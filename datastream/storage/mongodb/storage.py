@@ -3,8 +3,9 @@
 :class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
 queries as filters), :mod:`.chunks` (raw rows as codec chunks in documents, and why),
 :mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
-operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
-(readers' snapshots, rolling forward, recovery).
+operators), :mod:`.database` (the collections), :mod:`.commit` (atomic conditional commits)
+and :mod:`.protocol` (readers' snapshots, rolling forward, recovery). The parts are objects
+given what they work on (a commit gets a ``commit.Context``); none of them imports this module.
 
 Collections
 -----------
