@@ -100,8 +100,8 @@ class Context:
     """What a commit works with, handed over by the storage: the collections, the protocol
     shared with readers, the maintenance locks the committing thread holds (stream id ->
     ``[owner token, ttl, depth]``), and two record operations of the storage: reading a
-    record and inserting a stream document (with the batch id: pending, see
-    ``MongoDBStorage.insert_stream``)."""
+    record and inserting a stream document (given a batch id, the document stays pending
+    until that batch commits; StreamExists when a stream matches its query)."""
 
     db: Database
     protocol: CommitProtocol

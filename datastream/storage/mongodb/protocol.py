@@ -16,7 +16,7 @@ Drops by time are kept in the stream's ``w.drops`` and applied by readers (:clas
 from the flip on; the collector then deletes the rows they hide completely and forgets the
 drops that hide nothing any more. A drop stays applied until its rows are gone, so a crash
 between the flip and the collection leaves nothing visible, and whoever flips, recovers or
-drops rows of that stream next collects again (:meth:`CommitProtocol._collect_drops`).
+drops rows of that stream next collects again (:meth:`CommitProtocol.collect_drops`).
 """
 
 from __future__ import annotations

@@ -407,7 +407,7 @@ class MongoDBStorage(Storage):
                     continue
                 chunk = self._raw.find_one({"_id": doc["_id"]}, {"sid": 0, "b": 0})
                 if chunk is None:
-                    continue  # collected meanwhile: _consistent reads again
+                    continue  # collected meanwhile: consistent() reads again
                 rows = mongo_chunks.decode([chunk], start_us, None, False, snap.cuts,
                                            stream_id, snap.floors)
                 if rows.num_rows:
