@@ -76,6 +76,15 @@ class RecordConflict(exceptions.DatastreamException):
     writer changed the record since it was read). Nothing was stored; re-read and retry."""
 
 
+def version_conflict(stream_id: str, found: int, expected: int | None,
+                     consequence: str = "") -> RecordConflict:
+    """The RecordConflict of a record found at another version than expected, worded alike by
+    every backend; ``consequence`` tells what was (not) stored."""
+    message = (f"stream {stream_id!r} changed since it was read (version {found},"
+               f" expected {expected})")
+    return RecordConflict(f"{message}; {consequence}" if consequence else message)
+
+
 class StreamExists(RecordConflict):
     """A stream to create matches an existing one's query; ``existing`` is that record."""
 

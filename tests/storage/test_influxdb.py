@@ -267,8 +267,8 @@ def _reference(records, query) -> list[str]:
 
 def _sql_only(storage, query) -> list[str]:
     where, params = pg_query.translate(query)
-    rows = storage._fetch(f"SELECT stream_id, tags_text FROM datastream_streams WHERE {where}"
-                          " ORDER BY seq", params)
+    rows = storage._metadata.fetch(
+        f"SELECT stream_id, tags_text FROM datastream_streams WHERE {where} ORDER BY seq", params)
     return [stream_id for stream_id, _ in rows]
 
 
@@ -515,7 +515,7 @@ def test_series_of_deleted_streams_are_dropped_once_influxdb_is_back(storage, mo
     assert series_count(storage, a) == 1
     storage.commit(WriteBatch(raw={b: raw_rows([2])}))  # retries the drop
     assert series_count(storage, a) == 0
-    assert storage._fetch("SELECT count(*) FROM datastream_garbage") == [(0,)]
+    assert storage._metadata.fetch("SELECT count(*) FROM datastream_garbage") == [(0,)]
 
 
 # -- atomicity -----------------------------------------------------------------------------------
@@ -627,17 +627,17 @@ class CommitFailsOnce:
 def test_ambiguous_commit_is_resolved_by_the_pending_record(storage, reach_server):
     a, b = prepare_for_failure(storage)
     before = snapshot(storage, [a, b])
-    real = storage._connection()
-    storage._pg = CommitFailsOnce(real, reach_server)
+    real = storage._metadata.connection()
+    storage._metadata.pg = CommitFailsOnce(real, reach_server)
     if reach_server:
         storage.commit(retry_batch(a, b))  # it did commit: success
     else:
         with pytest.raises(exceptions.StreamAppendFailed, match="nothing of it is visible"):
             storage.commit(retry_batch(a, b))
-        storage._pg = real
+        storage._metadata.pg = real
         assert snapshot(storage, [a, b]) == before
         storage.commit(retry_batch(a, b))
-    storage._pg = real
+    storage._metadata.pg = real
     assert_retry_stored_once(storage, a, b, 5)
 
 
@@ -785,7 +785,7 @@ def versions(storage, *stream_ids) -> list[int | None]:
 
 
 def pending_count(storage) -> int:
-    return storage._fetch("SELECT count(*) FROM datastream_pending")[0][0]
+    return storage._metadata.fetch("SELECT count(*) FROM datastream_pending")[0][0]
 
 
 def test_versions_move_once_per_commit_and_per_set_tags(storage, influx_factory):
@@ -883,8 +883,8 @@ def test_create_with_source_meta_is_one_commit(storage):
         batch = WriteBatch(create=[(StreamRecord(c, {"d": c}, {"derived": a}), {"d": c})],
                            meta={a: MetaUpdate(set={"contributes_to": {c: {}}})},
                            expect={a: storage.get_stream(a).version})
-        real = storage._connection()
-        storage._pg = CommitFailsOnce(real, reach_server)
+        real = storage._metadata.connection()
+        storage._metadata.pg = CommitFailsOnce(real, reach_server)
         try:
             if reach_server:
                 storage.commit(batch)  # it did commit: success
@@ -892,7 +892,7 @@ def test_create_with_source_meta_is_one_commit(storage):
                 with pytest.raises(exceptions.StreamAppendFailed):
                     storage.commit(batch)
         finally:
-            storage._pg = real
+            storage._metadata.pg = real
         created = storage.get_stream(c)
         source = storage.get_stream(a)
         assert (created is not None) == reach_server
@@ -907,11 +907,11 @@ def test_delete_with_source_meta_is_one_commit(storage):
     storage.commit(WriteBatch(raw={d: raw_rows([1]), a: raw_rows([1])}))
     batch = WriteBatch(delete=[d], meta={a: MetaUpdate(set={"contributes_to": {}})},
                        expect={a: 1, d: 1})
-    real = storage._connection()
-    storage._pg = CommitFailsOnce(real, reach_server=False)
+    real = storage._metadata.connection()
+    storage._metadata.pg = CommitFailsOnce(real, reach_server=False)
     with pytest.raises(exceptions.StreamAppendFailed):
         storage.commit(batch)
-    storage._pg = real
+    storage._metadata.pg = real
     assert ids(storage.find_streams(None)) == [a, d]
     assert storage.get_stream(a).meta == {"contributes_to": {"x": {}}}
     assert raw_pairs(storage, d) == [(1, None)]
@@ -931,7 +931,7 @@ def test_nothing_after_commit_raises(storage, monkeypatch):
     def broken(self, limit):
         raise RuntimeError("anything at all")
 
-    monkeypatch.setattr(store.InfluxDBStorage, "_garbage", broken)
+    monkeypatch.setattr(store.PgMetadata, "garbage", broken)
     storage.commit(WriteBatch(delete=[d], raw={a: raw_rows([1])}))  # stored, no error
     assert ids(storage.find_streams(None)) == [a] and raw_pairs(storage, a) == [(1, None)]
     assert storage._garbage_due
@@ -1019,7 +1019,7 @@ def test_truncate_hides_older_rows_at_or_after_t_and_keeps_the_batch_rows(storag
     # an earlier cut supersedes the later ones (the list is a Pareto frontier)
     storage.commit(WriteBatch(raw={a: raw_rows([12], ints=[12])}, truncate_raw={a: 11}))
     assert raw_pairs(storage, a) == [(10, 1), (12, 12)]
-    assert len(storage._view(a)[0].store["raw"]["cut"]) == 1
+    assert len(storage._metadata.view(a)[0].store["raw"]["cut"]) == 1
     # new points never take the identity of a hidden one (InfluxDB would merge their fields)
     storage.commit(WriteBatch(raw={a: raw_rows([20, 20, 20, 20], floats=[0.5] * 4)}))
     rows = storage.read_raw(a, 20, 21)
@@ -1040,11 +1040,11 @@ def test_failed_truncating_commit_hides_nothing(storage, monkeypatch):
         storage.commit(WriteBatch(raw={a: raw_rows([20], ints=[7])}, truncate_raw={a: 15}))
     monkeypatch.undo()
     assert raw_pairs(storage, a) == before
-    real = storage._connection()
-    storage._pg = CommitFailsOnce(real, reach_server=False)
+    real = storage._metadata.connection()
+    storage._metadata.pg = CommitFailsOnce(real, reach_server=False)
     with pytest.raises(exceptions.StreamAppendFailed):
         storage.commit(WriteBatch(truncate_raw={a: 15}))
-    storage._pg = real
+    storage._metadata.pg = real
     assert raw_pairs(storage, a) == before
     storage.commit(WriteBatch(raw={a: raw_rows([20], ints=[7])}, truncate_raw={a: 15}))
     assert raw_pairs(storage, a) == [(10, 1), (20, 7)]
@@ -1069,7 +1069,7 @@ def test_many_truncations_read_like_deletions(storage, monkeypatch, steps):
         model += list(zip(times, values))
         storage.commit(batch)
         assert raw_pairs(storage, a) == sorted(model, key=lambda pair: pair[0])
-        assert len(storage._view(a)[0].store["raw"]["cut"]) <= 2
+        assert len(storage._metadata.view(a)[0].store["raw"]["cut"]) <= 2
 
 
 def test_derived_streams_fed_late_points_read_as_on_duckdb(influx_factory, monkeypatch):
@@ -1100,7 +1100,7 @@ def test_derived_streams_fed_late_points_read_as_on_duckdb(influx_factory, monke
         result = [[(p["t"], p["v"]) for p in ds.get_data(x, datastream.Granularity.Seconds,
                                                           start=datetime.datetime.min)]
                   for x in (slope, total)]
-        cuts = [len(backend._view(x)[0].store["raw"]["cut"]) for x in (slope, total)
+        cuts = [len(backend._metadata.view(x)[0].store["raw"]["cut"]) for x in (slope, total)
                 if isinstance(backend, store.InfluxDBStorage)]
         ds.close()
         return result, cuts
@@ -1163,7 +1163,7 @@ def test_two_storages_racing_lose_no_update(influx_factory):
 def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory, old):
     """Version 2 stored ``k`` and ``_batch`` as fields and floats only as floats: its points
     would read wrongly with the version 3 layout, so its stores are refused by name."""
-    with storage._transaction() as cur:
+    with storage._metadata.transaction() as cur:
         cur.execute("UPDATE datastream_info SET value = %s WHERE key = 'schema_version'", [old])
     with pytest.raises(store.StorageUnavailable,
                        match=f"schema version {old}, this datastream reads 3: the InfluxDB point"
@@ -1342,7 +1342,7 @@ def stored_points(storage, stream_id, measurement=store.RAW_MEASUREMENT) -> list
     """Times (µs) of every point of a stream epoch in InfluxDB, hidden ones included."""
     from datastream.storage.influxdb import points
 
-    view = storage._view(stream_id)[0]
+    view = storage._metadata.view(stream_id)[0]
     raw = measurement == store.RAW_MEASUREMENT
     epoch = view.store["raw" if raw else "lv"]["e"]
     fields = points.stored_fields(RAW_SCHEMA) if raw else ()
@@ -1352,7 +1352,7 @@ def stored_points(storage, stream_id, measurement=store.RAW_MEASUREMENT) -> list
 
 
 def pending_drops(storage, stream_id) -> list:
-    store_ = storage._view(stream_id)[0].store
+    store_ = storage._metadata.view(stream_id)[0].store
     return store_["raw"].get("drop", []) + store_["lv"].get("drop", [])
 
 
@@ -1371,7 +1371,7 @@ def test_dropped_points_are_deleted_after_the_commit(storage):
     assert stored_points(storage, b) == times
     assert stored_points(storage, a, "datastream_level_S") == times[:7]
     assert pending_drops(storage, a) == []
-    assert storage._fetch("SELECT count(*) FROM datastream_trims") == [(0,)]
+    assert storage._metadata.fetch("SELECT count(*) FROM datastream_trims") == [(0,)]
     assert raw_pairs(storage, a) == [(t, t) for t in times[5:]]
 
 

@@ -271,7 +271,7 @@ def test_chunks_split_on_text_size(storage, monkeypatch):
 def test_range_read_uses_bounded_index_conditions(storage):
     stream_id = add_stream(storage)
     storage.commit(WriteBatch(raw={stream_id: raw_rows([0, 5 * HOUR, 10 * HOUR])}))
-    snap = storage._snapshot(stream_id)
+    snap = storage._protocol.snapshot(stream_id)
     chunks = storage._raw_chunks(stream_id, snap, 4 * HOUR, 6 * HOUR)
     assert [c["t0"] for c in chunks] == [5 * HOUR]
 
@@ -562,7 +562,7 @@ def test_readers_retry_when_rows_are_collected_meanwhile(storage):
             storage._streams.update_one({"_id": stream_id}, {"$inc": {"w.gc": 1}})
         return storage._raw_chunks(stream_id, snap, None, None)
 
-    assert len(storage._consistent(stream_id, read)) == 1
+    assert len(storage._protocol.consistent(stream_id, read)) == 1
     assert len(bumps) == 2
 
 
@@ -743,7 +743,7 @@ def test_crashed_multi_stream_writer_is_aborted(factory, monkeypatch):
     ids = [add_stream(storage) for _ in range(2)]
     monkeypatch.setattr(store._Commit, "_undo", lambda self: None)
     fail_on(factory, "batches", "insert_one", lambda args: args[0].get("state") == "committed")
-    monkeypatch.setattr(store.MongoDBStorage, "_claim_abort",
+    monkeypatch.setattr(store.CommitProtocol, "claim_abort",
                         lambda self, b: (_ for _ in ()).throw(store.PyMongoError("down")))
     with pytest.raises(exceptions.StreamAppendFailed, match="unknown"):
         storage.commit(WriteBatch(raw={i: raw_rows([1]) for i in ids}))

@@ -62,6 +62,7 @@ from ..base import (
     drop_time,
     id_runs,
     level_drops,
+    version_conflict,
 )
 from ..recent import RecentRaw
 from ..tag_index import TagIndex
@@ -408,10 +409,7 @@ class DuckDBStorage(Storage):
                     f"stream {stream_id!r} not found; nothing of the batch was stored"
                 )
             if entry.version != version:
-                raise RecordConflict(
-                    f"stream {stream_id!r} changed since it was read (version {entry.version},"
-                    f" expected {version})"
-                )
+                raise version_conflict(stream_id, entry.version, version)
         for record, query in batch.create:
             existing = self._matching(query)
             if existing:

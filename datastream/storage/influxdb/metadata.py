@@ -1,9 +1,9 @@
 """The PostgreSQL side of :class:`.influxdb.InfluxDBStorage`: stream records and bookkeeping.
 
 Kept apart so that the storage class reads as the commit protocol, with the SQL of each step
-here. :class:`PgMetadata` is a mixin: the storage sets ``_lock``, ``_closed``, ``_schemas``,
-``_leases`` and calls :meth:`PgMetadata._init_metadata`; the connection state stays on the
-storage itself.
+here. The storage holds one :class:`PgMetadata`, which owns the connections and the cache of
+level schemas; the storage's lock and its maintenance leases stay with the storage, which
+serialises calls and hands the leases of a commit over (:meth:`PgMetadata.fence`).
 
 Tables: ``datastream_streams`` (creation ``seq``, ``stream_id``, tags twice: as given in
 ``tags_text`` and in the GIN-indexed query form ``tags``, see :mod:`.query`; ``meta`` as
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -253,31 +252,33 @@ class View:
 
 
 class PgMetadata:
-    """Connections to the metadata database and the SQL of every step of the storage."""
+    """Connections to the metadata database and the SQL of every step of the storage.
 
-    _lock: threading.RLock
-    _closed: bool
-    _schemas: dict[str, pa.Schema]
-    _leases: dict[tuple[int, str], Lease]
+    ``connection_metadata``: keyword arguments of ``psycopg2.connect``. ``pg`` is the
+    connection of transactions, ``pg_aux`` one in autocommit mode (see :meth:`begin_attempt`);
+    ``schemas`` caches the level schemas of committed batches.
+    """
 
-    def _init_metadata(self, connection_metadata: dict[str, Any]) -> None:
-        self._pg_options = dict(connection_metadata)
-        self._pg: Any = None
-        self._pg_aux: Any = None
+    def __init__(self, connection_metadata: dict[str, Any]) -> None:
+        self.options = dict(connection_metadata)
+        self.pg: Any = None
+        self.pg_aux: Any = None
+        self.closed = False
+        self.schemas: dict[str, pa.Schema] = {}
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self) -> Any:
         try:
-            return psycopg2.connect(**self._pg_options)
+            return psycopg2.connect(**self.options)
         except psycopg2.OperationalError as error:
-            name = self._pg_options.get("dbname") or self._pg_options.get("database")
+            name = self.options.get("dbname") or self.options.get("database")
             if not name or f'database "{name}" does not exist' not in str(error):
                 raise
         self._create_database(name)
-        return psycopg2.connect(**self._pg_options)
+        return psycopg2.connect(**self.options)
 
     def _create_database(self, name: str) -> None:
-        options = {k: v for k, v in self._pg_options.items() if k not in ("dbname", "database")}
+        options = {k: v for k, v in self.options.items() if k not in ("dbname", "database")}
         con = psycopg2.connect(dbname="postgres", **options)
         try:
             con.autocommit = True
@@ -289,27 +290,27 @@ class PgMetadata:
         finally:
             con.close()
 
-    def _connection(self, probe: bool = False) -> Any:
+    def connection(self, probe: bool = False) -> Any:
         """The transaction connection, reconnected when the server dropped it (``probe``:
         also when it only looks open; reads instead retry once, see ``_fetch``)."""
-        if self._closed:
+        if self.closed:
             raise StorageUnavailable("the InfluxDB storage is closed")
-        if self._pg is None or self._pg.closed or (probe and not _alive(self._pg)):
-            self._pg = self._connect()
-        return self._pg
+        if self.pg is None or self.pg.closed or (probe and not _alive(self.pg)):
+            self.pg = self._connect()
+        return self.pg
 
     def _autocommit(self) -> Any:
         """A second connection for records that must commit while a transaction is open."""
-        if self._closed:
+        if self.closed:
             raise StorageUnavailable("the InfluxDB storage is closed")
-        if not _alive(self._pg_aux):
-            self._pg_aux = self._connect()
-            self._pg_aux.autocommit = True
-        return self._pg_aux
+        if not _alive(self.pg_aux):
+            self.pg_aux = self._connect()
+            self.pg_aux.autocommit = True
+        return self.pg_aux
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        con = self._connection()
+    def transaction(self) -> Iterator[Any]:
+        con = self.connection()
         try:
             with con.cursor() as cur:
                 yield cur
@@ -318,27 +319,30 @@ class PgMetadata:
             rollback(con)
             raise
 
-    def _fetch(self, statement: str, params: list[Any] | tuple = ()) -> list[tuple]:
+    def fetch(self, statement: str, params: list[Any] | tuple = ()) -> list[tuple]:
         """Run one read-only statement; retried once on a fresh connection if the server
         dropped the old one (a restart)."""
         for attempt in (1, 2):
             try:
-                with self._transaction() as cur:
+                with self.transaction() as cur:
                     cur.execute(statement, params)
                     return cur.fetchall()
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                if attempt == 2 or not (self._pg is None or self._pg.closed):
+                if attempt == 2 or not (self.pg is None or self.pg.closed):
                     raise
         raise AssertionError("unreachable")
 
-    def _close_metadata(self) -> None:
-        for con in (self._pg, self._pg_aux):
+    def close(self) -> None:
+        """Close both connections; every later use raises StorageUnavailable."""
+        self.closed = True
+        for con in (self.pg, self.pg_aux):
             if con is not None and not con.closed:
                 con.close()
-        self._pg = self._pg_aux = None
+        self.pg = self.pg_aux = None
 
-    def _setup(self) -> None:
-        with self._lock, self._transaction() as cur:
+    def setup(self) -> None:
+        """Create the tables if missing and check the schema version of the store."""
+        with self.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, SCHEMA_LOCK))
             cur.execute("SHOW server_encoding")
             if cur.fetchone()[0] != "UTF8":
@@ -359,20 +363,20 @@ class PgMetadata:
                 )
 
     # -- stream records --------------------------------------------------------------------
-    def _find_records(self, query: dict[str, Any] | None) -> list[StreamRecord]:
+    def find_records(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         where, params = pg_query.translate(query)
-        rows = self._fetch(f"{_RECORDS} WHERE {where} ORDER BY seq", params)
+        rows = self.fetch(f"{_RECORDS} WHERE {where} ORDER BY seq", params)
         return [StreamRecord(*row) for row in rows]
 
-    def _get_record(self, stream_id: str) -> StreamRecord | None:
-        rows = self._fetch(f"{_RECORDS} WHERE stream_id = %s", [stream_id])
+    def get_record(self, stream_id: str) -> StreamRecord | None:
+        rows = self.fetch(f"{_RECORDS} WHERE stream_id = %s", [stream_id])
         return StreamRecord(*rows[0]) if rows else None
 
-    def _set_tags(self, stream_id: str, tags: dict[str, Any],
+    def set_tags(self, stream_id: str, tags: dict[str, Any],
                   expect_version: int | None) -> None:
         """Compare-and-set on the version: a commit holding the row makes this wait, and the
         condition is checked again on the row it leaves behind."""
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             cur.execute(
                 "UPDATE datastream_streams SET tags = %s::jsonb, tags_text = %s::json,"
                 " version = version + 1 WHERE stream_id = %s"
@@ -394,7 +398,7 @@ class PgMetadata:
 
     # -- commit steps (on the cursor of the commit's transaction) ---------------------------
     @staticmethod
-    def _lock_streams(cur: Any, ids: list[str]) -> dict[str, Stored]:
+    def lock_streams(cur: Any, ids: list[str]) -> dict[str, Stored]:
         """The stored rows of those streams that exist, locked until the end of the
         transaction (in id order, the one lock order of every writer)."""
         cur.execute(
@@ -404,7 +408,7 @@ class PgMetadata:
         return {sid: Stored(meta, store, version) for sid, meta, store, version in cur.fetchall()}
 
     @staticmethod
-    def _check_versions(rows: dict[str, Stored], expect: dict[str, int],
+    def check_versions(rows: dict[str, Stored], expect: dict[str, int],
                         touched: list[str]) -> None:
         """RecordConflict when a record is not at the version the batch was built from (a
         missing record counts as changed: it was deleted meanwhile); StreamNotFound when the
@@ -424,7 +428,7 @@ class PgMetadata:
             )
 
     @staticmethod
-    def _insert_streams(cur: Any, create: list[tuple[StreamRecord, dict[str, Any]]]) -> None:
+    def insert_streams(cur: Any, create: list[tuple[StreamRecord, dict[str, Any]]]) -> None:
         """Insert new records unless a stream matching their query exists (StreamExists).
         The caller holds the creation lock: one advisory lock serialises every transaction
         that creates streams, so no two processes create streams matching each other's
@@ -448,7 +452,7 @@ class PgMetadata:
                 raise StreamIdTaken(f"stream id {record.stream_id!r} already exists") from None
 
     @staticmethod
-    def _delete_streams(cur: Any, ids: list[str]) -> None:
+    def delete_streams(cur: Any, ids: list[str]) -> None:
         """Delete records (locked by the caller), their leases and the pending batches that
         wrote only to them; their InfluxDB series become garbage."""
         cur.execute("DELETE FROM datastream_streams WHERE stream_id = ANY(%s)", [ids])
@@ -458,12 +462,13 @@ class PgMetadata:
         cur.execute("INSERT INTO datastream_garbage (stream_id, epoch)"
                     " SELECT unnest(%s::text[]), NULL", [ids])
 
-    def _fence(self, cur: Any, stream_ids: list[str]) -> None:
-        """Inside a maintenance lock, commit only while this process still owns the lease; the
-        lock row stays locked until COMMIT, so nobody can take it over meanwhile."""
-        thread = threading.get_ident()
+    @staticmethod
+    def fence(cur: Any, stream_ids: list[str], leases: dict[str, Lease]) -> None:
+        """Inside a maintenance lock (``leases``: those the committing thread holds, by
+        stream), commit only while this process still owns the lease; the lock row stays
+        locked until COMMIT, so nobody can take it over meanwhile."""
         for sid in stream_ids:
-            lease = self._leases.get((thread, sid))
+            lease = leases.get(sid)
             if lease is None:
                 continue
             cur.execute(
@@ -476,13 +481,13 @@ class PgMetadata:
                     " nothing of the batch was stored"
                 )
 
-    def _level_schemas(self, cur: Any, levels: dict[str, tuple]) -> dict[str, pa.Schema]:
+    def level_schemas(self, cur: Any, levels: dict[str, tuple]) -> dict[str, pa.Schema]:
         """Stored Arrow schema of each level written, widened by new columns. The schema row is
         locked only when it has to change, so writers of known columns never wait on it."""
         result = {}
         for key in sorted(levels):  # one lock order for every writer
             incoming = levels[key][0]
-            known = self._schemas.get(key)
+            known = self.schemas.get(key)
             if known is not None and merge_schema(key, known, incoming) is known:
                 result[key] = known
                 continue
@@ -503,7 +508,7 @@ class PgMetadata:
         return result
 
     @staticmethod
-    def _pending_spans(cur: Any, stream_ids: list[str]) -> dict[str, list[list[int]]]:
+    def pending_spans(cur: Any, stream_ids: list[str]) -> dict[str, list[list[int]]]:
         """Time spans (µs) where failed attempts may have left invisible points, per stream.
         Under the stream locks no attempt on these streams is in flight."""
         cur.execute("SELECT spans FROM datastream_pending WHERE stream_ids && %s::text[]",
@@ -515,13 +520,13 @@ class PgMetadata:
         return result
 
     @staticmethod
-    def _failed_batches(cur: Any, stream_id: str) -> list[int]:
+    def failed_batches(cur: Any, stream_id: str) -> list[int]:
         """Pending batches that wrote to a stream; under its row lock, all of them failed."""
         cur.execute("SELECT batch FROM datastream_pending WHERE stream_ids @> ARRAY[%s]",
                     [stream_id])
         return [row[0] for row in cur.fetchall()]
 
-    def _begin_attempt(self, stream_ids: list[str], spans: dict[str, list[int]]) -> int:
+    def begin_attempt(self, stream_ids: list[str], spans: dict[str, list[int]]) -> int:
         """A new batch number, recorded as pending with the streams the batch touches and the
         time span it writes per stream, and committed before any point is written. Every
         commit takes one, also without points: a cut needs it, and an ambiguous COMMIT is
@@ -535,7 +540,7 @@ class PgMetadata:
             )
             return cur.fetchone()[0]
 
-    def _forget_attempt(self, attempt: int) -> None:
+    def forget_attempt(self, attempt: int) -> None:
         """Best effort: drop the pending record of an attempt that wrote no point and
         surely did not commit (left behind, it is harmless)."""
         try:
@@ -545,11 +550,11 @@ class PgMetadata:
             pass
 
     @staticmethod
-    def _end_attempt(cur: Any, attempt: int) -> None:
+    def end_attempt(cur: Any, attempt: int) -> None:
         cur.execute("DELETE FROM datastream_pending WHERE batch = %s", [attempt])
 
     @staticmethod
-    def _save_streams(cur: Any, updates: list[tuple[str, str, str, int]],
+    def save_streams(cur: Any, updates: list[tuple[str, str, str, int]],
                       garbage: list[tuple[str, int]]) -> None:
         """Write (stream id, meta JSON, store JSON, version increment) rows and record garbage
         series."""
@@ -566,18 +571,18 @@ class PgMetadata:
                 cur, "INSERT INTO datastream_garbage (stream_id, epoch) VALUES %s", garbage
             )
 
-    def _attempt_committed(self, attempt: int) -> bool:
+    def attempt_committed(self, attempt: int) -> bool:
         try:
-            rows = self._fetch("SELECT 1 FROM datastream_pending WHERE batch = %s", [attempt])
+            rows = self.fetch("SELECT 1 FROM datastream_pending WHERE batch = %s", [attempt])
         except (psycopg2.Error, StorageUnavailable):
             return False
         return not rows
 
     # -- reading ---------------------------------------------------------------------------
-    def _view(self, stream_id: str, level_key: str | None = None) -> tuple[View | None, Any]:
+    def view(self, stream_id: str, level_key: str | None = None) -> tuple[View | None, Any]:
         """The stream's visibility view and, with ``level_key``, the stored level schema
         (None when the level was never written), read in one statement."""
-        rows = self._fetch(
+        rows = self.fetch(
             "SELECT s.store, b.last, ARRAY(SELECT p.batch FROM datastream_pending p"
             " WHERE p.stream_ids @> ARRAY[s.stream_id]),"
             " (SELECT arrow_schema FROM datastream_levels WHERE level_key = %s), s.version"
@@ -589,9 +594,9 @@ class PgMetadata:
         return view, None if schema is None else read_schema(schema)
 
     # -- leases and garbage ----------------------------------------------------------------
-    def _claim_lease(self, stream_id: str, lease: Lease) -> bool:
+    def claim_lease(self, stream_id: str, lease: Lease) -> bool:
         """Take the lease row unless another owner holds an unexpired one."""
-        with self._transaction() as cur:
+        with self.transaction() as cur:
             cur.execute(
                 "INSERT INTO datastream_locks VALUES (%s, %s, clock_timestamp() + %s *"
                 " interval '1 s') ON CONFLICT (stream_id) DO UPDATE SET owner = EXCLUDED.owner,"
@@ -600,32 +605,32 @@ class PgMetadata:
             )
             return cur.fetchone() is not None
 
-    def _release_lease(self, stream_id: str, lease: Lease) -> None:
+    def release_lease(self, stream_id: str, lease: Lease) -> None:
         try:
-            with self._lock, self._transaction() as cur:
+            with self.transaction() as cur:
                 cur.execute("DELETE FROM datastream_locks WHERE stream_id = %s AND owner = %s",
                             [stream_id, lease.owner])
         except (psycopg2.Error, StorageUnavailable):
             pass  # the lease expires by itself
 
-    def _garbage(self, limit: int) -> list[tuple[int, str, int | None]]:
+    def garbage(self, limit: int) -> list[tuple[int, str, int | None]]:
         """(id, stream id, epoch or None for every epoch) of recorded garbage series."""
-        return self._fetch("SELECT id, stream_id, epoch FROM datastream_garbage"
+        return self.fetch("SELECT id, stream_id, epoch FROM datastream_garbage"
                            " ORDER BY id LIMIT %s", [limit])
 
     @staticmethod
-    def _note_trims(cur: Any, stream_ids: list[str]) -> None:
+    def note_trims(cur: Any, stream_ids: list[str]) -> None:
         """Record streams whose new drops leave points to delete (``datastream_trims``)."""
         if stream_ids:
             cur.execute("INSERT INTO datastream_trims SELECT unnest(%s::text[])"
                         " ON CONFLICT DO NOTHING", [stream_ids])
 
-    def _trims(self, limit: int) -> list[str]:
-        return [row[0] for row in self._fetch(
+    def trims(self, limit: int) -> list[str]:
+        return [row[0] for row in self.fetch(
             "SELECT stream_id FROM datastream_trims ORDER BY stream_id LIMIT %s", [limit])]
 
     @staticmethod
-    def _lock_for_trim(cur: Any, stream_id: str) -> tuple[View | None, bool]:
+    def lock_for_trim(cur: Any, stream_id: str) -> tuple[View | None, bool]:
         """In the caller's transaction: the view of a stream to trim, its row locked (None
         when the stream is gone or a commit holds it), and whether it is gone. A commit on the
         stream waits until the trim is over, so no point is written under it meanwhile."""
@@ -640,7 +645,7 @@ class PgMetadata:
         return None, cur.fetchone() is None
 
     @staticmethod
-    def _trimmed(cur: Any, stream_id: str, store: dict | None) -> None:
+    def trimmed(cur: Any, stream_id: str, store: dict | None) -> None:
         """The stream's drops are done: save its store without them (the version stays: no
         visible row changed) and forget the trim."""
         if store is not None:
@@ -648,6 +653,6 @@ class PgMetadata:
                         [dumps(store), stream_id])
         cur.execute("DELETE FROM datastream_trims WHERE stream_id = %s", [stream_id])
 
-    def _garbage_dropped(self, row_id: int) -> None:
-        with self._transaction() as cur:
+    def garbage_dropped(self, row_id: int) -> None:
+        with self.transaction() as cur:
             cur.execute("DELETE FROM datastream_garbage WHERE id = %s", [row_id])

@@ -28,7 +28,6 @@ Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow colum
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,11 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import requests
 from influxdb import InfluxDBClient
-from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+from influxdb.exceptions import InfluxDBClientError
 
 from ...granularity import MAX_US, MIN_US
 from ..base import RAW_SCHEMA
 from . import line_protocol as lp
+from .session import InfluxSession
 
 SLOTS = 500  # equal-timestamp ordinals kept in the sub-microsecond part of the time
 RAW_MEASUREMENT = "datastream_raw"
@@ -316,7 +316,7 @@ def ordinal_window(times: np.ndarray) -> tuple[int, int]:
     return int(times.min()) * 1000, min(MAX_NS, int(times.max()) * 1000 + SLOTS - 1)
 
 
-def select(client: InfluxDBClient, database: str, measurement: str, sid: str, epoch: int,
+def select(session: InfluxSession, database: str, measurement: str, sid: str, epoch: int,
            lo_ns: int, hi_ns: int, fields: list[str] = (),
            limit: int | None = None) -> tuple[dict[str, Any], int]:
     """Points of one stream epoch with ``lo_ns <= time <= hi_ns``, as columns by stored name:
@@ -343,7 +343,7 @@ def select(client: InfluxDBClient, database: str, measurement: str, sid: str, ep
         statement += f" ORDER BY time ASC LIMIT {int(limit)}"
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
     parts: list[tuple[list[str], list]] = []
-    for series in query(client, database, statement, bind):
+    for series in query(session, database, statement, bind):
         values = series.get("values")
         if values:
             columns = series["columns"]
@@ -367,26 +367,13 @@ def select(client: InfluxDBClient, database: str, measurement: str, sid: str, ep
     return result, count
 
 
-def query(client: InfluxDBClient, database: str, statement: str,
+def query(session: InfluxSession, database: str, statement: str,
           bind: dict[str, Any]) -> Iterator[dict]:
     """Series of a chunked InfluxQL query, streamed as MessagePack (a third of the decoding
     time of JSON, and types survive: 1.0 stays a float). The client's ``query`` cannot
-    stream MessagePack and its chunked JSON reader drops errors, so this sends the request
-    on the client's own session and settings."""
-    params = {"q": statement, "db": database, "epoch": "ns", "chunked": "true",
-              "chunk_size": ROWS_PER_CHUNK, "params": json.dumps(bind)}
-    headers = {**client._headers, "Accept": "application/x-msgpack"}
-    auth = None
-    if "Authorization" not in headers and None not in (client._username, client._password):
-        auth = (client._username, client._password)
-    response = client._session.get(
-        f"{client._baseurl}/query", params=params, headers=headers, auth=auth, stream=True,
-        verify=client._verify_ssl, timeout=client._timeout, proxies=client._proxies,
-    )
-    with contextlib.closing(response):
-        if response.status_code != 200:
-            error = InfluxDBServerError if response.status_code >= 500 else InfluxDBClientError
-            raise error(f"query failed ({response.status_code}): {response.content[:500]!r}")
+    stream MessagePack and its chunked JSON reader drops errors, hence the backend's own
+    session (:mod:`.session`)."""
+    with session.query(database, statement, bind, ROWS_PER_CHUNK) as response:
         if "msgpack" in response.headers.get("Content-Type", ""):
             documents = _msgpack_documents(response)
         else:

@@ -107,19 +107,20 @@ def translate(query: dict[str, Any] | None) -> Sql:
 
 
 def _all(conditions: list[Sql]) -> Sql:
-    if not conditions:
-        return "TRUE", []
-    return (
-        "(" + " AND ".join(text for text, _ in conditions) + ")",
-        [param for _, params in conditions for param in params],
-    )
+    return _joined(conditions, "AND", "TRUE")
 
 
 def _any_of(conditions: list[Sql]) -> Sql:
+    return _joined(conditions, "OR", "FALSE")
+
+
+def _joined(conditions: list[Sql], operator: str, empty: str) -> Sql:
+    """Conditions joined by ``operator`` in parentheses, their parameters in order; ``empty``
+    when there are none."""
     if not conditions:
-        return "FALSE", []
+        return empty, []
     return (
-        "(" + " OR ".join(text for text, _ in conditions) + ")",
+        "(" + f" {operator} ".join(text for text, _ in conditions) + ")",
         [param for _, params in conditions for param in params],
     )
 

@@ -13,7 +13,9 @@ field). Nulls are missing fields. Float values that are short decimals are store
 integer mantissas (``_d<k>_<name>``), which InfluxDB compresses far better than floats (see
 :mod:`.line_protocol`). Names are encoded by :mod:`.line_protocol`; how rows become points
 with unique identities, and points rows again, is in :mod:`.points`. The layout is the
-metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened.
+metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened. Points are
+read and written over the backend's own HTTP session (:mod:`.session`), configured like the
+``InfluxDBClient`` that runs the administrative statements.
 
 Reads of raw rows that this object committed lately are answered from memory while the
 stream's record shows no other change (:mod:`datastream.storage.recent`): the engine reads the
@@ -120,6 +122,7 @@ from .metadata import (
     rollback,
 )
 from .points import RAW_MEASUREMENT, SLOTS  # noqa: F401 (SLOTS re-exported)
+from .session import InfluxSession, Settings
 
 LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
@@ -143,7 +146,7 @@ def _reachable(what: str) -> Iterator[None]:
         raise StorageUnavailable(f"{what}: InfluxDB failed: {error}") from error
 
 
-class InfluxDBStorage(PgMetadata, Storage):
+class InfluxDBStorage(Storage):
     """Datapoints in InfluxDB 1.x, metadata in PostgreSQL; safe for many processes at once.
 
     ``connection_influxdb``: keyword arguments of ``influxdb.InfluxDBClient`` (``host``,
@@ -169,49 +172,59 @@ class InfluxDBStorage(PgMetadata, Storage):
             influx["username"] = influx.pop("user")
         influx.setdefault("timeout", 60)
         self._database = database
+        # The same settings configure the client (administrative statements) and the
+        # session of the data (queries and writes, see .session).
+        self._session = InfluxSession(Settings.from_client_options(influx))
         self._client = InfluxDBClient(
             database=database, headers={"Accept": "application/json"}, **influx
         )
         self._influx_ready = False
-        self._init_metadata(connection_metadata)
-        self._schemas: dict[str, pa.Schema] = {}
+        self._metadata = PgMetadata(connection_metadata)
         self._leases: dict[tuple[int, str], Lease] = {}
         self._garbage_due = True
         try:
-            self._setup()
+            with self._lock:
+                self._metadata.setup()
         except psycopg2.Error as error:
             self.close()
             raise StorageUnavailable(f"cannot use the metadata database: {error}") from error
 
     def __repr__(self) -> str:
-        host = self._pg_options.get("host", "")
+        host = self._metadata.options.get("host", "")
         return f"InfluxDBStorage(influxdb={self._database!r}, metadata host={host!r})"
 
     def _influx(self) -> InfluxDBClient:
+        """The client, once the database exists."""
         if not self._influx_ready:
             self._client.create_database(self._database)  # a no-op when it exists
             self._influx_ready = True
         return self._client
 
+    def _data_session(self) -> InfluxSession:
+        """The session of queries and writes, once the database exists."""
+        self._influx()
+        return self._session
+
     def close(self) -> None:
-        """Close both PostgreSQL connections and the HTTP session. Idempotent."""
+        """Close both PostgreSQL connections and the HTTP sessions. Idempotent."""
         with self._lock:
             self._closed = True
             self._recent.clear()
-            self._close_metadata()
+            self._metadata.close()
             self._client.close()
+            self._session.close()
 
     # -- stream records --------------------------------------------------------------------
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         with self._lock, _reachable("finding streams"):
-            records = self._find_records(query)
+            records = self._metadata.find_records(query)
         return [r for r in records if tag_rules.matches(r.tags, query, r.stream_id)]
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         if not isinstance(stream_id, str):
             return None
         with self._lock, _reachable(f"reading stream {stream_id!r}"):
-            return self._get_record(stream_id)
+            return self._metadata.get_record(stream_id)
 
     def set_tags(
         self, stream_id: str, tags: dict[str, Any], expect_version: int | None = None
@@ -219,7 +232,7 @@ class InfluxDBStorage(PgMetadata, Storage):
         if not isinstance(stream_id, str):
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         with self._lock, _reachable(f"setting tags of {stream_id!r}"):
-            self._set_tags(stream_id, tags, expect_version)
+            self._metadata.set_tags(stream_id, tags, expect_version)
 
     # -- writing ---------------------------------------------------------------------------
     def commit(self, batch: WriteBatch) -> None:
@@ -259,17 +272,17 @@ class InfluxDBStorage(PgMetadata, Storage):
         drops = _drops(batch, gone)
         touched = sorted(batch.touched() - created - gone)  # each moves one version on
         ids = sorted((set(touched) | set(batch.expect) | gone) - created)
-        con = self._connection(probe=True)
+        con = self._metadata.connection(probe=True)
         attempt, sent = None, False
         try:
             with con.cursor() as cur:
                 if batch.create:
                     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, CREATE_LOCK))
-                rows = self._lock_streams(cur, ids)
-                self._check_versions(rows, batch.expect, touched)
-                self._fence(cur, sorted(rows))
-                self._insert_streams(cur, batch.create)
-                schemas = self._level_schemas(cur, levels)
+                rows = self._metadata.lock_streams(cur, ids)
+                self._metadata.check_versions(rows, batch.expect, touched)
+                self._metadata.fence(cur, sorted(rows), self._held_leases())
+                self._metadata.insert_streams(cur, batch.create)
+                schemas = self._metadata.level_schemas(cur, levels)
                 for record, _ in batch.create:
                     rows[record.stream_id] = Stored(record.meta, new_store(), 0)
                 stores = {sid: row.store for sid, row in rows.items()}
@@ -281,9 +294,9 @@ class InfluxDBStorage(PgMetadata, Storage):
                             if sid not in gone and sid not in batch.clear_raw}
                 cuts = self._cut_starts(cur, truncate, stores, raw)
                 written = sorted(set(raw) | {sid for _, per in levels.values() for sid in per})
-                risky = self._pending_spans(cur, written) if written else {}
+                risky = self._metadata.pending_spans(cur, written) if written else {}
                 spans = points.spans(raw, levels) if written else {}
-                attempt = self._begin_attempt(sorted(set(ids) | created), spans)
+                attempt = self._metadata.begin_attempt(sorted(set(ids) | created), spans)
                 tails = {sid: stores[sid]["raw"]["t"] for sid in raw}
                 if written:
                     lines = ([points.raw_lines(raw, stores, risky, attempt, self._occupied)]
@@ -296,8 +309,8 @@ class InfluxDBStorage(PgMetadata, Storage):
                 for sid, start in cuts.items():
                     add_cut(stores[sid]["raw"], start, attempt)
                 trims = _record_drops(drops, stores, raw, levels, attempt)
-                self._note_trims(cur, trims)
-                self._end_attempt(cur, attempt)
+                self._metadata.note_trims(cur, trims)
+                self._metadata.end_attempt(cur, attempt)
                 updates = []
                 for sid in sorted(set(touched) | created):
                     meta = rows[sid].meta
@@ -305,25 +318,25 @@ class InfluxDBStorage(PgMetadata, Storage):
                         meta = batch.meta[sid].apply_to(meta)
                     updates.append((sid, dumps(meta), dumps(stores[sid]),
                                     0 if sid in created else 1))
-                self._save_streams(cur, updates, garbage)
+                self._metadata.save_streams(cur, updates, garbage)
                 deleted = sorted(gone & set(rows))
                 if deleted:
-                    self._delete_streams(cur, deleted)
+                    self._metadata.delete_streams(cur, deleted)
         except BaseException:
             rollback(con)
             if attempt is not None and not sent:
-                self._forget_attempt(attempt)
+                self._metadata.forget_attempt(attempt)
             raise
         try:
             con.commit()
         except psycopg2.Error as error:
-            if not self._attempt_committed(attempt):
+            if not self._metadata.attempt_committed(attempt):
                 raise exceptions.StreamAppendFailed(
                     f"committing metadata for streams {ids} failed ({error}); if the server"
                     " did commit, the batch is complete, otherwise nothing of it is visible"
                 ) from error
         # the batch is stored: from here on nothing may raise
-        self._schemas.update(schemas)
+        self._metadata.schemas.update(schemas)
         self._remember_raw(rows, stores, created, touched, deleted, raw, tails,
                            set(truncate) | set(cuts) | set(batch.drop_raw_before))
         self._garbage_due = self._garbage_due or bool(garbage) or bool(deleted) or bool(trims)
@@ -358,7 +371,7 @@ class InfluxDBStorage(PgMetadata, Storage):
             start = t
             if len(planned["cut"]) > MAX_CUTS:
                 start = planned["cut"][MAX_CUTS // 2][0]
-                view = View({"raw": state}, UNALLOCATED, self._failed_batches(cur, sid))
+                view = View({"raw": state}, UNALLOCATED, self._metadata.failed_batches(cur, sid))
                 columns, count = self._select(RAW_MEASUREMENT, sid, state["e"],
                                               *points.bounds(start, t),
                                               fields=points.stored_fields(RAW_SCHEMA))
@@ -391,30 +404,28 @@ class InfluxDBStorage(PgMetadata, Storage):
         offsets = np.frombuffer(lines.buffers()[1], np.int32)[
             lines.offset:lines.offset + len(lines) + 1].astype(np.int64)
         data = memoryview(lines.buffers()[2])
-        client = self._influx()
+        session = self._data_session()
         start = 0
         while start < len(lines):
             end = int(np.searchsorted(offsets, offsets[start] + BYTES_PER_REQUEST, side="right"))
             end = min(max(end - 1, start + 1), start + LINES_PER_REQUEST, len(lines))
-            self._write_chunk(client, bytes(data[offsets[start]:offsets[end]]))
+            self._write_chunk(session, bytes(data[offsets[start]:offsets[end]]))
             start = end
 
-    def _write_chunk(self, client: InfluxDBClient, body: bytes) -> None:
-        client.request(url="write", method="POST", data=body, expected_response_code=204,
-                       params={"db": self._database, "precision": "n"},
-                       headers={**client._headers, "Content-Type": "application/octet-stream"})
+    def _write_chunk(self, session: InfluxSession, body: bytes) -> None:
+        session.write(self._database, body)
 
     # -- reading ---------------------------------------------------------------------------
     def _select(self, measurement: str, sid: str, epoch: int, lo_ns: int, hi_ns: int,
                 fields: list[str] = (), limit: int | None = None) -> tuple[dict[str, list], int]:
-        return points.select(self._influx(), self._database, measurement, sid, epoch,
+        return points.select(self._data_session(), self._database, measurement, sid, epoch,
                              lo_ns, hi_ns, fields, limit)
 
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
         with self._lock, _reachable(f"reading raw rows of stream {stream_id!r}"):
-            view = self._view(stream_id)[0] if isinstance(stream_id, str) else None
+            view = self._metadata.view(stream_id)[0] if isinstance(stream_id, str) else None
             bounds = points.bounds(start_us, end_us)
             if view is None or bounds is None:
                 return RAW_SCHEMA.empty_table()
@@ -433,7 +444,7 @@ class InfluxDBStorage(PgMetadata, Storage):
         many each next round (from the last microsecond read, which may hold more), until a
         visible one shows up or none is left."""
         with self._lock, _reachable(f"reading raw rows of stream {stream_id!r}"):
-            view = self._view(stream_id)[0] if isinstance(stream_id, str) else None
+            view = self._metadata.view(stream_id)[0] if isinstance(stream_id, str) else None
             found = points.bounds(start_us, None)
             if view is None or found is None:
                 return None
@@ -455,7 +466,8 @@ class InfluxDBStorage(PgMetadata, Storage):
         self, level_key: str, stream_id: str, start_us: int | None, end_us: int | None
     ) -> pa.Table | None:
         with self._lock, _reachable(f"reading level {level_key!r} of stream {stream_id!r}"):
-            view, schema = self._view(stream_id if isinstance(stream_id, str) else "", level_key)
+            view, schema = self._metadata.view(
+                stream_id if isinstance(stream_id, str) else "", level_key)
             if schema is None:
                 return None
             bounds = points.bounds(start_us, end_us)
@@ -472,7 +484,8 @@ class InfluxDBStorage(PgMetadata, Storage):
     @contextlib.contextmanager
     def maintenance_lock(self, stream_id: str, ttl_seconds: float = 60.0) -> Iterator[None]:
         """A lease row with an expiry, waited for (polling) while another owner holds it.
-        Commits made inside are fenced by the lease (see ``_fence``); re-entrant per thread."""
+        Commits made inside are fenced by the lease (see ``PgMetadata.fence``); re-entrant
+        per thread."""
         key = (threading.get_ident(), stream_id)
         held = self._leases.get(key)
         if held is not None:
@@ -492,11 +505,18 @@ class InfluxDBStorage(PgMetadata, Storage):
             yield
         finally:
             del self._leases[key]
-            self._release_lease(stream_id, lease)
+            with self._lock:
+                self._metadata.release_lease(stream_id, lease)
+
+    def _held_leases(self) -> dict[str, Lease]:
+        """The maintenance leases the calling thread holds, by stream (commits are fenced
+        by them)."""
+        thread = threading.get_ident()
+        return {sid: lease for (owner, sid), lease in self._leases.items() if owner == thread}
 
     def _take_lease(self, stream_id: str, lease: Lease) -> bool:
         with self._lock, _reachable("taking a maintenance lock"):
-            return self._claim_lease(stream_id, lease)
+            return self._metadata.claim_lease(stream_id, lease)
 
     # -- garbage ---------------------------------------------------------------------------
     def _collect_garbage(self) -> None:
@@ -504,11 +524,11 @@ class InfluxDBStorage(PgMetadata, Storage):
         points that drops by time hide. Best effort and never raising (it runs after commits):
         whatever fails stays recorded and is retried after a later commit."""
         try:
-            rows = self._garbage(GARBAGE_PER_ROUND)
+            rows = self._metadata.garbage(GARBAGE_PER_ROUND)
             for row_id, sid, epoch in rows:
                 points.drop_series(self._influx(), sid, epoch)
-                self._garbage_dropped(row_id)
-            trims = self._trims(TRIMS_PER_ROUND)
+                self._metadata.garbage_dropped(row_id)
+            trims = self._metadata.trims(TRIMS_PER_ROUND)
             done = [self._trim(sid) for sid in trims]
             self._garbage_due = (len(rows) == GARBAGE_PER_ROUND or len(trims) == TRIMS_PER_ROUND
                                  or not all(done))
@@ -519,11 +539,11 @@ class InfluxDBStorage(PgMetadata, Storage):
         """Delete the points one stream's drops hide, then forget the drops (module
         docstring); False when a commit holds the stream (tried again later). The stream's
         row stays locked meanwhile, so no commit writes a point where points are deleted."""
-        with self._transaction() as cur:
-            view, gone = self._lock_for_trim(cur, stream_id)
+        with self._metadata.transaction() as cur:
+            view, gone = self._metadata.lock_for_trim(cur, stream_id)
             if view is None:
                 if gone:
-                    self._trimmed(cur, stream_id, None)
+                    self._metadata.trimmed(cur, stream_id, None)
                 return gone
             store = view.store
             statements = []
@@ -537,7 +557,7 @@ class InfluxDBStorage(PgMetadata, Storage):
             points.delete(self._influx(), statements, stream_id)
             store["raw"].pop("drop", None)
             store["lv"].pop("drop", None)
-            self._trimmed(cur, stream_id, store)
+            self._metadata.trimmed(cur, stream_id, store)
         return True
 
     def _deletions(self, measurement: str, stream_id: str, epoch: int, reopening: bool,

@@ -50,20 +50,20 @@ import contextlib
 import dataclasses
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from ... import exceptions
-from ..base import RecordConflict
-from .protocol import LIVE, flip_update
-
-if TYPE_CHECKING:
-    from .storage import MongoDBStorage
+from ..base import RecordConflict, StreamRecord, version_conflict
+from .database import Database
+from .protocol import LIVE, CommitProtocol, flip_update
 
 RESERVE_ATTEMPTS = 4
+NOTHING_STORED = "nothing of the batch was stored"
 NO_OPS: dict[str, list[Any]] = {"set": [], "unset": [], "max": [], "min": []}
 
 
@@ -95,25 +95,42 @@ class Plan:
     delete: set[str] = dataclasses.field(default_factory=set)
 
 
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a commit works with, handed over by the storage: the collections, the protocol
+    shared with readers, the maintenance locks the committing thread holds (stream id ->
+    ``[owner token, ttl, depth]``), and two record operations of the storage: reading a
+    record and inserting a stream document (given a batch id, the document stays pending
+    until that batch commits; StreamExists when a stream matches its query)."""
+
+    db: Database
+    protocol: CommitProtocol
+    held: dict[str, list[Any]]
+    get_stream: Callable[[str], StreamRecord | None]
+    insert_stream: Callable[[Creation, Any, float], None]
+
+
 class Commit:
     """One batch through reserve → write → commit point → flip (module docstring)."""
 
-    def __init__(self, storage: MongoDBStorage, plan: Plan) -> None:
-        self.storage = storage
+    def __init__(self, context: Context, plan: Plan) -> None:
+        self.db = context.db
+        self.protocol = context.protocol
+        self.context = context
         self.plan = plan
         self.batch_id = ObjectId()
         self.seq: dict[str, int] = {}
         self.stale: list[tuple[str, Any]] = []
-        self.held = storage._held()
+        self.held = context.held
         self.level_keys = sorted(plan.levels)
 
     def run(self) -> None:
-        storage, plan = self.storage, self.plan
+        plan = self.plan
         try:
             self._check_unreserved()
             self._reserve_all()
             for key, fields in plan.level_fields.items():
-                storage._register_fields(key, fields)
+                self.db.register_fields(key, fields)
             self._write_rows()
         except BaseException as error:
             self._undo()
@@ -145,23 +162,20 @@ class Commit:
         for sid, version in self.plan.expect.items():
             if sid in self.plan.streams:
                 continue
-            record = self.storage.get_stream(sid)
+            record = self.context.get_stream(sid)
             if record is None:
                 raise exceptions.StreamAppendFailed(
                     f"stream {sid!r} not found: nothing of the batch was stored"
                 )
             if record.version != version:
-                raise RecordConflict(
-                    f"stream {sid!r} changed since it was read (version {record.version},"
-                    f" expected {version}); nothing of the batch was stored"
-                )
+                raise version_conflict(sid, record.version, version, NOTHING_STORED)
 
     def _reserve_all(self) -> None:
         now = time.time()
         created = [sid for sid in self.plan.streams if sid in self.plan.create]
         for sid in created:
             self.seq[sid] = 1  # first, so that _undo removes it even if the reply is lost
-            self.storage._insert_stream(self.plan.create[sid], self.batch_id, now)
+            self.context.insert_stream(self.plan.create[sid], self.batch_id, now)
         for sid in self.plan.streams:
             if sid not in self.plan.create:
                 self._reserve(sid, now)
@@ -170,31 +184,31 @@ class Commit:
         """Push this batch on an existing stream whose version is the expected one, never on
         top of a batch journalled as committed and not yet flipped there (rolled forward
         first). A stream to delete that no longer exists is skipped."""
-        storage, expected = self.storage, self.plan.expect.get(sid)
+        protocol, expected = self.protocol, self.plan.expect.get(sid)
         condition: dict[str, Any] = {"_id": sid, **LIVE}
         if expected is not None:
             condition["v"] = expected
-        cutoff = now - storage.commit_timeout
+        cutoff = now - protocol.commit_timeout
         for _ in range(RESERVE_ATTEMPTS):
-            doc = storage._streams.find_one_and_update(
+            doc = self.db.streams.find_one_and_update(
                 condition,
                 {"$inc": {"w.seq": 1}, "$push": {"w.open": {"b": self.batch_id, "at": now}}},
                 projection={"w": 1},
                 return_document=ReturnDocument.AFTER,
             )
             if doc is None:
-                if storage._settle_stream(sid, abort_stale=False):
+                if protocol.settle_stream(sid, abort_stale=False):
                     continue
                 self._refused(sid, expected)
                 return
             self.seq[sid] = doc["w"]["seq"]
             others = [entry for entry in doc["w"]["open"] if entry["b"] != self.batch_id]
-            if not others or not storage._committed(entry["b"] for entry in others):
+            if not others or not protocol.committed(entry["b"] for entry in others):
                 self.stale.extend((sid, entry["b"]) for entry in others if entry["at"] < cutoff)
                 return
             del self.seq[sid]
-            storage._abort_entry(sid, self.batch_id, self.level_keys)
-            storage._settle_stream(sid, abort_stale=False)
+            protocol.abort_entry(sid, self.batch_id, self.level_keys)
+            protocol.settle_stream(sid, abort_stale=False)
         raise RecordConflict(
             f"stream {sid!r} kept changing while reserving it; nothing of the batch was stored"
         )
@@ -202,32 +216,29 @@ class Commit:
     def _refused(self, sid: str, expected: int | None) -> None:
         """Why a reservation matched nothing: the stream is missing (skipped when only to be
         deleted) or its version is not the expected one."""
-        doc = self.storage._streams.find_one({"_id": sid, **LIVE}, {"v": 1})
+        doc = self.db.streams.find_one({"_id": sid, **LIVE}, {"v": 1})
         if doc is None:
             if sid in self.plan.delete and expected is None:
                 return
             raise exceptions.StreamAppendFailed(
                 f"stream {sid!r} not found: nothing of the batch was stored"
             )
-        raise RecordConflict(
-            f"stream {sid!r} changed since it was read (version {doc.get('v', 0)}, expected"
-            f" {expected}); nothing of the batch was stored"
-        )
+        raise version_conflict(sid, doc.get("v", 0), expected, NOTHING_STORED)
 
     def _write_rows(self) -> None:
-        storage, b = self.storage, self.batch_id
+        b = self.batch_id
         chunks = []
         for sid, docs in self.plan.raw.items():
             for doc in docs:
                 chunks.append({"sid": sid, "q": self.seq[sid], "b": b, **doc})
         if chunks:
-            storage._raw.insert_many(chunks)
+            self.db.raw.insert_many(chunks)
         for key, by_stream in self.plan.levels.items():
             rows = []
             for sid, docs in by_stream.items():
                 rows.extend({**doc, "_q": self.seq[sid], "_b": b} for doc in docs)
             if rows:
-                storage._level(key).insert_many(rows)
+                self.db.level(key).insert_many(rows)
 
     def _undo(self) -> None:
         """Best effort: take this batch off every stream it reserved and delete its rows.
@@ -237,7 +248,7 @@ class Commit:
                 self._abort_stream(sid)
 
     def _abort_stream(self, sid: str) -> bool:
-        return self.storage._abort_entry(sid, self.batch_id, self.level_keys)
+        return self.protocol.abort_entry(sid, self.batch_id, self.level_keys)
 
     # commit points
     def _part(self, sid: str) -> dict[str, Any]:
@@ -269,7 +280,7 @@ class Commit:
             fence, extra_set = self._fence(sid)
             condition.update(fence)
         update = flip_update(self.batch_id, self._part(sid), extra_set)
-        return bool(self.storage._streams.update_one(condition, update).matched_count)
+        return bool(self.db.streams.update_one(condition, update).matched_count)
 
     def _commit_one(self, sid: str) -> None:
         try:
@@ -295,7 +306,7 @@ class Commit:
 
     def _flip_refused(self, sid: str) -> exceptions.DatastreamException:
         try:
-            doc = self.storage._streams.find_one({"_id": sid}, {"lock": 1})
+            doc = self.db.streams.find_one({"_id": sid}, {"lock": 1})
         except PyMongoError as error:
             return exceptions.StreamAppendFailed(
                 f"MongoDB commit of stream {sid!r} was refused; nothing stored: {error}"
@@ -311,16 +322,16 @@ class Commit:
             )
         return exceptions.StreamAppendFailed(
             f"batch on stream {sid!r} was aborted by recovery (older than"
-            f" {self.storage.commit_timeout} s); nothing of it was stored"
+            f" {self.protocol.commit_timeout} s); nothing of it was stored"
         )
 
     def _commit_many(self, live: list[str]) -> None:
-        storage = self.storage
+        db, protocol = self.db, self.protocol
         try:
             for sid in live:
                 if sid in self.held:
                     fence, renew = self._fence(sid)
-                    if not storage._streams.update_one({"_id": sid, **fence},
+                    if not db.streams.update_one({"_id": sid, **fence},
                                                        {"$set": renew}).matched_count:
                         raise self._flip_refused(sid)
         except BaseException as error:
@@ -333,12 +344,12 @@ class Commit:
             "streams": [self._part(sid) for sid in live],
         }
         try:
-            storage._batches.insert_one(journal)
+            db.batches.insert_one(journal)
         except PyMongoError as error:
             # Committed only if our journal entry is there; otherwise claim it aborted.
             state = None
             with contextlib.suppress(PyMongoError):
-                state = storage._claim_abort(self.batch_id).get("state")
+                state = protocol.claim_abort(self.batch_id).get("state")
             if state is None:
                 raise exceptions.StreamAppendFailed(
                     f"MongoDB commit failed and its outcome is unknown until recover() runs:"
@@ -354,8 +365,8 @@ class Commit:
             try:
                 if not self._flip(sid, fenced=False):
                     # Deleted meanwhile (or rolled forward by someone else): drop orphan rows.
-                    if storage._streams.find_one({"_id": sid}, {"_id": 1}) is None:
-                        storage._drop_rows_of(sid, self.batch_id, self.level_keys)
+                    if db.streams.find_one({"_id": sid}, {"_id": 1}) is None:
+                        protocol.drop_rows_of(sid, self.batch_id, self.level_keys)
             except Exception as error:  # noqa: BLE001 - see above
                 warnings.warn(
                     f"batch committed but stream {sid!r} not yet updated ({error});"
@@ -365,22 +376,22 @@ class Commit:
                 )
                 return
         with contextlib.suppress(PyMongoError):
-            storage._batches.delete_one({"_id": self.batch_id})
+            db.batches.delete_one({"_id": self.batch_id})
 
     # after the commit
     def _after(self, live: list[str]) -> None:
         """Collect rows the batch superseded, remove deleted streams and resolve stale
         batches seen while reserving. Failures here lose nothing: they leave garbage for a
         later pass (and deleted streams, hidden, for recover())."""
-        storage = self.storage
+        protocol = self.protocol
         for sid in live:
-            storage._after_flip(sid, self._part(sid))
+            protocol.after_flip(sid, self._part(sid))
         for key, by_stream in self.plan.levels.items():
             for sid, docs in by_stream.items():
                 if sid in self.plan.clear_levels or sid not in self.seq:
                     continue
                 condition = {"stream_id": sid, "t": {"$in": [doc["t"] for doc in docs]},
                              "_q": {"$lt": self.seq[sid]}}
-                storage._collect(sid, [(storage._level(key), condition)])
+                protocol.collect(sid, [(self.db.level(key), condition)])
         for sid, batch_id in self.stale:
-            storage._resolve(sid, batch_id)
+            protocol.resolve(sid, batch_id)

@@ -3,8 +3,9 @@
 :class:`MongoDBStorage` wires the parts, each in its own module: :mod:`.query` (tag
 queries as filters), :mod:`.chunks` (raw rows as codec chunks in documents, and why),
 :mod:`.levels` (level rows), :mod:`.meta` (meta and MetaUpdates as update
-operators), :mod:`.commit` (atomic conditional commits) and :mod:`.protocol`
-(readers' snapshots, rolling forward, recovery).
+operators), :mod:`.database` (the collections), :mod:`.commit` (atomic conditional commits)
+and :mod:`.protocol` (readers' snapshots, rolling forward, recovery). The parts are objects
+given what they work on (a commit gets a ``commit.Context``); none of them imports this module.
 
 Collections
 -----------
@@ -76,14 +77,15 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperatio
 from ... import exceptions
 from ..base import (
     RAW_SCHEMA,
-    RecordConflict,
     Storage,
     StreamExists,
     StreamRecord,
     WriteBatch,
     drop_time,
     level_drops,
+    version_conflict,
 )
+from ..base import RecordConflict as RecordConflict  # re-exported: importable from here
 from . import chunks as mongo_chunks
 from . import levels as mongo_levels
 from . import meta as mongo_meta
@@ -91,7 +93,8 @@ from . import query as mongo_query
 from .chunks import CHUNK_BYTES
 from .chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
 from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
-from .commit import Commit, Creation, Plan
+from .commit import Commit, Context, Creation, Plan
+from .database import Database
 from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
 # Version of the stored layout, kept in ``datastream_info``; opening a database of another
@@ -104,7 +107,7 @@ _Commit = Commit  # its name before the split, still importable from here
 UNREACHABLE = (ConnectionFailure, InvalidOperation)
 
 
-class MongoDBStorage(CommitProtocol, Storage):
+class MongoDBStorage(Storage):
     """Streams, raw chunks and level rows in one MongoDB database (module docstrings: why)."""
 
     concurrent_writers = True
@@ -131,20 +134,16 @@ class MongoDBStorage(CommitProtocol, Storage):
         self._client = client
         self._db = client[database_name]
         self.database_name = database_name
-        self.commit_timeout = commit_timeout
         self.lock_wait = lock_wait
         # Locks this object took and could not release (the server failed at that moment):
         # stream id -> owner token. Only this object can free them before their lease ends.
         self._unreleased: dict[str, str] = {}
         self._unreleased_guard = threading.Lock()
         self._local = threading.local()
-        self._indexed_levels: set[str] = set()
-        self._streams = self._db["streams"]
-        self._raw = self._db["raw"]
-        self._batches = self._db["batches"]
-        self._counters = self._db["counters"]
-        self._schemas = self._db["level_schemas"]
-        self._info = self._db["datastream_info"]
+        self._database = Database(self._db)
+        # the two collections this class reads and locks on most
+        self._streams, self._raw = self._database.streams, self._database.raw
+        self._protocol = CommitProtocol(self._database, commit_timeout)
         try:
             found = self._schema_version()
             if found != SCHEMA_VERSION:
@@ -153,12 +152,7 @@ class MongoDBStorage(CommitProtocol, Storage):
                     f"MongoDB database {database_name!r} has storage schema version {found},"
                     f" this datastream reads version {SCHEMA_VERSION}"
                 )
-            self._streams.create_index([("order", 1)])
-            self._streams.create_index([("qkey", 1)], unique=True)
-            self._streams.create_index([("w.open.b", 1)])
-            self._streams.create_index([("gone", 1)], sparse=True)
-            self._raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
-            self._batches.create_index([("kind", 1)])
+            self._database.create_indexes()
         except PyMongoError as error:
             self.close()
             raise exceptions.StorageUnavailable(
@@ -169,15 +163,21 @@ class MongoDBStorage(CommitProtocol, Storage):
         """The database's storage schema version; a new database gets ours. A database from
         before the version was stored is version 1 if it holds raw chunks of that layout
         (columns packed apart, no ``c``); without any it has nothing we cannot read."""
-        doc = self._info.find_one({"_id": "schema_version"})
+        info = self._database.info
+        doc = info.find_one({"_id": "schema_version"})
         if doc is None:
             if self._raw.find_one({"c": {"$exists": False}}, {"_id": 1}) is not None:
                 return "1"
             with contextlib.suppress(DuplicateKeyError):  # a concurrent opener did it
-                self._info.update_one({"_id": "schema_version"},
-                                      {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)
-            doc = self._info.find_one({"_id": "schema_version"}) or {}
+                info.update_one({"_id": "schema_version"},
+                                {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)
+            doc = info.find_one({"_id": "schema_version"}) or {}
         return str(doc.get("value"))
+
+    @property
+    def commit_timeout(self) -> float:
+        """Seconds after which a batch still open on a stream counts as crashed."""
+        return self._protocol.commit_timeout
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -204,39 +204,38 @@ class MongoDBStorage(CommitProtocol, Storage):
     def find_streams(self, query: dict[str, Any] | None) -> list[StreamRecord]:
         condition = mongo_query.translate(query)
         with self._reachable("finding streams"):
-            return self._records(
+            return self._protocol.records(
                 lambda: list(self._streams.find(condition, RECORD_FIELDS).sort("order", 1))
             )
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
-        if not isinstance(stream_id, str):
-            return None
-        with self._reachable(f"reading stream {stream_id!r}"):
-            records = self._records(
-                lambda: list(self._streams.find({"_id": stream_id}, RECORD_FIELDS))
-            )
-        return records[0] if records else None
+        return self._one_record(stream_id, RECORD_FIELDS)
 
     def record_version(self, stream_id: str) -> int | None:
         """The logical version without reading tags and meta."""
+        record = self._one_record(stream_id, VERSION_FIELDS)
+        return None if record is None else record.version
+
+    def _one_record(self, stream_id: str, fields: dict[str, int]) -> StreamRecord | None:
+        """One logical record, read with only ``fields`` of its document."""
         if not isinstance(stream_id, str):
             return None
         with self._reachable(f"reading stream {stream_id!r}"):
-            records = self._records(
-                lambda: list(self._streams.find({"_id": stream_id}, VERSION_FIELDS))
+            records = self._protocol.records(
+                lambda: list(self._streams.find({"_id": stream_id}, fields))
             )
-        return records[0].version if records else None
+        return records[0] if records else None
 
     def recover(self) -> None:
         """Finish interrupted deletes and resolve batches left open by crashed writers (see
         :meth:`CommitProtocol.recover`); StorageUnavailable when the server is unreachable."""
         with self._reachable("recovering interrupted writes"):
-            super().recover()
+            self._protocol.recover()
 
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
         """Re-read one record, first finishing what other writers left on it."""
         with self._reachable(f"reading stream {stream_id!r}"):
-            self._settle_stream(stream_id, abort_stale=True)
+            self._protocol.settle_stream(stream_id, abort_stale=True)
         return self.get_stream(stream_id)
 
     def _insert_stream(self, creation: Creation, batch_id: Any, now: float) -> None:
@@ -255,7 +254,7 @@ class MongoDBStorage(CommitProtocol, Storage):
                     f"a stream matching {creation.query!r} exists: {existing[0].stream_id}",
                     existing[0],
                 )
-            order = self._counters.find_one_and_update(
+            order = self._database.counters.find_one_and_update(
                 {"_id": "streams"}, {"$inc": {"n": 1}}, upsert=True,
                 return_document=ReturnDocument.AFTER,
             )["n"]
@@ -275,7 +274,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             holder = self._streams.find_one({"qkey": qkey}, {"_id": 1})
             if holder is None:
                 continue  # the key was released meanwhile
-            self._settle_stream(holder["_id"], abort_stale=True)
+            self._protocol.settle_stream(holder["_id"], abort_stale=True)
             holder = self._streams.find_one(
                 {"_id": holder["_id"], "qkey": qkey},
                 {"new": 1, "gone": 1, "tags": 1, "meta": 1, "nulls": 1},
@@ -313,7 +312,7 @@ class MongoDBStorage(CommitProtocol, Storage):
         if not isinstance(stream_id, str):
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
         with self._reachable(f"setting tags of stream {stream_id!r}"):
-            self._settle_stream(stream_id, abort_stale=False)
+            self._protocol.settle_stream(stream_id, abort_stale=False)
             condition: dict[str, Any] = {"_id": stream_id, **LIVE}
             if expect_version is not None:
                 condition["v"] = int(expect_version)
@@ -323,10 +322,7 @@ class MongoDBStorage(CommitProtocol, Storage):
         version = self.record_version(stream_id)
         if version is None:
             raise exceptions.StreamNotFound(f"stream {stream_id!r} not found")
-        raise RecordConflict(
-            f"stream {stream_id!r} changed since it was read (version {version}, expected"
-            f" {expect_version})"
-        )
+        raise version_conflict(stream_id, version, expect_version)
 
     # -- reading ---------------------------------------------------------------------------
     def read_raw(
@@ -342,7 +338,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             return self._raw_chunks(stream_id, snap, start_us, end_us)
 
         with self._reachable(f"reading raw rows of stream {stream_id!r}"):
-            chunks = self._consistent(stream_id, read)
+            chunks = self._protocol.consistent(stream_id, read)
         if not chunks:
             return empty
         return mongo_chunks.decode(chunks, start_us, end_us, reverse, seen[0].cuts, stream_id,
@@ -377,7 +373,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             return [total]
 
         with self._reachable(f"counting raw rows of stream {stream_id!r}"):
-            counted = self._consistent(stream_id, count)
+            counted = self._protocol.consistent(stream_id, count)
         return counted[0] if counted else 0
 
     @staticmethod
@@ -411,7 +407,7 @@ class MongoDBStorage(CommitProtocol, Storage):
                     continue
                 chunk = self._raw.find_one({"_id": doc["_id"]}, {"sid": 0, "b": 0})
                 if chunk is None:
-                    continue  # collected meanwhile: _consistent reads again
+                    continue  # collected meanwhile: consistent() reads again
                 rows = mongo_chunks.decode([chunk], start_us, None, False, snap.cuts,
                                            stream_id, snap.floors)
                 if rows.num_rows:
@@ -420,7 +416,7 @@ class MongoDBStorage(CommitProtocol, Storage):
             return [] if best is None else [best]
 
         with self._reachable(f"reading raw rows of stream {stream_id!r}"):
-            found = self._consistent(stream_id, first)
+            found = self._protocol.consistent(stream_id, first)
         return found[0] if found else None
 
     def read_level(
@@ -438,13 +434,13 @@ class MongoDBStorage(CommitProtocol, Storage):
         schema = pa.schema([(name, pa.type_for_alias(alias)) for name, alias in fields])
         docs = []
         if isinstance(stream_id, str) and not _empty_range(start_us, end_us):
-            docs = self._consistent(stream_id, lambda snap: self._level_rows(
+            docs = self._protocol.consistent(stream_id, lambda snap: self._level_rows(
                 level_key, stream_id, snap, start_us, end_us))
         if docs:
             return mongo_levels.decode(docs, schema)
         # Types are registered before rows are written: a level whose only batch failed has
         # a schema but no rows, and still counts as never written.
-        if self._level(level_key).find_one({}, {"_id": 1}) is None:
+        if self._database.level(level_key).find_one({}, {"_id": 1}) is None:
             return None
         return schema.empty_table()
 
@@ -463,10 +459,11 @@ class MongoDBStorage(CommitProtocol, Storage):
         dropped = snap.level_hidden(level_key)
         if dropped:
             condition["$nor"] = dropped
-        return list(self._level(level_key).find(condition, {"_id": 0, "stream_id": 0, "_b": 0}))
+        return list(self._database.level(level_key).find(
+            condition, {"_id": 0, "stream_id": 0, "_b": 0}))
 
     def _level_fields(self, level_key: str) -> list[tuple[str, str]] | None:
-        doc = self._schemas.find_one({"_id": level_key})
+        doc = self._database.schemas.find_one({"_id": level_key})
         if doc is None:
             return None
         fields = sorted(doc["fields"].items(), key=lambda item: (item[1]["pos"], item[0]))
@@ -507,24 +504,9 @@ class MongoDBStorage(CommitProtocol, Storage):
                     f"creating stream {plan.streams[0]!r} failed: {error}"
                 ) from error
             return
-        Commit(self, plan).run()
-
-    def _level(self, level_key: str) -> Any:
-        collection = self._db[f"level_{level_key}"]
-        if level_key not in self._indexed_levels:
-            collection.create_index([("stream_id", 1), ("t", 1), ("_q", 1)], unique=True)
-            self._indexed_levels.add(level_key)
-        return collection
-
-    def _level_keys(self) -> list[str]:
-        return [doc["_id"] for doc in self._schemas.find({}, {"_id": 1})]
-
-    def _register_fields(self, level_key: str, fields: dict[str, tuple[str, int]]) -> None:
-        update: dict[str, Any] = {"$set": {}, "$min": {}}
-        for name, (alias, position) in fields.items():
-            update["$set"][f"fields.{name}.type"] = alias
-            update["$min"][f"fields.{name}.pos"] = position
-        self._schemas.update_one({"_id": level_key}, update, upsert=True)
+        context = Context(self._database, self._protocol, self._held(), self.get_stream,
+                          self._insert_stream)
+        Commit(context, plan).run()
 
     # -- coordination ----------------------------------------------------------------------
     def _held(self) -> dict[str, list[Any]]:
@@ -552,7 +534,7 @@ class MongoDBStorage(CommitProtocol, Storage):
         held[stream_id] = [token, ttl_seconds, 1]
         try:
             with contextlib.suppress(PyMongoError):
-                self._settle_stream(stream_id, abort_stale=True)
+                self._protocol.settle_stream(stream_id, abort_stale=True)
             yield
         except BaseException:
             held.pop(stream_id, None)

@@ -1,0 +1,56 @@
+"""The MongoDB backend's database: its collections, shared by the storage, its commits
+(:mod:`.commit`) and the protocol (:mod:`.protocol`).
+
+One object owns them, and the index cache of the level collections, so that each of those
+parts is given exactly the collections it works on instead of reaching into the storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Database:
+    """``streams``, ``raw``, ``batches``, ``counters``, ``level_schemas`` (``schemas``),
+    ``datastream_info`` (``info``) and the ``level_<key>`` collections, made on first use.
+    The collection layout is described in :mod:`.storage`."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.streams = db["streams"]
+        self.raw = db["raw"]
+        self.batches = db["batches"]
+        self.counters = db["counters"]
+        self.schemas = db["level_schemas"]
+        self.info = db["datastream_info"]
+        self._indexed_levels: set[str] = set()
+
+    def create_indexes(self) -> None:
+        """The indexes every opener makes sure of (the level ones are made by :meth:`level`)."""
+        self.streams.create_index([("order", 1)])
+        self.streams.create_index([("qkey", 1)], unique=True)
+        self.streams.create_index([("w.open.b", 1)])
+        self.streams.create_index([("gone", 1)], sparse=True)
+        self.raw.create_index([("sid", 1), ("t1", 1), ("t0", 1), ("q", 1)])
+        self.batches.create_index([("kind", 1)])
+
+    def level(self, level_key: str) -> Any:
+        """The collection of one level's rows, its unique index made on first use."""
+        collection = self.db[f"level_{level_key}"]
+        if level_key not in self._indexed_levels:
+            collection.create_index([("stream_id", 1), ("t", 1), ("_q", 1)], unique=True)
+            self._indexed_levels.add(level_key)
+        return collection
+
+    def level_keys(self) -> list[str]:
+        """Keys of the levels ever registered (by :meth:`register_fields`)."""
+        return [doc["_id"] for doc in self.schemas.find({}, {"_id": 1})]
+
+    def register_fields(self, level_key: str, fields: dict[str, tuple[str, int]]) -> None:
+        """Remember a level's column types (``name -> (type alias, position)``) before its
+        rows are written, so that reads return the written types."""
+        update: dict[str, Any] = {"$set": {}, "$min": {}}
+        for name, (alias, position) in fields.items():
+            update["$set"][f"fields.{name}.type"] = alias
+            update["$min"][f"fields.{name}.pos"] = position
+        self.schemas.update_one({"_id": level_key}, update, upsert=True)
