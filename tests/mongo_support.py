@@ -11,6 +11,7 @@ before every call and may raise.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import threading
 import uuid
@@ -173,9 +174,18 @@ def quicken_unique_checks() -> None:
                 return original(self, new_data)
             if index.get("sparse") and set(wanted) == {None}:
                 continue
+            if self._store._ttl_indexes:  # expiry runs when documents are listed
+                return original(self, new_data)
+            key_of = operator.itemgetter(*keys)  # a tuple, or the value for one key
+            wanted_key = wanted if len(keys) > 1 else wanted[0]
             matches = 0
-            for document in self._store.documents:
-                if tuple(document.get(key) for key in keys) == wanted:
+            for document in self._store._documents.values():
+                try:
+                    key = key_of(document)
+                except KeyError:  # a missing key field reads as null
+                    key = tuple(document.get(name) for name in keys)
+                    key = key if len(keys) > 1 else key[0]
+                if key == wanted_key:
                     matches += 1
                     if matches > 1:  # the new document itself is already stored
                         raise pymongo.errors.DuplicateKeyError("E11000 Duplicate Key Error",

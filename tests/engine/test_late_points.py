@@ -138,7 +138,7 @@ def histories(draw):
 
 @pytest.mark.filterwarnings("ignore::datastream.exceptions.InvalidValueWarning")
 @pytest.mark.parametrize("op", OPS)
-@settings(max_examples=int(os.environ.get("DATASTREAM_LATE_EXAMPLES", "25")), deadline=None,
+@settings(max_examples=int(os.environ.get("DATASTREAM_LATE_EXAMPLES", "15")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories())
 def test_live_equals_replay_whatever_the_arrival_order(op, history):

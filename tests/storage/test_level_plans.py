@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datastream import downsamplers
@@ -192,7 +192,7 @@ def tables_alike(draw, max_rows: int = 40) -> tuple[pa.Table, pa.Table]:
     return tables[0], tables[1]
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=50)  # each example encodes two 21-column tables
 @given(tables_alike())
 def test_any_remembered_plan_round_trips(tables):
     """Whatever the second table holds, the first one's choices encode it exactly (here kept

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datastream.kernels import transforms
@@ -45,7 +45,7 @@ def assert_same_residuals(values: dict, kind: int, key: int, scale: int) -> None
         assert rate or kernel_cost == 0.0
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=60)  # every example runs every prediction twice
 @given(level_tables() | cascaded_levels(), st.integers(0, predictors.MAX_SQUARED_SCALE))
 def test_every_prediction_stores_the_same_bits_through_numba_and_numpy(table, scale):
     values = filled_columns(table)
@@ -73,7 +73,7 @@ def special_columns(draw, n: int) -> dict:
     return values
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=60)
 @given(st.integers(0, 40).flatmap(special_columns),
        st.integers(0, predictors.MAX_SQUARED_SCALE))
 def test_special_values_give_the_same_bits(values, scale):
