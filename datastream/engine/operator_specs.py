@@ -50,23 +50,25 @@ class Batch:
 class OperatorSpec:
     """One derive operator.
 
-    ``sources``: exact number of sources (None: one or more). ``source_names``: the ``name``
-    each source position must have (None: not checked). ``reset_source``: position of the reset
-    input, read as truthy/falsy whatever its value type, which never holds data back (the
-    others must be numeric and are waited for). ``bucketed``: the state is the current bucket of
-    the derived stream's highest granularity (an unfinished bucket's inputs are read again);
-    otherwise it is the previous point of ``data_source``, and ``nulls_keep_state`` says that a
-    null there leaves it unchanged (else a null forgets it). ``args``: allowed ``derive_args``
-    with their checks; ``required_args`` must be given. ``state_size``: length of the carried
-    float vector. ``run`` calls the kernel on a :class:`Batch` and returns how many outputs it
-    wrote. ``warning_counts`` are state positions counting dropped inputs, and ``warning`` the
-    message their increments fill in.
+    ``value_types``: of the derived stream. ``source_type``: the value type every source but the
+    reset input must have. ``sources``: exact number of sources (None: one or more).
+    ``source_names``: the ``name`` each source position must have (None: not checked).
+    ``reset_source``: position of the reset input, read as truthy/falsy whatever its value type,
+    which never holds data back (the others are waited for). ``bucketed``: the state is the
+    current bucket of the derived stream's highest granularity (an unfinished bucket's inputs
+    are read again); otherwise it is the previous point of ``data_source``, and
+    ``nulls_keep_state`` says that a null there leaves it unchanged (else a null forgets it).
+    ``args``: allowed ``derive_args`` with their checks; ``required_args`` must be given.
+    ``state_size``: length of the carried float vector. ``run`` calls the kernel on a
+    :class:`Batch` and returns how many outputs it wrote. ``warning_counts`` are state positions
+    counting dropped inputs, and ``warning`` the message their increments fill in.
     """
 
     name: str
     value_types: tuple[str, ...]
     run: Callable[[Batch], int]
     state_size: int
+    source_type: str = "numeric"
     sources: int | None = 1
     distinct_sources: bool = False
     source_names: tuple[str | None, ...] | None = None

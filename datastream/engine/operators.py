@@ -55,9 +55,10 @@ def validate(
                 f"stream's highest granularity {highest}"
             )
         value_type = states[source.stream_id].value_type
-        if not operator.is_reset(position) and value_type != "numeric":
+        if not operator.is_reset(position) and value_type != operator.source_type:
             raise exceptions.IncompatibleTypes(
-                f"{op} needs numeric sources; stream {source.stream_id} is {value_type}"
+                f"{op} needs {operator.source_type} sources; stream {source.stream_id} is "
+                f"{value_type}"
             )
 
 
