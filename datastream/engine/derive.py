@@ -1,8 +1,8 @@
 """Derived streams: validating a configuration into a :class:`Derivation` (behaviour §7).
 
-The operators themselves are vectorised kernels in ``datastream.kernels.derive`` driven by
-``datastream.engine.operators``; creating a derived stream (with its sources'
-``contributes_to``) is one commit of the engine.
+Each operator is declared in ``datastream.engine.operator_specs`` and runs a kernel of
+``datastream.kernels.derive``, driven by ``datastream.engine.operators``; creating a derived
+stream (with its sources' ``contributes_to``) is one commit of the engine.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from typing import Any
 from .. import exceptions
 from ..granularity import GranularityLevel, resolve
 from . import operators
+from .operator_specs import OPERATORS
 from .state import Derivation, Source, StreamState
 
-# name → value types the derived stream may have
+# name → value types the derived stream may have (public, from the declarations)
 DERIVE_OPERATORS: dict[str, tuple[str, ...]] = {
-    "sum": ("numeric",),
-    "derivative": ("numeric",),
-    "counter_reset": ("nominal",),
-    "counter_derivative": ("numeric",),
+    name: operator.value_types for name, operator in OPERATORS.items()
 }
 
 

@@ -5,7 +5,8 @@ declared order of ``derive_from``, then append order) and carries its operator s
 stored record (:class:`~datastream.engine.state.OperatorState`). Inputs are processed up to the
 *watermark*: the time up to which every source that may hold the derived stream back is final
 (a raw source: its latest datapoint; a level source: its downsampled bound; a derived source:
-its own processed time). The reset input of ``counter_derivative`` never holds data back.
+its own processed time). A reset input (``counter_derivative``'s) never holds data back;
+what each operator needs is declared in :mod:`~datastream.engine.operator_specs`.
 
 Inputs that arrive at or before what was already processed (a late point appended with
 ``check_timestamp=False``, a reset arriving after the data it applies to, a source that was
@@ -18,18 +19,16 @@ arrival order.
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .. import downsamplers, exceptions, values
 from ..granularity import MIN_US, GranularityLevel
-from ..kernels import derive as kernels
 from ..storage.base import RAW_SCHEMA
 from .changes import EVERYTHING, ChangeSet
+from .operator_specs import Batch, spec
 from .state import OperatorState, Source, StreamState
 from .view import conform, slice_t
 
@@ -45,63 +44,22 @@ def validate(
     states: dict[str, StreamState],
 ) -> None:
     """Raise the exception of behaviour §7 for a configuration the operator cannot run."""
-    ids = [source.stream_id for source in sources]
-    if op == "sum":
-        if not sources:
-            raise exceptions.InvalidOperatorArguments("sum needs at least one source stream")
-        if len(set(ids)) != len(ids):
-            raise exceptions.InvalidOperatorArguments(f"sum sources must be distinct: {ids}")
-    elif op in ("derivative", "counter_reset"):
-        if len(sources) != 1:
-            raise exceptions.InvalidOperatorArguments(
-                f"{op} needs exactly one source stream, got {len(sources)}"
-            )
-    elif op == "counter_derivative":
-        if len(sources) != 2:
-            raise exceptions.InvalidOperatorArguments(
-                f"counter_derivative needs exactly two sources, got {len(sources)}"
-            )
-        if sources[0].name != "reset" or sources[1].name is not None:
-            raise exceptions.InvalidOperatorArguments(
-                "counter_derivative needs the first source named 'reset' and the second unnamed"
-            )
-    allowed = {"max_value"} if op == "counter_derivative" else set()
-    unknown = set(args) - allowed
-    if unknown:
-        raise exceptions.InvalidOperatorArguments(
-            f"{op} takes no arguments {sorted(map(values.show, unknown))}"
-        )
-    if "max_value" in args:
-        _check_max_value(args["max_value"])
+    operator = spec(op)
+    operator.check_sources([source.stream_id for source in sources],
+                           [source.name for source in sources])
+    operator.check_args(args)
     for position, source in enumerate(sources):
         if source.level != highest:
             raise exceptions.IncompatibleGranularities(
                 f"source {source.stream_id} at {source.level} does not match the derived "
                 f"stream's highest granularity {highest}"
             )
-        is_reset = op == "counter_derivative" and position == 0
         value_type = states[source.stream_id].value_type
-        if not is_reset and value_type != "numeric":
+        if not operator.is_reset(position) and value_type != operator.source_type:
             raise exceptions.IncompatibleTypes(
-                f"{op} needs numeric sources; stream {source.stream_id} is {value_type}"
+                f"{op} needs {operator.source_type} sources; stream {source.stream_id} is "
+                f"{value_type}"
             )
-
-
-def _check_max_value(value: Any) -> None:
-    """The kernel wraps counters in float64 and backends store the argument in JSON or BSON: a
-    finite positive float, or a positive int within int64 (larger ones: pass a float)."""
-    shown = values.show(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise exceptions.InvalidOperatorArguments(f"max_value must be a number, got {shown}")
-    if not value > 0:  # also NaN
-        raise exceptions.InvalidOperatorArguments(f"max_value must be positive, got {shown}")
-    if isinstance(value, int) and value > values.INT64_MAX:
-        raise exceptions.InvalidOperatorArguments(
-            f"max_value {shown} is beyond int64; pass it as a float"
-        )
-    if not math.isfinite(value):
-        raise exceptions.InvalidOperatorArguments(f"max_value must be finite, got {shown}")
-
 
 
 # -- reading inputs -------------------------------------------------------------------------
@@ -238,13 +196,14 @@ def derive(changes: ChangeSet, stream_id: str) -> None:
 
 
 def _is_reset(derivation, index: int) -> bool:
-    return derivation.op == "counter_derivative" and index == 0
+    return spec(derivation.op).is_reset(index)
 
 
 def _watermark(changes: ChangeSet, state: StreamState) -> int | None:
     derivation = state.derivation
-    holding = derivation.sources[1:] if derivation.op == "counter_derivative" else (
-        derivation.sources)
+    operator = spec(derivation.op)
+    holding = [source for position, source in enumerate(derivation.sources)
+               if operator.holds_back(position)]
     finals = [final_time(changes, source) for source in holding]
     if any(final is None for final in finals):
         return None
@@ -303,10 +262,10 @@ def _unprocessed(
 def _advance(
     state: StreamState, operator: OperatorState, t: np.ndarray, src: np.ndarray, watermark: int
 ) -> None:
-    """Record what is processed now: everything up to the watermark, except that ``sum``
-    keeps an unfinished bucket open (its inputs are read again next time)."""
+    """Record what is processed now: everything up to the watermark, except that a bucketed
+    operator (``sum``) keeps an unfinished bucket open (its inputs are read again next time)."""
     done = watermark
-    if state.derivation.op == "sum":
+    if spec(state.derivation.op).bucketed:
         bucket = state.highest.floor_us(watermark)
         if operator.last is None or operator.last < bucket:
             done = bucket - 1
@@ -323,7 +282,7 @@ def _rederive(
     """Replace the outputs from ``late`` on by a replay from the input before it."""
     derivation = state.derivation
     late = max(late, MIN_US)
-    start = state.highest.floor_us(late) if derivation.op == "sum" else late
+    start = state.highest.floor_us(late) if spec(derivation.op).bucketed else late
     operator = OperatorState.fresh(derivation.op)
     operator.origin = _origin(state)
     inputs = _Inputs()
@@ -350,20 +309,21 @@ def _rederive(
 
 def _restart(changes: ChangeSet, state: StreamState, late: int, start: int):
     """Where a replay from ``late`` begins, and which rows at that instant it skips: the
-    operators' state is the previous input point, so starting at the last input before
-    ``late`` (the last non-null one for counter_reset, the last data point for
-    counter_derivative) with a fresh state reproduces the state exactly."""
+    operators' state is the previous point of their data source, so starting at its last point
+    before ``late`` (the last non-null one when nulls keep the state, as for counter_reset)
+    with a fresh state reproduces the state exactly."""
     derivation = state.derivation
     origin = _origin(state)
 
     def everything(index, t, v):
         return np.ones(t.size, dtype=bool)
 
-    if derivation.op == "sum":
+    operator = spec(derivation.op)
+    if operator.bucketed:
         return start, everything
-    data_index = 1 if derivation.op == "counter_derivative" else 0
+    data_index = operator.data_source
     source = derivation.sources[data_index]
-    need_value = derivation.op == "counter_reset"
+    need_value = operator.nulls_keep_state
     anchor = _last_before(changes, source, late, need_value, origin)
     if anchor is None:
         return origin, everything
@@ -439,45 +399,27 @@ def _run(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the operator's kernel over merged inputs, carrying ``operator`` in and out."""
     derivation = state.derivation
-    op = derivation.op
     size = t.shape[0]
     out_t = np.empty(size, dtype=np.int64)
     out_v = np.empty(size, dtype=np.float64)
     out_valid = np.empty(size, dtype=np.bool_)
     if not size:
         return out_t[:0], out_v[:0]
-    valid = ~np.isnan(v)
-    carried = np.asarray(operator.values, dtype=np.float64)
-    stream_id = state.stream_id
-    if op == "derivative":
-        zero_before = carried[3]
-        count = kernels.derivative(t, v, valid, carried, out_t, out_v, out_valid)
-        if carried[3] > zero_before:
-            _warn(f"derived stream {stream_id}: {int(carried[3] - zero_before)} points with a "
-                  "zero time step emitted nothing")
-    elif op == "counter_reset":
-        count = kernels.counter_reset(t, v, valid, carried, out_t)
-        out_v[:count] = 1.0
-        out_valid[:count] = True
-    elif op == "counter_derivative":
-        max_value = float(derivation.args.get("max_value", -1.0))
-        before = carried[3], carried[4]
-        count = kernels.counter_derivative(
-            t, src, np.where(valid, v, 0.0), valid, max_value, carried, out_t, out_v, out_valid
-        )
-        if carried[3] > before[0] or carried[4] > before[1]:
-            _warn(f"derived stream {stream_id}: {int(carried[3] - before[0])} counter decreases "
-                  f"without max_value and {int(carried[4] - before[1])} zero time steps "
-                  "emitted nothing")
-    else:  # sum
-        bucket = (t // state.highest.width_us) * state.highest.width_us
-        last = NO_TIME if operator.last is None else operator.last
-        count, last, _ = kernels.bucket_sum(
-            bucket, src, np.where(valid, v, 0.0), valid, len(derivation.sources), last,
-            out_t, out_v, out_valid,
-        )
-        operator.last = None if last == NO_TIME else int(last)
-    operator.values = carried.tolist()
+    operator_spec = spec(derivation.op)
+    batch = Batch(
+        t, src, v, ~np.isnan(v), np.asarray(operator.values, dtype=np.float64),
+        NO_TIME if operator.last is None else operator.last, derivation.args,
+        len(derivation.sources), state.highest.width_us, out_t, out_v, out_valid,
+    )
+    counted = list(operator_spec.warning_counts)
+    before = batch.state[counted]
+    count = operator_spec.run(batch)
+    dropped = batch.state[counted] - before
+    if (dropped > 0).any():
+        _warn(f"derived stream {state.stream_id}: "
+              + operator_spec.warning.format(*(int(n) for n in dropped)))
+    operator.last = None if batch.last == NO_TIME else int(batch.last)
+    operator.values = batch.state.tolist()
     return out_t[:count], np.where(out_valid[:count], out_v[:count], np.nan)
 
 
@@ -534,7 +476,7 @@ def skip_history(changes: ChangeSet, state: StreamState) -> None:
     if watermark is not None:
         operator.done = operator.final = watermark
         operator.origin = watermark + 1
-        if state.derivation.op == "sum":
+        if spec(state.derivation.op).bucketed:
             operator.last = state.highest.floor_us(watermark)
     state.operator = operator
 

@@ -16,10 +16,7 @@ from typing import Any
 from .. import downsamplers
 from ..granularity import GranularityLevel, coarser_levels, resolve
 from ..storage.base import StreamRecord
-
-# Carried operator state per derive operator (see datastream.kernels.derive): sizes of the
-# float vector each kernel reads and writes.
-OPERATOR_STATE_SIZES = {"sum": 0, "derivative": 4, "counter_reset": 2, "counter_derivative": 5}
+from .operator_specs import spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +77,8 @@ class OperatorState:
 
     @classmethod
     def fresh(cls, op: str) -> OperatorState:
-        return cls([0.0] * OPERATOR_STATE_SIZES[op])
+        """The state of an operator that has seen nothing (its declared vector size)."""
+        return cls([0.0] * spec(op).state_size)
 
     def to_json(self) -> dict[str, Any]:
         return {

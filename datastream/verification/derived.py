@@ -12,9 +12,9 @@ What can be known, and so what is compared:
   waiting for another source (a sum bucket not yet complete), so later points are not compared.
 * A stream created with ``derive_backprocess=False`` never saw the history before its creation,
   and its creation time is not recorded. Its first stored point that fixes the operator state
-  (any point; for counter_derivative a non-null one, since a null from the reset input leaves
-  the state as it was) marks where its processing demonstrably ran: points after it are
-  compared, earlier ones are not.
+  (any point; with a reset input, as for counter_derivative, a non-null one, since a null from
+  the reset input leaves the state as it was) marks where its processing demonstrably ran:
+  points after it are compared, earlier ones are not.
 * Streams still ``pending_backprocess`` hold nothing to compare and are skipped.
 """
 
@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import values
+from ..engine.operator_specs import spec
 from ..granularity import GranularityLevel, resolve
 from ..storage.base import Storage, StreamRecord
 from . import replay
@@ -140,11 +141,11 @@ def _inputs(record: StreamRecord, lookup: Lookup) -> list[_Input]:
         {"stream": stream_id, "granularity": None} for stream_id in config["stream_ids"]
     ]
     out = []
+    operator = spec(config["op"])
     for position, source in enumerate(sources):
         source_record = lookup(source["stream"])
         granularity = source.get("granularity") or source_record.meta["highest_granularity"]
-        is_reset = config["op"] == "counter_derivative" and position == 0
-        out.append(_Input(source_record, resolve(granularity), is_reset))
+        out.append(_Input(source_record, resolve(granularity), operator.is_reset(position)))
     return out
 
 
@@ -239,7 +240,7 @@ def _first_settling_point(
     if earliest is None:
         return None
     meta = record.meta
-    needs_value = meta["derived_from"]["op"] == "counter_derivative"
+    needs_value = not spec(meta["derived_from"]["op"]).null_output_fixes_state
     width = resolve(meta["highest_granularity"]).width_us
     spans = window_sizes.Windows(earliest, until + 1, width, window_points)
     for a, b in spans:

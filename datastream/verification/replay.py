@@ -47,6 +47,10 @@ class Sum:
         self.sources = sources
         self.width = width
 
+    @classmethod
+    def configured(cls, args: dict[str, Any], sources: int, width: int) -> Sum:
+        return cls(sources, width)
+
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
     ) -> list[Output]:
@@ -74,6 +78,10 @@ class Derivative:
     def __init__(self) -> None:
         self.previous: tuple[int, float, float] | None = None
 
+    @classmethod
+    def configured(cls, args: dict[str, Any], sources: int, width: int) -> Derivative:
+        return cls()
+
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
     ) -> list[Output]:
@@ -96,6 +104,10 @@ class CounterReset:
 
     def __init__(self) -> None:
         self.previous: float | None = None
+
+    @classmethod
+    def configured(cls, args: dict[str, Any], sources: int, width: int) -> CounterReset:
+        return cls()
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
@@ -120,6 +132,11 @@ class CounterDerivative:
     def __init__(self, max_value: float | None) -> None:
         self.max_value = max_value
         self.previous: tuple[int, float, float] | None = None
+
+    @classmethod
+    def configured(cls, args: dict[str, Any], sources: int, width: int) -> CounterDerivative:
+        max_value = args.get("max_value")
+        return cls(None if max_value is None else float(max_value))
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
@@ -156,16 +173,18 @@ class CounterDerivative:
 
 Operator = Sum | Derivative | CounterReset | CounterDerivative
 
+# The oracle of each derive operator, by the name it is declared under (written apart from the
+# declarations and kernels on purpose: they are what it checks).
+ORACLES: dict[str, type[Operator]] = {
+    "sum": Sum,
+    "derivative": Derivative,
+    "counter_reset": CounterReset,
+    "counter_derivative": CounterDerivative,
+}
+
 
 def operator(op: str, config: dict[str, Any], width: int) -> Operator:
     """A fresh operator for a derived stream's ``derived_from`` configuration."""
-    if op == "sum":
-        return Sum(len(config["stream_ids"]), width)
-    if op == "derivative":
-        return Derivative()
-    if op == "counter_reset":
-        return CounterReset()
-    if op == "counter_derivative":
-        max_value = (config.get("args") or {}).get("max_value")
-        return CounterDerivative(None if max_value is None else float(max_value))
-    raise ValueError(f"unknown derive operator {op!r}")
+    if op not in ORACLES:
+        raise ValueError(f"unknown derive operator {op!r}")
+    return ORACLES[op].configured(config.get("args") or {}, len(config["stream_ids"]), width)
