@@ -34,12 +34,10 @@ from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
 from .timestamps import UTC, array_us, point_us
+from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 
 if TYPE_CHECKING:
     from .verification import Verification
-
-
-INT64_MIN, INT64_MAX = value_types.INT64_MIN, value_types.INT64_MAX
 
 
 def _utc_now() -> datetime.datetime:
@@ -394,7 +392,7 @@ class Datastream:
             if lane is not None and not lane.derived:
                 if type(timestamp) is datetime.datetime and timestamp.tzinfo is UTC:
                     delta = timestamp - EPOCH  # exact integer µs, as timestamps.utc_us
-                    timestamp_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + (
+                    timestamp_us = (delta.days * 86400 + delta.seconds) * US_PER_SECOND + (
                         delta.microseconds)
                     stamp = timestamp if MIN_US <= timestamp_us <= MAX_US else None
                 else:

@@ -10,16 +10,17 @@ import numpy as np
 
 from . import Datastream, Granularity
 from .backends import duckdb
+from .units import US_PER_SECOND
 
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-START_US = int(START.timestamp()) * 1_000_000
+START_US = int(START.timestamp()) * US_PER_SECOND
 
 
 def _signal(rng: np.random.Generator, kind: str, points: int) -> tuple[np.ndarray, np.ndarray]:
     """One stream: ~1 s sampling with jitter, a few long gaps, ~1% nulls (NaN)."""
     steps = rng.integers(900_000, 1_100_000, size=points, dtype=np.int64)
     gaps = rng.random(points) < 0.0005
-    steps[gaps] += rng.integers(60, 3600, size=int(gaps.sum())) * 1_000_000
+    steps[gaps] += rng.integers(60, 3600, size=int(gaps.sum())) * US_PER_SECOND
     timestamps = START_US + np.cumsum(steps)
     phase = np.arange(points) / 3600.0
     if kind == "cpu":

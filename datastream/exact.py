@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-# Results are rounded to 64 significant digits (behaviour §5.1); partial sums keep far more so that
-# summing many 64-digit values stays exact before the final rounding (40·e / 40 == e).
-HIGH_ACCURACY = decimal.Context(prec=64)
+from .raw_kinds import HIGH_ACCURACY, KIND_EXACT, KIND_FLOAT, KIND_INT
+
+# Results are rounded to 64 significant digits (HIGH_ACCURACY, behaviour §5.1; downsamplers read
+# it here too); partial sums keep far more so that summing many 64-digit values stays exact
+# before the final rounding (40·e / 40 == e).
 WIDE = decimal.Context(prec=256, Emax=999_999, Emin=-999_999)
 
 
@@ -125,11 +127,12 @@ def exact_values(raw: pa.Table, kinds: np.ndarray) -> list[Decimal | None]:
     """Decimal of every plain number (None elsewhere): the high-accuracy slow path."""
     out: list[Decimal | None] = [None] * len(kinds)
     columns = {k: raw.column(k).to_pylist() for k in "ifs"}
-    for p in np.flatnonzero((kinds == 1) | (kinds == 2) | (kinds == 3)).tolist():
+    numbers = (kinds == KIND_INT) | (kinds == KIND_FLOAT) | (kinds == KIND_EXACT)
+    for p in np.flatnonzero(numbers).tolist():
         kind = kinds[p]
-        if kind == 1:
+        if kind == KIND_INT:
             out[p] = Decimal(columns["i"][p])
-        elif kind == 2:
+        elif kind == KIND_FLOAT:
             out[p] = None if math.isnan(columns["f"][p]) else Decimal(repr(columns["f"][p]))
         else:
             out[p] = Decimal(columns["s"][p])

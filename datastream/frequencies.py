@@ -16,11 +16,12 @@ import numpy as np
 import pyarrow as pa
 
 from .kernels import order
+from .raw_kinds import KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_JSON, canonical_json
 from .raw_numbers import texts as _texts
 
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The canonical text of a table key or of a level's ``x`` (downsamplers writes it through this
+# name): raw_kinds.canonical_json, so keys match the stored kind 4 and 5 texts byte for byte.
+canonical = canonical_json
 
 
 def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
@@ -28,18 +29,19 @@ def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
     texts_by_group = []
     codes = np.full(len(kinds), -1, np.int64)
     groups = []
-    ints = np.flatnonzero(kinds == 1)
+    ints = np.flatnonzero(kinds == KIND_INT)
     if ints.size:
         column = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
         uniq, inv = np.unique(column[ints], return_inverse=True)
         groups.append((ints, inv, [str(int(v)) for v in uniq]))
-    floats = np.flatnonzero(((kinds == 2) | ((kinds == 3) & (not exact))) & ~np.isnan(x))
+    floats = np.flatnonzero(
+        ((kinds == KIND_FLOAT) | ((kinds == KIND_EXACT) & (not exact))) & ~np.isnan(x))
     if floats.size:
         uniq, inv = np.unique(x[floats], return_inverse=True)
         # -0.0 equals 0.0 (np.unique merges them): one key, "0.0", whichever came first
         groups.append((floats, inv, [repr(float(v) + 0.0) for v in uniq]))
-    if exact and (kinds == 3).any():
-        where = np.flatnonzero(kinds == 3)
+    if exact and (kinds == KIND_EXACT).any():
+        where = np.flatnonzero(kinds == KIND_EXACT)
         uniq, inv = np.unique(np.array(_texts(raw, where), dtype=object), return_inverse=True)
         groups.append((where, inv, [str(Decimal(v)) for v in uniq]))
     offset = 0
@@ -54,7 +56,7 @@ def nominal_codes(raw: pa.Table, kinds: np.ndarray):
     """Codes of the JSON values (-1 for nulls) by canonical JSON, and the sorted texts."""
     encoded = raw.column("s").combine_chunks().dictionary_encode()
     codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
-    codes[kinds != 4] = -1
+    codes[kinds != KIND_JSON] = -1
     texts = [canonical(json.loads(v)) for v in encoded.dictionary.to_pylist()]
     return _recode(codes, texts)
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from . import exceptions
 from .messages import show
+from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 
-US_PER_SECOND = 1_000_000
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -112,8 +112,8 @@ def coarser_levels(level: GranularityLevel) -> list[GranularityLevel]:
 
 
 # Supported timestamps: the span of int64 nanoseconds since the epoch.
-MIN_US = -(2**63) // 1000 + 1
-MAX_US = (2**63 - 1) // 1000
+MIN_US = INT64_MIN // 1000 + 1
+MAX_US = INT64_MAX // 1000
 
 
 def to_us(timestamp: datetime.datetime) -> int:

@@ -33,15 +33,15 @@ import pyarrow.compute as pc
 from . import tags as tag_rules
 from .casting import first_failure
 from .granularity import MAX_US, MIN_US
+from .units import US_PER_SECOND
 
 BOOLEANS = ("t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE")
 ADDED_TAGS = ("measurement", "field")
 # epoch units a timestamp may count in, as microseconds per unit (None: nanoseconds, divided)
-PRECISIONS = {"ns": None, "us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000,
-              "h": 3_600_000_000}
+PRECISIONS = {"ns": None, "us": 1, "ms": 1_000, "s": US_PER_SECOND, "m": 60 * US_PER_SECOND,
+              "h": 3600 * US_PER_SECOND}
 INT, FLOAT, TEXT, BOOL = 0, 1, 2, 3  # value kinds: the type codes of :meth:`ParsedLines.arrow`
 _KIND_NAMES = ("integer", "float", "string", "boolean")
-_INT64_MAX = 2**63 - 1
 
 
 class LineProtocolError(ValueError):

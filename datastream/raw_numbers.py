@@ -17,11 +17,13 @@ import pyarrow as pa
 
 from .exact import ExactState, exact_median, exact_values, merge_states
 from .kernels import order
+from .raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NULL
 
 
 def kinds_of(raw: pa.Table) -> np.ndarray:
     kinds = raw.column("k")
-    return np.asarray((kinds.fill_null(0) if kinds.null_count else kinds).to_numpy(), np.int8)
+    filled = kinds.fill_null(KIND_NULL) if kinds.null_count else kinds
+    return np.asarray(filled.to_numpy(), np.int8)
 
 
 def texts(raw: pa.Table, where: np.ndarray) -> list:
@@ -31,14 +33,14 @@ def texts(raw: pa.Table, where: np.ndarray) -> list:
 def numeric_values(raw: pa.Table, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float view of the plain numbers (kinds 1, 2, 3) and the mask of points that have one."""
     floats = np.asarray(raw.column("f").to_numpy(), dtype=np.float64)
-    if raw.column("i").null_count == raw.num_rows and not (kinds == 3).any():
-        return floats, (kinds == 2) & ~np.isnan(floats)  # the common all-float case
+    if raw.column("i").null_count == raw.num_rows and not (kinds == KIND_EXACT).any():
+        return floats, (kinds == KIND_FLOAT) & ~np.isnan(floats)  # the common all-float case
     ints = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
-    x = np.where(kinds == 1, ints.astype(np.float64), floats)
-    exact = np.flatnonzero(kinds == 3)
+    x = np.where(kinds == KIND_INT, ints.astype(np.float64), floats)
+    exact = np.flatnonzero(kinds == KIND_EXACT)
     if exact.size:
         x[exact] = [float(Decimal(text)) for text in texts(raw, exact)]
-    valid = ((kinds == 1) | (kinds == 2) | (kinds == 3)) & ~np.isnan(x)
+    valid = ((kinds == KIND_INT) | (kinds == KIND_FLOAT) | (kinds == KIND_EXACT)) & ~np.isnan(x)
     return x, valid
 
 
@@ -76,7 +78,7 @@ class NumericRaw:
     def of(cls, raw: pa.Table) -> NumericRaw:
         kinds = kinds_of(raw)
         x, valid = numeric_values(raw, kinds)
-        items = np.flatnonzero(kinds == 5)
+        items = np.flatnonzero(kinds == KIND_AGGREGATE)
         parsed = [json.loads(v) for v in texts(raw, items)] if items.size else []
         return cls(raw, kinds, x, valid, items, parsed)
 

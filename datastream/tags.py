@@ -31,13 +31,13 @@ Decisions in detail (beyond behaviour §3.2 and §3.4):
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 from .exceptions import ReservedTagNameError
 from .messages import show
+from .raw_kinds import canonical_json
 
 RESERVED_TAGS = (
     "stream_id",
@@ -83,8 +83,7 @@ def check_depth(document: Any, what: str = "tags") -> None:
 
 def check_size(document: Any, what: str = "tags") -> None:
     """ValueError when the canonical JSON of a (validated) document exceeds MAX_BYTES."""
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    size = len(text.encode("utf-8"))
+    size = len(canonical_json(document).encode("utf-8"))
     if size > MAX_BYTES:
         raise ValueError(
             f"{what} take {size} bytes as canonical JSON, over the limit of {MAX_BYTES} (64 KiB)"

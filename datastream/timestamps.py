@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from . import exceptions
 from .granularity import EPOCH, MAX_US, MIN_US, to_us
+from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 from .values import show
 
 UTC = datetime.timezone.utc
@@ -33,7 +34,6 @@ _ATTOSECONDS = {
     "W": 7 * 86400 * 10**18, "D": 86400 * 10**18, "h": 3600 * 10**18, "m": 60 * 10**18,
     "s": 10**18, "ms": 10**15, "us": 10**12, "ns": 10**9, "ps": 10**6, "fs": 10**3, "as": 1,
 }
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def utc_us(value: datetime.datetime) -> int:
@@ -41,7 +41,7 @@ def utc_us(value: datetime.datetime) -> int:
     checks that), exactly: integer arithmetic on the fields of the timedelta from the epoch
     (a third faster than ``delta // timedelta(microseconds=1)``), no float. Not range checked."""
     delta = value - EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * 86400 + delta.seconds) * US_PER_SECOND + delta.microseconds
 
 
 def _bare_number(value: object, what: str) -> exceptions.InvalidTimestamp:
@@ -146,7 +146,7 @@ def _datetime64_us(array: np.ndarray, what: str = "timestamps") -> np.ndarray:
         else:  # years and months: floor the span's ends to the unit (a coarser one: no overflow)
             ends = np.array([MIN_US, MAX_US], dtype="datetime64[us]").astype(array.dtype)
             lowest, highest = (int(end) for end in ends.view(np.int64))
-        _check_span(low, high, max(lowest, _INT64_MIN + 1), min(highest, _INT64_MAX), what)
+        _check_span(low, high, max(lowest, INT64_MIN + 1), min(highest, INT64_MAX), what)
     result = array.astype("datetime64[us]").view(np.int64)
     if result.size:
         _check_span(int(result.min()), int(result.max()), MIN_US, MAX_US, what)

@@ -4,7 +4,7 @@ Every appended value becomes one ``RAW_SCHEMA`` row ``(k, i, f, s)``: a kind and
 filled payload column. Validation and encoding happen together so a value is inspected once,
 before anything is buffered, and a rejected value never reaches storage.
 
-Kinds::
+Kinds (numbered in :mod:`datastream.raw_kinds`)::
 
     0 null          nothing            (None, float NaN)
     1 int64         i                  default numeric mode, ints within int64
@@ -66,13 +66,23 @@ import pyarrow as pa
 from . import exceptions
 from .lazy import pc
 from .messages import show
+from .raw_kinds import (
+    HIGH_ACCURACY,
+    KIND_AGGREGATE,
+    KIND_EXACT,
+    KIND_FLOAT,
+    KIND_INT,
+    KIND_JSON,
+    KIND_NULL,
+    canonical_json,
+)
 from .storage.base import RAW_SCHEMA
+from .units import INT64_MAX, INT64_MIN
 
+# The kinds, HIGH_ACCURACY, canonical_json and the int64 bounds live in raw_kinds and units; other
+# modules and tests also read them here (values.KIND_INT, values.canonical_json).
 VALUE_TYPES = ("numeric", "nominal", "graph")
-HIGH_ACCURACY = decimal.Context(prec=64)
 
-KIND_NULL, KIND_INT, KIND_FLOAT, KIND_EXACT, KIND_JSON, KIND_AGGREGATE = range(6)
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_COUNT = 2**32 - 1  # of one pre-aggregated count; see the module docstring
 
 Encoded = tuple[int, int | None, float | None, str | None]
@@ -88,13 +98,6 @@ _FREQUENCIES_KEY = "f"
 
 
 # -- helpers shared by every value type ------------------------------------------------------
-
-
-def canonical_json(value: Any) -> str:
-    """One text per JSON value (sorted keys, compact), so equal values compare as equal text."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
 
 
 def _fail(error: type[Exception], stream_id: Any, value: Any, reason: str) -> Exception:

@@ -23,9 +23,10 @@ from .downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
 from .engine.derive import DERIVE_OPERATORS
 from .kernels import jit
 from .storage import codec
+from .units import US_PER_SECOND
 
 START = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
-START_US = int(START.timestamp()) * 1_000_000
+START_US = int(START.timestamp()) * US_PER_SECOND
 STEP_US = 307_000_000  # an odd step, so buckets of every level hold a varying number of points
 POINTS = 1_000  # ~3.5 days: every level down to days gets rows
 UNTIL = START + datetime.timedelta(days=4)
@@ -75,7 +76,7 @@ def workload(ds: Datastream) -> None:
     ds.append_arrays(b, times, numbers, unit="us")
     ds.append_arrays(uptime, times, (np.arange(POINTS) % 300).astype(np.float64), unit="us")
     bulk = ds.ensure_stream({"warmup": "bulk"}, {}, ["mean"], Granularity.Seconds)
-    ds.append_arrays(bulk, START_US + np.arange(codec.NUMPY_BELOW, dtype=np.int64) * 1_000_000,
+    ds.append_arrays(bulk, START_US + np.arange(codec.NUMPY_BELOW, dtype=np.int64) * US_PER_SECOND,
                      rng.normal(20.0, 5.0, codec.NUMPY_BELOW).round(2), unit="us")
     for offset, label in enumerate(["idle", "busy", None, "idle", "down"] * 20):
         moment = START + datetime.timedelta(minutes=7 * offset)

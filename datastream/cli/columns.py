@@ -13,9 +13,10 @@ import pyarrow.compute as pc
 
 from ..casting import first_failure
 from ..granularity import MAX_US, MIN_US
+from ..units import US_PER_SECOND
 from .bad_input import BadInput, Positions
 
-UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}  # µs per unit (None: ns, divided)
+UNITS = {"s": US_PER_SECOND, "ms": 1_000, "us": 1, "ns": None}  # µs per unit (None: ns, divided)
 _ZONE = r"\d\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?)$"  # an offset after a time
 _SPAN = "1677-09-22..2262-04-11"
 

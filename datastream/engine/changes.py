@@ -12,11 +12,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..storage.base import RAW_SCHEMA, MetaUpdate, WriteBatch
+from ..units import INT64_MIN
 from .downsampling import LevelStep
 from .state import StreamState
 from .view import PendingView, conform, slice_t, sort_stable
 
-EVERYTHING = -(2**63)  # "changed from the beginning"
+EVERYTHING = INT64_MIN  # "changed from the beginning"
 
 
 class ChangeSet:

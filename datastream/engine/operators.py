@@ -27,13 +27,14 @@ import pyarrow as pa
 from .. import downsamplers, exceptions, values
 from ..granularity import MIN_US, GranularityLevel
 from ..storage.base import RAW_SCHEMA
+from ..units import INT64_MIN, US_PER_SECOND
 from .changes import EVERYTHING, ChangeSet
 from .operator_specs import Batch, spec
 from .state import OperatorState, Source, StreamState
 from .view import conform, slice_t
 
-NO_TIME = -(2**63)
-LOOKBACK_START_US = 60 * 1_000_000
+NO_TIME = INT64_MIN
+LOOKBACK_START_US = 60 * US_PER_SECOND
 LOOKBACK_GROWTH = 16
 
 # -- validation -----------------------------------------------------------------------------

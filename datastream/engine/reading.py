@@ -18,6 +18,7 @@ import pyarrow as pa
 from .. import downsamplers, exceptions, values
 from ..granularity import GranularityLevel, from_us_array
 from ..lazy import pc
+from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_NULL
 from ..results import DEFAULT_BATCH, Datapoints, ReadContext, TableRows
 from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
@@ -204,34 +205,35 @@ def raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
     t = table.column("t").cast(UTC_MICROS)
     if value_type == "numeric" and not options.get("high_accuracy"):
         kinds = values.kinds_of(table)
-        low, high = (int(kinds.min()), int(kinds.max())) if len(kinds) else (1, 1)
-        if low == high == values.KIND_INT:  # an empty result too, as int64
+        low, high = (int(kinds.min()), int(kinds.max())) if len(kinds) else (KIND_INT, KIND_INT)
+        if low == high == KIND_INT:  # an empty result too, as int64
             v = table.column("i")
-        elif low == high == values.KIND_FLOAT:
+        elif low == high == KIND_FLOAT:
             v = table.column("f")
-        elif low >= 0 and high <= values.KIND_INT:
-            v = pc.if_else(pc.equal(table.column("k"), 1), table.column("i"), None)
-        elif low >= 0 and high <= values.KIND_FLOAT:
+        elif low >= KIND_NULL and high <= KIND_INT:
+            v = pc.if_else(pc.equal(table.column("k"), KIND_INT), table.column("i"), None)
+        elif low >= KIND_NULL and high <= KIND_FLOAT:
             as_float = table.column("i").cast(pa.float64())
             v = pc.if_else(
-                pc.equal(table.column("k"), 2),
+                pc.equal(table.column("k"), KIND_FLOAT),
                 table.column("f"),
-                pc.if_else(pc.equal(table.column("k"), 1), as_float, None),
+                pc.if_else(pc.equal(table.column("k"), KIND_INT), as_float, None),
             )
         else:
             v = pa.array(values.decode_values(table, value_type, options))
     else:
-        v = pc.if_else(pc.equal(table.column("k"), 0), None, _text_column(table))
+        v = pc.if_else(pc.equal(table.column("k"), KIND_NULL), None, _text_column(table))
     return pa.table({"t": t, "v": v})
 
 
 def _text_column(table: pa.Table) -> pa.ChunkedArray:
-    """Kind 1/2 numbers as text too, so one string column can hold every value."""
+    """Int and float numbers as text too, so one string column can hold every value."""
     text = table.column("s")
     ints = table.column("i").cast(pa.string())
     floats = table.column("f").cast(pa.string())
     kind = table.column("k")
-    return pc.if_else(pc.equal(kind, 1), ints, pc.if_else(pc.equal(kind, 2), floats, text))
+    return pc.if_else(pc.equal(kind, KIND_INT), ints,
+                      pc.if_else(pc.equal(kind, KIND_FLOAT), floats, text))
 
 
 def level_arrow(

@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ..granularity import US_PER_SECOND, GranularityLevel, resolve
+from ..granularity import GranularityLevel, resolve
+from ..units import US_PER_SECOND
 from ..values import show
 from .changes import ChangeSet
 from .state import StreamState

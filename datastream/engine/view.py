@@ -17,11 +17,12 @@ from .. import downsamplers
 from ..lazy import pc
 from ..storage.base import RAW_SCHEMA, Storage
 from ..storage.base import conform as conform_to
+from ..units import INT64_MIN
 
 if TYPE_CHECKING:
     from .changes import ChangeSet
 
-NO_TIME = -(2**63)
+NO_TIME = INT64_MIN
 
 
 def slice_t(table: pa.Table, start_us: int | None, end_us: int | None) -> pa.Table:

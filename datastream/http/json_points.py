@@ -20,6 +20,7 @@ import pyarrow as pa
 from ..cli.bad_input import BadInput, Positions
 from ..cli.columns import iso_to_us
 from ..granularity import MAX_US, MIN_US
+from ..units import INT64_MAX, INT64_MIN, US_PER_SECOND
 from .errors import ApiError
 
 
@@ -48,11 +49,11 @@ def _load(body: bytes) -> list[Any]:
 
 def _seconds_us(seconds: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if seconds.dtype.kind in "iu":
-        low, high = -(-MIN_US // 1_000_000), MAX_US // 1_000_000
+        low, high = -(-MIN_US // US_PER_SECOND), MAX_US // US_PER_SECOND
         bad = (seconds < low) | (seconds > high)
-        result = seconds.astype(np.int64) * 1_000_000 if not bad.any() else None
+        result = seconds.astype(np.int64) * US_PER_SECOND if not bad.any() else None
     else:
-        scaled = seconds * 1e6
+        scaled = seconds * US_PER_SECOND  # float64 times an exact float64: as * 1e6
         bad = ~np.isfinite(scaled) | (scaled < MIN_US) | (scaled > MAX_US)
         result = np.rint(scaled).astype(np.int64) if not bad.any() else None
     if result is None:
@@ -134,7 +135,7 @@ def _itemwise(items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         rows = np.flatnonzero(~text)
         numbers = [times[row] for row in rows.tolist()]
         exact = all(isinstance(t, int) for t in numbers) and all(
-            -(2**63) <= t < 2**63 for t in numbers)
+            INT64_MIN <= t <= INT64_MAX for t in numbers)
         seconds = np.array(numbers, dtype=np.int64 if exact else np.float64)
         t_us[rows] = _seconds_us(seconds, rows)
     return t_us, _objects([value for _, value in pairs])

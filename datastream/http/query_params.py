@@ -14,6 +14,7 @@ from starlette.datastructures import QueryParams
 
 from ..downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
 from ..granularity import MAX_US, MIN_US, Granularity, GranularityLevel, from_us
+from ..units import US_PER_SECOND
 from .errors import ApiError
 
 TRUE = ("1", "true", "yes", "y", "t")
@@ -64,11 +65,11 @@ def unix_time(params: QueryParams, name: str) -> datetime.datetime | None:
         seconds = float(text)
     except ValueError:
         raise bad(name, f"{text!r} is not a number of UNIX seconds") from None
-    if not math.isfinite(seconds) or not MIN_US <= seconds * 1e6 <= MAX_US:
+    if not math.isfinite(seconds) or not MIN_US <= seconds * US_PER_SECOND <= MAX_US:
         raise bad(name, f"{text!r} is outside 1677-09-22..2262-04-11")
     if text.strip().lstrip("+-").isdigit():  # whole seconds: exact, whatever their size
-        return from_us(int(text) * 1_000_000)
-    return from_us(round(seconds * 1e6))
+        return from_us(int(text) * US_PER_SECOND)
+    return from_us(round(seconds * US_PER_SECOND))
 
 
 def granularity(params: QueryParams, name: str,

@@ -27,10 +27,11 @@ import pyarrow as pa
 
 from .. import exceptions
 from ..lazy import pc
+from ..units import US_PER_SECOND
 
-# Raw datapoints. ``k`` is the value kind (see datastream.values): 0 null, 1 int (``i``),
-# 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``: nominal or
-# graph value), 5 pre-aggregated numeric dict as JSON (``s``).
+# Raw datapoints. ``k`` is the value kind (numbered in datastream.raw_kinds): 0 null, 1 int
+# (``i``), 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``:
+# nominal or graph value), 5 pre-aggregated numeric dict as JSON (``s``).
 RAW_SCHEMA = pa.schema(
     [
         ("t", pa.int64()),
@@ -43,7 +44,7 @@ RAW_SCHEMA = pa.schema(
 
 
 # The first window the default ``Storage.first_raw_time`` reads (each next one is twice as long).
-FIRST_WINDOW_US = 3600 * 1_000_000
+FIRST_WINDOW_US = 3600 * US_PER_SECOND
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

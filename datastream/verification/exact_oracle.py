@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NULL
+
 DIGITS = decimal.Context(prec=64, Emax=999_999, Emin=-999_999)
 _WORKING = decimal.Context(prec=256, Emax=999_999, Emin=-999_999)
 
@@ -79,11 +81,11 @@ def plain_decimals(raw: pa.Table) -> list[tuple[int, Decimal, str]]:
     columns = zip(*(raw.column(name).to_pylist() for name in ("t", "k", "i", "f", "s")),
                   strict=True)
     for t, k, i, f, s in columns:
-        if k == 1:
+        if k == KIND_INT:
             out.append((t, Decimal(i), str(i)))
-        elif k == 2 and f is not None and not math.isnan(f):
+        elif k == KIND_FLOAT and f is not None and not math.isnan(f):
             out.append((t, Decimal(repr(f)), repr(f)))
-        elif k == 3:
+        elif k == KIND_EXACT:
             number = Decimal(s)
             out.append((t, number, str(number)))
     return out
@@ -120,8 +122,8 @@ def bucket_values(raw: pa.Table, width: int) -> dict[int, ExactValues]:
         pools.setdefault(b, []).append(exact)
         table = tables.setdefault(b, {})
         table[key] = table.get(key, 0) + 1
-    kinds = np.asarray(raw.column("k").fill_null(0).to_numpy(), dtype=np.int8)
-    where = np.flatnonzero(kinds == 5)
+    kinds = np.asarray(raw.column("k").fill_null(KIND_NULL).to_numpy(), dtype=np.int8)
+    where = np.flatnonzero(kinds == KIND_AGGREGATE)
     if where.size:
         ts = raw.column("t").take(pa.array(where)).to_pylist()
         texts = raw.column("s").take(pa.array(where)).to_pylist()

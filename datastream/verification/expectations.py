@@ -20,8 +20,9 @@ from fractions import Fraction
 from typing import Any
 
 from .. import downsamplers
-from ..granularity import US_PER_SECOND, from_us
-from ..values import canonical_json
+from ..granularity import from_us
+from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_JSON, NUMBER_KINDS, canonical_json
+from ..units import US_PER_SECOND
 from . import exact_oracle
 from .agreement import Expected, close, exact, strict, timestamp
 from .sql_oracle import FloatValues, Key, TimeFacts, WindowOracle
@@ -151,7 +152,7 @@ class BucketOracle:
     # -- frequency tables --------------------------------------------------------------------
     def _nominal_tables(self, widths: Sequence[int]) -> dict[Key, dict[str, int]]:
         tables: dict[Key, dict[str, int]] = {}
-        for width, b, _, _, _, text, count in self.sql.occurrences(widths, (4,)):
+        for width, b, _, _, _, text, count in self.sql.occurrences(widths, (KIND_JSON,)):
             key = canonical_json(json.loads(text))
             table = tables.setdefault((width, b), {})
             table[key] = table.get(key, 0) + count
@@ -159,11 +160,11 @@ class BucketOracle:
 
     def _numeric_tables(self, widths: Sequence[int]) -> dict[Key, dict[str, int]]:
         tables: dict[Key, dict[str, int]] = {}
-        for width, b, k, i, f, s, count in self.sql.occurrences(widths, (1, 2, 3)):
-            if k == 1:
+        for width, b, k, i, f, s, count in self.sql.occurrences(widths, NUMBER_KINDS):
+            if k == KIND_INT:
                 key = str(i)
             else:
-                number = f if k == 2 else float(Decimal(s))
+                number = f if k == KIND_FLOAT else float(Decimal(s))
                 key = repr(number + 0.0)  # -0.0 is the value 0.0 (equal floats, one key)
             table = tables.setdefault((width, b), {})
             table[key] = table.get(key, 0) + count

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NULL, NUMBER_KINDS
 from ..storage.base import RAW_SCHEMA
 
 ITEMS_SCHEMA = pa.schema(
@@ -44,12 +45,14 @@ def _with_bucket(table: str, columns: str, widths: Sequence[int]) -> str:
 
 
 def _points(widths: Sequence[int]) -> str:
-    return _with_bucket("raw_points", "t, coalesce(k, 0) AS k, i, f, s", widths)
+    return _with_bucket("raw_points", f"t, coalesce(k, {KIND_NULL}) AS k, i, f, s", widths)
 
 
 _NUMBER = (
-    "CASE k WHEN 1 THEN CAST(i AS DOUBLE) WHEN 2 THEN f WHEN 3 THEN CAST(s AS DOUBLE) END"
+    f"CASE k WHEN {KIND_INT} THEN CAST(i AS DOUBLE) WHEN {KIND_FLOAT} THEN f"
+    f" WHEN {KIND_EXACT} THEN CAST(s AS DOUBLE) END"
 )
+_NUMBER_KINDS = ", ".join(str(kind) for kind in NUMBER_KINDS)  # SQL list: k IN (...)
 
 
 @dataclasses.dataclass
@@ -92,7 +95,7 @@ class WindowOracle:
     def load(self, raw: pa.Table) -> None:
         """Make ``raw`` (RAW_SCHEMA rows) the window the queries below look at."""
         self.raw = raw
-        aggregated = raw.filter(pc.equal(raw.column("k"), 5))
+        aggregated = raw.filter(pc.equal(raw.column("k"), KIND_AGGREGATE))
         self.items = [
             (t, json.loads(text))
             for t, text in zip(
@@ -115,8 +118,8 @@ class WindowOracle:
                 SELECT w, b, t, k, t - lag(t) OVER (PARTITION BY w, b ORDER BY t) AS gap
                 FROM p
             )
-            SELECT w, b, count(*), count(*) FILTER (WHERE k <> 0),
-                   sum(CAST(t - b AS HUGEINT)) FILTER (WHERE k <> 0), min(t), max(t),
+            SELECT w, b, count(*), count(*) FILTER (WHERE k <> {KIND_NULL}),
+                   sum(CAST(t - b AS HUGEINT)) FILTER (WHERE k <> {KIND_NULL}), min(t), max(t),
                    count(gap), sum(CAST(gap AS HUGEINT)), min(gap), max(gap),
                    sum(CAST(gap AS HUGEINT) * gap)
             FROM g GROUP BY w, b
@@ -137,7 +140,7 @@ class WindowOracle:
         values up to the float limit neither overflow when squared nor lose precision."""
         query = f"""
             WITH p AS ({_points(widths)}),
-            x AS (SELECT w, b, {_NUMBER} AS x FROM p WHERE k IN (1, 2, 3)),
+            x AS (SELECT w, b, {_NUMBER} AS x FROM p WHERE k IN ({_NUMBER_KINDS})),
             it AS ({_with_bucket("items", "c, s, q, l, u, m, d", widths)}),
             parts AS (
                 SELECT w, b, 1::BIGINT AS c, x AS s, x * x AS q, x AS l, x AS u, x AS mean,
@@ -193,7 +196,7 @@ class WindowOracle:
         query = f"""
             WITH p AS ({_points(widths)}),
             pool AS (
-                SELECT w, b, {_NUMBER} AS v FROM p WHERE k IN (1, 2, 3)
+                SELECT w, b, {_NUMBER} AS v FROM p WHERE k IN ({_NUMBER_KINDS})
                 UNION ALL
                 SELECT w, b, n FROM ({_with_bucket("items", "n", widths)})
             ),

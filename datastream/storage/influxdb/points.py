@@ -41,6 +41,7 @@ from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
 from ...granularity import MAX_US, MIN_US
+from ...units import INT64_MAX, INT64_MIN
 from ..base import RAW_SCHEMA
 from . import line_protocol as lp
 from .session import InfluxSession
@@ -59,7 +60,7 @@ RAW_BATCH_FIELD, RAW_BATCH_TAG = "_kb", "_b"
 KIND_BITS, KIND_OFFSET, NULL_KIND = 9, 128, 256  # code = k + 128 (int8), 256 for a null k
 TAG_BATCH_POINTS = 10_000
 RAW_VALUE_COLUMNS = ("i", "f", "s")
-MIN_NS, MAX_NS = -(2**63) + 2, 2**63 - 2  # InfluxDB's valid time range
+MIN_NS, MAX_NS = INT64_MIN + 2, INT64_MAX - 1  # InfluxDB's valid time range
 ROWS_PER_CHUNK = 5_000
 
 Occupied = Callable[[str, str, int, np.ndarray], np.ndarray]

@@ -63,13 +63,13 @@ import pyarrow.compute as pc
 from bson import Binary
 
 from ... import exceptions
+from ...units import INT64_MAX, US_PER_SECOND
 from .. import codec
 from ..base import RAW_SCHEMA
 
 CHUNK_ROWS = 4096
-CHUNK_SPAN_US = 3600 * 1_000_000
+CHUNK_SPAN_US = 3600 * US_PER_SECOND
 CHUNK_BYTES = 4 << 20
-INT64_MAX = 2**63 - 1
 
 
 def time_condition(start_us: int | None, end_us: int | None) -> dict[str, Any]:

@@ -31,10 +31,10 @@ import math
 from typing import Any
 
 from ...exceptions import ReservedTagNameError
+from ...units import INT64_MAX, INT64_MIN
 
 TAGS_FIELD = "tags"
 STREAM_ID = "stream_id"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # A filter no document satisfies (both on the server and in mongomock).
 NEVER: dict[str, Any] = {"_id": {"$in": []}}

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import random
 import threading
 import time
@@ -75,6 +74,8 @@ from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
 from ... import exceptions
+from ...raw_kinds import canonical_json
+from ...units import INT64_MAX
 from ..base import (
     RAW_SCHEMA,
     Storage,
@@ -611,13 +612,12 @@ class MongoDBStorage(Storage):
 
 def _query_key(query: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a query: equal queries give equal keys."""
-    text = json.dumps(_normal_numbers(query), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
+    text = canonical_json(_normal_numbers(query))  # tag queries are finite: validated first
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _normal_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= INT64_MAX:
         return int(value)
     if isinstance(value, dict):
         return {key: _normal_numbers(item) for key, item in value.items()}
