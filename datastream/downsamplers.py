@@ -62,6 +62,7 @@ from .kernels import buckets, combine, partials
 from .kernels import state as level_state
 from .level_export import UTC_MICROS as UTC_MICROS  # re-exported
 from .level_export import arrow_column, float_array, python_column, time_column
+from .raw_kinds import KIND_NULL
 from .raw_numbers import NumericRaw, item_float_state, kinds_of
 
 NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
@@ -367,7 +368,7 @@ def partials_from_raw(
     kinds = kinds_of(raw)
     starts, bounds = buckets.segment(t, width_us)
     columns: dict[str, Any] = {"t": starts}
-    columns.update(partials.raw_time_state(t, kinds != 0, starts, bounds))
+    columns.update(partials.raw_time_state(t, kinds != KIND_NULL, starts, bounds))
     if value_type == NUMERIC:
         exact = _high_accuracy(value_type, options)
         columns.update(_numeric_from_raw(NumericRaw.of(raw), bounds, exact, with_median,

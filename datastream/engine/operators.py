@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .. import downsamplers, exceptions, values
 from ..granularity import MIN_US, GranularityLevel
+from ..raw_kinds import KIND_NULL
 from ..storage.base import RAW_SCHEMA
 from ..units import INT64_MIN, US_PER_SECOND
 from .changes import EVERYTHING, ChangeSet
@@ -96,7 +97,7 @@ def _as_points(
         decoded = values.decode_values(rows, "nominal", {})
         kinds = rows.column("k").to_numpy(zero_copy_only=False)
         v = np.array([1.0 if value else 0.0 for value in decoded], dtype=np.float64)
-        v[kinds == 0] = np.nan
+        v[kinds == KIND_NULL] = np.nan
         return t, v
     numbers, valid = values.numeric_columns(rows)
     return t, np.where(valid, numbers, np.nan)
