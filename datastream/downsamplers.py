@@ -410,14 +410,14 @@ def _numeric_from_raw(
     return out
 
 
-def _with_items(state: dict, item_segment: np.ndarray, items: list[tuple]) -> dict:
+def _with_items(state: dict, item_segment: np.ndarray, items: list[dict]) -> dict:
     """Merge pre-aggregated items into the value state of their segments."""
     nb = len(state["c"])
     owner = np.concatenate([np.arange(nb), item_segment])
     ordering = np.argsort(owner, kind="stable")
     child = {}
-    for index, name in enumerate(partials.VALUE_STATE):
-        extra = np.array([item[index] for item in items], dtype=state[name].dtype)
+    for name in partials.VALUE_STATE:
+        extra = np.array([item[name] for item in items], dtype=state[name].dtype)
         child[name] = np.concatenate([state[name], extra])[ordering]
     bounds = np.searchsorted(owner[ordering], np.arange(nb + 1)).astype(np.int64)
     return combine.merge_value_state(child, bounds)

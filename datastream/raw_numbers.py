@@ -44,11 +44,12 @@ def numeric_values(raw: pa.Table, kinds: np.ndarray) -> tuple[np.ndarray, np.nda
     return x, valid
 
 
-def item_float_state(item: dict) -> tuple:
-    """(c, s, q, l, u, mu, m2) of a pre-aggregated dict, NaN for what it does not carry."""
+def item_float_state(item: dict) -> dict[str, float]:
+    """The value state columns (``c, s, q, l, u, mu, m2``) of a pre-aggregated dict, by
+    column name, NaN for what it does not carry."""
     c = int(item.get("c") or 0)
     if c <= 0:
-        return (0,) + (np.nan,) * 6
+        return {"c": 0, **dict.fromkeys(("s", "q", "l", "u", "mu", "m2"), np.nan)}
 
     def num(key: str) -> float:
         value = item.get(key)
@@ -59,7 +60,7 @@ def item_float_state(item: dict) -> tuple:
         mean = s / c
     m2 = d * d * c if not math.isnan(d) else max(q - s * s / c, 0.0)
     offset = mean if math.isnan(low) else mean - low  # the kernels keep means as mean - min
-    return c, s, q, low, num("u"), offset, m2
+    return {"c": c, "s": s, "q": q, "l": low, "u": num("u"), "mu": offset, "m2": m2}
 
 
 @dataclasses.dataclass
