@@ -61,7 +61,13 @@ from .granularity import US_PER_SECOND, from_us
 from .kernels import buckets, combine, partials
 from .kernels import state as level_state
 from .level_export import UTC_MICROS as UTC_MICROS  # re-exported
-from .level_export import arrow_column, float_array, python_column, time_column
+from .level_export import (
+    arrow_column,
+    float_array,
+    frequency_map,
+    python_column,
+    time_column,
+)
 from .raw_kinds import KIND_NULL
 from .raw_numbers import NumericRaw, item_float_state, kinds_of
 
@@ -158,7 +164,8 @@ class ValueDownsampler:
     ``columns`` are the state columns ``finalize`` reads (the only ones it may read);
     ``requires`` the downsamplers stored with it (behaviour §3.3); ``raw_medians`` asks the
     engine to compute column ``n`` from raw rows at every level (medians do not merge);
-    ``frequency_tables`` asks for the frequency tables of numeric streams in column ``x``.
+    ``frequency_tables`` asks for the frequency tables of numeric streams in column ``x``;
+    ``export`` builds the Arrow column of behaviour §6.3 from ``finalize``'s result.
     """
 
     name: str
@@ -170,6 +177,7 @@ class ValueDownsampler:
     present: Callable[[Rows, list], list] = lambda rows, column: column
     raw_medians: bool = False
     frequency_tables: bool = False
+    export: Callable[[np.ndarray | list], pa.Array] = arrow_column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +264,7 @@ _VALUE = [
     ),
     ValueDownsampler(
         "frequencies", "f", _NUM | {NOMINAL}, ("c", "x"), ("count",),
-        lambda r: r.tables, _present_table, frequency_tables=True,
+        lambda r: r.tables, _present_table, frequency_tables=True, export=frequency_map,
     ),
 ]
 
@@ -621,7 +629,7 @@ def finalize_arrow(
     view = Rows(rows, value_type, options, width_us, _declared(chosen_values, chosen_times))
     columns = {"t": time_column(view.col("t"), True)}
     for d in chosen_values:
-        columns[d.name] = arrow_column(d.finalize(view), d.name)
+        columns[d.name] = d.export(d.finalize(view))
     for d in chosen_times:
         columns[f"time_{d.name}"] = time_column(d.finalize(view), d.is_time)
     return pa.table(columns)

@@ -27,15 +27,19 @@ def python_column(column: np.ndarray | list) -> list:
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
-def arrow_column(column: np.ndarray | list, name: str) -> pa.Array:
+def arrow_column(column: np.ndarray | list) -> pa.Array:
+    """Floats (null for NaN), int64 counts, or values as text (exact decimals, canonical JSON)."""
     if isinstance(column, np.ndarray):
         if column.dtype.kind == "f":
             return float_array(column)
         return pa.array(column, pa.int64())
-    if name == "frequencies":
-        return pa.array([None if t is None else sorted(t.items()) for t in column],
-                        pa.map_(pa.string(), pa.int64()))
     return pa.array([None if v is None else str(v) for v in column], pa.string())
+
+
+def frequency_map(column: list) -> pa.Array:
+    """Frequency tables as ``map<string, int64>`` keyed by canonical JSON."""
+    return pa.array([None if t is None else sorted(t.items()) for t in column],
+                    pa.map_(pa.string(), pa.int64()))
 
 
 def time_column(result: np.ndarray, is_time: bool) -> pa.Array:
