@@ -67,6 +67,10 @@ def test_create_stream_returns_the_existing_match(storage):
     second = StreamRecord(new_id(), {"name": "x"}, {"m": 2})
     assert storage.create_stream(second, {"name": "x"}) == first
     assert ids_of(storage.find_streams(None)) == [first.stream_id]
+    # an id is never reused (ValueError on DuckDB and InfluxDB, StreamAppendFailed on MongoDB)
+    with pytest.raises((ValueError, exceptions.StreamAppendFailed), match="already exists"):
+        storage.create_stream(StreamRecord(first.stream_id, {"other": 1}, {}), {"other": 1})
+    assert ids_of(storage.find_streams(None)) == [first.stream_id]
 
 
 def test_create_stream_after_the_holder_stopped_matching(storage):

@@ -24,6 +24,7 @@ from tests.storage.rows import (
     snapshot,
 )
 
+
 def is_mongodb(storage) -> bool:
     return type(storage).__module__.startswith("datastream.storage.mongodb")
 
