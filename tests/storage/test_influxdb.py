@@ -475,6 +475,22 @@ def test_ambiguous_commit_is_resolved_by_the_pending_record(storage, reach_serve
     assert_retry_stored_once(storage, a, b, 5)
 
 
+def kill_after_the_first_chunk(influxd, monkeypatch) -> list[int]:
+    """SIGKILL influxd before the second chunk of a commit is written; the sizes of the chunks
+    that were written."""
+    original = store.InfluxDBStorage._write_chunk
+    written: list[int] = []
+
+    def crash_after_first(self, client, body):
+        if written:
+            influxd.kill()
+        original(self, client, body)
+        written.append(len(body))
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+    return written
+
+
 def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
     """A real crash: SIGKILL influxd after the first chunk of a commit was written."""
     with servers.influxdb_server() as influxd, servers.fresh_databases(influx_servers) as (
@@ -485,16 +501,7 @@ def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
             a, b = prepare_for_failure(storage)
             before = snapshot(storage, [a, b])
             n = 3 * store.LINES_PER_REQUEST
-            original = store.InfluxDBStorage._write_chunk
-            written = []
-
-            def crash_after_first(self, client, body):
-                if written:
-                    influxd.kill()
-                original(self, client, body)
-                written.append(len(body))
-
-            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            written = kill_after_the_first_chunk(influxd, monkeypatch)
             with pytest.raises(exceptions.StreamAppendFailed):
                 storage.commit(big_batch(a, b, n))
             monkeypatch.undo()
@@ -667,16 +674,7 @@ def test_influxd_killed_mid_commit_of_create_delete_and_truncate(influx_servers,
                     truncate_raw={e: 3}, delete=[d], expect={a: 0, d: 1, e: 1},
                 )
 
-            original = store.InfluxDBStorage._write_chunk
-            written = []
-
-            def crash_after_first(self, client, body):
-                if written:
-                    influxd.kill()
-                original(self, client, body)
-                written.append(len(body))
-
-            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            written = kill_after_the_first_chunk(influxd, monkeypatch)
             with pytest.raises(exceptions.StreamAppendFailed):
                 storage.commit(batch())
             monkeypatch.undo()

@@ -14,21 +14,20 @@ from datastream import exceptions
 from datastream.backends import mongodb as mongodb_backend
 from datastream.storage.base import MetaUpdate, StreamRecord, WriteBatch
 from datastream.storage.mongodb import storage as store
-from tests.mongo_support import mongo_targets, storage_factory
+from tests.mongo_support import storage_factory
 from tests.storage.rows import new_id, raw_rows
 
 HOUR = 3600 * 1_000_000
 
 
-@pytest.fixture(params=mongo_targets())
-def factory(request):
-    with storage_factory(request.param) as made:
-        yield made
+@pytest.fixture
+def factory(mongo_factory):
+    return mongo_factory
 
 
 @pytest.fixture
-def storage(factory):
-    return factory()
+def storage(mongo_factory):
+    return mongo_factory()
 
 
 def level_rows(stream_id, times, counts, sums=None) -> pa.Table:
@@ -171,11 +170,14 @@ def test_range_read_uses_bounded_index_conditions(storage):
 
 
 def test_deleted_streams_leave_no_documents(storage):
+    """Deleted with another stream's meta in one commit, as the engine deletes derived ones."""
     keep, gone_a, gone_b = (add_stream(storage) for _ in range(3))
     for stream_id in (keep, gone_a, gone_b):
         storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])},
                                   levels={"S": level_rows(stream_id, [0], [2])}))
-    storage.delete_streams([gone_a, gone_b, "unknown"])
+    storage.commit(WriteBatch(delete=[gone_a, gone_b, "unknown"],
+                              meta={keep: MetaUpdate(set={"deleted": 2})}))
+    assert storage.get_stream(keep).meta == {"deleted": 2}
     assert collection(storage, "raw").count_documents({"sid": {"$ne": keep}}) == 0
     assert collection(storage, "level_S").count_documents({"stream_id": {"$ne": keep}}) == 0
     assert collection(storage, "streams").count_documents({}) == 1
@@ -214,21 +216,6 @@ def test_refused_batches_leave_no_rows_and_no_open_write(storage):
     assert collection(storage, "raw").count_documents({}) == 1
     assert collection(storage, "streams").count_documents({}) == 2
     assert all(not doc["w"]["open"] for doc in collection(storage, "streams").find({}))
-
-
-def test_a_deletion_committed_with_another_streams_meta_leaves_no_documents(storage):
-    source = add_stream(storage, {"s": 1}, {"contributes_to": {}})
-    doomed = add_stream(storage, {"d": 1})
-    storage.commit(WriteBatch(raw={doomed: raw_rows([1, 2])},
-                              levels={"S": level_rows(doomed, [0], [2])},
-                              meta={source: MetaUpdate(set={"contributes_to": {doomed: {}}})}))
-    storage.commit(WriteBatch(delete=[doomed, new_id()],
-                              meta={source: MetaUpdate(set={"contributes_to": {}})},
-                              expect={source: 1, doomed: 1}))
-    assert storage.get_stream(source).meta == {"contributes_to": {}}
-    assert collection(storage, "streams").count_documents({}) == 1
-    assert collection(storage, "raw").count_documents({}) == 0
-    assert collection(storage, "level_S").count_documents({}) == 0
 
 
 # -- failures -----------------------------------------------------------------------------------
