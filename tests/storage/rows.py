@@ -6,7 +6,7 @@ import uuid
 
 import pyarrow as pa
 
-from datastream.storage.base import StreamRecord
+from datastream.storage.base import RAW_SCHEMA, StreamRecord
 
 
 def new_id() -> str:
@@ -47,3 +47,43 @@ def snapshot(storage, stream_ids, level_keys=("S", "m")) -> dict:
             for i in stream_ids
         },
     }
+
+
+def level_rows(stream_id: str, times, counts, **columns) -> pa.Table:
+    """Level rows of one stream: ``t``, an int64 count ``c`` and any further columns."""
+    n = len(times)
+    return pa.table({
+        "stream_id": pa.array([stream_id] * n, pa.string()),
+        "t": pa.array(times, pa.int64()),
+        "c": pa.array(counts, pa.int64()),
+        **columns,
+    })
+
+
+def raw_pairs(storage, stream_id, start=None, end=None, reverse=False) -> list[tuple]:
+    """(t, i) of the raw rows read; the rows must come in RAW_SCHEMA."""
+    rows = storage.read_raw(stream_id, start, end, reverse=reverse)
+    assert rows.schema == RAW_SCHEMA
+    return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
+
+
+def level_pairs(storage, level_key, stream_id) -> list[tuple] | None:
+    """(t, c) of the level rows read; None when the level was never written."""
+    rows = storage.read_level(level_key, stream_id, None, None)
+    if rows is None:
+        return None
+    return list(zip(rows.column("t").to_pylist(), rows.column("c").to_pylist()))
+
+
+def ids_of(records) -> list[str]:
+    return [record.stream_id for record in records]
+
+
+def versions(storage, *stream_ids) -> list[int | None]:
+    """Stored versions, asserting that find_streams, get_stream and record_version agree."""
+    found = {r.stream_id: r.version for r in storage.find_streams(None)}
+    for stream_id in stream_ids:
+        record = storage.get_stream(stream_id)
+        assert (record.version if record else None) == found.get(stream_id)
+        assert storage.record_version(stream_id) == found.get(stream_id)
+    return [found.get(stream_id) for stream_id in stream_ids]

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from datastream import exceptions
 from datastream.backends import duckdb as duckdb_backend
 from datastream.granularity import MAX_US, MIN_US
-from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.base import MetaUpdate, WriteBatch
 from datastream.storage.duckdb import storage as store
-from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
+from tests.storage.rows import add_stream, raw_rows, snapshot
 
 
 @pytest.fixture
@@ -43,77 +43,6 @@ def test_backend_is_the_duckdb_storage():
     assert backend.requires_downsampling is True
     assert backend.downsampled_always_exist is False
     backend.close()
-
-
-def test_create_find_get(storage):
-    a = add_stream(storage, {"name": "a", "n": 1, "nested": {"x": [1, 2]}})
-    b = add_stream(storage, {"name": "b", "n": 2})
-    assert [r.stream_id for r in storage.find_streams(None)] == [a, b]
-    assert [r.stream_id for r in storage.find_streams({})] == [a, b]
-    assert [r.stream_id for r in storage.find_streams({"name": "b"})] == [b]
-    assert [r.stream_id for r in storage.find_streams({"nested": {"x": 2}})] == [a]
-    assert [r.stream_id for r in storage.find_streams({"n": {"$gte": 1}})] == [a, b]
-    assert storage.find_streams({"name": "c"}) == []
-    record = storage.get_stream(a)
-    assert record == StreamRecord(a, {"name": "a", "n": 1, "nested": {"x": [1, 2]}}, {})
-    assert storage.get_stream(new_id()) is None
-    assert storage.get_stream("not-a-uuid") is None
-
-
-def test_find_by_stream_id(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    c = add_stream(storage, {"n": 3})
-    assert [r.stream_id for r in storage.find_streams({"stream_id": b})] == [b]
-    found = storage.find_streams({"stream_id": {"$in": [c, a, new_id(), a]}})
-    assert [r.stream_id for r in found] == [a, c]  # creation order, no duplicates
-    assert storage.find_streams({"stream_id": {"$in": [a, c]}, "n": 3})[0].stream_id == c
-    assert storage.find_streams({"stream_id": "bogus"}) == []
-
-
-def test_create_stream_returns_existing_match(storage):
-    first = StreamRecord(new_id(), {"name": "x", "extra": 1}, {"m": 1})
-    assert storage.create_stream(first, {"name": "x"}) == first
-    second = StreamRecord(new_id(), {"name": "x"}, {"m": 2})
-    assert storage.create_stream(second, {"name": "x"}) == first
-    assert len(storage.find_streams(None)) == 1
-
-
-def test_records_are_independent_copies(storage):
-    a = add_stream(storage, {"list": [1]}, {"meta": {"deep": 1}})
-    record = storage.get_stream(a)
-    record.tags["list"].append(2)
-    record.meta["meta"]["deep"] = 99
-    assert storage.get_stream(a) == StreamRecord(a, {"list": [1]}, {"meta": {"deep": 1}})
-
-
-def test_set_tags(storage):
-    a = add_stream(storage, {"name": "a"})
-    storage.set_tags(a, {"name": "renamed", "deep": {"k": [1, {"z": None}]}})
-    assert storage.get_stream(a).tags == {"name": "renamed", "deep": {"k": [1, {"z": None}]}}
-    assert storage.find_streams({"name": "a"}) == []
-    assert [r.stream_id for r in storage.find_streams({"name": "renamed"})] == [a]
-    with pytest.raises(exceptions.StreamNotFound):
-        storage.set_tags(new_id(), {})
-
-
-def test_delete_streams_removes_records_and_rows(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    levels = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 2]})
-    storage.commit(
-        WriteBatch(
-            raw={a: raw_rows([1], ints=[1]), b: raw_rows([2], ints=[2])}, levels={"S": levels}
-        )
-    )
-    storage.delete_streams([a, new_id()])
-    assert [r.stream_id for r in storage.find_streams(None)] == [b]
-    assert storage.get_stream(a) is None
-    assert storage.read_raw(a, None, None).num_rows == 0
-    assert storage.read_level("S", a, None, None).num_rows == 0
-    assert storage.read_raw(b, None, None).column("i").to_pylist() == [2]
-    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [2]
-    storage.delete_streams([])
 
 
 class FailingConnection:
@@ -145,138 +74,6 @@ def test_delete_streams_is_atomic(storage):
 
 
 # -- commit and reads ----------------------------------------------------------------------------
-
-
-def test_raw_ranges_and_order(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 20, 30], ints=[1, 2, 3, 4])}))
-    storage.commit(
-        WriteBatch(raw={a: raw_rows([20, 40], ints=[5, 6]), b: raw_rows([20], ints=[7])})
-    )
-
-    def values(start, end, reverse=False):
-        rows = storage.read_raw(a, start, end, reverse=reverse)
-        assert rows.schema == RAW_SCHEMA
-        return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
-
-    assert values(None, None) == [(10, 1), (20, 2), (20, 3), (20, 5), (30, 4), (40, 6)]
-    assert values(20, 40) == [(20, 2), (20, 3), (20, 5), (30, 4)]
-    assert values(21, None) == [(30, 4), (40, 6)]
-    assert values(None, 20) == [(10, 1)]
-    assert values(20, 20) == []
-    # reverse: newest first, equal timestamps keep their append order
-    assert values(None, None, reverse=True) == [
-        (40, 6),
-        (30, 4),
-        (20, 2),
-        (20, 3),
-        (20, 5),
-        (10, 1),
-    ]
-    assert storage.read_raw(b, None, None).column("i").to_pylist() == [7]
-    assert storage.read_raw(new_id(), None, None).num_rows == 0
-
-
-def test_raw_accepts_other_arrow_types_and_record_batches(storage):
-    a = add_stream(storage, {"n": 1})
-    batch = pa.record_batch(
-        {
-            "s": pa.array(["x"], pa.large_string()),
-            "t": pa.array([5], pa.int32()),
-            "k": pa.array([4], pa.int64()),
-            "i": pa.nulls(1, pa.int64()),
-            "f": pa.nulls(1, pa.float32()),
-        }
-    )
-    storage.commit(WriteBatch(raw={a: batch}))
-    assert storage.read_raw(a, None, None).to_pylist() == [
-        {"t": 5, "k": 4, "i": None, "f": None, "s": "x"}
-    ]
-
-
-def test_levels_upsert_subset_and_new_columns(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    assert storage.read_level("S", a, None, None) is None
-    first = pa.table(
-        {
-            "stream_id": [a, a, b],
-            "t": [20, 10, 10],
-            "c": pa.array([2, 1, 5], pa.int64()),
-            "l": pa.array([1.5, 0.5, None], pa.float32()),
-            "x": pa.array(['{"a":1}', None, None], pa.string()),
-        }
-    )
-    storage.commit(WriteBatch(levels={"S": first}))
-    rows = storage.read_level("S", a, None, None)
-    assert rows.schema == pa.schema(
-        [("t", pa.int64()), ("c", pa.int64()), ("l", pa.float32()), ("x", pa.string())]
-    )
-    assert rows.to_pylist() == [
-        {"t": 10, "c": 1, "l": 0.5, "x": None},
-        {"t": 20, "c": 2, "l": 1.5, "x": '{"a":1}'},
-    ]
-    # a subset of columns replaces the whole row (missing columns read NULL); a new column
-    # widens the table; an all-null column of type null carries no type and is skipped
-    second = pa.table(
-        {"stream_id": [a, a], "t": [20, 30], "c": [7, 8], "np": [3, 4], "n": pa.nulls(2)}
-    )
-    storage.commit(WriteBatch(levels={"S": second}))
-    rows = storage.read_level("S", a, None, None)
-    assert rows.column_names == ["t", "c", "l", "x", "np"]
-    assert rows.to_pylist() == [
-        {"t": 10, "c": 1, "l": 0.5, "x": None, "np": None},
-        {"t": 20, "c": 7, "l": None, "x": None, "np": 3},
-        {"t": 30, "c": 8, "l": None, "x": None, "np": 4},
-    ]
-    assert storage.read_level("S", a, 11, 30).column("t").to_pylist() == [20]
-    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [5]
-    assert storage.read_level("S", new_id(), None, None).num_rows == 0
-    assert storage.read_level("m", a, None, None) is None
-
-
-def test_level_keys_differing_by_case_are_separate(storage):
-    a = add_stream(storage, {"n": 1})
-    storage.commit(
-        WriteBatch(
-            levels={
-                "s": pa.table({"stream_id": [a], "t": [0], "c": [1]}),
-                "S": pa.table({"stream_id": [a], "t": [0], "c": [10]}),
-            }
-        )
-    )
-    assert storage.read_level("s", a, None, None).column("c").to_pylist() == [1]
-    assert storage.read_level("S", a, None, None).column("c").to_pylist() == [10]
-
-
-def test_duplicate_level_rows_in_one_batch_keep_the_last(storage):
-    a = add_stream(storage, {"n": 1})
-    rows = pa.table({"stream_id": [a, a, a], "t": [5, 5, 1], "c": [1, 2, 3]})
-    storage.commit(WriteBatch(levels={"S": rows}))
-    assert storage.read_level("S", a, None, None).to_pylist() == [
-        {"t": 1, "c": 3},
-        {"t": 5, "c": 2},
-    ]
-
-
-def test_clear_raw_and_levels_happen_before_the_writes(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    level = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 1]})
-    storage.commit(WriteBatch(raw={a: raw_rows([1, 2]), b: raw_rows([1])}, levels={"S": level}))
-    storage.commit(
-        WriteBatch(
-            raw={a: raw_rows([9], ints=[9])},
-            levels={"S": pa.table({"stream_id": [a], "t": [60], "c": [4]})},
-            clear_raw=[a],
-            clear_levels=[a],
-        )
-    )
-    assert storage.read_raw(a, None, None).column("t").to_pylist() == [9]
-    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [60]
-    assert storage.read_raw(b, None, None).num_rows == 1
-    assert storage.read_level("S", b, None, None).num_rows == 1
 
 
 # -- atomicity -----------------------------------------------------------------------------------
@@ -311,30 +108,6 @@ def assert_still_usable(storage, a):
     storage.commit(WriteBatch(raw={a: raw_rows([7], ints=[7])}))
     rows = storage.read_raw(a, None, None)
     assert rows.column("t").to_pylist() == [1, 7]
-
-
-def test_incompatible_level_schema_rolls_back_everything(storage):
-    a, b = prepare_for_failure(storage)
-    before = snapshot(storage, [a, b])
-    # text into the int column c, after a new column was added: fails inside DuckDB
-    bad = pa.table({"stream_id": [a], "t": [10], "new": [1.0], "c": ["not a number"]})
-    with pytest.raises(exceptions.StreamAppendFailed, match="nothing of the batch.*level .S."):
-        storage.commit(big_batch(a, b, bad))
-    assert snapshot(storage, [a, b]) == before
-    assert_still_usable(storage, a)
-    assert storage.read_level("m", a, None, None) is None
-
-
-def test_unknown_stream_in_batch_fails_whole_batch(storage):
-    a, b = prepare_for_failure(storage)
-    before = snapshot(storage, [a, b])
-    bad = pa.table({"stream_id": [a, new_id()], "t": [10, 10], "c": [1, 1]})
-    with pytest.raises(exceptions.StreamAppendFailed, match="unknown stream"):
-        storage.commit(big_batch(a, b, bad))
-    assert snapshot(storage, [a, b]) == before
-    with pytest.raises(exceptions.StreamAppendFailed, match="unknown stream"):
-        storage.commit(WriteBatch(raw={new_id(): raw_rows([1])}))
-    assert_still_usable(storage, a)
 
 
 @pytest.mark.parametrize("step", ["_clear", "_write_raw", "_write_levels", "_write_meta"])
@@ -436,15 +209,6 @@ def test_reopen_gives_identical_data(path):
         storage.close()
 
 
-def test_closed_storage_raises(path):
-    storage = duckdb_backend.Backend(path)
-    storage.close()
-    with pytest.raises(store.StorageUnavailable, match="closed"):
-        storage.read_raw(new_id(), None, None)
-    with pytest.raises(exceptions.DatastreamException):
-        storage.commit(WriteBatch(clear_raw=[new_id()]))
-
-
 def test_second_process_gets_a_clear_lock_error(path):
     storage = duckdb_backend.Backend(path)
     try:
@@ -540,34 +304,6 @@ commits = st.lists(
 bounds = st.one_of(st.none(), st.integers(-4, 4))
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(commits=commits, start=bounds, end=bounds, reverse=st.booleans())
-def test_raw_order_matches_a_model(storage, commits, start, end, reverse):
-    ids = [add_stream(storage, {"model": new_id()}) for _ in range(2)]
-    model: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
-    counter = 0
-    for commit in commits:
-        raw = {}
-        for stream, times in commit.items():
-            labels = list(range(counter, counter + len(times)))
-            counter += len(times)
-            model[stream] += list(zip(times, labels))
-            raw[ids[stream]] = raw_rows(times, ints=labels)
-        storage.commit(WriteBatch(raw=raw))
-    for stream in (0, 1):
-        expected = [
-            p
-            for p in model[stream]
-            if (start is None or p[0] >= start) and (end is None or p[0] < end)
-        ]
-        # sorted() is stable: equal timestamps keep append order in both directions
-        expected.sort(key=lambda p: -p[0] if reverse else p[0])
-        rows = storage.read_raw(ids[stream], start, end, reverse=reverse)
-        assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == expected
-
-
 def test_unknown_duckdb_option_is_a_datastream_error():
     with pytest.raises(store.StorageUnavailable, match="no_such_setting"):
         duckdb_backend.Backend(no_such_setting=1)
@@ -658,18 +394,6 @@ def test_raw_reads_served_from_memory_match_the_stored_chunks(tmp_path, steps, l
     finally:
         for storage in stores:
             storage.close()
-
-
-def test_raw_rows_committed_out_of_time_order_are_read_by_time(storage):
-    """The engine sends raw rows sorted; others may not, and the kept rows must not differ
-    from the chunks: such rows are read back from the chunks, by time."""
-    a = add_stream(storage, {"n": 1})
-    storage.commit(WriteBatch(raw={a: raw_rows([5, 3, 4], ints=[1, 2, 3])}))
-    back = storage.read_raw(a, 0, 10)
-    assert back.column("t").to_pylist() == [3, 4, 5]
-    assert back.column("i").to_pylist() == [2, 3, 1]
-    storage.commit(WriteBatch(raw={a: raw_rows([6, 7], ints=[4, 5])}))
-    assert storage.read_raw(a, 0, 10).column("i").to_pylist() == [2, 3, 1, 4, 5]
 
 
 # -- drops by time (retention, reopening) ---------------------------------------------------------

@@ -85,17 +85,6 @@ def test_level_rows_over_stored_buckets_are_merged():
     assert all(b[0] > a_[1] for a_, b in zip(sorted(spans), sorted(spans)[1:]))  # no overlap
 
 
-def test_truncation_keeps_the_earlier_part_of_a_chunk_in_its_place():
-    storage = duckdb_backend.Backend()
-    a = add_stream(storage, {"n": 1})
-    storage.commit(WriteBatch(raw={a: raw_rows([1, 2, 3, 4], ints=[1, 2, 3, 4])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([2], ints=[22])}))  # equal time, later
-    storage.commit(WriteBatch(raw={a: raw_rows([3], ints=[33])}, truncate_raw={a: 3}))
-    rows = storage.read_raw(a, None, None)
-    assert list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist())) == [
-        (1, 1), (2, 2), (2, 22), (3, 33)]
-
-
 writes = st.lists(
     st.tuples(st.lists(st.integers(-50, 50), min_size=1, max_size=40).map(sorted),
               st.booleans()),

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime
 import math
 import random
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -38,7 +36,7 @@ from datastream.storage.influxdb import line_protocol as lp
 from datastream.storage.influxdb import query as pg_query
 from datastream.storage.influxdb import storage as store
 from tests import servers
-from tests.storage.rows import add_stream, new_id, raw_rows, snapshot
+from tests.storage.rows import add_stream, ids_of, new_id, raw_pairs, raw_rows, snapshot, versions
 
 HOSTILE = [
     'quote " double',
@@ -64,17 +62,6 @@ HOSTILE = [
     '" OR 1=1 --',
     "x\ndatastream_raw,stream_id=victim,_epoch=0 k=1i,_batch=1i 0",
 ]
-
-
-def ids(records) -> list[str]:
-    return [record.stream_id for record in records]
-
-
-def raw_pairs(storage, stream_id, start=None, end=None, reverse=False) -> list[tuple]:
-    rows = storage.read_raw(stream_id, start, end, reverse=reverse)
-    assert rows.schema == RAW_SCHEMA
-    return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
-
 
 
 @pytest.fixture
@@ -130,41 +117,6 @@ def test_backend_is_the_influxdb_storage(storage):
     assert storage.downsampled_always_exist is False
 
 
-def test_create_find_get_set_delete(storage):
-    a = add_stream(storage, {"name": "a", "n": 1, "nested": {"x": [1, 2]}})
-    b = add_stream(storage, {"name": "b", "n": 2})
-    assert ids(storage.find_streams(None)) == [a, b]
-    assert ids(storage.find_streams({})) == [a, b]
-    assert ids(storage.find_streams({"name": "b"})) == [b]
-    assert ids(storage.find_streams({"nested": {"x": 2}})) == [a]
-    assert ids(storage.find_streams({"n": {"$gte": 1}})) == [a, b]
-    assert storage.get_stream(a) == StreamRecord(a, {"name": "a", "n": 1, "nested": {"x": [1, 2]}},
-                                                 {})
-    assert storage.get_stream(new_id()) is None
-    assert storage.get_stream("not-a-uuid") is None
-    # stream_id conditions
-    assert ids(storage.find_streams({"stream_id": b})) == [b]
-    assert ids(storage.find_streams({"stream_id": {"$in": [b, new_id(), a, a]}})) == [a, b]
-    assert ids(storage.find_streams({"stream_id": {"$in": [a, b]}, "n": 2})) == [b]
-    # records are independent copies
-    record = storage.get_stream(a)
-    record.tags["nested"]["x"].append(3)
-    assert storage.get_stream(a).tags["nested"]["x"] == [1, 2]
-    # existing match is returned, not duplicated
-    again = storage.create_stream(StreamRecord(new_id(), {"name": "a"}, {"m": 2}), {"name": "a"})
-    assert again.stream_id == a
-    with pytest.raises(ValueError, match="already exists"):
-        storage.create_stream(StreamRecord(a, {"other": 1}, {}), {"other": 1})
-    storage.set_tags(a, {"name": "renamed", "deep": {"k": [1, {"z": None}]}})
-    assert storage.get_stream(a).tags == {"name": "renamed", "deep": {"k": [1, {"z": None}]}}
-    assert ids(storage.find_streams({"name": "renamed"})) == [a]
-    with pytest.raises(exceptions.StreamNotFound):
-        storage.set_tags(new_id(), {})
-    storage.delete_streams([a, new_id()])
-    assert ids(storage.find_streams(None)) == [b]
-    storage.delete_streams([])
-
-
 def test_tags_and_meta_round_trip_exactly(storage, influx_factory):
     tags = {
         **{text: text for text in HOSTILE if "\x00" not in text},
@@ -180,11 +132,11 @@ def test_tags_and_meta_round_trip_exactly(storage, influx_factory):
         assert record.tags == tags and record.meta == meta
         assert repr(record.tags) == repr(tags)  # float vs int and -0.0 kept
         assert repr(record.meta) == repr(meta)
-    assert ids(storage.find_streams({"nul\x01": "x"})) == []
+    assert ids_of(storage.find_streams({"nul\x01": "x"})) == []
     for text in HOSTILE:
-        assert ids(storage.find_streams({"values": text})) == [a], text
+        assert ids_of(storage.find_streams({"values": text})) == [a], text
         if "\x00" not in text:
-            assert ids(storage.find_streams({text: text})) == [a], text
+            assert ids_of(storage.find_streams({text: text})) == [a], text
 
 
 # Stored tags covering the tricky cases of the reference matcher.
@@ -278,7 +230,7 @@ def _sql_only(storage, query) -> list[str]:
 def test_queries_agree_with_the_reference_matcher(corpus, query):
     storage, records = corpus
     tag_rules.validate_query(query)
-    assert ids(storage.find_streams(query)) == _reference(records, query)
+    assert ids_of(storage.find_streams(query)) == _reference(records, query)
     # the SQL alone is exact wherever PostgreSQL can represent the case exactly (no NUL,
     # ASCII case folding), and never misses a match elsewhere
     found = _sql_only(storage, query)
@@ -313,53 +265,13 @@ def test_query_values_and_keys_cannot_alter_sql(storage):
         for condition in ({"$contains": text}, {"$gt": text}, {"$in": [text]}, {"$ne": text},
                           {"$icontains": text}, {"$iexact": text}):
             query = {"x": condition}
-            assert ids(storage.find_streams(query)) == _reference(
+            assert ids_of(storage.find_streams(query)) == _reference(
                 [storage.get_stream(a)], query
             )
-    assert ids(storage.find_streams(None)) == [a]
-
-
-def test_concurrent_create_stream_with_one_query_creates_one(influx_factory):
-    backends = [influx_factory() for _ in range(6)]
-    results: list[str] = []
-    barrier = threading.Barrier(len(backends))
-
-    def create(backend):
-        barrier.wait()
-        record = StreamRecord(new_id(), {"host": "a", "extra": 1}, {})
-        results.append(backend.create_stream(record, {"host": "a"}).stream_id)
-
-    threads = [threading.Thread(target=create, args=(b,)) for b in backends]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(set(results)) == 1
-    assert len(backends[0].find_streams(None)) == 1
+    assert ids_of(storage.find_streams(None)) == [a]
 
 
 # -- commit and reads ----------------------------------------------------------------------------
-
-
-def test_raw_ranges_order_and_equal_timestamps(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 20, 30], ints=[1, 2, 3, 4])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([20, 40], ints=[5, 6]),
-                              b: raw_rows([20], ints=[7])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([30, 30], ints=[8, 9])}))  # tail = 30 still
-    storage.commit(WriteBatch(raw={a: raw_rows([40, 20], ints=[10, 11])}))  # unsorted, older
-    expected = [(10, 1), (20, 2), (20, 3), (20, 5), (20, 11), (30, 4), (30, 8), (30, 9),
-                (40, 6), (40, 10)]
-    assert raw_pairs(storage, a) == expected
-    assert raw_pairs(storage, a, 20, 40) == expected[1:8]
-    assert raw_pairs(storage, a, 21, None) == expected[5:]
-    assert raw_pairs(storage, a, None, 20) == [(10, 1)]
-    assert raw_pairs(storage, a, 20, 20) == []
-    newest_first = sorted(expected, key=lambda pair: -pair[0])  # stable: append order kept
-    assert raw_pairs(storage, a, reverse=True) == newest_first
-    assert raw_pairs(storage, b) == [(20, 7)]
-    assert storage.read_raw(new_id(), None, None).num_rows == 0
 
 
 def test_many_equal_timestamps_keep_order_past_the_slot_limit(storage):
@@ -410,74 +322,6 @@ def test_hostile_strings_and_special_floats_round_trip(storage):
     assert storage.read_raw(victim, None, None).num_rows == 0
 
 
-def test_levels_upsert_subset_and_new_columns(storage, influx_factory):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    assert storage.read_level("S", a, None, None) is None
-    first = pa.table({
-        "stream_id": [a, a, b],
-        "t": [20, 10, 10],
-        "c": pa.array([2, 1, 5], pa.int64()),
-        "l": pa.array([1.5, 0.5, None], pa.float32()),
-        "x": pa.array(['{"a":1}', None, None], pa.string()),
-        "ok": pa.array([True, False, None]),
-    })
-    storage.commit(WriteBatch(levels={"S": first}))
-    rows = storage.read_level("S", a, None, None)
-    assert rows.schema == pa.schema([("t", pa.int64()), ("c", pa.int64()), ("l", pa.float32()),
-                                     ("x", pa.string()), ("ok", pa.bool_())])
-    assert rows.to_pylist() == [
-        {"t": 10, "c": 1, "l": 0.5, "x": None, "ok": False},
-        {"t": 20, "c": 2, "l": 1.5, "x": '{"a":1}', "ok": True},
-    ]
-    # a subset of columns replaces the whole row (no field of the old version leaks into the
-    # new one); a new column widens the schema; an all-null column of type null is skipped
-    second = pa.table({"stream_id": [a, a], "t": [20, 30], "c": [7, 8], "np": [3, 4],
-                       "n": pa.nulls(2)})
-    storage.commit(WriteBatch(levels={"S": second}))
-    expected = [
-        {"t": 10, "c": 1, "l": 0.5, "x": None, "ok": False, "np": None},
-        {"t": 20, "c": 7, "l": None, "x": None, "ok": None, "np": 3},
-        {"t": 30, "c": 8, "l": None, "x": None, "ok": None, "np": 4},
-    ]
-    assert storage.read_level("S", a, None, None).to_pylist() == expected
-    storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [20], "c": [9]})}))
-    expected[1] = {"t": 20, "c": 9, "l": None, "x": None, "ok": None, "np": None}
-    assert storage.read_level("S", a, None, None).to_pylist() == expected
-    assert influx_factory().read_level("S", a, None, None).to_pylist() == expected
-    assert storage.read_level("S", a, 11, 30).column("t").to_pylist() == [20]
-    assert storage.read_level("S", b, None, None).column("c").to_pylist() == [5]
-    assert storage.read_level("S", new_id(), None, None).num_rows == 0
-    assert storage.read_level("m", a, None, None) is None
-    # duplicates in one batch: the last wins; keys differing by case are separate levels
-    storage.commit(WriteBatch(levels={
-        "s": pa.table({"stream_id": [a, a, a], "t": [5, 5, 1], "c": [1, 2, 3]}),
-    }))
-    assert storage.read_level("s", a, None, None).to_pylist() == [{"t": 1, "c": 3},
-                                                                  {"t": 5, "c": 2}]
-    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [10, 20, 30]
-    with pytest.raises(exceptions.StreamAppendFailed, match="column 'c'"):
-        storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [0],
-                                                         "c": ["text"]})}))
-
-
-def test_clear_raw_and_levels_happen_before_the_writes(storage):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    level = pa.table({"stream_id": [a, b], "t": [0, 0], "c": [1, 1]})
-    storage.commit(WriteBatch(raw={a: raw_rows([1, 2]), b: raw_rows([1])}, levels={"S": level}))
-    storage.commit(WriteBatch(
-        raw={a: raw_rows([9], ints=[9])},
-        levels={"S": pa.table({"stream_id": [a], "t": [60], "c": [4]})},
-        clear_raw=[a], clear_levels=[a],
-    ))
-    assert raw_pairs(storage, a) == [(9, 9)]
-    assert storage.read_level("S", a, None, None).column("t").to_pylist() == [60]
-    assert storage.read_raw(b, None, None).num_rows == 1
-    assert storage.read_level("S", b, None, None).num_rows == 1
-    assert series_count(storage, a) == 2  # the old epochs' series were dropped
-
-
 def series_count(storage, stream_id) -> int:
     result = storage._client.query("SHOW SERIES WHERE stream_id = $s",
                                    bind_params={"s": stream_id})
@@ -510,7 +354,7 @@ def test_series_of_deleted_streams_are_dropped_once_influxdb_is_back(storage, mo
 
     monkeypatch.setattr(store.InfluxDBStorage, "_influx", unreachable)
     storage.delete_streams([a])  # the records go at once
-    assert ids(storage.find_streams(None)) == [b]
+    assert ids_of(storage.find_streams(None)) == [b]
     monkeypatch.undo()
     assert series_count(storage, a) == 1
     storage.commit(WriteBatch(raw={b: raw_rows([2])}))  # retries the drop
@@ -564,16 +408,6 @@ def assert_retry_stored_once(storage, a, b, n):
     assert storage.read_level("S", a, None, None).to_pylist() == [{"t": 0, "c": 7},
                                                                   {"t": 10, "c": 8}]
     assert storage.get_stream(a).meta == {"latest": n + 1}
-
-
-def test_unknown_stream_fails_the_whole_batch(storage):
-    a, b = prepare_for_failure(storage)
-    before = snapshot(storage, [a, b])
-    batch = big_batch(a, b)
-    batch.raw[new_id()] = raw_rows([1])
-    with pytest.raises(exceptions.StreamNotFound, match="nothing of the batch"):
-        storage.commit(batch)
-    assert snapshot(storage, [a, b]) == before
 
 
 @pytest.mark.parametrize("fail_after_chunks", [0, 1])
@@ -641,6 +475,22 @@ def test_ambiguous_commit_is_resolved_by_the_pending_record(storage, reach_serve
     assert_retry_stored_once(storage, a, b, 5)
 
 
+def kill_after_the_first_chunk(influxd, monkeypatch) -> list[int]:
+    """SIGKILL influxd before the second chunk of a commit is written; the sizes of the chunks
+    that were written."""
+    original = store.InfluxDBStorage._write_chunk
+    written: list[int] = []
+
+    def crash_after_first(self, client, body):
+        if written:
+            influxd.kill()
+        original(self, client, body)
+        written.append(len(body))
+
+    monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+    return written
+
+
 def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
     """A real crash: SIGKILL influxd after the first chunk of a commit was written."""
     with servers.influxdb_server() as influxd, servers.fresh_databases(influx_servers) as (
@@ -651,16 +501,7 @@ def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
             a, b = prepare_for_failure(storage)
             before = snapshot(storage, [a, b])
             n = 3 * store.LINES_PER_REQUEST
-            original = store.InfluxDBStorage._write_chunk
-            written = []
-
-            def crash_after_first(self, client, body):
-                if written:
-                    influxd.kill()
-                original(self, client, body)
-                written.append(len(body))
-
-            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            written = kill_after_the_first_chunk(influxd, monkeypatch)
             with pytest.raises(exceptions.StreamAppendFailed):
                 storage.commit(big_batch(a, b, n))
             monkeypatch.undo()
@@ -680,76 +521,7 @@ def test_influxd_killed_mid_commit_then_restarted(influx_servers, monkeypatch):
             storage.close()
 
 
-def test_concurrent_writers_keep_every_point(influx_factory):
-    first, second = influx_factory(), influx_factory()
-    a = add_stream(first, {"n": 1})
-    errors = []
-
-    def write(backend, base):
-        try:
-            for step in range(10):
-                rows = raw_rows([100, 100, 200 + step], ints=[base + step, base + step, -1])
-                backend.commit(WriteBatch(raw={a: rows},
-                                          meta={a: MetaUpdate(max={"latest": 200 + step})}))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=write, args=(backend, base))
-               for backend, base in ((first, 1000), (second, 2000))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    at_100 = storage_values(first, a, 100)
-    assert sorted(at_100) == sorted([1000 + s for s in range(10) for _ in (0, 1)]
-                                    + [2000 + s for s in range(10) for _ in (0, 1)])
-    for base in (1000, 2000):  # each writer's points in its own order
-        mine = [v for v in at_100 if base <= v < base + 100]
-        assert mine == sorted(mine)
-    assert first.read_raw(a, None, None).num_rows == 60
-    assert second.get_stream(a).meta["latest"] == 209
-
-
-def storage_values(storage, stream_id, t):
-    return storage.read_raw(stream_id, t, t + 1).column("i").to_pylist()
-
-
 # -- maintenance locks ---------------------------------------------------------------------------
-
-
-def test_maintenance_lock_is_exclusive_across_processes(influx_factory):
-    first, second = influx_factory(), influx_factory()
-    a = add_stream(first, {"n": 1})
-    events = []
-
-    def other():
-        with second.maintenance_lock(a):
-            events.append("second in")
-
-    with first.maintenance_lock(a):
-        with first.maintenance_lock(a):  # re-entrant in one thread
-            thread = threading.Thread(target=other)
-            thread.start()
-            time.sleep(0.3)
-            events.append("first out")
-    thread.join(5)
-    assert events == ["first out", "second in"]
-
-
-def test_expired_lease_taken_over_fences_the_old_holder(influx_factory):
-    first, second = influx_factory(), influx_factory()
-    a = add_stream(first, {"n": 1})
-    level = pa.table({"stream_id": [a], "t": [0], "c": [1]})
-    with first.maintenance_lock(a, ttl_seconds=0.2):
-        first.commit(WriteBatch(levels={"S": level}))  # renews the lease
-        time.sleep(0.3)
-        with second.maintenance_lock(a, ttl_seconds=5):
-            second.commit(WriteBatch(levels={"S": level}))
-            with pytest.raises(exceptions.LockExpiredMidMaintenance):
-                first.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [10],
-                                                               "c": [2]})}))
-    assert first.read_level("S", a, None, None).to_pylist() == [{"t": 0, "c": 1}]
 
 
 # -- servers -------------------------------------------------------------------------------------
@@ -766,113 +538,50 @@ def test_missing_server_binaries_fail_clearly(monkeypatch):
             pass
 
 
-def test_empty_ranges_read_nothing(storage):
-    a = add_stream(storage, {"n": 1})
-    with np.errstate(all="raise"):
-        assert storage.read_raw(a, 5, 1).num_rows == 0
-        assert storage.read_raw(a, None, None, reverse=True).num_rows == 0
-
-
 # -- versions and conditional commits ------------------------------------------------------------
-
-
-def versions(storage, *stream_ids) -> list[int | None]:
-    found = {r.stream_id: r.version for r in storage.find_streams(None)}
-    for stream_id in stream_ids:  # get_stream and find_streams agree
-        record = storage.get_stream(stream_id)
-        assert (record.version if record else None) == found.get(stream_id)
-    return [found.get(stream_id) for stream_id in stream_ids]
 
 
 def pending_count(storage) -> int:
     return storage._metadata.fetch("SELECT count(*) FROM datastream_pending")[0][0]
 
 
-def test_versions_move_once_per_commit_and_per_set_tags(storage, influx_factory):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    assert versions(storage, a, b) == [0, 0]
-    # raw + two levels + meta + truncation of one stream in one batch: one step
-    storage.commit(WriteBatch(
-        raw={a: raw_rows([1, 2])},
-        levels={"S": pa.table({"stream_id": [a, a], "t": [0, 10], "c": [1, 2]}),
-                "m": pa.table({"stream_id": [a], "t": [0], "c": [3]})},
-        meta={a: MetaUpdate(set={"x": 1})}, truncate_raw={a: 5},
-    ))
-    assert versions(storage, a, b) == [1, 0]
-    storage.commit(WriteBatch(levels={"S": pa.table({"stream_id": [b], "t": [0], "c": [1]})}))
-    storage.commit(WriteBatch(meta={a: MetaUpdate(max={"x": 0})}, expect={a: 1, b: 1}))
-    assert versions(storage, a, b) == [2, 1]  # expected but untouched: b stays
-    storage.set_tags(b, {"n": 3})
-    storage.set_tags(b, {"n": 4}, expect_version=2)
-    assert versions(storage, a, b) == [2, 3]
-    storage.commit(WriteBatch(clear_raw=[a], clear_levels=[b]))
-    assert versions(storage, a, b) == [3, 4]
-    assert versions(influx_factory(), a, b) == [3, 4]  # another process reads the same
-    # a stream created by a batch that also writes to it starts at 0
-    c = new_id()
-    storage.commit(WriteBatch(create=[(StreamRecord(c, {"n": 5}, {"m": 1}), {"n": 5})],
-                              raw={c: raw_rows([1])}, meta={a: MetaUpdate(set={"y": 2})}))
-    assert versions(storage, a, c) == [4, 0]
-    assert raw_pairs(storage, c) == [(1, None)]
-
-
-def test_expect_mismatch_conflicts_with_nothing_stored(storage):
+def test_refused_batches_leave_no_pending_record(storage):
+    """A conflict or an existing match is found before anything could become visible; a stream
+    deleted since it was read is a conflict, not a missing stream."""
     a, b = prepare_for_failure(storage)
     storage.set_tags(a, {"n": 1, "moved": True})  # version 2 now
-    before, pending = snapshot(storage, [a, b]), pending_count(storage)
+    pending = pending_count(storage)
     batch = big_batch(a, b)
     batch.truncate_raw = {a: 0}
     batch.expect = {a: 1, b: 0}
     with pytest.raises(RecordConflict, match=f"{a}.*version 2, expected version 1"):
         storage.commit(batch)
-    assert snapshot(storage, [a, b]) == before
-    assert versions(storage, a, b) == [2, 0]
-    assert pending_count(storage) == pending  # no attempt that could ever become visible
-    # a stream deleted since it was read is a conflict too, not a missing stream
+    assert pending_count(storage) == pending
     gone = add_stream(storage, {"n": 9})
     storage.delete_streams([gone])
     with pytest.raises(RecordConflict, match="deleted"):
         storage.commit(WriteBatch(raw={gone: raw_rows([1])}, expect={gone: 0}))
-    batch.expect = {a: 2, b: 0}
-    storage.commit(batch)
-    assert versions(storage, a, b) == [3, 1]
-    assert storage.read_raw(a, None, None).column("t").to_pylist() == [2, 3, 4, 5, 6]
-
-
-def test_set_tags_is_a_compare_and_set(storage):
-    a = add_stream(storage, {"n": 1})
-    storage.set_tags(a, {"n": 2}, expect_version=0)
-    with pytest.raises(RecordConflict, match="version 1, expected 0"):
-        storage.set_tags(a, {"n": 3}, expect_version=0)
-    assert (storage.get_stream(a).tags, storage.get_stream(a).version) == ({"n": 2}, 1)
-    assert ids(storage.find_streams({"n": 3})) == []
-    storage.set_tags(a, {"n": 3})  # unconditional
-    assert (storage.get_stream(a).tags, storage.get_stream(a).version) == ({"n": 3}, 2)
-    for expect in (None, 0):
-        with pytest.raises(exceptions.StreamNotFound):
-            storage.set_tags(new_id(), {}, expect_version=expect)
-
-
-def test_create_refuses_a_stream_matching_an_existing_one(storage):
-    a = add_stream(storage, {"host": "a", "n": 1}, {"m": 1})
-    b = add_stream(storage, {"host": "b"})
-    before, pending = snapshot(storage, [a, b]), pending_count(storage)
     c = new_id()
-    batch = WriteBatch(create=[(StreamRecord(c, {"host": "a", "n": 2}, {}), {"host": "a"})],
-                       meta={b: MetaUpdate(set={"contributes": c})}, expect={b: 0})
-    with pytest.raises(StreamExists) as raised:
-        storage.commit(batch)
-    assert raised.value.existing == StreamRecord(a, {"host": "a", "n": 1}, {"m": 1}, 0)
-    assert snapshot(storage, [a, b]) == before and pending_count(storage) == pending
-    assert storage.create_stream(StreamRecord(c, {"host": "a"}, {}), {"host": "a"}).stream_id == a
-    # two creations in one batch see each other: the second one matches the first
-    d, e = new_id(), new_id()
-    with pytest.raises(StreamExists) as raised:
-        storage.commit(WriteBatch(create=[(StreamRecord(d, {"host": "d"}, {}), {"host": "d"}),
-                                          (StreamRecord(e, {"host": "d"}, {}), {"host": "d"})]))
-    assert raised.value.existing.stream_id == d
-    assert ids(storage.find_streams(None)) == [a, b]
+    with pytest.raises(StreamExists):
+        storage.commit(WriteBatch(create=[(StreamRecord(c, {"n": 1}, {}), {"n": 1})],
+                                  meta={b: MetaUpdate(set={"contributes": c})}, expect={b: 0}))
+    assert pending_count(storage) == pending
+
+
+def test_clears_and_cuts_keep_the_stored_series_and_cut_list_small(storage):
+    a = add_stream(storage, {"n": 1})
+    storage.commit(WriteBatch(raw={a: raw_rows([1, 2])}, levels={"S": level_table(a, [0], [1])}))
+    storage.commit(WriteBatch(raw={a: raw_rows([9], ints=[9])},
+                              levels={"S": level_table(a, [60], [4])},
+                              clear_raw=[a], clear_levels=[a]))
+    assert series_count(storage, a) == 2  # the old epochs' series were dropped
+    for cut in (20, 25):
+        storage.commit(WriteBatch(raw={a: raw_rows([cut, 30], ints=[cut, 30])},
+                                  truncate_raw={a: cut}))
+    storage.commit(WriteBatch(raw={a: raw_rows([12], ints=[12])}, truncate_raw={a: 11}))
+    assert raw_pairs(storage, a) == [(9, 9), (12, 12)]
+    # an earlier cut supersedes the later ones (the list is a Pareto frontier)
+    assert len(storage._metadata.view(a)[0].store["raw"]["cut"]) == 1
 
 
 def test_create_with_source_meta_is_one_commit(storage):
@@ -912,11 +621,11 @@ def test_delete_with_source_meta_is_one_commit(storage):
     with pytest.raises(exceptions.StreamAppendFailed):
         storage.commit(batch)
     storage._metadata.pg = real
-    assert ids(storage.find_streams(None)) == [a, d]
+    assert ids_of(storage.find_streams(None)) == [a, d]
     assert storage.get_stream(a).meta == {"contributes_to": {"x": {}}}
     assert raw_pairs(storage, d) == [(1, None)]
     storage.commit(batch)
-    assert ids(storage.find_streams(None)) == [a]
+    assert ids_of(storage.find_streams(None)) == [a]
     assert storage.get_stream(a).meta == {"contributes_to": {}}
     assert storage.get_stream(a).version == 2
     assert storage.read_raw(d, None, None).num_rows == 0
@@ -933,7 +642,7 @@ def test_nothing_after_commit_raises(storage, monkeypatch):
 
     monkeypatch.setattr(store.PgMetadata, "garbage", broken)
     storage.commit(WriteBatch(delete=[d], raw={a: raw_rows([1])}))  # stored, no error
-    assert ids(storage.find_streams(None)) == [a] and raw_pairs(storage, a) == [(1, None)]
+    assert ids_of(storage.find_streams(None)) == [a] and raw_pairs(storage, a) == [(1, None)]
     assert storage._garbage_due
     monkeypatch.undo()
     storage.commit(WriteBatch(raw={a: raw_rows([2])}))
@@ -965,16 +674,7 @@ def test_influxd_killed_mid_commit_of_create_delete_and_truncate(influx_servers,
                     truncate_raw={e: 3}, delete=[d], expect={a: 0, d: 1, e: 1},
                 )
 
-            original = store.InfluxDBStorage._write_chunk
-            written = []
-
-            def crash_after_first(self, client, body):
-                if written:
-                    influxd.kill()
-                original(self, client, body)
-                written.append(len(body))
-
-            monkeypatch.setattr(store.InfluxDBStorage, "_write_chunk", crash_after_first)
+            written = kill_after_the_first_chunk(influxd, monkeypatch)
             with pytest.raises(exceptions.StreamAppendFailed):
                 storage.commit(batch())
             monkeypatch.undo()
@@ -984,7 +684,7 @@ def test_influxd_killed_mid_commit_of_create_delete_and_truncate(influx_servers,
             influxd.start()
             assert snapshot(storage, [a, d, e]) == before
             storage.commit(batch())
-            assert ids(storage.find_streams(None)) == [a, e, c]
+            assert ids_of(storage.find_streams(None)) == [a, e, c]
             assert storage.get_stream(a).meta == {"contributes_to": {c: {}}}
             assert storage.read_raw(a, None, None).num_rows == n
             assert raw_pairs(storage, e) == [(1, 1), (5, 50)]
@@ -994,37 +694,6 @@ def test_influxd_killed_mid_commit_of_create_delete_and_truncate(influx_servers,
 
 
 # -- truncate_raw --------------------------------------------------------------------------------
-
-
-def test_truncate_hides_older_rows_at_or_after_t_and_keeps_the_batch_rows(storage,
-                                                                          influx_factory):
-    a = add_stream(storage, {"n": 1})
-    b = add_stream(storage, {"n": 2})
-    storage.commit(WriteBatch(raw={a: raw_rows([10, 20, 30], ints=[1, 2, 3]),
-                                   b: raw_rows([20], ints=[9])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([20, 40], ints=[4, 5])}))
-    # the batch re-writes from 20 on, with a row before the cut and rows at its instant
-    storage.commit(WriteBatch(raw={a: raw_rows([15, 20, 20, 25], ints=[6, 7, 8, 9])},
-                              truncate_raw={a: 20}))
-    expected = [(10, 1), (15, 6), (20, 7), (20, 8), (25, 9)]
-    assert raw_pairs(storage, a) == expected
-    assert raw_pairs(influx_factory(), a) == expected
-    assert raw_pairs(storage, a, 20, None) == expected[2:]
-    assert raw_pairs(storage, b) == [(20, 9)]  # other streams untouched
-    # later batches at or after the cut stay visible; a truncation writing nothing hides
-    storage.commit(WriteBatch(raw={a: raw_rows([20, 50], ints=[10, 11])}))
-    assert raw_pairs(storage, a, 20, None) == [(20, 7), (20, 8), (20, 10), (25, 9), (50, 11)]
-    storage.commit(WriteBatch(truncate_raw={a: 25}))
-    assert raw_pairs(storage, a) == [(10, 1), (15, 6), (20, 7), (20, 8), (20, 10)]
-    # an earlier cut supersedes the later ones (the list is a Pareto frontier)
-    storage.commit(WriteBatch(raw={a: raw_rows([12], ints=[12])}, truncate_raw={a: 11}))
-    assert raw_pairs(storage, a) == [(10, 1), (12, 12)]
-    assert len(storage._metadata.view(a)[0].store["raw"]["cut"]) == 1
-    # new points never take the identity of a hidden one (InfluxDB would merge their fields)
-    storage.commit(WriteBatch(raw={a: raw_rows([20, 20, 20, 20], floats=[0.5] * 4)}))
-    rows = storage.read_raw(a, 20, 21)
-    assert rows.column("i").to_pylist() == [None] * 4
-    assert rows.column("f").to_pylist() == [0.5] * 4
 
 
 def test_failed_truncating_commit_hides_nothing(storage, monkeypatch):
@@ -1112,51 +781,6 @@ def test_derived_streams_fed_late_points_read_as_on_duckdb(influx_factory, monke
 
 
 # -- two processes -------------------------------------------------------------------------------
-
-
-def test_two_storages_racing_lose_no_update(influx_factory):
-    """Read-modify-write loops through two storage objects: every increment and every tag
-    survives, and the version counts them all."""
-    first, second = influx_factory(), influx_factory()
-    a = add_stream(first, {"n": 0}, {"count": 0})
-    rounds, errors = 15, []
-
-    def bump(backend, name):
-        try:
-            for step in range(rounds):
-                while True:
-                    record = backend.get_stream(a)
-                    meta = MetaUpdate(set={"count": record.meta["count"] + 1},
-                                      max={"latest": step})
-                    try:
-                        backend.commit(WriteBatch(raw={a: raw_rows([step], ints=[step])},
-                                                  meta={a: meta}, expect={a: record.version}))
-                        break
-                    except RecordConflict:
-                        continue
-                while True:
-                    record = backend.get_stream(a)
-                    tags = {**record.tags, f"{name}{step}": step}
-                    try:
-                        backend.set_tags(a, tags, expect_version=record.version)
-                        break
-                    except RecordConflict:
-                        continue
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=bump, args=(backend, name))
-               for backend, name in ((first, "x"), (first, "y"), (second, "z"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    record = second.get_stream(a)
-    assert record.meta == {"count": 3 * rounds, "latest": rounds - 1}
-    assert record.tags == {"n": 0, **{f"{name}{s}": s for name in "xyz" for s in range(rounds)}}
-    assert record.version == 2 * 3 * rounds
-    assert first.read_raw(a, None, None).num_rows == 3 * rounds
 
 
 @pytest.mark.parametrize("old", ["1", "2"])

@@ -17,21 +17,14 @@ from datastream.storage import codec
 from datastream.storage.base import RAW_SCHEMA, StreamRecord, WriteBatch
 from datastream.storage.mongodb import chunks
 from datastream.storage.mongodb import storage as store
-from tests.mongo_support import mongo_targets, storage_factory
 from tests.storage.rows import new_id, raw_rows
 
 UTC = datetime.timezone.utc
 
 
-@pytest.fixture(params=mongo_targets())
-def factory(request):
-    with storage_factory(request.param) as made:
-        yield made
-
-
 @pytest.fixture
-def storage(factory):
-    return factory()
+def storage(mongo_factory):
+    return mongo_factory()
 
 
 def add_stream(storage) -> str:
@@ -269,35 +262,35 @@ def old_layout_chunk(stream_id: str) -> dict:
             "t": Binary(t.tobytes()), "k": Binary(b"\x01\x01"), "i": Binary(t.tobytes())}
 
 
-def test_a_database_of_schema_version_1_is_refused(factory):
-    client = factory.client
+def test_a_database_of_schema_version_1_is_refused(mongo_factory):
+    client = mongo_factory.client
     stream_id = new_id()
-    database = client[factory.database_name]
+    database = client[mongo_factory.database_name]
     database["streams"].insert_one({"_id": stream_id, "order": 1, "qkey": "k", "tags": {},
                                     "meta": {}, "v": 0, "w": {"seq": 1, "open": []}})
     database["raw"].insert_one(old_layout_chunk(stream_id))
     with pytest.raises(exceptions.StorageUnavailable,
                        match="has storage schema version 1, this datastream reads version 2"):
-        factory()
+        mongo_factory()
     assert database["datastream_info"].find_one({}) is None  # nothing written
 
 
-def test_another_stored_version_is_refused(factory):
-    factory().close()
-    info = factory.client[factory.database_name]["datastream_info"]
+def test_another_stored_version_is_refused(mongo_factory):
+    mongo_factory().close()
+    info = mongo_factory.client[mongo_factory.database_name]["datastream_info"]
     info.update_one({"_id": "schema_version"}, {"$set": {"value": "3"}})
     with pytest.raises(exceptions.StorageUnavailable, match="has storage schema version 3"):
-        factory()
+        mongo_factory()
 
 
-def test_a_database_without_raw_chunks_is_adopted(factory):
+def test_a_database_without_raw_chunks_is_adopted(mongo_factory):
     """A version-1 database that holds no raw chunk has nothing this version cannot read."""
-    first = factory()
+    first = mongo_factory()
     stream_id = add_stream(first)
     first.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])}))
-    database = factory.client[factory.database_name]
+    database = mongo_factory.client[mongo_factory.database_name]
     database["datastream_info"].delete_many({})  # as before the version was stored
-    second = factory()  # codec chunks only: adopted
+    second = mongo_factory()  # codec chunks only: adopted
     assert second.read_raw(stream_id, None, None).column("i").to_pylist() == [1, 2]
     assert database["datastream_info"].find_one({})["value"] == "2"
 
@@ -318,9 +311,9 @@ def test_an_owned_client_is_closed_when_the_version_is_refused(monkeypatch):
 # -- two Datastream objects over one client -----------------------------------------------------
 
 
-def test_chunks_written_by_one_datastream_are_read_by_another(factory):
-    first = datastream.Datastream(factory())
-    second = datastream.Datastream(factory())
+def test_chunks_written_by_one_datastream_are_read_by_another(mongo_factory):
+    first = datastream.Datastream(mongo_factory())
+    second = datastream.Datastream(mongo_factory())
     try:
         base = datetime.datetime(2026, 1, 1, tzinfo=UTC)
         stream_id = first.ensure_stream({"n": 1}, {}, ["mean"], "seconds")
@@ -341,7 +334,8 @@ def test_chunks_written_by_one_datastream_are_read_by_another(factory):
         second.flush()
         got = [p["v"] for p in first.get_data(stream_id, "seconds", start=base)]
         assert got == [*values, 7]
-        chunk_docs = list(factory.client[factory.database_name]["raw"].find({"sid": stream_id}))
+        database = mongo_factory.client[mongo_factory.database_name]
+        chunk_docs = list(database["raw"].find({"sid": stream_id}))
         assert len(chunk_docs) == 2 and all("c" in doc for doc in chunk_docs)
     finally:
         first.close()

@@ -14,81 +14,32 @@ from datastream.storage.mongodb import query as mongo_query
 from tests.mongo_support import mongo_targets, storage_factory
 
 STORED = [
-    {"a": 1},
-    {"a": 1.0},
-    {"a": True},
-    {"a": False},
-    {"a": 0},
-    {"a": None},
-    {"a": "1"},
-    {"a": [1, 2]},
-    {"a": [[1, 2], 3]},
-    {"a": [True, 5]},
-    {"a": [None]},
-    {"a": []},
-    {"a": {"b": 1, "c": 2}},
-    {"a": {"b": [1, 3]}},
-    {"a": [{"b": 1}]},
-    {"a": {"0": "x"}},
-    {"a": ["x"]},
-    {"a": "CPU load"},
-    {"a": "x.*y$"},
-    {"a": "$where"},
-    {"a": {"b": {"c": {"d": "deep"}}}},
-    {"b": 1},
-    {},
+    {"a": 1}, {"a": 1.0}, {"a": True}, {"a": False}, {"a": 0}, {"a": None}, {"a": "1"},
+    {"a": [1, 2]}, {"a": [[1, 2], 3]}, {"a": [True, 5]}, {"a": [None]}, {"a": []},
+    {"a": {"b": 1, "c": 2}}, {"a": {"b": [1, 3]}}, {"a": [{"b": 1}]}, {"a": {"0": "x"}},
+    {"a": ["x"]}, {"a": "CPU load"}, {"a": "x.*y$"}, {"a": "$where"},
+    {"a": {"b": {"c": {"d": "deep"}}}}, {"b": 1}, {},
 ]
 
 QUERIES = [
-    {"a": 1},
-    {"a": True},
-    {"a": False},
-    {"a": 0},
-    {"a": None},
-    {"a": "1"},
-    {"a": [1, 2]},
-    {"a": []},
-    {"a": [None]},
-    {"a": {"b": 1}},
-    {"a": {}},
-    {"a": {"0": "x"}},
-    {"a": {"b": {"c": {"d": "deep"}}}},
-    {"a": {"$eq": [1, 2]}},
-    {"a": {"$eq": {"b": 1, "c": 2}}},
-    {"a": {"$eq": {"c": 2, "b": 1}}},
-    {"a": {"$ne": 1}},
-    {"a": {"$ne": None}},
-    {"a": {"$gt": 0}},
-    {"a": {"$gte": 1}},
-    {"a": {"$lt": 1}},
-    {"a": {"$lte": "1"}},
-    {"a": {"$gt": ""}},
-    {"a": {"$in": [1, "1"]}},
-    {"a": {"$in": [[1, 2]]}},
-    {"a": {"$in": [None]}},
-    {"a": {"$in": []}},
-    {"a": {"$all": [1, 2]}},
-    {"a": {"$all": [1]}},
-    {"a": {"$all": []}},
-    {"a": {"$exists": True}},
-    {"a": {"$exists": False}},
-    {"a": {"b": {"$exists": False}}},
-    {"a": {"b": {"$ne": 1}}},
-    {"a": {"$iexact": "cpu LOAD"}},
-    {"a": {"$contains": "load"}},
-    {"a": {"$icontains": "LOAD"}},
-    {"a": {"$contains": ".*"}},
-    {"a": {"$contains": "$"}},
-    {"a": {"$iexact": "cpu"}},
-    {"a": {"$gte": 0, "$lt": 2}},
-    {"a": 1, "b": 1},
+    {"a": 1}, {"a": True}, {"a": False}, {"a": 0}, {"a": None}, {"a": "1"}, {"a": [1, 2]},
+    {"a": []}, {"a": [None]}, {"a": {"b": 1}}, {"a": {}}, {"a": {"0": "x"}},
+    {"a": {"b": {"c": {"d": "deep"}}}}, {"a": {"$eq": [1, 2]}},
+    {"a": {"$eq": {"b": 1, "c": 2}}}, {"a": {"$eq": {"c": 2, "b": 1}}}, {"a": {"$ne": 1}},
+    {"a": {"$ne": None}}, {"a": {"$gt": 0}}, {"a": {"$gte": 1}}, {"a": {"$lt": 1}},
+    {"a": {"$lte": "1"}}, {"a": {"$gt": ""}}, {"a": {"$in": [1, "1"]}},
+    {"a": {"$in": [[1, 2]]}}, {"a": {"$in": [None]}}, {"a": {"$in": []}},
+    {"a": {"$all": [1, 2]}}, {"a": {"$all": [1]}}, {"a": {"$all": []}},
+    {"a": {"$exists": True}}, {"a": {"$exists": False}}, {"a": {"b": {"$exists": False}}},
+    {"a": {"b": {"$ne": 1}}}, {"a": {"$iexact": "cpu LOAD"}}, {"a": {"$contains": "load"}},
+    {"a": {"$icontains": "LOAD"}}, {"a": {"$contains": ".*"}}, {"a": {"$contains": "$"}},
+    {"a": {"$iexact": "cpu"}}, {"a": {"$gte": 0, "$lt": 2}}, {"a": 1, "b": 1},
 ]
 
 
-@pytest.fixture(params=mongo_targets())
-def storage(request):
-    with storage_factory(request.param) as factory:
-        yield factory()
+@pytest.fixture
+def storage(mongo_factory):
+    return mongo_factory()
 
 
 def store_all(storage, tag_sets: list[dict]) -> dict[str, dict]:

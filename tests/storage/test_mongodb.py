@@ -12,26 +12,22 @@ import pytest
 
 from datastream import exceptions
 from datastream.backends import mongodb as mongodb_backend
-from datastream.granularity import MAX_US, MIN_US
-from datastream.storage.base import RAW_SCHEMA, MetaUpdate, StreamRecord, WriteBatch
+from datastream.storage.base import MetaUpdate, StreamRecord, WriteBatch
 from datastream.storage.mongodb import storage as store
-from tests.mongo_support import mongo_targets, storage_factory
+from tests.mongo_support import storage_factory
 from tests.storage.rows import new_id, raw_rows
 
 HOUR = 3600 * 1_000_000
 
 
-@pytest.fixture(params=mongo_targets())
-def factory(request):
-    with storage_factory(request.param) as made:
-        yield made
+@pytest.fixture
+def factory(mongo_factory):
+    return mongo_factory
 
 
 @pytest.fixture
-def storage(factory):
-    return factory()
-
-
+def storage(mongo_factory):
+    return mongo_factory()
 
 
 def level_rows(stream_id, times, counts, sums=None) -> pa.Table:
@@ -101,83 +97,6 @@ def test_plain_mongomock_client_and_unreachable_server():
         mongodb_backend.Backend("db", uri="mongodb://127.0.0.1:9/", serverSelectionTimeoutMS=200)
 
 
-def test_records_round_trip(storage):
-    meta = {"latest_datapoint": None, "downsampled_until": {"S": None}, "value_type": "numeric"}
-    tags = {"b": {"y": [1, {"z": None}], "x": 1.5}, "a": "é", "t": True}
-    stream_id = add_stream(storage, tags, meta)
-    record = storage.get_stream(stream_id)
-    assert (record.stream_id, record.tags, record.meta) == (stream_id, tags, meta)
-    assert storage.refresh_stream(stream_id) == record
-    for unknown in ("nope", new_id(), 12, None):
-        assert storage.get_stream(unknown) is None
-
-
-def test_find_streams_in_creation_order_and_set_tags(storage):
-    ids = [add_stream(storage, {"n": n, "kind": "x"}) for n in range(5)]
-    assert [r.stream_id for r in storage.find_streams(None)] == ids
-    assert [r.stream_id for r in storage.find_streams({})] == ids
-    assert [r.stream_id for r in storage.find_streams({"kind": "x"})] == ids
-    storage.set_tags(ids[2], {"kind": "y"})
-    assert storage.get_stream(ids[2]).tags == {"kind": "y"}
-    assert [r.stream_id for r in storage.find_streams({"kind": "x"})] == ids[:2] + ids[3:]
-    with pytest.raises(exceptions.StreamNotFound):
-        storage.set_tags(new_id(), {"a": 1})
-
-
-def test_create_stream_returns_the_existing_match(storage):
-    first = add_stream(storage, {"a": 1, "b": 2})
-    other = storage.create_stream(StreamRecord(new_id(), {"a": 1}, {}), {"a": 1})
-    assert other.stream_id == first
-    assert len(storage.find_streams(None)) == 1
-
-
-def test_create_stream_after_the_holder_stopped_matching(storage):
-    first = add_stream(storage, {"a": 1})
-    storage.set_tags(first, {"a": 2})
-    second = storage.create_stream(StreamRecord(new_id(), {"a": 1}, {}), {"a": 1})
-    assert second.stream_id != first
-    assert {r.stream_id for r in storage.find_streams(None)} == {first, second.stream_id}
-
-
-def test_create_stream_is_atomic_across_threads(factory):
-    storages = [factory() for _ in range(6)]
-    barrier = threading.Barrier(len(storages))
-    results, errors = [], []
-
-    def create(storage):
-        try:
-            barrier.wait()
-            record = storage.create_stream(StreamRecord(new_id(), {"q": 1}, {}), {"q": 1})
-            results.append(record.stream_id)
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=create, args=(s,)) for s in storages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert len(set(results)) == 1
-    assert len(storages[0].find_streams(None)) == 1
-
-
-def test_delete_streams_removes_records_and_rows(storage):
-    keep, gone_a, gone_b = (add_stream(storage) for _ in range(3))
-    for stream_id in (keep, gone_a, gone_b):
-        storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])},
-                                  levels={"S": level_rows(stream_id, [0], [2])}))
-    storage.delete_streams([gone_a, gone_b, "unknown"])
-    assert [r.stream_id for r in storage.find_streams(None)] == [keep]
-    assert storage.get_stream(gone_a) is None
-    assert times_of(storage, gone_a) == []
-    assert storage.read_level("S", gone_b, None, None).num_rows == 0
-    assert times_of(storage, keep) == [1, 2]
-    assert collection(storage, "raw").count_documents({"sid": {"$ne": keep}}) == 0
-    assert collection(storage, "level_S").count_documents({"stream_id": {"$ne": keep}}) == 0
-    storage.delete_streams([])
-
-
 def test_interrupted_delete_stays_hidden_until_recovered(factory):
     storage = factory()
     ids = [add_stream(storage) for _ in range(3)]
@@ -203,41 +122,6 @@ def test_interrupted_delete_stays_hidden_until_recovered(factory):
 
 
 # -- raw rows ----------------------------------------------------------------------------------
-
-
-def test_read_raw_order_bounds_and_reverse(storage):
-    stream_id = add_stream(storage)
-    storage.commit(WriteBatch(raw={stream_id: raw_rows([10, 20, 20, 30], ints=[0, 1, 2, 3])}))
-    storage.commit(WriteBatch(raw={stream_id: raw_rows([20, 25, 40], ints=[4, 5, 6])}))
-    assert ints_of(storage, stream_id) == [0, 1, 2, 4, 5, 3, 6]
-    assert ints_of(storage, stream_id, reverse=True) == [6, 3, 5, 1, 2, 4, 0]
-    assert times_of(storage, stream_id, 20, 30) == [20, 20, 20, 25]
-    assert times_of(storage, stream_id, 21, None) == [25, 30, 40]
-    assert times_of(storage, stream_id, None, 20) == [10]
-    assert times_of(storage, stream_id, 30, 30) == []
-    assert times_of(storage, stream_id, 40, 10) == []
-    assert times_of(storage, new_id()) == []
-    assert storage.read_raw(stream_id, None, None).schema == RAW_SCHEMA
-
-
-def test_unsorted_batches_are_sorted_stably(storage):
-    stream_id = add_stream(storage)
-    storage.commit(WriteBatch(raw={stream_id: raw_rows([5, 1, 5, 3, 1], ints=[0, 1, 2, 3, 4])}))
-    assert ints_of(storage, stream_id) == [1, 4, 3, 0, 2]
-
-
-def test_every_value_kind_round_trips(storage):
-    stream_id = add_stream(storage)
-    rows = raw_rows(
-        [MIN_US, -1, 0, 0, 1, 2, MAX_US],
-        kinds=[0, 1, 2, 3, 4, 5, 1],
-        ints=[None, -(2**63), None, None, None, None, 2**63 - 1],
-        floats=[None, None, -0.5, None, None, None, None],
-        texts=[None, None, None, "3.14159265358979323846264338327950288419716939937510",
-               '{"v":[{"i":"é\\u0000"}],"e":[]}', "", None],
-    )
-    storage.commit(WriteBatch(raw={stream_id: rows}))
-    assert storage.read_raw(stream_id, None, None).equals(rows)
 
 
 def test_large_batches_are_chunked_and_read_exactly(storage):
@@ -279,95 +163,59 @@ def test_range_read_uses_bounded_index_conditions(storage):
 # -- meta ---------------------------------------------------------------------------------------
 
 
-def test_meta_updates_never_move_bounds_backwards(storage):
-    stream_id = add_stream(storage, meta={"earliest": None, "latest": None, "other": 1})
-    for latest, earliest in ((50, 9), (40, 20)):
-        update = MetaUpdate(max={"latest": latest}, min={"earliest": earliest})
-        storage.commit(WriteBatch(meta={stream_id: update}))
-    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"other": None, "new": [1]})}))
-    assert storage.get_stream(stream_id).meta == {
-        "earliest": 9, "latest": 50, "other": None, "new": [1]
-    }
-    storage.commit(WriteBatch(meta={stream_id: MetaUpdate(set={"latest": None},
-                                                          max={"latest": 7})}))
-    assert storage.get_stream(stream_id).meta["latest"] == 7
-
-
-def test_concurrent_writers_keep_every_row_and_the_largest_bound(factory):
-    stream_id = add_stream(factory(), meta={"latest": None})
-    errors = []
-
-    def write(worker):
-        storage = factory()
-        try:
-            for n in range(8):
-                t = worker * 100 + n
-                storage.commit(WriteBatch(raw={stream_id: raw_rows([t], ints=[t])},
-                                          meta={stream_id: MetaUpdate(max={"latest": t})}))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    storage = factory()
-    assert sorted(ints_of(storage, stream_id)) == sorted(
-        w * 100 + n for w in range(4) for n in range(8)
-    )
-    assert storage.get_stream(stream_id).meta["latest"] == 307
-    assert storage._streams.find_one({"_id": stream_id})["w"]["open"] == []
-
-
 # -- levels -------------------------------------------------------------------------------------
 
 
-def test_levels_upsert_and_read(storage):
+# -- what deletes, upserts and clears leave in the collections (their rules: contract/) ---------
+
+
+def test_deleted_streams_leave_no_documents(storage):
+    """Deleted with another stream's meta in one commit, as the engine deletes derived ones."""
+    keep, gone_a, gone_b = (add_stream(storage) for _ in range(3))
+    for stream_id in (keep, gone_a, gone_b):
+        storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2], ints=[1, 2])},
+                                  levels={"S": level_rows(stream_id, [0], [2])}))
+    storage.commit(WriteBatch(delete=[gone_a, gone_b, "unknown"],
+                              meta={keep: MetaUpdate(set={"deleted": 2})}))
+    assert storage.get_stream(keep).meta == {"deleted": 2}
+    assert collection(storage, "raw").count_documents({"sid": {"$ne": keep}}) == 0
+    assert collection(storage, "level_S").count_documents({"stream_id": {"$ne": keep}}) == 0
+    assert collection(storage, "streams").count_documents({}) == 1
+
+
+def test_superseded_level_rows_and_cleared_rows_are_collected(storage):
     stream_id = add_stream(storage)
-    assert storage.read_level("S", stream_id, None, None) is None
     storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0, 10, 20], [1, 2, 3],
                                                       [1.0, None, 3.0])}))
     storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [10, 30], [5, 6], [5.0, 6.0])}))
-    rows = storage.read_level("S", stream_id, None, None)
-    assert rows.column_names == ["t", "c", "s", "x"]
-    assert rows.schema.field("c").type == pa.int64()
-    assert rows.to_pydict() == {"t": [0, 10, 20, 30], "c": [1, 5, 3, 6],
-                                "s": [1.0, 5.0, 3.0, 6.0], "x": [None] * 4}
-    assert storage.read_level("S", stream_id, 10, 30).column("t").to_pylist() == [10, 20]
-    assert storage.read_level("S", new_id(), None, None).num_rows == 0
-    assert storage.read_level("m", stream_id, None, None) is None
+    assert storage.read_level("S", stream_id, None, None).column("c").to_pylist() == [1, 5, 3, 6]
     # The superseded version of bucket 10 was collected.
     assert collection(storage, "level_S").count_documents({"stream_id": stream_id}) == 4
-
-
-def test_level_rows_repeated_in_one_batch_keep_the_last(storage):
-    stream_id = add_stream(storage)
-    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0, 0, 10], [1, 2, 3])}))
-    assert storage.read_level("S", stream_id, None, None).column("c").to_pylist() == [2, 3]
-
-
-def test_level_types_are_kept(storage):
-    stream_id = add_stream(storage)
-    table = pa.table({"stream_id": [stream_id], "t": pa.array([0], pa.int64()),
-                      "flag": [True], "ratio": pa.array([0.5], pa.float32()),
-                      "text": ["é"], "nothing": pa.nulls(1)})
-    storage.commit(WriteBatch(levels={"h": table}))
-    assert storage.read_level("h", stream_id, None, None).equals(table.drop(["stream_id"]))
-
-
-def test_clearing_replaces_raw_and_levels(storage):
-    stream_id = add_stream(storage)
-    storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2, 3], ints=[1, 2, 3])},
-                              levels={"S": level_rows(stream_id, [0, 10], [3, 1])}))
+    storage.commit(WriteBatch(raw={stream_id: raw_rows([1, 2, 3], ints=[1, 2, 3])}))
     storage.commit(WriteBatch(raw={stream_id: raw_rows([2], ints=[9])},
                               levels={"S": level_rows(stream_id, [0], [7])},
                               clear_raw=[stream_id], clear_levels=[stream_id]))
     assert ints_of(storage, stream_id) == [9]
-    assert storage.read_level("S", stream_id, None, None).column("c").to_pylist() == [7]
     assert collection(storage, "raw").count_documents({"sid": stream_id}) == 1
     assert collection(storage, "level_S").count_documents({"stream_id": stream_id}) == 1
+
+
+def test_refused_batches_leave_no_rows_and_no_open_write(storage):
+    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
+    with pytest.raises(exceptions.StreamAppendFailed, match="missing"):
+        storage.commit(WriteBatch(raw={a: raw_rows([1]), "missing": raw_rows([1])}))
+    assert collection(storage, "raw").count_documents({}) == 0
+    storage.commit(WriteBatch(raw={a: raw_rows([1], ints=[1])}, meta={a: MetaUpdate(set={"n": 1})}))
+    stale = WriteBatch(raw={a: raw_rows([2], ints=[2]), b: raw_rows([2], ints=[2])},
+                       levels={"S": level_rows(b, [0], [1])},
+                       meta={a: MetaUpdate(set={"n": 2}), b: MetaUpdate(set={"n": 2})},
+                       create=[(StreamRecord(new_id(), {"new": 1}, {}), {"new": 1})],
+                       expect={a: 0, b: 0})  # a is at version 1
+    with pytest.raises(store.RecordConflict, match=a):
+        storage.commit(stale)
+    assert collection(storage, "raw").count_documents({}) == 1
+    assert collection(storage, "streams").count_documents({}) == 2
+    assert all(not doc["w"]["open"] for doc in collection(storage, "streams").find({}))
 
 
 # -- failures -----------------------------------------------------------------------------------
@@ -433,15 +281,6 @@ def test_failed_multi_stream_commit_leaves_nothing_visible(factory):
         storage.commit(batch)
     factory.client.fault = None
     assert observable(storage, ids) == before
-    assert collection(storage, "raw").count_documents({}) == 0
-
-
-def test_unknown_stream_fails_the_whole_batch(storage):
-    known = add_stream(storage)
-    batch = WriteBatch(raw={known: raw_rows([1]), "missing": raw_rows([1])})
-    with pytest.raises(exceptions.StreamAppendFailed, match="missing"):
-        storage.commit(batch)
-    assert times_of(storage, known) == []
     assert collection(storage, "raw").count_documents({}) == 0
 
 
@@ -765,75 +604,6 @@ def version_of(storage, stream_id):
     return record.version
 
 
-def test_versions_count_commits_and_tag_changes(storage):
-    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
-    assert version_of(storage, a) == 0
-    storage.commit(WriteBatch(raw={a: raw_rows([1])}))
-    assert version_of(storage, a) == 1
-    storage.commit(WriteBatch(levels={"S": level_rows(a, [0], [1])},
-                              meta={a: MetaUpdate(set={"n": 1})}))  # rows + meta: one commit
-    assert version_of(storage, a) == 2
-    storage.set_tags(a, {"x": 1})
-    assert version_of(storage, a) == 3
-    storage.commit(WriteBatch(raw={a: raw_rows([2]), b: raw_rows([2])},
-                              meta={b: MetaUpdate(set={"n": 1})}))
-    assert (version_of(storage, a), version_of(storage, b)) == (4, 1)
-    storage.commit(WriteBatch(truncate_raw={b: 0}))
-    storage.commit(WriteBatch(clear_levels=[a]))
-    assert (version_of(storage, a), version_of(storage, b)) == (5, 2)
-    storage.commit(WriteBatch())
-    assert (version_of(storage, a), version_of(storage, b)) == (5, 2)
-
-
-def test_expected_version_mismatch_stores_nothing(factory):
-    storage = factory()
-    a, b = add_stream(storage, meta={"n": 0}), add_stream(storage, meta={"n": 0})
-    storage.commit(WriteBatch(raw={a: raw_rows([1], ints=[1])}, meta={a: MetaUpdate(set={"n": 1})}))
-    new = new_id()
-    before = observable(storage, [a, b, new])
-    stale = WriteBatch(
-        raw={a: raw_rows([2], ints=[2]), b: raw_rows([2], ints=[2])},
-        levels={"S": level_rows(b, [0], [1])},
-        meta={a: MetaUpdate(set={"n": 2}), b: MetaUpdate(set={"n": 2})},
-        create=[(StreamRecord(new, {"new": 1}, {}), {"new": 1})],
-        expect={a: 0, b: 0},  # a is at version 1
-    )
-    with pytest.raises(store.RecordConflict, match=a):
-        storage.commit(stale)
-    assert observable(storage, [a, b, new]) == before
-    assert (version_of(storage, a), version_of(storage, b)) == (1, 0)
-    assert collection(storage, "raw").count_documents({}) == 1
-    assert collection(storage, "streams").count_documents({}) == 2
-    assert all(not doc["w"]["open"] for doc in collection(storage, "streams").find({}))
-    stale.expect = {a: 1, b: 0}
-    storage.commit(stale)
-    assert (ints_of(storage, a), ints_of(storage, b)) == ([1, 2], [2])
-    assert (version_of(storage, a), version_of(storage, b), version_of(storage, new)) == (2, 1, 0)
-
-
-def test_expected_version_of_a_missing_stream_fails_the_batch(storage):
-    a = add_stream(storage)
-    with pytest.raises(exceptions.StreamAppendFailed, match="gone-id"):
-        storage.commit(WriteBatch(raw={a: raw_rows([1])}, meta={"gone-id": MetaUpdate()},
-                                  expect={a: 0, "gone-id": 0}))
-    assert times_of(storage, a) == [] and version_of(storage, a) == 0
-
-
-def test_set_tags_compare_and_set(storage):
-    a = add_stream(storage, {"k": 1})
-    storage.set_tags(a, {"k": 2}, expect_version=0)
-    with pytest.raises(store.RecordConflict):
-        storage.set_tags(a, {"k": 3}, expect_version=0)
-    assert storage.get_stream(a).tags == {"k": 2}
-    storage.commit(WriteBatch(raw={a: raw_rows([1])}))
-    with pytest.raises(store.RecordConflict):
-        storage.set_tags(a, {"k": 3}, expect_version=1)
-    storage.set_tags(a, {"k": 3}, expect_version=2)
-    assert (storage.get_stream(a).tags, version_of(storage, a)) == ({"k": 3}, 3)
-    with pytest.raises(exceptions.StreamNotFound):
-        storage.set_tags(new_id(), {"k": 1}, expect_version=0)
-
-
 def leave_unflipped(factory, stream_id):
     """Fail the flip of one stream (a crash between the journal and that flip)."""
     fail_on(factory, "streams", "update_one",
@@ -908,53 +678,7 @@ def test_two_processes_changing_tags_lose_nothing(factory):
     assert record.version == 6
 
 
-def test_threads_of_two_processes_changing_tags_lose_nothing(factory):
-    stream_id = add_stream(factory(), {"base": 0})
-    errors = []
-
-    def change(worker):
-        storage = factory()
-        try:
-            for n in range(10):
-                change_tags(storage, stream_id, f"w{worker}_{n}", n)
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=change, args=(w,)) for w in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    record = factory().get_stream(stream_id)
-    assert record.tags == {"base": 0, **{f"w{w}_{n}": n for w in range(2) for n in range(10)}}
-    assert record.version == 20
-
-
 # -- creating, deleting and truncating inside a commit -------------------------------------------
-
-
-def test_create_with_another_streams_meta_in_one_commit(storage):
-    source = add_stream(storage, {"src": 1}, {"contributes_to": {}})
-    derived = new_id()
-    storage.commit(WriteBatch(
-        create=[(StreamRecord(derived, {"d": 1}, {"derived_from": [source], "none": None}),
-                 {"d": 1})],
-        meta={source: MetaUpdate(set={"contributes_to": {derived: {"op": "sum"}}})},
-        expect={source: 0},
-    ))
-    record = storage.get_stream(derived)
-    assert (record.tags, record.meta, record.version) == (
-        {"d": 1}, {"derived_from": [source], "none": None}, 0)
-    assert storage.get_stream(source).meta == {"contributes_to": {derived: {"op": "sum"}}}
-    assert version_of(storage, source) == 1
-    assert [r.stream_id for r in storage.find_streams(None)] == [source, derived]
-    with pytest.raises(store.StreamExists) as exists:
-        storage.commit(WriteBatch(create=[(StreamRecord(new_id(), {"d": 1}, {}), {"d": 1})],
-                                  meta={source: MetaUpdate(set={"x": 1})}))
-    assert exists.value.existing.stream_id == derived
-    assert version_of(storage, source) == 1 and "x" not in storage.get_stream(source).meta
-    assert len(storage.find_streams(None)) == 2
 
 
 def test_creation_pending_in_another_writer_is_reported(factory):
@@ -996,40 +720,6 @@ def test_crashed_creation_is_removed_and_its_query_freed(factory):
     storage.recover()  # the crashed batch's rows on the source go too
     assert collection(storage, "raw").count_documents({}) == 0
     assert collection(storage, "streams").find_one({"_id": source})["w"]["open"] == []
-
-
-def test_deleting_a_stream_and_updating_another_in_one_commit(storage):
-    source = add_stream(storage, {"s": 1}, {"contributes_to": {}})
-    doomed = add_stream(storage, {"d": 1})
-    storage.commit(WriteBatch(raw={doomed: raw_rows([1, 2])},
-                              levels={"S": level_rows(doomed, [0], [2])},
-                              meta={source: MetaUpdate(set={"contributes_to": {doomed: {}}})}))
-    storage.commit(WriteBatch(delete=[doomed, new_id()],
-                              meta={source: MetaUpdate(set={"contributes_to": {}})},
-                              expect={source: 1, doomed: 1}))
-    assert [r.stream_id for r in storage.find_streams(None)] == [source]
-    assert storage.get_stream(source).meta == {"contributes_to": {}}
-    assert version_of(storage, source) == 2
-    assert collection(storage, "streams").count_documents({}) == 1
-    assert collection(storage, "raw").count_documents({}) == 0
-    assert collection(storage, "level_S").count_documents({}) == 0
-    again = storage.create_stream(StreamRecord(new_id(), {"d": 1}, {}), {"d": 1})
-    assert again.stream_id != doomed  # the deleted stream gave its query key up
-
-
-def test_truncate_hides_older_rows_from_t_and_keeps_the_new_ones(storage):
-    a = add_stream(storage)
-    storage.commit(WriteBatch(raw={a: raw_rows([1, 3, 5, 7], ints=[1, 3, 5, 7])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([5, 6, 9], ints=[50, 60, 90])}))
-    storage.commit(WriteBatch(raw={a: raw_rows([4, 5, 8], ints=[-4, -5, -8])},
-                              truncate_raw={a: 5}))
-    assert ints_of(storage, a) == [1, 3, -4, -5, -8]
-    assert ints_of(storage, a, reverse=True) == [-8, -5, -4, 3, 1]
-    assert ints_of(storage, a, 3, 6) == [3, -4, -5]
-    storage.commit(WriteBatch(raw={a: raw_rows([5], ints=[55])}))  # later rows are not cut
-    assert ints_of(storage, a) == [1, 3, -4, -5, 55, -8]
-    storage.commit(WriteBatch(truncate_raw={a: 2}))
-    assert ints_of(storage, a) == [1]
 
 
 def test_truncated_chunks_and_cuts_are_collected(storage):
@@ -1252,7 +942,6 @@ def four_chunks_and_levels(storage) -> str:
         storage.commit(WriteBatch(raw={a: raw_rows(times, ints=times)}))
     storage.commit(WriteBatch(levels={"S": level_rows(a, [0, 10, 20, 30], [1, 1, 1, 1])}))
     return a
-
 
 
 def drop_batch(a) -> WriteBatch:

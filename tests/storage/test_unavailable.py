@@ -3,7 +3,8 @@
 Reads, record operations and maintenance locks raise it on every backend; a commit raises
 ``StreamAppendFailed`` instead, and a flush that cannot reach the backend keeps its points.
 MongoDB runs on mongomock with injected pymongo failures (``ClientProxy.fault``); DuckDB is
-closed. InfluxDB + PostgreSQL are covered by tests/storage/test_influxdb.py.
+closed. InfluxDB + PostgreSQL are covered by tests/storage/test_influxdb.py; a closed storage of
+every backend by tests/storage/contract/test_failures.py.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _batch(stream_id: str) -> WriteBatch:
                       meta={stream_id: MetaUpdate(max={"latest": 5})})
 
 
-def _assert_unavailable(storage, stream_id: str, match: str) -> None:
+def assert_unavailable(storage, stream_id: str, match: str) -> None:
     for name, call in _operations(storage, stream_id).items():
         with pytest.raises(exceptions.StorageUnavailable, match=match):
             call()
@@ -81,23 +82,10 @@ def _assert_unavailable(storage, stream_id: str, match: str) -> None:
             call()
 
 
-def _seeded(storage) -> str:
+def seeded(storage) -> str:
     stream_id = add_stream(storage, {"name": "x"}, {"latest": 1})
     storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])}))
     return stream_id
-
-
-def test_closed_duckdb(tmp_path) -> None:
-    """Records are cached in process: a closed store used to keep serving them."""
-    storage = duckdb_backend.Backend(str(tmp_path / "store.duckdb"))
-    stream_id = _seeded(storage)
-    storage.close()
-    _assert_unavailable(storage, stream_id, "closed")
-    reopened = duckdb_backend.Backend(str(tmp_path / "store.duckdb"))
-    try:
-        assert reopened.read_raw(stream_id, None, None).column("i").to_pylist() == [1]
-    finally:
-        reopened.close()
 
 
 @pytest.fixture
@@ -106,25 +94,17 @@ def mongo():
         yield factory
 
 
-def test_closed_mongodb(mongo) -> None:
-    storage = mongo()
-    stream_id = _seeded(storage)
-    storage.close()
-    _assert_unavailable(storage, stream_id, "closed")
-    assert mongo().read_raw(stream_id, None, None).column("i").to_pylist() == [1]
-
-
 @pytest.mark.parametrize("error", UNREACHABLE, ids=lambda e: type(e).__name__)
 def test_unreachable_mongodb(mongo, error) -> None:
     """pymongo's connection errors used to escape raw (or as a bare DatastreamException)."""
     storage = mongo()
-    stream_id = _seeded(storage)
+    stream_id = seeded(storage)
 
     def server_down(collection, method, args, kwargs):
         raise error
 
     mongo.client.fault = server_down
-    _assert_unavailable(storage, stream_id, "unreachable")
+    assert_unavailable(storage, stream_id, "unreachable")
     with pytest.raises(exceptions.StorageUnavailable, match="unavailable"):
         mongo()
     mongo.client.fault = None
@@ -136,7 +116,7 @@ def test_unreachable_mongodb(mongo, error) -> None:
 
 def test_mongodb_lock_release_unreachable(mongo) -> None:
     storage = mongo()
-    stream_id = _seeded(storage)
+    stream_id = seeded(storage)
 
     def release_fails(collection, method, args, kwargs):
         if method == "update_one" and args[1] == {"$set": {"lock": None}}:
@@ -150,7 +130,7 @@ def test_mongodb_lock_release_unreachable(mongo) -> None:
 
 def test_other_mongodb_errors_are_not_unavailability(mongo) -> None:
     storage = mongo()
-    stream_id = _seeded(storage)
+    stream_id = seeded(storage)
 
     def refused(collection, method, args, kwargs):
         raise pymongo.errors.OperationFailure("not authorized", code=13)

@@ -8,11 +8,10 @@ every bucket is materialised exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,30 +46,14 @@ def _points(stream: int) -> list[tuple[datetime.datetime, Any]]:
     return [(_at(offset + index * STEP), _value(stream, index)) for index in range(POINTS)]
 
 
-@contextlib.contextmanager
-def _factory(kind: str, request) -> Iterator[Callable[[], Any]]:
-    if kind == "mongodb":
-        from tests.mongo_support import mongo_backend_factory
-
-        with mongo_backend_factory() as factory:
-            yield factory
-    else:
-        from tests.servers import influx_backend_factory
-
-        with influx_backend_factory(request.getfixturevalue("influx_servers")) as factory:
-            yield factory
-
-
-@pytest.mark.parametrize("kind", ["mongodb", "influxdb"])
-def test_concurrent_appends_and_downsampling(kind: str, request) -> None:
-    with _factory(kind, request) as factory:
-        first = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
-        second = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
-        try:
-            _exercise(first, second)
-        finally:
-            first.close()
-            second.close()
+def test_concurrent_appends_and_downsampling(shared_factory) -> None:
+    first = datastream.Datastream(shared_factory(), clock=lambda: NOW, buffered=False)
+    second = datastream.Datastream(shared_factory(), clock=lambda: NOW, buffered=False)
+    try:
+        _exercise(first, second)
+    finally:
+        first.close()
+        second.close()
 
 
 def _exercise(first: datastream.Datastream, second: datastream.Datastream) -> None:
@@ -172,35 +155,33 @@ def _check_stream(
         assert sum(c or 0 for c in stored.column("c").to_pylist()) == len(non_null), level
 
 
-@pytest.mark.parametrize("kind", ["mongodb", "influxdb"])
-def test_rows_behind_another_writers_bound_are_folded_into_its_buckets(kind, request) -> None:
+def test_rows_behind_another_writers_bound_are_folded_into_its_buckets(shared_factory) -> None:
     """A stale writer may not append into a range another process closed (the check uses the
     stored bound); a point it accepted *before* that range closed and commits after is folded
     into the closed buckets, so that they never diverge from raw."""
-    with _factory(kind, request) as factory:
-        first = datastream.Datastream(factory(), clock=lambda: NOW, buffered=False)
-        second = datastream.Datastream(factory(), clock=lambda: NOW, buffer_seconds=3600)
-        try:
-            stream = first.ensure_stream({"n": "late"}, {}, ["mean", "median"], G.Seconds)
-            second.get_tags(stream)  # the second writer now caches the stream, no bound yet
-            for second_offset in range(60):
-                first.append(stream, 1.0, _at(second_offset))
-            second.append(stream, 100.0, _at(25.5), check_timestamp=False)  # buffered
-            first.downsample_streams(until=_at(60))
-            with pytest.raises(exceptions.InvalidTimestamp, match="downsampled"):
-                second.append(stream, 100.0, _at(26.5), check_timestamp=False)
-            second.flush()
+    first = datastream.Datastream(shared_factory(), clock=lambda: NOW, buffered=False)
+    second = datastream.Datastream(shared_factory(), clock=lambda: NOW, buffer_seconds=3600)
+    try:
+        stream = first.ensure_stream({"n": "late"}, {}, ["mean", "median"], G.Seconds)
+        second.get_tags(stream)  # the second writer now caches the stream, no bound yet
+        for second_offset in range(60):
+            first.append(stream, 1.0, _at(second_offset))
+        second.append(stream, 100.0, _at(25.5), check_timestamp=False)  # buffered
+        first.downsample_streams(until=_at(60))
+        with pytest.raises(exceptions.InvalidTimestamp, match="downsampled"):
+            second.append(stream, 100.0, _at(26.5), check_timestamp=False)
+        second.flush()
 
-            buckets = first.get_data(stream, G.Seconds10, start=EVER)
-            by_start = {point["t"]["a"].replace(second=point["t"]["a"].second // 10 * 10,
-                                                microsecond=0): point["v"] for point in buckets}
-            assert len(buckets) == 5
-            assert by_start[_at(20)]["c"] == 11
-            assert by_start[_at(20)]["s"] == 110.0
-            assert by_start[_at(20)]["n"] == 1.0
-            assert by_start[_at(10)]["c"] == 10 and by_start[_at(30)]["c"] == 10
-            assert len(first.get_data(stream, G.Seconds, start=EVER)) == 61
-            assert first.get_tags(stream)["downsampled_until"]["10seconds"] == _at(50)
-        finally:
-            first.close()
-            second.close()
+        buckets = first.get_data(stream, G.Seconds10, start=EVER)
+        by_start = {point["t"]["a"].replace(second=point["t"]["a"].second // 10 * 10,
+                                            microsecond=0): point["v"] for point in buckets}
+        assert len(buckets) == 5
+        assert by_start[_at(20)]["c"] == 11
+        assert by_start[_at(20)]["s"] == 110.0
+        assert by_start[_at(20)]["n"] == 1.0
+        assert by_start[_at(10)]["c"] == 10 and by_start[_at(30)]["c"] == 10
+        assert len(first.get_data(stream, G.Seconds, start=EVER)) == 61
+        assert first.get_tags(stream)["downsampled_until"]["10seconds"] == _at(50)
+    finally:
+        first.close()
+        second.close()

@@ -10,58 +10,10 @@ import pytest
 from datastream import exceptions
 from datastream.backends import duckdb as duckdb_backend
 from datastream.storage.base import MetaUpdate, RecordConflict, Storage, WriteBatch
-from tests.storage.rows import add_stream, raw_rows
+from tests.storage.rows import add_stream, level_pairs, level_rows, raw_pairs, raw_rows
 
 PART_ROWS = 4500  # rows per commit: more than a small chunk anywhere, more than a MongoDB chunk
 MINUTE = 60_000_000
-
-
-@pytest.fixture(params=["duckdb", "mongodb", "influxdb"])
-def factory(request, tmp_path):
-    """A callable opening a storage on one backend's data (on DuckDB, one file: opening
-    closes the object opened before, the store allowing one per process)."""
-    if request.param == "duckdb":
-        made = []
-
-        def open_duckdb():
-            for storage in made:
-                storage.close()
-            made.append(duckdb_backend.Backend(str(tmp_path / "store.duckdb")))
-            return made[-1]
-
-        yield open_duckdb
-        for storage in made:
-            storage.close()
-    elif request.param == "mongodb":
-        from tests.mongo_support import mongo_backend_factory
-
-        with mongo_backend_factory() as made:
-            yield made
-    else:
-        from tests.servers import influx_backend_factory
-
-        with influx_backend_factory(request.getfixturevalue("influx_servers")) as made:
-            yield made
-
-
-def level_rows(stream_id: str, times: list[int], counts: list[int]) -> pa.Table:
-    return pa.table({
-        "stream_id": pa.array([stream_id] * len(times), pa.string()),
-        "t": pa.array(times, pa.int64()),
-        "c": pa.array(counts, pa.int64()),
-    })
-
-
-def raw_of(storage, stream_id, start=None, end=None) -> list[tuple]:
-    rows = storage.read_raw(stream_id, start, end)
-    return list(zip(rows.column("t").to_pylist(), rows.column("i").to_pylist()))
-
-
-def level_of(storage, level_key, stream_id) -> list[tuple] | None:
-    rows = storage.read_level(level_key, stream_id, None, None)
-    if rows is None:
-        return None
-    return list(zip(rows.column("t").to_pylist(), rows.column("c").to_pylist()))
 
 
 def write_raw_parts(storage, stream_ids, parts=3, with_ties_at=None):
@@ -100,17 +52,17 @@ def test_drop_raw_before_deletes_the_rows_before_t_of_that_stream_only(factory):
     cut = 60_000  # inside the second commit's rows (and inside a chunk of it)
     write_raw_parts(storage, [a, b], with_ties_at=cut)
     storage.commit(WriteBatch(levels={"S": level_rows(a, [0, MINUTE], [1, 2])}))
-    before_a, before_b = raw_of(storage, a), raw_of(storage, b)
+    before_a, before_b = raw_pairs(storage, a), raw_pairs(storage, b)
     version = storage.get_stream(a).version
 
     storage.commit(WriteBatch(drop_raw_before={a: cut}))
     kept = [row for row in before_a if row[0] >= cut]
-    assert raw_of(storage, a) == kept
-    assert raw_of(storage, a, 0, None) == kept  # (a read the recent rows in memory may answer)
-    assert [t for t, _ in raw_of(storage, a, cut - 100, cut + 1)] == [cut] * 3  # t == T kept
-    assert raw_of(storage, a, None, cut) == []
-    assert raw_of(storage, b) == before_b
-    assert level_of(storage, "S", a) == [(0, 1), (MINUTE, 2)]
+    assert raw_pairs(storage, a) == kept
+    assert raw_pairs(storage, a, 0, None) == kept  # (a read the recent rows in memory may answer)
+    assert [t for t, _ in raw_pairs(storage, a, cut - 100, cut + 1)] == [cut] * 3  # t == T kept
+    assert raw_pairs(storage, a, None, cut) == []
+    assert raw_pairs(storage, b) == before_b
+    assert level_pairs(storage, "S", a) == [(0, 1), (MINUTE, 2)]
     assert storage.get_stream(a).version == version + 1
     assert storage.count_raw(a, None, None) == len(kept)
     assert storage.count_raw(a, None, cut) == 0
@@ -121,13 +73,13 @@ def test_drop_raw_before_deletes_the_rows_before_t_of_that_stream_only(factory):
 
     for again in (cut, cut - 500, 0):  # the same drop, or one reaching less: nothing more
         storage.commit(WriteBatch(drop_raw_before={a: again}))
-        assert raw_of(storage, a) == kept
+        assert raw_pairs(storage, a) == kept
     # rows written after a drop are not dropped by it, earlier than its time or not
     late, last = before_a[-1][0] + 10, -1
     storage.commit(WriteBatch(raw={a: raw_rows([5, late], ints=[last, last])}))
-    assert raw_of(storage, a) == [(5, last)] + kept + [(late, last)]
+    assert raw_pairs(storage, a) == [(5, last)] + kept + [(late, last)]
     assert storage.first_raw_time(a, None) == 5
-    assert raw_of(factory(), a) == [(5, last)] + kept + [(late, last)]  # as another object reads
+    assert raw_pairs(factory(), a) == [(5, last)] + kept + [(late, last)]  # as another object reads
 
 
 def test_level_drops_touch_one_level_of_one_stream(factory):
@@ -138,7 +90,7 @@ def test_level_drops_touch_one_level_of_one_stream(factory):
     everything = [(minute * MINUTE, 1) for minute in range(2 * size)]
     # each inside the rows of one commit (and DuckDB chunk)
     before, reopen = size * 2 // 3 * MINUTE, size * 4 // 3 * MINUTE
-    raw_before = raw_of(storage, a)
+    raw_before = raw_pairs(storage, a)
 
     storage.commit(WriteBatch(drop_levels_before={"S": {a: before}},
                               drop_levels_from={"m": {b: reopen}, "never": {a: 0}}))
@@ -151,9 +103,9 @@ def test_level_drops_touch_one_level_of_one_stream(factory):
 
     def check(reader):
         for (key, sid), rows in expected.items():
-            assert level_of(reader, key, sid) == rows, (key, sid)
-        assert level_of(reader, "never", a) is None
-        assert raw_of(reader, a) == raw_before
+            assert level_pairs(reader, key, sid) == rows, (key, sid)
+        assert level_pairs(reader, "never", a) is None
+        assert raw_pairs(reader, a) == raw_before
 
     check(storage)
     storage.commit(WriteBatch(drop_levels_before={"S": {a: before}},
@@ -173,8 +125,8 @@ def test_a_range_reopened_and_written_again_in_one_batch_shows_only_the_new_rows
     storage.commit(WriteBatch(drop_levels_from={"S": {a: reopen}},
                               levels={"S": level_rows(a, rewritten, [2] * 10)}))
     old = [(minute * MINUTE, 1) for minute in range(kept)]
-    assert level_of(storage, "S", a) == old + [(t, 2) for t in rewritten]
-    assert len(level_of(storage, "S", b)) == 2 * size
+    assert level_pairs(storage, "S", a) == old + [(t, 2) for t in rewritten]
+    assert len(level_pairs(storage, "S", b)) == 2 * size
 
     # later writes over and after what is left merge with it, one row per bucket
     storage.commit(WriteBatch(levels={"S": level_rows(a, [rewritten[5]], [3])}))
@@ -185,15 +137,15 @@ def test_a_range_reopened_and_written_again_in_one_batch_shows_only_the_new_rows
                  for minute in range(kept)]
                 + [(t, 3 if t == rewritten[5] else 2) for t in rewritten]
                 + [(reopen + 100 * MINUTE, 5)])
-    assert level_of(storage, "S", a) == expected
-    assert level_of(factory(), "S", a) == expected
+    assert level_pairs(storage, "S", a) == expected
+    assert level_pairs(factory(), "S", a) == expected
 
     # reopened with nothing written yet, then written past the reopened time
     storage = factory()
     storage.commit(WriteBatch(drop_levels_from={"S": {a: reopen}}))
     storage.commit(WriteBatch(levels={"S": level_rows(a, [reopen + 50 * MINUTE], [7])}))
     storage.commit(WriteBatch(levels={"S": level_rows(a, [reopen + 50 * MINUTE], [8])}))
-    assert level_of(storage, "S", a) == expected[:kept] + [(reopen + 50 * MINUTE, 8)]
+    assert level_pairs(storage, "S", a) == expected[:kept] + [(reopen + 50 * MINUTE, 8)]
 
 
 def test_a_batch_truncating_and_dropping_one_stream_does_both(factory):
@@ -203,9 +155,9 @@ def test_a_batch_truncating_and_dropping_one_stream_does_both(factory):
     storage.commit(WriteBatch(raw={a: raw_rows([30_005], ints=[-1])}, truncate_raw={a: 30_000},
                               drop_raw_before={a: 20_000}))
     expected = [(t, t // 10) for t in range(20_000, 30_000, 10)] + [(30_005, -1)]
-    assert raw_of(storage, a) == expected
+    assert raw_pairs(storage, a) == expected
     assert storage.count_raw(a, None, None) == len(expected)
-    assert raw_of(factory(), a) == expected
+    assert raw_pairs(factory(), a) == expected
 
 
 def test_drops_are_all_or_nothing_with_the_rest_of_the_batch(factory):
@@ -214,18 +166,18 @@ def test_drops_are_all_or_nothing_with_the_rest_of_the_batch(factory):
     write_raw_parts(storage, [a], parts=1)
     storage.commit(WriteBatch(levels={"S": level_rows(a, [0, MINUTE, 2 * MINUTE], [1, 1, 1])}))
     version = storage.get_stream(a).version
-    raw_before, level_before = raw_of(storage, a), level_of(storage, "S", a)
+    raw_before, level_before = raw_pairs(storage, a), level_pairs(storage, "S", a)
     batch = WriteBatch(drop_raw_before={a: 100}, drop_levels_before={"S": {a: MINUTE}},
                        drop_levels_from={"S": {a: 2 * MINUTE}},
                        meta={a: MetaUpdate(set={"retained": 100})}, expect={a: version - 1})
     with pytest.raises(RecordConflict):
         storage.commit(batch)
-    assert (raw_of(storage, a), level_of(storage, "S", a)) == (raw_before, level_before)
+    assert (raw_pairs(storage, a), level_pairs(storage, "S", a)) == (raw_before, level_before)
     assert storage.get_stream(a).meta["retained"] == 0
     batch.expect = {a: version}
     storage.commit(batch)
-    assert raw_of(storage, a) == [row for row in raw_before if row[0] >= 100]
-    assert level_of(storage, "S", a) == [(MINUTE, 1)]
+    assert raw_pairs(storage, a) == [row for row in raw_before if row[0] >= 100]
+    assert level_pairs(storage, "S", a) == [(MINUTE, 1)]
     assert storage.get_stream(a).meta["retained"] == 100
     assert storage.get_stream(a).version == version + 1
 
@@ -246,8 +198,8 @@ def test_bad_drops_are_refused_and_change_nothing(factory, batch):
     version = storage.get_stream(a).version
     with pytest.raises(exceptions.DatastreamException):
         storage.commit(batch(a))
-    assert raw_of(storage, a) == [(1, 1), (20, 2)]
-    assert level_of(storage, "S", a) == [(0, 1), (MINUTE, 1)]
+    assert raw_pairs(storage, a) == [(1, 1), (20, 2)]
+    assert level_pairs(storage, "S", a) == [(0, 1), (MINUTE, 1)]
     assert storage.get_stream(a).version == version
 
 
