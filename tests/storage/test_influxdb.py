@@ -340,7 +340,7 @@ def test_delete_streams_drops_series(storage):
     assert storage.read_raw(a, None, None).num_rows == 0
     assert storage.read_level("S", a, None, None).num_rows == 0
     assert raw_pairs(storage, b) == [(2, 2)]
-    with pytest.raises(exceptions.StreamNotFound):
+    with pytest.raises(exceptions.StreamAppendFailed, match="not found"):
         storage.commit(WriteBatch(raw={a: raw_rows([3])}))
 
 

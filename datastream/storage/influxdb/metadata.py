@@ -411,8 +411,8 @@ class PgMetadata:
     def check_versions(rows: dict[str, Stored], expect: dict[str, int],
                         touched: list[str]) -> None:
         """RecordConflict when a record is not at the version the batch was built from (a
-        missing record counts as changed: it was deleted meanwhile); StreamNotFound when the
-        batch writes to a stream that does not exist."""
+        missing record counts as changed: it was deleted meanwhile); StreamAppendFailed, like
+        every failed commit, when the batch writes to a stream that does not exist."""
         for sid, version in sorted(expect.items()):
             row = rows.get(sid)
             if row is None or row.version != version:
@@ -423,7 +423,7 @@ class PgMetadata:
                 )
         missing = [sid for sid in touched if sid not in rows]
         if missing:
-            raise exceptions.StreamNotFound(
+            raise exceptions.StreamAppendFailed(
                 f"stream {missing[0]!r} not found; nothing of the batch was stored"
             )
 

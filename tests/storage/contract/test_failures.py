@@ -48,15 +48,6 @@ def test_unknown_stream_fails_the_whole_batch(factory):
     assert raw_pairs(factory(), a) == [(1, 1), (7, 7)]
 
 
-INFLUXDB_RAISES_NOT_FOUND = pytest.mark.xfail(
-    strict=True, raises=exceptions.StreamNotFound,
-    reason="InfluxDB raises StreamNotFound, not StreamAppendFailed, for a batch writing to an "
-    "unknown stream")
-
-
-@pytest.mark.parametrize(
-    "factory", ["duckdb", "mongodb", pytest.param("influxdb", marks=INFLUXDB_RAISES_NOT_FOUND)],
-    indirect=True)
 def test_a_commit_to_an_unknown_stream_raises_stream_append_failed(factory):
     storage = factory()
     a = add_stream(storage, {"n": 1})
