@@ -176,6 +176,7 @@ class DuckDBStorage(Storage):
         self._con: duckdb.DuckDBPyConnection | None = None
         self._file: str | None = None
         self._entries: dict[str, _Entry] = {}
+        self._creating: dict[str, _Entry] = {}  # during a commit: the streams it creates
         self._keys: dict[int, _Entry] = {}
         self._levels: dict[str, _Level] = {}
         self._next_key = 1
@@ -345,16 +346,21 @@ class DuckDBStorage(Storage):
             touched = [self._entries[i] for i in sorted(batch.touched()) if i in self._entries]
             writes = _Writes(self._next_seq)
             failure = "DuckDB commit failed, nothing of the batch was stored"
-            with transaction(con, exceptions.StreamAppendFailed, failure):
-                self._delete(con, deleted)
-                self._insert_records(con, created)
-                lowered = self._drop(con, batch)
-                self._clear(con, batch, writes)
-                raw = self._write_raw(con, batch.raw, writes)
-                new_levels = self._write_levels(con, batch.levels, writes)
-                self._compact(con, writes)
-                self._store_chunks(con, writes)
-                new_meta = self._write_meta(con, batch.meta, {entry.key for entry in touched})
+            self._creating = {entry.stream_id: entry for entry in created}
+            try:
+                with transaction(con, exceptions.StreamAppendFailed, failure):
+                    self._delete(con, deleted)
+                    self._insert_records(con, created)
+                    lowered = self._drop(con, batch)
+                    self._clear(con, batch, writes)
+                    raw = self._write_raw(con, batch.raw, writes)
+                    new_levels = self._write_levels(con, batch.levels, writes)
+                    self._compact(con, writes)
+                    self._store_chunks(con, writes)
+                    new_meta = self._write_meta(con, batch.meta,
+                                                {entry.key for entry in touched})
+            finally:
+                self._creating = {}
             self._next_seq = writes.next_seq
             self._levels.update(new_levels)
             for entry in deleted:
@@ -410,12 +416,16 @@ class DuckDBStorage(Storage):
                 )
             if entry.version != version:
                 raise version_conflict(stream_id, entry.version, version)
+        earlier: list[StreamRecord] = []  # created by this batch: they count as existing
         for record, query in batch.create:
-            existing = self._matching(query)
+            existing = [entry.record() for entry in self._matching(query)]
+            existing += [other for other in earlier
+                         if tag_rules.matches(other.tags, query, other.stream_id)]
             if existing:
-                raise StreamExists(f"a stream matching {query!r} exists", existing[0].record())
+                raise StreamExists(f"a stream matching {query!r} exists", existing[0])
             if record.stream_id in self._entries:
                 raise ValueError(f"stream id {record.stream_id!r} already exists")
+            earlier.append(record)
 
     def _new_entries(self, create: list[tuple[StreamRecord, dict[str, Any]]]) -> list[_Entry]:
         entries = []
@@ -440,7 +450,10 @@ class DuckDBStorage(Storage):
         con.execute(f"DELETE FROM streams WHERE {STREAM_KEY} IN {keys}")
 
     def _key_of(self, stream_id: Any, what: str) -> int:
-        entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
+        """The integer key of a stored stream, or of one the batch being written creates."""
+        entry = None
+        if isinstance(stream_id, str):
+            entry = self._entries.get(stream_id) or self._creating.get(stream_id)
         if entry is None:
             raise ValueError(f"{what}: unknown stream {stream_id!r}")
         return entry.key

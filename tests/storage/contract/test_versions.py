@@ -68,15 +68,6 @@ def test_versions_move_once_per_commit_and_per_set_tags(factory):
     assert versions(storage, a, b) == [3, 4]  # another object reads the same
 
 
-DUCKDB_REFUSES_ROWS_OF_NEW_STREAMS = pytest.mark.xfail(
-    strict=True, raises=exceptions.StreamAppendFailed,
-    reason="DuckDB refuses raw rows for a stream created by the same batch (unknown stream)")
-
-
-@pytest.mark.parametrize(
-    "factory", [pytest.param("duckdb", marks=DUCKDB_REFUSES_ROWS_OF_NEW_STREAMS), "mongodb",
-                "influxdb"],
-    indirect=True)
 def test_a_stream_created_by_a_batch_writing_to_it_starts_at_version_0(factory):
     storage = factory()
     a = add_stream(storage, {"n": 1})
@@ -167,14 +158,6 @@ def test_create_refuses_a_stream_matching_an_existing_one(storage):
     assert ids_of(storage.find_streams(None)) == [a, b]
 
 
-DUCKDB_CREATES_BOTH = pytest.mark.xfail(
-    strict=True, reason="DuckDB stores two streams created by one batch with the same query "
-    "(no StreamExists): two records then match the query")
-
-
-@pytest.mark.parametrize(
-    "factory", [pytest.param("duckdb", marks=DUCKDB_CREATES_BOTH), "mongodb", "influxdb"],
-    indirect=True)
 def test_two_creations_in_one_batch_see_each_other(factory):
     storage = factory()
     a = add_stream(storage, {"host": "a"})
