@@ -128,6 +128,8 @@ class Commit:
         plan = self.plan
         try:
             self._check_unreserved()
+            for key, fields in plan.level_fields.items():
+                self.db.check_fields(key, fields)
             self._reserve_all()
             for key, fields in plan.level_fields.items():
                 self.db.register_fields(key, fields)

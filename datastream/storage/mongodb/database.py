@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import exceptions
+
+_KINDS = {
+    **dict.fromkeys(("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float",
+                     "double"), "number"),
+    "string": "text", "large_string": "text", "bool": "boolean",
+}
+
+
+def _same_kind(stored: str, given: str) -> bool:
+    """Whether values of type ``given`` may join a column stored as ``stored``."""
+    return "null" in (stored, given) or _KINDS.get(stored) == _KINDS.get(given)
+
 
 class Database:
     """``streams``, ``raw``, ``batches``, ``counters``, ``level_schemas`` (``schemas``),
@@ -24,6 +37,7 @@ class Database:
         self.schemas = db["level_schemas"]
         self.info = db["datastream_info"]
         self._indexed_levels: set[str] = set()
+        self._column_types: dict[tuple[str, str], str] = {}  # (level, column) -> a stored type
 
     def create_indexes(self) -> None:
         """The indexes every opener makes sure of (the level ones are made by :meth:`level`)."""
@@ -45,6 +59,25 @@ class Database:
     def level_keys(self) -> list[str]:
         """Keys of the levels ever registered (by :meth:`register_fields`)."""
         return [doc["_id"] for doc in self.schemas.find({}, {"_id": 1})]
+
+    def check_fields(self, level_key: str, fields: dict[str, tuple[str, int]]) -> None:
+        """StreamAppendFailed when a column would change kind (number, text, boolean): the
+        stored values of the level could then no longer be read as one Arrow column. A null
+        column takes any kind, and numbers of another width are cast on read. A column's
+        kind never changes once it holds values, so the kinds seen are remembered."""
+        known = self._column_types
+        if any((level_key, name) not in known for name in fields):
+            stored = (self.schemas.find_one({"_id": level_key}) or {}).get("fields", {})
+            for name, field in stored.items():
+                if field.get("type", "null") != "null":
+                    known[level_key, name] = field["type"]
+        for name, (alias, _) in sorted(fields.items()):
+            before = known.get((level_key, name))
+            if before is not None and not _same_kind(before, alias):
+                raise exceptions.StreamAppendFailed(
+                    f"nothing of the batch was stored: level {level_key!r} column {name!r}"
+                    f" holds {before} values, the batch gives {alias}"
+                )
 
     def register_fields(self, level_key: str, fields: dict[str, tuple[str, int]]) -> None:
         """Remember a level's column types (``name -> (type alias, position)``) before its

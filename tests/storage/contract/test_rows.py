@@ -184,14 +184,6 @@ def test_an_all_null_column_of_type_null(storage):
         assert rows.column("n").null_count == 2
 
 
-MONGODB_TAKES_ANY_TYPE = pytest.mark.xfail(
-    strict=True, reason="MongoDB stores a level column given in another type than the stored "
-    "one, and every later read of the level raises pyarrow's ArrowTypeError")
-
-
-@pytest.mark.parametrize(
-    "factory", ["duckdb", pytest.param("mongodb", marks=MONGODB_TAKES_ANY_TYPE), "influxdb"],
-    indirect=True)
 def test_a_level_column_of_another_type_is_refused(factory):
     """Text into the int column c: refused, nothing of the batch stored, the level readable."""
     storage = factory()
