@@ -14,11 +14,13 @@ than next to the installed sources, which may be read-only or shared between use
 A kernel may also be given a numpy *reference* giving the same bits
 (:meth:`Kernel.use_reference`). While its compiled code is not available (not compiled or loaded
 in this process yet, and no marker in the cache directory saying that a process compiled it for
-this source, numba and Python), a call runs the reference and hands the kernel to one background
-thread, which compiles it (or loads it from numba's cache) for the types of that call; later
-calls take the compiled code once it is ready. A first process on an empty cache then does not
-wait seconds for numba before its first chunk (:mod:`datastream.warmup` compiles everything
-ahead). The warm path is that of any kernel: the dispatcher is an attribute, checked per call.
+this source, numba and Python), a call runs the reference. Once the reference has cost about what
+compiling takes (:data:`COMPILE_AFTER`), one background thread compiles the kernel (or loads it
+from numba's cache) for the types of that call, and later calls take the compiled code. So a
+process on an empty cache does not wait seconds for numba before its first chunks, a short one
+never compiles what it hardly uses, and a long one gets the compiled code; ``datastream warmup``
+(:mod:`datastream.warmup`) compiles everything and leaves the markers. The warm path is that of
+any kernel: the dispatcher is an attribute, checked per call.
 
 Kernels that reduce segments to partial-state columns use the companion :func:`reduction`: it
 declares the columns a kernel reads and writes, so output allocation (dtypes from the state table
@@ -85,8 +87,9 @@ class Kernel:
         self.reference = reference
 
     def _first_calls(self, args: tuple) -> Any:
-        """A call before the dispatcher is set: the reference while the kernel compiles in the
-        background, else the dispatcher (compiling now if need be)."""
+        """A call before the dispatcher is set: the reference while no compiled code is
+        available (handing the kernel to the background thread once it has cost enough), else
+        the dispatcher, compiling now if need be."""
         if self.reference is not None and FALLBACK and (self._cold or not self._cached()):
             self._cold = True  # for this process: the marker is not looked up again
             began = time.perf_counter()
@@ -267,6 +270,18 @@ class _BackgroundCompiler:
 
 
 _background = _BackgroundCompiler()
+
+
+def _after_fork() -> None:
+    """A forked child has no compiling thread: its kernels may be handed to a new one."""
+    global _background
+    _background = _BackgroundCompiler()
+    for kernel in KERNELS:
+        kernel._queued = False
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _stamp(func: Any) -> str:

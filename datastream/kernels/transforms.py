@@ -17,7 +17,9 @@ Each kernel has a vectorised numpy twin (``int_costs_numpy``, ...) taking the sa
 giving bit-identical results: the same outputs, return values and cost estimates (the estimates
 add their terms in the kernels' order). The codec runs small chunks through the twins
 (:data:`NUMPY`), so a program that appends and reads a few points never loads numba, and large
-chunks through the kernels (:data:`NUMBA`). Importing this module imports no numba.
+chunks through the kernels (:data:`NUMBA`). The kernels also run their twins while they are not
+compiled (``jit.Kernel.use_reference``): a first process on an empty kernel cache does not wait
+for numba to compile them. Importing this module imports no numba.
 """
 
 from __future__ import annotations
