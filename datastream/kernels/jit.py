@@ -29,7 +29,6 @@ of ``kernels.state``) and argument order live here, and calls pass columns by na
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
 import sys
@@ -219,36 +218,31 @@ def reduction(
 
 
 class _BackgroundCompiler:
-    """One thread compiling the kernels whose calls fell back to their reference, in the order
-    they were first called. numba compiles under a process-wide lock, so one thread is all that
-    compiling in parallel could get. At exit, the kernel being compiled is finished (seconds at
-    most) and the others are left: their next process falls back and compiles them again."""
+    """One thread compiling the kernels handed to it, in the order they were handed. numba
+    compiles under a process-wide lock, so one thread is all that compiling in parallel could
+    get. Once the main thread has ended, the kernel being compiled is finished (the interpreter
+    waits for this non-daemon thread, so numba is never torn down under it: a second or two)
+    and the others are left: the next process falls back and compiles them again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: list[tuple[Kernel, tuple]] = []
         self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._registered = False
 
     def add(self, kernel: Kernel, args: tuple) -> None:
         with self._lock:
-            if kernel._queued or self._stopping:
+            if kernel._queued:
                 return
             kernel._queued = True
             self._queue.append((kernel, args))
             if self._thread is None:
-                if not self._registered:
-                    atexit.register(self.stop)
-                    self._registered = True
-                self._thread = threading.Thread(target=self._run, name="datastream-jit",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="datastream-jit")
                 self._thread.start()
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._queue or self._stopping:
+                if not self._queue or not threading.main_thread().is_alive():
                     self._thread = None
                     return
                 kernel, args = self._queue.pop(0)
@@ -258,15 +252,6 @@ class _BackgroundCompiler:
                 kernel.reference = None
             finally:
                 kernel._queued = False
-
-    def stop(self) -> None:
-        """Finish the current kernel, drop the rest (registered with ``atexit``: numba must
-        not be compiling while the interpreter shuts down)."""
-        with self._lock:
-            self._stopping = True
-            thread = self._thread
-        if thread is not None:
-            thread.join()
 
 
 _background = _BackgroundCompiler()
