@@ -296,7 +296,7 @@ def _file_digest(path: str) -> str:
     try:
         with open(path, "rb") as handle:
             return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:  # no source: never marked, so always compiled in the background first
+    except OSError:  # no source to hash: a key of this process alone, so no marker matches
         return os.urandom(16).hex()
 
 
