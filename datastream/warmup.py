@@ -2,10 +2,12 @@
 
 A cold kernel cache costs seconds of numba compilation on the first downsample. Running this
 once after installing (in a Dockerfile, or ``make install``) fills the per-user cache, so that
-later processes only load machine code. The signatures are the engine's own because the work
-goes through the public API, on a throwaway in-memory store: every value type and downsampler,
-all levels, a derived stream of every operator, and one chunk large enough for the codec's numba
-kernels (smaller chunks go through their numpy twins).
+later processes only load machine code; it also leaves the markers that make the kernels with a
+numpy reference take their compiled code from the first call (see :mod:`datastream.kernels.jit`).
+The signatures are the engine's own because the work goes through the public API, on a
+throwaway in-memory store: every value type and downsampler, all levels, a derived stream of
+every operator, and one chunk large enough for the codec's numba kernels (smaller chunks go
+through their numpy twins).
 """
 
 from __future__ import annotations
@@ -95,8 +97,12 @@ def run(report: Callable[[str], None] = print) -> list[KernelReport]:
 
     compiling = _compile_timer()
     began = time.perf_counter()
-    with event.install_listener("numba:compile", compiling), Datastream() as ds:
-        workload(ds)
+    fallback, jit.FALLBACK = jit.FALLBACK, False  # compile kernels that have a numpy reference too
+    try:
+        with event.install_listener("numba:compile", compiling), Datastream() as ds:
+            workload(ds)
+    finally:
+        jit.FALLBACK = fallback
     elapsed = time.perf_counter() - began
 
     report(f"datastream warmup: kernel cache in {jit.cache_dir()}")

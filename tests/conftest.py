@@ -14,6 +14,11 @@ import os
 import pytest
 
 import datastream
+from datastream.kernels import jit
+
+# Tests compare kernels with their numpy references: calls must run the compiled kernels, not
+# fall back to the references while they compile (tests/test_coldstart.py tests that, in children).
+jit.FALLBACK = False
 
 BACKENDS = ["duckdb"]
 if importlib.util.find_spec("datastream.storage.mongodb") and importlib.util.find_spec("mongomock"):

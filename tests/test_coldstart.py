@@ -170,3 +170,80 @@ def test_warmup_compiles_every_kernel_once(tmp_path) -> None:
     assert after["hours"] > 0
     assert after["hits"] > 0
     assert after["misses"] == 0  # a miss is a compile: warmup missed a signature the engine uses
+
+
+# A raw chunk past codec.NUMPY_BELOW rows and a downsample: the codec's kernels (which have numpy
+# references) and the downsampling kernels (which have none) all get called.
+FIRST_USE = """
+import datetime, hashlib, json, os, sys
+import duckdb
+import numpy as np
+import datastream
+from datastream.backends import duckdb as backend
+from datastream.kernels import jit
+
+start = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+times = 946_684_800_000_000 + np.cumsum(np.full(6000, 1_700_000))
+path = os.path.join(sys.argv[1], "store.duckdb")
+reads = hashlib.sha256()
+with datastream.Datastream(backend.Backend(path)) as ds:
+    a = ds.ensure_stream({"n": "a"}, {}, ["mean", "std_dev", "min", "count"], "seconds")
+    ds.append_arrays(a, times, np.round(np.sin(np.arange(6000.0)) * 100, 2), unit="us")
+    ds.flush()
+    ds.downsample_streams(until=start + datetime.timedelta(days=1))
+    for granularity in datastream.Granularity.values:
+        table = ds.get_data(a, granularity, start=start).to_arrow()
+        reads.update(json.dumps(table.to_pydict(), default=repr).encode())
+with duckdb.connect(path, read_only=True) as con:
+    chunks = con.execute("SELECT level, t0, t1, seq, part, rows, body FROM chunks ORDER BY ALL")
+    stored = hashlib.sha256(repr(chunks.fetchall()).encode()).hexdigest()
+with_reference = [k for k in jit.KERNELS if k.reference is not None]
+print(json.dumps({"stored": stored, "reads": reads.hexdigest(),
+                  "fell_back": sorted(k.__name__ for k in with_reference if k._cold),
+                  "compiled": sorted(k.__name__ for k in with_reference if k.loaded),
+                  "queued": sorted(k.__name__ for k in with_reference if k._queued)}))
+"""
+
+
+def test_first_use_on_an_empty_cache_runs_the_references_and_stores_the_same(tmp_path) -> None:
+    env = {"DATASTREAM_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": None}
+
+    def first_use(name: str) -> dict:
+        (tmp_path / name).mkdir()
+        return json.loads(python(FIRST_USE.replace("sys.argv[1]", repr(str(tmp_path / name))),
+                                 **env))
+
+    cold = first_use("cold")
+    assert cold["fell_back"] == ["decimal_costs", "decimal_decode", "decimal_encode",
+                                 "int_costs", "int_decode", "int_encode", "ratio_residuals",
+                                 "ulp_residuals"]
+    assert cold["compiled"] == cold["queued"] == []  # nothing compiled for them, nor waited for
+    python("from datastream.__main__ import main; main(['warmup'])", **env)
+    warm = first_use("warm")
+    assert warm["fell_back"] == [] and warm["compiled"] == cold["fell_back"]
+    assert (warm["stored"], warm["reads"]) == (cold["stored"], cold["reads"])
+
+
+BACKGROUND = """
+import json, time
+import numpy as np
+from datastream.kernels import jit, transforms
+
+jit.COMPILE_AFTER = 0.0  # the first call hands the kernel to the background thread
+x = jit.readonly(np.arange(100, dtype=np.int64), np.int64)
+first = transforms.int_costs(x)
+began = time.monotonic()
+while not transforms.int_costs.loaded and time.monotonic() - began < 600:
+    time.sleep(0.05)
+print(json.dumps({"same": transforms.int_costs(x) == first, "cold": transforms.int_costs._cold,
+                  "compiled": transforms.int_costs.loaded}))
+"""
+
+
+def test_a_kernel_compiles_in_the_background_once_its_reference_cost_enough(tmp_path) -> None:
+    env = {"DATASTREAM_CACHE_DIR": str(tmp_path), "NUMBA_CACHE_DIR": None}
+    assert json.loads(python(BACKGROUND, **env)) == {"same": True, "cold": True, "compiled": True}
+    assert [p.name.split("-")[0] for p in (tmp_path / "ready").iterdir()] == [
+        "datastream.kernels.transforms.int_costs"]
+    # the next process finds the marker: compiled code from the first call
+    assert json.loads(python(BACKGROUND, **env)) == {"same": True, "cold": False, "compiled": True}

@@ -11,6 +11,17 @@ read: so the decorator returns a :class:`Kernel` that imports numba and builds t
 its first call. The compiled code goes to a per-user cache directory (:func:`cache_dir`) rather
 than next to the installed sources, which may be read-only or shared between users.
 
+A kernel may also be given a numpy *reference* giving the same bits
+(:meth:`Kernel.use_reference`). While its compiled code is not available (not compiled or loaded
+in this process yet, and no marker in the cache directory saying that a process compiled it for
+this source, numba and Python), a call runs the reference. Once the reference has cost about what
+compiling takes (:data:`COMPILE_AFTER`), one background thread compiles the kernel (or loads it
+from numba's cache) for the types of that call, and later calls take the compiled code. So a
+process on an empty cache does not wait seconds for numba before its first chunks, a short one
+never compiles what it hardly uses, and a long one gets the compiled code; ``datastream warmup``
+(:mod:`datastream.warmup`) compiles everything and leaves the markers. The warm path is that of
+any kernel: the dispatcher is an attribute, checked per call.
+
 Kernels that reduce segments to partial-state columns use the companion :func:`reduction`: it
 declares the columns a kernel reads and writes, so output allocation (dtypes from the state table
 of ``kernels.state``) and argument order live here, and calls pass columns by name.
@@ -22,6 +33,7 @@ import functools
 import os
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +47,16 @@ OPTIONS = {"nogil": True, "error_model": "numpy"}
 KERNELS: list[Kernel] = []
 """Every kernel defined so far, in definition order (for warmup and its tests)."""
 
+COMPILE_AFTER = 1.0
+"""Seconds a kernel's reference may take in all before the kernel is compiled in the background:
+about what compiling one costs. Until then nothing competes with the caller for the CPU (numba
+compiles holding the GIL most of the time), and a short script never compiles the kernel."""
+
+FALLBACK = True
+"""Whether kernels with a reference run it while their compiled code is not available. Warmup
+and the tests that compare kernels with their references turn it off: every call then compiles
+(or loads) the kernel and runs it, as kernels without a reference always do."""
+
 
 class Kernel:
     """A kernel function that becomes a numba dispatcher when it is first called."""
@@ -42,15 +64,43 @@ class Kernel:
     def __init__(self, func: Any) -> None:
         functools.update_wrapper(self, func)
         self.py_func = func
+        self.reference: Callable[..., Any] | None = None
         self._dispatcher: Any = None
         self._lock = threading.Lock()
+        self._cold = False  # no compiled code at the first call: the reference runs
+        self._reference_seconds = 0.0  # spent in the reference so far
+        self._queued = False  # handed to the background compiler, not ready yet
+        self._marker: str | None = None
         KERNELS.append(self)
 
     def __call__(self, *args: Any) -> Any:
         dispatcher = self._dispatcher
         if dispatcher is None:
-            dispatcher = self.dispatcher()
+            return self._first_calls(args)
         return dispatcher(*args)
+
+    def use_reference(self, reference: Callable[..., Any]) -> None:
+        """Run ``reference`` while the compiled code is not available. It must take the same
+        arguments and give the same results, bit for bit (outputs, return values and their
+        Python types), as the tests of each such pair check."""
+        self.reference = reference
+
+    def _first_calls(self, args: tuple) -> Any:
+        """A call before the dispatcher is set: the reference while no compiled code is
+        available (handing the kernel to the background thread once it has cost enough), else
+        the dispatcher, compiling now if need be."""
+        if self.reference is not None and FALLBACK and (self._cold or not self._cached()):
+            self._cold = True  # for this process: the marker is not looked up again
+            began = time.perf_counter()
+            result = self.reference(*args)
+            self._reference_seconds += time.perf_counter() - began
+            if self._reference_seconds > COMPILE_AFTER:
+                _background.add(self, args)
+            return result
+        result = self.dispatcher()(*args)
+        if self.reference is not None:
+            self._mark()
+        return result
 
     def __repr__(self) -> str:
         return f"<kernel {self.py_func.__module__}.{self.py_func.__qualname__}>"
@@ -66,6 +116,38 @@ class Kernel:
             if self._dispatcher is None:
                 self._dispatcher = _jit(self.py_func)
             return self._dispatcher
+
+    def compile(self, args: tuple) -> None:
+        """Compile (or load from the cache) the signature of ``args``, then set the dispatcher:
+        until then, calls do not see it (the background compiler's step)."""
+        import numba
+
+        with self._lock:
+            if self._dispatcher is None:
+                dispatcher = _jit(self.py_func)
+                dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
+                self._dispatcher = dispatcher
+        self._mark()
+
+    def _cached(self) -> bool:
+        """Whether the marker of this kernel's compiled code is in the cache directory."""
+        if self._marker is None:
+            self._marker = os.path.join(cache_dir(), "ready",
+                                        f"{self.py_func.__module__}.{self.__qualname__}-"
+                                        f"{_stamp(self.py_func)}")
+        return os.path.exists(self._marker)
+
+    def _mark(self) -> None:
+        """Leave the marker: numba has just compiled or loaded this kernel, so its machine code
+        is in the cache (if the cache directory cannot be written, calls keep falling back)."""
+        if self._cached():
+            return
+        try:
+            os.makedirs(os.path.dirname(self._marker), exist_ok=True)
+            with open(self._marker, "x"):
+                pass
+        except OSError:  # read-only, or another process wrote it first
+            pass
 
 
 def kernel(func: Any) -> Kernel:
@@ -133,6 +215,106 @@ def reduction(
     """Make a function a :class:`Reduction` kernel (lazily compiled like :func:`kernel`) that
     takes ``inputs`` (name → dtype) and the state columns ``reads`` and fills ``writes``."""
     return lambda func: Reduction(func, inputs or {}, reads, writes)
+
+
+class _BackgroundCompiler:
+    """One thread compiling the kernels handed to it, in the order they were handed. numba
+    compiles under a process-wide lock, so one thread is all that compiling in parallel could
+    get. Once the main thread has ended, the kernel being compiled is finished (the interpreter
+    waits for this non-daemon thread, so numba is never torn down under it: a second or two)
+    and the others are left: the next process falls back and compiles them again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Kernel, tuple]] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, kernel: Kernel, args: tuple) -> None:
+        with self._lock:
+            if kernel._queued:
+                return
+            kernel._queued = True
+            self._queue.append((kernel, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="datastream-jit")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue or not threading.main_thread().is_alive():
+                    self._thread = None
+                    return
+                kernel, args = self._queue.pop(0)
+            try:
+                kernel.compile(args)
+            except Exception:  # noqa: BLE001 - the next call compiles in the foreground and raises
+                kernel.reference = None
+            finally:
+                kernel._queued = False
+
+
+_background = _BackgroundCompiler()
+
+
+def _after_fork() -> None:
+    """A forked child has no compiling thread: its kernels may be handed to a new one."""
+    global _background
+    _background = _BackgroundCompiler()
+    for kernel in KERNELS:
+        kernel._queued = False
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _stamp(func: Any) -> str:
+    """What the compiled code of ``func`` depends on, hashed: its module's source and that of
+    the kernels it calls (numba checks the same source files), numba's version and the
+    interpreter's (compiled code is cached per both)."""
+    import hashlib
+
+    seen = {func}
+    pending = [func]
+    while pending:
+        current = pending.pop()
+        for name in current.__code__.co_names:
+            value = current.__globals__.get(name)
+            if isinstance(value, Kernel) and value.py_func not in seen:
+                seen.add(value.py_func)
+                pending.append(value.py_func)
+    files = sorted({f.__code__.co_filename for f in seen})
+    parts = [sys.implementation.cache_tag, _numba_version(), *map(_file_digest, files)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+@functools.cache
+def _file_digest(path: str) -> str:
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:  # no source to hash: a key of this process alone, so no marker matches
+        return os.urandom(16).hex()
+
+
+@functools.cache
+def _numba_version() -> str:
+    """numba's version file (versioneer's, holding the version and revision), read without
+    importing numba, which is the point of asking."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("numba")
+    if spec is None or not spec.origin:
+        return "no numba"
+    folder = os.path.dirname(spec.origin)
+    for name in ("_version.py", "__init__.py"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return _file_digest(path)
+    return "unknown numba"
 
 
 def _jit(func: Any) -> Any:

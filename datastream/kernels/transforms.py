@@ -17,7 +17,9 @@ Each kernel has a vectorised numpy twin (``int_costs_numpy``, ...) taking the sa
 giving bit-identical results: the same outputs, return values and cost estimates (the estimates
 add their terms in the kernels' order). The codec runs small chunks through the twins
 (:data:`NUMPY`), so a program that appends and reads a few points never loads numba, and large
-chunks through the kernels (:data:`NUMBA`). Importing this module imports no numba.
+chunks through the kernels (:data:`NUMBA`). The kernels also run their twins while they are not
+compiled (``jit.Kernel.use_reference``): a first process on an empty kernel cache does not wait
+for numba to compile them. Importing this module imports no numba.
 """
 
 from __future__ import annotations
@@ -428,3 +430,12 @@ NUMBA = Implementation("numba", int_costs, int_encode, int_decode, decimal_costs
                        decimal_decode)
 NUMPY = Implementation("numpy", int_costs_numpy, int_encode_numpy, int_decode_numpy,
                        decimal_costs_numpy, decimal_encode_numpy, decimal_decode_numpy)
+
+# A kernel not compiled yet runs its twin meanwhile (``jit.Kernel.use_reference``): the codec may
+# take the kernels whatever the cache holds.
+int_costs.use_reference(int_costs_numpy)
+int_encode.use_reference(int_encode_numpy)
+int_decode.use_reference(int_decode_numpy)
+decimal_costs.use_reference(decimal_costs_numpy)
+decimal_encode.use_reference(decimal_encode_numpy)
+decimal_decode.use_reference(decimal_decode_numpy)

@@ -22,6 +22,10 @@ bit lengths, bits per value), else 0.0:
   ulps from ``numerator / divisor`` back to ``x``; returns ``(numerators_or, ulps_or, cost)``.
 
 Inputs are read-only arrays, as the codec passes them (one compiled signature per kernel).
+
+Each kernel has a numpy reference (:func:`ulp_residuals_numpy`, :func:`ratio_residuals_numpy`)
+built from the predictions of :mod:`.predictors` and the numpy transforms, with the same
+arguments and results: a process runs it while the kernel compiles (``jit.Kernel.use_reference``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.jit import kernel
-from ..kernels.transforms import POW10, V_LIMIT, _bits, _zigzag, shuffled_bits
+from ..kernels.transforms import (
+    POW10,
+    V_LIMIT,
+    _bits,
+    _histograms,
+    _zigzag,
+    _zigzag_in_place,
+    shuffled_bits,
+    shuffled_bits_numpy,
+)
 
 # |N| below 2**53: integers that a float64 holds exactly. Beyond, products are rounded.
 INT_LIMIT = float(2**53)
@@ -172,3 +185,65 @@ def _ratio(x, guess, divisor, numerators, ulps, rate):
     if rate:
         cost = shuffled_bits(numerator_lengths, n) + shuffled_bits(ulp_lengths, n)
     return numerators_or, ulps_or, cost
+
+
+# -- numpy references ----------------------------------------------------------------------------
+# ``predictors`` imports this module (for the ops), hence the imports inside the functions.
+
+
+def ulp_residuals_numpy(op, x_bits, f0, f1, i0, i1, scale, out, rate) -> tuple[int, float]:
+    """:func:`ulp_residuals` through ``predictors``: its function for ``op``, given the slots
+    in the order of the predictor's inputs."""
+    from . import predictors
+
+    predict = {p.op: p.predict for p in predictors.PREDICTORS.values()}[op]
+    with np.errstate(all="ignore"):
+        if op in (SAME, LESS_ONE):
+            guess = predict(i0)
+        else:
+            if op == MEAN_OFFSET:
+                guess = predict(f0, i0, f1)
+            elif op == SPAN_SECONDS:
+                guess = predict(i0, i1)
+            elif op == EXACT_SPREAD:
+                guess = predict(f0, f1, i0, scale)
+            else:  # SQUARES, SPREAD
+                guess = predict(f0, f1, i0)
+            guess[np.isnan(guess)] = 0.0
+            guess = guess.view(np.int64)
+        np.subtract(x_bits, guess, out=out)
+    _zigzag_in_place(out)
+    return int(np.bitwise_or.reduce(out)), _cost(out, rate)
+
+
+def ratio_residuals_numpy(op, x, f0, i0, i1, i2, i3, scale, numerators, ulps, rate
+                          ) -> tuple[int, int, float]:
+    """:func:`ratio_residuals` through ``predictors``."""
+    from . import predictors
+
+    predict = {p.op: p.predict for p in predictors.SCALED.values()}[op]
+    with np.errstate(all="ignore"):
+        if op == OFFSETS_RATIO:
+            guess, divisor = predict(i0, i1, i2, i3)
+        else:
+            guess, divisor = predict(f0, i0, scale)
+    numerator = predictors.numerators(x, divisor, guess)
+    back = predictors.quotients(numerator, divisor)
+    with np.errstate(over="ignore"):
+        np.subtract(numerator, guess, out=numerators)
+        np.subtract(x.view(np.int64), back.view(np.int64), out=ulps)
+    _zigzag_in_place(numerators)
+    _zigzag_in_place(ulps)
+    return (int(np.bitwise_or.reduce(numerators)), int(np.bitwise_or.reduce(ulps)),
+            _cost(numerators, rate) + _cost(ulps, rate))
+
+
+def _cost(z: np.ndarray, rate: bool) -> float:
+    """:func:`shuffled_bits` of zigzagged ``z`` when ``rate``, else 0.0 (as the kernels)."""
+    if not rate:
+        return 0.0
+    return float(shuffled_bits_numpy(_histograms(z[None, :]), z.shape[0])[0])
+
+
+ulp_residuals.use_reference(ulp_residuals_numpy)
+ratio_residuals.use_reference(ratio_residuals_numpy)
