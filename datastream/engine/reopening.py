@@ -16,6 +16,7 @@ points re-derive as usual.
 from __future__ import annotations
 
 from .. import exceptions
+from ..downsamplers import raw_medians
 from ..granularity import from_us
 from .changes import ChangeSet
 from .state import StreamState
@@ -41,7 +42,7 @@ def reopen_points(state: StreamState, start_us: int) -> dict[str, int]:
         need = point
     if points and state.raw_floor is not None:
         first = state.first_level
-        from_raw = min(points.values()) if "median" in state.value_downsamplers else (
+        from_raw = min(points.values()) if raw_medians(state.value_downsamplers) else (
             points.get(first.key, min(points.values())))
         if from_raw < state.raw_floor:
             raise exceptions.InvalidTimestamp(
