@@ -202,6 +202,20 @@ def test_a_level_column_of_another_type_is_refused(factory):
     assert level_pairs(factory(), "S", a) == [(0, 1), (10, 2)]
 
 
+def test_another_object_refuses_a_column_kind_the_first_one_stored(factory):
+    """The kinds a level's columns hold are decided by what is stored, not by what one
+    storage object has seen: a second object (another process) is refused alike."""
+    first = factory()
+    a = add_stream(first, {"n": 1})
+    first.commit(WriteBatch(levels={"S": level_rows(a, [0, 10], [1, 2])}))
+    second = factory()
+    with pytest.raises(exceptions.StreamAppendFailed, match="column 'c'"):
+        second.commit(WriteBatch(levels={"S": pa.table({"stream_id": [a], "t": [20],
+                                                        "c": ["text"]})}))
+    second.commit(WriteBatch(levels={"S": level_rows(a, [20], [3])}))  # the same kind is fine
+    assert level_pairs(factory(), "S", a) == [(0, 1), (10, 2), (20, 3)]
+
+
 def test_level_keys_differing_by_case_are_separate(storage):
     a = add_stream(storage, {"n": 1})
     storage.commit(WriteBatch(levels={"s": level_rows(a, [0], [1]),
