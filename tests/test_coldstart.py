@@ -157,11 +157,19 @@ print(json.dumps({"hours": len(hours), "hits": hits, "misses": misses}))
 """
 
 
-def test_warmup_compiles_every_kernel_once(tmp_path) -> None:
-    env = {"DATASTREAM_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": None}
-    report = python("from datastream.__main__ import main; main(['warmup'])", **env)
+@pytest.fixture(scope="module")
+def warmed(tmp_path_factory) -> tuple[dict, str]:
+    """A kernel cache filled by ``datastream warmup`` (compiling takes a while: done once for
+    the tests of this module), as the environment selecting it, and warmup's report."""
+    cache = tmp_path_factory.mktemp("warmed") / "cache"
+    env = {"DATASTREAM_CACHE_DIR": str(cache), "NUMBA_CACHE_DIR": None}
+    return env, python("from datastream.__main__ import main; main(['warmup'])", **env)
+
+
+def test_warmup_compiles_every_kernel_once(tmp_path, warmed) -> None:
+    env, report = warmed
     lines = report.splitlines()
-    assert lines[0] == f"datastream warmup: kernel cache in {tmp_path / 'cache'}"
+    assert lines[0] == f"datastream warmup: kernel cache in {env['DATASTREAM_CACHE_DIR']}"
     kernels = len(jit.KERNELS)
     assert lines[-1].startswith(f"{kernels} kernels ready ({kernels} compiled, 0 from the cache)")
     assert "NOT USED" not in report
@@ -205,21 +213,21 @@ print(json.dumps({"stored": stored, "reads": reads.hexdigest(),
 """
 
 
-def test_first_use_on_an_empty_cache_runs_the_references_and_stores_the_same(tmp_path) -> None:
-    env = {"DATASTREAM_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": None}
+def test_first_use_on_an_empty_cache_runs_the_references_and_stores_the_same(
+        tmp_path, warmed) -> None:
+    empty = {"DATASTREAM_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": None}
 
-    def first_use(name: str) -> dict:
+    def first_use(name: str, env: dict) -> dict:
         (tmp_path / name).mkdir()
         return json.loads(python(FIRST_USE.replace("sys.argv[1]", repr(str(tmp_path / name))),
                                  **env))
 
-    cold = first_use("cold")
+    cold = first_use("cold", empty)
     assert cold["fell_back"] == ["decimal_costs", "decimal_decode", "decimal_encode",
                                  "int_costs", "int_decode", "int_encode", "ratio_residuals",
                                  "ulp_residuals"]
     assert cold["compiled"] == cold["queued"] == []  # nothing compiled for them, nor waited for
-    python("from datastream.__main__ import main; main(['warmup'])", **env)
-    warm = first_use("warm")
+    warm = first_use("warm", warmed[0])  # after datastream warmup
     assert warm["fell_back"] == [] and warm["compiled"] == cold["fell_back"]
     assert (warm["stored"], warm["reads"]) == (cold["stored"], cold["reads"])
 
