@@ -48,12 +48,25 @@ def open_backend(config: dict[str, Any]) -> Any:
     if kind == "influxdb":
         from datastream.backends import influxdb
 
-        return influxdb.Backend(dict(config["influx"]), dict(config["metadata"]))
+        return short_leases(influxdb.Backend(dict(config["influx"]), dict(config["metadata"])))
     if kind == "mongodb":
         from datastream.backends import mongodb
 
-        return mongodb.Backend(config["database"], uri=config["uri"])
+        return short_leases(mongodb.Backend(config["database"], uri=config["uri"]))
     raise ValueError(f"unknown backend kind {kind!r}")
+
+
+LEASE_SECONDS = 10.0
+
+
+def short_leases(storage: Any) -> Any:
+    """The storage with maintenance leases of LEASE_SECONDS instead of a minute: a killed
+    child's leases still have to expire before the next child may take them over, but the
+    final run waits seconds for that, not a minute (a flush here takes milliseconds)."""
+    lock = storage.maintenance_lock
+    storage.maintenance_lock = lambda stream_id, ttl_seconds=LEASE_SECONDS: lock(stream_id,
+                                                                                ttl_seconds)
+    return storage
 
 
 def ensure_streams(ds: datastream.Datastream) -> dict[str, str]:

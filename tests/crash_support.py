@@ -37,8 +37,9 @@ EVER = datetime.datetime.min
 LEVEL_WIDTHS = {"10seconds": 10, "minutes": 60, "10minutes": 600, "hours": 3600,
                 "6hours": 21600, "days": 86400}
 # A child killed inside a flush on a shared backend leaves stream leases behind that the next
-# children wait for (60 s on InfluxDB + PostgreSQL and MongoDB); a cycle waits this long for
-# progress and then kills the child wherever it is. The final run must finish regardless.
+# children wait for (crash_child.LEASE_SECONDS on InfluxDB + PostgreSQL and MongoDB); a cycle
+# waits this long for progress and then kills the child wherever it is. The final run must
+# finish regardless.
 PROGRESS_PATIENCE = 5.0
 FINAL_TIMEOUT = 600.0
 
