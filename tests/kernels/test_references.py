@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datastream.kernels import jit, transforms
@@ -46,13 +46,13 @@ def assert_references_agree(values: dict, scale: int) -> None:
             assert type(kernel_cost) is type(cost)
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=60)  # every example runs every prediction twice
 @given(level_tables() | cascaded_levels(), st.integers(0, predictors.MAX_SQUARED_SCALE))
 def test_residual_references_give_the_kernels_bits(table, scale):
     assert_references_agree(filled_columns(table), scale)
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=60)
 @given(st.integers(0, 40).flatmap(special_columns),
        st.integers(0, predictors.MAX_SQUARED_SCALE))
 def test_residual_references_agree_on_special_values(values, scale):

@@ -27,7 +27,7 @@ SPECIAL_FLOATS = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931
 NAN_PAYLOADS = [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF0000000000001, 0xFFFFFFFFFFFFFFFF]
 settings.register_profile("codec", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-CODEC_SETTINGS = settings(settings.get_profile("codec"), max_examples=150)
+CODEC_SETTINGS = settings(settings.get_profile("codec"), max_examples=100)
 
 
 # == strategies =================================================================================
