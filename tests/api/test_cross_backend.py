@@ -198,9 +198,10 @@ def snapshot(ds: datastream.Datastream, ids: dict[str, str]) -> dict[str, Any]:
         highest = tags["highest_granularity"]
         for granularity in G.values:
             if granularity <= highest:
-                levels[granularity.name] = [
-                    _typed(point) for point in ds.get_data(stream_id, granularity, start=EVER)
-                ]
+                # the columnar export: every value exactly (1 told from 1.0 by type or by
+                # canonical JSON), at a fraction of the cost of a dict per bucket
+                levels[granularity.name] = ds.get_data(stream_id, granularity,
+                                                       start=EVER).to_arrow()
         tags["highest_granularity"] = str(highest)
         result[name] = {"tags": _typed(tags), "levels": levels}
     return result
@@ -233,10 +234,11 @@ def test_identical_results_on_every_backend(influx_servers) -> None:
 
     reference = snapshots["duckdb"]
     # the workload must exercise what it claims to
-    assert len(reference["floats"]["levels"]["seconds"]) == 160
+    assert reference["floats"]["levels"]["seconds"].num_rows == 160
     assert any(v is None for _, v in workload()["mixed"])
-    assert reference["total"]["levels"]["seconds"] and reference["slope"]["levels"]["seconds"]
-    assert len(reference["floats"]["levels"]["10seconds"]) > 15_000  # empty buckets included
+    assert reference["total"]["levels"]["seconds"].num_rows > 0
+    assert reference["slope"]["levels"]["seconds"].num_rows > 0
+    assert reference["floats"]["levels"]["10seconds"].num_rows > 15_000  # empty buckets included
     for backend_name in ("mongodb", "influxdb"):
         other = snapshots[backend_name]
         assert other.keys() == reference.keys()
@@ -244,6 +246,9 @@ def test_identical_results_on_every_backend(influx_servers) -> None:
             assert other[name]["tags"] == reference[name]["tags"], (backend_name, name)
             for level, points in reference[name]["levels"].items():
                 theirs = other[name]["levels"][level]
+                assert theirs.schema == points.schema, (backend_name, name, level)
                 assert len(theirs) == len(points), (backend_name, name, level)
-                for index, (mine, their) in enumerate(zip(points, theirs)):
-                    assert their == mine, (backend_name, name, level, index)
+                if not theirs.equals(points):
+                    for index, (mine, their) in enumerate(zip(points.to_pylist(),
+                                                              theirs.to_pylist())):
+                        assert _typed(their) == _typed(mine), (backend_name, name, level, index)
