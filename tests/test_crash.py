@@ -5,7 +5,7 @@ Children (tests/crash_child.py) append and flush in a loop and acknowledge each 
 in a side file; the parent kills them at random moments and checks the reopened store after
 every kill (tests/crash_support.py), then lets a last child run to a clean close.
 
-CI: 10 kills on a DuckDB file and 4 on InfluxDB + PostgreSQL (the children's maintenance
+CI: 7 kills on a DuckDB file and 4 on InfluxDB + PostgreSQL (the children's maintenance
 leases last 10 s: the final run waits that long for a killed writer's leases to expire);
 MongoDB only against a real server (``DATASTREAM_MONGODB_URI``). ``DATASTREAM_CRASH_KILLS`` sets the
 kills per backend for a longer run, ``DATASTREAM_CRASH_SEED`` replays one; bench/crash_soak.py
@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import BACKENDS
 from tests.crash_support import CrashHarness
 
-KILLS = {"duckdb": 10, "influxdb": 4, "mongodb": 6}
+KILLS = {"duckdb": 7, "influxdb": 4, "mongodb": 6}
 CRASH_BACKENDS = ["duckdb"]
 if "influxdb" in BACKENDS:
     CRASH_BACKENDS.append("influxdb")

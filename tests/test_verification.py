@@ -25,7 +25,7 @@ UTC = datetime.timezone.utc
 T0 = datetime.datetime(2000, 1, 1, 23, 59, tzinfo=UTC)
 ALL = ["count", "sum", "sum_squares", "min", "max", "mean", "std_dev", "median",
        "most_often", "least_often", "frequencies"]
-PROPERTY = settings(max_examples=25, deadline=None,
+PROPERTY = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -337,7 +337,7 @@ RAW_STEPS = st.lists(
 
 
 @given(RAW_STEPS, st.integers(0, 12), st.integers(-2, 45), st.integers(0, 50))
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_raw_reads_served_from_memory_match_the_stored_chunks(tmp_path, steps, limit, start,
                                                               length):
