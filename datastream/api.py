@@ -418,7 +418,7 @@ class Datastream:
                         )
                         slot = value_types.slot(encoded)
                         value = value_types.decode_value(encoded, lane.value_type, lane.options)
-                    if buffers.add_point(stream_id, timestamp_us, slot):
+                    if buffers.add_point(stream_id, timestamp_us, slot, buffer):
                         self._after_write()
                     return {
                         "stream_id": stream_id,

@@ -82,10 +82,14 @@ class Buffers:
             self._oldest = time.monotonic()
         return buffer
 
-    def add_point(self, stream_id: str, timestamp_us: int, slot: Any) -> bool:
+    def add_point(
+        self, stream_id: str, timestamp_us: int, slot: Any, buffer: StreamBuffer | None = None
+    ) -> bool:
         """Buffer one validated point; True when the buffers are due for a flush now (the
-        per-point path: adding and :meth:`due` in one call)."""
-        buffer = self.streams.get(stream_id)
+        per-point path: adding and :meth:`due` in one call). ``buffer``: the stream's buffer
+        when the caller already looked it up (``streams.get(stream_id)``)."""
+        if buffer is None:
+            buffer = self.streams.get(stream_id)
         if buffer is None or self._oldest is None:
             buffer = self.get(stream_id)
         buffer.timestamps.append(timestamp_us)

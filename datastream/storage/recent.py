@@ -26,7 +26,9 @@ import pyarrow as pa
 
 from .base import RAW_SCHEMA
 
-MERGE_ROWS = 65_536  # appended rows join the last part while it is smaller than this
+MERGE_ROWS = 65_536  # appended rows join the last part while it is smaller than this,
+SMALL_ROWS = 4_096  # when they are fewer than this: larger ones are a part of their own, so
+# a commit of a full buffer (10,000 points) never copies the rows kept before it
 
 
 @dataclasses.dataclass
@@ -41,7 +43,7 @@ class Entry:
     rows: int = 0
 
     def append(self, rows: pa.Table) -> None:
-        if self.parts and self.parts[-1].num_rows < MERGE_ROWS:
+        if self.parts and self.parts[-1].num_rows < MERGE_ROWS and rows.num_rows < SMALL_ROWS:
             self.parts[-1] = pa.concat_tables([self.parts[-1], rows]).combine_chunks()
         elif rows.num_rows:
             self.parts.append(rows)

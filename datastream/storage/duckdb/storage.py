@@ -80,6 +80,10 @@ from .connection import (
 SCHEMA_VERSION = "4"
 PIECE_BYTES = 8_000  # inline in DuckDB, and 2048 of them are 16 MB (module docstring)
 FEW_ROWS = 4  # up to this many rows are written by parameterised statements, not an Arrow view
+# Up to this many chunk pieces are inserted by one multi-row VALUES statement: cheaper than
+# registering an Arrow view up to ~16 rows (1 row 1.3 vs 3.7 ms, 5 rows 2.1 vs 3.3 ms, 16 rows
+# about even), and than a statement per row from 2 rows on.
+FEW_PIECES = 12
 STREAM_KEY = "stream_key"
 RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (module docstring): ~30 bytes each
 
@@ -728,12 +732,18 @@ class DuckDBStorage(Storage):
     def _store_chunks(self, con: duckdb.DuckDBPyConnection, writes: _Writes) -> None:
         if writes.drop:
             con.execute(f"DELETE FROM chunks WHERE seq IN {key_list(writes.drop)}")
-        count = sum(-(-len(c.body) // PIECE_BYTES) for c in writes.new)
-        if count <= FEW_ROWS:  # a statement per row costs less than registering a table
-            for c in writes.new:
-                for part, piece in enumerate(pieces_of(c.body)):
-                    con.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [c.stream_key, c.level, c.t0, c.t1, c.seq, part, c.rows, piece])
+        if not writes.new:
+            return
+        count = sum(max(1, -(-len(c.body) // PIECE_BYTES)) for c in writes.new)
+        if count <= FEW_PIECES:  # one statement costs less than registering a table
+            values = [
+                value
+                for c in writes.new
+                for part, piece in enumerate(pieces_of(c.body))
+                for value in (c.stream_key, c.level, c.t0, c.t1, c.seq, part, c.rows, piece)
+            ]
+            rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * (len(values) // 8))
+            con.execute(f"INSERT INTO chunks VALUES {rows}", values)
             return
         table = _pieces_table(writes.new)
         con.register("_ds_chunks", table)
