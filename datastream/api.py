@@ -12,14 +12,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import sys
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from . import downsamplers, exceptions, notebook
 from . import tags as tag_rules
@@ -30,6 +28,7 @@ from .engine.core import Engine
 from .engine.metadata import public_tags
 from .engine.state import StreamState
 from .granularity import EPOCH, MAX_US, MIN_US, Granularity, from_us, resolve
+from .lazy import pa, uuid
 from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists

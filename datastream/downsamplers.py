@@ -52,15 +52,14 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from . import exceptions, frequencies
+from . import exceptions, frequencies, level_export
 from .exact import HIGH_ACCURACY, ExactState, exact_std, merge_states
 from .exact import WIDE as WIDE  # re-exported
 from .granularity import US_PER_SECOND, from_us
 from .kernels import buckets, combine, partials
 from .kernels import state as level_state
-from .level_export import UTC_MICROS as UTC_MICROS  # re-exported
+from .lazy import pa
 from .level_export import (
     arrow_column,
     float_array,
@@ -74,8 +73,24 @@ from .raw_numbers import NumericRaw, item_float_state, kinds_of
 NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
 ALL_TYPES = frozenset((NUMERIC, NOMINAL, GRAPH))
 
-_ARROW_TYPES = {np.int64: pa.int64(), np.float64: pa.float64(), str: pa.string()}
-LEVEL_SCHEMA = pa.schema([(c.name, _ARROW_TYPES[c.dtype]) for c in level_state.COLUMNS])
+
+
+@functools.cache
+def level_schema() -> pa.Schema:
+    """The Arrow schema of level rows (``LEVEL_SCHEMA``), built on first use: it needs pyarrow,
+    which ``import datastream`` leaves for later (see datastream.lazy)."""
+    arrow_types = {np.int64: pa.int64(), np.float64: pa.float64(), str: pa.string()}
+    return pa.schema([(c.name, arrow_types[c.dtype]) for c in level_state.COLUMNS])
+
+
+def __getattr__(name: str) -> Any:
+    """``LEVEL_SCHEMA`` and the re-exported ``UTC_MICROS``, once pyarrow is wanted."""
+    if name == "LEVEL_SCHEMA":
+        value = globals()[name] = level_schema()
+        return value
+    if name == "UTC_MICROS":
+        return level_export.utc_micros()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # == level rows as numpy columns, for the finalize rules ========================================
@@ -369,7 +384,7 @@ def partials_from_raw(
     most_often / least_often / frequencies of numeric streams need.
     """
     if raw.num_rows == 0:
-        return LEVEL_SCHEMA.empty_table()
+        return level_schema().empty_table()
     if with_frequencies is None:
         with_frequencies = value_type == NOMINAL
     t = np.asarray(raw.column("t").to_numpy(), dtype=np.int64)
@@ -445,7 +460,7 @@ def combine_partials(
     ``t``. Medians cannot be merged: with ``raw`` (the raw rows of the same span) they are
     recomputed from it, otherwise they are null."""
     if child.num_rows == 0:
-        return LEVEL_SCHEMA.empty_table()
+        return level_schema().empty_table()
     child_t = _column(child, "t")
     if np.any(np.diff(child_t) < 0):
         child = child.take(pa.array(np.argsort(child_t, kind="stable")))
@@ -512,7 +527,7 @@ def _medians_from_raw(columns: dict, raw: pa.Table, width_us: int, exact: bool) 
 
 def _level_table(columns: dict[str, Any], size: int) -> pa.Table:
     arrays = []
-    for field in LEVEL_SCHEMA:
+    for field in level_schema():
         value = columns.get(field.name)
         if value is None:
             arrays.append(pa.nulls(size, field.type))
@@ -523,7 +538,7 @@ def _level_table(columns: dict[str, Any], size: int) -> pa.Table:
             arrays.append(float_array(value))
         else:
             arrays.append(pa.array(value, field.type))
-    return pa.Table.from_arrays(arrays, schema=LEVEL_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=level_schema())
 
 
 def fill_empty(rows: pa.Table, start_us: int, end_us: int, width_us: int) -> pa.Table:

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
+from .lazy import pa
 from .raw_kinds import HIGH_ACCURACY, KIND_EXACT, KIND_FLOAT, KIND_INT
 
 # Results are rounded to 64 significant digits (HIGH_ACCURACY, behaviour §5.1; downsamplers read

@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from .kernels import order
+from .lazy import pa
 from .raw_kinds import KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_JSON, canonical_json
 from .raw_numbers import texts as _texts
 

@@ -8,12 +8,11 @@ column name is escaped. No pandas: these are a handful of Python values.
 from __future__ import annotations
 
 import datetime
-import html
 import json
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
+from .lazy import html, pa
 
 EDGE_ROWS = 5  # rows shown at each end of a long table
 

@@ -1,7 +1,12 @@
 """Modules imported on first use, so that ``import datastream`` stays cheap.
 
-``pyarrow.compute`` builds hundreds of wrapper functions with their docstrings when imported
-(~0.1 s), and only reads and some encodings need it.
+pyarrow loads its C++ library (and with it ``socket``, ``uuid``, ``decimal``) in about a third of
+what ``import datastream`` costs, and ``pyarrow.compute`` builds hundreds of wrapper functions
+with their docstrings (~0.1 s) on top: the modules that ``import datastream`` loads refer to them
+through the stand-ins below, which import the real module on the first attribute access (a
+stream's first append, flush or read). The same holds, on a smaller scale, for ``uuid`` and
+``html``. Annotations such as ``pa.Table`` are not evaluated (every
+module uses ``from __future__ import annotations``), so they do not count as an access.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ class LazyModule:
         self._lazy_name = name
 
     def __getattr__(self, attribute: str) -> Any:
+        import os
+        import traceback
+        if os.environ.get("LAZYTRAP") and not attribute.startswith("__"):
+            traceback.print_stack(limit=3)
+            print("ACCESS", self._lazy_name, attribute)
         module = importlib.import_module(self._lazy_name)
         # later lookups find the attribute here and no longer reach __getattr__
         self.__dict__.update(vars(module))
@@ -26,4 +36,7 @@ class LazyModule:
         return f"<lazy module {self._lazy_name!r}>"
 
 
+pa = LazyModule("pyarrow")
 pc = LazyModule("pyarrow.compute")
+uuid = LazyModule("uuid")  # loads platform and its helpers; only new streams need it
+html = LazyModule("html")  # html.entities' table; only notebook displays need it

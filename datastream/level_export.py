@@ -6,12 +6,26 @@ turns them into what callers see.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-UTC_MICROS = pa.timestamp("us", tz="UTC")
+from .lazy import pa
+
+
+@functools.cache
+def utc_micros() -> pa.DataType:
+    """Arrow's UTC microsecond timestamp type (``UTC_MICROS``), made on first use: pyarrow is
+    imported on first use too (see datastream.lazy)."""
+    return pa.timestamp("us", tz="UTC")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UTC_MICROS":
+        return utc_micros()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def float_array(values: np.ndarray) -> pa.Array:
@@ -44,4 +58,4 @@ def frequency_map(column: list) -> pa.Array:
 
 def time_column(result: np.ndarray, is_time: bool) -> pa.Array:
     """A time downsampler's result: UTC timestamps (``is_time``) or float seconds."""
-    return pa.array(result).cast(UTC_MICROS) if is_time else float_array(result)
+    return pa.array(result).cast(utc_micros()) if is_time else float_array(result)

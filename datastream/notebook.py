@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import pyarrow as pa
-
 from .html_tables import table_html
+from .lazy import pa
 
 
 def running_shell() -> Any:

@@ -13,10 +13,10 @@ from decimal import Decimal
 from itertools import pairwise
 
 import numpy as np
-import pyarrow as pa
 
 from .exact import ExactState, exact_median, exact_values, merge_states
 from .kernels import order
+from .lazy import pa
 from .raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NULL
 
 

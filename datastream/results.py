@@ -13,16 +13,15 @@ Using results and their exports: the user guide, docs/guide/api.md ("Reading dat
 from __future__ import annotations
 
 import dataclasses
-import html
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
-import pyarrow as pa
 
 from . import exceptions, html_tables
 from .granularity import GranularityLevel
+from .lazy import html, pa
 from .tags import RESERVED_TAGS
 
 DEFAULT_BATCH = 1000

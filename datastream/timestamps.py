@@ -19,10 +19,10 @@ import numbers
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from . import exceptions
 from .granularity import EPOCH, MAX_US, MIN_US, to_us
+from .lazy import pa
 from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 from .values import show
 

@@ -61,10 +61,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from . import exceptions
-from .lazy import pc
+from .lazy import pa, pc
 from .messages import show
 from .raw_kinds import (
     HIGH_ACCURACY,
@@ -76,7 +75,7 @@ from .raw_kinds import (
     KIND_NULL,
     canonical_json,
 )
-from .storage.base import RAW_SCHEMA
+from .storage.base import raw_schema
 from .units import INT64_MAX, INT64_MIN
 
 # The kinds, HIGH_ACCURACY, canonical_json and the int64 bounds live in raw_kinds and units; other
@@ -444,7 +443,7 @@ def _table(timestamps: np.ndarray, kinds: Any, ints: Any, floats: Any, texts: An
             floats,
             texts,
         ],
-        schema=RAW_SCHEMA,
+        schema=raw_schema(),
     )
 
 
@@ -454,7 +453,7 @@ def encode_table(timestamps_us: np.ndarray, encoded: Sequence[Encoded]) -> pa.Ta
     if len(timestamps) != len(encoded):
         raise ValueError(f"{len(timestamps)} timestamps for {len(encoded)} values")
     if not len(encoded):
-        return RAW_SCHEMA.empty_table()
+        return raw_schema().empty_table()
     kinds, ints, floats, texts = zip(*encoded)
     return _table(
         timestamps,
@@ -494,7 +493,7 @@ def encode_slots(timestamps_us: Sequence[int], slots: Sequence[Any]) -> pa.Table
     if len(timestamps_us) != count:
         raise ValueError(f"{len(timestamps_us)} timestamps for {count} values")
     if not count:
-        return RAW_SCHEMA.empty_table()
+        return raw_schema().empty_table()
     timestamps = np.array(timestamps_us, dtype=np.int64)
     kinds = set(map(type, slots))
     if len(kinds) == 1:

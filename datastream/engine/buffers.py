@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from .. import values
-from ..storage.base import RAW_SCHEMA
+from ..lazy import pa
+from ..storage.base import raw_schema
 
 _monotonic = time.monotonic
 
@@ -51,11 +51,11 @@ class StreamBuffer:
         """All buffered points as one table sorted by t (stable: append order kept)."""
         self._seal()
         if not self.tables:
-            return RAW_SCHEMA.empty_table()
-        if len(self.tables) == 1 and self.tables[0].schema.equals(RAW_SCHEMA):
+            return raw_schema().empty_table()
+        if len(self.tables) == 1 and self.tables[0].schema.equals(raw_schema()):
             table = self.tables[0]
         else:
-            table = pa.concat_tables([t.cast(RAW_SCHEMA) for t in self.tables])
+            table = pa.concat_tables([t.cast(raw_schema()) for t in self.tables])
         timestamps = table.column("t").to_numpy()
         if timestamps.size > 1 and np.any(timestamps[1:] < timestamps[:-1]):
             order = np.argsort(timestamps, kind="stable")

@@ -9,9 +9,8 @@ go through :attr:`ChangeSet.view`.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from ..storage.base import RAW_SCHEMA, MetaUpdate, WriteBatch
+from ..lazy import pa
+from ..storage.base import MetaUpdate, WriteBatch, raw_schema
 from ..units import INT64_MIN
 from .downsampling import LevelStep
 from .state import StreamState
@@ -89,7 +88,7 @@ class ChangeSet:
                 self._raw[stream_id] = [slice_t(pending, None, replace_from)]
                 self._raw_joined.pop(stream_id, None)
         if table.num_rows:
-            self._raw.setdefault(stream_id, []).append(table.cast(RAW_SCHEMA))
+            self._raw.setdefault(stream_id, []).append(table.cast(raw_schema()))
             self._raw_joined.pop(stream_id, None)
             t = table.column("t").to_numpy()
             state.extend(int(t.min()), int(t.max()))

@@ -13,7 +13,6 @@ import contextlib
 import random
 import threading
 import time
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 from .. import exceptions
 from ..granularity import MIN_US
+from ..lazy import uuid
 from ..messages import show
 from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators, reopening, retention

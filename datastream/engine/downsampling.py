@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pyarrow as pa
-
 from .. import downsamplers
 from ..granularity import GranularityLevel
+from ..lazy import pa
 from .state import StreamState
 from .view import conform, slice_t
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pyarrow as pa
 
-from ..downsamplers import LEVEL_SCHEMA
-from ..lazy import pc
+from ..downsamplers import level_schema
+from ..lazy import pa, pc
 from .level_store import StoredLevel
 
 MIN_PAGE = 1000  # stored rows are read at least this many buckets at a time
@@ -90,7 +89,7 @@ class LevelRows:
         buckets (at least ``min_page``) unless the positions are (nearly) contiguous."""
         ks = indices(compose(self._view, positions))
         if not ks.size:
-            return LEVEL_SCHEMA.empty_table()
+            return level_schema().empty_table()
         ascending = ks if ks[0] <= ks[-1] else ks[::-1]
         found, found_t = self._stored.find(ascending, max(page, self._min_page))
         return assemble(self._grid.starts(ks), found, found_t)
@@ -112,24 +111,24 @@ def assemble(starts: np.ndarray, found: pa.Table, stored_t: np.ndarray) -> pa.Ta
     taken = found.take(pa.array(np.where(hit, at, 0), mask=~hit))
     present = pa.array(hit)
     columns = []
-    for field in LEVEL_SCHEMA:
+    for field in level_schema():
         if field.name == "t":
             columns.append(pa.array(starts, pa.int64()))
         elif field.name in _COUNTED:
             columns.append(pc.if_else(present, taken.column(field.name), pa.scalar(0, pa.int64())))
         else:
             columns.append(taken.column(field.name))
-    return pa.Table.from_arrays(columns, schema=LEVEL_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=level_schema())
 
 
 def _empty_buckets(starts: np.ndarray) -> pa.Table:
     zeros = pa.array(np.zeros(starts.size, dtype=np.int64))
     columns = []
-    for field in LEVEL_SCHEMA:
+    for field in level_schema():
         if field.name == "t":
             columns.append(pa.array(starts, pa.int64()))
         elif field.name in _COUNTED:
             columns.append(zeros)
         else:
             columns.append(pa.nulls(starts.size, field.type))
-    return pa.Table.from_arrays(columns, schema=LEVEL_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=level_schema())

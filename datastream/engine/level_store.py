@@ -14,14 +14,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
-from ..downsamplers import LEVEL_SCHEMA
+from ..downsamplers import level_schema
+from ..lazy import pa
 
 if TYPE_CHECKING:
     from .level_grid import Grid
 
-Reader = Callable[[int, int], pa.Table]
+Reader = Callable[[int, int], "pa.Table"]  # a string: pyarrow is imported on first use
 """``read(start_us, end_us)``: LEVEL_SCHEMA rows with start_us <= t < end_us."""
 
 KEEP = 2  # windows kept: one being iterated plus one more (an export, or a random access page)
@@ -81,7 +81,7 @@ class StoredLevel:
         """
         page = max(1, page)
         if not ks.size:
-            return LEVEL_SCHEMA.empty_table(), np.zeros(0, dtype=np.int64)
+            return level_schema().empty_table(), np.zeros(0, dtype=np.int64)
         lo, hi = int(ks[0]), int(ks[-1]) + 1
         if hi - lo <= page:
             lo, hi = lo // page * page, min(-(-hi // page) * page, self._grid.size)

@@ -6,8 +6,8 @@
 * At normal interpreter exit every engine is flushed. The exit path must not depend on
   imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
   Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
-  the threading module has shut down. Importing that module now makes the late pandas import
-  succeed.
+  the threading module has shut down. Importing that module when the first engine registers
+  makes the late pandas import succeed.
 * After ``fork()`` the child drops the buffers it inherited (they belong to the parent, which
   flushes them) and starts its own flusher when it needs one.
 """
@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures.thread  # noqa: F401 - see the module docstring
 import os
 import sys
 import threading
@@ -36,6 +35,8 @@ _exiting = False
 def register(engine: Engine) -> None:
     """Flush ``engine`` in the background and at exit from now on."""
     global _thread
+    import concurrent.futures.thread  # noqa: F401 - for the exit flush: see the module docstring
+
     with _guard:
         _engines.add(engine)
         if _thread is None or not _thread.is_alive():

@@ -22,12 +22,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pyarrow as pa
 
 from .. import downsamplers, exceptions, values
 from ..granularity import MIN_US, GranularityLevel
+from ..lazy import pa
 from ..raw_kinds import KIND_NULL
-from ..storage.base import RAW_SCHEMA
+from ..storage.base import raw_schema
 from ..units import INT64_MIN, US_PER_SECOND
 from .changes import EVERYTHING, ChangeSet
 from .operator_specs import Batch, spec
@@ -250,14 +250,14 @@ def _unprocessed(
         rows = _read(changes, source, done + 1, watermark + 1)
     else:
         new = changes.new_raw(source.stream_id)
-        rows = RAW_SCHEMA.empty_table() if new is None else slice_t(new, done + 1,
+        rows = raw_schema().empty_table() if new is None else slice_t(new, done + 1,
                                                                       watermark + 1)
     new = _new_rows(changes, source)
     origin = _origin(state)
     if new is not None and (origin is None or done >= origin):
         at_done = slice_t(new, done, done + 1)
         if at_done.num_rows:  # appended at the processed time, after what was processed there
-            rows = pa.concat_tables([at_done.cast(RAW_SCHEMA), rows.cast(RAW_SCHEMA)])
+            rows = pa.concat_tables([at_done.cast(raw_schema()), rows.cast(raw_schema())])
     return rows
 
 
@@ -440,7 +440,7 @@ def _output_table(state: StreamState, t: np.ndarray, v: np.ndarray) -> pa.Table:
                 "f": pa.nulls(size, pa.float64()),
                 "s": pa.array(["1"] * size, pa.string()),
             },
-            schema=RAW_SCHEMA,
+            schema=raw_schema(),
         )
     return values.encode_arrays(t, v, "numeric", state.options, state.stream_id)
 

@@ -13,11 +13,10 @@ import datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from .. import downsamplers, exceptions, values
+from .. import downsamplers, exceptions, level_export, values
 from ..granularity import GranularityLevel, from_us_array
-from ..lazy import pc
+from ..lazy import pa, pc
 from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_NULL
 from ..results import DEFAULT_BATCH, Datapoints, ReadContext, TableRows
 from ..storage.base import Storage
@@ -26,8 +25,6 @@ from .level_grid import Grid, LevelRows
 from .level_store import StoredLevel
 from .state import StreamState
 from .view import conform
-
-UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 
 @dataclasses.dataclass
@@ -202,7 +199,7 @@ def raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
     """Raw export: ``t`` timestamp[us, UTC]; ``v`` int64/float64 for plain numeric streams,
     exact decimal text in high-accuracy mode, canonical JSON text for nominal and graph.
     A column of one kind is exported as it is stored (no copy)."""
-    t = table.column("t").cast(UTC_MICROS)
+    t = table.column("t").cast(level_export.utc_micros())
     if value_type == "numeric" and not options.get("high_accuracy"):
         kinds = values.kinds_of(table)
         low, high = (int(kinds.min()), int(kinds.max())) if len(kinds) else (KIND_INT, KIND_INT)
@@ -244,7 +241,7 @@ def level_arrow(
         exported = exported.add_column(0, "t", table.column("t"))
     t = exported.column("t")
     if not pa.types.is_timestamp(t.type):
-        exported = exported.set_column(0, "t", t.cast(pa.int64()).cast(UTC_MICROS))
+        exported = exported.set_column(0, "t", t.cast(pa.int64()).cast(level_export.utc_micros()))
     return exported
 
 

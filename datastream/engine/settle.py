@@ -9,9 +9,9 @@ outputs of one stream are the inputs of the next, all in the same commit.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from .. import downsamplers
+from ..lazy import pa
 from .changes import EVERYTHING, ChangeSet
 from .downsampling import LevelStep, close_buckets
 from .operators import derive, sources_first

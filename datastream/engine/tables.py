@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from .. import downsamplers
-from ..downsamplers import LEVEL_SCHEMA
+from ..downsamplers import level_schema
 from ..granularity import GranularityLevel
-from ..storage.base import RAW_SCHEMA, Storage
+from ..lazy import pa
+from ..storage.base import Storage, raw_schema
 from ..values import canonical_json
 from .reading import Range, level_arrow, level_grid, raw_arrow
 from .state import StreamState
@@ -90,7 +90,7 @@ def _raw_parts(storage: Any, states: list[StreamState], query: Range) -> dict[st
     lo, hi = query.raw_bounds()
     ids = [state.stream_id for state in states]
     if query.empty or (lo is not None and hi is not None and lo >= hi):
-        stored = {sid: RAW_SCHEMA.empty_table() for sid in ids}
+        stored = {sid: raw_schema().empty_table() for sid in ids}
     else:
         stored = _read_raw_many(storage, ids, lo, hi)
     return {
@@ -121,7 +121,7 @@ def _level_parts(
     for state in states:
         grid = grids[state.stream_id]
         rows = stored.get(state.stream_id)
-        rows = LEVEL_SCHEMA.empty_table() if rows is None else conform(rows)
+        rows = level_schema().empty_table() if rows is None else conform(rows)
         if grid.size:
             rows = downsamplers.fill_empty(slice_t(rows, grid.first, grid.end), grid.first,
                                            grid.end, level.width_us)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from .. import downsamplers
-from ..lazy import pc
-from ..storage.base import RAW_SCHEMA, Storage
+from ..lazy import pa, pc
+from ..storage.base import Storage, raw_schema
 from ..storage.base import conform as conform_to
 from ..units import INT64_MIN
 
@@ -81,7 +80,7 @@ class PendingView:
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
         changes = self.changes
-        stored = RAW_SCHEMA.empty_table()
+        stored = raw_schema().empty_table()
         if changes.has_stored_rows(stream_id):
             cut = changes.truncated.get(stream_id)
             stored_end = end_us if cut is None else (cut if end_us is None else min(end_us, cut))
@@ -100,7 +99,7 @@ class PendingView:
             elif not stored.num_rows:
                 result = new
             else:
-                result = pa.concat_tables([stored.cast(RAW_SCHEMA), new.cast(RAW_SCHEMA)])
+                result = pa.concat_tables([stored.cast(raw_schema()), new.cast(raw_schema())])
                 # stored rows come first among equal times: they were appended earlier
                 result = sort_stable(result)
         if reverse and result.num_rows:

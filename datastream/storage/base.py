@@ -19,28 +19,39 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
 import numbers
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
-
 from .. import exceptions
-from ..lazy import pc
+from ..lazy import pa, pc
 from ..units import US_PER_SECOND
+
 
 # Raw datapoints. ``k`` is the value kind (numbered in datastream.raw_kinds): 0 null, 1 int
 # (``i``), 2 float (``f``), 3 exact number as text (``s``: Decimal or big int), 4 JSON (``s``:
 # nominal or graph value), 5 pre-aggregated numeric dict as JSON (``s``).
-RAW_SCHEMA = pa.schema(
-    [
-        ("t", pa.int64()),
-        ("k", pa.int8()),
-        ("i", pa.int64()),
-        ("f", pa.float64()),
-        ("s", pa.string()),
-    ]
-)
+@functools.cache
+def raw_schema() -> pa.Schema:
+    """The Arrow schema of raw rows (``RAW_SCHEMA``), built on first use: it needs pyarrow,
+    which ``import datastream`` leaves for later (see datastream.lazy)."""
+    return pa.schema(
+        [
+            ("t", pa.int64()),
+            ("k", pa.int8()),
+            ("i", pa.int64()),
+            ("f", pa.float64()),
+            ("s", pa.string()),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RAW_SCHEMA":
+        value = globals()[name] = raw_schema()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The first window the default ``Storage.first_raw_time`` reads (each next one is twice as long).

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datastream.kernels import jit, transforms
+from datastream.kernels import buckets, jit, transforms
 from datastream.storage import codec, predictors, residuals
 from tests.storage.test_codec import CODEC_SETTINGS, cascaded_levels, level_tables
 from tests.storage.test_residuals import EVERY_PREDICTION, filled_columns, special_columns
@@ -22,7 +22,8 @@ def test_the_codec_kernels_fall_back_to_their_twins() -> None:
              for f in dataclasses.fields(transforms.Implementation)[1:]}
     # the transforms' twins are compared with the kernels in tests/kernels/test_transforms.py
     assert with_reference == {**twins, "ulp_residuals": residuals.ulp_residuals_numpy,
-                              "ratio_residuals": residuals.ratio_residuals_numpy}
+                              "ratio_residuals": residuals.ratio_residuals_numpy,
+                              "bucket_bounds": buckets.bucket_bounds_numpy}
 
 
 def assert_references_agree(values: dict, scale: int) -> None:
@@ -57,3 +58,17 @@ def test_residual_references_give_the_kernels_bits(table, scale):
        st.integers(0, predictors.MAX_SQUARED_SCALE))
 def test_residual_references_agree_on_special_values(values, scale):
     assert_references_agree(values, scale)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-10**15, 10**15), max_size=60), st.booleans(),
+       st.sampled_from([1, 7, 1_000_000, 60_000_000, 86_400_000_000]))
+def test_bucket_bounds_reference_gives_the_kernels_bits(times, ordered, width) -> None:
+    """Sorted timestamps (what callers pass) and unsorted ones, into slots that start dirty."""
+    t = jit.readonly(np.array(sorted(times) if ordered else times, dtype=np.int64), np.int64)
+    outputs = []
+    for run in (buckets.bucket_bounds.dispatcher(), buckets.bucket_bounds.reference):
+        starts, bounds = np.full(len(t), 7, np.int64), np.full(len(t) + 1, 9, np.int64)
+        count = run(t, np.int64(width), starts, bounds)
+        outputs.append((count, type(count), starts.tolist(), bounds.tolist()))
+    assert outputs[0] == outputs[1]
