@@ -22,11 +22,6 @@ class LazyModule:
         self._lazy_name = name
 
     def __getattr__(self, attribute: str) -> Any:
-        import os
-        import traceback
-        if os.environ.get("LAZYTRAP") and not attribute.startswith("__"):
-            traceback.print_stack(limit=3)
-            print("ACCESS", self._lazy_name, attribute)
         module = importlib.import_module(self._lazy_name)
         # later lookups find the attribute here and no longer reach __getattr__
         self.__dict__.update(vars(module))
