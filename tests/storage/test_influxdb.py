@@ -5,7 +5,9 @@ Runs against throwaway servers (tests/servers.py); each test gets fresh database
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
 import math
 import random
 import warnings
@@ -88,6 +90,135 @@ def test_level_rows_of_uncommitted_batches_only_read_as_nothing(visible_batches)
                 frozenset({7, 8}): [(5, 2), (9, 3)]}[frozenset(visible_batches)]
     got = zip(table.column("t").to_pylist(), table.column("count").to_pylist())
     assert [(t.timestamp(), c) for t, c in got] == expected
+
+
+class StreamedResponse:
+    """A chunked query response: ``body`` under ``content_type``, in blocks of a few bytes (so
+    documents are split anywhere)."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body, self.headers = body, {"Content-Type": content_type}
+
+    def iter_content(self, chunk_size):
+        for start in range(0, len(self.body), 7):
+            yield self.body[start:start + 7]
+
+
+class AnsweringSession:
+    """Stands for the backend's InfluxSession: every query gets ``response``."""
+
+    def __init__(self, response: StreamedResponse) -> None:
+        self.response = response
+
+    @contextlib.contextmanager
+    def query(self, database, statement, bind, chunk_size):
+        yield self.response
+
+
+def _kb(batch: int, k: int | None) -> int:
+    from datastream.storage.influxdb import points
+
+    return batch << points.KIND_BITS | (points.NULL_KIND if k is None else k + points.KIND_OFFSET)
+
+
+# Chunks of one raw read as InfluxDB sends them, each with its own columns: a batch whose number
+# is a tag (decimal mantissas, plain floats, special floats, a second ordinal series) and a
+# small batch with the number in a field (ints, text, a big int, a null kind, no value).
+RAW_CHUNKS = [
+    (["time", "_kb", "_d2_f", "f", "_nf_f", "_ord", "_b"], [
+        [3_000, None, 2366, None, None, None, str(_kb(5, 2))],
+        [5_001, None, None, 0.1 + 0.2, None, None, str(_kb(5, 2))],
+        [5_002, None, None, None, "nan", None, str(_kb(5, 2))],
+        [5_000, None, None, None, "-0", "1", str(_kb(5, 2))],
+    ]),
+    (["time", "_kb", "i", "s", "_ord"], [
+        [1_000, _kb(6, 1), 7, None, None],
+        [3_001, _kb(6, 3), None, "1.5", None],
+        [5_003, _kb(6, 1), 2**62, None, None],
+        [9_000, _kb(6, None), None, None, None],
+        [9_001, _kb(7, 1), 8, None, None],
+    ]),
+    (["time", "_kb", "_d2_f", "_ord", "_b"], [[9_002, None, -5, None, str(_kb(5, 2))]]),
+]
+# (t µs, k, i, f, s) in time and insertion order; batch 7 is hidden (pending, say)
+RAW_EXPECTED = [
+    (1, 1, 7, None, None), (3, 2, None, 23.66, None), (3, 3, None, None, "1.5"),
+    (5, 2, None, 0.1 + 0.2, None), (5, 2, None, math.nan, None), (5, 1, 2**62, None, None),
+    (5, 2, None, -0.0, None), (9, None, None, None, None), (9, 2, None, -0.05, None),
+]
+
+
+def _documents(chunks) -> list[dict]:
+    series = [{"name": "datastream_raw", "columns": columns, "values": values, "partial": True}
+              for columns, values in chunks]
+    return [{"results": [{"statement_id": 0, "series": [one], "partial": True}]}
+            for one in series]
+
+
+def _joined_as_before(documents) -> tuple[dict, int]:
+    """How ``points.select`` joined the chunks before it took them as tuples: a list per
+    column, extended chunk by chunk (the reference the new path must equal)."""
+    parts = [(series["columns"], series["values"]) for document in documents
+             for result in document["results"] for series in result.get("series", [])]
+    names = list(dict.fromkeys(name for columns, _ in parts for name in columns))
+    result = {name: [] for name in names}
+    for columns, values in parts:
+        for name, column in zip(columns, zip(*values)):
+            result[name].extend(column)
+        for name in names:
+            if name not in columns:
+                result[name].extend([None] * len(values))
+    result["time"] = np.array(result["time"], dtype=np.int64)
+    return result, sum(len(values) for _, values in parts)
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def _same_rows(got: list[tuple], expected: list[tuple]) -> bool:
+    """Equal, NaN equal to NaN and -0.0 told from 0.0."""
+    def key(value):
+        if isinstance(value, float):
+            return ("float", math.copysign(1, value), "nan" if math.isnan(value) else value)
+        return value
+    return [tuple(map(key, row)) for row in got] == [tuple(map(key, row)) for row in expected]
+
+
+@pytest.mark.parametrize("encoding", ["msgpack", "json"])
+def test_raw_reads_decode_mixed_chunks_as_before(encoding):
+    """A read whose chunks carry different columns (tag and field batch numbers, decimal
+    mantissas, plain and special floats, ints, text, nulls, ordinals past SLOTS) decodes to
+    the rows written, and to what the former list-based join gave."""
+    import msgpack
+
+    from datastream.storage.influxdb import points
+
+    documents = _documents(RAW_CHUNKS)
+    if encoding == "msgpack":
+        response = StreamedResponse(b"".join(msgpack.packb(d) for d in documents),
+                                    "application/x-msgpack")
+    else:
+        response = StreamedResponse("".join(json.dumps(d) + "\n" for d in documents).encode(),
+                                    "application/json")
+    columns, count = points.select(AnsweringSession(response), "db", points.RAW_MEASUREMENT,
+                                   "a", 0, points.MIN_NS, points.MAX_NS,
+                                   points.stored_fields(RAW_SCHEMA))
+    before, before_count = _joined_as_before(documents)
+    assert count == before_count == 10
+    assert np.array_equal(columns["time"], before["time"])
+
+    def visible(batches, _):
+        return batches != 7
+
+    table = points.raw_table(columns, count, visible)
+    assert table.schema == RAW_SCHEMA
+    assert _same_rows(_rows(table), _rows(points.raw_table(before, before_count, visible)))
+    assert _same_rows(_rows(table), RAW_EXPECTED)
+    reverse = points.raw_table(columns, count, visible, reverse=True)
+    assert _same_rows(_rows(reverse),
+                      _rows(points.raw_table(before, before_count, visible, reverse=True)))
+    assert reverse.column("t").to_pylist() == [9, 9, 5, 5, 5, 5, 3, 3, 1]
 
 
 # -- line protocol names -------------------------------------------------------------------------
