@@ -29,7 +29,7 @@ Queries stream MessagePack (JSON as a fallback) and are decoded into Arrow colum
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -328,14 +328,16 @@ def select(session: InfluxSession, database: str, measurement: str, sid: str, ep
     InfluxDB returns the points holding at least one of the selected fields: raw points
     whose batch is a tag are found by their value fields (or, without any, by the field).
     Values travel as bound parameters; the time range is always explicit. With ``limit``,
-    only the first points by time (over all the stream's series)."""
+    only the first points by time (over all the stream's series). Points come in no
+    particular order: without ``limit``, grouped by their tags (a series at a time, its tag
+    values sent once rather than with every point: a quarter less to encode and decode)."""
     batch = batch_field(measurement)
+    tags = [ORD_TAG, RAW_BATCH_TAG] if measurement == RAW_MEASUREMENT else [ORD_TAG]
     selected = [lp.quote_identifier(batch)]
     if fields:
         selected.append(lp.field_pattern(list(fields)))
-    selected.append(lp.quote_identifier(ORD_TAG))
-    if measurement == RAW_MEASUREMENT:
-        selected.append(lp.quote_identifier(RAW_BATCH_TAG))
+    if limit is not None:  # one series: the first points over all of them
+        selected.extend(lp.quote_identifier(tag) for tag in tags)
     statement = (
         f"SELECT {', '.join(selected)} FROM {lp.quote_identifier(measurement)} WHERE"
         f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
@@ -343,21 +345,28 @@ def select(session: InfluxSession, database: str, measurement: str, sid: str, ep
     )
     if limit is not None:
         statement += f" ORDER BY time ASC LIMIT {int(limit)}"
+    else:
+        statement += " GROUP BY " + ", ".join(lp.quote_identifier(tag) for tag in tags)
     bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
-    parts: list[tuple[Sequence[str], list[tuple], int]] = []
+    parts: list[tuple[list[str], list[tuple], int]] = []
     for series in query(session, database, statement, bind):
         values = series.get("values")
         if values:
             columns = series["columns"]
             if columns[0] != "time" or batch not in columns:
                 raise ValueError(f"unexpected columns {columns} from InfluxDB")
-            parts.append((columns, list(zip(*values)), len(values)))
+            names, width = list(columns), len(values)
+            transposed = list(zip(*values))
+            for tag, value in (series.get("tags") or {}).items():
+                names.append(tag)  # "": the series lacks the tag, as a column gives None
+                transposed.append((value or None,) * width)
+            parts.append((names, transposed, width))
     if not parts:
         return {}, 0
     return _joined_columns(parts), sum(width for _, _, width in parts)
 
 
-def _joined_columns(parts: list[tuple[Sequence[str], list[tuple], int]]) -> dict[str, Any]:
+def _joined_columns(parts: list[tuple[list[str], list[tuple], int]]) -> dict[str, Any]:
     """The columns of several query results ((names, values per column, rows) each) one after
     the other: a list per name, None where a part lacks the column, the times as int64. Each
     column is copied once, from the tuples of the rows' values (no per-point Python code)."""
