@@ -982,8 +982,8 @@ class DuckDBStorage(Storage):
     def _level_of(level: _Level, bodies: list[bytes], start_us: int | None,
                   end_us: int | None) -> pa.Table:
         parts = [
-            chunking.slice_range(chunking.conform(chunking.decode_level(body), level.schema),
-                                 start_us, end_us)
+            chunking.slice_range(chunking.conform(chunking.decode_level(body, start_us, end_us),
+                                                  level.schema), start_us, end_us)
             for body in bodies
         ]
         parts = [part for part in parts if part.num_rows]
