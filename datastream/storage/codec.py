@@ -695,6 +695,7 @@ def _decode(data: bytes, expected_kind: int, start_us: int | None = None,
     validity: dict[str, pa.Buffer | None] = {}
     values: dict[str, np.ndarray | pa.Array | None] = {}
     predicted = []
+    scratch = _Scratch(rows)
     for field, column in zip(layout, chunk.columns):
         codec, param, parts = column.codec, column.param, column.parts
         try:
@@ -706,7 +707,8 @@ def _decode(data: bytes, expected_kind: int, start_us: int | None = None,
                 predicted.append((field, codec, param, parts))
                 _predictor(*predicted[-1][:3])
             else:
-                values[field.name] = _decode_values(field.type, rows, codec, param, parts)
+                values[field.name] = _decode_values(field.type, rows, codec, param, parts,
+                                                    scratch)
         except (RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                              f"({error})") from None
@@ -721,7 +723,7 @@ def _decode(data: bytes, expected_kind: int, start_us: int | None = None,
             field, codec, param, parts = item
             try:
                 values[field.name] = _decode_predicted(field, codec, rows, param, parts, values,
-                                                       window)
+                                                       window, scratch)
             except (RuntimeError, ValueError, TypeError) as error:
                 raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                                  f"({error})") from None
@@ -760,8 +762,38 @@ def _window(t: object, t_validity: pa.Buffer | None, rows: int, start_us: int | 
     return slice(low, max(low, high))
 
 
+class _Scratch:
+    """Temporaries of one chunk's decode, shared by its columns: int64 values before their
+    transform is undone (two columns of them) and the packed bytes they are decompressed from.
+    A 16k-row column is 128 kB, the size from which the allocator maps fresh pages for each
+    array (and unmaps them when it is freed): a level chunk made a few dozen such
+    temporaries, each paying its page faults. Only what a column keeps is allocated for it."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._ints: list[np.ndarray] = []
+        self._packed: np.ndarray | None = None
+
+    def ints(self, which: int) -> np.ndarray:
+        """The first (0) or second (1) int64 buffer of ``rows`` values."""
+        while len(self._ints) <= which:
+            self._ints.append(np.empty(self.rows, np.int64))
+        return self._ints[which]
+
+    def packed(self) -> np.ndarray:
+        """Bytes for a packed part of up to ``rows`` values of 8 bytes."""
+        if self._packed is None:
+            self._packed = np.empty(8 * self.rows, np.uint8)
+        return self._packed
+
+    def unpack(self, part: memoryview, width: int, out: np.ndarray) -> None:
+        """:func:`unpack_into` through the shared packed bytes."""
+        unpack_into(part, width, out, self.packed() if width else None)
+
+
 def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
-                   parts: list[memoryview]) -> np.ndarray | pa.Array | None:
+                   parts: list[memoryview], scratch: _Scratch
+                   ) -> np.ndarray | pa.Array | None:
     """The filled values of one column as encoded (numpy, or a string array); None if null."""
     if codec == NULL:
         return None
@@ -770,15 +802,16 @@ def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
             raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold text")
         return decode_text(rows, codec, param, parts)
     if codec == INT and not pa.types.is_floating(type_):
-        return _decode_int(rows, param, parts)
+        return _decode_int(rows, param, parts, scratch)
     if codec == DECIMAL and pa.types.is_floating(type_):
-        return _decode_decimal(rows, param, parts)
+        return _decode_decimal(rows, param, parts, scratch)
     if codec == FLOAT_BITS and pa.types.is_floating(type_):
         return np.frombuffer(_decompress(parts[0], rows * 8), np.float64)
     raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold {type_}")
 
 
-def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+                ) -> np.ndarray:
     order, width = param & 3, param >> 2 & 7
     heads = np.frombuffer(parts[0], np.int64)
     if len(heads) != min(order, rows) or order > 2:
@@ -795,25 +828,26 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
             out *= first[1] - first[0]
             out += first[0]
         return out
-    z = np.empty(rows, np.int64)
+    z = scratch.ints(0)
     z[:order] = heads
-    _unpack(parts[1], width, z[order:])
+    scratch.unpack(parts[1], width, z[order:])
     out = np.empty(rows, np.int64)
     transforms_for(rows).int_decode(readonly(z, np.int64), order, out)
     return out
 
 
-def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+def _decode_decimal(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+                    ) -> np.ndarray:
     k, digits_width, residual_width = param & 15, param >> 4 & 7, param >> 7 & 7
     if k > transforms.MAX_SCALE or len(parts[0]) != 8:
         raise ValueError("bad decimal scale or first value")
-    digits = np.empty(rows, np.int64)
+    digits = scratch.ints(0)
     digits[:1] = np.frombuffer(parts[0], np.int64)
-    _unpack(parts[1], digits_width, digits[1:])
+    scratch.unpack(parts[1], digits_width, digits[1:])
     residual = _NO_RESIDUAL
     if residual_width:
-        residual = np.empty(rows, np.int64)
-        _unpack(parts[2], residual_width, residual)
+        residual = scratch.ints(1)
+        scratch.unpack(parts[2], residual_width, residual)
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
     out = np.empty(rows, np.float64)
@@ -834,7 +868,8 @@ def _predictor(field: pa.Field, codec: int, param: int) -> Predictor:
 
 
 def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
-                      parts: list[memoryview], values: dict, window: slice) -> np.ndarray:
+                      parts: list[memoryview], values: dict, window: slice,
+                      scratch: _Scratch) -> np.ndarray:
     """A predicted column, ``rows`` long, computed in ``window`` only (zero elsewhere)."""
     predictor = _predictor(field, codec, param)
     whole = window.start == 0 and window.stop == rows
@@ -851,12 +886,12 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
     else:
         ratio = predictors.ratio(predictor, values, scale)
         guess = None if ratio is None else _ratio_guess(*ratio, parts[0], param >> 8 & 7,
-                                                        rows, window)
+                                                        window, scratch)
         residual = parts[1], param >> 11 & 7
     if guess is None:
         raise ValueError("an input of its prediction is missing")
     with np.errstate(over="ignore"):
-        guess.view(np.int64)[:] += _zigzagged(*residual, rows)[window]
+        guess.view(np.int64)[:] += _zigzagged(*residual, window, scratch)
     if whole:
         return guess
     column = np.zeros(rows, guess.dtype)
@@ -865,20 +900,22 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
 
 
 def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
-                 width: int, rows: int, window: slice) -> np.ndarray:
+                 width: int, window: slice, scratch: _Scratch) -> np.ndarray:
     """``N / D`` of a ratio column in ``window``, ``N`` the predicted numerator plus the stored
-    difference (a part of ``rows`` values)."""
+    difference (a part of the chunk's rows)."""
     with np.errstate(over="ignore"):
-        numerator = numerator + _zigzagged(part, width, rows)[window]
+        numerator = numerator + _zigzagged(part, width, window, scratch)
     return predictors.quotients(numerator, divisor)
 
 
-def _zigzagged(part: memoryview, width: int, rows: int) -> np.ndarray:
-    """The signed values of a packed part of zigzagged integers."""
-    z = np.empty(rows, np.int64)
-    _unpack(part, width, z)
-    out = np.empty(rows, np.int64)
-    transforms_for(rows).int_decode(readonly(z, np.int64), 0, out)
+def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch) -> np.ndarray:
+    """The signed values in ``window`` of a packed part of zigzagged integers (the part holds
+    every row of the chunk, and is decompressed whole)."""
+    z = scratch.ints(0)
+    scratch.unpack(part, width, z)
+    z = z[window]
+    out = np.empty(len(z), np.int64)
+    transforms_for(len(z)).int_decode(readonly(z, np.int64), 0, out)
     return out
 
 
