@@ -762,6 +762,13 @@ def _window(t: object, t_validity: pa.Buffer | None, rows: int, start_us: int | 
     return slice(low, max(low, high))
 
 
+def _column(rows: int, dtype: type) -> np.ndarray:
+    """A writable array for a decoded column, on Arrow's memory pool: the pool keeps freed
+    memory for the next decode, where numpy's 128 kB arrays go back to the system and fault
+    in again page by page."""
+    return np.frombuffer(pa.allocate_buffer(rows * np.dtype(dtype).itemsize), dtype)
+
+
 class _Scratch:
     """Temporaries of one chunk's decode, shared by its columns: int64 values before their
     transform is undone (two columns of them) and the packed bytes they are decompressed from.
@@ -831,7 +838,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratc
     z = scratch.ints(0)
     z[:order] = heads
     scratch.unpack(parts[1], width, z[order:])
-    out = np.empty(rows, np.int64)
+    out = _column(rows, np.int64)
     transforms_for(rows).int_decode(readonly(z, np.int64), order, out)
     return out
 
@@ -850,7 +857,7 @@ def _decode_decimal(rows: int, param: int, parts: list[memoryview], scratch: _Sc
         scratch.unpack(parts[2], residual_width, residual)
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
-    out = np.empty(rows, np.float64)
+    out = _column(rows, np.float64)
     transforms_for(rows).decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k,
                                      out)
     return out
@@ -894,8 +901,10 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
         guess.view(np.int64)[:] += _zigzagged(*residual, window, scratch)
     if whole:
         return guess
-    column = np.zeros(rows, guess.dtype)
+    column = _column(rows, guess.dtype)
+    column[:window.start] = 0
     column[window] = guess
+    column[window.stop:] = 0
     return column
 
 
