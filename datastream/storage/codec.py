@@ -898,7 +898,9 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
     if guess is None:
         raise ValueError("an input of its prediction is missing")
     with np.errstate(over="ignore"):
-        guess.view(np.int64)[:] += _zigzagged(*residual, window, scratch)
+        differences = _zigzagged(*residual, window, scratch)
+        if differences is not None:
+            guess.view(np.int64)[:] += differences
     if whole:
         return guess
     column = _column(rows, guess.dtype)
@@ -913,13 +915,21 @@ def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
     """``N / D`` of a ratio column in ``window``, ``N`` the predicted numerator plus the stored
     difference (a part of the chunk's rows)."""
     with np.errstate(over="ignore"):
-        numerator = numerator + _zigzagged(part, width, window, scratch)
+        differences = _zigzagged(part, width, window, scratch)
+        if differences is not None:
+            numerator = numerator + differences
     return predictors.quotients(numerator, divisor)
 
 
-def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch) -> np.ndarray:
+def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch
+               ) -> np.ndarray | None:
     """The signed values in ``window`` of a packed part of zigzagged integers (the part holds
-    every row of the chunk, and is decompressed whole)."""
+    every row of the chunk, and is decompressed whole); None when they are all zero (width 0:
+    a prediction that was exact, as counts from counts are)."""
+    if width == 0:
+        if len(part):
+            raise ValueError("bytes stored for an all-zero part")
+        return None
     z = scratch.ints(0)
     scratch.unpack(part, width, z)
     z = z[window]
