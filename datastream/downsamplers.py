@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -56,12 +57,13 @@ import numpy as np
 from . import exceptions, frequencies, level_export
 from .exact import HIGH_ACCURACY, ExactState, exact_std, merge_states
 from .exact import WIDE as WIDE  # re-exported
-from .granularity import US_PER_SECOND, from_us
+from .granularity import US_PER_SECOND
 from .kernels import buckets, combine, partials
 from .kernels import state as level_state
 from .lazy import pa
 from .level_export import (
     arrow_column,
+    datetime_column,
     float_array,
     frequency_map,
     python_column,
@@ -612,21 +614,25 @@ def finalize(
     times = []
     for d in chosen_times:
         column = d.finalize(view)
-        times.append((d.key, [from_us(v) for v in column.tolist()] if d.is_time
-                      else python_column(column)))
-    value_keys_, value_columns = [k for k, _ in values], [c for _, c in values]
-    time_keys_, time_columns = [k for k, _ in times], [c for _, c in times]
+        times.append((d.key, datetime_column(column) if d.is_time else python_column(column)))
+    # whole columns become Python values above; here each row only gets its dicts, built by
+    # map/zip in C (every column holds view.size values)
+    time_dicts = _row_dicts([k for k, _ in times], [c for _, c in times], view.size)
+    value_dicts = _row_dicts([k for k, _ in values], [c for _, c in values], view.size)
     if times and values:
-        return [
-            {"t": dict(zip(time_keys_, tr, strict=True)),
-             "v": dict(zip(value_keys_, vr, strict=True))}
-            for tr, vr in zip(zip(*time_columns), zip(*value_columns), strict=True)
-        ]
+        return [{"t": t, "v": v} for t, v in zip(time_dicts, value_dicts)]
     if times:
-        return [{"t": dict(zip(time_keys_, tr, strict=True))} for tr in zip(*time_columns)]
+        return [{"t": t} for t in time_dicts]
     if values:
-        return [{"v": dict(zip(value_keys_, vr, strict=True))} for vr in zip(*value_columns)]
+        return [{"v": v} for v in value_dicts]
     return [{} for _ in range(view.size)]
+
+
+def _row_dicts(keys: list[str], columns: list[list], rows: int) -> Iterable[dict]:
+    """One ``{key: value}`` dict per row of ``columns`` (lazily), each ``rows`` long."""
+    if any(len(column) != rows for column in columns):
+        raise ValueError("finalized columns differ in length from the level rows")
+    return map(dict, map(zip, itertools.repeat(keys), zip(*columns)))
 
 
 def finalize_arrow(

@@ -25,6 +25,9 @@ from .lazy import html, pa
 from .tags import RESERVED_TAGS
 
 DEFAULT_BATCH = 1000
+READ_AHEAD = 16384
+"""Rows an iteration takes from its source at once (a level chunk's worth of buckets); they are
+still converted to Python objects one batch at a time."""
 
 
 class RowSource(Protocol):
@@ -98,10 +101,15 @@ class _LazyRows:
         return itertools.chain.from_iterable(self._batches())
 
     def _batches(self) -> Iterator[list[Any]]:
+        """Rows converted ``batch`` at a time, taken from the source ``READ_AHEAD`` or more at
+        a time: a downsampled source reads its stored rows per request, and one request per
+        small batch would decode the same chunks again and again."""
         total, batch = len(self._source), self._batch
-        for offset in range(0, total, batch):
-            positions = range(offset, min(offset + batch, total))
-            yield self._convert(self._source.rows(positions, batch))
+        span = max(batch, READ_AHEAD)
+        for start in range(0, total, span):
+            rows = self._source.rows(range(start, min(start + span, total)), batch)
+            for offset in range(0, rows.num_rows, batch):
+                yield self._convert(rows.slice(offset, batch))
 
     def __getitem__(self, index: int | slice) -> Any:
         total = len(self._source)

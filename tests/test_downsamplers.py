@@ -378,3 +378,82 @@ def test_high_accuracy_pre_aggregated_item():
         )
         assert v["m"] == Decimal("0.25") and v["n"] == Decimal("0.35")  # item has no n
         assert v["d"] == Decimal("0.0125").sqrt(ds.HIGH_ACCURACY)
+
+
+# -- the column-wise finalize against a row-by-row reference -----------------------------------
+
+
+def finalize_row_by_row(rows, value_type, options, value_keys, time_keys, width_us):
+    """The datapoints of ``ds.finalize`` built one value at a time, as it once was: each float
+    NaN → None by ``math.isnan``, each time by ``from_us``."""
+    chosen_values = ds._chosen_value(value_type, value_keys, "key")
+    chosen_times = ds._chosen_time(time_keys, "key")
+    view = ds.Rows(rows, value_type, options, width_us)
+
+    def python(column):
+        if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+            return [None if math.isnan(v) else v for v in column.tolist()]
+        return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+    values = {d.key: d.present(view, python(d.finalize(view))) for d in chosen_values}
+    times = {d.key: [from_us(v) for v in d.finalize(view).tolist()] if d.is_time
+             else python(d.finalize(view)) for d in chosen_times}
+    points = []
+    for row in range(view.size):
+        point = {}
+        if times:
+            point["t"] = {key: column[row] for key, column in times.items()}
+        if values:
+            point["v"] = {key: column[row] for key, column in values.items()}
+        points.append(point)
+    return points
+
+
+def assert_same_objects(got, expected) -> None:
+    """Equal, and of the same types all the way down (aware datetimes with the same tzinfo)."""
+    assert type(got) is type(expected), (got, expected)
+    if isinstance(expected, dict):
+        assert list(got) == list(expected)
+        for key in expected:
+            assert_same_objects(got[key], expected[key])
+    elif isinstance(expected, list):
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected, strict=True):
+            assert_same_objects(g, e)
+    elif isinstance(expected, datetime.datetime):
+        assert got == expected and got.tzinfo is expected.tzinfo
+    elif isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == expected
+
+
+key_subsets = st.none() | st.lists(st.sampled_from(["c", "s", "q", "l", "u", "m", "d", "n"]),
+                                   unique=True)
+time_subsets = st.none() | st.lists(st.sampled_from(sorted(ds.TIME_DOWNSAMPLERS.values())),
+                                    unique=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(raw_points(), st.sampled_from(["numeric", "high", "nominal", "graph"]), key_subsets,
+       time_subsets, st.sampled_from([10, 60, 3600]))
+def test_finalize_matches_the_row_by_row_reference(data, kind, value_keys, time_keys, width):
+    """Empty buckets (nulls, NaN), key subsets (empty ones too), every value type."""
+    t, values = data
+    value_type = "numeric" if kind == "high" else kind
+    options = HIGH if kind == "high" else {}
+    if kind in ("nominal", "graph"):
+        raw = raw_table(t, values, nominal=True)
+        if value_keys is not None:
+            value_keys = [k for k in value_keys if k == "c"]
+    else:
+        raw = raw_table(t, [None if v is None else Decimal(str(v)) if kind == "high" else v
+                            for v in values])
+    rows = ds.partials_from_raw(raw, value_type, options, width * SECOND, kind != "graph")
+    filled = ds.fill_empty(rows, int(t[0]) // (width * SECOND) * width * SECOND - width * SECOND,
+                           int(t[-1]) + 2 * width * SECOND, width * SECOND)
+    for table in (rows, filled, filled.slice(0, 0)):
+        got = ds.finalize(table, value_type, options, value_keys, time_keys, width * SECOND)
+        expected = finalize_row_by_row(table, value_type, options, value_keys, time_keys,
+                                       width * SECOND)
+        assert_same_objects(got, expected)

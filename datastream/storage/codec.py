@@ -208,9 +208,15 @@ def encode_level(table: pa.Table | pa.RecordBatch, plans: LevelPlans | None = No
     return _encode(table, LEVEL, plans, key, prefix)
 
 
-def decode_level(data: bytes) -> pa.Table:
-    """The ``LEVEL_SCHEMA`` rows of a chunk made by :func:`encode_level`."""
-    return _decode(data, LEVEL)
+def decode_level(data: bytes, start_us: int | None = None, end_us: int | None = None
+                 ) -> pa.Table:
+    """The ``LEVEL_SCHEMA`` rows of a chunk made by :func:`encode_level`; with a bound, only
+    its rows with ``start_us <= t < end_us`` (the chunk's rows are sorted by ``t``).
+
+    A read of a day at 10 s takes a part of each of two 16k-row chunks: the columns stored as
+    they are must be integrated from the chunk's start anyway, but the predicted ones are
+    computed for the rows asked for only (most of a level chunk's decoding)."""
+    return _decode(data, LEVEL, start_us, end_us)
 
 
 def chunk_stats(data: bytes) -> tuple[int, int | None, int | None]:
@@ -682,12 +688,14 @@ def parse_chunk(data: bytes | memoryview, expected_kind: int) -> ParsedChunk:
     return ParsedChunk(kind, rows, t0, t1, bool(flags & _HAS_RANGE), columns)
 
 
-def _decode(data: bytes, expected_kind: int) -> pa.Table:
+def _decode(data: bytes, expected_kind: int, start_us: int | None = None,
+            end_us: int | None = None) -> pa.Table:
     chunk = parse_chunk(data, expected_kind)
     rows, layout = chunk.rows, LAYOUTS[chunk.kind]
     validity: dict[str, pa.Buffer | None] = {}
     values: dict[str, np.ndarray | pa.Array | None] = {}
     predicted = []
+    scratch = _Scratch(rows)
     for field, column in zip(layout, chunk.columns):
         codec, param, parts = column.codec, column.param, column.parts
         try:
@@ -699,10 +707,12 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
                 predicted.append((field, codec, param, parts))
                 _predictor(*predicted[-1][:3])
             else:
-                values[field.name] = _decode_values(field.type, rows, codec, param, parts)
+                values[field.name] = _decode_values(field.type, rows, codec, param, parts,
+                                                    scratch)
         except (RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                              f"({error})") from None
+    window = _window(values.get("t"), validity.get("t"), rows, start_us, end_us)
     while predicted:  # each once its inputs are decoded (predictions may chain)
         ready = [p for p in predicted if all(
             name in values for name in _predictor(*p[:3]).inputs)]
@@ -712,7 +722,8 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
             predicted.remove(item)
             field, codec, param, parts = item
             try:
-                values[field.name] = _decode_predicted(field, codec, rows, param, parts, values)
+                values[field.name] = _decode_predicted(field, codec, rows, param, parts, values,
+                                                       window, scratch)
             except (RuntimeError, ValueError, TypeError) as error:
                 raise ValueError(f"corrupted chunk: column {field.name!r} does not decode "
                                  f"({error})") from None
@@ -733,11 +744,63 @@ def _decode(data: bytes, expected_kind: int) -> pa.Table:
             arrays.append(pa.Array.from_buffers(pa.string(), rows,
                                                 [validity[field.name], offsets, text],
                                                 offset=x.offset))
-    return pa.Table.from_arrays(arrays, schema=layout)
+    table = pa.Table.from_arrays(arrays, schema=layout)
+    if window.start or window.stop < rows:
+        table = table.slice(window.start, window.stop - window.start)
+    return table
+
+
+def _window(t: object, t_validity: pa.Buffer | None, rows: int, start_us: int | None,
+            end_us: int | None) -> slice:
+    """The rows with ``start_us <= t < end_us`` of sorted times ``t`` as a slice (every row
+    when there is no bound, or ``t`` is not a decoded column without nulls)."""
+    if (start_us is None and end_us is None) or not isinstance(t, np.ndarray) \
+            or t_validity is not None:
+        return slice(0, rows)
+    low = 0 if start_us is None else int(np.searchsorted(t, start_us, side="left"))
+    high = rows if end_us is None else int(np.searchsorted(t, end_us, side="left"))
+    return slice(low, max(low, high))
+
+
+def _column(rows: int, dtype: type) -> np.ndarray:
+    """A writable array for a decoded column, on Arrow's memory pool: the pool keeps freed
+    memory for the next decode, where numpy's 128 kB arrays go back to the system and fault
+    in again page by page."""
+    return np.frombuffer(pa.allocate_buffer(rows * np.dtype(dtype).itemsize), dtype)
+
+
+class _Scratch:
+    """Temporaries of one chunk's decode, shared by its columns: int64 values before their
+    transform is undone (two columns of them) and the packed bytes they are decompressed from.
+    A 16k-row column is 128 kB, the size from which the allocator maps fresh pages for each
+    array (and unmaps them when it is freed): a level chunk made a few dozen such
+    temporaries, each paying its page faults. Only what a column keeps is allocated for it."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._ints: list[np.ndarray] = []
+        self._packed: np.ndarray | None = None
+
+    def ints(self, which: int) -> np.ndarray:
+        """The first (0) or second (1) int64 buffer of ``rows`` values."""
+        while len(self._ints) <= which:
+            self._ints.append(np.empty(self.rows, np.int64))
+        return self._ints[which]
+
+    def packed(self) -> np.ndarray:
+        """Bytes for a packed part of up to ``rows`` values of 8 bytes."""
+        if self._packed is None:
+            self._packed = np.empty(8 * self.rows, np.uint8)
+        return self._packed
+
+    def unpack(self, part: memoryview, width: int, out: np.ndarray) -> None:
+        """:func:`unpack_into` through the shared packed bytes."""
+        unpack_into(part, width, out, self.packed() if width else None)
 
 
 def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
-                   parts: list[memoryview]) -> np.ndarray | pa.Array | None:
+                   parts: list[memoryview], scratch: _Scratch
+                   ) -> np.ndarray | pa.Array | None:
     """The filled values of one column as encoded (numpy, or a string array); None if null."""
     if codec == NULL:
         return None
@@ -746,15 +809,16 @@ def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
             raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold text")
         return decode_text(rows, codec, param, parts)
     if codec == INT and not pa.types.is_floating(type_):
-        return _decode_int(rows, param, parts)
+        return _decode_int(rows, param, parts, scratch)
     if codec == DECIMAL and pa.types.is_floating(type_):
-        return _decode_decimal(rows, param, parts)
+        return _decode_decimal(rows, param, parts, scratch)
     if codec == FLOAT_BITS and pa.types.is_floating(type_):
         return np.frombuffer(_decompress(parts[0], rows * 8), np.float64)
     raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold {type_}")
 
 
-def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+                ) -> np.ndarray:
     order, width = param & 3, param >> 2 & 7
     heads = np.frombuffer(parts[0], np.int64)
     if len(heads) != min(order, rows) or order > 2:
@@ -771,28 +835,29 @@ def _decode_int(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
             out *= first[1] - first[0]
             out += first[0]
         return out
-    z = np.empty(rows, np.int64)
+    z = scratch.ints(0)
     z[:order] = heads
-    _unpack(parts[1], width, z[order:])
-    out = np.empty(rows, np.int64)
+    scratch.unpack(parts[1], width, z[order:])
+    out = _column(rows, np.int64)
     transforms_for(rows).int_decode(readonly(z, np.int64), order, out)
     return out
 
 
-def _decode_decimal(rows: int, param: int, parts: list[memoryview]) -> np.ndarray:
+def _decode_decimal(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+                    ) -> np.ndarray:
     k, digits_width, residual_width = param & 15, param >> 4 & 7, param >> 7 & 7
     if k > transforms.MAX_SCALE or len(parts[0]) != 8:
         raise ValueError("bad decimal scale or first value")
-    digits = np.empty(rows, np.int64)
+    digits = scratch.ints(0)
     digits[:1] = np.frombuffer(parts[0], np.int64)
-    _unpack(parts[1], digits_width, digits[1:])
+    scratch.unpack(parts[1], digits_width, digits[1:])
     residual = _NO_RESIDUAL
     if residual_width:
-        residual = np.empty(rows, np.int64)
-        _unpack(parts[2], residual_width, residual)
+        residual = scratch.ints(1)
+        scratch.unpack(parts[2], residual_width, residual)
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
-    out = np.empty(rows, np.float64)
+    out = _column(rows, np.float64)
     transforms_for(rows).decimal_decode(readonly(digits, np.int64), readonly(residual, np.int64), k,
                                      out)
     return out
@@ -810,8 +875,14 @@ def _predictor(field: pa.Field, codec: int, param: int) -> Predictor:
 
 
 def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
-                      parts: list[memoryview], values: dict) -> np.ndarray:
+                      parts: list[memoryview], values: dict, window: slice,
+                      scratch: _Scratch) -> np.ndarray:
+    """A predicted column, ``rows`` long, computed in ``window`` only (zero elsewhere)."""
     predictor = _predictor(field, codec, param)
+    whole = window.start == 0 and window.stop == rows
+    if not whole:  # the inputs' rows in the window (views)
+        values = {name: x[window] if isinstance(x, np.ndarray) else x
+                  for name, x in values.items() if name in predictor.inputs}
     scale = param >> (7 if codec == PREDICTED else 4) & 15
     if predictor.scale_from and scale > predictors.MAX_SQUARED_SCALE:
         raise ValueError(f"decimal scale {scale} out of range")
@@ -821,29 +892,49 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
         residual = parts[0], param >> 4 & 7
     else:
         ratio = predictors.ratio(predictor, values, scale)
-        guess = None if ratio is None else _ratio_guess(*ratio, parts[0], param >> 8 & 7)
+        guess = None if ratio is None else _ratio_guess(*ratio, parts[0], param >> 8 & 7,
+                                                        window, scratch)
         residual = parts[1], param >> 11 & 7
     if guess is None:
         raise ValueError("an input of its prediction is missing")
     with np.errstate(over="ignore"):
-        guess.view(np.int64)[:] += _zigzagged(*residual, rows)
-    return guess
+        differences = _zigzagged(*residual, window, scratch)
+        if differences is not None:
+            guess.view(np.int64)[:] += differences
+    if whole:
+        return guess
+    column = _column(rows, guess.dtype)
+    column[:window.start] = 0
+    column[window] = guess
+    column[window.stop:] = 0
+    return column
 
 
 def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
-                 width: int) -> np.ndarray:
-    """``N / D`` of a ratio column, ``N`` the predicted numerator plus the stored difference."""
+                 width: int, window: slice, scratch: _Scratch) -> np.ndarray:
+    """``N / D`` of a ratio column in ``window``, ``N`` the predicted numerator plus the stored
+    difference (a part of the chunk's rows)."""
     with np.errstate(over="ignore"):
-        numerator = numerator + _zigzagged(part, width, len(numerator))
+        differences = _zigzagged(part, width, window, scratch)
+        if differences is not None:
+            numerator = numerator + differences
     return predictors.quotients(numerator, divisor)
 
 
-def _zigzagged(part: memoryview, width: int, rows: int) -> np.ndarray:
-    """The signed values of a packed part of zigzagged integers."""
-    z = np.empty(rows, np.int64)
-    _unpack(part, width, z)
-    out = np.empty(rows, np.int64)
-    transforms_for(rows).int_decode(readonly(z, np.int64), 0, out)
+def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch
+               ) -> np.ndarray | None:
+    """The signed values in ``window`` of a packed part of zigzagged integers (the part holds
+    every row of the chunk, and is decompressed whole); None when they are all zero (width 0:
+    a prediction that was exact, as counts from counts are)."""
+    if width == 0:
+        if len(part):
+            raise ValueError("bytes stored for an all-zero part")
+        return None
+    z = scratch.ints(0)
+    scratch.unpack(part, width, z)
+    z = z[window]
+    out = np.empty(len(z), np.int64)
+    transforms_for(len(z)).int_decode(readonly(z, np.int64), 0, out)
     return out
 
 

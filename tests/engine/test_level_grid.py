@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datastream import downsamplers
 from datastream.engine.level_grid import Grid, LevelRows, assemble, compose, indices
 from datastream.engine.level_store import StoredLevel
+from datastream.results import READ_AHEAD, Datapoints
 
 WIDTH = 10_000_000
 
@@ -62,3 +64,30 @@ def test_a_huge_view_is_sized_and_sliced_without_reading() -> None:
     part = rows.select(range(10, 10**8, 1000))
     assert len(part) == len(range(10, 10**8, 1000))
     assert len(part.select(range(5, 0, -1))) == 5
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_iteration_reads_stored_rows_a_read_ahead_at_a_time(reverse) -> None:
+    """Small batches convert few rows at a time but do not each go to storage: an iteration
+    takes ``READ_AHEAD`` rows per read, and yields what converting each batch alone gives."""
+    reads = []
+    every = np.arange(0, 40_000 * WIDTH, 3 * WIDTH, dtype=np.int64)  # a row in every 3rd bucket
+
+    def read(start_us: int, end_us: int) -> pa.Table:
+        reads.append((start_us, end_us))
+        t = every[(every >= start_us) & (every < end_us)]
+        columns = {name: pa.nulls(len(t), field.type)
+                   for name, field in zip(downsamplers.LEVEL_SCHEMA.names,
+                                          downsamplers.LEVEL_SCHEMA, strict=True)}
+        columns.update(t=pa.array(t), c=pa.array(t // WIDTH), np=pa.array(t // WIDTH))
+        return pa.table(columns, schema=downsamplers.LEVEL_SCHEMA)
+
+    grid = Grid.between(0, 40_000 * WIDTH, WIDTH)
+    view = range(grid.size - 1, -1, -1) if reverse else range(grid.size)
+    counts = Datapoints(LevelRows(grid, StoredLevel(read, grid), view),
+                        lambda table: table.column("c").to_pylist(), lambda table: table)
+    got = list(counts.batch_size(7))
+    assert len(reads) == -(-grid.size // READ_AHEAD)
+    expected = [k if k % 3 == 0 else 0 for k in view]
+    assert got == expected
+    assert [len(batch) for batch in counts.batch_size(7)._batches()][:3] == [7, 7, 7]

@@ -241,6 +241,44 @@ def test_predicted_level_columns_round_trip(table):
     assert not {"q", "m2"} <= predicted and not {"iq", "im2"} <= predicted
 
 
+@st.composite
+def bounds(draw, table: pa.Table) -> tuple[int | None, int | None]:
+    """A read's [start, end) around the table's times: at, between or beyond them, or open."""
+    t = [v for v in table.column("t").to_pylist() if v is not None]
+    candidates = st.sampled_from([*t, *(v + 1 for v in t), *(v - 1 for v in t)]) if t \
+        else st.integers(-10, 10)
+    side = st.none() | candidates | st.integers(-(2**62), 2**62)
+    return draw(side), draw(side)
+
+
+@CODEC_SETTINGS
+@given(st.data(), level_tables() | cascaded_levels())
+def test_bounded_level_decode_is_the_slice_of_the_whole(data, table):
+    """A bounded decode computes predictions for the kept rows only: it gives exactly the rows
+    the whole chunk gives in that range (every row when ``t`` has nulls: no window then)."""
+    chunk = codec.encode_level(table)
+    start, end = data.draw(bounds(table))
+    got = codec.decode_level(chunk, start, end)
+    whole = codec.decode_level(chunk)
+    if table.column("t").null_count or (start is None and end is None):
+        assert_bit_exact(got, whole)
+        return
+    t = np.asarray(whole.column("t").to_numpy(), np.int64)
+    low = 0 if start is None else int(np.searchsorted(t, start))
+    high = len(t) if end is None else int(np.searchsorted(t, end))
+    assert_bit_exact(got, whole.slice(low, max(0, high - low)))
+
+
+def test_bounded_decode_of_sensor_levels_keeps_the_predicted_columns():
+    rows = downsamplers.partials_from_raw(sensor_table(5000), "numeric", {}, 10 * SECOND, False)
+    chunk = codec.encode_level(rows)
+    assert {kind for _, kind, _ in codec.describe(chunk)} >= {"predicted", "ratio"}
+    t = rows.column("t").to_pylist()
+    for low, high in [(0, len(t)), (10, 20), (0, 1), (len(t) - 1, len(t)), (7, 7)]:
+        end = t[high] if high < len(t) else None
+        assert_bit_exact(codec.decode_level(chunk, t[low], end), rows.slice(low, high - low))
+
+
 def test_a_cycle_of_predictions_is_refused(monkeypatch):
     """q from M2 and M2 from q cannot both be decoded: a writer doing so gets a ValueError
     from the reader, not a wrong table."""

@@ -460,3 +460,28 @@ def test_a_store_dropping_its_oldest_day_stops_growing(path):
     storage.close()
     half = len(sizes) // 2  # (without the drops, the second half is 60 % larger)
     assert max(sizes[half:]) <= max(sizes[:half]) * 1.1, sizes
+
+
+def test_short_level_reads_fetch_rows_and_give_the_same_chunks(storage):
+    """A level read of at most FEW_BUCKETS buckets takes the chunk pieces as DB-API rows; any
+    range gives the rows a read of everything gives there, pieces joined in order."""
+    a = add_stream(storage, {"n": 1})
+    width = 10_000_000  # level "S": 10 s
+    times = np.arange(0, 40_000 * width, width // 1000 * 1000 * 3, dtype=np.int64)[:40_000]
+    rng = np.random.default_rng(3)
+    storage.commit(WriteBatch(levels={"S": pa.table({
+        "stream_id": [a] * len(times), "t": times, "c": pa.array(rng.integers(1, 9, len(times))),
+        "s": pa.array(rng.normal(size=len(times))), "x": [f"{n:x}" * 3 for n in range(len(times))],
+    })}))
+    everything = storage.read_level("S", a, None, None)
+    t = np.asarray(everything.column("t").to_numpy())
+    key, code = storage._entries[a].key, storage._levels["S"].code
+    for low, high in [(0, 5), (16_380, 16_390), (1000, 1000 + 8640), (0, len(t)),
+                      (39_990, len(t)), (7, 7)]:
+        start = int(t[low]) if low < len(t) else int(t[-1]) + 1
+        end = int(t[high]) if high < len(t) else int(t[-1]) + 1
+        assert store._few_buckets("S", start, end) == (end - start <= store.FEW_BUCKETS * width)
+        assert storage.read_level("S", a, start, end).equals(everything.slice(low, high - low))
+        few = storage._few_chunk_bodies(key, code, start, end)
+        assert [bytes(b) for b in storage._chunk_bodies(key, code, start, end)] == few
+    assert not store._few_buckets("S", None, 10) and not store._few_buckets("??", 0, 10)

@@ -91,10 +91,13 @@ def encode_level(table: pa.Table, plans: codec.LevelPlans | None = None,
     return _IPC + sink.getvalue().to_pybytes()
 
 
-def decode_level(body: bytes) -> pa.Table:
+def decode_level(body: bytes, start_us: int | None = None, end_us: int | None = None
+                 ) -> pa.Table:
+    """A level chunk's rows; with a bound, codec chunks give only (or mostly) the rows with
+    ``start_us <= t < end_us``, so callers still cut them with :func:`slice_range`."""
     tag, payload = body[:1], memoryview(body)[1:]  # a view: bodies are hundreds of kB
     if tag == _CODEC:
-        return codec.decode_level(payload)
+        return codec.decode_level(payload, start_us, end_us)
     if tag == _IPC:
         return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
     raise ValueError(f"unknown level chunk format {tag!r}")
