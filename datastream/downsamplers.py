@@ -76,7 +76,6 @@ NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
 ALL_TYPES = frozenset((NUMERIC, NOMINAL, GRAPH))
 
 
-
 @functools.cache
 def level_schema() -> pa.Schema:
     """The Arrow schema of level rows (``LEVEL_SCHEMA``), built on first use: it needs pyarrow,
