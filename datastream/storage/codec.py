@@ -695,7 +695,7 @@ def _decode(data: bytes, expected_kind: int, start_us: int | None = None,
     validity: dict[str, pa.Buffer | None] = {}
     values: dict[str, np.ndarray | pa.Array | None] = {}
     predicted = []
-    scratch = _Scratch(rows)
+    scratch = Scratch(rows)
     for field, column in zip(layout, chunk.columns):
         codec, param, parts = column.codec, column.param, column.parts
         try:
@@ -769,37 +769,40 @@ def _column(rows: int, dtype: type) -> np.ndarray:
     return np.frombuffer(pa.allocate_buffer(rows * np.dtype(dtype).itemsize), dtype)
 
 
-class _Scratch:
-    """Temporaries of one chunk's decode, shared by its columns: int64 values before their
-    transform is undone (two columns of them) and the packed bytes they are decompressed from.
-    A 16k-row column is 128 kB, the size from which the allocator maps fresh pages for each
-    array (and unmaps them when it is freed): a level chunk made a few dozen such
-    temporaries, each paying its page faults. Only what a column keeps is allocated for it."""
+class Scratch:
+    """Temporaries of a decode, shared by its columns (and, for a raw read, by its chunks):
+    two int64 buffers for values before their transform is undone, and the packed bytes they
+    are decompressed from. A 16k-row column is 128 kB, the size from which the allocator maps
+    fresh pages for each array (and unmaps them when it is freed): a level chunk made a few
+    dozen such temporaries, each paying its page faults. Each buffer is allocated when first
+    asked for and grows to the largest request; what a column keeps is allocated for it.
 
-    def __init__(self, rows: int) -> None:
+    ``rows``: the length asked for when a call names none (a single chunk's rows)."""
+
+    def __init__(self, rows: int = 0) -> None:
         self.rows = rows
-        self._ints: list[np.ndarray] = []
-        self._packed: np.ndarray | None = None
+        self._ints = [np.empty(0, np.int64), np.empty(0, np.int64)]
+        self._packed = np.empty(0, np.uint8)
 
-    def ints(self, which: int) -> np.ndarray:
-        """The first (0) or second (1) int64 buffer of ``rows`` values."""
-        while len(self._ints) <= which:
-            self._ints.append(np.empty(self.rows, np.int64))
-        return self._ints[which]
-
-    def packed(self) -> np.ndarray:
-        """Bytes for a packed part of up to ``rows`` values of 8 bytes."""
-        if self._packed is None:
-            self._packed = np.empty(8 * self.rows, np.uint8)
-        return self._packed
+    def int64(self, which: int, rows: int | None = None) -> np.ndarray:
+        """The first (0) or second (1) int64 buffer, ``rows`` long."""
+        rows = self.rows if rows is None else rows
+        if len(self._ints[which]) < rows:
+            self._ints[which] = np.empty(rows, np.int64)
+        return self._ints[which][:rows]
 
     def unpack(self, part: memoryview, width: int, out: np.ndarray) -> None:
         """:func:`unpack_into` through the shared packed bytes."""
-        unpack_into(part, width, out, self.packed() if width else None)
+        packed = None
+        if width:
+            if len(self._packed) < 8 * len(out):
+                self._packed = np.empty(8 * len(out), np.uint8)
+            packed = self._packed
+        unpack_into(part, width, out, packed)
 
 
 def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
-                   parts: list[memoryview], scratch: _Scratch
+                   parts: list[memoryview], scratch: Scratch
                    ) -> np.ndarray | pa.Array | None:
     """The filled values of one column as encoded (numpy, or a string array); None if null."""
     if codec == NULL:
@@ -817,7 +820,7 @@ def _decode_values(type_: pa.DataType, rows: int, codec: int, param: int,
     raise ValueError(f"codec {CODEC_NAMES[codec]} cannot hold {type_}")
 
 
-def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: Scratch
                 ) -> np.ndarray:
     order, width = param & 3, param >> 2 & 7
     heads = np.frombuffer(parts[0], np.int64)
@@ -835,7 +838,7 @@ def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratc
             out *= first[1] - first[0]
             out += first[0]
         return out
-    z = scratch.ints(0)
+    z = scratch.int64(0)
     z[:order] = heads
     scratch.unpack(parts[1], width, z[order:])
     out = _column(rows, np.int64)
@@ -843,17 +846,17 @@ def _decode_int(rows: int, param: int, parts: list[memoryview], scratch: _Scratc
     return out
 
 
-def _decode_decimal(rows: int, param: int, parts: list[memoryview], scratch: _Scratch
+def _decode_decimal(rows: int, param: int, parts: list[memoryview], scratch: Scratch
                     ) -> np.ndarray:
     k, digits_width, residual_width = param & 15, param >> 4 & 7, param >> 7 & 7
     if k > transforms.MAX_SCALE or len(parts[0]) != 8:
         raise ValueError("bad decimal scale or first value")
-    digits = scratch.ints(0)
+    digits = scratch.int64(0)
     digits[:1] = np.frombuffer(parts[0], np.int64)
     scratch.unpack(parts[1], digits_width, digits[1:])
     residual = _NO_RESIDUAL
     if residual_width:
-        residual = scratch.ints(1)
+        residual = scratch.int64(1)
         scratch.unpack(parts[2], residual_width, residual)
     elif len(parts[2]):
         raise ValueError("bytes stored for an all-zero part")
@@ -876,7 +879,7 @@ def _predictor(field: pa.Field, codec: int, param: int) -> Predictor:
 
 def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
                       parts: list[memoryview], values: dict, window: slice,
-                      scratch: _Scratch) -> np.ndarray:
+                      scratch: Scratch) -> np.ndarray:
     """A predicted column, ``rows`` long, computed in ``window`` only (zero elsewhere)."""
     predictor = _predictor(field, codec, param)
     whole = window.start == 0 and window.stop == rows
@@ -911,7 +914,7 @@ def _decode_predicted(field: pa.Field, codec: int, rows: int, param: int,
 
 
 def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
-                 width: int, window: slice, scratch: _Scratch) -> np.ndarray:
+                 width: int, window: slice, scratch: Scratch) -> np.ndarray:
     """``N / D`` of a ratio column in ``window``, ``N`` the predicted numerator plus the stored
     difference (a part of the chunk's rows)."""
     with np.errstate(over="ignore"):
@@ -921,7 +924,7 @@ def _ratio_guess(numerator: np.ndarray, divisor: np.ndarray, part: memoryview,
     return predictors.quotients(numerator, divisor)
 
 
-def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch
+def _zigzagged(part: memoryview, width: int, window: slice, scratch: Scratch
                ) -> np.ndarray | None:
     """The signed values in ``window`` of a packed part of zigzagged integers (the part holds
     every row of the chunk, and is decompressed whole); None when they are all zero (width 0:
@@ -930,7 +933,7 @@ def _zigzagged(part: memoryview, width: int, window: slice, scratch: _Scratch
         if len(part):
             raise ValueError("bytes stored for an all-zero part")
         return None
-    z = scratch.ints(0)
+    z = scratch.int64(0)
     scratch.unpack(part, width, z)
     z = z[window]
     out = np.empty(len(z), np.int64)

@@ -45,7 +45,7 @@ def decode(bodies: Sequence[bytes | memoryview]) -> DecodedChunks:
     chunks = [codec.parse_chunk(body, codec.RAW) for body in bodies]
     starts = np.zeros(len(chunks) + 1, np.int64)
     np.cumsum([chunk.rows for chunk in chunks], out=starts[1:])
-    scratch = _Scratch()
+    scratch = codec.Scratch()
     columns = [_column_for(field, int(starts[-1])) for field in _LAYOUT]
     for chunk, start in zip(chunks, starts.tolist()):
         for index, column in enumerate(columns):
@@ -75,26 +75,6 @@ def _chunks_follow(chunks: list[ParsedChunk]) -> bool:
     return True
 
 
-class _Scratch:
-    """Buffers reused by every chunk of a read: packed values as decompressed, and int64
-    values before their transform is undone. They grow to the largest chunk that needs them,
-    so a read allocates them once, and only what its chunks' parts need."""
-
-    def __init__(self) -> None:
-        self.capacity = 0
-        self.packed = np.empty(0, np.uint8)
-        self.ints = (np.empty(0, np.int64), np.empty(0, np.int64))
-
-    def int64(self, which: int, rows: int) -> np.ndarray:
-        """The first (0) or second (1) int64 buffer, ``rows`` long; ``packed`` then holds at
-        least ``rows`` values of 8 bytes."""
-        if rows > self.capacity:
-            self.capacity = rows
-            self.packed = np.empty(8 * rows, np.uint8)
-            self.ints = (np.empty(rows, np.int64), np.empty(rows, np.int64))
-        return self.ints[which][:rows]
-
-
 def _column_for(field: pa.Field, total: int) -> _NumberColumn | _TextColumn:
     if pa.types.is_string(field.type):
         return _TextColumn(field, total)
@@ -117,7 +97,7 @@ class _NumberColumn:
         self.sorted_chunks = True  # (t only) every chunk's times non-decreasing
 
     def add(self, chunk: ParsedChunk, start: int, stored: StoredColumn | None,
-            scratch: _Scratch) -> None:
+            scratch: codec.Scratch) -> None:
         rows = chunk.rows
         if stored is None or stored.codec == codec.NULL:
             if rows:
@@ -143,7 +123,7 @@ class _NumberColumn:
         elif self.orders_rows and self.sorted_chunks and rows > 1:  # checked while cached
             self.sorted_chunks = bool((out[1:] >= out[:-1]).all())
 
-    def _add_int(self, stored: StoredColumn, out: np.ndarray, scratch: _Scratch) -> None:
+    def _add_int(self, stored: StoredColumn, out: np.ndarray, scratch: codec.Scratch) -> None:
         if stored.codec != codec.INT:
             raise ValueError(f"codec {codec.CODEC_NAMES[stored.codec]} cannot hold {self.type}")
         rows, parts = len(out), stored.parts
@@ -161,7 +141,7 @@ class _NumberColumn:
             return
         z = scratch.int64(0, rows)
         z[:order] = heads
-        codec.unpack_into(parts[1], width, z[order:], scratch.packed)
+        scratch.unpack(parts[1], width, z[order:])
         if out.dtype == np.int64:
             transforms.int_decode(readonly(z, np.int64), order, out)
         else:  # the kind column (int8): decoded at full width, then narrowed
@@ -169,7 +149,7 @@ class _NumberColumn:
             transforms.int_decode(readonly(z, np.int64), order, wide)
             out[:] = wide
 
-    def _add_float(self, stored: StoredColumn, out: np.ndarray, scratch: _Scratch) -> None:
+    def _add_float(self, stored: StoredColumn, out: np.ndarray, scratch: codec.Scratch) -> None:
         rows, parts, param = len(out), stored.parts, stored.param
         if stored.codec == codec.FLOAT_BITS:
             codec.decompress_into(parts[0], out)
@@ -181,11 +161,11 @@ class _NumberColumn:
             raise ValueError("bad decimal scale or first value")
         digits = scratch.int64(0, rows)
         digits[:1] = np.frombuffer(parts[0], np.int64)
-        codec.unpack_into(parts[1], digits_width, digits[1:], scratch.packed)
+        scratch.unpack(parts[1], digits_width, digits[1:])
         residual = _NO_RESIDUAL
         if residual_width:
             residual = scratch.int64(1, rows)
-            codec.unpack_into(parts[2], residual_width, residual, scratch.packed)
+            scratch.unpack(parts[2], residual_width, residual)
             residual = readonly(residual, np.int64)
         elif len(parts[2]):
             raise ValueError("bytes stored for an all-zero part")
@@ -219,7 +199,7 @@ class _TextColumn:
         self.has_text = False
 
     def add(self, chunk: ParsedChunk, start: int, stored: StoredColumn | None,
-            scratch: _Scratch) -> None:
+            scratch: codec.Scratch) -> None:
         rows = chunk.rows
         if stored is None or stored.codec == codec.NULL:
             self.pieces.append(rows)
