@@ -65,6 +65,7 @@ import numpy as np
 from . import exceptions
 from .lazy import pa, pc
 from .messages import show
+from .null_columns import null_array
 from .raw_kinds import (
     HIGH_ACCURACY,
     KIND_AGGREGATE,
@@ -500,12 +501,12 @@ def encode_slots(timestamps_us: Sequence[int], slots: Sequence[Any]) -> pa.Table
         (kind,) = kinds
         if kind is float:
             return _table(timestamps, np.full(count, KIND_FLOAT, np.int8),
-                          pa.nulls(count, pa.int64()), pa.array(slots, type=pa.float64()),
-                          pa.nulls(count, pa.string()))
+                          null_array(pa.int64(), count), pa.array(slots, type=pa.float64()),
+                          null_array(pa.string(), count))
         if kind is int:
             return _table(timestamps, np.full(count, KIND_INT, np.int8),
-                          pa.array(slots, type=pa.int64()), pa.nulls(count, pa.float64()),
-                          pa.nulls(count, pa.string()))
+                          pa.array(slots, type=pa.int64()), null_array(pa.float64(), count),
+                          null_array(pa.string(), count))
     return encode_table(timestamps, [_slot_encoded(item) for item in slots])
 
 
@@ -543,12 +544,12 @@ def _encode_int_array(
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
         kinds = np.where(nulls, KIND_NULL, KIND_EXACT)
-        return _table(timestamps, kinds, pa.nulls(count, pa.int64()), pa.nulls(count), texts)
+        return _table(timestamps, kinds, null_array(pa.int64(), count), pa.nulls(count), texts)
     big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
     kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
     ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
     floats = pa.array(array.astype(np.float64), mask=~big)
-    return _table(timestamps, kinds, ints, floats, pa.nulls(count, pa.string()))
+    return _table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
 
 
 def _encode_float_array(
@@ -571,12 +572,12 @@ def _encode_float_array(
         kinds = np.where(nulls, KIND_NULL, kind)
     else:
         kinds, nulls = np.full(count, kind, np.int8), None
-    no_ints = pa.nulls(count, pa.int64())
+    no_ints = null_array(pa.int64(), count)
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
         return _table(timestamps, kinds, no_ints, pa.nulls(count), texts)
     floats = pa.array(array, mask=nulls)
-    return _table(timestamps, kinds, no_ints, floats, pa.nulls(count, pa.string()))
+    return _table(timestamps, kinds, no_ints, floats, null_array(pa.string(), count))
 
 
 def _single_kind(values: Any) -> Any:

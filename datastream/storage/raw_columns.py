@@ -14,13 +14,13 @@ returns exactly the rows that decoding each chunk would.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from ..kernels.jit import readonly
+from ..null_columns import null_array
 from . import codec
 from .codec import ParsedChunk, StoredColumn
 
@@ -178,7 +178,7 @@ class _NumberColumn:
 
     def finish(self) -> pa.Array:
         if self.values is None:
-            return _nulls(self.type, self.total)
+            return null_array(self.type, self.total)
         for low, high in self.null_spans:
             self.values[low:high] = 0
             self._validity()[low:high] = False
@@ -218,21 +218,7 @@ class _TextColumn:
 
     def finish(self) -> pa.Array | pa.ChunkedArray:
         if not self.has_text:
-            return _nulls(pa.string(), self.total)
+            return null_array(pa.string(), self.total)
         return pa.chunked_array(
             [pa.nulls(piece, pa.string()) if isinstance(piece, int) else piece
              for piece in self.pieces], pa.string())
-
-
-def _nulls(type_: pa.DataType, rows: int) -> pa.Array:
-    """``rows`` nulls of a fixed-width or string type. A raw read of floats has an int and a
-    text column of nulls only, megabytes of zero bitmap, values and offsets that nobody reads:
-    an anonymous mapping provides them without writing a page (``pa.nulls`` fills them), and
-    reading them only maps the system's zero page. Every buffer is a view of the same zeros."""
-    width = 4 if pa.types.is_string(type_) else type_.bit_width // 8
-    zeros = pa.py_buffer(mmap.mmap(-1, max(width * (rows + 1), 1)))
-    bitmap = zeros.slice(0, (rows + 7) // 8)
-    if pa.types.is_string(type_):
-        return pa.Array.from_buffers(type_, rows, [bitmap, zeros.slice(0, 4 * (rows + 1)),
-                                                   zeros.slice(0, 0)])
-    return pa.Array.from_buffers(type_, rows, [bitmap, zeros.slice(0, width * rows)])

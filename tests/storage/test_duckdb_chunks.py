@@ -178,6 +178,65 @@ def test_commits_do_not_leave_copies_of_the_stored_chunks_in_the_file(tmp_path):
     assert os.path.getsize(path) <= 1.1 * held + 2048 * 8_000 + 2**20
 
 
+def test_a_large_commit_is_written_to_the_file_once(tmp_path):
+    """A commit of megabytes fills whole row groups, which DuckDB writes straight into the file:
+    its write-ahead log holds next to none of the bytes (before, all of them, and the next
+    checkpoint wrote them again), and closing has nothing left to write."""
+    path = str(tmp_path / "once.duckdb")
+    storage = duckdb_backend.Backend(path)
+    a = add_stream(storage, {"n": 1})
+    rng = np.random.default_rng(5)
+    times = np.arange(500_000, dtype=np.int64) * 1_000_000
+    rows = raw_rows(times, floats=np.cumsum(rng.normal(0, 1, times.size)), kinds=[2] * times.size)
+    storage.commit(WriteBatch(raw={a: rows}))
+    held = storage._con.sql("SELECT sum(octet_length(body)) FROM chunks").fetchall()[0][0]
+    pieces = storage._con.sql("SELECT count(*) FROM chunks").fetchall()[0][0]
+    assert held > 2_000_000 and pieces % 2048 == 0
+    assert os.path.getsize(path + ".wal") < held / 10
+    storage.close()
+    reopened = duckdb_backend.Backend(path)
+    assert reopened.read_raw(a, None, None).equals(rows)
+    reopened.close()
+
+
+@given(st.lists(st.integers(1, 40_000), min_size=1, max_size=300))
+@settings(max_examples=200)
+def test_piece_counts_fill_whole_row_groups_of_large_commits(sizes):
+    """Every body gets at least one piece and no piece is empty or above PIECE_BYTES; a commit
+    large enough is cut into an exact multiple of the row group size, a small one into
+    PIECE_BYTES pieces."""
+    from datastream.storage.duckdb.connection import ROW_GROUP_ROWS
+    from datastream.storage.duckdb.storage import MIN_PIECE_BYTES, PIECE_BYTES, piece_counts
+
+    sizes = np.array(sizes, np.int64)
+    sizes = sizes * (1 + 3_000_000 // int(sizes.sum()))  # half the cases: megabytes
+    for scaled in (sizes, np.maximum(1, sizes // 1_000)):
+        counts = piece_counts(scaled)
+        assert (counts >= 1).all() and (counts <= scaled).all()
+        assert (-(-scaled // counts) <= PIECE_BYTES).all()
+        if scaled.sum() >= ROW_GROUP_ROWS * MIN_PIECE_BYTES and scaled.size * 4 <= counts.sum():
+            assert counts.sum() % ROW_GROUP_ROWS == 0
+        elif scaled.sum() < ROW_GROUP_ROWS * MIN_PIECE_BYTES:
+            assert (counts == np.maximum(1, -(-scaled // PIECE_BYTES))).all()
+
+
+@given(st.lists(st.binary(min_size=1, max_size=5_000), min_size=1, max_size=8),
+       st.integers(1, 700))
+def test_pieces_table_cuts_bodies_that_join_back(bodies, repeat):
+    """However the pieces are sized, joining a chunk's pieces in part order gives its body."""
+    from datastream.storage.duckdb.storage import Chunk, _pieces_table
+
+    chunks = [Chunk(1, 0, 0, 0, seq, 1, body * repeat) for seq, body in enumerate(bodies)]
+    table = _pieces_table(chunks)
+    seqs, parts = table.column("seq").to_pylist(), table.column("part").to_pylist()
+    pieces = table.column("body").to_pylist()
+    for chunk in chunks:
+        mine = [(part, piece) for seq, part, piece in zip(seqs, parts, pieces) if seq == chunk.seq]
+        assert [part for part, _ in mine] == list(range(len(mine)))
+        assert all(piece for _, piece in mine)
+        assert b"".join(piece for _, piece in mine) == chunk.body
+
+
 @given(st.lists(st.integers(-3, 3), max_size=40))
 def test_newest_first_is_the_stable_descending_sort(times):
     t = np.sort(np.array(times, np.int64))

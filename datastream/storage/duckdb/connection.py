@@ -25,12 +25,26 @@ class StorageLocked(exceptions.StorageUnavailable):
     """Another writer holds the database file (the embedded store has one writing process)."""
 
 
+# The database file is attached with row groups of this many rows. DuckDB writes a transaction's
+# full row groups straight into the file ("optimistic writes") and logs only where they are; the
+# rest goes to the write-ahead log and is written a second time at the next checkpoint. Its
+# default row group (122,880 rows) is never filled by a commit of chunk pieces, so every byte
+# was written twice; a commit whose pieces fill whole row groups of 2048 is written once
+# (``storage.piece_plan`` sizes the pieces of large commits to do so).
+ROW_GROUP_ROWS = 2048
+DATABASE_ALIAS = "datastream"
+
+
 def open_database(target: str, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection, with DuckDB's errors turned into datastream's."""
+    """A DuckDB connection to ``target`` (a file, or ``:memory:``), with DuckDB's errors turned
+    into datastream's. A file is attached to an in-memory connection, because the row group
+    size is an option of ``ATTACH`` only, and made the default database."""
     if "wal_autocheckpoint" not in options:  # DuckDB's other name of the same setting
         options = {"checkpoint_threshold": CHECKPOINT_THRESHOLD, **options}
     try:
-        return duckdb.connect(target, config=options)
+        if target == ":memory:":
+            return duckdb.connect(target, config=options)
+        return _attach(target, dict(options))
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StorageLocked(
@@ -40,6 +54,23 @@ def open_database(target: str, options: dict[str, Any]) -> duckdb.DuckDBPyConnec
         raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
     except duckdb.Error as exc:
         raise StorageUnavailable(f"cannot open {target!r}: {exc}") from exc
+
+
+def _attach(path: str, options: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    attach = [f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}"]
+    if str(options.pop("access_mode", "")).lower() == "read_only":
+        attach.append("READ_ONLY")
+    # where a file database spills by default; an in-memory one would spill into the cwd
+    options.setdefault("temp_directory", path + ".tmp")
+    con = duckdb.connect(":memory:", config=options)
+    try:
+        quoted = path.replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS {DATABASE_ALIAS} ({', '.join(attach)})")
+        con.execute(f"USE {DATABASE_ALIAS}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def unregister(con: duckdb.DuckDBPyConnection, views: Iterable[str]) -> None:

@@ -14,7 +14,8 @@ Tables:
   row group rewrites every out-of-line blob of it, so whole chunks made each checkpoint copy the
   whole store (and left that much free space in the file). Inline pieces are rewritten only
   within the table's last 2048 rows (16 MB of pieces at most); the body is stored uncompressed
-  because it is compressed already.
+  because it is compressed already. A large commit's pieces are sized to fill whole row
+  groups (:func:`piece_counts`), which DuckDB writes into the file once, bypassing its log.
 * ``levels``: level key → code and the Arrow schema its rows are read back in.
 
 DuckDB is the ACID container: every commit is one transaction, so a crash leaves either the
@@ -69,6 +70,7 @@ from ..tag_index import TagIndex
 from . import chunks as chunking
 from .chunks import RAW, Chunk
 from .connection import (
+    ROW_GROUP_ROWS,
     StorageLocked,
     StorageUnavailable,
     key_list,
@@ -79,6 +81,9 @@ from .connection import (
 
 SCHEMA_VERSION = "4"
 PIECE_BYTES = 8_000  # inline in DuckDB, and 2048 of them are 16 MB (module docstring)
+# Large commits: pieces of about this size, never below the minimum (``piece_counts``)
+PLANNED_PIECE_BYTES = 6_000
+MIN_PIECE_BYTES = 1_000
 FEW_ROWS = 4  # up to this many rows are written by parameterised statements, not an Arrow view
 # Up to this many chunk pieces are inserted by one multi-row VALUES statement: cheaper than
 # registering an Arrow view up to ~16 rows (1 row 1.3 vs 3.7 ms, 5 rows 2.1 vs 3.3 ms, 16 rows
@@ -1054,15 +1059,46 @@ def _in_range(t: np.ndarray, start_us: int | None, end_us: int | None) -> np.nda
     return keep
 
 
+def piece_counts(sizes: np.ndarray) -> np.ndarray:
+    """How many pieces each chunk body of one commit is cut into.
+
+    Bodies are cut into pieces of ``PIECE_BYTES`` (the last one shorter), unless the commit
+    holds enough bytes to fill whole row groups of ``ROW_GROUP_ROWS`` pieces of at least
+    ``MIN_PIECE_BYTES``: then its pieces are sized so that their number is an exact multiple
+    of ``ROW_GROUP_ROWS``, each body getting a share in proportion to its bytes. DuckDB writes
+    full row groups of a transaction straight into the file, and everything else first to its
+    log and again at the next checkpoint; a commit whose rows end in a partial row group also
+    leaves that group to be merged with its neighbours at the checkpoint, a rewrite of the
+    neighbours too. Exact multiples write each byte of a large commit once."""
+    fixed = np.maximum(1, -(-sizes // PIECE_BYTES))
+    total = int(sizes.sum())
+    if total < ROW_GROUP_ROWS * MIN_PIECE_BYTES:
+        return fixed
+    groups = -(-total // (ROW_GROUP_ROWS * PLANNED_PIECE_BYTES))
+    rows = groups * ROW_GROUP_ROWS
+    if sizes.size * 4 > rows:  # many small bodies: equal shares would not hold
+        return fixed
+    # one piece each, the rest in proportion to size, leftovers to the largest remainders
+    share = sizes * (rows - sizes.size) / total
+    counts = 1 + np.floor(share).astype(np.int64)
+    short = rows - int(counts.sum())
+    if short:
+        counts[np.argsort(np.floor(share) - share, kind="stable")[:short]] += 1
+    return np.minimum(counts, np.maximum(sizes, 1))  # never an empty piece
+
+
 def _pieces_table(chunks: list[Chunk]) -> pa.Table:
-    """Rows of the chunks table for ``chunks``, each body cut into its pieces: built column by
-    column over one joined buffer, without a Python object per piece."""
+    """Rows of the chunks table for ``chunks``, each body cut into its pieces
+    (:func:`piece_counts`): built column by column over one joined buffer, without a Python
+    object per piece."""
     sizes = np.array([len(c.body) for c in chunks], np.int64)
-    counts = np.maximum(1, -(-sizes // PIECE_BYTES))
+    counts = piece_counts(sizes)
     first = np.repeat(np.cumsum(counts) - counts, counts)  # each piece's chunk's first row
     part = np.arange(len(first)) - first
     chunk_of = np.repeat(np.arange(len(chunks)), counts)
-    starts = np.repeat(np.cumsum(sizes) - sizes, counts) + part * PIECE_BYTES
+    # piece j of a body of s bytes in c pieces starts at j * s // c: sizes differ by ≤ 1 byte
+    within = part * sizes[chunk_of] // counts[chunk_of]
+    starts = np.repeat(np.cumsum(sizes) - sizes, counts) + within
     offsets = np.append(starts, sizes.sum())
     data = pa.py_buffer(b"".join(c.body for c in chunks))
 
