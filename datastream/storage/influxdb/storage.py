@@ -131,7 +131,8 @@ FIRST_POINTS = 64  # points first_raw_time reads at first
 TRIMS_PER_ROUND = 20  # streams whose dropped points are deleted after one commit
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
-RAW_CACHE_POINTS = 4_000_000  # raw rows kept for reads (see ..recent): ~17 bytes each for plain numbers
+# raw rows kept for reads (see ..recent): ~17 bytes each for plain numbers
+RAW_CACHE_POINTS = 4_000_000
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
