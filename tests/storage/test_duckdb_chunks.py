@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -196,6 +197,41 @@ def test_a_large_commit_is_written_to_the_file_once(tmp_path):
     storage.close()
     reopened = duckdb_backend.Backend(path)
     assert reopened.read_raw(a, None, None).equals(rows)
+    reopened.close()
+
+
+def test_a_large_commit_that_fails_after_writing_its_row_groups_leaves_nothing(tmp_path,
+                                                                              monkeypatch):
+    """DuckDB has already written a large commit's full row groups into the file when the
+    transaction fails: the rollback must leave neither rows nor a broken file, and the next
+    commit and a reopened file see only what was committed."""
+    from datastream import exceptions
+    from datastream.storage.duckdb.storage import DuckDBStorage
+
+    path = str(tmp_path / "failed.duckdb")
+    storage = duckdb_backend.Backend(path)
+    a = add_stream(storage, {"n": 1})
+    rng = np.random.default_rng(6)
+    times = np.arange(500_000, dtype=np.int64) * 1_000_000
+    rows = raw_rows(times, floats=np.cumsum(rng.normal(0, 1, times.size)), kinds=[2] * times.size)
+    first = rows.slice(0, 1_000)
+    storage.commit(WriteBatch(raw={a: first}))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected after the chunk pieces were inserted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DuckDBStorage, "_write_meta", fail)
+        with pytest.raises(exceptions.StreamAppendFailed):
+            storage.commit(WriteBatch(raw={a: rows.slice(1_000)}))
+    assert storage.read_raw(a, None, None).equals(first)
+    storage.commit(WriteBatch(raw={a: rows.slice(1_000)}))
+    assert storage.read_raw(a, None, None).equals(rows)
+    storage.close()
+    reopened = duckdb_backend.Backend(path)
+    assert reopened.read_raw(a, None, None).equals(rows)
+    pieces = reopened._con.sql("SELECT count(*) FROM chunks").fetchall()[0][0]
+    assert pieces < 2 * 2048 + 10  # the failed commit's pieces are gone
     reopened.close()
 
 
