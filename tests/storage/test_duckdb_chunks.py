@@ -179,16 +179,21 @@ def test_commits_do_not_leave_copies_of_the_stored_chunks_in_the_file(tmp_path):
     assert os.path.getsize(path) <= 1.1 * held + 2048 * 8_000 + 2**20
 
 
+def _store_with_a_random_walk(path, seed: int):
+    """A new store with one stream, and 500 k raw rows of a random walk (~3 MB encoded) not
+    yet committed."""
+    storage = duckdb_backend.Backend(str(path))
+    stream = add_stream(storage, {"n": 1})
+    times = np.arange(500_000, dtype=np.int64) * 1_000_000
+    walk = np.cumsum(np.random.default_rng(seed).normal(0, 1, times.size))
+    return str(path), storage, stream, raw_rows(times, floats=walk, kinds=[2] * times.size)
+
+
 def test_a_large_commit_is_written_to_the_file_once(tmp_path):
     """A commit of megabytes fills whole row groups, which DuckDB writes straight into the file:
     its write-ahead log holds next to none of the bytes (before, all of them, and the next
     checkpoint wrote them again), and closing has nothing left to write."""
-    path = str(tmp_path / "once.duckdb")
-    storage = duckdb_backend.Backend(path)
-    a = add_stream(storage, {"n": 1})
-    rng = np.random.default_rng(5)
-    times = np.arange(500_000, dtype=np.int64) * 1_000_000
-    rows = raw_rows(times, floats=np.cumsum(rng.normal(0, 1, times.size)), kinds=[2] * times.size)
+    path, storage, a, rows = _store_with_a_random_walk(tmp_path / "once.duckdb", seed=5)
     storage.commit(WriteBatch(raw={a: rows}))
     held = storage._con.sql("SELECT sum(octet_length(body)) FROM chunks").fetchall()[0][0]
     pieces = storage._con.sql("SELECT count(*) FROM chunks").fetchall()[0][0]
@@ -208,12 +213,7 @@ def test_a_large_commit_that_fails_after_writing_its_row_groups_leaves_nothing(t
     from datastream import exceptions
     from datastream.storage.duckdb.storage import DuckDBStorage
 
-    path = str(tmp_path / "failed.duckdb")
-    storage = duckdb_backend.Backend(path)
-    a = add_stream(storage, {"n": 1})
-    rng = np.random.default_rng(6)
-    times = np.arange(500_000, dtype=np.int64) * 1_000_000
-    rows = raw_rows(times, floats=np.cumsum(rng.normal(0, 1, times.size)), kinds=[2] * times.size)
+    path, storage, a, rows = _store_with_a_random_walk(tmp_path / "failed.duckdb", seed=6)
     first = rows.slice(0, 1_000)
     storage.commit(WriteBatch(raw={a: first}))
 
