@@ -96,3 +96,32 @@ def test_sigkill_during_large_commits_loses_nothing_acknowledged(tmp_path):
                                rtol=1e-9, atol=1e-9)
     assert np.array_equal(hours.column("min").to_numpy(), per_hour.min(axis=1))
     assert np.array_equal(hours.column("max").to_numpy(), per_hour.max(axis=1))
+
+
+def test_two_datastreams_over_one_backend_see_each_others_large_commits(tmp_path):
+    """Two ``Datastream`` objects of one process share one backend object: the large commit of
+    one (written straight into the file) is read by the other, and both survive a reopen."""
+    path = str(tmp_path / "shared.duckdb")
+    backend = duckdb_backend.Backend(path)
+    first, second = datastream.Datastream(backend), datastream.Datastream(backend)
+    a = first.ensure_stream({"writer": 1}, {}, ["mean"], "seconds")
+    b = second.ensure_stream({"writer": 2}, {}, ["mean"], "seconds")
+    times_a, values_a = child.batch(0)
+    times_b, values_b = child.batch(1)
+    first.append_arrays(a, times_a, values_a, unit="us")
+    second.append_arrays(b, times_b, values_b, unit="us")
+    first.flush()
+    second.flush()
+
+    def raw(ds, stream_id):
+        return ds.get_data(stream_id, datastream.Granularity.Seconds,
+                           start=datetime.datetime.min).to_arrow().column("v").to_numpy()
+
+    assert np.array_equal(raw(second, a), values_a) and np.array_equal(raw(first, b), values_b)
+    first.close()
+    second.close()
+    backend.close()
+    with datastream.Datastream(duckdb_backend.Backend(path)) as ds:
+        assert np.array_equal(raw(ds, a), values_a) and np.array_equal(raw(ds, b), values_b)
+        pieces = ds.backend._con.sql("SELECT count(*) FROM chunks WHERE level = 0").fetchall()
+    assert pieces[0][0] % 2048 == 0
