@@ -546,14 +546,13 @@ def _encode_int_array(
         kinds = np.where(nulls, KIND_NULL, KIND_EXACT)
         return _table(timestamps, kinds, null_array(pa.int64(), count), pa.nulls(count), texts)
     big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
-    if not big.any():  # the usual case: every value fits int64, the float column is all null
-        kinds = np.where(nulls, KIND_NULL, KIND_INT).astype(np.int8)
+    kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
+    if big.any():
+        ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
+        floats = pa.array(array.astype(np.float64), mask=~big)
+    else:  # the usual case: every value fits int64, and the float column holds nulls only
         ints = pa.array(array.astype(np.int64), mask=nulls if nulls.any() else None)
         floats = null_array(pa.float64(), count)
-        return _table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
-    kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
-    ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
-    floats = pa.array(array.astype(np.float64), mask=~big)
     return _table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
 
 

@@ -30,7 +30,7 @@ class StorageLocked(exceptions.StorageUnavailable):
 # rest goes to the write-ahead log and is written a second time at the next checkpoint. Its
 # default row group (122,880 rows) is never filled by a commit of chunk pieces, so every byte
 # was written twice; a commit whose pieces fill whole row groups of 2048 is written once
-# (``storage.piece_plan`` sizes the pieces of large commits to do so).
+# (``storage.piece_counts`` sizes the pieces of large commits to do so).
 ROW_GROUP_ROWS = 2048
 DATABASE_ALIAS = "datastream"
 
