@@ -65,7 +65,7 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 SECOND_US = 1_000_000
 DAY_US = 86_400 * SECOND_US
-JITTER_US = 50_000  # ±50 ms around each whole second: ~1 Hz, never out of order
+JITTER_US = 50_000  # ±50 ms around each whole second: ~1 Hz, never out of order (--jitter-us)
 LEVELS = (
     ("10seconds", 10), ("minutes", 60), ("10minutes", 600), ("hours", 3600),
     ("6hours", 21600), ("days", 86400),
@@ -948,7 +948,7 @@ def build_store(path: str, total: int, seed: int) -> None:
 
 def open_store(args: Any, work: str) -> tuple[str, str]:
     """The store file for the stream-day target, from the cache when the code is unchanged."""
-    name = f"store-{args.store_points}-{args.seed}-{code_fingerprint()}.duckdb"
+    name = f"store-{args.store_points}-{args.seed}-{JITTER_US}-{code_fingerprint()}.duckdb"
     if args.no_cache:
         path = os.path.join(work, name)
         build_store(path, args.store_points, args.seed)
@@ -958,7 +958,7 @@ def open_store(args: Any, work: str) -> tuple[str, str]:
     if os.path.exists(path):
         return path, "cached"
     for old in os.listdir(args.cache_dir):  # stale stores of older code
-        if old.startswith(f"store-{args.store_points}-{args.seed}-"):
+        if old.startswith(f"store-{args.store_points}-{args.seed}-{JITTER_US}-"):
             os.remove(os.path.join(args.cache_dir, old))
     partial = os.path.join(args.cache_dir, f"building-{os.getpid()}.duckdb")
     try:
@@ -1036,7 +1036,7 @@ def target_import(repeats: int) -> dict[str, Any]:
 def run_child(mode: str, points: int, extra: dict[str, str]) -> dict[str, Any]:
     """This script in a child process (``--child``); its last stdout line is JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--child", mode,
-               "--child-points", str(points)]
+               "--child-points", str(points), "--jitter-us", str(JITTER_US)]
     began = time.perf_counter()
     done = subprocess.run(command, env=child_environment(**extra), capture_output=True,
                           text=True, check=False)
@@ -1285,6 +1285,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per system, the best counts (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="data seed (default 1)")
+    parser.add_argument("--jitter-us", type=int, default=JITTER_US,
+                        help=f"timestamps spread ± this many µs around each whole second "
+                             f"(default {JITTER_US:,}; 0: a regular 1 Hz cadence, whose "
+                             f"timestamps and time statistics cost almost no bytes)")
     sized("mongo_points", "--mongo-points", "points of stream 0 for mongomock")
     sized("read_points", "--read-points", "raw points read back through InfluxDB")
     sized("influx_settle", "--influx-settle",
@@ -1323,7 +1327,11 @@ def selection(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global JITTER_US
     args = parse_arguments(argv)
+    if not 0 <= args.jitter_us < SECOND_US // 2:
+        raise SystemExit("--jitter-us must be between 0 and 499,999 (points stay in order)")
+    JITTER_US = args.jitter_us
     if args.child:
         child = {"cold-numba": child_cold_numba, "rss": child_rss}[args.child]
         print(json.dumps(child(args.child_points)))
@@ -1349,7 +1357,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{report['machine']['cores']} cores, load {report['load_average_start'][0]:.2f}")
     print("one thread everywhere: " + ", ".join(f"{k}={v}" for k, v in report["threads"].items()))
     print(f"data: {args.streams} streams × {args.points:,} points per kind ({', '.join(kinds)}),"
-          f" seed {args.seed}; best of {args.repeats}")
+          f" seed {args.seed}, 1 s ± {JITTER_US:,} µs apart; best of {args.repeats}")
     rows: list[Row] = []
     reads: list[dict[str, Any]] = []
     if args.targets or wanted - {"duckdb", "polars", "pandas", "influxdb"}:

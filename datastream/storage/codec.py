@@ -213,9 +213,9 @@ def decode_level(data: bytes, start_us: int | None = None, end_us: int | None = 
     """The ``LEVEL_SCHEMA`` rows of a chunk made by :func:`encode_level`; with a bound, only
     its rows with ``start_us <= t < end_us`` (the chunk's rows are sorted by ``t``).
 
-    A read of a day at 10 s takes a part of each of two 16k-row chunks: the columns stored as
-    they are must be integrated from the chunk's start anyway, but the predicted ones are
-    computed for the rows asked for only (most of a level chunk's decoding)."""
+    A read of a few hours at 10 s takes a part of a chunk: the columns stored as they are must
+    be integrated from the chunk's start anyway, but the predicted ones are computed for the
+    rows asked for only (most of a level chunk's decoding)."""
     return _decode(data, LEVEL, start_us, end_us)
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from datastream.backends import duckdb as duckdb_backend
 from datastream.storage.base import WriteBatch
 from datastream.storage.duckdb import chunks as chunking
-from tests.storage.rows import add_stream, new_id, raw_rows
+from tests.storage.rows import add_stream, level_rows, new_id, raw_rows
 
 
 def chunk_rows(storage, level=None) -> list[tuple]:
@@ -84,6 +84,72 @@ def test_level_rows_over_stored_buckets_are_merged():
         {"t": 0, "c": 1}, {"t": 10, "c": 20}, {"t": 20, "c": 3}, {"t": 30, "c": 40}]
     spans = [(t0, t1) for _, t0, t1, _ in chunk_rows(storage) if _ != chunking.RAW]
     assert all(b[0] > a_[1] for a_, b in zip(sorted(spans), sorted(spans)[1:]))  # no overlap
+
+
+DAY_US = 86_400_000_000
+TEN_SECONDS_US = 10_000_000
+
+
+def test_level_chunks_at_10_s_hold_whole_utc_days_so_a_day_reads_one_chunk():
+    """One row per 10 s bucket from noon of day 0 to 06:00 of day 4, written at once: the
+    chunks are cut at midnights only (a partial first or last day shares a chunk with its
+    neighbour, two full days would not fit one), so day 2 is a chunk of its own."""
+    storage = duckdb_backend.Backend()
+    a = add_stream(storage, {"n": 1})
+    day0 = 20_454 * DAY_US  # 2026-01-01
+    times = list(range(day0 + DAY_US // 2, day0 + 4 * DAY_US + DAY_US // 4, TEN_SECONDS_US))
+    storage.commit(WriteBatch(levels={"S": level_rows(a, times, list(range(len(times))))}))
+    spans = [(t0, t1, rows) for _, t0, t1, rows in chunk_rows(storage, level=1)]
+    last_bucket = DAY_US - TEN_SECONDS_US
+    assert spans == [
+        (day0 + DAY_US // 2, day0 + DAY_US + last_bucket, 4320 + 8640),
+        (day0 + 2 * DAY_US, day0 + 2 * DAY_US + last_bucket, 8640),
+        (day0 + 3 * DAY_US, day0 + 4 * DAY_US + DAY_US // 4 - TEN_SECONDS_US, 8640 + 2160),
+    ]
+    day2 = day0 + 2 * DAY_US
+    (overlapping,) = storage._con.execute(
+        "SELECT count(DISTINCT seq) FROM chunks WHERE level = 1 AND t1 >= ? AND t0 < ?",
+        [day2, day2 + DAY_US]).fetchone()
+    assert overlapping == 1
+    read = storage.read_level("S", a, day2, day2 + DAY_US)
+    assert read.column("t").to_pylist() == [t for t in times if day2 <= t < day2 + DAY_US]
+    assert read.column("c").to_pylist() == [times.index(t) for t in read.column("t").to_pylist()]
+    assert storage.read_level("S", a, None, None).column("c").to_pylist() == list(
+        range(len(times)))
+
+
+@st.composite
+def _window_runs(draw):
+    """Sorted bucket numbers: runs of consecutive buckets in a few aligned windows, so some
+    windows hold more rows than a chunk and others share one."""
+    size = chunking.WINDOW_BUCKETS
+    buckets = []
+    for window in sorted(draw(st.sets(st.integers(-3, 3), max_size=5))):
+        count = draw(st.integers(0, 30))
+        offset = draw(st.integers(0, size - count))
+        buckets += range(window * size + offset, window * size + offset + count)
+    return buckets
+
+
+@given(_window_runs(), st.integers(1, 40), st.sampled_from([1, 10_000_000]))
+@settings(max_examples=200)
+def test_level_pieces_cut_whole_windows_into_bounded_greedy_chunks(buckets, max_rows, width):
+    table = pa.table({"t": pa.array([b * width for b in buckets], pa.int64())})
+    pieces = chunking.level_pieces(table, width, max_rows)
+    assert [t for p in pieces for t in p.column("t").to_pylist()] == table.column(
+        "t").to_pylist()
+    assert all(1 <= p.num_rows <= max_rows for p in pieces)
+    window = [b // chunking.WINDOW_BUCKETS for b in buckets]
+    cut = 0
+    for before in pieces[:-1]:
+        cut += before.num_rows
+        if window[cut] == window[cut - 1]:  # inside a window: only one too large for a chunk
+            assert before.num_rows == max_rows
+            assert len(set(window[cut - max_rows:cut + 1])) == 1
+        else:  # at a window's edge: the window starting there did not fit in the chunk
+            assert before.num_rows + window.count(window[cut]) > max_rows
+    assert [p.num_rows for p in chunking.level_pieces(table, None, max_rows)] == [
+        p.num_rows for p in chunking.pieces(table, max_rows)]
 
 
 writes = st.lists(

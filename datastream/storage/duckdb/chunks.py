@@ -10,7 +10,8 @@ has a larger ``seq``).
   order and sort by time stably, so points sharing a timestamp keep their append order even
   across chunks written out of time order.
 * Level chunks never overlap in time: a write over stored buckets merges into the chunks it
-  overlaps (the newer row of a bucket wins).
+  overlaps (the newer row of a bucket wins). They are cut at the edges of aligned time windows
+  (``WINDOW_BUCKETS``), so a day's read at 10 s decodes one chunk.
 * Small chunks (a flush of a few points) are merged once ``MERGE_AFTER`` of them pile up at the
   end of a stream's chunk sequence, so storage stays dense whatever the flush rate, and each
   point is rewritten only a few times.
@@ -39,6 +40,11 @@ instead of 62, and each chunk's fixed cost (checks, a dozen codec and kernel cal
 of the decode. Level chunks stay at ``CHUNK_ROWS``: their 21 columns make a row ten times as
 wide, and level reads are mostly short ranges."""
 SMALL_ROWS = CHUNK_ROWS // 4
+WINDOW_BUCKETS = 8640
+"""Level chunks are cut at the edges of aligned windows of this many buckets (from the epoch):
+one UTC day at 10 s, six days at 1 min. A read of one day at 10 s, the commonest short read,
+then decodes one chunk of 8,640 rows instead of parts of two 16k-row chunks (see
+:func:`level_pieces`)."""
 MERGE_AFTER = 16
 RAW = 0  # level code of raw chunks; level keys get codes from 1 on
 
@@ -62,6 +68,32 @@ class Chunk:
 def pieces(table: pa.Table, max_rows: int = CHUNK_ROWS) -> list[pa.Table]:
     """``table`` cut into consecutive slices of at most ``max_rows`` rows (zero-copy)."""
     return [table.slice(start, max_rows) for start in range(0, table.num_rows, max_rows)]
+
+
+def level_pieces(table: pa.Table, width_us: int | None,
+                 max_rows: int = CHUNK_ROWS) -> list[pa.Table]:
+    """Time-sorted level rows cut into chunks of whole aligned windows (``WINDOW_BUCKETS``
+    buckets of ``width_us``): consecutive windows share a chunk while it stays within
+    ``max_rows`` rows, and only a window of more rows than that is itself cut by row count.
+    With one row per bucket a window holds at most 8,640 rows, so every chunk but a
+    sequence's last holds more than ``max_rows - 8640``: dense days at 10 s are a chunk each,
+    sparse ones share one. ``width_us`` None (a level of no known granularity): row count
+    alone."""
+    if width_us is None or table.num_rows <= 1:
+        return pieces(table, max_rows)
+    window = np.floor_divide(times(table), width_us * WINDOW_BUCKETS)
+    ends = [*(np.flatnonzero(window[1:] != window[:-1]) + 1).tolist(), table.num_rows]
+    cuts = [0]
+    previous = 0
+    for end in ends:  # one step per window, not per row
+        if end - cuts[-1] > max_rows and previous > cuts[-1]:
+            cuts.append(previous)
+        while end - cuts[-1] > max_rows:
+            cuts.append(cuts[-1] + max_rows)
+        previous = end
+    cuts.append(table.num_rows)
+    return [table.slice(low, high - low) for low, high in zip(cuts[:-1], cuts[1:])
+            if high > low]
 
 
 def times(table: pa.Table) -> np.ndarray:

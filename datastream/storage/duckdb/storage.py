@@ -145,6 +145,7 @@ class _Entry:
 class _Level:
     code: int
     schema: pa.Schema  # stored columns in order, ``t`` included, ``stream_id`` excluded
+    width_us: int | None = None  # the bucket width of a known granularity: chunks align to it
 
 
 class _Writes:
@@ -154,6 +155,7 @@ class _Writes:
         self.next_seq = next_seq
         self.new: list[Chunk] = []
         self.drop: list[int] = []  # seq numbers
+        self.widths: dict[int, int | None] = {}  # bucket width of each level code written
 
     def seq(self) -> int:
         self.next_seq += 1
@@ -252,7 +254,8 @@ class DuckDBStorage(Storage):
         for level_key, code, schema in con.sql(
             "SELECT level_key, code, arrow_schema FROM levels"
         ).fetchall():
-            self._levels[level_key] = _Level(code, pa.ipc.read_schema(pa.py_buffer(schema)))
+            self._levels[level_key] = _Level(code, pa.ipc.read_schema(pa.py_buffer(schema)),
+                                             _WIDTHS.get(level_key))
 
     def close(self) -> None:
         """Checkpoint and release the file. Idempotent."""
@@ -609,7 +612,7 @@ class DuckDBStorage(Storage):
         known = changed.get(level_key) or self._levels.get(level_key)
         if known is None:
             codes = [level.code for level in (*self._levels.values(), *changed.values())]
-            level = _Level(max(codes, default=RAW) + 1, incoming)
+            level = _Level(max(codes, default=RAW) + 1, incoming, _WIDTHS.get(level_key))
             con.execute("INSERT INTO levels VALUES (?, ?, ?)",
                         [level_key, level.code, incoming.serialize().to_pybytes()])
             changed[level_key] = level
@@ -627,7 +630,7 @@ class DuckDBStorage(Storage):
                 )
         if not added:
             return known
-        level = _Level(known.code, pa.schema(list(known.schema) + added))
+        level = _Level(known.code, pa.schema(list(known.schema) + added), known.width_us)
         con.execute("UPDATE levels SET arrow_schema = ? WHERE level_key = ?",
                     [level.schema.serialize().to_pybytes(), level_key])
         changed[level_key] = level
@@ -641,9 +644,10 @@ class DuckDBStorage(Storage):
         when they all come after the stored ones, the usual case)."""
         rows = chunking.conform(rows, level.schema)
         t = chunking.times(rows)
+        writes.widths[level.code] = level.width_us
         stored_end = self._ends.get((key, level.code))
         if stored_end is None or t[0] > stored_end:
-            for piece in chunking.pieces(rows):
+            for piece in chunking.level_pieces(rows, level.width_us):
                 writes.add(key, level.code, piece, self._encode_level(piece, key, level.code))
             return
         overlapping = whole_chunks(con.execute(
@@ -655,7 +659,7 @@ class DuckDBStorage(Storage):
                       for _, body in overlapping]
             rows = chunking.keep_last_per_time(pa.concat_tables([*stored, rows]))
             writes.drop.extend(seq for seq, _ in overlapping)
-        for piece in chunking.pieces(rows):
+        for piece in chunking.level_pieces(rows, level.width_us):
             writes.add(key, level.code, piece, self._encode_level(piece, key, level.code))
 
     def _encode_level(self, rows: pa.Table, key: int, level: int) -> bytes:
@@ -727,8 +731,14 @@ class DuckDBStorage(Storage):
                     promote_options="default"))
             run_seqs = [seq for seq, *_ in run]
             merged_new.update(seq for seq, *_, body in run if body is not None)
-            size = chunking.RAW_CHUNK_ROWS if level == RAW else chunking.CHUNK_ROWS
-            for seq, piece in zip(run_seqs, chunking.pieces(merged, size)):
+            if level == RAW:
+                cut = chunking.pieces(merged, chunking.RAW_CHUNK_ROWS)
+            else:
+                cut = chunking.level_pieces(merged, writes.widths.get(level))
+            # the merged pieces take over the run's seq numbers (a run of small chunks makes
+            # fewer full ones; more would take new numbers)
+            seqs = run_seqs + [None] * (len(cut) - len(run_seqs))
+            for seq, piece in zip(seqs, cut):
                 body = (chunking.encode_raw(piece) if level == RAW
                         else self._encode_level(piece, key, level))
                 writes.add(key, level, piece, body, seq=seq)
