@@ -57,3 +57,13 @@ class Engine:
 
     def time_read_minutes_as_dicts(self):
         list(self.ds.get_data(self.stream, "minutes", start=START))
+
+    def time_read_one_day_at_10s(self):
+        """A UTC day at 10 s (8,640 buckets): one level chunk, cut at the day's edges."""
+        day = START + datetime.timedelta(days=1)
+        self.ds.get_data(self.stream, "10seconds", start=day,
+                         end_exclusive=day + datetime.timedelta(days=1)).to_arrow()
+
+    def time_verify(self):
+        """verify() of the stream's 100k points: the columnar pass of float streams."""
+        self.ds.verify()
