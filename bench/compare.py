@@ -957,8 +957,8 @@ def open_store(args: Any, work: str) -> tuple[str, str]:
     path = os.path.join(args.cache_dir, name)
     if os.path.exists(path):
         return path, "cached"
-    for old in os.listdir(args.cache_dir):  # stale stores of older code
-        if old.startswith(f"store-{args.store_points}-{args.seed}-{JITTER_US}-"):
+    for old in os.listdir(args.cache_dir):  # stale stores: older code or other data
+        if old.startswith(f"store-{args.store_points}-{args.seed}-") and old != name:
             os.remove(os.path.join(args.cache_dir, old))
     partial = os.path.join(args.cache_dir, f"building-{os.getpid()}.duckdb")
     try:
