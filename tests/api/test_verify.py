@@ -286,6 +286,28 @@ def test_wrong_time_statistic_and_count_are_reported(ds, streams) -> None:
     assert by_name["time_first"]["expected"] == right["t"]["a"] == at(0)
 
 
+def test_float_stream_values_and_time_mean_are_checked_on_every_backend(ds, streams) -> None:
+    """Float streams are compared a column at a time first (and bucket by bucket only where
+    that finds something): a wrong sum (and so mean) and a time mean 2 µs off still come out
+    at their coordinates, a time mean 1 µs off does not."""
+    a = streams["a"]
+    assert clean(ds.verify({"n": "a"}))
+    right = level(ds, a, G.Seconds10)[0]
+    stored = _level_rows(ds, a, "S", to_us(at(0)), to_us(at(0)) + 1)
+    s, tm = stored.column("s")[0].as_py(), stored.column("tm")[0].as_py()
+    _set_level_value(ds, a, "S", at(0), tm=tm + 1)
+    assert clean(ds.verify({"n": "a"}))
+    _set_level_value(ds, a, "S", at(0), s=s + 1.0, tm=tm + 2)
+    result = ds.verify({"n": "a"})
+    assert _coordinates(result) == {  # "mean" stores "sum" with it
+        (a, G.Seconds10, at(0), label) for label in ("sum", "mean", "time_mean")}
+    by_name = {m["downsampler"]: m for m in result}
+    assert by_name["mean"]["expected"] == pytest.approx(right["v"]["m"], rel=1e-12)
+    assert by_name["time_mean"]["expected"] == right["t"]["m"]
+    assert by_name["time_mean"]["stored"] - right["t"]["m"] == datetime.timedelta(
+        microseconds=2)
+
+
 def test_high_accuracy_values_are_compared_exactly(ds, streams) -> None:
     exact = streams["exact"]
     start = to_us(at(0))
