@@ -56,7 +56,7 @@ class _Expected:
     then per label a float column (NaN where None), its None mask and the scale of its
     tolerance; ``count`` and the three timestamps as int64."""
 
-    def __init__(self, starts: list[int], rows: list[tuple], width: int) -> None:
+    def __init__(self, starts: list[int], rows: list[tuple]) -> None:
         self.starts = np.array(starts, np.int64)
         columns = list(zip(*rows, strict=True)) if rows else [()] * _COLUMNS
         self.count = np.array(columns[0], np.int64)
@@ -90,7 +90,7 @@ class WindowFacts:
         for width, buckets in by_width.items():
             buckets.sort(key=_start)
             self.expected[width] = _Expected([b for b, _ in buckets],
-                                             [row for _, row in buckets], width)
+                                             [row for _, row in buckets])
         self.names = oracle.names
 
     def agrees(self, rows: pa.Table, meta: dict[str, Any], width: int, lo: int, hi: int
@@ -103,23 +103,19 @@ class WindowFacts:
         starts = np.asarray(rows.column("t").to_numpy(), dtype=np.int64)
         if starts.size > 1 and not (starts[1:] > starts[:-1]).all():
             return False
-        if not wanted.size:  # no bucket with points: every row must read as empty
-            known, at = np.zeros(starts.size, bool), np.zeros(starts.size, np.intp)
-            expected = _Expected([0], [_bucket(TimeFacts(), _EMPTY_FLOATS, None, width, 0)],
-                                 width)
-        else:
-            at = np.minimum(np.searchsorted(wanted, starts), wanted.size - 1)
-            known = wanted[at] == starts
-            if int(known.sum()) != wanted.size:  # a bucket with points that a reader lacks
-                return False
-            at = at + first
+        at = np.minimum(np.searchsorted(wanted, starts), max(wanted.size - 1, 0))
+        known = wanted[at] == starts if wanted.size else np.zeros(starts.size, bool)
+        if int(known.sum()) != wanted.size:  # a bucket with points that a reader lacks
+            return False
+        # rows of the width's columns (kept in range: they are only used where ``known``)
+        at = np.minimum(at + first, max(expected.starts.size - 1, 0))
         view = downsamplers.Rows(rows, "numeric", meta.get("value_type_options"), width)
         for name in meta["value_downsamplers"]:
             stored = downsamplers.VALUE_DECLARATIONS[name].finalize(view)
             if not isinstance(stored, np.ndarray):
                 return False
             if name == "count":
-                want = np.where(known, expected.count[at], 0)
+                want = _taken(expected.count, known, at, 0)
                 if stored.dtype.kind != "i" or not (stored == want).all():
                     return False
             elif not _floats_agree(stored, known, at, expected.floats[name]):
@@ -130,13 +126,20 @@ class WindowFacts:
             if not isinstance(stored, np.ndarray):
                 return False
             if declaration.is_time:
-                want = np.where(known, expected.times[declaration.name][at], middles)
+                want = _taken(expected.times[declaration.name], known, at, middles)
                 slack = 1 if declaration.name == "mean" else 0
                 if stored.dtype.kind != "i" or not (np.abs(stored - want) <= slack).all():
                     return False
             elif not _floats_agree(stored, known, at, expected.floats[declaration.name]):
                 return False
         return True
+
+
+def _taken(column: np.ndarray, known: np.ndarray, at: np.ndarray, fill) -> np.ndarray:
+    """Per reader row: the expected value where the bucket has points, else ``fill``."""
+    if not column.size:  # no bucket of this width has points: nothing to take
+        return np.broadcast_to(np.asarray(fill, column.dtype), known.shape)
+    return np.where(known, column[at], fill)
 
 
 def _start(bucket: tuple[int, tuple]) -> int:
@@ -203,9 +206,9 @@ def _floats_agree(stored: np.ndarray, known: np.ndarray, at: np.ndarray,
     if stored.dtype != np.float64:
         return False
     values, missing, scales = expected
-    want = np.where(known, values[at], math.nan)
-    want_none = np.where(known, missing[at], True)
-    scale = np.where(known, scales[at], 0.0)
+    want = _taken(values, known, at, math.nan)
+    want_none = _taken(missing, known, at, True)
+    scale = _taken(scales, known, at, 0.0)
     stored_none = np.isnan(stored)
     if (stored_none != want_none).any():
         return False

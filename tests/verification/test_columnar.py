@@ -8,6 +8,7 @@ import functools
 import math
 from unittest import mock
 
+import duckdb
 import pyarrow as pa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -16,9 +17,13 @@ import datastream
 from datastream.backends import duckdb as duckdb_backend
 from datastream.downsamplers import VALUE_DOWNSAMPLERS
 from datastream.engine.downsampling import conform
+from datastream.granularity import Granularity, to_us
 from datastream.storage.base import WriteBatch
-from datastream.verification import columnar
+from datastream.units import US_PER_SECOND
+from datastream.verification import columnar, levels
+from datastream.verification.expectations import BucketOracle
 from datastream.verification.result import ABSENT
+from datastream.verification.sql_oracle import WindowOracle
 
 START = datetime.datetime(2026, 3, 1, 23, 50, tzinfo=datetime.timezone.utc)
 LEVEL_KEYS = ("S", "m", "M", "h", "H", "d")
@@ -165,3 +170,31 @@ def test_the_time_mean_may_be_one_microsecond_off_but_not_two():
         _tamper(ds, stream_id, "S", 0, "tm", lambda old: old + 1)
         (mismatch,) = ds.verify()
         assert (mismatch["downsampler"], mismatch["stored"] is ABSENT) == ("time_mean", False)
+
+
+def test_a_range_after_every_bucket_with_points_must_read_empty():
+    """A level range past the last bucket of the window's raw points (the facts of its width
+    end before it): its empty buckets agree, a count stored there does not."""
+    with datastream.Datastream(duckdb_backend.Backend()) as ds:
+        stream_id = ds.ensure_stream({"n": 1}, {}, ["count", "mean"], "seconds")
+        for second in (0, 1, 2, 9000):
+            ds.append(stream_id, 1.5, START + datetime.timedelta(seconds=second))
+        ds.downsample_streams(until=START + datetime.timedelta(days=2))
+        record = ds.backend.get_stream(stream_id)
+        connection = duckdb.connect()
+        try:
+            sql = WindowOracle(connection)
+            start = to_us(START)
+            sql.load(ds.backend.read_raw(stream_id, start, start + 100 * US_PER_SECOND))
+            width = Granularity.Seconds10.width_us
+            facts = columnar.WindowFacts(BucketOracle(sql, record.meta), [width])
+            assert facts.expected[width].starts.tolist() == [start]
+            lo, hi = start + 100 * US_PER_SECOND, start + 600 * US_PER_SECOND
+            rows = levels._reader_rows(ds.backend, record, Granularity.Seconds10, lo, hi)
+            assert rows.num_rows == 50
+            assert facts.agrees(rows, record.meta, width, lo, hi)
+            counted = rows.set_column(rows.column_names.index("c"), "c",
+                                      pa.array([0] * 49 + [1], pa.int64()))
+            assert not facts.agrees(counted, record.meta, width, lo, hi)
+        finally:
+            connection.close()
