@@ -61,7 +61,7 @@ def _points(draw, names: list[str]) -> list[tuple[datetime.datetime, object]]:
             functools.partial(_aggregate, names=names)),
     )
     gaps = draw(st.lists(st.tuples(st.integers(0, 9000), st.integers(0, 999_999)),
-                         min_size=2, max_size=120))
+                         min_size=2, max_size=80))
     at, points = START, []
     for seconds, micros in gaps:
         at += datetime.timedelta(seconds=seconds, microseconds=micros)
@@ -113,7 +113,7 @@ def _both_ways(ds) -> tuple[list, list, dict, dict]:
     return [repr(m) for m in slow], [repr(m) for m in fast], slow.checked, fast.checked
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_the_columnar_pass_reports_exactly_what_the_bucket_comparison_reports(case):
     names, points, tamperings = case
