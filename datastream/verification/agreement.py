@@ -42,8 +42,12 @@ def exact(value: Any) -> Expected:
 
 
 def close(value: float | None, scale: float = 0.0) -> Expected:
-    finite = scale if scale is not None and math.isfinite(scale) else 0.0
-    return Expected(value, "float", abs(finite))
+    return Expected(value, "float", tolerance_scale(scale))
+
+
+def tolerance_scale(scale: float | None) -> float:
+    """The scale a float is judged against: its magnitude, 0 when not finite."""
+    return abs(scale) if scale is not None and math.isfinite(scale) else 0.0
 
 
 def timestamp(value: datetime.datetime, slack_us: int = 0) -> Expected:

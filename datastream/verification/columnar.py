@@ -30,14 +30,14 @@ import pyarrow as pa
 
 from .. import downsamplers
 from ..units import US_PER_SECOND
-from .agreement import RELATIVE, ROUNDING
-from .expectations import STD_FLOOR, BucketOracle
+from . import expectations
+from .agreement import RELATIVE, ROUNDING, tolerance_scale
+from .expectations import BucketOracle
 from .sql_oracle import FloatValues, TimeFacts
 
 VALUE_LABELS = ("count", "sum", "sum_squares", "min", "max", "mean", "std_dev", "median")
-_FLOAT_VALUES = VALUE_LABELS[1:]
-_INTERVALS = ("intervals_mean", "intervals_min", "intervals_max", "intervals_sum_squares",
-              "intervals_std_dev")
+_FLOAT_VALUES = expectations.FLOAT_LABELS
+_INTERVALS = tuple(label.removeprefix("time_") for label in expectations.INTERVAL_LABELS)
 _FLOAT_LABELS = _FLOAT_VALUES + _INTERVALS
 _TIMES = ("mean", "first", "last")
 _COLUMNS = 1 + 2 * len(_FLOAT_LABELS) + len(_TIMES)  # of a bucket's tuple (``_bucket``)
@@ -150,53 +150,12 @@ def _bucket(fact: TimeFacts, v: FloatValues, median: float | None, width: int, b
             ) -> tuple:
     """One bucket's expectations as ``expectations`` computes them: count, then (value,
     scale) per float label, then the time mean, first and last in µs."""
-    if v.c == 0:
-        values: list = [0] + [None, 0.0] * len(_FLOAT_VALUES)
-    else:
-        magnitude = max(abs(v.low or 0.0), abs(v.high or 0.0))
-        spread = (v.high - v.low) if v.low is not None and v.high is not None else 0.0
-        values = [
-            v.c,
-            v.s, _scale(v.c * magnitude),
-            v.q, 0.0,
-            v.low, 0.0,
-            v.high, 0.0,
-            None if v.s is None else v.s / v.c, _scale(magnitude),
-            v.std, _scale(spread + STD_FLOOR * magnitude),
-            median, 0.0,
-        ]
-    if fact.ic:
-        longest = fact.gmax / US_PER_SECOND
-        variance = (fact.ic * fact.gsq - fact.gsum**2) / fact.ic**2  # exact ints, one rounding
-        values += [
-            fact.gsum / (fact.ic * US_PER_SECOND), 0.0,
-            fact.gmin / US_PER_SECOND, 0.0,
-            longest, 0.0,
-            fact.gsq / US_PER_SECOND**2, 0.0,
-            math.sqrt(variance) / US_PER_SECOND,
-            _scale((fact.gmax - fact.gmin) / US_PER_SECOND + STD_FLOOR * longest),
-        ]
-    else:
-        values += [None, 0.0] * len(_INTERVALS)
-    middle = b + (width // US_PER_SECOND // 2) * US_PER_SECOND
-    values += [b + _round_half_even(fact.toff, fact.tn) if fact.tn else middle,
-               fact.ta if fact.np else middle,
-               fact.tz if fact.np else middle]
-    return tuple(values)
-
-
-def _scale(scale: float) -> float:
-    """``agreement.close``: a non-finite scale counts as 0."""
-    return abs(scale) if math.isfinite(scale) else 0.0
-
-
-def _round_half_even(numerator: int, denominator: int) -> int:
-    """``round(Fraction(numerator, denominator))`` for a positive denominator."""
-    quotient, remainder = divmod(numerator, denominator)
-    twice = 2 * remainder
-    if twice > denominator or (twice == denominator and quotient % 2):
-        quotient += 1
-    return quotient
+    values: list = [v.c]
+    floats = (expectations.float_values(v, median) if v.c
+              else [(None, 0.0)] * len(_FLOAT_VALUES))
+    for value, scale in [*floats, *expectations.interval_values(fact)]:
+        values += [value, tolerance_scale(scale)]
+    return (*values, *expectations.time_points(fact, width, b))
 
 
 def _floats_agree(stored: np.ndarray, known: np.ndarray, at: np.ndarray,

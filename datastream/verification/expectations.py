@@ -118,18 +118,10 @@ class BucketOracle:
     ) -> dict[str, Expected]:
         if v.c == 0:
             return self.empty_values()
-        magnitude = max(abs(v.low or 0.0), abs(v.high or 0.0))
-        spread = (v.high - v.low) if v.low is not None and v.high is not None else 0.0
-        out = {
-            "count": exact(v.c),
-            "sum": close(v.s, v.c * magnitude),
-            "sum_squares": close(v.q),
-            "min": close(v.low),
-            "max": close(v.high),
-            "mean": close(None if v.s is None else v.s / v.c, magnitude),
-            "std_dev": close(v.std, spread + STD_FLOOR * magnitude),
-            "median": close(median),
-        }
+        out: dict[str, Expected] = {"count": exact(v.c)}
+        out.update((label, close(value, scale))
+                   for label, (value, scale) in zip(FLOAT_LABELS, float_values(v, median),
+                                                    strict=True))
         out.update(self._table_expectations(table))
         return {name: out[name] for name in self.names}
 
@@ -186,31 +178,62 @@ def keyed_by_value(table: dict[str, int], decode: Callable[[str], Any]) -> dict[
     }
 
 
-def time_expectations(fact: TimeFacts | None, width: int, b: int) -> dict[str, Expected]:
-    """Time downsamplers of a bucket: exact integer facts, finalized in rational arithmetic."""
+FLOAT_LABELS = ("sum", "sum_squares", "min", "max", "mean", "std_dev", "median")
+INTERVAL_LABELS = ("time_intervals_mean", "time_intervals_min", "time_intervals_max",
+                   "time_intervals_sum_squares", "time_intervals_std_dev")
+
+
+def float_values(v: FloatValues, median: float | None) -> list[tuple[float | None, float]]:
+    """(expected value, scale of its tolerance) of each of ``FLOAT_LABELS`` for a bucket
+    holding numbers (``v.c > 0``)."""
+    magnitude = max(abs(v.low or 0.0), abs(v.high or 0.0))
+    spread = (v.high - v.low) if v.low is not None and v.high is not None else 0.0
+    return [
+        (v.s, v.c * magnitude),
+        (v.q, 0.0),
+        (v.low, 0.0),
+        (v.high, 0.0),
+        (None if v.s is None else v.s / v.c, magnitude),
+        (v.std, spread + STD_FLOOR * magnitude),
+        (median, 0.0),
+    ]
+
+
+def time_points(fact: TimeFacts, width: int, b: int) -> tuple[int, int, int]:
+    """The expected time mean, first and last time (µs) of a bucket: exact integer facts,
+    the mean rounded half to even; an empty bucket's are its middle."""
     middle = b + (width // US_PER_SECOND // 2) * US_PER_SECOND
-    fact = fact or TimeFacts()
     mean = b + round(Fraction(fact.toff, fact.tn)) if fact.tn else middle
-    out = {
-        "time_mean": timestamp(from_us(mean), slack_us=1),
-        "time_first": timestamp(from_us(fact.ta if fact.np else middle)),
-        "time_last": timestamp(from_us(fact.tz if fact.np else middle)),
-    }
+    return mean, fact.ta if fact.np else middle, fact.tz if fact.np else middle
+
+
+def interval_values(fact: TimeFacts) -> list[tuple[float | None, float]]:
+    """(expected value, scale) of each of ``INTERVAL_LABELS``: None without intervals; each
+    float one correctly rounded division of exact integers."""
     if not fact.ic:
-        out.update({label: close(None) for label in TIME_LABELS if label not in out})
-        return out
+        return [(None, 0.0)] * len(INTERVAL_LABELS)
     variance = Fraction(fact.ic * fact.gsq - fact.gsum**2, fact.ic**2)
     longest = fact.gmax / US_PER_SECOND
-    out.update(
-        {
-            "time_intervals_mean": close(float(Fraction(fact.gsum, fact.ic * US_PER_SECOND))),
-            "time_intervals_min": close(fact.gmin / US_PER_SECOND),
-            "time_intervals_max": close(longest),
-            "time_intervals_sum_squares": close(float(Fraction(fact.gsq, US_PER_SECOND**2))),
-            "time_intervals_std_dev": close(
-                math.sqrt(variance) / US_PER_SECOND,
-                (fact.gmax - fact.gmin) / US_PER_SECOND + STD_FLOOR * longest,
-            ),
-        }
-    )
+    return [
+        (float(Fraction(fact.gsum, fact.ic * US_PER_SECOND)), 0.0),
+        (fact.gmin / US_PER_SECOND, 0.0),
+        (longest, 0.0),
+        (float(Fraction(fact.gsq, US_PER_SECOND**2)), 0.0),
+        (math.sqrt(variance) / US_PER_SECOND,
+         (fact.gmax - fact.gmin) / US_PER_SECOND + STD_FLOOR * longest),
+    ]
+
+
+def time_expectations(fact: TimeFacts | None, width: int, b: int) -> dict[str, Expected]:
+    """Time downsamplers of a bucket: exact integer facts, finalized in rational arithmetic."""
+    fact = fact or TimeFacts()
+    mean, first, last = time_points(fact, width, b)
+    out = {
+        "time_mean": timestamp(from_us(mean), slack_us=1),
+        "time_first": timestamp(from_us(first)),
+        "time_last": timestamp(from_us(last)),
+    }
+    out.update((label, close(value, scale))
+               for label, (value, scale) in zip(INTERVAL_LABELS, interval_values(fact),
+                                                strict=True))
     return out
