@@ -276,20 +276,31 @@ class Datastream:
         self._open()
         with self._engine.lock:
             state = self._engine.state(stream_id, fresh=True)
-            if state.derivation is None or not self._engine.buffers.points:
+            if not self._derived_behind_buffers([state]):
                 return self._public(state)
-            # A derived stream's extent comes from buffered source points once they are
-            # stored: flush first (or, while the backend refuses, preview that flush).
-            with contextlib.suppress(exceptions.StreamAppendFailed):
-                self._engine.flush_for([stream_id])
-            if self._engine.buffers.points:
-                changes = self._engine.preview()
-                if stream_id in changes.states:
-                    return public_tags(changes.states[stream_id], None, None)
+            previewed = self._derive_buffered([stream_id])
+            if stream_id in previewed:
+                return self._public(previewed[stream_id])
             return self._public(self._engine.state(stream_id, fresh=True))
 
     def _public(self, state: StreamState) -> dict[str, Any]:
         return public_tags(state, *self._engine.pending_extent(state))
+
+    def _derived_behind_buffers(self, states: list[StreamState]) -> bool:
+        """Whether this object's buffered points may still be missing from the metadata of
+        a derived stream among ``states`` (its extent exists only once they are derived)."""
+        return bool(self._engine.buffers.points) and any(
+            state.derivation is not None for state in states
+        )
+
+    def _derive_buffered(self, stream_ids: list[str]) -> dict[str, StreamState]:
+        """Flush so that derived streams include the buffered points (behaviour §4.3). While
+        the backend refuses the commit, returns the states that commit would write."""
+        with contextlib.suppress(exceptions.StreamAppendFailed):
+            self._engine.flush_for(stream_ids)
+        if not self._engine.buffers.points:
+            return {}
+        return self._engine.preview().states
 
     def update_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
         """Deep-merge ``tags`` into the stream's user tags (atomically against other
@@ -328,7 +339,12 @@ class Datastream:
         """Streams whose user tags match ``query_tags`` (behaviour §3.4), in creation order."""
         self._open()
         with self._engine.lock:
-            found = [self._public(state) for state in self._find(query_tags, False)]
+            states = self._find(query_tags, False)
+            if self._derived_behind_buffers(states):
+                previewed = self._derive_buffered([state.stream_id for state in states])
+                states = [previewed.get(state.stream_id, state)
+                          for state in self._find(query_tags, False)]
+            found = [self._public(state) for state in states]
         return Streams(lambda: found)
 
     def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:

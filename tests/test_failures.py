@@ -169,6 +169,29 @@ def test_flush_fails_points_stay_buffered_and_are_stored_once_after_recovery(
     assert _stored(reader, stream_id, writer_closed=True) == list(range(8))
 
 
+def test_metadata_of_a_derived_stream_while_failing_sees_every_append(failing, clock) -> None:
+    """While the backend refuses the commit, get_tags and find_streams show a derived stream's
+    extent with what the buffered source points derive (behaviour §4.3), never without one."""
+    storage, _ = failing
+    ds = datastream.Datastream(storage, clock=clock)
+    source = ds.ensure_stream({"name": "x"}, {}, ["count"], "seconds")
+    slope = ds.ensure_stream({"name": "slope"}, {}, ["count"], "seconds",
+                             derive_from=[source], derive_op="derivative")
+    for q in range(3):
+        ds.append(source, q, at(q))
+    ds.flush()
+    storage.failing = True
+    ds.append(source, 5, at(3))
+    try:
+        tags = ds.get_tags(slope)
+        assert (tags["earliest_datapoint"], tags["latest_datapoint"]) == (at(1), at(3))
+        found = {t["stream_id"]: t["latest_datapoint"] for t in ds.find_streams()}
+        assert found == {source: at(3), slope: at(3)}
+    finally:
+        storage.failing = False
+        ds.close()
+
+
 def test_close_while_failing_raises_and_drops_nothing(failing, clock) -> None:
     storage, reader = failing
     ds = datastream.Datastream(storage, clock=clock)

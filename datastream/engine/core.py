@@ -26,7 +26,7 @@ from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators, reopening, retention
 from .buffers import Buffers, StreamBuffer
 from .changes import ChangeSet
-from .settle import dependents, settle
+from .settle import dependents, settle, settle_replayed
 from .state import StreamState
 
 MAX_CONFLICTS = 64  # rebuilds of one commit before giving up with StreamAppendContended
@@ -480,8 +480,7 @@ class Engine:
                 if stream_id not in changes.states:
                     return False
                 operators.replay(changes, stream_id)
-                downstream = dependents(changes, {stream_id})
-                settle(changes, downstream, auto_downsample=self.auto_downsample)
+                settle_replayed(changes, stream_id, auto_downsample=self.auto_downsample)
                 return True
 
             if self.transact({stream_id}, build, self.connected):

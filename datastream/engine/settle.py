@@ -56,6 +56,15 @@ def settle(
             close(changes, stream_id, None)
 
 
+def settle_replayed(changes: ChangeSet, stream_id: str, *, auto_downsample: bool) -> None:
+    """After a replay (backprocess) of ``stream_id``: leave it and everything derived from it
+    as live derivation would have (behaviour §7), so with ``auto_downsample`` the replayed
+    stream's own buckets close by rules b-c as well, not only those of its dependents."""
+    if auto_downsample:
+        close(changes, stream_id, None)
+    settle(changes, dependents(changes, {stream_id}), auto_downsample=auto_downsample)
+
+
 def close(changes: ChangeSet, stream_id: str, until: int | None) -> list[LevelStep]:
     """Close the buckets of one stream that may close now (into the change set)."""
     state = changes.states[stream_id]
