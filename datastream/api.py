@@ -339,13 +339,20 @@ class Datastream:
         """Streams whose user tags match ``query_tags`` (behaviour §3.4), in creation order."""
         self._open()
         with self._engine.lock:
-            states = self._find(query_tags, False)
-            if self._derived_behind_buffers(states):
-                previewed = self._derive_buffered([state.stream_id for state in states])
-                states = [previewed.get(state.stream_id, state)
-                          for state in self._find(query_tags, False)]
-            found = [self._public(state) for state in states]
+            found = [self._public(state) for state in self._found_seeing_buffers(query_tags,
+                                                                                   False)]
         return Streams(lambda: found)
+
+    def _found_seeing_buffers(self, query_tags: Any, allow_stream_id: bool
+                              ) -> list[StreamState]:
+        """The matching streams, with what this object's buffered points derive already in
+        the metadata of derived ones (behaviour §4.3), for calls that show that metadata."""
+        states = self._find(query_tags, allow_stream_id)
+        if not self._derived_behind_buffers(states):
+            return states
+        previewed = self._derive_buffered([state.stream_id for state in states])
+        return [previewed.get(state.stream_id, state)
+                for state in self._find(query_tags, allow_stream_id)]
 
     def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
         """Streams matching a query (behaviour §3.4); ``allow_stream_id`` lets a top-level
@@ -836,9 +843,11 @@ class Datastream:
         tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
-            states = self._find(query_tags, True)
-            if filter_stream is not None:
-                states = [s for s in states if filter_stream(self._public(s))]
+            if filter_stream is None:
+                states = self._find(query_tags, True)
+            else:  # it judges the metadata a find_streams would show
+                states = [s for s in self._found_seeing_buffers(query_tags, True)
+                          if filter_stream(self._public(s))]
             states = [s for s in states if not s.pending_backprocess]
             closed = self._engine.downsample([s.stream_id for s in states], until_us)
             kept = [s.stream_id for s in states if retention_rules.is_set(s)]

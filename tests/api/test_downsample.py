@@ -452,3 +452,24 @@ def test_negative_zero_and_zero_are_one_frequency_key(ds) -> None:
     table = first["v"][downsamplers.VALUE_DOWNSAMPLERS["frequencies"]]
     assert table == {0.0: 2, 1.0: 1}
     assert all(math.copysign(1.0, key) == 1.0 for key in table)
+
+
+def test_filter_stream_sees_derived_metadata_with_buffered_source_points(ds) -> None:
+    """The tags ``filter_stream`` judges are those find_streams shows: a derived stream's
+    extent includes what the object's buffered source points derive (behaviour §4.3)."""
+    a = ds.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
+    d = ds.ensure_stream({"n": "d"}, {}, ["count"], G.Seconds, derive_from=[a],
+                         derive_op="derivative")
+    for q in range(3):
+        ds.append(a, q, at(q))
+    ds.flush()
+    ds.append(a, 9, at(12))
+    seen = {}
+
+    def judge(tags: dict) -> bool:
+        seen[tags["stream_id"]] = tags["latest_datapoint"]
+        return True
+
+    ds.downsample_streams(until=at(60), filter_stream=judge)
+    assert seen == {a: at(12), d: at(12)}
+    assert ds.get_tags(d)["downsampled_until"]["10seconds"] == at(10)
