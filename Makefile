@@ -65,9 +65,12 @@ chromium:
 lint: $(INSTALLED)
 	$(BIN)/ruff check datastream tests bench
 
+# The suite in TEST_WORKERS processes (pytest-xdist; each starts its own servers when it needs
+# them). TEST_WORKERS=0 runs it in this process, one test after another.
+TEST_WORKERS ?= 2
 test: $(INSTALLED) influxd chromium
 	$(BIN)/ruff check datastream tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # The documentation site (mkdocs.yml, pages under docs/) into site/; any warning fails.
 docs: $(INSTALLED)
