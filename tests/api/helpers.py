@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 
 import datastream
 
@@ -76,3 +77,24 @@ def snapshot(ds: datastream.Datastream) -> list:
             ]
         state.append((repr(stream), repr(tags), data))
     return state
+
+
+def derivative_with_a_buffered_point(ds: datastream.Datastream, last: float = 3
+                                     ) -> tuple[str, str]:
+    """(a, d): a source ``a`` with points at 0-2 s stored and one more at ``last`` still in
+    ``ds``'s buffer, and ``d``, its derivative, which holds the stored part only until ``ds``
+    flushes."""
+    a = ds.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
+    d = ds.ensure_stream({"n": "d"}, {}, ["count"], G.Seconds, derive_from=[a],
+                         derive_op="derivative")
+    for q in range(3):
+        ds.append(a, q, at(q))
+    ds.flush()
+    ds.append(a, 9, at(last))
+    return a, d
+
+
+def extents(found: Iterable[dict]) -> dict[str, tuple]:
+    """stream id -> (earliest, latest datapoint) of ``find_streams`` results."""
+    return {tags["stream_id"]: (tags["earliest_datapoint"], tags["latest_datapoint"])
+            for tags in found}

@@ -9,7 +9,7 @@ import pytest
 import datastream
 from datastream import exceptions
 
-from .helpers import EVER, G, at, level, raw
+from .helpers import EVER, G, at, derivative_with_a_buffered_point, extents, level, raw
 
 MODES = ["point", "batch", "split", "reopen"]
 
@@ -581,13 +581,6 @@ def test_get_tags_of_a_derived_stream_sees_buffered_source_points(ds) -> None:
 def test_find_streams_shows_derived_streams_with_buffered_source_points(ds) -> None:
     """find_streams is a metadata call like get_tags: a derived stream's extent includes what
     the same object's buffered source points derive (behaviour §4.3)."""
-    a = ds.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
-    d = ds.ensure_stream({"n": "d"}, {}, ["count"], G.Seconds, derive_from=[a],
-                         derive_op="derivative")
-    for q in range(3):
-        ds.append(a, q, at(q))
-    ds.flush()
-    ds.append(a, 9, at(3))
-    extents = {tags["stream_id"]: (tags["earliest_datapoint"], tags["latest_datapoint"])
-               for tags in ds.find_streams({"n": {"$in": ["a", "d"]}})}
-    assert extents == {a: (at(0), at(3)), d: (at(1), at(3))}
+    a, d = derivative_with_a_buffered_point(ds)
+    found = extents(ds.find_streams({"n": {"$in": ["a", "d"]}}))
+    assert found == {a: (at(0), at(3)), d: (at(1), at(3))}

@@ -13,7 +13,15 @@ import pytest
 import datastream
 from datastream import downsamplers, exceptions
 
-from .helpers import ALL_VALUE_DOWNSAMPLERS, EVER, UTC, G, at, level
+from .helpers import (
+    ALL_VALUE_DOWNSAMPLERS,
+    EVER,
+    UTC,
+    G,
+    at,
+    derivative_with_a_buffered_point,
+    level,
+)
 
 ALL = ALL_VALUE_DOWNSAMPLERS
 
@@ -457,13 +465,7 @@ def test_negative_zero_and_zero_are_one_frequency_key(ds) -> None:
 def test_filter_stream_sees_derived_metadata_with_buffered_source_points(ds) -> None:
     """The tags ``filter_stream`` judges are those find_streams shows: a derived stream's
     extent includes what the object's buffered source points derive (behaviour §4.3)."""
-    a = ds.ensure_stream({"n": "a"}, {}, ["count"], G.Seconds)
-    d = ds.ensure_stream({"n": "d"}, {}, ["count"], G.Seconds, derive_from=[a],
-                         derive_op="derivative")
-    for q in range(3):
-        ds.append(a, q, at(q))
-    ds.flush()
-    ds.append(a, 9, at(12))
+    a, d = derivative_with_a_buffered_point(ds, last=12)
     seen = {}
 
     def judge(tags: dict) -> bool:

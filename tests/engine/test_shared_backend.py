@@ -10,6 +10,7 @@ import pytest
 
 import datastream
 from datastream import exceptions
+from tests.api import helpers
 
 G = datastream.Granularity
 T0 = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
@@ -212,3 +213,20 @@ def test_get_table_of_one_object_sees_what_the_other_stored(pair):
     two.downsample_streams(until=at(120))
     minutes = one.get_table({"site": "x", "n": 1}, G.Minutes, value_downsamplers=["mean"])
     assert minutes.column("mean").to_pylist()[0] == 1.0
+
+
+def test_metadata_of_a_derived_stream_shows_only_what_is_stored_or_ones_own_buffer(pair):
+    """A derived stream's extent includes the asking object's buffered source points (it
+    flushes them first), never another object's: those are not stored yet, and asking does
+    not flush them (behaviour §4.1, §4.3)."""
+    one, two = pair
+    a, d = helpers.derivative_with_a_buffered_point(one)
+    query, noon = {"n": {"$in": ["a", "d"]}}, helpers.at
+    stored = {a: (noon(0), noon(2)), d: (noon(1), noon(2))}
+    assert helpers.extents(two.find_streams(query)) == stored
+    assert two.get_tags(d)["latest_datapoint"] == noon(2)
+    assert one.get_tags(a)["latest_datapoint"] == noon(3)  # a's own buffer: no flush needed
+    assert helpers.extents(two.find_streams(query)) == stored
+    flushed = {a: (noon(0), noon(3)), d: (noon(1), noon(3))}
+    assert helpers.extents(one.find_streams(query)) == flushed
+    assert helpers.extents(two.find_streams(query)) == flushed
