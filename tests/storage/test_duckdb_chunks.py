@@ -346,10 +346,12 @@ def test_newest_first_is_the_stable_descending_sort(times):
     assert chunking.newest_first(t).tolist() == expected
 
 
-@given(st.lists(st.binary(max_size=30), min_size=0, max_size=12), st.randoms())
-def test_chunk_views_put_pieces_back_together_in_any_order(pieces, rng):
-    """Rows of (seq, part, piece) as DuckDB may return them: the views are the bodies in seq
-    order, exactly as joining the pieces gives them."""
+@given(st.lists(st.binary(max_size=30), min_size=0, max_size=12), st.randoms(),
+       st.booleans())
+def test_chunk_views_put_pieces_back_together_in_any_order(pieces, rng, shuffled):
+    """Rows of (seq, part, piece) as DuckDB may return them, in any order and in several
+    batches (a body's pieces may straddle two): the views are the bodies in seq order,
+    exactly as joining the pieces gives them."""
     from datastream.storage.duckdb.storage import whole_chunk_views, whole_chunks
 
     rows, seq = [], 0
@@ -357,9 +359,13 @@ def test_chunk_views_put_pieces_back_together_in_any_order(pieces, rng):
         part = number % 3
         seq += part == 0
         rows.append((seq, part, piece))
-    rng.shuffle(rows)
-    table = pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
+    if shuffled:
+        rng.shuffle(rows)
+    whole = pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
                       "part": pa.array([r[1] for r in rows], pa.int16()),
                       "body": pa.array([r[2] for r in rows], pa.binary())})
+    cuts = sorted({0, len(rows), *(rng.randint(0, len(rows)) for _ in range(3))})
+    table = pa.concat_tables([whole.slice(low, high - low)
+                              for low, high in zip(cuts[:-1], cuts[1:])] or [whole])
     expected = [body for _, body in whole_chunks(list(rows))]
     assert [bytes(view) for view in whole_chunk_views(table)] == expected

@@ -36,6 +36,7 @@ so a store under retention levels off in size.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -1211,12 +1212,32 @@ def whole_chunk_views(found: pa.Table) -> list[memoryview]:
     order = np.lexsort((found.column("part").to_numpy(), seq))
     if (order[1:] < order[:-1]).any():  # stored out of order (chunks rewritten in place)
         found, seq = found.take(pa.array(order)), seq[order]
-    body = found.column("body").combine_chunks()
+    starts = np.flatnonzero(np.concatenate(([True], seq[1:] != seq[:-1])))
+    rows = np.append(starts, len(seq)).tolist()  # each body's first row, then the end
+    column = found.column("body")
+    if column.num_chunks == 1:  # the usual result: no copy at all
+        return _views(column.chunk(0), rows)
+    # A result in several batches: a body whose pieces share a batch is a view of it; one
+    # whose pieces straddle two (rare) is joined.
+    edges = np.cumsum([0] + [len(batch) for batch in column.chunks]).tolist()
+    views = []
+    for low, high in zip(rows[:-1], rows[1:]):
+        batch = bisect.bisect_right(edges, low) - 1
+        if high <= edges[batch + 1]:
+            base = edges[batch]
+            views += _views(column.chunk(batch), [low - base, high - base])
+        else:
+            views.append(memoryview(b"".join(column[low:high].to_pylist())))
+    return views
+
+
+def _views(body: pa.Array, rows: list[int]) -> list[memoryview]:
+    """Views of the joined pieces between consecutive ``rows`` of a binary array (the pieces
+    of one row range lie end to end in its data buffer)."""
     _, offsets, data = body.buffers()
     width = np.int64 if pa.types.is_large_binary(body.type) else np.int32
     ends = np.frombuffer(offsets, width)[body.offset:body.offset + len(body) + 1]
-    starts = np.flatnonzero(np.concatenate(([True], seq[1:] != seq[:-1])))
-    bounds = ends[np.append(starts, len(seq))].tolist()
+    bounds = ends[rows].tolist()
     view = memoryview(data)
     return [view[low:high] for low, high in zip(bounds[:-1], bounds[1:])]
 
