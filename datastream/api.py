@@ -275,32 +275,25 @@ class Datastream:
         """User tags merged with the reserved metadata fields (behaviour §3.1)."""
         self._open()
         with self._engine.lock:
-            state = self._engine.state(stream_id, fresh=True)
-            if not self._derived_behind_buffers([state]):
-                return self._public(state)
-            previewed = self._derive_buffered([stream_id])
-            if stream_id in previewed:
-                return self._public(previewed[stream_id])
-            return self._public(self._engine.state(stream_id, fresh=True))
+            (state,) = self._seeing_buffers(
+                lambda: [self._engine.state(stream_id, fresh=True)])
+            return self._public(state)
 
     def _public(self, state: StreamState) -> dict[str, Any]:
         return public_tags(state, *self._engine.pending_extent(state))
 
-    def _derived_behind_buffers(self, states: list[StreamState]) -> bool:
-        """Whether this object's buffered points may still be missing from the metadata of
-        a derived stream among ``states`` (its extent exists only once they are derived)."""
-        return bool(self._engine.buffers.points) and any(
-            state.derivation is not None for state in states
-        )
-
-    def _derive_buffered(self, stream_ids: list[str]) -> dict[str, StreamState]:
-        """Flush so that derived streams include the buffered points (behaviour §4.3). While
-        the backend refuses the commit, returns the states that commit would write."""
+    def _seeing_buffers(self, load: Callable[[], list[StreamState]]) -> list[StreamState]:
+        """The states ``load`` gives, with what this object's buffered points derive already
+        in the metadata of derived ones (behaviour §4.3; a derived stream has no buffer of its
+        own): the buffers are flushed first and the states loaded again, or while the backend
+        refuses the commit, the states that commit would write are shown."""
+        states = load()
+        if not self._engine.buffers.points or all(s.derivation is None for s in states):
+            return states
         with contextlib.suppress(exceptions.StreamAppendFailed):
-            self._engine.flush_for(stream_ids)
-        if not self._engine.buffers.points:
-            return {}
-        return self._engine.preview().states
+            self._engine.flush_for([state.stream_id for state in states])
+        previewed = self._engine.preview().states if self._engine.buffers.points else {}
+        return [previewed.get(state.stream_id, state) for state in load()]
 
     def update_tags(self, stream_id: str, tags: dict[str, Any]) -> None:
         """Deep-merge ``tags`` into the stream's user tags (atomically against other
@@ -339,20 +332,9 @@ class Datastream:
         """Streams whose user tags match ``query_tags`` (behaviour §3.4), in creation order."""
         self._open()
         with self._engine.lock:
-            found = [self._public(state) for state in self._found_seeing_buffers(query_tags,
-                                                                                   False)]
+            found = [self._public(state)
+                     for state in self._seeing_buffers(lambda: self._find(query_tags, False))]
         return Streams(lambda: found)
-
-    def _found_seeing_buffers(self, query_tags: Any, allow_stream_id: bool
-                              ) -> list[StreamState]:
-        """The matching streams, with what this object's buffered points derive already in
-        the metadata of derived ones (behaviour §4.3), for calls that show that metadata."""
-        states = self._find(query_tags, allow_stream_id)
-        if not self._derived_behind_buffers(states):
-            return states
-        previewed = self._derive_buffered([state.stream_id for state in states])
-        return [previewed.get(state.stream_id, state)
-                for state in self._find(query_tags, allow_stream_id)]
 
     def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
         """Streams matching a query (behaviour §3.4); ``allow_stream_id`` lets a top-level
@@ -846,7 +828,7 @@ class Datastream:
             if filter_stream is None:
                 states = self._find(query_tags, True)
             else:  # it judges the metadata a find_streams would show
-                states = [s for s in self._found_seeing_buffers(query_tags, True)
+                states = [s for s in self._seeing_buffers(lambda: self._find(query_tags, True))
                           if filter_stream(self._public(s))]
             states = [s for s in states if not s.pending_backprocess]
             closed = self._engine.downsample([s.stream_id for s in states], until_us)
