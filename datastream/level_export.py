@@ -14,7 +14,9 @@ import numpy as np
 from .granularity import from_us, from_us_array
 from .lazy import pa
 
-MIN_INT64 = np.iinfo(np.int64).min  # NaT to numpy: never a datetime
+# µs since the epoch of datetime.min and datetime.max (UTC): the span a datetime can hold
+FIRST_DATETIME_US = -62135596800 * 10**6
+LAST_DATETIME_US = 253402300800 * 10**6 - 1
 
 
 @functools.cache
@@ -54,10 +56,17 @@ def python_column(column: np.ndarray | list) -> list:
 
 def datetime_column(column: np.ndarray) -> list:
     """Aware UTC datetimes of a time downsampler's µs (``granularity.from_us`` of each value),
-    made by numpy and ``EPOCH.__add__`` rather than a Python step per value."""
-    if column.dtype.kind != "i" or (column.size and column.min() <= MIN_INT64):
-        return [from_us(v) for v in column.tolist()]  # not µs integers: the general way
-    return from_us_array(column)
+    made by numpy and ``EPOCH.__add__`` rather than a Python step per value. A value no
+    datetime can hold (only a damaged stored state gives one, e.g. an infinite time mean
+    offset) is None: the reader gets the rest of the data and ``verify()`` reports it."""
+    if column.dtype.kind == "i" and (not column.size or (
+            column.min() >= FIRST_DATETIME_US and column.max() <= LAST_DATETIME_US)):
+        return from_us_array(column)
+    return [from_us(v) if _holds_datetime(v) else None for v in column.tolist()]
+
+
+def _holds_datetime(value: Any) -> bool:
+    return value is not None and FIRST_DATETIME_US <= value <= LAST_DATETIME_US
 
 
 def arrow_column(column: np.ndarray | list) -> pa.Array:

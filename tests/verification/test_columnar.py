@@ -172,6 +172,20 @@ def test_the_time_mean_may_be_one_microsecond_off_but_not_two():
         assert (mismatch["downsampler"], mismatch["stored"] is ABSENT) == ("time_mean", False)
 
 
+def test_an_infinite_time_mean_offset_is_reported_not_raised():
+    """A damaged time mean no datetime can hold reads as None and is a mismatch."""
+    with datastream.Datastream(duckdb_backend.Backend()) as ds:
+        stream_id = ds.ensure_stream({"n": 1}, {}, ["count"], "seconds")
+        for second in (0, 3, 7, 9000):
+            ds.append(stream_id, 1, START + datetime.timedelta(seconds=second))
+        ds.downsample_streams(until=START + datetime.timedelta(days=2))
+        _tamper(ds, stream_id, "S", 0, "tm", lambda old: math.inf)
+        first = ds.get_data(stream_id, "10seconds", start=START)[0]
+        assert first["t"]["m"] is None and first["v"]["c"] == 3
+        (mismatch,) = ds.verify()
+        assert (mismatch["downsampler"], mismatch["stored"]) == ("time_mean", None)
+
+
 def test_a_range_after_every_bucket_with_points_must_read_empty():
     """A level range past the last bucket of the window's raw points (the facts of its width
     end before it): its empty buckets agree, a count stored there does not."""
