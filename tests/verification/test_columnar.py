@@ -159,12 +159,18 @@ def test_a_value_beyond_the_tolerance_is_found_by_both_passes():
         assert not ds.verify()  # within 1e-9 relative: agrees
 
 
+def _counted_stream(ds) -> str:
+    """A stream of counts with three points in its first 10 s bucket, downsampled."""
+    stream_id = ds.ensure_stream({"n": 1}, {}, ["count"], "seconds")
+    for second in (0, 3, 7, 9000):
+        ds.append(stream_id, 1, START + datetime.timedelta(seconds=second))
+    ds.downsample_streams(until=START + datetime.timedelta(days=2))
+    return stream_id
+
+
 def test_the_time_mean_may_be_one_microsecond_off_but_not_two():
     with datastream.Datastream(duckdb_backend.Backend()) as ds:
-        stream_id = ds.ensure_stream({"n": 1}, {}, ["count"], "seconds")
-        for second in (0, 3, 7, 9000):
-            ds.append(stream_id, 1, START + datetime.timedelta(seconds=second))
-        ds.downsample_streams(until=START + datetime.timedelta(days=2))
+        stream_id = _counted_stream(ds)
         _tamper(ds, stream_id, "S", 0, "tm", lambda old: old + 1)
         assert not ds.verify()
         _tamper(ds, stream_id, "S", 0, "tm", lambda old: old + 1)
@@ -175,10 +181,7 @@ def test_the_time_mean_may_be_one_microsecond_off_but_not_two():
 def test_an_infinite_time_mean_offset_is_reported_not_raised():
     """A damaged time mean no datetime can hold reads as None and is a mismatch."""
     with datastream.Datastream(duckdb_backend.Backend()) as ds:
-        stream_id = ds.ensure_stream({"n": 1}, {}, ["count"], "seconds")
-        for second in (0, 3, 7, 9000):
-            ds.append(stream_id, 1, START + datetime.timedelta(seconds=second))
-        ds.downsample_streams(until=START + datetime.timedelta(days=2))
+        stream_id = _counted_stream(ds)
         _tamper(ds, stream_id, "S", 0, "tm", lambda old: math.inf)
         first = ds.get_data(stream_id, "10seconds", start=START)[0]
         assert first["t"]["m"] is None and first["v"]["c"] == 3
