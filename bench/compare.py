@@ -304,9 +304,10 @@ def duckdb_backend(path: str) -> Any:
         return backend.Backend(path)
 
 
-def datastream_task(ds: Any, data: Dataset, clock: Clock) -> list[str]:
+def datastream_task(ds: Any, data: Dataset, clock: Clock,
+                    names: list[str] = VALUE_NAMES) -> list[str]:
     """The task through the public API; the phases go to ``clock``."""
-    ids = [ds.ensure_stream({"bench": "compare", "n": n}, {}, VALUE_NAMES, "seconds")
+    ids = [ds.ensure_stream({"bench": "compare", "n": n}, {}, names, "seconds")
            for n in range(len(data.streams))]
     for stream_id, (t, v) in zip(ids, data.streams):
         ds.append_arrays(stream_id, t, v, unit="us")
@@ -884,6 +885,33 @@ def target_append(points: int, work: str) -> dict[str, Any]:
             "with_flush_s": flushed, "points_per_s_with_flush": points / flushed}
 
 
+LEAN_NAMES = ["mean", "min", "max"]
+
+
+def target_bytes(args: Any, work: str) -> dict[str, Any]:
+    """Bytes per point on disk, raw + all six levels, of streams keeping mean, min and max (the
+    ingest table's streams keep all seven aggregates): each kind at the run's jitter and at a
+    regular 1 Hz cadence, the same task and file measure as the ingest table."""
+    global JITTER_US
+    import datastream
+
+    out: dict[str, Any] = {"names": LEAN_NAMES, "points": args.streams * args.points}
+    jitter = JITTER_US
+    try:
+        for spread in dict.fromkeys((jitter, 0)):
+            JITTER_US = spread
+            for kind in KINDS:
+                data = make_dataset(kind, args.streams, args.points, args.seed)
+                path = os.path.join(work, f"bytes-{kind}-{spread}.duckdb")
+                with datastream.Datastream(duckdb_backend(path)) as ds:
+                    datastream_task(ds, data, Clock(), LEAN_NAMES)
+                out[f"{kind}_jitter_{spread}"] = duckdb_file_bytes(path) / data.total
+                os.remove(path)
+    finally:
+        JITTER_US = jitter
+    return out
+
+
 def target_raw_reads(points: int, repeats: int, work: str) -> dict[str, Any]:
     """Raw points of one stream from a freshly reopened file: to_arrow() and dict iteration
     (opening the file is timed apart)."""
@@ -1120,6 +1148,7 @@ def child_rss(points: int) -> dict[str, Any]:
 def run_targets(args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     steps: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+        ("bytes", lambda w: target_bytes(args, w)),
         ("append", lambda w: target_append(args.append_points, w)),
         ("raw_read", lambda w: target_raw_reads(args.target_points, args.target_repeats, w)),
         ("stream_day", lambda w: target_stream_day(args, w)),
@@ -1235,6 +1264,10 @@ def print_targets(targets: dict[str, Any]) -> None:
         else:
             print(f"  {name:12} {text(value)}")
 
+    show("bytes", lambda v: f"B/pt of {v['points']:,} points per kind in "
+         f"{'/'.join(v['names'])} streams, raw + six levels: " + ", ".join(
+             f"{key.replace('_jitter_', ' ±')} µs {value:.2f}" for key, value in v.items()
+             if key not in ("names", "points")))
     show("append", lambda v: f"append() float + aware datetime: {v['points_per_s']:,.0f} "
          f"points/s ({v['points_per_s_with_flush']:,.0f} with the final flush; "
          f"{v['points']:,} points)")

@@ -347,6 +347,45 @@ def frequency_tables(names: Iterable[str]) -> bool:
     return any(VALUE_DECLARATIONS[name].frequency_tables for name in names)
 
 
+# A derived stream fed by a level of a source reads its bucket means (behaviour §7), whatever
+# the source's downsamplers: count and sum stay in every numeric level row.
+DERIVATION_STATE = ("c", "s")
+# Merging rows into a coarser bucket (combine.combine_values) rebuilds M2 from the children's
+# mean offsets, and a mean offset from the children's minimums.
+MERGE_NEEDS = {"m2": ("mu", "l"), "mu": ("l",)}
+
+
+def kept_value_state(value_type: str, options: dict | None, names: Iterable[str]) -> frozenset[str]:
+    """The value-state columns the level rows of a stream keep: what its stored downsamplers
+    read, what merging those needs, and count and sum. A mean/min/max stream keeps no sum of
+    squares, mean offset or M2, which for full-entropy values are a third of a level row.
+    High-accuracy and non-numeric streams keep every column (their exact state is in ``x``)."""
+    if value_type != NUMERIC or _high_accuracy(value_type, options):
+        return frozenset(partials.VALUE_STATE)
+    kept = set(DERIVATION_STATE)
+    for name in names:
+        kept.update(VALUE_DECLARATIONS[name].columns)
+    while True:  # until nothing more is needed: m2 adds mu, which adds l
+        needed = {column for name in kept for column in MERGE_NEEDS.get(name, ())}
+        if needed <= kept:
+            break
+        kept |= needed
+    return frozenset(kept & set(partials.VALUE_STATE))
+
+
+def without_unkept_state(rows: pa.Table, kept: frozenset[str]) -> pa.Table:
+    """``rows`` with the value-state columns outside ``kept`` set to null (they then cost
+    nothing to encode or store)."""
+    for name in partials.VALUE_STATE:
+        if name in kept:
+            continue
+        index = rows.schema.get_field_index(name)
+        if index >= 0 and rows.column(index).null_count < rows.num_rows:
+            rows = rows.set_column(index, rows.schema.field(index),
+                                   pa.nulls(rows.num_rows, rows.schema.field(index).type))
+    return rows
+
+
 def _declared(values: Iterable[ValueDownsampler], times: Iterable[TimeDownsampler]) -> set[str]:
     return {name for d in (*values, *times) for name in d.columns}
 

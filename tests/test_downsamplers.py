@@ -457,3 +457,36 @@ def test_finalize_matches_the_row_by_row_reference(data, kind, value_keys, time_
         expected = finalize_row_by_row(table, value_type, options, value_keys, time_keys,
                                        width * SECOND)
         assert_same_objects(got, expected)
+
+
+@pytest.mark.parametrize(("names", "kept"), [
+    (["count"], "c s"),
+    (["count", "sum", "mean", "min", "max"], "c s l u"),
+    (["count", "sum", "sum_squares"], "c s q"),
+    (["count", "sum", "sum_squares", "std_dev"], "c s q l mu m2"),
+    (["count", "median"], "c s"),
+    (["count", "most_often"], "c s"),
+])
+def test_level_rows_keep_the_state_their_downsamplers_need(names, kept) -> None:
+    """What finalizing the stored downsamplers reads, what merging it needs (M2 needs the mean
+    offsets, which need the minimums), and count and sum for derived streams."""
+    assert ds.kept_value_state("numeric", {}, names) == frozenset(kept.split())
+
+
+def test_high_accuracy_and_nominal_streams_keep_every_value_column() -> None:
+    every = frozenset(ds.partials.VALUE_STATE)
+    assert ds.kept_value_state("numeric", HIGH, ["count", "mean"]) == every
+    assert ds.kept_value_state("nominal", {}, ["count"]) == every
+
+
+def test_unkept_state_becomes_null_and_the_rest_stays() -> None:
+    t = np.arange(40, dtype=np.int64) * SECOND
+    rows = ds.partials_from_raw(raw_table(t, [float(v) for v in range(40)]), "numeric", {},
+                                10 * SECOND, False)
+    trimmed = ds.without_unkept_state(rows, frozenset({"c", "s", "l"}))
+    for name in rows.column_names:
+        if name in ("q", "u", "mu", "m2"):
+            assert trimmed.column(name).null_count == rows.num_rows
+        else:
+            assert trimmed.column(name).equals(rows.column(name))
+    assert ds.without_unkept_state(rows, frozenset(ds.partials.VALUE_STATE)) is rows

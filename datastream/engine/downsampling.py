@@ -50,6 +50,7 @@ def close_buckets(
     # what the declarations of the stream's downsamplers ask for beyond the kernels' columns
     with_median = downsamplers.raw_medians(state.value_downsamplers)
     with_frequencies = downsamplers.frequency_tables(state.value_downsamplers)
+    kept = downsamplers.kept_value_state(value_type, options, state.value_downsamplers)
     steps: list[LevelStep] = []
     finer: LevelStep | None = None
     finer_bound: int | None = None
@@ -82,7 +83,7 @@ def close_buckets(
             child = _child_rows(storage, state, levels[index - 1], finer, start, new)
             raw = storage.read_raw(state.stream_id, start, new) if with_median else None
             rows = downsamplers.combine_partials(child, width, value_type, options, raw=raw)
-        step = LevelStep(level, start, new, rows)
+        step = LevelStep(level, start, new, downsamplers.without_unkept_state(rows, kept))
         steps.append(step)
         finer, finer_bound = step, new
     return steps

@@ -475,3 +475,51 @@ def test_filter_stream_sees_derived_metadata_with_buffered_source_points(ds) -> 
     ds.downsample_streams(until=at(60), filter_stream=judge)
     assert seen == {a: at(12), d: at(12)}
     assert ds.get_tags(d)["downsampled_until"]["10seconds"] == at(10)
+
+
+SUBSETS = [["count"], ["mean"], ["min", "max"], ["mean", "min", "max"], ["sum_squares"],
+           ["std_dev"], ["median", "min"]]
+
+
+@pytest.mark.parametrize("names", SUBSETS, ids="+".join)
+def test_a_subset_of_downsamplers_reads_what_all_of_them_read(ds, names) -> None:
+    """Level rows keep only the state a stream's downsamplers need: every level of a stream
+    with some downsamplers reads exactly what a stream with all of them reads for those keys,
+    across incremental downsampling (stored finer rows merged into coarser ones) and nulls."""
+    rng = np.random.default_rng(len(names))
+    few = ds.ensure_stream({"n": "few"}, {}, names, G.Seconds)
+    every = ds.ensure_stream({"n": "all"}, {}, ALL, G.Seconds)
+    offsets = np.sort(rng.choice(2 * 3600 * 10, 4000, replace=False)) / 10
+    data = np.round(1e6 + rng.normal(0, 3, len(offsets)), 3)
+    for start in range(0, len(offsets), 700):
+        for second, value in zip(offsets[start:start + 700], data[start:start + 700]):
+            point = None if value < 1e6 - 5 else float(value)
+            ds.append(few, point, at(second))
+            ds.append(every, point, at(second))
+        ds.downsample_streams(until=at(offsets[min(start + 699, len(offsets) - 1)]))
+    ds.downsample_streams(until=at(3 * 3600))
+    keys = set(ds.get_tags(few)["value_downsamplers"])
+    keys = {downsamplers.VALUE_DOWNSAMPLERS[name] for name in keys}
+    for granularity in (G.Seconds10, G.Minutes, G.Minutes10, G.Hours):
+        mine, theirs = level(ds, few, granularity), level(ds, every, granularity)
+        assert len(mine) == len(theirs) > 0
+        for got, full in zip(mine, theirs, strict=True):
+            assert got["t"] == full["t"]
+            assert got["v"] == {key: full["v"][key] for key in keys}
+    result = ds.verify({"n": "few"})
+    assert result.checked["streams"] == 1 and not result, result
+
+
+def test_a_level_source_with_min_only_still_gives_bucket_means(ds) -> None:
+    """A derived stream reads a level source's bucket means (behaviour §7): count and sum stay
+    in the level rows of every numeric stream, whatever its downsamplers."""
+    low = ds.ensure_stream({"n": "low"}, {}, ["min"], G.Seconds)
+    derived = ds.ensure_stream({"n": "sum"}, {}, ["mean"], G.Seconds10,
+                               derive_from=[{"stream": low, "granularity": G.Seconds10}],
+                               derive_op="sum")
+    for second in range(20):
+        ds.append(low, float(second), at(second))
+    ds.append(low, 0.0, at(30))
+    ds.downsample_streams(until=at(40))
+    points = list(ds.get_data(derived, G.Seconds10, start=EVER))
+    assert [(p["t"], p["v"]) for p in points] == [(at(0), 4.5), (at(10), 14.5), (at(20), None)]

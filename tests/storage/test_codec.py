@@ -218,6 +218,11 @@ def cascaded_levels(draw) -> pa.Table:
     rows = downsamplers.partials_from_raw(raw, "numeric", {}, draw(st.sampled_from(WIDTHS)), True)
     if draw(st.booleans()):
         rows = downsamplers.combine_partials(rows, 86_400 * SECOND, "numeric", {})
+    if draw(st.booleans()):  # the columns a stream with only some downsamplers keeps
+        names = draw(st.lists(st.sampled_from(sorted(downsamplers.VALUE_DECLARATIONS)),
+                              max_size=4))
+        rows = downsamplers.without_unkept_state(
+            rows, downsamplers.kept_value_state("numeric", {}, names))
     columns = {name: rows.column(name).to_pylist() for name in rows.column_names}
     n = rows.num_rows
     for _ in range(draw(st.integers(0, 6))):
