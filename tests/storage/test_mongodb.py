@@ -166,6 +166,20 @@ def test_range_read_uses_bounded_index_conditions(storage):
 # -- levels -------------------------------------------------------------------------------------
 
 
+def test_null_level_columns_are_left_out_of_the_documents(storage):
+    """A null costs no field; a read gives None for it, also where a newer version of a
+    bucket nulls a column the older one held."""
+    stream_id = add_stream(storage)
+    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0, 10], [1, 2], [1.5, None])}))
+    docs = {doc["t"]: doc for doc in collection(storage, "level_S").find({"stream_id": stream_id})}
+    assert docs[0]["s"] == 1.5 and "s" not in docs[10]
+    storage.commit(WriteBatch(levels={"S": level_rows(stream_id, [0], [3], [None])}))
+    rows = storage.read_level("S", stream_id, None, None)
+    assert rows.column("c").to_pylist() == [3, 2]
+    assert rows.column("s").to_pylist() == [None, None]
+    assert rows.schema.field("s").type == pa.float64()
+
+
 # -- what deletes, upserts and clears leave in the collections (their rules: contract/) ---------
 
 

@@ -46,13 +46,15 @@ def _type_alias(data_type: pa.DataType, name: str) -> str:
 
 
 def encode(level_key: str, table: pa.Table) -> dict[str, list[dict[str, Any]]]:
-    """Level rows by stream; a repeated (stream_id, t) keeps its last row."""
+    """Level rows by stream; a repeated (stream_id, t) keeps its last row. Null columns are
+    left out of the document (a read gives None for a missing field): most rows have some,
+    such as the state a stream's downsamplers do not need, and each would cost its name."""
     by_stream: dict[str, dict[int, dict[str, Any]]] = {}
     for row in table.to_pylist():
         sid, t = row["stream_id"], row["t"]
         if not isinstance(sid, str) or not isinstance(t, int):
             raise ValueError(f"level {level_key!r} row with stream_id {sid!r} and t {t!r}")
-        by_stream.setdefault(sid, {})[t] = row
+        by_stream.setdefault(sid, {})[t] = {name: v for name, v in row.items() if v is not None}
     return {sid: list(rows.values()) for sid, rows in by_stream.items()}
 
 
