@@ -26,7 +26,7 @@ import os
 # One thread everywhere. Must be set before numba, polars, pyarrow or a server is started.
 THREAD_VARIABLES = (
     "POLARS_MAX_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS", "GOMAXPROCS",
+    "MKL_NUM_THREADS", "GOMAXPROCS", "BLOSC_NTHREADS",
 )
 for _variable in THREAD_VARIABLES:
     os.environ[_variable] = "1"
