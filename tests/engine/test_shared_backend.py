@@ -230,3 +230,26 @@ def test_metadata_of_a_derived_stream_shows_only_what_is_stored_or_ones_own_buff
     flushed = {a: (noon(0), noon(3)), d: (noon(1), noon(3))}
     assert helpers.extents(one.find_streams(query)) == flushed
     assert helpers.extents(two.find_streams(query)) == flushed
+
+
+def test_lean_level_rows_of_two_writers_read_as_one_writers(pair):
+    """Level rows keep only the state a stream's downsamplers read. One object closes the
+    10 s buckets, the other later merges those stored rows into minutes and hours: the result
+    is what a stream keeping every downsampler gives for the same keys."""
+    one, two = pair
+    lean = one.ensure_stream({"n": "lean"}, {}, ["std_dev", "max"], G.Seconds)
+    full = one.ensure_stream({"n": "full"}, {}, helpers.ALL_VALUE_DOWNSAMPLERS, G.Seconds)
+    for second in range(0, 2 * 3600, 7):
+        writer = one if second < 3600 else two
+        value = 1e9 + (second * 7919) % 101 / 10  # huge values: M2 needs the mean offsets
+        writer.append(lean, value, at(second))
+        writer.append(full, value, at(second))
+        if second in (1799, 3605):
+            writer.flush()
+            writer.downsample_streams(until=at(second - 300))
+    two.downsample_streams(until=at(2 * 3600))
+    keys = {"c", "s", "q", "u", "d"}
+    for granularity in (G.Seconds10, G.Minutes, G.Hours):
+        for reader in (one, two):
+            got, expected = values(reader, lean, granularity), values(reader, full, granularity)
+            assert got == [{key: v[key] for key in keys} for v in expected] and got
