@@ -10,6 +10,8 @@
   ``--every`` flushes: every downsample writes a small chunk per stream and level, the
   pattern where a chunk's fixed cost counts.
 
+``--streams 0`` or ``--many 0`` skips that pattern.
+
 Level encoding is timed by wrapping the store's ``chunks.encode_level`` (thread CPU time), so
 the script measures any version of the library; kernels are loaded before the timing. Prints
 the CPU seconds of the whole run and of level encoding, the chunks and their mean rows.
@@ -114,8 +116,10 @@ def main() -> None:
     args = parser.parse_args()
     compare.warm_kernels()
     with tempfile.TemporaryDirectory() as folder:
-        bulk(args.kind, args.streams, args.points, folder)
-        steady(args.many, args.batches, args.batch, args.every, folder)
+        if args.streams:
+            bulk(args.kind, args.streams, args.points, folder)
+        if args.many:
+            steady(args.many, args.batches, args.batch, args.every, folder)
 
 
 if __name__ == "__main__":
