@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import sys
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,8 @@ from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
 from .timestamps import UTC, array_us, point_us
 from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
+
+_monotonic = time.monotonic
 
 if TYPE_CHECKING:
     from .verification import Verification
@@ -392,7 +395,11 @@ class Datastream:
             # buffer slot and the result. Whatever needs more (an unknown, stale or derived
             # stream, a point before the latest or in the frozen range, a full buffer) goes
             # the full way below, which decides and raises as always.
-            lane = engine.lane(stream_id) if self._use_lanes and type(stream_id) is str else None
+            lane = None
+            if self._use_lanes and type(stream_id) is str:
+                lane = engine.lanes.get(stream_id)
+                if lane is None or engine.shared:  # built, or checked against storage, there
+                    lane = engine.lane(stream_id)
             if lane is not None and not lane.derived:
                 if type(timestamp) is datetime.datetime and timestamp.tzinfo is UTC:
                     delta = timestamp - EPOCH  # exact integer µs, as timestamps.utc_us
@@ -422,7 +429,18 @@ class Datastream:
                         )
                         slot = value_types.slot(encoded)
                         value = value_types.decode_value(encoded, lane.value_type, lane.options)
-                    if buffers.add_point(stream_id, timestamp_us, slot, buffer):
+                    if (buffer is not None and buffer.latest is not None
+                            and buffers.started is not None):
+                        # add_point inlined: a buffer with points, this one at or after them
+                        buffer.timestamps.append(timestamp_us)
+                        buffer.slots.append(slot)
+                        buffer.points += 1
+                        buffer.latest = timestamp_us
+                        buffers.points += 1
+                        if (buffers.points >= buffers.max_points
+                                or _monotonic() - buffers.started >= buffers.max_age_seconds):
+                            self._after_write()
+                    elif buffers.add_point(stream_id, timestamp_us, slot, buffer):
                         self._after_write()
                     return {
                         "stream_id": stream_id,

@@ -72,14 +72,14 @@ class Buffers:
         self.max_age_seconds = max_age_seconds
         self.streams: dict[str, StreamBuffer] = {}
         self.points = 0
-        self._oldest: float | None = None
+        self.started: float | None = None
 
     def get(self, stream_id: str) -> StreamBuffer:
         buffer = self.streams.get(stream_id)
         if buffer is None:
             buffer = self.streams[stream_id] = StreamBuffer()
-        if self._oldest is None:
-            self._oldest = time.monotonic()
+        if self.started is None:
+            self.started = time.monotonic()
         return buffer
 
     def add_point(
@@ -90,7 +90,7 @@ class Buffers:
         when the caller already looked it up (``streams.get(stream_id)``)."""
         if buffer is None:
             buffer = self.streams.get(stream_id)
-        if buffer is None or self._oldest is None:
+        if buffer is None or self.started is None:
             buffer = self.get(stream_id)
         buffer.timestamps.append(timestamp_us)
         buffer.slots.append(slot)
@@ -104,7 +104,7 @@ class Buffers:
             buffer.earliest = timestamp_us
         self.points += 1
         return (self.points >= self.max_points
-                or _monotonic() - self._oldest >= self.max_age_seconds)
+                or _monotonic() - self.started >= self.max_age_seconds)
     def add_table(self, stream_id: str, table: pa.Table, earliest: int, latest: int) -> None:
         self.get(stream_id).add_table(table, earliest, latest)
         self.points += table.num_rows
@@ -115,12 +115,12 @@ class Buffers:
             return False
         if self.points >= self.max_points:
             return True
-        return time.monotonic() - (self._oldest or 0.0) >= self.max_age_seconds
+        return time.monotonic() - (self.started or 0.0) >= self.max_age_seconds
 
     def take(self) -> dict[str, StreamBuffer]:
         """Detach everything buffered (put back with :meth:`restore` if the write fails)."""
         taken = {sid: buf for sid, buf in self.streams.items() if buf.points}
-        self.streams, self.points, self._oldest = {}, 0, None
+        self.streams, self.points, self.started = {}, 0, None
         return taken
 
     def restore(self, taken: dict[str, StreamBuffer]) -> None:
@@ -135,8 +135,8 @@ class Buffers:
                     old._extend(newer.earliest, newer.latest, newer.points)
             self.streams[stream_id] = old
         self.points = sum(buf.points for buf in self.streams.values())
-        if self.points and self._oldest is None:
-            self._oldest = time.monotonic()
+        if self.points and self.started is None:
+            self.started = time.monotonic()
 
     def discard(self, stream_ids: set[str]) -> None:
         self.detach(stream_ids)
@@ -150,5 +150,5 @@ class Buffers:
                 self.points -= buffer.points
                 taken[stream_id] = buffer
         if not self.points:
-            self._oldest = None
+            self.started = None
         return taken

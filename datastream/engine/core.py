@@ -96,11 +96,12 @@ class Engine:
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
         self._states = _States()
+        self.lanes = self._states.lanes  # read by the per-point lane of Datastream.append
         self._cheap_versions = type(storage).record_version is not Storage.record_version
         # Whether another engine uses the same storage object: until then, this engine's
         # commits are the only changes of the stored records, and an append lane need not ask
         # storage whether its state is still current.
-        self._shared = True
+        self.shared = True
         with _USERS_LOCK:
             _USERS[storage] = _USERS.get(storage, 0) + 1
             _peers_changed(storage, add=self)
@@ -138,7 +139,7 @@ class Engine:
             if state is None:
                 return None
             lane = self._states.lanes[stream_id] = Lane(state)
-        if (self._shared and self._cheap_versions
+        if (self.shared and self._cheap_versions
                 and self.storage.record_version(stream_id) != lane.version):
             return None
         return lane
@@ -648,7 +649,7 @@ def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]
 # How many open engines use each storage object (a backend object may be shared).
 _USERS: weakref.WeakKeyDictionary[Storage, int] = weakref.WeakKeyDictionary()
 _USERS_LOCK = threading.Lock()
-# The open engines of each storage object (for Engine._shared), under _USERS_LOCK.
+# The open engines of each storage object (for Engine.shared), under _USERS_LOCK.
 _PEERS: weakref.WeakKeyDictionary[Storage, weakref.WeakSet[Engine]] = (
     weakref.WeakKeyDictionary())
 
@@ -662,13 +663,13 @@ def _peers_changed(storage: Storage, add: Engine | None = None,
     if peers is None:
         peers = _PEERS[storage] = weakref.WeakSet()
     if add is not None:
-        add._shared = len(peers) > 0
+        add.shared = len(peers) > 0
         peers.add(add)
     if remove is not None:
         peers.discard(remove)
     if len(peers) > 1:
         for engine in peers:
-            engine._shared = True
+            engine.shared = True
 
 
 def _groups(stream_ids: list[str]) -> Iterator[list[str]]:
