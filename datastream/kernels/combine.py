@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import lockstep
 from .jit import kernel, reduction
 from .partials import US
 from .state import INT_COLUMNS, TIME_STATE, VALUE_STATE
@@ -148,6 +149,128 @@ def combine_times(
             out_iu[j] = high
             out_iq[j] = squares
             out_im2[j] = dev2
+
+
+# -- numpy twins (the kernels' bits, run while they compile; see kernels.lockstep) ------------
+
+
+def chan_merge_numpy(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """:func:`chan_merge` on arrays."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * (n_b / n))
+
+
+def combine_values_numpy(
+    c, s, q, l_, u, mu, m2, bounds, out_c, out_s, out_q, out_l, out_u, out_mu, out_m2
+):
+    """:func:`combine_values` with array operations, one child of every segment at a time."""
+    walk = []
+    for segments, children in lockstep.steps(bounds):
+        counted = c[children] != 0
+        walk.append((segments[counted], children[counted]))
+    size = len(bounds) - 1
+    n = np.zeros(size, np.int64)
+    total, squares = np.zeros(size), np.zeros(size)
+    low, high = np.full(size, np.nan), np.full(size, np.nan)
+    for segments, children in walk:
+        n[segments] += c[children]
+        total[segments] += s[children]
+        squares[segments] += q[children]
+        lows, highs = low[segments], high[segments]
+        low[segments] = np.where((l_[children] < lows) | np.isnan(lows), l_[children], lows)
+        high[segments] = np.where((u[children] > highs) | np.isnan(highs), u[children], highs)
+    base = np.where(np.isnan(low), 0.0, low)
+    seen = np.zeros(size, np.int64)
+    mean, dev2 = np.zeros(size), np.zeros(size)
+    for segments, children in walk:
+        ck = c[children]
+        offset = (np.where(np.isnan(l_[children]), 0.0, l_[children]) - base[segments]) + \
+            mu[children]
+        first = seen[segments] == 0
+        merged_mean, merged_m2 = chan_merge_numpy(
+            seen[segments].astype(np.float64), mean[segments], dev2[segments],
+            ck.astype(np.float64), offset, m2[children])
+        mean[segments] = np.where(first, offset, merged_mean)
+        dev2[segments] = np.where(first, m2[children], merged_m2)
+        seen[segments] += ck
+    empty = n == 0
+    out_c[:] = n
+    out_s[:] = np.where(empty, np.nan, total)
+    out_q[:] = np.where(empty, np.nan, squares)
+    out_l[:] = np.where(empty, np.nan, low)
+    out_u[:] = np.where(empty, np.nan, high)
+    out_mu[:] = np.where(empty, np.nan, mean)
+    out_m2[:] = np.where(empty, np.nan, dev2)
+
+
+def combine_times_numpy(
+    t, np_, tn, tm, ta, tz, ic, isum, il, iu, iq, im2, starts, bounds,
+    out_np, out_tn, out_tm, out_ta, out_tz, out_ic, out_isum, out_il, out_iu, out_iq, out_im2,
+):
+    """:func:`combine_times` with array operations, one child of every segment at a time."""
+    walk = []
+    for segments, children in lockstep.steps(bounds):
+        counted = np_[children] != 0
+        walk.append((segments[counted], children[counted]))
+    size = len(bounds) - 1
+    points, kept, gaps = (np.zeros(size, np.int64) for _ in range(3))
+    first, last = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    weighted, total, squares = np.zeros(size), np.zeros(size), np.zeros(size)
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    mean, dev2 = np.zeros(size), np.zeros(size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for segments, k in walk:
+            has = tn[k] > 0
+            held = segments[has]
+            kept[held] += tn[k][has]
+            weighted[held] += tn[k][has] * ((t[k][has] - starts[held]) + tm[k][has])
+            opening = points[segments] == 0
+            first[segments[opening]] = ta[k][opening]
+            # the gap bridging the previous child and this one: a set of one interval
+            bridged, kb = segments[~opening], k[~opening]
+            g = (ta[kb] - last[bridged]) / US
+            total[bridged] += g
+            squares[bridged] += g * g
+            low[bridged] = lockstep.first_min(low[bridged], g)
+            high[bridged] = lockstep.first_max(high[bridged], g)
+            alone = gaps[bridged] == 0
+            merged_mean, merged_m2 = chan_merge_numpy(
+                gaps[bridged].astype(np.float64), mean[bridged], dev2[bridged], 1.0, g, 0.0)
+            mean[bridged] = np.where(alone, g, merged_mean)
+            dev2[bridged] = np.where(alone, 0.0, merged_m2)
+            gaps[bridged] += 1
+            inner = ic[k] > 0
+            own, ko = segments[inner], k[inner]
+            total[own] += isum[ko]
+            squares[own] += iq[ko]
+            low[own] = lockstep.first_min(low[own], il[ko])
+            high[own] = lockstep.first_max(high[own], iu[ko])
+            alone = gaps[own] == 0
+            merged_mean, merged_m2 = chan_merge_numpy(
+                gaps[own].astype(np.float64), mean[own], dev2[own],
+                ic[ko].astype(np.float64), isum[ko] / ic[ko], im2[ko])
+            mean[own] = np.where(alone, isum[ko] / ic[ko], merged_mean)
+            dev2[own] = np.where(alone, im2[ko], merged_m2)
+            gaps[own] += ic[ko]
+            points[segments] += np_[k]
+            last[segments] = tz[k]
+        out_np[:] = points
+        out_tn[:] = kept
+        out_tm[:] = np.where(kept > 0, weighted / kept, np.nan)
+    out_ta[:] = first
+    out_tz[:] = last
+    out_ic[:] = gaps
+    none = gaps == 0
+    out_isum[:] = np.where(none, np.nan, total)
+    out_il[:] = np.where(none, np.nan, low)
+    out_iu[:] = np.where(none, np.nan, high)
+    out_iq[:] = np.where(none, np.nan, squares)
+    out_im2[:] = np.where(none, np.nan, dev2)
+
+
+combine_values.use_reference(combine_values_numpy)
+combine_times.use_reference(combine_times_numpy)
 
 
 def merge_value_state(child: dict[str, np.ndarray], bounds: np.ndarray) -> dict[str, np.ndarray]:

@@ -58,6 +58,11 @@ and the tests that compare kernels with their references turn it off: every call
 (or loads) the kernel and runs it, as kernels without a reference always do."""
 
 
+class Declined(Exception):
+    """Raised by a reference, before it writes anything, for a call it would run far slower
+    than the compiled kernel: the call then compiles the kernel and runs that."""
+
+
 class Kernel:
     """A kernel function that becomes a numba dispatcher when it is first called."""
 
@@ -92,11 +97,15 @@ class Kernel:
         if self.reference is not None and FALLBACK and (self._cold or not self._cached()):
             self._cold = True  # for this process: the marker is not looked up again
             began = time.perf_counter()
-            result = self.reference(*args)
-            self._reference_seconds += time.perf_counter() - began
-            if self._reference_seconds > COMPILE_AFTER:
-                _background.add(self, args)
-            return result
+            try:
+                result = self.reference(*args)
+            except Declined:
+                pass  # compiled below
+            else:
+                self._reference_seconds += time.perf_counter() - began
+                if self._reference_seconds > COMPILE_AFTER:
+                    _background.add(self, args)
+                return result
         result = self.dispatcher()(*args)
         if self.reference is not None:
             self._mark()
@@ -193,19 +202,32 @@ class Reduction(Kernel):
                  **inputs: np.ndarray) -> dict[str, np.ndarray]:
         """The written columns for segment ``bounds``; ``columns`` holds (at least) the read
         columns, ``inputs`` exactly the plain inputs."""
+        out, args = self._arguments(bounds, columns, inputs)
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            self._first_calls(args)  # the reference while the kernel is not compiled
+        else:
+            dispatcher(*args)
+        return out
+
+    def run_reference(self, bounds: np.ndarray, columns: Mapping[str, np.ndarray] | None = None,
+                      **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """What a call gives through the numpy reference (for the tests that compare them)."""
+        out, args = self._arguments(bounds, columns, inputs)
+        self.reference(*args)
+        return out
+
+    def _arguments(self, bounds: np.ndarray, columns: Mapping[str, np.ndarray] | None,
+                   inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple]:
         if inputs.keys() != self.inputs.keys():
             raise TypeError(f"{self.__name__} takes inputs {sorted(self.inputs)}, "
                             f"got {sorted(inputs)}")
         given = {**(columns or {}), **inputs, "bounds": bounds}
         size = len(bounds) - 1
         out = {name: np.empty(size, dtype) for name, dtype in self._written.items()}
-        args = [out[name] if dtype is None else readonly(given[name], dtype)
-                for name, dtype in self._plan]
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            dispatcher = self.dispatcher()
-        dispatcher(*args)
-        return out
+        args = tuple(out[name] if dtype is None else readonly(given[name], dtype)
+                     for name, dtype in self._plan)
+        return out, args
 
 
 def reduction(

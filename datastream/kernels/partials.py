@@ -15,6 +15,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import lockstep
 from .jit import reduction
 from .state import INT_COLUMNS, TIME_STATE, VALUE_STATE
 
@@ -112,6 +113,98 @@ def time_partials(
         out_iu[j] = high / US
         out_iq[j] = squares / (US * US)
         out_im2[j] = max(dev2 - dev * dev / gaps, 0.0) / (US * US)
+
+
+# -- numpy twins (the kernels' bits, run while they compile; see kernels.lockstep) ------------
+
+
+def value_partials_numpy(x, valid, bounds, out_c, out_s, out_q, out_l, out_u, out_mu, out_m2):
+    """:func:`value_partials` with array operations, one element of every segment at a time."""
+    walk = list(lockstep.steps(bounds))
+    size = len(bounds) - 1
+    n = np.zeros(size, np.int64)
+    total, squares = np.zeros(size), np.zeros(size)
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    kept = []
+    for segments, positions in walk:
+        valid_here = valid[positions]
+        segments, positions = segments[valid_here], positions[valid_here]
+        kept.append((segments, positions))
+        v = x[positions]
+        low[segments] = lockstep.first_min(low[segments], v)
+        high[segments] = lockstep.first_max(high[segments], v)
+        n[segments] += 1
+        total[segments] += v
+        squares[segments] += v * v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = total / n - low
+        dev, dev2 = np.zeros(size), np.zeros(size)
+        for segments, positions in kept:
+            d = (x[positions] - low[segments]) - offset[segments]
+            dev[segments] += d
+            dev2[segments] += d * d
+        empty = n == 0
+        out_c[:] = n
+        out_s[:] = np.where(empty, np.nan, total)
+        out_q[:] = np.where(empty, np.nan, squares)
+        out_l[:] = np.where(empty, np.nan, low)
+        out_u[:] = np.where(empty, np.nan, high)
+        out_mu[:] = np.where(empty, np.nan, offset + dev / n)
+        out_m2[:] = np.where(empty, np.nan, lockstep.first_max(dev2 - dev * dev / n, 0.0))
+
+
+def time_partials_numpy(
+    t, nonnull, starts, bounds,
+    out_np, out_tn, out_tm, out_ta, out_tz, out_ic, out_isum, out_il, out_iu, out_iq, out_im2,
+):
+    """:func:`time_partials` with array operations, one point of every segment at a time."""
+    walk = list(lockstep.steps(bounds))
+    size = len(bounds) - 1
+    a, b = bounds[:-1], bounds[1:]
+    out_np[:] = b - a
+    out_ta[:] = t[a]
+    out_tz[:] = t[b - 1]
+    gaps = b - a - 1
+    out_ic[:] = gaps
+    k = np.zeros(size, np.int64)
+    offsets = np.zeros(size, np.int64)
+    total = np.zeros(size, np.int64)
+    low = t[b - 1] - t[a]
+    high = np.zeros(size, np.int64)
+    squares = np.zeros(size)
+    for segments, positions in walk:
+        here = nonnull[positions]
+        k[segments[here]] += 1
+        offsets[segments[here]] += t[positions[here]] - starts[segments[here]]
+        later = positions > a[segments]
+        segments, positions = segments[later], positions[later]
+        g = t[positions] - t[positions - 1]
+        total[segments] += g
+        low[segments] = lockstep.first_min(low[segments], g)
+        high[segments] = lockstep.first_max(high[segments], g)
+        squares[segments] += g.astype(np.float64) * g.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out_tn[:] = k
+        out_tm[:] = np.where(k > 0, offsets / k, np.nan)
+        mean = total / gaps
+        dev, dev2 = np.zeros(size), np.zeros(size)
+        for segments, positions in walk:
+            inside = positions < b[segments] - 1
+            segments, positions = segments[inside], positions[inside]
+            d = (t[positions + 1] - t[positions]) - mean[segments]
+            dev[segments] += d
+            dev2[segments] += d * d
+        none = gaps == 0
+        out_isum[:] = np.where(none, np.nan, total / US)
+        out_il[:] = np.where(none, np.nan, low / US)
+        out_iu[:] = np.where(none, np.nan, high / US)
+        out_iq[:] = np.where(none, np.nan, squares / (US * US))
+        out_im2[:] = np.where(none, np.nan,
+                              lockstep.first_max(dev2 - dev * dev / gaps, 0.0) / (US * US))
+
+
+value_partials.use_reference(value_partials_numpy)
+time_partials.use_reference(time_partials_numpy)
 
 
 def raw_value_state(x: np.ndarray, valid: np.ndarray, bounds: np.ndarray) -> dict[str, np.ndarray]:

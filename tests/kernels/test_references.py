@@ -10,20 +10,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datastream.kernels import buckets, jit, transforms
+from datastream.kernels import buckets, combine, jit, lockstep, partials, transforms
 from datastream.storage import codec, predictors, residuals
+from tests.kernels.strategies import WIDTHS, timestamps
 from tests.storage.test_codec import CODEC_SETTINGS, cascaded_levels, level_tables
 from tests.storage.test_residuals import EVERY_PREDICTION, filled_columns, special_columns
 
 
-def test_the_codec_kernels_fall_back_to_their_twins() -> None:
+def test_kernels_with_a_twin_fall_back_to_it() -> None:
     with_reference = {k.__name__: k.reference for k in jit.KERNELS if k.reference is not None}
     twins = {f.name: getattr(transforms.NUMPY, f.name)
              for f in dataclasses.fields(transforms.Implementation)[1:]}
     # the transforms' twins are compared with the kernels in tests/kernels/test_transforms.py
     assert with_reference == {**twins, "ulp_residuals": residuals.ulp_residuals_numpy,
                               "ratio_residuals": residuals.ratio_residuals_numpy,
-                              "bucket_bounds": buckets.bucket_bounds_numpy}
+                              "bucket_bounds": buckets.bucket_bounds_numpy,
+                              "value_partials": partials.value_partials_numpy,
+                              "time_partials": partials.time_partials_numpy,
+                              "combine_values": combine.combine_values_numpy,
+                              "combine_times": combine.combine_times_numpy}
 
 
 def assert_references_agree(values: dict, scale: int) -> None:
@@ -72,3 +77,92 @@ def test_bucket_bounds_reference_gives_the_kernels_bits(times, ordered, width) -
         count = run(t, np.int64(width), starts, bounds)
         outputs.append((count, type(count), starts.tolist(), bounds.tolist()))
     assert outputs[0] == outputs[1]
+
+
+# -- the downsampling kernels' twins -------------------------------------------------------------
+
+edge_values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e9, 1e9 + 0.5, -1e150, 1e150, 5e-324]),
+    st.integers(-(10**6), 10**6).map(float),
+)
+
+
+@st.composite
+def raw_points(draw, max_size: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, x, valid) with signed zeros, ties, subnormals and huge values among the values."""
+    t = draw(timestamps(max_size))
+    x = np.array(draw(st.lists(edge_values, min_size=len(t), max_size=len(t))), np.float64)
+    valid = np.array(draw(st.lists(st.booleans() | st.just(True), min_size=len(t),
+                                   max_size=len(t))), np.bool_)
+    return t, x, valid
+
+
+def assert_same_bits(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, column in expected.items():
+        assert got[name].dtype == column.dtype, name
+        assert np.array_equal(got[name].view(np.int64), column.view(np.int64)), name
+
+
+def _fine(t, x, valid, width):
+    starts, bounds = buckets.segment(t, width)
+    values = partials.value_partials(bounds, x=x, valid=valid)
+    times = partials.time_partials(bounds, t=t, nonnull=valid, starts=starts)
+    return starts, values, times
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw_points(), st.sampled_from(WIDTHS))
+def test_partials_twins_give_the_kernels_bits(data, width) -> None:
+    t, x, valid = data
+    starts, bounds = buckets.segment(t, width)
+    assert_same_bits(partials.value_partials.run_reference(bounds, x=x, valid=valid),
+                     partials.value_partials(bounds, x=x, valid=valid))
+    assert_same_bits(
+        partials.time_partials.run_reference(bounds, t=t, nonnull=valid, starts=starts),
+        partials.time_partials(bounds, t=t, nonnull=valid, starts=starts))
+
+
+@st.composite
+def children(draw) -> tuple[np.ndarray, dict, dict, np.ndarray, np.ndarray]:
+    """Child rows of a fine level (from raw points), some emptied (count 0) or lacking their
+    minimum (a pre-aggregated item), and the segments of a coarser level over them."""
+    t, x, valid = draw(raw_points())
+    fine, coarse = sorted(draw(st.lists(st.sampled_from(WIDTHS), min_size=2, max_size=2)))
+    child_t, values, times = _fine(t, x, valid, fine)
+    rows = len(child_t)
+    emptied = np.array(draw(st.lists(st.booleans(), min_size=rows, max_size=rows)), np.bool_)
+    values["c"] = np.where(emptied & draw(st.booleans()), 0, values["c"])
+    no_low = np.array(draw(st.lists(st.booleans(), min_size=rows, max_size=rows)), np.bool_)
+    values["l"] = np.where(no_low & draw(st.booleans()), np.nan, values["l"])
+    times["np"] = np.where(emptied & draw(st.booleans()), 0, times["np"])
+    starts, bounds = buckets.segment(child_t, coarse)
+    return child_t, values, times, starts, bounds
+
+
+@settings(max_examples=150, deadline=None)
+@given(children())
+def test_combine_twins_give_the_kernels_bits(data) -> None:
+    child_t, values, times, starts, bounds = data
+    assert_same_bits(combine.combine_values.run_reference(bounds, values),
+                     combine.combine_values(bounds, values))
+    columns = {**times, "t": child_t}
+    assert_same_bits(combine.combine_times.run_reference(bounds, columns, starts=starts),
+                     combine.combine_times(bounds, columns, starts=starts))
+
+
+def test_a_twin_declines_a_segment_longer_than_it_walks(monkeypatch) -> None:
+    """A segment past lockstep.MAX_STEPS: the twin refuses before writing, and a cold call
+    compiles the kernel instead of walking it element by element."""
+    x = np.arange(lockstep.MAX_STEPS + 1, dtype=np.float64)
+    valid = np.ones(len(x), np.bool_)
+    bounds = np.array([0, len(x)], np.int64)
+    with pytest.raises(jit.Declined):
+        partials.value_partials.run_reference(bounds, x=x, valid=valid)
+    kernel = partials.value_partials
+    monkeypatch.setattr(jit, "FALLBACK", True)
+    monkeypatch.setattr(kernel, "_dispatcher", None)
+    monkeypatch.setattr(kernel, "_cold", True)  # as on an empty cache
+    got = kernel(bounds, x=x, valid=valid)
+    assert kernel.loaded and got["c"].tolist() == [len(x)] and got["s"][0] == x.sum()
