@@ -7,7 +7,9 @@ The operator declarations (``datastream.engine.operator_specs``) say which kerne
 runs and how large its state vector is.
 
 Beside each kernel is a numpy reference written with whole-array operations (tests compare the
-two, and check that splitting a batch in two with the carried state equals one pass).
+two, and check that splitting a batch in two with the carried state equals one pass). They give
+the kernels' bits, so an adapter with the kernel's signature (``<kernel>_numpy``) runs while the
+kernel is not compiled (``jit.Kernel.use_reference``).
 """
 
 from __future__ import annotations
@@ -222,3 +224,48 @@ def bucket_sum_reference(bucket, source, v, valid, sources, last_emitted):
     last = complete[-1] if len(complete) else last_emitted
     return (complete.astype(np.int64), np.where(any_valid, totals, np.nan), any_valid,
             int(last))
+
+
+# -- the references with the kernels' signatures (run while the kernels compile) ----------------
+
+
+def _written(outputs: tuple, columns: tuple) -> int:
+    count = len(columns[0])
+    for target, column in zip(outputs, columns):
+        target[:count] = column
+    return count
+
+
+def derivative_numpy(t, v, valid, state, out_t, out_v, out_valid):
+    """:func:`derivative` through :func:`derivative_reference`."""
+    *columns, after = derivative_reference(t, v, valid, state)
+    state[:] = after
+    return _written((out_t, out_v, out_valid), tuple(columns))
+
+
+def counter_reset_numpy(t, v, valid, state, out_t):
+    """:func:`counter_reset` through :func:`counter_reset_reference`."""
+    times, _, _, after = counter_reset_reference(t, v, valid, state)
+    state[:] = after
+    return _written((out_t,), (times,))
+
+
+def counter_derivative_numpy(t, source, v, valid, max_value, state, out_t, out_v, out_valid):
+    """:func:`counter_derivative` through :func:`counter_derivative_reference`."""
+    *columns, after = counter_derivative_reference(t, source, v, valid, max_value, state)
+    state[:] = after
+    return _written((out_t, out_v, out_valid), tuple(columns))
+
+
+def bucket_sum_numpy(bucket, source, v, valid, sources, last_emitted, out_t, out_v, out_valid):
+    """:func:`bucket_sum` through :func:`bucket_sum_reference` (buckets sorted)."""
+    if not np.any(bucket > last_emitted):
+        return 0, int(last_emitted)
+    *columns, last = bucket_sum_reference(bucket, source, v, valid, sources, last_emitted)
+    return _written((out_t, out_v, out_valid), tuple(columns)), last
+
+
+derivative.use_reference(derivative_numpy)
+counter_reset.use_reference(counter_reset_numpy)
+counter_derivative.use_reference(counter_derivative_numpy)
+bucket_sum.use_reference(bucket_sum_numpy)

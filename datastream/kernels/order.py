@@ -59,14 +59,16 @@ def bucket_median(x, valid, bounds, scratch, out):
         half = m // 2
         # np.int64(): a literal 0 from ``m = 0`` would make numba compile select a second time
         middle = select(scratch, np.int64(m), np.int64(half))
+        # "+ 0.0" makes a zero median +0.0: which of -0.0 and 0.0 selection lands on
+        # depends on its path, and the numpy twin sorts instead
         if m % 2 == 1:
-            out[j] = middle
+            out[j] = middle + 0.0
         else:
             below = scratch[0]
             for p in range(1, half):
                 below = max(below, scratch[p])
             # halving is exact in binary floating point, and this cannot overflow
-            out[j] = 0.5 * below + 0.5 * middle
+            out[j] = 0.5 * below + 0.5 * middle + 0.0
 
 
 @kernel
@@ -94,6 +96,56 @@ def count_codes(codes, bounds, counts, seen, out_bucket, out_code, out_count):
             counts[code] = 0
             k += 1
     return k
+
+
+# -- numpy twins (the kernels' bits, run while they compile) -----------------------------------
+
+
+def bucket_median_numpy(x, valid, bounds, scratch, out):
+    """:func:`bucket_median` by sorting every segment's valid values at once (equal values
+    have equal bits, zeros aside, which the kernel makes +0.0)."""
+    size = len(bounds) - 1
+    if size <= 0:
+        return
+    segment = np.repeat(np.arange(size), np.diff(bounds))
+    positions = np.arange(bounds[0], bounds[-1])
+    keep = valid[positions]
+    values, segment = x[positions][keep], segment[keep]
+    order = np.lexsort((values, segment))
+    values = values[order]
+    m = np.bincount(segment, minlength=size)
+    first = np.cumsum(m) - m
+    half = m // 2
+    odd, even = m % 2 == 1, (m > 0) & (m % 2 == 0)
+    out[:] = np.nan
+    out[odd] = values[(first + half)[odd]] + 0.0
+    below, middle = values[(first + half - 1)[even]], values[(first + half)[even]]
+    out[even] = 0.5 * below + 0.5 * middle + 0.0
+
+
+def count_codes_numpy(codes, bounds, counts, seen, out_bucket, out_code, out_count):
+    """:func:`count_codes` with ``np.unique`` over (segment, code) keys, in order of first
+    occurrence (``counts`` stays zeroed; ``seen`` is not used)."""
+    size = len(bounds) - 1
+    if size <= 0:
+        return 0
+    segment = np.repeat(np.arange(size, dtype=np.int64), np.diff(bounds))
+    here = codes[bounds[0]:bounds[-1]]
+    present = here >= 0
+    segment, here = segment[present], here[present]
+    width = max(len(counts), 1)
+    keys, first, found = np.unique(segment * width + here, return_index=True,
+                                   return_counts=True)
+    order = np.argsort(first, kind="stable")
+    k = len(keys)
+    out_bucket[:k] = keys[order] // width
+    out_code[:k] = keys[order] % width
+    out_count[:k] = found[order]
+    return k
+
+
+bucket_median.use_reference(bucket_median_numpy)
+count_codes.use_reference(count_codes_numpy)
 
 
 def _longest(bounds: np.ndarray) -> int:

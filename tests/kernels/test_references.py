@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datastream.kernels import buckets, combine, jit, lockstep, partials, transforms
+from datastream.kernels import buckets, combine, derive, jit, lockstep, order, partials, transforms
 from datastream.storage import codec, predictors, residuals
+from tests.kernels import test_derive
 from tests.kernels.strategies import WIDTHS, timestamps
 from tests.storage.test_codec import CODEC_SETTINGS, cascaded_levels, level_tables
 from tests.storage.test_residuals import EVERY_PREDICTION, filled_columns, special_columns
@@ -28,7 +29,13 @@ def test_kernels_with_a_twin_fall_back_to_it() -> None:
                               "value_partials": partials.value_partials_numpy,
                               "time_partials": partials.time_partials_numpy,
                               "combine_values": combine.combine_values_numpy,
-                              "combine_times": combine.combine_times_numpy}
+                              "combine_times": combine.combine_times_numpy,
+                              "bucket_median": order.bucket_median_numpy,
+                              "count_codes": order.count_codes_numpy,
+                              "derivative": derive.derivative_numpy,
+                              "counter_reset": derive.counter_reset_numpy,
+                              "counter_derivative": derive.counter_derivative_numpy,
+                              "bucket_sum": derive.bucket_sum_numpy}
 
 
 def assert_references_agree(values: dict, scale: int) -> None:
@@ -166,3 +173,86 @@ def test_a_twin_declines_a_segment_longer_than_it_walks(monkeypatch) -> None:
     monkeypatch.setattr(kernel, "_cold", True)  # as on an empty cache
     got = kernel(bounds, x=x, valid=valid)
     assert kernel.loaded and got["c"].tolist() == [len(x)] and got["s"][0] == x.sum()
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw_points(), st.sampled_from(WIDTHS))
+def test_median_twin_gives_the_kernels_bits(data, width) -> None:
+    """Ties and zeros of both signs included: a zero median is +0.0 either way."""
+    t, x, valid = data
+    _, bounds = buckets.segment(t, width)
+    outputs = []
+    for run in (order.bucket_median.dispatcher(), order.bucket_median.reference):
+        out = np.full(len(bounds) - 1, 7.0)
+        scratch = np.zeros(max(len(t), 1))
+        run(jit.readonly(x, np.float64), jit.readonly(valid, np.bool_),
+            jit.readonly(bounds, np.int64), scratch, out)
+        outputs.append(out.view(np.int64).tolist())
+    assert outputs[0] == outputs[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(timestamps(), st.sampled_from(WIDTHS), st.integers(1, 6), st.data())
+def test_code_count_twin_gives_the_kernels_bits(t, width, n_codes, data) -> None:
+    """Codes in order of first occurrence per bucket, negative codes (no value) skipped; the
+    count scratch left zeroed."""
+    codes = np.array(data.draw(st.lists(st.integers(-1, n_codes - 1), min_size=len(t),
+                                        max_size=len(t))), np.int64)
+    _, bounds = buckets.segment(t, width)
+    outputs = []
+    for run in (order.count_codes.dispatcher(), order.count_codes.reference):
+        counts = np.zeros(n_codes, np.int64)
+        triples = [np.full(len(t), -5, np.int64) for _ in range(3)]
+        k = run(jit.readonly(codes, np.int64), jit.readonly(bounds, np.int64), counts,
+                np.zeros(max(len(t), 1), np.int64), *triples)
+        outputs.append((k, type(k), counts.tolist(), [x[:k].tolist() for x in triples]))
+    assert outputs[0] == outputs[1]
+
+
+def _bits(value):
+    """A kernel's output or return value, comparable bit for bit (with its Python type)."""
+    if isinstance(value, np.ndarray):
+        width = np.int64 if value.itemsize == 8 else value.dtype
+        return value.dtype.str, value.view(width).tolist()
+    if isinstance(value, tuple):
+        return tuple(_bits(part) for part in value)
+    return type(value).__name__, value
+
+
+def assert_derive_twin(kernel, arguments: tuple, state_at: int, outputs: int) -> None:
+    """The kernel and its twin on fresh copies of the state and of dirty output slots: the
+    same return value, the same used outputs and the same state after, bit for bit."""
+    results = []
+    for run in (kernel.dispatcher(), kernel.reference):
+        args = [np.array(a) if isinstance(a, np.ndarray) else a for a in arguments]
+        n = len(args[0])
+        out = [np.full(n, 3, np.int64), np.full(n, 5.0), np.zeros(n, np.bool_)][:outputs]
+        returned = run(*args, *out)
+        count = returned[0] if isinstance(returned, tuple) else returned
+        results.append((_bits(returned), [_bits(o[:count]) for o in out],
+                        _bits(args[state_at]) if state_at >= 0 else None))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(test_derive.series())
+def test_derivative_twins_give_the_kernels_bits(data) -> None:
+    t, v, valid, state = data
+    assert_derive_twin(derive.derivative, (t, v, valid, state), 3, 3)
+    assert_derive_twin(derive.counter_reset, (t, v, valid, state[[0, 2]]), 3, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(test_derive.counter_inputs())
+def test_counter_derivative_twin_gives_the_kernels_bits(data) -> None:
+    t, source, v, valid, max_value, state = data
+    v = np.where(valid, v, 0.0)
+    assert_derive_twin(derive.counter_derivative, (t, source, v, valid, max_value, state), 5, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(test_derive.sum_inputs())
+def test_bucket_sum_twin_gives_the_kernels_bits(data) -> None:
+    bucket, source, v, valid, sources, last = data
+    v = np.where(valid, v, 0.0)
+    assert_derive_twin(derive.bucket_sum, (bucket, source, v, valid, sources, last), -1, 3)
