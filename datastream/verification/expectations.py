@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -24,7 +25,7 @@ from ..granularity import from_us
 from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_JSON, NUMBER_KINDS, canonical_json
 from ..units import US_PER_SECOND
 from . import exact_oracle
-from .agreement import Expected, close, exact, strict, timestamp
+from .agreement import ROUNDING, Expected, close, exact, strict, timestamp
 from .sql_oracle import FloatValues, Key, TimeFacts, WindowOracle
 
 TIME_LABELS = {f"time_{name}": key for name, key in downsamplers.TIME_DOWNSAMPLERS.items()}
@@ -32,6 +33,10 @@ TABLE_NAMES = ("most_often", "least_often", "frequencies")
 # A standard deviation's rounding depends on the spread of the values, and for equal values
 # (true spread 0) on their magnitude, at a far smaller rate: its scale is spread + this · magnitude.
 STD_FLOOR = 0.1
+# A standard deviation comes from M2, a sum of squared deviations in float64: deviations below
+# sqrt(smallest normal) ≈ 1.5e-154 square to subnormals or to 0 (the std of 0 and 1e-168 is
+# stored as 0), so a std is also judged to this absolute floor.
+STD_UNDERFLOW = math.sqrt(sys.float_info.min)
 
 
 def value_labels(names: list[str]) -> dict[str, str]:
@@ -194,7 +199,7 @@ def float_values(v: FloatValues, median: float | None) -> list[tuple[float | Non
         (v.low, 0.0),
         (v.high, 0.0),
         (None if v.s is None else v.s / v.c, magnitude),
-        (v.std, spread + STD_FLOOR * magnitude),
+        (v.std, max(spread + STD_FLOOR * magnitude, STD_UNDERFLOW / ROUNDING)),
         (median, 0.0),
     ]
 

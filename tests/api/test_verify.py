@@ -308,6 +308,23 @@ def test_float_stream_values_and_time_mean_are_checked_on_every_backend(ds, stre
         microseconds=2)
 
 
+@pytest.mark.parametrize("values", [[0.0, 1e-168], [1e-168, 2e-168, 0.0], [5e-169, -5e-169],
+                                    [1e-160, 1e-160 + 1e-175]])
+def test_a_spread_whose_squares_underflow_verifies_clean(ds, values) -> None:
+    """The std of 0 and 1e-168 is stored as 0: its squared deviations are below the smallest
+    double. Both passes judge a std to that absolute floor, and a wrong one is still found."""
+    stream_id = ds.ensure_stream({"n": "tiny"}, {}, ["mean", "std_dev"], G.Seconds)
+    for second, value in enumerate(values):
+        ds.append(stream_id, value, at(second))
+    ds.append(stream_id, 1.0, at(DAY))  # closes the first buckets
+    ds.downsample_streams(until=at(DAY))
+    assert level(ds, stream_id, G.Seconds10)[0]["v"]["d"] == 0.0
+    assert clean(ds.verify({"n": "tiny"}))
+    _set_level_value(ds, stream_id, "S", at(0), m2=1e-290)  # a std of about 7e-146
+    assert _coordinates(ds.verify({"n": "tiny"})) == {
+        (stream_id, G.Seconds10, at(0), "std_dev")}
+
+
 def test_high_accuracy_values_are_compared_exactly(ds, streams) -> None:
     exact = streams["exact"]
     start = to_us(at(0))
