@@ -194,14 +194,8 @@ def combine_values_numpy(
         mean[segments] = np.where(first, offset, merged_mean)
         dev2[segments] = np.where(first, m2[children], merged_m2)
         seen[segments] += ck
-    empty = n == 0
-    out_c[:] = n
-    out_s[:] = np.where(empty, np.nan, total)
-    out_q[:] = np.where(empty, np.nan, squares)
-    out_l[:] = np.where(empty, np.nan, low)
-    out_u[:] = np.where(empty, np.nan, high)
-    out_mu[:] = np.where(empty, np.nan, mean)
-    out_m2[:] = np.where(empty, np.nan, dev2)
+    lockstep.write_value_state(n, total, squares, low, high, mean, dev2,
+                               out_c, out_s, out_q, out_l, out_u, out_mu, out_m2)
 
 
 def combine_times_numpy(

@@ -52,3 +52,14 @@ def first_min(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def first_max(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """numba's ``max(a, b)`` elementwise (no NaN among the arguments)."""
     return np.where(b > a, b, a)
+
+
+def write_value_state(n, total, squares, low, high, mean, m2,
+                      out_c, out_s, out_q, out_l, out_u, out_mu, out_m2) -> None:
+    """The value-state outputs of the twins: the float columns NaN where a segment counted no
+    value, as the kernels write them."""
+    empty = n == 0
+    out_c[:] = n
+    for out, column in ((out_s, total), (out_q, squares), (out_l, low), (out_u, high),
+                        (out_mu, mean), (out_m2, m2)):
+        out[:] = np.where(empty, np.nan, column)

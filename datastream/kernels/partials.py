@@ -143,14 +143,10 @@ def value_partials_numpy(x, valid, bounds, out_c, out_s, out_q, out_l, out_u, ou
             d = (x[positions] - low[segments]) - offset[segments]
             dev[segments] += d
             dev2[segments] += d * d
-        empty = n == 0
-        out_c[:] = n
-        out_s[:] = np.where(empty, np.nan, total)
-        out_q[:] = np.where(empty, np.nan, squares)
-        out_l[:] = np.where(empty, np.nan, low)
-        out_u[:] = np.where(empty, np.nan, high)
-        out_mu[:] = np.where(empty, np.nan, offset + dev / n)
-        out_m2[:] = np.where(empty, np.nan, lockstep.first_max(dev2 - dev * dev / n, 0.0))
+        lockstep.write_value_state(
+            n, total, squares, low, high, offset + dev / n,
+            lockstep.first_max(dev2 - dev * dev / n, 0.0),
+            out_c, out_s, out_q, out_l, out_u, out_mu, out_m2)
 
 
 def time_partials_numpy(
