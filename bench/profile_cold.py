@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,20 +40,20 @@ def main() -> None:
     compiles: collections.Counter = collections.Counter()
     started: dict[int, float] = {}
 
-    def on_compile(event) -> None:  # numba's compile events, when numba gets imported
-        kernel = event.data["dispatcher"].py_func
+    def on_compile(dispatcher, is_start: bool) -> None:
+        kernel = dispatcher.py_func
+        if is_start:
+            started[id(dispatcher)] = time.perf_counter()
+            return
         name = f"{kernel.__module__}.{kernel.__name__}"
-        if event.is_start:
-            started[id(event.data["dispatcher"])] = time.perf_counter()
-        else:
-            spent[name] += time.perf_counter() - started.pop(id(event.data["dispatcher"]))
-            compiles[name] += 1
+        spent[name] += time.perf_counter() - started.pop(id(dispatcher))
+        compiles[name] += 1
 
     import datastream
 
     clock = compare.Clock()
     data = compare.make_dataset("sensor", 1, args.points, 5)
-    with _compile_events(on_compile), datastream.Datastream() as ds:
+    with compile_events(on_compile), datastream.Datastream() as ds:
         compare.datastream_task(ds, data, clock, names)
     phases = ", ".join(f"{phase} {seconds:.3f} s" for phase, seconds in clock.phases.items())
     print(f"{args.points} points, {', '.join(names)}: {phases}")
@@ -61,48 +63,34 @@ def main() -> None:
         print(f"  {name:50s} {seconds:6.2f} s  x{compiles[name]}")
 
 
-class _compile_events:
-    """Listen to numba's compile events if numba is imported by the time the block ends (it
-    is imported only when a kernel compiles or loads): a listener registered on exit would
-    miss them, so this imports numba's event module lazily, from the first kernel compile on."""
+@contextlib.contextmanager
+def compile_events(callback) -> Iterator[None]:
+    """``callback(dispatcher, is_start)`` for numba's compile events within the block. numba
+    must not be imported before a kernel needs it (that alone changes which code runs), so
+    the listener is registered when the first dispatcher is built."""
+    from datastream.kernels import jit
 
-    def __init__(self, callback) -> None:
-        self.callback = callback
+    original = jit._jit
 
-    def __enter__(self) -> None:
-        from datastream.kernels import jit
+    def with_listener(func):
+        from numba.core import event
 
-        original = jit._jit
-        callback = self.callback
-        registered = []
+        class Listener(event.Listener):
+            def on_start(self, ev) -> None:
+                callback(ev.data["dispatcher"], True)
 
-        def with_listener(func):
-            if not registered:
-                from numba.core import event
+            def on_end(self, ev) -> None:
+                callback(ev.data["dispatcher"], False)
 
-                class Listener(event.Listener):
-                    def on_start(self, ev) -> None:
-                        callback(_Event(ev, True))
+        event.register("numba:compile", Listener())
+        jit._jit = original  # one listener is enough
+        return original(func)
 
-                    def on_end(self, ev) -> None:
-                        callback(_Event(ev, False))
-
-                event.register("numba:compile", Listener())
-                registered.append(True)
-            return original(func)
-
-        jit._jit = with_listener
-        self._restore = (jit, original)
-
-    def __exit__(self, *exc) -> None:
-        module, original = self._restore
-        module._jit = original
-
-
-class _Event:
-    def __init__(self, event, is_start: bool) -> None:
-        self.data = event.data
-        self.is_start = is_start
+    jit._jit = with_listener
+    try:
+        yield
+    finally:
+        jit._jit = original
 
 
 if __name__ == "__main__":
