@@ -934,9 +934,30 @@ def target_raw_reads(points: int, repeats: int, work: str) -> dict[str, Any]:
         if count != points:
             raise RuntimeError(f"read {count} raw points, expected {points}")
     arrow, dicts = statistics.median(figures["to_arrow"]), statistics.median(figures["dicts"])
+    fresh = run_child("fresh-read", points, {FRESH_READ_PATH: path})
     return {"points": points, "to_arrow_s": arrow, "to_arrow_points_per_s": points / arrow,
             "dicts_s": dicts, "dicts_per_s": points / dicts,
-            "open_median_s": statistics.median(figures["open"]), "all_s": figures}
+            "open_median_s": statistics.median(figures["open"]), "all_s": figures,
+            "fresh_process": fresh}
+
+
+FRESH_READ_PATH = "COMPARE_FRESH_READ_PATH"
+
+
+def child_fresh_read(points: int) -> dict[str, Any]:
+    """The raw-read file's stream opened and read once as Arrow by a process that has done
+    nothing else: what a script or a notebook's first read costs (kernel cache as it is)."""
+    import datastream
+
+    with datastream.Datastream(duckdb_backend(os.environ[FRESH_READ_PATH])) as ds:
+        stream_id = ds.find_streams({"bench": "raw"})[0]["stream_id"]
+        began = time.perf_counter()
+        count = ds.get_data(stream_id, "seconds", start=datetime.datetime.min).to_arrow().num_rows
+        seconds = time.perf_counter() - began
+    if count != points:
+        raise RuntimeError(f"read {count} raw points, expected {points}")
+    return {"to_arrow_s": seconds, "to_arrow_points_per_s": points / seconds,
+            "numba_imported": "numba" in sys.modules}
 
 
 def code_fingerprint() -> str:
@@ -1273,7 +1294,9 @@ def print_targets(targets: dict[str, Any]) -> None:
          f"{v['points']:,} points)")
     show("raw_read", lambda v: f"{v['points']:,} raw points from a reopened file: to_arrow "
          f"{v['to_arrow_points_per_s'] / 1e6:.2f} M points/s, dicts "
-         f"{v['dicts_per_s']:,.0f} dicts/s (medians; opening {v['open_median_s']:.3f} s apart)")
+         f"{v['dicts_per_s']:,.0f} dicts/s (medians; opening {v['open_median_s']:.3f} s apart);"
+         f" first read of a fresh process {v['fresh_process']['to_arrow_s'] * 1e3:.0f} ms "
+         f"(numba {'imported' if v['fresh_process']['numba_imported'] else 'not imported'})")
     show("stream_day", lambda v: f"one stream-day at 10 s from {v['store_points']:,} points "
          f"({v['store']}): to_arrow {v['to_arrow_median_ms']:.2f} ms, dicts "
          f"{v['dicts_median_ms']:.2f} ms (medians), first after open "
@@ -1366,7 +1389,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--jitter-us must be between 0 and 499,999 (points stay in order)")
     JITTER_US = args.jitter_us
     if args.child:
-        child = {"cold-numba": child_cold_numba, "rss": child_rss}[args.child]
+        child = {"cold-numba": child_cold_numba, "rss": child_rss,
+                 "fresh-read": child_fresh_read}[args.child]
         print(json.dumps(child(args.child_points)))
         return 0
     sys.stdout.reconfigure(line_buffering=True)  # progress on stderr stays in order

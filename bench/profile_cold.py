@@ -4,9 +4,9 @@ aggregates) on an empty kernel cache, with numba's compile events.
 
     PYTHONPATH=. .venv/bin/python bench/profile_cold.py [--points 20000] [--names mean,median]
 
-A kernel with a numpy twin runs the twin while it is not compiled (``jit.Kernel.use_reference``)
-and compiles nothing on first use; any kernel listed here made the first call wait. Nested
-compiles (a kernel calling another) are counted in both.
+A kernel with a numpy twin runs the twin while it is not compiled or loaded
+(``jit.Kernel.use_reference``) and compiles nothing on first use; any kernel listed here made
+the first call wait. Nested compiles (a kernel calling another) are counted in both.
 """
 
 from __future__ import annotations

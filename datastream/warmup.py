@@ -2,8 +2,9 @@
 
 A cold kernel cache costs seconds of numba compilation on the first downsample. Running this
 once after installing (in a Dockerfile, or ``make install``) fills the per-user cache, so that
-later processes only load machine code; it also leaves the markers that make the kernels with a
-numpy reference take their compiled code from the first call (see :mod:`datastream.kernels.jit`).
+later processes only load machine code; it also leaves the markers by which a process knows it
+may load a kernel (with numba set up, in milliseconds) rather than compile it, once its numpy
+twins have run long enough to make that worth it (see :mod:`datastream.kernels.jit`).
 The signatures are the engine's own because the work goes through the public API, on a
 throwaway in-memory store: every value type and downsampler, all levels, a derived stream of
 every operator, and one chunk large enough for the codec's numba kernels (smaller chunks go

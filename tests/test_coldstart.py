@@ -138,6 +138,7 @@ import datastream
 from datastream.backends import duckdb
 from datastream.kernels import jit
 
+jit.FALLBACK = False  # the kernels, not their twins: each call loads one (a miss compiles it)
 G = datastream.Granularity
 start = datetime.datetime(2026, 3, 1, tzinfo=datetime.timezone.utc)
 times = 1_772_323_200_000_000 + np.cumsum(np.full(5000, 1_300_000))
@@ -240,9 +241,49 @@ def test_first_use_on_an_empty_cache_runs_the_references_and_stores_the_same(
                                  "time_partials", "value_partials"]
     assert cold["compiled"] == cold["queued"] == []  # nothing compiled for them, nor waited for
     assert not cold["numba"]
-    warm = first_use("warm", warmed[0])  # after datastream warmup
-    assert warm["fell_back"] == [] and set(cold["fell_back"]) <= set(warm["compiled"])
+    # after datastream warmup the twins run all the same: loading the kernels would cost a
+    # fresh process more than this whole workload (numba's import and setup), so nothing is
+    # loaded before the twins have cost what COMPILE_AFTER allows
+    warm = first_use("warm", warmed[0])
+    assert warm["fell_back"] == warm["compiled"] == warm["queued"] == []
+    assert not warm["numba"]
     assert (warm["stored"], warm["reads"]) == (cold["stored"], cold["reads"])
+
+
+WARM_LOADING = """
+import json, time
+import numpy as np
+from datastream.kernels import jit, transforms
+
+jit.COMPILE_AFTER = 0.0  # the first call hands the kernel to the background thread
+x = jit.readonly(np.arange(100, dtype=np.int64), np.int64)
+first = transforms.int_costs(x)
+took_twin = not transforms.int_costs.loaded
+began = time.monotonic()
+while not transforms.int_costs.loaded and time.monotonic() - began < 600:
+    time.sleep(0.05)
+twin_calls = []
+twin = transforms.int_encode.reference
+transforms.int_encode.use_reference(lambda *a: twin_calls.append(1) or twin(*a))
+transforms.int_encode(x, 2, np.empty(100, np.int64))  # a kernel runs compiled: load this one
+hits = misses = 0
+for kernel in (transforms.int_costs, transforms.int_encode):
+    hits += sum(kernel.dispatcher().stats.cache_hits.values())
+    misses += sum(kernel.dispatcher().stats.cache_misses.values())
+print(json.dumps({"took_twin": took_twin, "same": transforms.int_costs(x) == first,
+                  "second_loaded": transforms.int_encode.loaded, "twin_calls": len(twin_calls),
+                  "hits": hits, "misses": misses}))
+"""
+
+
+def test_after_warmup_kernels_load_from_the_cache_once_needed(warmed) -> None:
+    """A warm cache changes what the twins' time buys, not the first call: the first kernel
+    loads in the background once its twin has cost COMPILE_AFTER; from then on (numba set up)
+    a kernel found in the cache loads at its first call, its twin unused. Loaded, not
+    compiled: cache hits only."""
+    out = json.loads(python(WARM_LOADING, **warmed[0]))
+    assert out == {"took_twin": True, "same": True, "second_loaded": True, "twin_calls": 0,
+                   "hits": 2, "misses": 0}
 
 
 BACKGROUND = """
@@ -266,5 +307,30 @@ def test_a_kernel_compiles_in_the_background_once_its_reference_cost_enough(tmp_
     assert json.loads(python(BACKGROUND, **env)) == {"same": True, "cold": True, "compiled": True}
     assert [p.name.split("-")[0] for p in (tmp_path / "ready").iterdir()] == [
         "datastream.kernels.transforms.int_costs"]
-    # the next process finds the marker: compiled code from the first call
+    # the next process finds the marker: the twin first all the same (numba is not set up
+    # there), then the kernel is loaded, not compiled
     assert json.loads(python(BACKGROUND, **env)) == {"same": True, "cold": False, "compiled": True}
+
+
+KERNEL_CHOICE = """
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from datastream.kernels import jit
+print(json.dumps([jit.FALLBACK, [str(w.message) for w in caught]]))
+"""
+
+
+@pytest.mark.parametrize(("chosen", "fallback", "warned"), [
+    (None, True, False), ("auto", True, False), ("compiled", False, False),
+    (" Compiled ", False, False), ("numpy", True, True),
+])
+def test_datastream_kernels_chooses_the_twins_or_the_compiled_code(chosen, fallback,
+                                                                  warned) -> None:
+    """DATASTREAM_KERNELS=compiled: compiled kernels from the first call (a long-running
+    service); anything else but auto is named in a warning and means auto."""
+    got, messages = json.loads(python(KERNEL_CHOICE, DATASTREAM_KERNELS=chosen))
+    assert got is fallback
+    assert bool(messages) is warned
+    if warned:
+        assert "DATASTREAM_KERNELS='numpy'" in messages[0]

@@ -9,7 +9,7 @@ runs and how large its state vector is.
 Beside each kernel is a numpy reference written with whole-array operations (tests compare the
 two, and check that splitting a batch in two with the carried state equals one pass). They give
 the kernels' bits, so an adapter with the kernel's signature (``<kernel>_numpy``) runs while the
-kernel is not compiled (``jit.Kernel.use_reference``).
+kernel is not compiled or loaded (``jit.Kernel.use_reference``).
 """
 
 from __future__ import annotations

@@ -12,15 +12,18 @@ its first call. The compiled code goes to a per-user cache directory (:func:`cac
 than next to the installed sources, which may be read-only or shared between users.
 
 A kernel may also be given a numpy *reference* giving the same bits
-(:meth:`Kernel.use_reference`). While its compiled code is not available (not compiled or loaded
-in this process yet, and no marker in the cache directory saying that a process compiled it for
-this source, numba and Python), a call runs the reference. Once the reference has cost about what
-compiling takes (:data:`COMPILE_AFTER`), one background thread compiles the kernel (or loads it
-from numba's cache) for the types of that call, and later calls take the compiled code. So a
-process on an empty cache does not wait seconds for numba before its first chunks, a short one
-never compiles what it hardly uses, and a long one gets the compiled code; ``datastream warmup``
-(:mod:`datastream.warmup`) compiles everything and leaves the markers. The warm path is that of
-any kernel: the dispatcher is an attribute, checked per call.
+(:meth:`Kernel.use_reference`). Until some kernel has run compiled in the process, a call runs
+the reference: importing numba and loading a first kernel from the cache cost most of a second,
+far more than a first read or a first chunk costs through the references (a million raw points
+decode as fast either way), so a short process never pays it. Once the reference has cost about
+what compiling takes (:data:`COMPILE_AFTER`), one background thread compiles the kernel for the
+types of that call; or, when a marker in the cache directory says a process compiled it for this
+source, numba and Python, once the references of all such kernels together have cost that much,
+it loads the kernel from the cache. Later calls take the compiled code.
+Once one kernel runs compiled, a kernel found in the cache is loaded by its first call (a few
+milliseconds). ``datastream warmup`` (:mod:`datastream.warmup`) compiles everything and leaves
+the markers. The warm path is that of any kernel: the dispatcher is an attribute, checked per
+call.
 
 Kernels that reduce segments to partial-state columns use the companion :func:`reduction`: it
 declares the columns a kernel reads and writes, so output allocation (dtypes from the state table
@@ -48,14 +51,40 @@ KERNELS: list[Kernel] = []
 """Every kernel defined so far, in definition order (for warmup and its tests)."""
 
 COMPILE_AFTER = 1.0
-"""Seconds a kernel's reference may take in all before the kernel is compiled in the background:
-about what compiling one costs. Until then nothing competes with the caller for the CPU (numba
-compiles holding the GIL most of the time), and a short script never compiles the kernel."""
+"""Seconds a kernel's reference may take in all before the kernel is compiled (or loaded from
+the cache) in the background: about what compiling one costs, and what a process spends getting
+numba to run its first kernel even from the cache. Until then nothing competes with the caller
+for the CPU (numba works holding the GIL most of the time), and a short script never pays it."""
 
-FALLBACK = True
-"""Whether kernels with a reference run it while their compiled code is not available. Warmup
-and the tests that compare kernels with their references turn it off: every call then compiles
-(or loads) the kernel and runs it, as kernels without a reference always do."""
+KERNELS_VARIABLE = "DATASTREAM_KERNELS"
+"""``compiled`` in this environment variable turns :data:`FALLBACK` off for the process: a
+long-running service then pays numba's setup (and any compile) at its first calls instead of
+running the references meanwhile. ``auto`` (or unset) keeps the default."""
+
+
+def _fallback_from_environment() -> bool:
+    chosen = os.environ.get(KERNELS_VARIABLE, "auto").strip().lower() or "auto"
+    if chosen not in ("auto", "compiled"):
+        import warnings
+
+        warnings.warn(f"{KERNELS_VARIABLE}={chosen!r} is neither 'auto' nor 'compiled': auto",
+                      RuntimeWarning, stacklevel=2)
+    return chosen != "compiled"
+
+
+FALLBACK = _fallback_from_environment()
+"""Whether kernels with a reference run it while their compiled code is not available (see
+:data:`KERNELS_VARIABLE`). Warmup, the demo and the tests that compare kernels with their
+references turn it off: every call then compiles (or loads) the kernel and runs it, as kernels
+without a reference always do."""
+
+
+_cached_reference_seconds = 0.0
+"""Reference time of the kernels found in the cache, all together (see ``Kernel._spent``)."""
+
+_running = threading.Event()
+"""Set once a kernel has run (or been loaded) compiled in this process: numba is imported and
+its compiler set up, so loading another kernel from the cache costs milliseconds."""
 
 
 class Declined(Exception):
@@ -72,7 +101,8 @@ class Kernel:
         self.reference: Callable[..., Any] | None = None
         self._dispatcher: Any = None
         self._lock = threading.Lock()
-        self._cold = False  # no compiled code at the first call: the reference runs
+        self._cold = False  # not in the cache at the first call: the reference runs
+        self._warm = False  # found in the cache (the marker is not looked up again)
         self._reference_seconds = 0.0  # spent in the reference so far
         self._queued = False  # handed to the background compiler, not ready yet
         self._marker: str | None = None
@@ -91,25 +121,49 @@ class Kernel:
         self.reference = reference
 
     def _first_calls(self, args: tuple) -> Any:
-        """A call before the dispatcher is set: the reference while no compiled code is
-        available (handing the kernel to the background thread once it has cost enough), else
-        the dispatcher, compiling now if need be."""
-        if self.reference is not None and FALLBACK and (self._cold or not self._cached()):
-            self._cold = True  # for this process: the marker is not looked up again
+        """A call before the dispatcher is set: the reference while numba would have to be
+        imported or the kernel compiled for it (handing the kernel to the background thread
+        once the reference has cost enough), else the dispatcher, loading or compiling now if
+        need be."""
+        if self.reference is not None and FALLBACK and self._reference_first():
             began = time.perf_counter()
             try:
                 result = self.reference(*args)
             except Declined:
                 pass  # compiled below
             else:
-                self._reference_seconds += time.perf_counter() - began
-                if self._reference_seconds > COMPILE_AFTER:
+                if self._spent(time.perf_counter() - began) > COMPILE_AFTER:
                     _background.add(self, args)
                 return result
         result = self.dispatcher()(*args)
+        _running.set()
         if self.reference is not None:
             self._mark()
         return result
+
+    def _spent(self, seconds: float) -> float:
+        """Count ``seconds`` of reference time; what it is weighed against COMPILE_AFTER: this
+        kernel's own total when it must be compiled (each compile is paid apart), the total of
+        every kernel found in the cache otherwise (one load sets numba up for all of them)."""
+        global _cached_reference_seconds
+        self._reference_seconds += seconds
+        if self._cold:
+            return self._reference_seconds
+        _cached_reference_seconds += seconds
+        return _cached_reference_seconds
+
+    def _reference_first(self) -> bool:
+        """Whether a call runs the reference: the kernel is not in the cache (``_cold``, looked
+        up once per process), or it is but no kernel has run compiled in this process yet
+        (importing numba and setting up its compiler cost most of a second, once)."""
+        if self._cold:
+            return True
+        if not self._warm:
+            if not self._cached():
+                self._cold = True
+                return True
+            self._warm = True
+        return not _running.is_set()
 
     def __repr__(self) -> str:
         return f"<kernel {self.py_func.__module__}.{self.py_func.__qualname__}>"
@@ -136,6 +190,7 @@ class Kernel:
                 dispatcher = _jit(self.py_func)
                 dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
                 self._dispatcher = dispatcher
+        _running.set()
         self._mark()
 
     def _cached(self) -> bool:
@@ -205,7 +260,7 @@ class Reduction(Kernel):
         out, args = self._arguments(bounds, columns, inputs)
         dispatcher = self._dispatcher
         if dispatcher is None:
-            self._first_calls(args)  # the reference while the kernel is not compiled
+            self._first_calls(args)  # the reference while the kernel is not loaded
         else:
             dispatcher(*args)
         return out

@@ -101,26 +101,57 @@ def count_codes(codes, bounds, counts, seen, out_bucket, out_code, out_count):
 # -- numpy twins (the kernels' bits, run while they compile) -----------------------------------
 
 
+PAD_CELLS, PAD_SLACK = 4, 4096
+"""The median twin sorts the rows of a padded grid (one row per segment, as wide as the longest)
+while it holds at most ``PAD_CELLS`` cells per value plus ``PAD_SLACK``; beyond, one sort of all
+the values keyed by segment then rank."""
+
+
 def bucket_median_numpy(x, valid, bounds, scratch, out):
     """:func:`bucket_median` by sorting every segment's valid values at once (equal values
     have equal bits, zeros aside, which the kernel makes +0.0)."""
     size = len(bounds) - 1
     if size <= 0:
         return
-    segment = np.repeat(np.arange(size), np.diff(bounds))
-    positions = np.arange(bounds[0], bounds[-1])
-    keep = valid[positions]
-    values, segment = x[positions][keep], segment[keep]
-    order = np.lexsort((values, segment))
-    values = values[order]
+    lengths = np.diff(bounds)
+    segment = np.repeat(np.arange(size), lengths)
+    keep = valid[bounds[0]:bounds[-1]]
+    values, segment = x[bounds[0]:bounds[-1]][keep], segment[keep]
     m = np.bincount(segment, minlength=size)
     first = np.cumsum(m) - m
+    ordered = _sorted_by_segment(values, segment, m, first)
     half = m // 2
     odd, even = m % 2 == 1, (m > 0) & (m % 2 == 0)
     out[:] = np.nan
-    out[odd] = values[(first + half)[odd]] + 0.0
-    below, middle = values[(first + half - 1)[even]], values[(first + half)[even]]
+    out[odd] = ordered((first + half)[odd]) + 0.0
+    below, middle = ordered((first + half - 1)[even]), ordered((first + half)[even])
     out[even] = 0.5 * below + 0.5 * middle + 0.0
+
+
+def _sorted_by_segment(values, segment, m, first):
+    """A lookup of the values sorted within their segment: position ``first[j] + i`` gives
+    the i-th smallest of segment j. numpy sorts a single key of floats or integers an order of
+    magnitude faster than ``lexsort`` sorts two, so no two-key sort is made: the rows of a grid
+    padded with +inf (every row sorted in one call) while the segments are of similar length;
+    else segment and rank packed into one integer key."""
+    count = len(values)
+    if not count:
+        return lambda positions: values[positions]
+    width = int(m.max())
+    if len(m) * width <= PAD_CELLS * count + PAD_SLACK:
+        grid = np.full((len(m), width), np.inf)
+        rows = segment
+        grid[rows, np.arange(count) - first[rows]] = values
+        grid.sort(axis=1)
+        flat = grid.reshape(-1)
+        starts = np.arange(len(m)) * width - first  # position first[j] + i -> cell j*width + i
+        owner = np.repeat(np.arange(len(m)), m)
+        return lambda positions: flat[positions + starts[owner[positions]]]
+    order = np.argsort(values)
+    rank = np.empty(count, np.int64)
+    rank[order] = np.arange(count)
+    key = np.sort(segment.astype(np.int64) * count + rank)
+    return lambda positions: values[order[key[positions] % count]]
 
 
 def count_codes_numpy(codes, bounds, counts, seen, out_bucket, out_code, out_count):

@@ -431,8 +431,8 @@ NUMBA = Implementation("numba", int_costs, int_encode, int_decode, decimal_costs
 NUMPY = Implementation("numpy", int_costs_numpy, int_encode_numpy, int_decode_numpy,
                        decimal_costs_numpy, decimal_encode_numpy, decimal_decode_numpy)
 
-# A kernel not compiled yet runs its twin meanwhile (``jit.Kernel.use_reference``): the codec may
-# take the kernels whatever the cache holds.
+# A kernel not compiled or loaded yet runs its twin meanwhile (``jit.Kernel.use_reference``):
+# the codec may take the kernels whatever the cache holds.
 int_costs.use_reference(int_costs_numpy)
 int_encode.use_reference(int_encode_numpy)
 int_decode.use_reference(int_decode_numpy)

@@ -176,18 +176,24 @@ def test_a_twin_declines_a_segment_longer_than_it_walks(monkeypatch) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(raw_points(), st.sampled_from(WIDTHS))
-def test_median_twin_gives_the_kernels_bits(data, width) -> None:
-    """Ties and zeros of both signs included: a zero median is +0.0 either way."""
+@given(raw_points(), st.sampled_from(WIDTHS), st.sampled_from([(4, 4096), (0, 0)]), st.data())
+def test_median_twin_gives_the_kernels_bits(data, width, padding, choose) -> None:
+    """Ties and zeros of both signs included: a zero median is +0.0 either way. Both ways the
+    twin sorts (a padded grid, or one key of segment and rank: ``padding`` (0, 0) forces it),
+    over all segments or the tail of them (bounds not starting at 0)."""
     t, x, valid = data
     _, bounds = buckets.segment(t, width)
+    bounds = bounds[choose.draw(st.integers(0, max(len(bounds) - 2, 0))):]
     outputs = []
-    for run in (order.bucket_median.dispatcher(), order.bucket_median.reference):
-        out = np.full(len(bounds) - 1, 7.0)
-        scratch = np.zeros(max(len(t), 1))
-        run(jit.readonly(x, np.float64), jit.readonly(valid, np.bool_),
-            jit.readonly(bounds, np.int64), scratch, out)
-        outputs.append(out.view(np.int64).tolist())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(order, "PAD_CELLS", padding[0])
+        patch.setattr(order, "PAD_SLACK", padding[1])
+        for run in (order.bucket_median.dispatcher(), order.bucket_median.reference):
+            out = np.full(len(bounds) - 1, 7.0)
+            scratch = np.zeros(max(len(t), 1))
+            run(jit.readonly(x, np.float64), jit.readonly(valid, np.bool_),
+                jit.readonly(bounds, np.int64), scratch, out)
+            outputs.append(out.view(np.int64).tolist())
     assert outputs[0] == outputs[1]
 
 
