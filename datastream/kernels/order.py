@@ -98,7 +98,7 @@ def count_codes(codes, bounds, counts, seen, out_bucket, out_code, out_count):
     return k
 
 
-# -- numpy twins (the kernels' bits, run while they compile) -----------------------------------
+# -- numpy twins (the kernels' bits, run until the kernels are loaded) -----------------------------
 
 
 PAD_CELLS, PAD_SLACK = 4, 4096
@@ -113,45 +113,41 @@ def bucket_median_numpy(x, valid, bounds, scratch, out):
     size = len(bounds) - 1
     if size <= 0:
         return
-    lengths = np.diff(bounds)
-    segment = np.repeat(np.arange(size), lengths)
+    segment = np.repeat(np.arange(size), np.diff(bounds))
     keep = valid[bounds[0]:bounds[-1]]
     values, segment = x[bounds[0]:bounds[-1]][keep], segment[keep]
     m = np.bincount(segment, minlength=size)
     first = np.cumsum(m) - m
-    ordered = _sorted_by_segment(values, segment, m, first)
+    values = _sorted_within(values, segment, m, first)
     half = m // 2
     odd, even = m % 2 == 1, (m > 0) & (m % 2 == 0)
     out[:] = np.nan
-    out[odd] = ordered((first + half)[odd]) + 0.0
-    below, middle = ordered((first + half - 1)[even]), ordered((first + half)[even])
+    out[odd] = values[(first + half)[odd]] + 0.0
+    below, middle = values[(first + half - 1)[even]], values[(first + half)[even]]
     out[even] = 0.5 * below + 0.5 * middle + 0.0
 
 
-def _sorted_by_segment(values, segment, m, first):
-    """A lookup of the values sorted within their segment: position ``first[j] + i`` gives
-    the i-th smallest of segment j. numpy sorts a single key of floats or integers an order of
-    magnitude faster than ``lexsort`` sorts two, so no two-key sort is made: the rows of a grid
-    padded with +inf (every row sorted in one call) while the segments are of similar length;
-    else segment and rank packed into one integer key."""
+def _sorted_within(values, segment, m, first):
+    """``values`` (grouped by ``segment``: ``m[j]`` of them from ``first[j]``) sorted within
+    each segment. numpy sorts one key of floats or integers an order of magnitude faster than
+    ``lexsort`` sorts two, so: the rows of a grid, one per segment and padded with +inf, sorted
+    in one call while the segments are of similar length; else one integer key of segment and
+    rank."""
     count = len(values)
     if not count:
-        return lambda positions: values[positions]
+        return values
     width = int(m.max())
     if len(m) * width <= PAD_CELLS * count + PAD_SLACK:
         grid = np.full((len(m), width), np.inf)
-        rows = segment
-        grid[rows, np.arange(count) - first[rows]] = values
+        cells = (segment, np.arange(count) - first[segment])
+        grid[cells] = values
         grid.sort(axis=1)
-        flat = grid.reshape(-1)
-        starts = np.arange(len(m)) * width - first  # position first[j] + i -> cell j*width + i
-        owner = np.repeat(np.arange(len(m)), m)
-        return lambda positions: flat[positions + starts[owner[positions]]]
+        return grid[cells]  # the first m[j] cells of row j: segment j's values, in order
     order = np.argsort(values)
     rank = np.empty(count, np.int64)
     rank[order] = np.arange(count)
     key = np.sort(segment.astype(np.int64) * count + rank)
-    return lambda positions: values[order[key[positions] % count]]
+    return values[order[key % count]]
 
 
 def count_codes_numpy(codes, bounds, counts, seen, out_bucket, out_code, out_count):
