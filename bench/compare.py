@@ -1295,7 +1295,8 @@ def print_targets(targets: dict[str, Any]) -> None:
     show("raw_read", lambda v: f"{v['points']:,} raw points from a reopened file: to_arrow "
          f"{v['to_arrow_points_per_s'] / 1e6:.2f} M points/s, dicts "
          f"{v['dicts_per_s']:,.0f} dicts/s (medians; opening {v['open_median_s']:.3f} s apart);"
-         f" first read of a fresh process {v['fresh_process']['to_arrow_s'] * 1e3:.0f} ms "
+         f" first read of a fresh process {v['fresh_process']['to_arrow_s'] * 1e3:.0f} ms, "
+         f"its whole process {v['fresh_process']['process_s']:.2f} s "
          f"(numba {'imported' if v['fresh_process']['numba_imported'] else 'not imported'})")
     show("stream_day", lambda v: f"one stream-day at 10 s from {v['store_points']:,} points "
          f"({v['store']}): to_arrow {v['to_arrow_median_ms']:.2f} ms, dicts "

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from . import exceptions, frequencies, level_export
+from . import arrow_numpy, exceptions, frequencies, level_export
 from .exact import HIGH_ACCURACY, ExactState, exact_std, merge_states
 from .exact import WIDE as WIDE  # re-exported
 from .granularity import US_PER_SECOND
@@ -162,10 +162,8 @@ class Rows:
 def _column(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
     if name in level_state.INT_COLUMNS:
-        if column.null_count:
-            column = column.fill_null(0)
-        return np.asarray(column.to_numpy(), dtype=np.int64)
-    return np.asarray(column.to_numpy(), dtype=np.float64)
+        return arrow_numpy.to_numpy(column, 0).astype(np.int64, copy=False)
+    return arrow_numpy.to_numpy(column).astype(np.float64, copy=False)
 
 
 # == declarations ===============================================================================

@@ -4,8 +4,9 @@ pyarrow loads its C++ library (and with it ``socket``, ``uuid``, ``decimal``) in
 what ``import datastream`` costs, and ``pyarrow.compute`` builds hundreds of wrapper functions
 with their docstrings (~0.1 s) on top: the modules that ``import datastream`` loads refer to them
 through the stand-ins below, which import the real module on the first attribute access (a
-stream's first append, flush or read). The same holds, on a smaller scale, for ``uuid`` and
-``html``. Annotations such as ``pa.Table`` are not evaluated (every
+stream's first append, flush or read). The same holds for ``blosc2`` (the chunk codec's
+compressor, needed from the first chunk written or read) and, on a smaller scale, for ``uuid``
+and ``html``. Annotations such as ``pa.Table`` are not evaluated (every
 module uses ``from __future__ import annotations``), so they do not count as an access.
 """
 
@@ -35,3 +36,6 @@ pa = LazyModule("pyarrow")
 pc = LazyModule("pyarrow.compute")
 uuid = LazyModule("uuid")  # loads platform and its helpers; only new streams need it
 html = LazyModule("html")  # html.entities' table; only notebook displays need it
+# blosc2 loads its array, expression and remote-table modules (httpx among them) with its
+# compressor: ~0.3 s, which a process that only opens a store and reads metadata never needs.
+blosc2 = LazyModule("blosc2")

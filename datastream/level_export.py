@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import arrow_numpy
 from .granularity import from_us, from_us_array
 from .lazy import pa
 
@@ -35,8 +36,7 @@ def __getattr__(name: str) -> Any:
 def float_array(values: np.ndarray) -> pa.Array:
     """Arrow float64 with NaN as null (zero-copy when nothing is NaN)."""
     values = np.asarray(values, dtype=np.float64)
-    missing = np.isnan(values)
-    return pa.array(values, mask=missing) if missing.any() else pa.array(values)
+    return arrow_numpy.from_numpy(values, mask=np.isnan(values))
 
 
 def python_column(column: np.ndarray | list) -> list:
@@ -74,7 +74,7 @@ def arrow_column(column: np.ndarray | list) -> pa.Array:
     if isinstance(column, np.ndarray):
         if column.dtype.kind == "f":
             return float_array(column)
-        return pa.array(column, pa.int64())
+        return arrow_numpy.from_numpy(column.astype(np.int64, copy=False))
     return pa.array([None if v is None else str(v) for v in column], pa.string())
 
 
@@ -86,4 +86,12 @@ def frequency_map(column: list) -> pa.Array:
 
 def time_column(result: np.ndarray, is_time: bool) -> pa.Array:
     """A time downsampler's result: UTC timestamps (``is_time``) or float seconds."""
-    return pa.array(result).cast(utc_micros()) if is_time else float_array(result)
+    if not is_time:
+        return float_array(result)
+    if result.dtype.kind == "f" and np.isfinite(result).all():  # bucket starts as floats
+        whole = result.astype(np.int64)
+        if np.array_equal(whole, result):  # whole µs, as the cast below would take them
+            result = whole
+    if result.dtype.kind in "iu":
+        return arrow_numpy.from_numpy(result.astype(np.int64, copy=False), utc_micros())
+    return pa.array(result).cast(utc_micros())

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import exceptions, html_tables
+from . import arrow_numpy, exceptions, html_tables
 from .granularity import GranularityLevel
 from .lazy import html, pa
 from .tags import RESERVED_TAGS
@@ -307,7 +307,8 @@ class Streams(_LazyRows):
         return self._items
 
     def _index_table(self) -> pa.Table:
-        return pa.table({"row": pa.array(range(len(self._all())), type=pa.int64())})
+        # not pa.array(): listing streams has no use for the pandas import it brings
+        return pa.table({"row": arrow_numpy.from_numpy(np.arange(len(self._all())))})
 
     def _convert(self, table: pa.Table) -> list[dict]:
         items = self._all()

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from . import exceptions
+from . import arrow_numpy, exceptions
 from .lazy import pa, pc
 from .messages import show
 from .null_columns import null_array
@@ -723,10 +723,7 @@ def decode_values(table: pa.Table, value_type: str, options: dict | None) -> lis
 
 
 def kinds_of(table: pa.Table) -> np.ndarray:
-    column = table.column("k")
-    if column.null_count:
-        return pc.fill_null(column, KIND_NULL).to_numpy()
-    return column.to_numpy()
+    return arrow_numpy.to_numpy(table.column("k"), KIND_NULL)
 
 
 def _python_list(column: pa.ChunkedArray) -> list:
@@ -734,7 +731,7 @@ def _python_list(column: pa.ChunkedArray) -> list:
     them several times faster than Arrow scalars, when there is no null."""
     if column.null_count:
         return column.to_pylist()
-    return column.to_numpy().tolist()
+    return arrow_numpy.to_numpy(column).tolist()
 
 
 def numeric_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,67 @@ def test_import_leaves_heavy_modules_out() -> None:
     assert loaded.strip() == "[]"
 
 
+def test_opening_a_store_and_reading_metadata_leaves_heavy_modules_out(tmp_path) -> None:
+    """Creating, finding and tagging streams needs neither the chunk compressor (blosc2) nor
+    pyarrow's pandas import: a script or command that only looks at metadata starts fast."""
+    path = tmp_path / "meta.duckdb"
+    code = f"""
+import sys, datastream
+from datastream.backends import duckdb
+with datastream.Datastream(duckdb.Backend({str(path)!r})) as ds:
+    sid = ds.ensure_stream({{"n": 1}}, {{"site": "a"}}, ["mean"], "seconds")
+    ds.update_tags(sid, {{"site": "b"}})
+    assert [s["stream_id"] for s in ds.find_streams({{"site": "b"}})] == [sid]
+    assert len(ds.find_streams()[0:1]) == 1 and ds.get_tags(sid)["site"] == "b"
+print([m for m in {[*HEAVY, "blosc2"]!r} if m in sys.modules])
+"""
+    assert python(code).strip() == "[]"  # a new store
+    assert python(code).strip() == "[]"  # the same store reopened, its stream found again
+
+
+def test_a_fresh_process_reads_raw_and_levels_without_pandas(tmp_path) -> None:
+    """pyarrow imports pandas (0.2-0.6 s) on its first conversion of numpy or Python values;
+    reading stored points, raw or downsampled, as Arrow or as dicts, never converts any."""
+    path = str(tmp_path / "read.duckdb")
+    python(f"""
+import datetime, numpy as np, datastream
+from datastream.backends import duckdb
+with datastream.Datastream(duckdb.Backend({path!r})) as ds:
+    sid = ds.ensure_stream({{"n": 1}}, {{}}, ["mean", "min", "max", "std_dev"], "seconds")
+    t = 946_684_800_000_000 + np.arange(20_000, dtype=np.int64) * 3_000_000
+    v = np.round(np.sin(np.arange(20_000) / 50.0), 2)
+    v[::7] = np.nan  # null points, and empty buckets in the levels
+    ds.append_arrays(sid, t[t % 86_400_000_000 < 43_200_000_000], v[t % 86_400_000_000
+                     < 43_200_000_000], unit="us")
+    ds.downsample_streams(until=datetime.datetime(2000, 2, 1, tzinfo=datetime.timezone.utc))
+    nominal = ds.ensure_stream({{"n": 2}}, {{}}, [], "seconds", value_type="nominal")
+    ds.append_multiple([{{"stream_id": nominal, "value": value, "timestamp": datetime.datetime(
+        2000, 1, 1, 0, 0, i, tzinfo=datetime.timezone.utc)}} for i, value in enumerate(
+        ["on", 3, None, {{"a": [1.5]}}])])
+""")
+    read = f"""
+import datetime, sys, datastream
+from datastream.backends import duckdb
+with datastream.Datastream(duckdb.Backend({path!r})) as ds:
+    sid, nominal = (ds.find_streams({{"n": n}})[0]["stream_id"] for n in (1, 2))
+    start = datetime.datetime.min
+    sizes = []
+    for level in ("seconds", "minutes", "hours"):
+        result = ds.get_data(sid, level, start=start)
+        sizes += [result.to_arrow().num_rows, len(list(result)), len(result[:3])]
+    texts = ds.get_data(nominal, "seconds", start=start).to_arrow().column("v").to_pylist()
+    assert texts == ['"on"', "3", None, '{{"a":[1.5]}}'], texts
+    points = list(ds.get_data(nominal, "seconds", start=start))
+    assert [p["v"] for p in points] == ["on", 3, None, {{"a": [1.5]}}]
+    print(sizes, "pandas" in sys.modules)
+"""
+    sizes, loaded = python(read).rsplit(" ", 1)
+    assert loaded.strip() == "False"
+    counts = json.loads(sizes)
+    assert counts[0] == counts[1] > 10_000 and counts[3] == counts[4] and counts[6] == counts[7]
+    assert counts[3] > counts[6] > 0  # levels with buckets, empty ones included
+
+
 APPEND_THEN_DOWNSAMPLE = """
 import datetime, sys
 import numpy as np

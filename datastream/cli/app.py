@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -36,10 +37,40 @@ class CommandError(click.ClickException):
         click.echo(f"error: {self.message}", err=True, file=file)
 
 
+# Each command's module, imported when that command runs (or when help lists them all): the
+# import and export machinery, rich's progress bars and the HTTP service cost ~0.3 s to load,
+# which `datastream streams` would otherwise pay on every call.
+COMMAND_MODULES = {
+    "demo": "tool_commands",
+    "warmup": "tool_commands",
+    "import": "import_command",
+    "export": "export_command",
+    "streams": "streams_command",
+    "info": "streams_command",
+    "downsample": "maintenance_command",
+    "backprocess": "maintenance_command",
+    "verify": "maintenance_command",
+    "retention": "retention_command",
+    "reopen": "reopen_command",
+    "serve": "serve_command",
+}
+
+
 class DatastreamGroup(click.Group):
-    """Turns errors of the library and of input files into :class:`CommandError`, so that
-    every way of running a command (console script, ``python -m``, click's test runner)
-    prints one line instead of a traceback."""
+    """Loads each command's module on first use (:data:`COMMAND_MODULES`), and turns errors
+    of the library and of input files into :class:`CommandError`, so that every way of
+    running a command (console script, ``python -m``, click's test runner) prints one line
+    instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f".{COMMAND_MODULES[cmd_name]}", __package__)
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,27 +85,6 @@ class DatastreamGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
     pass
-
-
-def _register() -> None:
-    from . import (
-        export_command,
-        import_command,
-        maintenance_command,
-        reopen_command,
-        retention_command,
-        serve_command,
-        streams_command,
-        tool_commands,
-    )
-
-    for module in (tool_commands, import_command, export_command, streams_command,
-                   maintenance_command, retention_command, reopen_command, serve_command):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def run(argv: list[str] | None = None) -> int:

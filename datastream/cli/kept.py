@@ -7,8 +7,8 @@ import dataclasses
 import datetime
 from typing import Any
 
-from .. import Datapoints, Datastream
-from ..granularity import Granularity, GranularityLevel, resolve
+from .. import Datapoints, Datastream, arrow_numpy
+from ..granularity import Granularity, GranularityLevel, from_us, resolve
 
 UNBOUNDED = datetime.datetime.min  # get_data: datetime.min means no lower bound
 
@@ -53,7 +53,8 @@ def first_time(points: Datapoints) -> datetime.datetime | None:
     the page that holds it."""
     if not len(points):
         return None
-    return points[:1].to_arrow().column("t")[0].as_py()
+    # through numpy: a timestamp scalar's as_py() imports pandas on its first use
+    return from_us(int(arrow_numpy.to_numpy(points[:1].to_arrow().column("t"))[0]))
 
 
 def level_kept(tags: dict[str, Any], level: GranularityLevel,

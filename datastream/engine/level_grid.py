@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import arrow_numpy
 from ..downsamplers import level_schema
 from ..lazy import pa, pc
 from .level_store import StoredLevel
@@ -105,28 +106,29 @@ def assemble(starts: np.ndarray, found: pa.Table, stored_t: np.ndarray) -> pa.Ta
     if hit.all():
         if at[-1] - at[0] + 1 == at.size:  # the stored rows in order: no copy
             return found.slice(int(at[0]), at.size)
-        return found.take(pa.array(at))
+        return found.take(arrow_numpy.from_numpy(at))
     if not hit.any():
         return _empty_buckets(starts)
-    taken = found.take(pa.array(np.where(hit, at, 0), mask=~hit))
-    present = pa.array(hit)
+    taken = found.take(arrow_numpy.from_numpy(np.where(hit, at, 0), mask=~hit))
+    present = arrow_numpy.from_numpy(hit)
+    zeros = arrow_numpy.from_numpy(np.zeros(starts.size, dtype=np.int64))
     columns = []
     for field in level_schema():
         if field.name == "t":
-            columns.append(pa.array(starts, pa.int64()))
+            columns.append(arrow_numpy.from_numpy(starts.astype(np.int64, copy=False)))
         elif field.name in _COUNTED:
-            columns.append(pc.if_else(present, taken.column(field.name), pa.scalar(0, pa.int64())))
+            columns.append(pc.if_else(present, taken.column(field.name), zeros))
         else:
             columns.append(taken.column(field.name))
     return pa.Table.from_arrays(columns, schema=level_schema())
 
 
 def _empty_buckets(starts: np.ndarray) -> pa.Table:
-    zeros = pa.array(np.zeros(starts.size, dtype=np.int64))
+    zeros = arrow_numpy.from_numpy(np.zeros(starts.size, dtype=np.int64))
     columns = []
     for field in level_schema():
         if field.name == "t":
-            columns.append(pa.array(starts, pa.int64()))
+            columns.append(arrow_numpy.from_numpy(starts.astype(np.int64, copy=False)))
         elif field.name in _COUNTED:
             columns.append(zeros)
         else:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import arrow_numpy
 from ..downsamplers import level_schema
 from ..lazy import pa
 
@@ -38,10 +39,10 @@ class _Window:
 
     @classmethod
     def of(cls, lo: int, hi: int, rows: pa.Table) -> _Window:
-        t = np.asarray(rows.column("t").to_numpy(), dtype=np.int64)
+        t = arrow_numpy.to_numpy(rows.column("t")).astype(np.int64, copy=False)
         if t.size > 1 and np.any(np.diff(t) < 0):
             order = np.argsort(t, kind="stable")
-            rows, t = rows.take(pa.array(order)), t[order]
+            rows, t = rows.take(arrow_numpy.from_numpy(order)), t[order]
         return cls(lo, hi, t, rows)
 
     def covers(self, lo: int, hi: int) -> bool:
@@ -58,7 +59,7 @@ class _Window:
         if not rows.size or rows[-1] - rows[0] + 1 == rows.size:  # one run: a cheap slice
             first = int(rows[0]) if rows.size else 0
             return self.rows.slice(first, rows.size), self.t[first : first + rows.size]
-        return self.rows.take(pa.array(rows, pa.int64())), self.t[rows]
+        return self.rows.take(arrow_numpy.from_numpy(rows.astype(np.int64))), self.t[rows]
 
 
 class StoredLevel:

@@ -2,7 +2,10 @@
 
 * A background thread (one per process, a daemon) flushes every engine whose buffer reached
   its size or age limit, also while the application is idle, and retries failed flushes with
-  backoff. It first warms up pyarrow's lazy imports so that the first flush is not late.
+  backoff. Once some engine holds buffered points it warms up the imports a first flush
+  needs (blosc2, and pandas, which pyarrow imports on its first conversion), so that the
+  flush is not late; a process that never appends (one that lists streams or reads) never
+  pays for them.
 * At normal interpreter exit every engine is flushed. The exit path must not depend on
   imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
   Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
@@ -50,11 +53,15 @@ def unregister(engine: Engine) -> None:
 
 
 def _run() -> None:
-    _prewarm()
+    warm = False
     wait = threading.Event().wait
     while not _exiting:
         wait(TICK_SECONDS)
-        for engine in list(_engines):
+        engines = list(_engines)
+        if not warm and any(engine.buffers.points for engine in engines):
+            _prewarm()
+            warm = True
+        for engine in engines:
             try:
                 engine.flush_if_due()
             except Exception:  # noqa: BLE001 - recorded on the engine; never kill the thread
@@ -64,8 +71,11 @@ def _run() -> None:
 def _prewarm() -> None:
     """pyarrow imports pandas (when installed) the first time it converts anything, which can
     take a second or more: do it here, off the application's path, rather than in the first
-    flush that is due."""
+    flush that is due; blosc2 likewise. Only once points wait in a buffer: these imports hold
+    the GIL for most of their time, which an application that only reads metadata would pay
+    for nothing."""
     try:
+        import blosc2  # noqa: F401 - the chunk codec's compressor, also imported on first use
         import pyarrow
 
         pyarrow.array([0])

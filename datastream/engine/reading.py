@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import downsamplers, exceptions, level_export, values
+from .. import arrow_numpy, downsamplers, exceptions, level_export, values
 from ..granularity import GranularityLevel, from_us_array
 from ..lazy import pa, pc
+from ..null_columns import null_array
 from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_NULL
 from ..results import DEFAULT_BATCH, Datapoints, ReadContext, TableRows
 from ..storage.base import Storage
@@ -190,7 +191,7 @@ def _empty_raw() -> pa.Table:
 
 def _raw_dicts(table: pa.Table, value_type: str, options: dict) -> list[dict]:
     """Datapoint dicts of raw rows: the columns are converted once each, then zipped."""
-    times = from_us_array(table.column("t").to_numpy())
+    times = from_us_array(arrow_numpy.to_numpy(table.column("t")))
     decoded = values.decode_values(table, value_type, options)
     return [{"t": t, "v": v} for t, v in zip(times, decoded, strict=True)]
 
@@ -208,29 +209,34 @@ def raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
         elif low == high == KIND_FLOAT:
             v = table.column("f")
         elif low >= KIND_NULL and high <= KIND_INT:
-            v = pc.if_else(pc.equal(table.column("k"), KIND_INT), table.column("i"), None)
+            v = _only_where(kinds == KIND_INT, table.column("i"))
         elif low >= KIND_NULL and high <= KIND_FLOAT:
             as_float = table.column("i").cast(pa.float64())
-            v = pc.if_else(
-                pc.equal(table.column("k"), KIND_FLOAT),
-                table.column("f"),
-                pc.if_else(pc.equal(table.column("k"), KIND_INT), as_float, None),
-            )
+            v = pc.if_else(arrow_numpy.from_numpy(kinds == KIND_FLOAT), table.column("f"),
+                           _only_where(kinds == KIND_INT, as_float))
         else:
             v = pa.array(values.decode_values(table, value_type, options))
     else:
-        v = pc.if_else(pc.equal(table.column("k"), KIND_NULL), None, _text_column(table))
+        kinds = values.kinds_of(table)
+        v = _only_where(kinds != KIND_NULL, _text_column(table, kinds))
     return pa.table({"t": t, "v": v})
 
 
-def _text_column(table: pa.Table) -> pa.ChunkedArray:
+def _only_where(keep: np.ndarray, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` where ``keep``, null elsewhere (masks built by numpy: a Python scalar in a
+    compute call is a conversion, which imports pandas the first time)."""
+    return pc.if_else(arrow_numpy.from_numpy(keep), column, null_array(column.type, len(keep)))
+
+
+def _text_column(table: pa.Table, kinds: np.ndarray) -> pa.ChunkedArray:
     """Int and float numbers as text too, so one string column can hold every value."""
     text = table.column("s")
+    if not ((kinds == KIND_INT) | (kinds == KIND_FLOAT)).any():
+        return text
     ints = table.column("i").cast(pa.string())
     floats = table.column("f").cast(pa.string())
-    kind = table.column("k")
-    return pc.if_else(pc.equal(kind, KIND_INT), ints,
-                      pc.if_else(pc.equal(kind, KIND_FLOAT), floats, text))
+    return pc.if_else(arrow_numpy.from_numpy(kinds == KIND_INT), ints,
+                      pc.if_else(arrow_numpy.from_numpy(kinds == KIND_FLOAT), floats, text))
 
 
 def level_arrow(

@@ -82,13 +82,12 @@ import zlib
 from collections.abc import Hashable
 from typing import NamedTuple
 
-import blosc2
 import numpy as np
 import pyarrow as pa
 
 from ..kernels import transforms
 from ..kernels.jit import readonly
-from ..lazy import pc
+from ..lazy import blosc2, pc
 from . import predictors, residuals
 from .level_plans import LevelPlans
 from .predictors import PREDICTORS, SCALED, Predictor

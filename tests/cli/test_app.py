@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -36,3 +37,24 @@ def test_import_datastream_stays_light():
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_every_command_is_found_where_its_module_is_named():
+    from datastream.cli import app
+
+    for name, module in app.COMMAND_MODULES.items():
+        commands = importlib.import_module(f"datastream.cli.{module}").COMMANDS
+        assert name in {command.name for command in commands}
+    defined = {path.stem for path in (ROOT / "datastream" / "cli").glob("*_command*.py")}
+    assert set(app.COMMAND_MODULES.values()) == defined
+
+
+def test_a_command_loads_only_its_own_module(tmp_path):
+    """``datastream streams`` does not load the import/export machinery or the HTTP service."""
+    code = ("import sys; from datastream.cli import main; "
+            f"assert main(['streams', '--db', {str(tmp_path / 's.duckdb')!r}]) == 0; "
+            "print(sorted(m for m in sys.modules if m.startswith('datastream.cli.')"
+            " and m.endswith('_command')))")
+    output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    assert output.strip().splitlines()[-1] == "['datastream.cli.streams_command']"

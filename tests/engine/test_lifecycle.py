@@ -75,6 +75,54 @@ def test_exit_flush_survives_lazy_imports_during_shutdown(tmp_path):
     assert stored_values(path) == [0, 1, 2, 3, 4]
 
 
+def test_exit_flush_imports_the_compressor_during_shutdown(tmp_path):
+    """The chunk codec's compressor (blosc2) is imported on first use too: a process whose
+    first chunk is written by the exit flush imports it after the threading module shut down."""
+    path = str(tmp_path / "exit.duckdb")
+    run_child(f"""
+    import sys
+    import numpy as np
+    from datastream.engine import lifecycle
+    lifecycle._prewarm = lambda: None  # the flusher's warm-up has not happened yet
+    import datastream
+    from datastream.backends import duckdb
+    ds = datastream.Datastream(duckdb.Backend({path!r}), buffer_seconds=3600,
+                               buffer_points=10**6)
+    sid = ds.ensure_stream({{"n": 1}}, {{}}, ["mean"], datastream.Granularity.Seconds)
+    t = 946_684_800_000_000 + np.arange(20_000, dtype=np.int64) * 1_000_000
+    ds.append_arrays(sid, t, np.random.default_rng(1).normal(size=t.size), unit="us")
+    assert "blosc2" not in sys.modules
+    """)
+    assert len(stored_values(path)) == 20_000
+
+
+def test_the_flusher_warms_up_imports_once_points_are_buffered(tmp_path):
+    """Opening a store and reading its metadata leave the compressor (blosc2) and pyarrow's
+    pandas import out, also after the flusher ran a while; the first buffered point has the
+    flusher import them in the background, before any flush is due."""
+    path = str(tmp_path / "warm.duckdb")
+    child = run_child(f"""
+    import datetime, sys, time
+    import datastream
+    from datastream.backends import duckdb
+    ds = datastream.Datastream(duckdb.Backend({path!r}), buffer_seconds=3600)
+    sid = ds.ensure_stream({{"n": 1}}, {{}}, ["mean"], datastream.Granularity.Seconds)
+    assert len(ds.find_streams()) == 1 and ds.get_tags(sid)["stream_id"] == sid
+    time.sleep(0.5)  # ten ticks of the flusher
+    print(sorted(m for m in ("blosc2", "pandas") if m in sys.modules))
+    ds.append(sid, 1.0, datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc))
+    for _ in range(200):
+        if "blosc2" in sys.modules:
+            break
+        time.sleep(0.05)
+    print("blosc2" in sys.modules)
+    """, wait=False)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 0, stderr
+    assert stdout.split("\n")[:2] == ["[]", "True"]
+    assert stored_values(path) == [1.0]
+
+
 def test_an_idle_process_flushes_by_age_without_another_call(tmp_path):
     path = str(tmp_path / "idle.duckdb")
     child = run_child(CHILD_PREAMBLE.format(path=path, options="") + """

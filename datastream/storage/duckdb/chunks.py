@@ -29,7 +29,7 @@ from collections.abc import Hashable
 import numpy as np
 import pyarrow as pa
 
-from ... import downsamplers
+from ... import arrow_numpy, downsamplers
 from .. import codec
 from ..base import conform
 
@@ -97,7 +97,7 @@ def level_pieces(table: pa.Table, width_us: int | None,
 
 
 def times(table: pa.Table) -> np.ndarray:
-    return np.asarray(table.column("t").to_numpy(), dtype=np.int64)
+    return arrow_numpy.to_numpy(table.column("t")).astype(np.int64, copy=False)
 
 
 def encode_raw(table: pa.Table) -> bytes:

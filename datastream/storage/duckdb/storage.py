@@ -50,7 +50,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ... import exceptions, granularity
+from ... import arrow_numpy, exceptions, granularity
 from ... import tags as tag_rules
 from .. import codec, raw_columns
 from ..base import (
@@ -1208,10 +1208,10 @@ def whole_chunk_views(found: pa.Table) -> list[memoryview]:
     as much as the copy for the largest chunks)."""
     if not found.num_rows:
         return []
-    seq = found.column("seq").to_numpy()
-    order = np.lexsort((found.column("part").to_numpy(), seq))
+    seq = arrow_numpy.to_numpy(found.column("seq"))
+    order = np.lexsort((arrow_numpy.to_numpy(found.column("part")), seq))
     if (order[1:] < order[:-1]).any():  # stored out of order (chunks rewritten in place)
-        found, seq = found.take(pa.array(order)), seq[order]
+        found, seq = found.take(arrow_numpy.from_numpy(order)), seq[order]
     starts = np.flatnonzero(np.concatenate(([True], seq[1:] != seq[:-1])))
     rows = np.append(starts, len(seq)).tolist()  # each body's first row, then the end
     column = found.column("body")

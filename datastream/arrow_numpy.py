@@ -1,0 +1,96 @@
+"""numpy <-> Arrow for fixed-width columns through their buffers, not pyarrow's converters.
+
+pyarrow's converters (``pa.array(...)``, ``Array.to_numpy()``, Python scalars in compute
+calls) import pandas, when it is installed, the first time any of them runs: 0.2-0.6 s, a
+third of a process that only opens a store and reads raw points. The paths every such process
+takes (listing streams, finding chunks, decoding them into Arrow) build and view their
+columns here instead; columns with nulls, or of other types, go to pyarrow as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lazy import pa
+
+
+def to_numpy(column: pa.Array | pa.ChunkedArray, fill: float | int | None = None
+             ) -> np.ndarray:
+    """The values of an integer, float or timestamp column as numpy (timestamps as int64):
+    a read-only view of its buffer when it is one chunk without nulls. Nulls become ``fill``
+    (for floats NaN when not given; an integer column with nulls and no ``fill`` becomes
+    floats with NaN, as pyarrow's conversion does). Other types go through pyarrow."""
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks == 1:
+            return to_numpy(column.chunk(0), fill)
+        parts = [to_numpy(chunk, fill) for chunk in column.chunks]
+        if not parts:
+            dtype = _numpy_dtype(column.type)
+            return np.empty(0, np.float64 if dtype is None else dtype)
+        return np.concatenate(parts)
+    dtype = _numpy_dtype(column.type)
+    if dtype is None:
+        return column.to_numpy(zero_copy_only=False)
+    data = column.buffers()[1]
+    values = (np.empty(0, dtype) if data is None
+              else np.frombuffer(data, dtype, len(column), column.offset * dtype.itemsize))
+    if not column.null_count:
+        values.flags.writeable = False  # Arrow data is immutable; it may be shared
+        return values
+    if fill is None:
+        if dtype.kind != "f":
+            values = values.astype(np.float64)
+        fill = np.nan
+    values = values.copy()
+    values[_nulls(column)] = fill
+    return values
+
+
+def _nulls(column: pa.Array) -> np.ndarray:
+    """Where ``column`` (one chunk with a validity bitmap) is null."""
+    bits = np.frombuffer(column.buffers()[0], np.uint8)
+    offset = column.offset
+    valid = np.unpackbits(bits, count=offset + len(column), bitorder="little")[offset:]
+    return valid == 0
+
+
+def from_numpy(values: np.ndarray, type_: pa.DataType | None = None,
+               mask: np.ndarray | None = None) -> pa.Array:
+    """A 1-d numpy integer, float or bool array as an Arrow array of ``type_`` (default: its
+    own type; a timestamp type takes int64 values), null where ``mask`` is true; the values
+    are not copied when contiguous (bools are bit-packed)."""
+    values = np.ascontiguousarray(values)
+    if values.ndim != 1:
+        raise TypeError(f"cannot make an Arrow array of a {values.ndim}-d array")
+    if type_ is None:
+        type_ = pa.bool_() if values.dtype == np.bool_ else pa.from_numpy_dtype(values.dtype)
+    if pa.types.is_boolean(type_) and values.dtype == np.bool_:
+        data = np.packbits(values, bitorder="little")
+    elif values.dtype == _numpy_dtype(type_):
+        data = values
+    else:
+        raise TypeError(f"cannot view {values.dtype} values as Arrow {type_}")
+    validity, nulls = None, 0
+    if mask is not None:
+        nulls = int(np.count_nonzero(mask))
+        if nulls:
+            validity = pa.py_buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
+    return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(data)],
+                                 null_count=nulls)
+
+
+def _numpy_dtype(type_: pa.DataType) -> np.dtype | None:
+    if pa.types.is_timestamp(type_) or pa.types.is_duration(type_):
+        return np.dtype(np.int64)
+    if pa.types.is_integer(type_):
+        kind = "i" if pa.types.is_signed_integer(type_) else "u"
+    elif pa.types.is_floating(type_):
+        kind = "f"
+    else:
+        return None
+    return np.dtype(f"<{kind}{type_.bit_width // 8}")
+
+
+def _dtype(type_: pa.DataType, empty: np.ndarray) -> np.ndarray:
+    dtype = _numpy_dtype(type_)
+    return empty if dtype is None else empty.astype(dtype)
