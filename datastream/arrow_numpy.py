@@ -9,6 +9,8 @@ columns here instead; columns with nulls, or of other types, go to pyarrow as be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .lazy import pa
@@ -77,6 +79,49 @@ def from_numpy(values: np.ndarray, type_: pa.DataType | None = None,
             validity = pa.py_buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
     return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(data)],
                                  null_count=nulls)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` without rows (``schema.empty_table()`` imports pandas)."""
+    return pa.Table.from_arrays([pa.nulls(0, field.type) for field in schema], schema=schema)
+
+
+def texts(values: Sequence[str | None]) -> pa.Array:
+    """Python strings (None: null) as an Arrow string array, built from their UTF-8 bytes."""
+    encoded = [b"" if value is None else value.encode() for value in values]
+    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    if offsets[-1] >= 2**31:
+        raise ValueError("texts of 2 GiB or more exceed an Arrow string array")
+    nulls = np.fromiter((value is None for value in values), bool, len(encoded))
+    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if nulls.any() else None
+    return pa.Array.from_buffers(pa.string(), len(encoded), [validity, pa.py_buffer(
+        offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))], null_count=int(nulls.sum()))
+
+
+def repeated_text(text: str, count: int) -> pa.Array:
+    """``count`` copies of ``text`` as an Arrow string array (``pa.repeat`` of a Python
+    string converts it, which imports pandas)."""
+    data = text.encode()
+    if len(data) * count >= 2**31:
+        raise ValueError(f"{count} copies of a {len(data)}-byte text exceed an Arrow string array")
+    offsets = np.arange(count + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.Array.from_buffers(pa.string(), count,
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data * count)])
+
+
+def of_type(values: Sequence[int] | Sequence[float] | np.ndarray, type_: pa.DataType
+            ) -> pa.Array:
+    """Numbers (a list or an array) as an Arrow array of the integer or float ``type_``,
+    refusing any value the type cannot hold exactly (as ``pa.array(values, type_)`` does)."""
+    array = np.asarray(values)
+    dtype = _numpy_dtype(type_)
+    if dtype is None:
+        raise TypeError(f"not a numeric Arrow type: {type_}")
+    narrowed = array.astype(dtype)
+    if narrowed.shape != array.shape or not np.array_equal(narrowed, array, equal_nan=True):
+        raise OverflowError(f"values do not fit Arrow {type_}")
+    return from_numpy(narrowed, type_)
 
 
 def _numpy_dtype(type_: pa.DataType) -> np.dtype | None:

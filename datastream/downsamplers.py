@@ -422,10 +422,10 @@ def partials_from_raw(
     most_often / least_often / frequencies of numeric streams need.
     """
     if raw.num_rows == 0:
-        return level_schema().empty_table()
+        return arrow_numpy.empty_table(level_schema())
     if with_frequencies is None:
         with_frequencies = value_type == NOMINAL
-    t = np.asarray(raw.column("t").to_numpy(), dtype=np.int64)
+    t = arrow_numpy.to_numpy(raw.column("t")).astype(np.int64, copy=False)
     kinds = kinds_of(raw)
     starts, bounds = buckets.segment(t, width_us)
     columns: dict[str, Any] = {"t": starts}
@@ -498,10 +498,10 @@ def combine_partials(
     ``t``. Medians cannot be merged: with ``raw`` (the raw rows of the same span) they are
     recomputed from it, otherwise they are null."""
     if child.num_rows == 0:
-        return level_schema().empty_table()
+        return arrow_numpy.empty_table(level_schema())
     child_t = _column(child, "t")
     if np.any(np.diff(child_t) < 0):
-        child = child.take(pa.array(np.argsort(child_t, kind="stable")))
+        child = child.take(arrow_numpy.from_numpy(np.argsort(child_t, kind="stable")))
         child_t = _column(child, "t")
     starts, bounds = buckets.segment(child_t, width_us)
     state = {name: _column(child, name) for name in combine.combine_times.reads}
@@ -524,7 +524,7 @@ def combine_partials(
             columns["x"] = [frequencies.add_tables(group) for group in groups]
     keep = columns["np"] > 0
     table = _level_table(columns, len(starts))
-    return table if keep.all() else table.filter(pa.array(keep))
+    return table if keep.all() else table.filter(arrow_numpy.from_numpy(keep))
 
 
 def _combine_numeric_extras(groups: list[list], exact: bool) -> list[dict | None]:
@@ -544,7 +544,7 @@ def _combine_numeric_extras(groups: list[list], exact: bool) -> list[dict | None
 
 def _medians_from_raw(columns: dict, raw: pa.Table, width_us: int, exact: bool) -> None:
     """Set the median (and, high-accuracy, its exact text) of every bucket from raw rows."""
-    raw_t = np.asarray(raw.column("t").to_numpy(), dtype=np.int64)
+    raw_t = arrow_numpy.to_numpy(raw.column("t")).astype(np.int64, copy=False)
     raw_starts, raw_bounds = buckets.segment(raw_t, width_us)
     nr = NumericRaw.of(raw)
     at = np.searchsorted(columns["t"], raw_starts)
@@ -571,9 +571,11 @@ def _level_table(columns: dict[str, Any], size: int) -> pa.Table:
             arrays.append(pa.nulls(size, field.type))
         elif field.name == "x":
             texts = [None if e is None else frequencies.canonical(e) for e in value]
-            arrays.append(pa.array(texts, pa.string()))
+            arrays.append(arrow_numpy.texts(texts))
         elif field.type == pa.float64():
             arrays.append(float_array(value))
+        elif isinstance(value, np.ndarray):
+            arrays.append(arrow_numpy.of_type(value, field.type))
         else:
             arrays.append(pa.array(value, field.type))
     return pa.Table.from_arrays(arrays, schema=level_schema())
@@ -586,7 +588,7 @@ def fill_empty(rows: pa.Table, start_us: int, end_us: int, width_us: int) -> pa.
     if first >= end_us:
         return rows
     every = np.arange(first, end_us, width_us, dtype=np.int64)
-    present = np.asarray(rows.column("t").to_numpy(), dtype=np.int64)
+    present = arrow_numpy.to_numpy(rows.column("t")).astype(np.int64, copy=False)
     missing = every[~np.isin(every, present)]
     if missing.size == 0:
         return rows
@@ -594,15 +596,15 @@ def fill_empty(rows: pa.Table, start_us: int, end_us: int, width_us: int) -> pa.
     for field in rows.schema:
         column = level_state.BY_NAME.get(field.name)
         if field.name == "t":
-            arrays.append(pa.array(missing, field.type))
+            arrays.append(arrow_numpy.of_type(missing, field.type))
         elif column is not None and column.empty is not None:
-            arrays.append(pa.array(np.full(missing.size, column.empty)).cast(field.type))
+            arrays.append(arrow_numpy.of_type(np.full(missing.size, column.empty), field.type))
         else:
             arrays.append(pa.nulls(missing.size, field.type))
     empty = pa.Table.from_arrays(arrays, schema=rows.schema)
     both = pa.concat_tables([rows, empty])
     ordering = np.argsort(np.concatenate([present, missing]), kind="stable")
-    return both.take(pa.array(ordering))
+    return both.take(arrow_numpy.from_numpy(ordering))
 
 
 # == finalize ===================================================================================

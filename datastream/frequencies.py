@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import arrow_numpy
 from .kernels import order
 from .lazy import pa
 from .raw_kinds import KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_JSON, canonical_json
@@ -31,7 +32,7 @@ def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
     groups = []
     ints = np.flatnonzero(kinds == KIND_INT)
     if ints.size:
-        column = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
+        column = arrow_numpy.to_numpy(raw.column("i"), 0).astype(np.int64, copy=False)
         uniq, inv = np.unique(column[ints], return_inverse=True)
         groups.append((ints, inv, [str(int(v)) for v in uniq]))
     floats = np.flatnonzero(
@@ -55,7 +56,7 @@ def numeric_codes(raw: pa.Table, kinds: np.ndarray, x: np.ndarray, exact: bool):
 def nominal_codes(raw: pa.Table, kinds: np.ndarray):
     """Codes of the JSON values (-1 for nulls) by canonical JSON, and the sorted texts."""
     encoded = raw.column("s").combine_chunks().dictionary_encode()
-    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(), dtype=np.int64)
+    codes = arrow_numpy.to_numpy(encoded.indices, -1).astype(np.int64)
     codes[kinds != KIND_JSON] = -1
     texts = [canonical(json.loads(v)) for v in encoded.dictionary.to_pylist()]
     return _recode(codes, texts)

@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import arrow_numpy
 from .exact import ExactState, exact_median, exact_values, merge_states
 from .kernels import order
 from .lazy import pa
@@ -21,21 +22,19 @@ from .raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NU
 
 
 def kinds_of(raw: pa.Table) -> np.ndarray:
-    kinds = raw.column("k")
-    filled = kinds.fill_null(KIND_NULL) if kinds.null_count else kinds
-    return np.asarray(filled.to_numpy(), np.int8)
+    return arrow_numpy.to_numpy(raw.column("k"), KIND_NULL).astype(np.int8, copy=False)
 
 
 def texts(raw: pa.Table, where: np.ndarray) -> list:
-    return raw.column("s").take(pa.array(where)).to_pylist()
+    return raw.column("s").take(arrow_numpy.from_numpy(where)).to_pylist()
 
 
 def numeric_values(raw: pa.Table, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float view of the plain numbers (kinds 1, 2, 3) and the mask of points that have one."""
-    floats = np.asarray(raw.column("f").to_numpy(), dtype=np.float64)
+    floats = arrow_numpy.to_numpy(raw.column("f")).astype(np.float64, copy=False)
     if raw.column("i").null_count == raw.num_rows and not (kinds == KIND_EXACT).any():
         return floats, (kinds == KIND_FLOAT) & ~np.isnan(floats)  # the common all-float case
-    ints = np.asarray(raw.column("i").fill_null(0).to_numpy(), dtype=np.int64)
+    ints = arrow_numpy.to_numpy(raw.column("i"), 0).astype(np.int64, copy=False)
     x = np.where(kinds == KIND_INT, ints.astype(np.float64), floats)
     exact = np.flatnonzero(kinds == KIND_EXACT)
     if exact.size:

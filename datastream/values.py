@@ -438,8 +438,8 @@ def _timestamps(timestamps_us: Any) -> np.ndarray:
 def _table(timestamps: np.ndarray, kinds: Any, ints: Any, floats: Any, texts: Any) -> pa.Table:
     return pa.Table.from_arrays(
         [
-            pa.array(timestamps, type=pa.int64()),
-            pa.array(kinds, type=pa.int8()),
+            arrow_numpy.from_numpy(np.asarray(timestamps, np.int64)),
+            arrow_numpy.from_numpy(np.asarray(kinds, np.int8)),
             ints,
             floats,
             texts,
@@ -454,15 +454,21 @@ def encode_table(timestamps_us: np.ndarray, encoded: Sequence[Encoded]) -> pa.Ta
     if len(timestamps) != len(encoded):
         raise ValueError(f"{len(timestamps)} timestamps for {len(encoded)} values")
     if not len(encoded):
-        return raw_schema().empty_table()
+        return arrow_numpy.empty_table(raw_schema())
     kinds, ints, floats, texts = zip(*encoded)
-    return _table(
-        timestamps,
-        kinds,
-        pa.array(ints, type=pa.int64()),
-        pa.array(floats, type=pa.float64()),
-        pa.array(texts, type=pa.string()),
-    )
+    count = len(kinds)
+    text_column = (null_array(pa.string(), count) if texts.count(None) == count
+                   else arrow_numpy.texts(texts))
+    return _table(timestamps, kinds, _numbers(ints, np.int64), _numbers(floats, np.float64),
+                  text_column)
+
+
+def _numbers(items: tuple, dtype: type) -> pa.Array:
+    """An Arrow column of Python numbers within ``dtype`` and Nones (nulls), built by numpy:
+    ``pa.array`` of Python values would import pandas on its first use."""
+    mask = np.fromiter((item is None for item in items), bool, len(items))
+    values = np.array([0 if item is None else item for item in items], dtype)
+    return arrow_numpy.from_numpy(values, mask=mask)
 
 
 def slot(encoded: Encoded) -> Any:
@@ -494,19 +500,19 @@ def encode_slots(timestamps_us: Sequence[int], slots: Sequence[Any]) -> pa.Table
     if len(timestamps_us) != count:
         raise ValueError(f"{len(timestamps_us)} timestamps for {count} values")
     if not count:
-        return raw_schema().empty_table()
+        return arrow_numpy.empty_table(raw_schema())
     timestamps = np.array(timestamps_us, dtype=np.int64)
     kinds = set(map(type, slots))
     if len(kinds) == 1:
         (kind,) = kinds
         if kind is float:
+            floats = arrow_numpy.from_numpy(np.array(slots, dtype=np.float64))
             return _table(timestamps, np.full(count, KIND_FLOAT, np.int8),
-                          null_array(pa.int64(), count), pa.array(slots, type=pa.float64()),
-                          null_array(pa.string(), count))
+                          null_array(pa.int64(), count), floats, null_array(pa.string(), count))
         if kind is int:
+            ints = arrow_numpy.from_numpy(np.array(slots, dtype=np.int64))
             return _table(timestamps, np.full(count, KIND_INT, np.int8),
-                          pa.array(slots, type=pa.int64()), null_array(pa.float64(), count),
-                          null_array(pa.string(), count))
+                          ints, null_array(pa.float64(), count), null_array(pa.string(), count))
     return encode_table(timestamps, [_slot_encoded(item) for item in slots])
 
 
@@ -548,10 +554,10 @@ def _encode_int_array(
     big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
     kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
     if big.any():
-        ints = pa.array(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
-        floats = pa.array(array.astype(np.float64), mask=~big)
+        ints = arrow_numpy.from_numpy(np.where(big, 0, array).astype(np.int64), mask=nulls | big)
+        floats = arrow_numpy.from_numpy(array.astype(np.float64), mask=~big)
     else:  # the usual case: every value fits int64, and the float column holds nulls only
-        ints = pa.array(array.astype(np.int64), mask=nulls if nulls.any() else None)
+        ints = arrow_numpy.from_numpy(array.astype(np.int64), mask=nulls)
         floats = null_array(pa.float64(), count)
     return _table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
 
@@ -580,7 +586,7 @@ def _encode_float_array(
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
         return _table(timestamps, kinds, no_ints, pa.nulls(count), texts)
-    floats = pa.array(array, mask=nulls)
+    floats = arrow_numpy.from_numpy(array, mask=nulls)
     return _table(timestamps, kinds, no_ints, floats, null_array(pa.string(), count))
 
 
@@ -740,13 +746,13 @@ def numeric_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     Nulls and the other kinds (JSON values, pre-aggregated dicts, which are handled apart) are
     invalid and hold NaN. Kind 3 text is converted with correct rounding.
     """
-    kinds = pc.fill_null(table.column("k"), KIND_NULL).to_numpy()
-    ints = pc.fill_null(table.column("i"), 0).to_numpy().astype(np.float64)
-    floats = pc.fill_null(table.column("f"), np.nan).to_numpy().astype(np.float64)
+    kinds = arrow_numpy.to_numpy(table.column("k"), KIND_NULL)
+    ints = arrow_numpy.to_numpy(table.column("i"), 0).astype(np.float64)
+    floats = arrow_numpy.to_numpy(table.column("f"), np.nan).astype(np.float64)
     array = np.where(kinds == KIND_INT, ints, floats)
     exact = np.flatnonzero(kinds == KIND_EXACT)
     if exact.size:
-        texts = table.column("s").take(pa.array(exact)).to_pylist()
+        texts = table.column("s").take(arrow_numpy.from_numpy(exact)).to_pylist()
         array[exact] = [float(text) for text in texts]
     valid = (kinds == KIND_INT) | (kinds == KIND_FLOAT) | (kinds == KIND_EXACT)
     array[~valid] = np.nan

@@ -90,3 +90,27 @@ def test_other_types_are_refused_or_left_to_pyarrow() -> None:
         arrow_numpy.from_numpy(np.zeros((2, 2)))
     texts = pa.array(["a", None])
     assert arrow_numpy.to_numpy(texts).tolist() == ["a", None]
+
+
+def test_empty_tables_repeated_texts_and_checked_narrowing() -> None:
+    schema = pa.schema([("t", pa.int64()), ("s", pa.string()), ("m", pa.map_(pa.string(),
+                                                                               pa.int64()))])
+    assert arrow_numpy.empty_table(schema).equals(schema.empty_table())
+    ids = arrow_numpy.repeated_text("é-1", 3)
+    ids.validate(full=True)
+    assert ids.equals(pa.repeat(pa.scalar("é-1", pa.string()), 3))
+    assert len(arrow_numpy.repeated_text("x", 0)) == 0
+    assert arrow_numpy.of_type([1, 2], pa.int16()).equals(pa.array([1, 2], pa.int16()))
+    assert arrow_numpy.of_type(np.array([0.5, np.nan]), pa.float64()).to_pylist()[0] == 0.5
+    with pytest.raises(OverflowError):
+        arrow_numpy.of_type([40_000], pa.int16())
+    with pytest.raises(OverflowError):
+        arrow_numpy.of_type(np.array([1.5]), pa.int64())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.none() | st.text(), max_size=40))
+def test_texts_make_what_pa_array_makes(values) -> None:
+    made = arrow_numpy.texts(values)
+    made.validate(full=True)
+    assert made.equals(pa.array(values, pa.string()))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from datastream.kernels import jit, transforms  # noqa: F401 (registers the codec's kernels)
@@ -103,6 +104,50 @@ with datastream.Datastream(duckdb.Backend({path!r})) as ds:
     counts = json.loads(sizes)
     assert counts[0] == counts[1] > 10_000 and counts[3] == counts[4] and counts[6] == counts[7]
     assert counts[3] > counts[6] > 0  # levels with buckets, empty ones included
+
+
+def test_a_fresh_process_writes_and_downsamples_numbers_without_pandas(tmp_path) -> None:
+    """Appending numbers (one at a time and as arrays, nulls and integers included),
+    deriving a sum and counter resets from them, flushing, downsampling and reading back
+    convert nothing through pyarrow's converters."""
+    code = f"""
+import datetime, sys
+import numpy as np
+import datastream
+from datastream.backends import duckdb
+utc = datetime.timezone.utc
+with datastream.Datastream(duckdb.Backend({str(tmp_path / "w.duckdb")!r})) as ds:
+    a = ds.ensure_stream({{"n": "a"}}, {{}}, ["mean", "min", "max", "std_dev"], "seconds")
+    b = ds.ensure_stream({{"n": "b"}}, {{}}, ["sum"], "seconds")
+    c = ds.ensure_stream({{"n": "c"}}, {{}}, ["max"], "seconds")
+    ds.ensure_stream({{"n": "d"}}, {{}}, ["mean"], "seconds", derive_from=[a, b],
+                     derive_op="sum")
+    ds.ensure_stream({{"n": "r"}}, {{}}, ["count"], "seconds", derive_from=[b],
+                     derive_op="counter_reset", value_type="nominal")
+    t = 946_684_800_000_000 + np.arange(30_000, dtype=np.int64) * 2_000_000
+    values = np.round(np.cos(np.arange(30_000) / 30.0), 2)
+    values[::11] = np.nan
+    ds.append_arrays(a, t, values, unit="us")
+    ds.append_arrays(b, t, np.arange(30_000) % 7, unit="us")
+    start = datetime.datetime(2000, 2, 1, tzinfo=utc)
+    for i, value in enumerate([1.5, None, 2, 3.25, float("nan"), 7]):
+        ds.append(a, value, start + datetime.timedelta(seconds=i))
+        ds.append(b, i, start + datetime.timedelta(seconds=i))
+        ds.append(c, i + 0.5, start + datetime.timedelta(seconds=i))  # floats only
+    ds.flush()
+    ds.downsample_streams(until=datetime.datetime(2000, 3, 1, tzinfo=utc))
+    hours = ds.get_data(b, "hours", start=datetime.datetime.min).to_arrow()
+    raw = ds.get_data(a, "seconds", start=start).to_arrow().column("v").to_pylist()
+    assert [p["v"] for p in ds.get_data(c, "seconds", start=start)] == [0.5, 1.5, 2.5, 3.5,
+                                                                        4.5, 5.5]
+sums = [x for x in hours.column("sum").to_pylist() if x is not None]  # empty hours: None
+print(json.dumps({{"sum": sum(sums), "raw": raw,
+                  "pandas": "pandas" in sys.modules}}))
+"""
+    out = json.loads(python(code.replace("import datetime, sys", "import datetime, json, sys")))
+    assert out["pandas"] is False
+    assert out["sum"] == int((np.arange(30_000) % 7).sum())  # every hour of January closed
+    assert out["raw"] == [1.5, None, 2.0, 3.25, None, 7.0]
 
 
 APPEND_THEN_DOWNSAMPLE = """

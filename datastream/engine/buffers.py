@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import values
+from .. import arrow_numpy, values
 from ..lazy import pa
 from ..storage.base import raw_schema
 
@@ -51,15 +51,15 @@ class StreamBuffer:
         """All buffered points as one table sorted by t (stable: append order kept)."""
         self._seal()
         if not self.tables:
-            return raw_schema().empty_table()
+            return arrow_numpy.empty_table(raw_schema())
         if len(self.tables) == 1 and self.tables[0].schema.equals(raw_schema()):
             table = self.tables[0]
         else:
             table = pa.concat_tables([t.cast(raw_schema()) for t in self.tables])
-        timestamps = table.column("t").to_numpy()
+        timestamps = arrow_numpy.to_numpy(table.column("t"))
         if timestamps.size > 1 and np.any(timestamps[1:] < timestamps[:-1]):
             order = np.argsort(timestamps, kind="stable")
-            table = table.take(pa.array(order))
+            table = table.take(arrow_numpy.from_numpy(order))
         self.tables = [table]  # a retried flush reuses the work
         return table
 

@@ -9,6 +9,7 @@ go through :attr:`ChangeSet.view`.
 
 from __future__ import annotations
 
+from .. import arrow_numpy
 from ..lazy import pa
 from ..storage.base import MetaUpdate, WriteBatch, raw_schema
 from ..units import INT64_MIN
@@ -90,7 +91,7 @@ class ChangeSet:
         if table.num_rows:
             self._raw.setdefault(stream_id, []).append(table.cast(raw_schema()))
             self._raw_joined.pop(stream_id, None)
-            t = table.column("t").to_numpy()
+            t = arrow_numpy.to_numpy(table.column("t"))
             state.extend(int(t.min()), int(t.max()))
         self.dirty.add(stream_id)
 
@@ -198,7 +199,7 @@ class ChangeSet:
         by_level: dict[str, list[pa.Table]] = {}
         for (stream_id, level_key), rows in sorted(self._levels.items()):
             if rows.num_rows:
-                ids = pa.repeat(pa.scalar(stream_id, pa.string()), rows.num_rows)
+                ids = arrow_numpy.repeated_text(stream_id, rows.num_rows)
                 by_level.setdefault(level_key, []).append(rows.add_column(0, "stream_id", ids))
         batch.levels = {key: pa.concat_tables(parts) for key, parts in by_level.items()}
         return batch

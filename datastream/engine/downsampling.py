@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .. import downsamplers
+from .. import arrow_numpy, downsamplers
 from ..granularity import GranularityLevel
 from ..lazy import pa
 from .state import StreamState
@@ -107,5 +107,5 @@ def _child_rows(
     if finer is not None:
         parts.append(conform(slice_t(finer.rows, start, end)))
     if not parts:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
+        return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
     return pa.concat_tables(parts)

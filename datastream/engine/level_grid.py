@@ -90,7 +90,7 @@ class LevelRows:
         buckets (at least ``min_page``) unless the positions are (nearly) contiguous."""
         ks = indices(compose(self._view, positions))
         if not ks.size:
-            return level_schema().empty_table()
+            return arrow_numpy.empty_table(level_schema())
         ascending = ks if ks[0] <= ks[-1] else ks[::-1]
         found, found_t = self._stored.find(ascending, max(page, self._min_page))
         return assemble(self._grid.starts(ks), found, found_t)

@@ -82,7 +82,7 @@ class StoredLevel:
         """
         page = max(1, page)
         if not ks.size:
-            return level_schema().empty_table(), np.zeros(0, dtype=np.int64)
+            return arrow_numpy.empty_table(level_schema()), np.zeros(0, dtype=np.int64)
         lo, hi = int(ks[0]), int(ks[-1]) + 1
         if hi - lo <= page:
             lo, hi = lo // page * page, min(-(-hi // page) * page, self._grid.size)

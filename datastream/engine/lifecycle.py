@@ -2,10 +2,9 @@
 
 * A background thread (one per process, a daemon) flushes every engine whose buffer reached
   its size or age limit, also while the application is idle, and retries failed flushes with
-  backoff. Once some engine holds buffered points it warms up the imports a first flush
-  needs (blosc2, and pandas, which pyarrow imports on its first conversion), so that the
-  flush is not late; a process that never appends (one that lists streams or reads) never
-  pays for them.
+  backoff. Once some engine holds buffered points it imports the chunk compressor (blosc2),
+  so that the first flush is not late; a process that never appends (one that lists streams
+  or reads) does so only when it reads its first chunk.
 * At normal interpreter exit every engine is flushed. The exit path must not depend on
   imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
   Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
@@ -69,16 +68,14 @@ def _run() -> None:
 
 
 def _prewarm() -> None:
-    """pyarrow imports pandas (when installed) the first time it converts anything, which can
-    take a second or more: do it here, off the application's path, rather than in the first
-    flush that is due; blosc2 likewise. Only once points wait in a buffer: these imports hold
-    the GIL for most of their time, which an application that only reads metadata would pay
-    for nothing."""
+    """blosc2 (the chunk compressor) takes ~0.3 s to import: do it here, off the application's
+    path, rather than in the first flush that is due. Only once points wait in a buffer: an
+    import holds the GIL for most of its time, which an application that only reads would pay
+    for nothing. (pandas, which pyarrow imports on its first conversion, is not warmed up:
+    appending, flushing, downsampling and reading numeric streams convert nothing through
+    pyarrow; see :mod:`datastream.arrow_numpy`.)"""
     try:
         import blosc2  # noqa: F401 - the chunk codec's compressor, also imported on first use
-        import pyarrow
-
-        pyarrow.array([0])
     except Exception:  # noqa: BLE001 - only a warm-up
         pass
 

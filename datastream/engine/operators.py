@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .. import downsamplers, exceptions, values
+from .. import arrow_numpy, downsamplers, exceptions, values
 from ..granularity import MIN_US, GranularityLevel
 from ..lazy import pa
 from ..raw_kinds import KIND_NULL
@@ -87,15 +87,15 @@ def _as_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(t, v) of input rows with NaN for nulls: raw values (a reset input becomes 1.0 when
     truthy, 0.0 when falsy), or bucket means of level rows (NaN for an empty bucket)."""
-    t = rows.column("t").to_numpy().astype(np.int64)
+    t = arrow_numpy.to_numpy(rows.column("t")).astype(np.int64)
     if not _is_raw_fed(changes, source):
-        count = rows.column("c").to_numpy(zero_copy_only=False).astype(np.float64)
-        total = rows.column("s").to_numpy(zero_copy_only=False).astype(np.float64)
+        count = arrow_numpy.to_numpy(rows.column("c")).astype(np.float64)
+        total = arrow_numpy.to_numpy(rows.column("s")).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return t, np.where(count > 0, total / count, np.nan)
     if is_reset:
         decoded = values.decode_values(rows, "nominal", {})
-        kinds = rows.column("k").to_numpy(zero_copy_only=False)
+        kinds = arrow_numpy.to_numpy(rows.column("k"))
         v = np.array([1.0 if value else 0.0 for value in decoded], dtype=np.float64)
         v[kinds == KIND_NULL] = np.nan
         return t, v
@@ -113,13 +113,13 @@ def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None
     bound = state.bound(level)
     first = state.level_start(level)
     if bound is None or first is None:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
+        return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
     low = first if start is None else max(-(-start // level.width_us) * level.width_us, first)
     high = bound if end is None else min(bound, end)
     if low >= high:
-        return downsamplers.LEVEL_SCHEMA.empty_table()
+        return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
     stored = changes.view.read_level(level.key, source.stream_id, low, high)
-    rows = downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
+    rows = arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA) if stored is None else conform(stored)
     return downsamplers.fill_empty(rows, low, high, level.width_us)
 
 
@@ -224,7 +224,7 @@ def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) 
             late = changed if late is None else min(late, changed)
         new = _new_rows(changes, source)
         if new is not None and new.num_rows:
-            first = int(new.column("t").to_numpy().min())
+            first = int(arrow_numpy.to_numpy(new.column("t")).min())
             if first < done or (first == done and index < operator.done_src):
                 late = first if late is None else min(late, first)
     origin = _origin(state)
@@ -250,7 +250,7 @@ def _unprocessed(
         rows = _read(changes, source, done + 1, watermark + 1)
     else:
         new = changes.new_raw(source.stream_id)
-        rows = raw_schema().empty_table() if new is None else slice_t(new, done + 1,
+        rows = arrow_numpy.empty_table(raw_schema()) if new is None else slice_t(new, done + 1,
                                                                       watermark + 1)
     new = _new_rows(changes, source)
     origin = _origin(state)
@@ -434,11 +434,11 @@ def _output_table(state: StreamState, t: np.ndarray, v: np.ndarray) -> pa.Table:
         size = t.shape[0]
         return pa.table(
             {
-                "t": pa.array(t, pa.int64()),
-                "k": pa.array(np.full(size, values.KIND_JSON, dtype=np.int8)),
+                "t": arrow_numpy.of_type(t, pa.int64()),
+                "k": arrow_numpy.from_numpy(np.full(size, values.KIND_JSON, dtype=np.int8)),
                 "i": pa.nulls(size, pa.int64()),
                 "f": pa.nulls(size, pa.float64()),
-                "s": pa.array(["1"] * size, pa.string()),
+                "s": arrow_numpy.repeated_text("1", size),
             },
             schema=raw_schema(),
         )

@@ -146,7 +146,9 @@ def level_source(
 
     def read(start_us: int, end_us: int) -> pa.Table:
         stored = storage.read_level(level.key, stream_id, start_us, end_us)
-        return downsamplers.LEVEL_SCHEMA.empty_table() if stored is None else conform(stored)
+        if stored is None:
+            return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
+        return conform(stored)
 
     view = range(grid.size - 1, -1, -1) if reverse else range(grid.size)
     return LevelRows(grid, StoredLevel(read, grid), view)
@@ -186,7 +188,7 @@ def new_datapoints(closed: list[tuple], states: dict[str, StreamState]) -> list[
 def _empty_raw() -> pa.Table:
     from ..storage.base import RAW_SCHEMA
 
-    return RAW_SCHEMA.empty_table()
+    return arrow_numpy.empty_table(RAW_SCHEMA)
 
 
 def _raw_dicts(table: pa.Table, value_type: str, options: dict) -> list[dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import downsamplers
+from .. import arrow_numpy, downsamplers
 from ..lazy import pa
 from .changes import EVERYTHING, ChangeSet
 from .downsampling import LevelStep, close_buckets
@@ -85,7 +85,7 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
     changed = changes.raw_changed_from.get(stream_id)
     new = changes.new_raw(stream_id)
     if new is not None and new.num_rows:
-        first = int(new.column("t").to_numpy().min())
+        first = int(arrow_numpy.to_numpy(new.column("t")).min())
         changed = first if changed is None else min(changed, first)
     if changed is None or changed >= frozen:
         return
@@ -119,9 +119,9 @@ def _with_vanished(changes: ChangeSet, stream_id: str, step: LevelStep) -> Level
     stored = changes.storage.read_level(step.level.key, stream_id, step.start_us, step.end_us)
     if stored is None or not stored.num_rows:
         return step
-    stored_t = stored.column("t").to_numpy()
+    stored_t = arrow_numpy.to_numpy(stored.column("t"))
     rows = conform(step.rows)
-    vanished = np.setdiff1d(stored_t, rows.column("t").to_numpy())
+    vanished = np.setdiff1d(stored_t, arrow_numpy.to_numpy(rows.column("t")))
     if not vanished.size:
         return step
     columns = []
@@ -134,5 +134,6 @@ def _with_vanished(changes: ChangeSet, stream_id: str, step: LevelStep) -> Level
             columns.append(pa.nulls(vanished.size, field.type))
     filler = pa.Table.from_arrays(columns, schema=downsamplers.LEVEL_SCHEMA)
     combined = pa.concat_tables([rows, filler])
-    order = np.argsort(combined.column("t").to_numpy(), kind="stable")
-    return LevelStep(step.level, step.start_us, step.end_us, combined.take(pa.array(order)))
+    order = np.argsort(arrow_numpy.to_numpy(combined.column("t")), kind="stable")
+    ordered = combined.take(arrow_numpy.from_numpy(order))
+    return LevelStep(step.level, step.start_us, step.end_us, ordered)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import downsamplers
+from .. import arrow_numpy, downsamplers
 from ..downsamplers import level_schema
 from ..granularity import GranularityLevel
 from ..lazy import pa
@@ -90,7 +90,7 @@ def _raw_parts(storage: Any, states: list[StreamState], query: Range) -> dict[st
     lo, hi = query.raw_bounds()
     ids = [state.stream_id for state in states]
     if query.empty or (lo is not None and hi is not None and lo >= hi):
-        stored = {sid: raw_schema().empty_table() for sid in ids}
+        stored = {sid: arrow_numpy.empty_table(raw_schema()) for sid in ids}
     else:
         stored = _read_raw_many(storage, ids, lo, hi)
     return {
@@ -121,7 +121,7 @@ def _level_parts(
     for state in states:
         grid = grids[state.stream_id]
         rows = stored.get(state.stream_id)
-        rows = level_schema().empty_table() if rows is None else conform(rows)
+        rows = arrow_numpy.empty_table(level_schema()) if rows is None else conform(rows)
         if grid.size:
             rows = downsamplers.fill_empty(slice_t(rows, grid.first, grid.end), grid.first,
                                            grid.end, level.width_us)

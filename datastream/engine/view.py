@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import downsamplers
+from .. import arrow_numpy, downsamplers
 from ..lazy import pa, pc
 from ..storage.base import Storage, raw_schema
 from ..storage.base import conform as conform_to
@@ -49,7 +49,7 @@ def _sorted_times(table: pa.Table) -> np.ndarray | None:
     column = table.column("t")
     if column.null_count:
         return None
-    times = np.asarray(column.to_numpy(), dtype=np.int64)
+    times = arrow_numpy.to_numpy(column).astype(np.int64, copy=False)
     if times.size > 1 and not (times[1:] >= times[:-1]).all():
         return None
     return times
@@ -63,9 +63,9 @@ def conform(table: pa.Table) -> pa.Table:
 
 def sort_stable(table: pa.Table) -> pa.Table:
     """Rows ordered by t, keeping the given order among equal times."""
-    t = table.column("t").to_numpy()
+    t = arrow_numpy.to_numpy(table.column("t"))
     if t.size > 1 and np.any(t[1:] < t[:-1]):
-        return table.take(pa.array(np.argsort(t, kind="stable")))
+        return table.take(arrow_numpy.from_numpy(np.argsort(t, kind="stable")))
     return table
 
 
@@ -80,7 +80,7 @@ class PendingView:
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
         changes = self.changes
-        stored = raw_schema().empty_table()
+        stored = arrow_numpy.empty_table(raw_schema())
         if changes.has_stored_rows(stream_id):
             cut = changes.truncated.get(stream_id)
             stored_end = end_us if cut is None else (cut if end_us is None else min(end_us, cut))
@@ -103,9 +103,9 @@ class PendingView:
                 # stored rows come first among equal times: they were appended earlier
                 result = sort_stable(result)
         if reverse and result.num_rows:
-            t = result.column("t").to_numpy()
+            t = arrow_numpy.to_numpy(result.column("t"))
             order = np.lexsort((np.arange(t.size), -t))
-            result = result.take(pa.array(order))
+            result = result.take(arrow_numpy.from_numpy(order))
         return result
 
     def read_level(

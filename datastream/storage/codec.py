@@ -85,6 +85,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from .. import arrow_numpy
 from ..kernels import transforms
 from ..kernels.jit import readonly
 from ..lazy import blosc2, pc
@@ -367,7 +368,7 @@ def _columns(table: pa.Table | pa.RecordBatch, layout: pa.Schema) -> list[pa.Arr
             table = table.combine_chunks()
             batches = table.to_batches()
         if len(batches) != 1:  # no rows: an empty table may have no batch at all
-            return [pa.array([], field.type) for field in layout]
+            return [pa.nulls(0, field.type) for field in layout]
         table = batches[0]
     return [table.column(i) for i in range(len(layout))]
 
@@ -390,7 +391,7 @@ def _prepare(
         return validity, array.fill_null("") if nulls else array
     if nulls:
         array = pc.fill_null_backward(pc.fill_null_forward(array))
-    return validity, readonly(array.to_numpy(), dtype)
+    return validity, readonly(arrow_numpy.to_numpy(array), dtype)
 
 
 def _float_plan(sample: np.ndarray, implementation: transforms.Implementation
@@ -535,7 +536,7 @@ def _encode_text(array: pa.Array) -> tuple[int, int, list[bytes]]:
     if 2 * len(dictionary) > len(array):
         width, lengths, data = _text_parts(array)
         return TEXT, width, [lengths, data]
-    indices = encoded.indices.to_numpy().astype(np.int64)
+    indices = arrow_numpy.to_numpy(encoded.indices).astype(np.int64)
     index_width, packed = _pack(indices, int(indices.max()))
     width, lengths, data = _text_parts(dictionary)
     return (TEXT_DICT, index_width | width << 3,
@@ -953,7 +954,7 @@ def decode_text(rows: int, codec: int, param: int, parts: list[memoryview]) -> p
     dictionary = _strings(size, param >> 3 & 7, parts[2], parts[3])
     if rows and (indices.max() >= size or indices.min() < 0):
         raise ValueError("dictionary index out of range")
-    return dictionary.take(pa.array(indices))
+    return dictionary.take(arrow_numpy.from_numpy(indices))
 
 
 def _strings(count: int, width: int, lengths: memoryview, data: memoryview) -> pa.Array:

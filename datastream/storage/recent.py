@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
+from .. import arrow_numpy
 from .base import RAW_SCHEMA
 
 MERGE_ROWS = 65_536  # appended rows join the last part while it is smaller than this,
@@ -64,12 +65,12 @@ class Entry:
                 continue
             if end_us is not None and t[0].as_py() >= end_us:
                 break
-            times = t.to_numpy()
+            times = arrow_numpy.to_numpy(t)
             lo = int(np.searchsorted(times, start_us, side="left"))
             hi = len(times) if end_us is None else int(np.searchsorted(times, end_us, "left"))
             pieces.append(part.slice(lo, hi - lo))
         if not pieces:
-            return RAW_SCHEMA.empty_table()
+            return arrow_numpy.empty_table(RAW_SCHEMA)
         return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces).combine_chunks()
 
     def drop_oldest(self, count: int) -> int:
@@ -85,7 +86,7 @@ class Entry:
             cut_t = int(self.parts[0].column("t")[count - dropped - 1].as_py())
         if cut_t is not None:  # rows at cut_t in the next parts go too
             while self.parts:
-                times = self.parts[0].column("t").to_numpy()
+                times = arrow_numpy.to_numpy(self.parts[0].column("t"))
                 start = int(np.searchsorted(times, cut_t, side="right"))
                 dropped += start
                 if start < len(times):
@@ -129,8 +130,9 @@ class RecentRaw:
         self.entries.move_to_end(stream_id)
         result = entry.slice(start_us, end_us)
         if reverse and result.num_rows:
-            times = result.column("t").to_numpy()
-            result = result.take(pa.array(np.lexsort((np.arange(times.size), -times))))
+            times = arrow_numpy.to_numpy(result.column("t"))
+            newest_first = np.lexsort((np.arange(times.size), -times))
+            result = result.take(arrow_numpy.from_numpy(newest_first))
         return result
 
     def committed(self, stream_id: str, version: int, epoch: int, tail: int | None,
@@ -150,7 +152,7 @@ class RecentRaw:
             else:
                 self.forget(stream_id)
             return
-        t = rows.column("t").to_numpy()
+        t = arrow_numpy.to_numpy(rows.column("t"))
         last = entry.last_t() if fresh else None
         if fresh and (last is None or int(t[0]) >= last):
             entry.version = version

@@ -155,7 +155,7 @@ def filter_range(table: pa.Table, start_us: int | None, end_us: int | None) -> p
         keep &= t >= start_us
     if end_us is not None:
         keep &= t < end_us
-    return table if keep.all() else table.filter(pa.array(keep))
+    return table if keep.all() else table.filter(arrow_numpy.from_numpy(keep))
 
 
 def in_time_order(table: pa.Table) -> bool:
@@ -175,7 +175,7 @@ def keep_last_per_time(table: pa.Table) -> pa.Table:
     last[:-1] = ordered[1:] != ordered[:-1]
     if last.all() and np.array_equal(order, np.arange(len(order))):
         return table
-    return table.take(pa.array(order[last]))
+    return table.take(arrow_numpy.from_numpy(order[last]))
 
 
 def joined_by_time(parts: list[pa.Table], reverse: bool = False) -> pa.Table:
@@ -208,9 +208,11 @@ def stable_by_time(table: pa.Table, reverse: bool = False) -> pa.Table:
         return table
     ordered = bool(np.all(t[1:] >= t[:-1]))
     if not reverse:
-        return table if ordered else table.take(pa.array(np.argsort(t, kind="stable")))
+        if ordered:
+            return table
+        return table.take(arrow_numpy.from_numpy(np.argsort(t, kind="stable")))
     if ordered:  # the usual case: no sort needed, only the runs of equal times kept in order
-        return table.take(pa.array(newest_first(t)))
+        return table.take(arrow_numpy.from_numpy(newest_first(t)))
     return table.take(pa.array(np.lexsort((np.arange(len(t)), -t))))
 
 

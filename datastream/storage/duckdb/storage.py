@@ -676,9 +676,9 @@ class DuckDBStorage(Storage):
         if not fresh:
             return
         hints = [self._tail_from.get(pair, 0) for pair in fresh]
-        pairs = pa.table({STREAM_KEY: pa.array([p[0] for p in fresh], pa.int32()),
-                          "level": pa.array([p[1] for p in fresh], pa.int16()),
-                          "tail_from": pa.array(hints, pa.int64())})
+        pairs = pa.table({STREAM_KEY: arrow_numpy.of_type([p[0] for p in fresh], pa.int32()),
+                          "level": arrow_numpy.of_type([p[1] for p in fresh], pa.int16()),
+                          "tail_from": arrow_numpy.of_type(hints, pa.int64())})
         con.register("_ds_pairs", pairs)
         try:
             # The small chunks after each pair's last full one, looking back only as far as
@@ -793,8 +793,9 @@ class DuckDBStorage(Storage):
         elif new_meta:
             table = pa.table(
                 {
-                    STREAM_KEY: pa.array([self._entries[sid].key for sid in new_meta], pa.int32()),
-                    "meta": pa.array(list(new_meta.values()), pa.string()),
+                    STREAM_KEY: arrow_numpy.of_type([self._entries[sid].key for sid in new_meta],
+                                                    pa.int32()),
+                    "meta": arrow_numpy.texts(list(new_meta.values())),
                 }
             )
             con.register("_ds_meta", table)
@@ -877,7 +878,8 @@ class DuckDBStorage(Storage):
     def read_raw_many(
         self, stream_ids: list[str], start_us: int | None, end_us: int | None
     ) -> dict[str, pa.Table]:
-        result = dict.fromkeys(stream_ids, RAW_SCHEMA.empty_table())  # tables are immutable
+        # one empty table for all: tables are immutable
+        result = dict.fromkeys(stream_ids, arrow_numpy.empty_table(RAW_SCHEMA))
         with self._lock:
             self._check_open()
             entries = self._entries_of(stream_ids)
@@ -898,7 +900,8 @@ class DuckDBStorage(Storage):
             level = self._levels.get(level_key)
             if level is None:
                 return dict.fromkeys(stream_ids)
-            result = dict.fromkeys(stream_ids, level.schema.empty_table())  # tables are immutable
+            # one empty table for all: tables are immutable
+            result = dict.fromkeys(stream_ids, arrow_numpy.empty_table(level.schema))
             entries = self._entries_of(stream_ids)
             if not entries or (start_us is not None and end_us is not None
                                and start_us >= end_us):
@@ -918,7 +921,7 @@ class DuckDBStorage(Storage):
             entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
             if entry is None or (start_us is not None and end_us is not None
                                  and start_us >= end_us):
-                return RAW_SCHEMA.empty_table()
+                return arrow_numpy.empty_table(RAW_SCHEMA)
             kept = self._recent.read(stream_id, entry.version, 0, start_us, end_us, reverse)
             if kept is not None:
                 return kept
@@ -986,7 +989,7 @@ class DuckDBStorage(Storage):
         """The rows in [start_us, end_us) of one stream's raw chunks (in ``seq`` order) by
         time, stably: decoded into one array per column, sorted only when they are not."""
         if not bodies:
-            return RAW_SCHEMA.empty_table()
+            return arrow_numpy.empty_table(RAW_SCHEMA)
         decoded = raw_columns.decode(bodies)
         if decoded.in_time_order:
             table = chunking.slice_range(decoded.table, start_us, end_us)
@@ -1005,7 +1008,7 @@ class DuckDBStorage(Storage):
             entry = self._entries.get(stream_id) if isinstance(stream_id, str) else None
             if entry is None or (start_us is not None and end_us is not None
                                  and start_us >= end_us):
-                return level.schema.empty_table()
+                return arrow_numpy.empty_table(level.schema)
             if _few_buckets(level_key, start_us, end_us):
                 bodies = self._few_chunk_bodies(entry.key, level.code, start_us, end_us)
             else:
@@ -1022,7 +1025,7 @@ class DuckDBStorage(Storage):
         ]
         parts = [part for part in parts if part.num_rows]
         if not parts:
-            return level.schema.empty_table()
+            return arrow_numpy.empty_table(level.schema)
         return chunking.joined_by_time(parts)
 
 
@@ -1115,7 +1118,7 @@ def _pieces_table(chunks: list[Chunk]) -> pa.Table:
     data = pa.py_buffer(b"".join(c.body for c in chunks))
 
     def column(values: list[int], type_: pa.DataType) -> pa.Array:
-        return pa.array(np.asarray(values)[chunk_of], type_)
+        return arrow_numpy.of_type(np.asarray(values)[chunk_of], type_)
 
     return pa.Table.from_arrays(
         [
@@ -1124,7 +1127,7 @@ def _pieces_table(chunks: list[Chunk]) -> pa.Table:
             column([c.t0 for c in chunks], pa.int64()),
             column([c.t1 for c in chunks], pa.int64()),
             column([c.seq for c in chunks], pa.int64()),
-            pa.array(part, pa.int16()),
+            arrow_numpy.of_type(part, pa.int16()),
             column([c.rows for c in chunks], pa.int32()),
             pa.Array.from_buffers(pa.large_binary(), len(part),
                                   [None, pa.py_buffer(offsets), data]),
@@ -1197,7 +1200,7 @@ def _runs_by_code(codes: np.ndarray, rows: pa.Table) -> list[tuple[int, pa.Table
                 for start, end in zip(starts, ends)]
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return [(int(codes[group[0]]), rows.take(pa.array(group)))
+    return [(int(codes[group[0]]), rows.take(arrow_numpy.from_numpy(group)))
             for group in np.split(order, bounds)]
 
 

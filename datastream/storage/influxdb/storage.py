@@ -99,7 +99,7 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from ... import exceptions
+from ... import arrow_numpy, exceptions
 from ... import tags as tag_rules
 from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch, drop_time, level_drops
 from ..recent import RecentRaw
@@ -429,7 +429,7 @@ class InfluxDBStorage(Storage):
             view = self._metadata.view(stream_id)[0] if isinstance(stream_id, str) else None
             bounds = points.bounds(start_us, end_us)
             if view is None or bounds is None:
-                return RAW_SCHEMA.empty_table()
+                return arrow_numpy.empty_table(RAW_SCHEMA)
             kept = self._recent.read(stream_id, view.version, view.store["raw"]["e"],
                                      start_us, end_us, reverse)
             if kept is not None:
@@ -437,7 +437,7 @@ class InfluxDBStorage(Storage):
             columns, count = self._select(RAW_MEASUREMENT, stream_id, view.store["raw"]["e"],
                                           *bounds, fields=points.stored_fields(RAW_SCHEMA))
         if not count:
-            return RAW_SCHEMA.empty_table()
+            return arrow_numpy.empty_table(RAW_SCHEMA)
         return points.raw_table(columns, count, view.raw_visible, reverse)
 
     def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
@@ -473,12 +473,12 @@ class InfluxDBStorage(Storage):
                 return None
             bounds = points.bounds(start_us, end_us)
             if view is None or bounds is None:
-                return schema.empty_table()
+                return arrow_numpy.empty_table(schema)
             columns, count = self._select(points.level_measurement(level_key), stream_id,
                                           view.store["lv"]["e"], *bounds,
                                           fields=points.stored_fields(schema))
             if not count:
-                return schema.empty_table()
+                return arrow_numpy.empty_table(schema)
         return points.level_table(columns, count, schema, view.level_visible(level_key))
 
     # -- coordination ----------------------------------------------------------------------

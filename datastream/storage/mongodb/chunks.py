@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from bson import Binary
 
-from ... import exceptions
+from ... import arrow_numpy, exceptions
 from ...units import INT64_MAX, US_PER_SECOND
 from .. import codec
 from ..base import RAW_SCHEMA
@@ -239,7 +239,7 @@ def decode(
     """Rows of the chunks inside [start, end) that no cut or floor hides, by (t, q, position)
     or t descending."""
     if not chunks:
-        return RAW_SCHEMA.empty_table()
+        return arrow_numpy.empty_table(RAW_SCHEMA)
     chunks = sorted(chunks, key=lambda doc: (doc["t0"], doc["q"], doc["p"]))
     tables = [decode_chunk(doc, stream_id) for doc in chunks]
     table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]

@@ -73,7 +73,7 @@ import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
-from ... import exceptions
+from ... import arrow_numpy, exceptions
 from ...raw_kinds import canonical_json
 from ...units import INT64_MAX
 from ..base import (
@@ -329,7 +329,7 @@ class MongoDBStorage(Storage):
     def read_raw(
         self, stream_id: str, start_us: int | None, end_us: int | None, reverse: bool = False
     ) -> pa.Table:
-        empty = RAW_SCHEMA.empty_table()
+        empty = arrow_numpy.empty_table(RAW_SCHEMA)
         if not isinstance(stream_id, str) or _empty_range(start_us, end_us):
             return empty
         seen: list[Snapshot] = []
@@ -443,7 +443,7 @@ class MongoDBStorage(Storage):
         # a schema but no rows, and still counts as never written.
         if self._database.level(level_key).find_one({}, {"_id": 1}) is None:
             return None
-        return schema.empty_table()
+        return arrow_numpy.empty_table(schema)
 
     def _level_rows(
         self, level_key: str, stream_id: str, snap: Snapshot,
