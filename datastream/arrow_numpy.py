@@ -1,10 +1,12 @@
-"""numpy <-> Arrow for fixed-width columns through their buffers, not pyarrow's converters.
+"""numpy <-> Arrow through buffers, not pyarrow's converters.
 
-pyarrow's converters (``pa.array(...)``, ``Array.to_numpy()``, Python scalars in compute
-calls) import pandas, when it is installed, the first time any of them runs: 0.2-0.6 s, a
-third of a process that only opens a store and reads raw points. The paths every such process
-takes (listing streams, finding chunks, decoding them into Arrow) build and view their
-columns here instead; columns with nulls, or of other types, go to pyarrow as before.
+pyarrow's converters (``pa.array(...)``, ``Array.to_numpy()``, ``pa.scalar``, Python scalars
+in compute calls, ``schema.empty_table()``) import pandas, when it is installed, the first
+time any of them runs: 0.2-0.6 s, most of what a short process that lists streams, appends
+or reads a few points would spend. The embedded store's common paths (metadata, appending
+numbers, derived streams, downsampling and reading numeric streams) build and view their
+columns here instead. Integer, float, bool and timestamp columns and plain strings are
+covered; anything else is left to pyarrow.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def from_numpy(values: np.ndarray, type_: pa.DataType | None = None,
         raise TypeError(f"cannot view {values.dtype} values as Arrow {type_}")
     validity, nulls = None, 0
     if mask is not None:
+        if len(mask) != len(values):
+            raise ValueError(f"a mask of {len(mask)} for {len(values)} values")
         nulls = int(np.count_nonzero(mask))
         if nulls:
             validity = pa.py_buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
@@ -118,7 +122,8 @@ def of_type(values: Sequence[int] | Sequence[float] | np.ndarray, type_: pa.Data
     dtype = _numpy_dtype(type_)
     if dtype is None:
         raise TypeError(f"not a numeric Arrow type: {type_}")
-    narrowed = array.astype(dtype)
+    with np.errstate(invalid="ignore"):  # a NaN or an infinity cast to an integer
+        narrowed = array.astype(dtype)
     if narrowed.shape != array.shape or not np.array_equal(narrowed, array, equal_nan=True):
         raise OverflowError(f"values do not fit Arrow {type_}")
     return from_numpy(narrowed, type_)
@@ -134,8 +139,3 @@ def _numpy_dtype(type_: pa.DataType) -> np.dtype | None:
     else:
         return None
     return np.dtype(f"<{kind}{type_.bit_width // 8}")
-
-
-def _dtype(type_: pa.DataType, empty: np.ndarray) -> np.ndarray:
-    dtype = _numpy_dtype(type_)
-    return empty if dtype is None else empty.astype(dtype)

@@ -106,6 +106,10 @@ def test_empty_tables_repeated_texts_and_checked_narrowing() -> None:
         arrow_numpy.of_type([40_000], pa.int16())
     with pytest.raises(OverflowError):
         arrow_numpy.of_type(np.array([1.5]), pa.int64())
+    with pytest.raises(OverflowError):
+        arrow_numpy.of_type(np.array([np.nan]), pa.int64())
+    with pytest.raises(ValueError, match="mask"):
+        arrow_numpy.from_numpy(np.arange(3), mask=np.zeros(2, bool))
 
 
 @settings(max_examples=200, deadline=None)

@@ -250,8 +250,8 @@ def _unprocessed(
         rows = _read(changes, source, done + 1, watermark + 1)
     else:
         new = changes.new_raw(source.stream_id)
-        rows = arrow_numpy.empty_table(raw_schema()) if new is None else slice_t(new, done + 1,
-                                                                      watermark + 1)
+        rows = (arrow_numpy.empty_table(raw_schema()) if new is None
+                else slice_t(new, done + 1, watermark + 1))
     new = _new_rows(changes, source)
     origin = _origin(state)
     if new is not None and (origin is None or done >= origin):
