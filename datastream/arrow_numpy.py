@@ -122,6 +122,8 @@ def of_type(values: Sequence[int] | Sequence[float] | np.ndarray, type_: pa.Data
     dtype = _numpy_dtype(type_)
     if dtype is None:
         raise TypeError(f"not a numeric Arrow type: {type_}")
+    if array.dtype == dtype:  # nothing to narrow (level columns on the ingest path)
+        return from_numpy(array, type_)
     with np.errstate(invalid="ignore"):  # a NaN or an infinity cast to an integer
         narrowed = array.astype(dtype)
     if narrowed.shape != array.shape or not np.array_equal(narrowed, array, equal_nan=True):

@@ -70,7 +70,8 @@ from .level_export import (
     time_column,
 )
 from .raw_kinds import KIND_NULL
-from .raw_numbers import NumericRaw, item_float_state, kinds_of
+from .raw_numbers import NumericRaw, item_float_state
+from .values import kinds_of
 
 NUMERIC, NOMINAL, GRAPH = "numeric", "nominal", "graph"
 ALL_TYPES = frozenset((NUMERIC, NOMINAL, GRAPH))

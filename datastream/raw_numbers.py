@@ -18,11 +18,8 @@ from . import arrow_numpy
 from .exact import ExactState, exact_median, exact_values, merge_states
 from .kernels import order
 from .lazy import pa
-from .raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT, KIND_NULL
-
-
-def kinds_of(raw: pa.Table) -> np.ndarray:
-    return arrow_numpy.to_numpy(raw.column("k"), KIND_NULL).astype(np.int8, copy=False)
+from .raw_kinds import KIND_AGGREGATE, KIND_EXACT, KIND_FLOAT, KIND_INT
+from .values import kinds_of
 
 
 def texts(raw: pa.Table, where: np.ndarray) -> list:

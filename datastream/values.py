@@ -729,7 +729,8 @@ def decode_values(table: pa.Table, value_type: str, options: dict | None) -> lis
 
 
 def kinds_of(table: pa.Table) -> np.ndarray:
-    return arrow_numpy.to_numpy(table.column("k"), KIND_NULL)
+    """The ``k`` column of raw rows as int8 (null: ``KIND_NULL``), the kernels' input type."""
+    return arrow_numpy.to_numpy(table.column("k"), KIND_NULL).astype(np.int8, copy=False)
 
 
 def _python_list(column: pa.ChunkedArray) -> list:
