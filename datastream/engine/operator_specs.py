@@ -88,12 +88,6 @@ class OperatorSpec:
         """Whether the derived stream waits for this source before processing later inputs."""
         return not self.is_reset(position)
 
-    @property
-    def null_output_fixes_state(self) -> bool:
-        """Whether a null output tells the state (a data null forgot the previous point);
-        not when a reset input may have emitted it, which leaves the state alone."""
-        return self.reset_source is None
-
     def check_args(self, args: dict[str, Any]) -> None:
         unknown = set(args) - set(self.args)
         if unknown:

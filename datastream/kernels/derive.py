@@ -71,14 +71,15 @@ def counter_reset(t, v, valid, state, out_t):
 def counter_derivative(t, source, v, valid, max_value, state, out_t, out_v, out_valid):
     """Rate of a wrapping counter. ``source`` 0 = reset input (``v`` != 0 means reset),
     1 = counter input. A decrease wraps as max_value - v0 + v1 (max_value < 0: no wrap, the
-    point emits nothing and is counted for a warning); a null on either input emits null.
+    point emits nothing and is counted for a warning); a null on either input emits null and
+    forgets the previous point, as a truthy reset does.
     ``state`` = [has_prev, prev_t, prev_v, no_wrap_count, zero_dt_count]."""
     count = 0
     has_prev, prev_t, prev_v = state[0] != 0.0, state[1], state[2]
     for i in range(t.shape[0]):
         if not valid[i]:
             count = _emit(out_t, out_v, out_valid, count, t[i], np.nan, False)
-            has_prev = has_prev and source[i] == 0  # a null reset leaves the state alone
+            has_prev = False
         elif source[i] == 0:
             has_prev = has_prev and v[i] == 0.0
         else:
@@ -175,10 +176,11 @@ def counter_reset_reference(t, v, valid, state):
 
 def counter_derivative_reference(t, source, v, valid, max_value, state):
     """Same as :func:`counter_derivative`: a data point's base is the data point before it,
-    unless a data null or a truthy reset lies between them (counted with a cumulative sum)."""
+    unless a null (on either input) or a truthy reset lies between them (counted with a
+    cumulative sum)."""
     state = np.array(state, np.float64)
     data = valid & (source == 1)
-    breaks = np.cumsum((~valid & (source == 1)) | (valid & (source == 0) & (v != 0.0)))
+    breaks = np.cumsum(~valid | ((source == 0) & (v != 0.0)))
     at = np.flatnonzero(data)
     base = np.concatenate([[-1], at[:-1]])  # -1: the carried point
     breaks_at_base = np.where(base >= 0, breaks[np.maximum(base, 0)], 0)

@@ -11,10 +11,10 @@ What can be known, and so what is compared:
   source's downsampled bound, a derived source's own final time. Later inputs may still be
   waiting for another source (a sum bucket not yet complete), so later points are not compared.
 * A stream created with ``derive_backprocess=False`` never saw the history before its creation,
-  and its creation time is not recorded. Its first stored point that fixes the operator state
-  (any point; with a reset input, as for counter_derivative, a non-null one, since a null from
-  the reset input leaves the state as it was) marks where its processing demonstrably ran:
-  points after it are compared, earlier ones are not.
+  and its creation time is not recorded. Its first stored point marks where its processing
+  demonstrably ran, and every operator's output, a null one included, fixes the state it
+  leaves (the previous input point, or the bucket just emitted): points after it are compared,
+  earlier ones are not.
 * Streams still ``pending_backprocess`` hold nothing to compare and are skipped.
 """
 
@@ -193,7 +193,7 @@ def check_derived(
     config = meta["derived_from"]
     after = None
     if meta.get("derive_history") == "skip":
-        after = _first_settling_point(storage, record, until, window_points)
+        after = _first_settling_point(record, until)
         if after is None:
             return
     own_first = meta.get("earliest_datapoint")
@@ -232,25 +232,11 @@ def _retention_cut(record: StreamRecord, inputs: list[_Input]) -> int | None:
     return max(cuts) if cuts else None
 
 
-def _first_settling_point(
-    storage: Storage, record: StreamRecord, until: int, window_points: int
-) -> int | None:
-    """Time of the first stored point after which the operator state is known (see above)."""
+def _first_settling_point(record: StreamRecord, until: int) -> int | None:
+    """Time of the first stored point (up to ``until``), after which the operator state is
+    known (see above)."""
     earliest = record.meta.get("earliest_datapoint")
-    if earliest is None:
-        return None
-    meta = record.meta
-    needs_value = not spec(meta["derived_from"]["op"]).null_output_fixes_state
-    width = resolve(meta["highest_granularity"]).width_us
-    spans = window_sizes.Windows(earliest, until + 1, width, window_points)
-    for a, b in spans:
-        rows = storage.read_raw(record.stream_id, a, min(b, until + 1))
-        spans.observe(rows.num_rows)
-        decoded = values.decode_values(rows, meta["value_type"], meta["value_type_options"])
-        for t, value in zip(rows.column("t").to_pylist(), decoded, strict=True):
-            if value is not None or not needs_value:
-                return t
-    return None
+    return earliest if earliest is not None and earliest <= until else None
 
 
 def _compare(

@@ -127,7 +127,7 @@ class CounterDerivative:
 
     Like Derivative, except that a decrease wraps as ``max_value - v0 + v1`` (without
     max_value it emits nothing), a truthy reset forgets the previous point, and a null on either
-    input emits None (a null counter value also forgets the previous point)."""
+    input emits None and forgets it too."""
 
     def __init__(self, max_value: float | None) -> None:
         self.max_value = max_value
@@ -146,8 +146,7 @@ class CounterDerivative:
         for time, index, value, error in points:
             if math.isnan(value):
                 out.append((time, None, 0.0))
-                if index == 1:
-                    self.previous = None
+                self.previous = None
                 continue
             if index == 0:
                 if value:

@@ -287,14 +287,23 @@ def test_counter_derivative_truthy_reset_clears_the_counter(ds, truthy) -> None:
     assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [(at(1), 10.0), (at(3), 30.0)]
 
 
-def test_counter_derivative_null_reset_emits_none(ds) -> None:
-    """A null on the reset input emits None at its own timestamp and keeps the counter."""
+def test_counter_derivative_null_reset_emits_none_and_forgets(ds) -> None:
+    """A null on the reset input emits None at its own timestamp and, as a null data value
+    does (and as the original API did for either input), forgets the previous point."""
     reset, data, rate = _rate_with_own_reset(ds)
     points = [(data, s, v) for s, v in enumerate([10, 20, 40, 70])]
     points += [(reset, 1.5, None), (reset, 3.5, 0)]
     _feed(ds, points)
     assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
-        (at(1), 10.0), (at(1.5), None), (at(2), 20.0), (at(3), 30.0)
+        (at(1), 10.0), (at(1.5), None), (at(3), 30.0)
+    ]
+
+
+def test_counter_derivative_null_data_forgets(ds) -> None:
+    reset, data, rate = _rate_with_own_reset(ds)
+    _feed(ds, [(data, 0, 10), (data, 1, 20), (data, 2, None), (data, 3, 40), (data, 4, 70)])
+    assert [(p["t"], p["v"]) for p in raw(ds, rate)] == [
+        (at(1), 10.0), (at(2), None), (at(4), 30.0)
     ]
 
 

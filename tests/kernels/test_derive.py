@@ -258,12 +258,16 @@ def test_counter_derivative_without_max_value_drops_decreases():
     assert_same(got, derive.counter_derivative_reference(*args))
 
 
-def test_counter_derivative_null_reset_keeps_the_state():
-    t = np.array([0, SECOND, 2 * SECOND, 3 * SECOND], np.int64)
-    source = np.array([1, 0, 1, 1], np.int64)
-    valid = np.array([True, False, True, False])
-    v = np.array([1.0, np.nan, 3.0, np.nan])
+def test_counter_derivative_null_reset_forgets_the_state():
+    """A null reset emits None and forgets the previous point, as a data null does."""
+    t = np.array([0, SECOND, 2 * SECOND, 3 * SECOND, 4 * SECOND], np.int64)
+    source = np.array([1, 0, 1, 1, 1], np.int64)
+    valid = np.array([True, False, True, True, False])
+    v = np.array([1.0, np.nan, 3.0, 6.0, np.nan])
     got = run_counter_derivative(t, source, v, valid, -1.0, np.zeros(5))
-    assert got[0].tolist() == [SECOND, 2 * SECOND, 3 * SECOND]
-    np.testing.assert_array_equal(got[1], [np.nan, 1.0, np.nan])
+    assert got[0].tolist() == [SECOND, 3 * SECOND, 4 * SECOND]
+    np.testing.assert_array_equal(got[1], [np.nan, 3.0, np.nan])
     assert got[3][0] == 0.0  # the data null forgot the previous point
+    carried = run_counter_derivative(t[:2], source[:2], v[:2], valid[:2], -1.0,
+                                     np.array([1.0, -SECOND, 0.0, 0.0, 0.0]))
+    assert carried[3][0] == 0.0  # the null reset forgot the carried point

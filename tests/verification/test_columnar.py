@@ -71,8 +71,8 @@ def _points(draw, names: list[str]) -> list[tuple[datetime.datetime, object]]:
 
 def _tampered(rng, old, column: str):
     """A new value for a stored state column: slightly or grossly off, null, NaN, infinite."""
-    if column in INT_COLUMNS:
-        return rng.choice([old + 1, old - 1, old + 2, 0, None])
+    if column in INT_COLUMNS:  # (an earlier tamper of the same row may have nulled it)
+        return rng.choice([1, 0] if old is None else [old + 1, old - 1, old + 2, 0, None])
     if old is None:
         return rng.choice([1.0, 0.0])
     return rng.choice([
