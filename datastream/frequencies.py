@@ -103,11 +103,18 @@ def most(table: dict[str, int], sign: int) -> str:
 
 
 def keyed_by_value(table: dict[str, int], decode: Callable[[str], Any]) -> dict:
-    """Keys are the values; dict/list values, and scalars that are one Python key (1, 1.0,
-    True), are keyed by their canonical JSON."""
-    decoded = [(text, decode(text), count) for text, count in table.items()]
-    scalars = Counter(v for _, v, _ in decoded if not isinstance(v, (dict, list)))
-    return {
-        (text if isinstance(value, (dict, list)) or scalars[value] > 1 else value): count
-        for text, value, count in decoded
-    }
+    """Keys are the values; dict/list values are keyed by their canonical JSON, and so is a
+    scalar whose value would be the same Python key as another entry's (1, 1.0 and True; the
+    text "[1,2]" beside the list [1, 2]), so that no count is lost: canonical JSON texts
+    differ from each other, so each collision resolved by them leaves fewer to resolve."""
+    entries = [(text, decode(text), count) for text, count in table.items()]
+    keys = [text if isinstance(value, (dict, list)) else value for text, value, _ in entries]
+    while True:
+        taken = Counter(keys)
+        clashing = [i for i, key in enumerate(keys)
+                    if taken[key] > 1 and key != entries[i][0]]
+        if not clashing:
+            break
+        for i in clashing:
+            keys[i] = entries[i][0]
+    return {key: count for key, (_, _, count) in zip(keys, entries)}

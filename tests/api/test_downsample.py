@@ -462,6 +462,25 @@ def test_negative_zero_and_zero_are_one_frequency_key(ds) -> None:
     assert all(math.copysign(1.0, key) == 1.0 for key in table)
 
 
+@pytest.mark.parametrize("items, expected", [
+    ([[1, 2], "[1,2]", "[1,2]"], {"[1,2]": 1, '"[1,2]"': 2}),
+    (["1", 1, 1.0], {'"1"': 1, "1": 1, "1.0": 1}),
+    ([{"a": 1}, '{"a":1}', "x", "x"], {'{"a":1}': 1, '"{\\"a\\":1}"': 1, "x": 2}),
+])
+def test_frequency_keys_never_merge_different_values(ds, items, expected) -> None:
+    """A text equal to another value's canonical JSON (or a number and a text that look
+    alike) keeps a key of its own: the counts always add up to ``c``."""
+    stream = ds.ensure_stream({"n": "f"}, {}, ["count", "frequencies"], G.Seconds,
+                              value_type="nominal")
+    for seconds, value in enumerate(items):
+        ds.append(stream, value, at(seconds))
+    ds.append(stream, "end", at(30))
+    ds.downsample_streams(until=at(60))
+    value = level(ds, stream, G.Seconds10)[0]["v"]
+    assert value["f"] == expected
+    assert sum(value["f"].values()) == value["c"] == len(items)
+
+
 def test_filter_stream_sees_derived_metadata_with_buffered_source_points(ds) -> None:
     """The tags ``filter_stream`` judges are those find_streams shows: a derived stream's
     extent includes what the object's buffered source points derive (behaviour §4.3)."""
