@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import downsamplers, exceptions, notebook
+from . import arrow_numpy, downsamplers, exceptions, notebook
 from . import tags as tag_rules
 from . import values as value_types
 from .engine import derive, lifecycle, reading, tables
@@ -655,22 +655,30 @@ class Datastream:
         or polars), all or nothing. An integer ``timestamp`` column needs ``unit`` as in
         :meth:`append_arrays`. Returns the number of points appended."""
         self._open()
-        arrow = reading.to_arrow_table(table)
+        objects = reading.python_values(table)
+        arrow = reading.to_arrow_table(table if objects is None else table.drop(columns="value"))
         missing = {"stream_id", "timestamp", "value"} - set(arrow.column_names)
+        if objects is not None:
+            missing.discard("value")
         if missing:
             raise ValueError(f"table lacks the columns {sorted(missing)}")
         with self._engine.lock:
-            try:
-                prepared = self._prepare_numeric_table(arrow, unit, check_timestamp)
-            except (exceptions.DatastreamException, TypeError, ValueError):
-                prepared = None  # redone stream by stream below: its errors name the stream
+            prepared = None
+            if objects is None:
+                try:
+                    prepared = self._prepare_numeric_table(arrow, unit, check_timestamp)
+                except (exceptions.DatastreamException, TypeError, ValueError):
+                    prepared = None  # redone stream by stream below: its errors name the stream
             if prepared is None:
                 prepared = []
                 latest_in_call: dict[str, int] = {}
-                for stream_id, rows in reading.split_by_stream(arrow):
+                for stream_id, rows in reading.stream_rows(arrow):
+                    values = (arrow.column("value").take(arrow_numpy.from_numpy(rows))
+                              if objects is None else objects[rows])
                     prepared.append(
                         self._prepare_arrays(
-                            stream_id, rows.column("timestamp"), unit, rows.column("value"),
+                            stream_id, arrow.column("timestamp").take(
+                                arrow_numpy.from_numpy(rows)), unit, values,
                             check_timestamp, latest_in_call,
                         )
                     )

@@ -96,7 +96,12 @@ def point_us(value: object, what: str = "timestamp") -> int:
     if isinstance(value, np.datetime64):
         if np.isnat(value):
             raise exceptions.InvalidTimestamp(f"{what} must not be NaT")
-        return int(_datetime64_us(np.array([value]), what)[0])
+        try:
+            return int(_datetime64_us(np.array([value]), what)[0])
+        except exceptions.InvalidTimestamp:
+            raise _outside(value, what) from None
+    if type(value).__name__ == "NaTType":  # pandas.NaT, without importing pandas
+        raise exceptions.InvalidTimestamp(f"{what} must not be NaT")
     timestamp_us = _datetime_us(value, what)
     if not MIN_US <= timestamp_us <= MAX_US:
         raise _outside(value, what)
@@ -124,6 +129,13 @@ def _check_span(low: int, high: int, lowest: int, highest: int, what: str) -> No
         raise exceptions.InvalidTimestamp(
             f"{what} outside the supported range ({_SPAN}): from {low} to {high} in their unit"
         )
+
+
+def _unit_needed(what: str, kind: str) -> TypeError:
+    return TypeError(
+        f"{what} are integers ({kind}): say which epoch unit they count with"
+        f" unit= one of {INTEGER_UNITS}; integers are never guessed to be a unit"
+    )
 
 
 def _span_in(step: int) -> tuple[int, int]:
@@ -156,16 +168,14 @@ def _datetime64_us(array: np.ndarray, what: str = "timestamps") -> np.ndarray:
 def _integers_us(array: np.ndarray, unit: Any, what: str) -> np.ndarray:
     """int64 µs of integer epochs in ``unit``, range checked before scaling."""
     if unit is None:
-        raise TypeError(
-            f"{what} are integers ({array.dtype}): say which epoch unit they count with"
-            f" unit= one of {INTEGER_UNITS}; integers are never guessed to be a unit"
-        )
+        raise _unit_needed(what, str(array.dtype))
     if unit not in INTEGER_UNITS:
         raise ValueError(f"unit must be one of {INTEGER_UNITS}, got {unit!r}")
     step = _ATTOSECONDS[unit]
     lowest, highest = _span_in(step)
-    if array.size:
-        _check_span(int(array.min()), int(array.max()), lowest, highest, what)
+    if array.size:  # within int64 too: nanoseconds past it would wrap in the cast below
+        _check_span(int(array.min()), int(array.max()), max(lowest, INT64_MIN + 1),
+                    min(highest, INT64_MAX), what)
     ticks = array.astype(np.int64)  # a copy: buffered rows never share the caller's memory
     if unit == "ns":
         return ticks // 1000
@@ -196,8 +206,12 @@ def array_us(timestamps: Any, unit: str | None = None, what: str = "timestamps")
     if np.issubdtype(array.dtype, np.integer):
         return _integers_us(array, unit, what)
     if array.dtype == object:
+        integers = len(array) and all(isinstance(v, int) and not isinstance(v, bool)
+                                      for v in array)
+        if integers and unit is None:  # ints beyond int64: refused as any integers are
+            raise _unit_needed(what, "Python ints")
         if unit is not None:
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in array):
+            if integers:
                 raise exceptions.InvalidTimestamp(  # ints that no numpy integer could hold
                     f"{what} hold integers beyond int64: outside the supported range ({_SPAN})"
                 )

@@ -537,6 +537,9 @@ def _numeric_array(values: Any, stream_id: Any) -> tuple[np.ndarray, np.ndarray]
         raise _fail(TypeError, stream_id, array[:3].tolist(), "bool is not a numeric value")
     if array.dtype.kind == "O":
         return None
+    if not isinstance(values, np.ndarray) and any(
+            isinstance(item, (bool, np.bool_)) for item in values):
+        return None  # numpy made [7, True] ints: each item is validated, and True refused
     if array.dtype.kind not in "iuf":
         sample = array[:3].tolist()
         raise _fail(TypeError, stream_id, sample, f"unsupported value dtype {array.dtype}")
@@ -590,6 +593,20 @@ def _encode_float_array(
     return _table(timestamps, kinds, no_ints, floats, null_array(pa.string(), count))
 
 
+def _columnar(values: Any) -> Any:
+    """A polars Series, or a pandas column of an extension type (nullable ``Int64``,
+    ``Float64``, Arrow-backed), as Arrow: their numpy conversion turns nullable integers into
+    floats, rounding those past 2**53. Anything else is returned as it is."""
+    module = type(values).__module__
+    if module.startswith("polars"):
+        to_arrow = getattr(values, "to_arrow", None)
+        return to_arrow() if callable(to_arrow) else values
+    if module.startswith("pandas") and not isinstance(getattr(values, "dtype", None),
+                                                      np.dtype):
+        return pa.array(values)
+    return values
+
+
 def _single_kind(values: Any) -> Any:
     """A union column whose rows all hold one kind is that kind's plain array, so the rows of
     one stream in a table mixing integer, float and text streams (the HTTP service's line
@@ -640,7 +657,7 @@ def encode_arrays(
     and non-numeric types go through :func:`encode_value` one by one."""
     timestamps = _timestamps(timestamps_us)
     _check_value_type(value_type)
-    values = _single_kind(values)
+    values = _single_kind(_columnar(values))
     numeric = _numeric_array(values, stream_id) if value_type == "numeric" else None
     if numeric is None:
         items = _as_list(values)
@@ -739,22 +756,3 @@ def _python_list(column: pa.ChunkedArray) -> list:
     if column.null_count:
         return column.to_pylist()
     return arrow_numpy.to_numpy(column).tolist()
-
-
-def numeric_columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """A float64 view of the plain numbers (kinds 1, 2, 3) and their validity mask.
-
-    Nulls and the other kinds (JSON values, pre-aggregated dicts, which are handled apart) are
-    invalid and hold NaN. Kind 3 text is converted with correct rounding.
-    """
-    kinds = arrow_numpy.to_numpy(table.column("k"), KIND_NULL)
-    ints = arrow_numpy.to_numpy(table.column("i"), 0).astype(np.float64)
-    floats = arrow_numpy.to_numpy(table.column("f"), np.nan).astype(np.float64)
-    array = np.where(kinds == KIND_INT, ints, floats)
-    exact = np.flatnonzero(kinds == KIND_EXACT)
-    if exact.size:
-        texts = table.column("s").take(arrow_numpy.from_numpy(exact)).to_pylist()
-        array[exact] = [float(text) for text in texts]
-    valid = (kinds == KIND_INT) | (kinds == KIND_FLOAT) | (kinds == KIND_EXACT)
-    array[~valid] = np.nan
-    return array, valid

@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from datastream import downsamplers, exceptions, values
+from datastream import downsamplers, exceptions, raw_numbers, values
 from datastream.storage.base import RAW_SCHEMA
 from tests import nasty
 
@@ -657,23 +657,6 @@ def test_decode_value_of_one_tuple():
     assert same(values.decode_value(encode([1, "a"], "nominal"), "nominal", {}), [1, "a"])
 
 
-def test_numeric_columns():
-    rows = [
-        encode(1),
-        encode(2.5),
-        encode(None),
-        encode(E64, options=HIGH),
-        encode({"c": 1, "s": 2, "m": 2.0}, keys=MEAN_KEYS),
-        encode(2**128),
-    ]
-    table = values.encode_table(np.arange(6), rows)
-    numbers, valid = values.numeric_columns(table)
-    assert numbers.dtype == np.float64 and valid.dtype == bool
-    assert valid.tolist() == [True, True, False, True, False, True]
-    assert numbers[[0, 1, 3, 5]].tolist() == [1.0, 2.5, float(E64), float(2**128)]
-    assert np.isnan(numbers[[2, 4]]).all()
-
-
 # -- bulk arrays -----------------------------------------------------------------------------
 
 
@@ -835,7 +818,7 @@ def _aggregate_everything(table: pa.Table, value_type: str, options: dict) -> No
     """What commits and downsampling do with accepted raw rows: nothing of it may fail."""
     values.decode_values(table, value_type, options)
     if value_type == "numeric":
-        values.numeric_columns(table)
+        raw_numbers.numeric_values(table, values.kinds_of(table))
     rows = downsamplers.partials_from_raw(table, value_type, options, WIDTH, True,
                                           with_frequencies=True)
     coarser = downsamplers.combine_partials(rows, 6 * WIDTH, value_type, options, raw=table)

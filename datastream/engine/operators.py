@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .. import arrow_numpy, downsamplers, exceptions, values
+from .. import arrow_numpy, downsamplers, exceptions, raw_numbers, values
 from ..granularity import MIN_US, GranularityLevel
 from ..lazy import pa
 from ..raw_kinds import KIND_NULL
@@ -99,7 +99,7 @@ def _as_points(
         v = np.array([1.0 if value else 0.0 for value in decoded], dtype=np.float64)
         v[kinds == KIND_NULL] = np.nan
         return t, v
-    numbers, valid = values.numeric_columns(rows)
+    numbers, valid = raw_numbers.numeric_values(rows, values.kinds_of(rows))
     return t, np.where(valid, numbers, np.nan)
 
 

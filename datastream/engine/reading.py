@@ -290,8 +290,20 @@ def stream_groups(table: pa.Table) -> tuple[list[str], np.ndarray, np.ndarray]:
     return [names[int(code)] for code in indices[order[starts]]], order, starts
 
 
-def split_by_stream(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Rows grouped by stream id, keeping each stream's row order."""
+def stream_rows(table: pa.Table) -> list[tuple[str, np.ndarray]]:
+    """Each stream id with the positions of its rows, in their order."""
     ids, order, starts = stream_groups(table)
-    groups = np.split(order, starts[1:])
-    return [(stream_id, table.take(pa.array(group))) for stream_id, group in zip(ids, groups)]
+    return list(zip(ids, np.split(order, starts[1:])))
+
+
+def python_values(table: Any) -> np.ndarray | None:
+    """The ``value`` column of a pandas DataFrame as its Python objects, when it holds objects
+    (JSON values, mixed or huge numbers): Arrow would make dicts one struct type (adding
+    every missing key as None), lists of numbers floats, and refuse mixed kinds. None for
+    anything else, which converts to Arrow as it is."""
+    if not type(table).__module__.startswith("pandas"):
+        return None
+    columns = getattr(table, "columns", ())
+    if "value" not in columns or table["value"].dtype != np.dtype(object):
+        return None
+    return table["value"].to_numpy(dtype=object, copy=True)

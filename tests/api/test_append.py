@@ -158,6 +158,16 @@ def test_invalid_timestamp_forms(ds, stamp) -> None:
     assert values(ds, stream_id) == []
 
 
+@pytest.mark.parametrize("stamp, message", [
+    (np.datetime64("NaT"), "must not be NaT"), (pd.NaT, "must not be NaT"),
+    (np.datetime64("2300-01-01"), r"np.datetime64\('2300-01-01'\) is outside"),
+])
+def test_invalid_timestamp_messages_name_the_timestamp(ds, stamp, message) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(exceptions.InvalidTimestamp, match=message):
+        ds.append(stream_id, 1, stamp)
+
+
 def test_check_timestamp(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     ds.append(stream_id, 1, at(10))
@@ -649,6 +659,9 @@ def test_append_arrays_datetime64_of_any_unit(ds, unit) -> None:
         (np.array(["1677-09-21", "1970-01-01"], dtype="datetime64[D]"), None),
         (np.array([0, 2**64 - 1], dtype="uint64"), "us"),
         (np.array([0, 2**64 - 1], dtype="uint64"), "ns"),
+        (np.array([0, 2**63], dtype="uint64"), "ns"),  # used to wrap into 1677
+        (np.array([0, 2**63 + 999], dtype="uint64"), "ns"),
+        (pa.array([0, 2**63], pa.uint64()), "ns"),
         (np.array([0, 10**13], dtype="int64"), "s"),
         (np.array([0, 2**62], dtype="int64"), "ms"),
         (np.array([0, -(2**63)], dtype="int64"), "us"),
@@ -679,6 +692,44 @@ def test_append_arrays_range_edges(ds) -> None:
         with pytest.raises(exceptions.InvalidTimestamp):
             ds.append_arrays(stream_id, np.array([bad]), np.array([1.0]), unit="us",
                              check_timestamp=False)
+
+
+def test_append_arrays_huge_python_int_epochs_need_a_unit_too(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(TypeError, match="unit="):
+        ds.append_arrays(stream_id, [2**70], [1.0])
+    assert values(ds, stream_id) == []
+
+
+@pytest.mark.parametrize("items", [[7, True], [1.5, True], [1, np.bool_(False)], (2, False)])
+def test_append_arrays_refuses_bools_among_numbers(ds, items) -> None:
+    """numpy makes ``[7, True]`` an int array; the bool is still refused, as one by one."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    with pytest.raises(TypeError, match="bool"):
+        ds.append_arrays(stream_id, np.array([at(0), at(1)], dtype="datetime64[us]"), items)
+    assert values(ds, stream_id) == []
+
+
+@pytest.mark.parametrize("column", [
+    lambda v: pd.array(v, dtype="Int64"),
+    lambda v: pd.Series(v, dtype="Int64"),
+    lambda v: pd.Series(v, dtype="int64[pyarrow]"),
+    lambda v: pl.Series(v, dtype=pl.Int64),
+])
+def test_append_arrays_nullable_ints_stay_exact_ints(ds, column) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = np.array([at(0), at(1), at(2)], dtype="datetime64[us]")
+    ds.append_arrays(stream_id, stamps, column([2**53 + 1, None, -(2**62) - 3]))
+    stored = values(ds, stream_id)
+    assert stored == [2**53 + 1, None, -(2**62) - 3]
+    assert type(stored[0]) is int and type(stored[2]) is int
+
+
+def test_append_arrays_nullable_floats(ds) -> None:
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = np.array([at(0), at(1)], dtype="datetime64[us]")
+    ds.append_arrays(stream_id, stamps, pd.array([1.5, None], dtype="Float64"))
+    assert values(ds, stream_id) == [1.5, None]
 
 
 def test_append_arrays_unit_is_only_for_integers(ds) -> None:
@@ -847,6 +898,37 @@ def test_append_table_pandas_naive_ns(ds) -> None:
     ds.append_table(frame)
     assert raw(ds, a) == [{"t": at(0.000001), "v": 1}]
     assert raw(ds, b) == [{"t": at(5), "v": 2}]
+
+
+def test_append_table_pandas_objects_are_kept_as_appended(ds) -> None:
+    """A pandas column of Python objects holds the values themselves: no struct type adding
+    missing keys, no lists of ints made floats, mixed kinds and huge ints accepted as
+    append_multiple accepts them."""
+    nominal = ds.ensure_stream({"a": "n"}, {}, ["count"], G.Seconds, value_type="nominal")
+    graph = ds.ensure_stream({"a": "g"}, {}, ["count"], G.Seconds, value_type="graph")
+    number = ds.ensure_stream({"a": "x"}, {}, ["mean"], G.Seconds)
+    nominal_values = [{"a": 1}, {"b": [1, 2]}, "text", [[1, 2], [3.5]], 4]
+    graph_value = {"v": [{"i": 1, "x": 2}, {"i": 2}], "e": [{"f": 1, "t": 2}], "extra": [1]}
+    frame = pd.DataFrame({
+        "stream_id": [nominal] * 5 + [graph] + [number] * 3,
+        "timestamp": pd.to_datetime([at(s) for s in (0, 1, 2, 3, 4, 0, 0, 1, 2)], utc=True),
+        "value": [*nominal_values, graph_value, 2**70, 1, 2.5],
+    })
+    assert frame["value"].dtype == object
+    assert ds.append_table(frame) == 9
+    assert values(ds, nominal) == nominal_values
+    assert values(ds, graph) == [graph_value]
+    stored = values(ds, number)
+    assert stored == [float(2**70), 1, 2.5] and type(stored[1]) is int
+
+
+def test_append_table_pandas_objects_are_validated_item_by_item(ds) -> None:
+    a, b = _two(ds)
+    frame = pd.DataFrame({"stream_id": [a, b], "timestamp": pd.to_datetime([at(0), at(0)]),
+                          "value": [1.0, True]})
+    with pytest.raises(TypeError, match=f"stream {b}: bool"):
+        ds.append_table(frame)
+    assert values(ds, a) == [] and values(ds, b) == []
 
 
 def test_append_table_is_atomic(ds) -> None:
