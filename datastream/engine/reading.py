@@ -299,11 +299,12 @@ def stream_rows(table: pa.Table) -> list[tuple[str, np.ndarray]]:
 def python_values(table: Any) -> np.ndarray | None:
     """The ``value`` column of a pandas DataFrame as its Python objects, when it holds objects
     (JSON values, mixed or huge numbers): Arrow would make dicts one struct type (adding
-    every missing key as None), lists of numbers floats, and refuse mixed kinds. None for
-    anything else, which converts to Arrow as it is."""
+    every missing key as None), lists of numbers floats, and refuse mixed kinds. pandas'
+    missing markers (None, NaN, ``pd.NA``) become None, the null they mean in an Arrow column
+    too. None for anything else, which converts to Arrow as it is."""
     if not type(table).__module__.startswith("pandas"):
         return None
     columns = getattr(table, "columns", ())
     if "value" not in columns or table["value"].dtype != np.dtype(object):
         return None
-    return table["value"].to_numpy(dtype=object, copy=True)
+    return table["value"].to_numpy(dtype=object, na_value=None)

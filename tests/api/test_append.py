@@ -922,6 +922,21 @@ def test_append_table_pandas_objects_are_kept_as_appended(ds) -> None:
     assert stored == [float(2**70), 1, 2.5] and type(stored[1]) is int
 
 
+def test_append_table_pandas_object_nulls(ds) -> None:
+    """None, NaN and pd.NA in a column of objects are null points, as in an Arrow column."""
+    nominal = ds.ensure_stream({"a": "n"}, {}, ["count"], G.Seconds, value_type="nominal")
+    number = ds.ensure_stream({"a": "x"}, {}, ["mean"], G.Seconds)
+    frame = pd.DataFrame({
+        "stream_id": [nominal] * 3 + [number] * 3,
+        "timestamp": pd.to_datetime([at(s) for s in (0, 1, 2, 0, 1, 2)], utc=True),
+        "value": pd.Series([{"a": None}, float("nan"), pd.NA, 2**70, None, pd.NA],
+                           dtype=object),
+    })
+    assert ds.append_table(frame) == 6
+    assert values(ds, nominal) == [{"a": None}, None, None]
+    assert values(ds, number) == [float(2**70), None, None]
+
+
 def test_append_table_pandas_objects_are_validated_item_by_item(ds) -> None:
     a, b = _two(ds)
     frame = pd.DataFrame({"stream_id": [a, b], "timestamp": pd.to_datetime([at(0), at(0)]),
