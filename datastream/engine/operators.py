@@ -209,7 +209,13 @@ def _watermark(changes: ChangeSet, state: StreamState) -> int | None:
     finals = [final_time(changes, source) for source in holding]
     if any(final is None for final in finals):
         return None
-    return min(finals)
+    if not operator.bucketed:
+        return min(finals)
+    # The bucket holding the earliest final time is processed whole: a source whose final
+    # time lies past it holds all its points there, and a source's later points never change
+    # its first point of a bucket. So a sum is emitted as soon as every source has a value
+    # for the bucket; one some source has not reached yet stays open (``_advance``).
+    return state.highest.floor_us(min(finals)) + state.highest.width_us - 1
 
 
 def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) -> int | None:
@@ -217,6 +223,7 @@ def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) 
     done = operator.done
     if done is None:
         return None
+    bucketed = spec(state.derivation.op).bucketed
     late = None
     for index, source in enumerate(state.derivation.sources):
         changed = _changed_from(changes, source)
@@ -225,12 +232,21 @@ def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) 
         new = _new_rows(changes, source)
         if new is not None and new.num_rows:
             first = int(arrow_numpy.to_numpy(new.column("t")).min())
+            if bucketed and _in_order(changes, source, first):
+                continue  # its bucket's first point, if processed, came before it
             if first < done or (first == done and index < operator.done_src):
                 late = first if late is None else min(late, first)
     origin = _origin(state)
     if late is not None and origin is not None:
         late = max(late, origin)
     return late
+
+
+def _in_order(changes: ChangeSet, source: Source, first: int) -> bool:
+    """Whether new rows starting at ``first`` come at or after everything the source held
+    before this commit."""
+    base = changes.base.get(source.stream_id)
+    return base is not None and base.latest is not None and first >= base.latest
 
 
 def _origin(state: StreamState) -> int | None:

@@ -9,7 +9,8 @@ What can be known, and so what is compared:
 
 * Only points up to the time every input is final: a raw source's latest datapoint, a level
   source's downsampled bound, a derived source's own final time. Later inputs may still be
-  waiting for another source (a sum bucket not yet complete), so later points are not compared.
+  waiting for another source (a sum bucket not yet complete), so later points are not compared;
+  for a sum, up to the end of the bucket holding that time, which the engine processes whole.
 * A stream created with ``derive_backprocess=False`` never saw the history before its creation,
   and its creation time is not recorded. Its first stored point marks where its processing
   demonstrably ran, and every operator's output, a null one included, fixes the state it
@@ -191,6 +192,8 @@ def check_derived(
     highest = resolve(meta["highest_granularity"])
     width = highest.width_us
     config = meta["derived_from"]
+    if spec(config["op"]).bucketed:  # the engine processes that bucket whole (a sum emitted
+        until = highest.floor_us(until) + width - 1  # once every source has reached it)
     after = None
     if meta.get("derive_history") == "skip":
         after = _first_settling_point(record, until)

@@ -171,6 +171,33 @@ def test_sum_aligns_by_bucket_and_drops_incomplete(ds) -> None:
     assert [(p["t"], p["v"]) for p in raw(ds, total)] == [(at(0), 11), (at(2), 23)]
 
 
+def test_sum_emits_a_bucket_once_every_source_has_reached_it(ds) -> None:
+    """Points of one bucket at different times: the sum comes with the flush that completes
+    the bucket, not once some source moves past it; a source's later points there change
+    nothing (the first point of each source counts)."""
+    a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
+    b = ds.ensure_stream({"n": "b"}, {}, ["mean"], G.Seconds)
+    total = ds.ensure_stream({"n": "sum"}, {}, [], G.Seconds, derive_from=[a, b],
+                             derive_op="sum")
+    ds.append(a, 1, at(0))
+    ds.append(b, 10, at(0))
+    ds.append(a, 2, at(5))
+    ds.append(b, 20, at(5.5))
+    ds.flush()
+    assert [(p["t"], p["v"]) for p in raw(ds, total)] == [(at(0), 11), (at(5), 22)]
+    ds.append(a, 3, at(5.7))
+    ds.append(b, 30, at(5.9))
+    ds.flush()
+    assert [(p["t"], p["v"]) for p in raw(ds, total)] == [(at(0), 11), (at(5), 22)]
+    ds.append(b, 40, at(6.1))  # a has not reached second 6 yet
+    ds.flush()
+    assert [p["t"] for p in raw(ds, total)] == [at(0), at(5)]
+    ds.append(a, 4, at(6.8))
+    ds.flush()
+    assert [(p["t"], p["v"]) for p in raw(ds, total)][-1] == (at(6), 44)
+    assert not ds.verify()
+
+
 def test_sum_of_downsampled_sources(ds) -> None:
     a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
     b = ds.ensure_stream({"n": "b"}, {}, ["mean"], G.Seconds)

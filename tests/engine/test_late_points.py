@@ -68,6 +68,35 @@ def test_one_source_sum_keeps_a_late_point_of_an_emitted_bucket():
     assert [v for _, v in values_of(ds, s)] == [7.0, 1.0, 2.0, 3.0]
 
 
+def test_sum_takes_points_after_an_emitted_bucket_without_rederiving(monkeypatch):
+    """Once a bucket is emitted, later in-order points of it cannot change the sum (the first
+    point of each source counts): they do not make the stream be re-derived. A late point
+    before a source's first one in that bucket does."""
+    from datastream.engine import operators
+
+    calls = []
+    original = operators._rederive
+    monkeypatch.setattr(operators, "_rederive",
+                        lambda *args: calls.append(args[2]) or original(*args))
+    ds = datastream.Datastream(duckdb.Backend())
+    a = ds.ensure_stream({"n": "a"}, {}, [], G.Seconds10)
+    b = ds.ensure_stream({"n": "b"}, {}, [], G.Seconds10)
+    s = ds.ensure_stream({"n": "s"}, {}, [], G.Seconds10, derive_from=[a, b],
+                         derive_op="sum")
+    ds.append(a, 1, at(1))
+    ds.append(b, 10, at(4))
+    ds.flush()
+    for second in (5, 6, 7, 8):
+        ds.append(a, second, at(second))
+        ds.append(b, second, at(second + 0.5))
+        ds.flush()
+    assert values_of(ds, s) == [(at(0), 11.0)] and calls == []
+    ds.append(b, 100, at(2), check_timestamp=False)
+    ds.flush()
+    assert values_of(ds, s) == [(at(0), 101.0)] and len(calls) == 1
+    assert not ds.verify()
+
+
 def test_counter_derivative_with_a_reset_arriving_after_its_data():
     uptime = [10, 23, 28, 44, 2, 17, 90, 30, 2]
     data = [5, 12, 7, 25, 7, 18, 33, 40, 5]
