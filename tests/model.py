@@ -541,6 +541,9 @@ class Model:
         if not times:
             return
         earliest, latest = min(times), max(times)
+        final = view.final(stream.stream_id) if stream.kind.derived else None
+        if final is not None:  # a derived stream emits nothing more at or before it (§5.5)
+            latest = max(latest, final)
         finer_bound: int | None = None
         for index, level in enumerate(coarser(stream.kind.highest)):
             bound = stream.bounds[level.key]
@@ -684,6 +687,30 @@ class View:
         self._raw[stream_id] = points
         self._seq[stream_id] = list(range(len(points)))
         self._exact[stream_id] = exact
+
+    def final(self, stream_id: str) -> int | None:
+        """The time up to which a stream's points can no longer change: a raw stream's latest
+        point; for a derived one, the earliest final time of the sources that hold it back
+        (all but counter_derivative's reset input), and for sum the end of that time's bucket
+        once every source has a point there (the bucket before it otherwise)."""
+        stream = self.model.streams[stream_id]
+        if not stream.kind.derived:
+            times = [t for t, _ in self.raw(stream_id)]
+            return max(times) if times else None
+        if stream.pending_backprocess:
+            return None
+        holding = stream.sources[1:] if stream.kind.op == "counter_derivative" else stream.sources
+        finals = [self.final(source) for source in holding]
+        if any(final is None for final in finals):
+            return None
+        mark = min(finals)
+        if stream.kind.op != "sum":
+            return mark
+        width = LEVEL_BY_NAME[stream.kind.highest].width
+        start = mark // width * width
+        reached = all(any(start <= t < start + width for t, _ in self.raw(source))
+                      for source in stream.sources)
+        return start + width - 1 if reached else start - 1
 
     def extent(self, stream_id: str) -> tuple[int | None, int | None]:
         times = [t for t, _ in self.raw(stream_id)]

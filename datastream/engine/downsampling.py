@@ -45,7 +45,7 @@ def close_buckets(
     """
     if not state.value_downsamplers or state.earliest is None:
         return []
-    latest = state.latest
+    latest = closing_time(state)
     value_type, options = state.value_type, state.options
     # what the declarations of the stream's downsamplers ask for beyond the kernels' columns
     with_median = downsamplers.raw_medians(state.value_downsamplers)
@@ -87,6 +87,17 @@ def close_buckets(
         steps.append(step)
         finer, finer_bound = step, new
     return steps
+
+
+def closing_time(state: StreamState) -> int:
+    """The latest datapoint of rule (b): for a derived stream, the time up to which its
+    outputs are final counts too, since it will emit nothing more at or before it. So a
+    stream that emits rarely (counter_reset) closes its buckets as its sources advance, as
+    the original API did by moving a derived stream's latest time with its sources."""
+    operator = state.operator
+    if state.derivation is None or operator is None or operator.final is None:
+        return state.latest
+    return max(state.latest, operator.final)
 
 
 def _child_rows(

@@ -267,6 +267,24 @@ def test_counter_derivative_null_emits_none(ds) -> None:
     assert got == [(at(1), 7.0), (at(2), None)]
 
 
+def test_a_rarely_emitting_derived_stream_closes_buckets_as_its_source_advances(ds) -> None:
+    """The resets at :04, :07, :08 and :13 and a source that reached :20: both 10-second
+    buckets close, although the derived stream's own latest point is at :13 (nothing more can
+    be emitted at or before :20)."""
+    uptime = ds.ensure_stream({"n": "uptime"}, {}, ["mean"], G.Seconds)
+    reset = ds.ensure_stream({"n": "reset"}, {}, ["count"], G.Seconds, derive_from=[uptime],
+                             derive_op="counter_reset", value_type="nominal")
+    for second, value in enumerate(UPTIME):
+        ds.append(uptime, value, at(second))
+    ds.downsample_streams(until=at(36_000))
+    buckets = ds.get_data(reset, G.Seconds10, start=at(0), end_exclusive=at(20))
+    assert [point["v"]["c"] for point in buckets] == [3, 1]
+    assert ds.get_tags(reset)["latest_datapoint"] == at(13)
+    with pytest.raises(exceptions.InvalidTimestamp):  # the closed range is frozen upstream
+        ds.append(uptime, 50, at(15), check_timestamp=False)
+    assert not ds.verify()
+
+
 def test_counter_reset_skips_nulls(ds) -> None:
     """A null is neither a reset nor a new base: 5 after (20, None) is a reset against 20, and
     20 after (10, None) is none."""
