@@ -46,6 +46,11 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+class _NoLongerMatching(Exception):
+    """A stream found by ``ensure_stream`` was changed by another writer so that its query
+    no longer matches it."""
+
+
 class Datastream:
     """Time-series streams identified by tags, stored in one backend.
 
@@ -223,7 +228,10 @@ class Datastream:
                         derive_backprocess,
                     )
                 if existing:
-                    return self._reuse(existing[0], user_tags)
+                    reused = self._reuse(existing[0], user_tags, query_tags)
+                    if reused is not None:
+                        return reused
+                    continue  # changed or deleted by another writer meanwhile: look again
                 state = StreamState.new(str(uuid.uuid4()), user_tags, stored_downsamplers,
                                         highest, value_type, options, derivation)
                 try:
@@ -268,10 +276,24 @@ class Datastream:
                 f"stream {state.stream_id} exists with a different {', '.join(differences)}"
             )
 
-    def _reuse(self, state: StreamState, user_tags: dict[str, Any]) -> str:
-        if state.tags != user_tags:
-            # the stored tags become `tags` overlaid by the query: replace, not merge
-            self._engine.change_tags(state.stream_id, lambda stored: user_tags)
+    def _reuse(self, state: StreamState, user_tags: dict[str, Any],
+               query_tags: dict[str, Any]) -> str | None:
+        """The stored tags become ``user_tags`` (`tags` overlaid by the query: replace, not
+        merge), as a compare-and-set: None when another writer meanwhile deleted the stream
+        or changed its tags so that it no longer matches the query (the call then looks again,
+        as if it had come after that writer)."""
+        if state.tags == user_tags:
+            return state.stream_id
+
+        def replaced(stored: dict[str, Any]) -> dict[str, Any]:
+            if not tag_rules.matches(stored, query_tags):
+                raise _NoLongerMatching
+            return user_tags
+
+        try:
+            self._engine.change_tags(state.stream_id, replaced)
+        except (_NoLongerMatching, exceptions.StreamNotFound):
+            return None
         return state.stream_id
 
     def get_tags(self, stream_id: str) -> dict[str, Any]:

@@ -308,7 +308,10 @@ def _encode_aggregate(
     encoded: dict[str, Any] = {}
     for key, item in value.items():
         if key == _COUNT_KEY:
-            encoded[key] = _count(item, stream_id, "count 'c'")
+            if item is None and any(other is not None for other in value.values()):
+                raise _fail(ValueError, stream_id, value,
+                            "a count 'c' of None (an empty bucket) needs every key None")
+            encoded[key] = 0 if item is None else _count(item, stream_id, "count 'c'")
         elif key == _FREQUENCIES_KEY:
             encoded[key] = _encode_frequencies(item, high_accuracy, stream_id)
         else:

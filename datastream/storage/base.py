@@ -245,6 +245,12 @@ class Storage(abc.ABC):
     # Every backend of this project materialises its levels.
     requires_downsampling = True
     downsampled_always_exist = False
+    # Derived streams follow their sources live: backprocess_streams is only for the history
+    # sources held when a derived stream was created.
+    requires_derived_stream_backprocess = False
+    # A downsampled point's time mean ('m') is the mean of its points' times, not the bucket
+    # start.
+    downsampled_timestamps_start_bucket = False
     # True when other processes may write the same streams: the engine then takes the stream
     # locks around each flush and folds rows into buckets another process has closed meanwhile.
     concurrent_writers = False

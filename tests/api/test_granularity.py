@@ -78,6 +78,8 @@ def test_backend_flags(backend_factory, clock) -> None:
     backend = backend_factory()
     assert backend.requires_downsampling is True
     assert backend.downsampled_always_exist is False
+    assert backend.requires_derived_stream_backprocess is False
+    assert backend.downsampled_timestamps_start_bucket is False
     assert set(backend.value_downsamplers) == set(datastream.VALUE_DOWNSAMPLERS)
     assert set(backend.time_downsamplers) == set(datastream.TIME_DOWNSAMPLERS)
     datastream.Datastream(backend, clock=clock).close()

@@ -99,6 +99,25 @@ def test_pre_aggregated_dict(ds) -> None:
     assert bucket["m"] == pytest.approx(14 / 3, rel=1e-15)
 
 
+def test_pre_aggregated_empty_buckets_with_a_null_count(ds) -> None:
+    """An all-None dict (the original API's empty bucket, c None) adds nothing."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean", "sum_squares", "std_dev", "min", "max"],
+                                 G.Seconds)
+    empty = dict.fromkeys(["c", "s", "m", "q", "d", "l", "u"])
+    full = {"c": 1, "s": 42, "m": 42, "q": None, "d": 0, "l": 42, "u": 42}
+    for second in range(30):
+        ds.append(stream_id, full if second % 3 == 0 else empty, at(second))
+    ds.append(stream_id, empty, at(40))
+    ds.downsample_streams(until=at(60))
+    buckets = [p["v"] for p in level(ds, stream_id, G.Seconds10)[:3]]
+    assert [(b["c"], b["s"], b["m"], b["l"], b["u"]) for b in buckets] == [(4, 168, 42, 42, 42),
+                                                                         (3, 126, 42, 42, 42),
+                                                                         (3, 126, 42, 42, 42)]
+    assert all(b["q"] is None for b in buckets)
+    with pytest.raises(ValueError, match="None"):
+        ds.append(stream_id, {**empty, "s": 1}, at(50))
+
+
 def test_pre_aggregated_dict_rejections(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     for value in [{"c": 2, "s": 10}, {"c": 2, "s": 10, "m": 5, "u": 6}, {}, {"x": 1}]:

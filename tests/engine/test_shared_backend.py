@@ -108,6 +108,50 @@ def test_concurrent_tag_updates_of_different_keys_are_all_kept(pair):
     assert tags["keep"] is True
 
 
+def _before_tag_write(ds, action) -> None:
+    """Run ``action`` (the other writer's) just before ``ds`` writes a stream's tags."""
+    engine = ds._engine
+    original = engine.change_tags
+
+    def interleaved(stream_id, change):
+        engine.change_tags = original
+        action()
+        return original(stream_id, change)
+
+    engine.change_tags = interleaved
+
+
+def test_ensure_stream_racing_a_tag_change_that_unmatches_its_query(pair):
+    """The other writer retags the stream so that the query no longer matches it: as if that
+    came first, ensure_stream creates a new stream and the retag is kept."""
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {"t": 0}, [], G.Seconds)
+    _before_tag_write(one, lambda: two.update_tags(sid, {"n": 2}))
+    new = one.ensure_stream({"n": 1}, {"t": 1}, [], G.Seconds)
+    assert new != sid
+    assert one.get_tags(sid)["n"] == 2 and one.get_tags(sid)["t"] == 0
+    assert one.get_tags(new)["n"] == 1 and one.get_tags(new)["t"] == 1
+
+
+def test_ensure_stream_racing_an_unrelated_tag_change(pair):
+    """A retag that keeps the stream matching: the stream is reused, its tags replaced."""
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {"t": 0}, [], G.Seconds)
+    _before_tag_write(one, lambda: two.update_tags(sid, {"other": 5}))
+    assert one.ensure_stream({"n": 1}, {"t": 1}, [], G.Seconds) == sid
+    tags = one.get_tags(sid)
+    assert tags["n"] == 1 and tags["t"] == 1 and "other" not in tags
+
+
+def test_ensure_stream_racing_a_delete(pair):
+    one, two = pair
+    sid = one.ensure_stream({"n": 1}, {"t": 0}, [], G.Seconds)
+    _before_tag_write(one, lambda: two.delete_streams({"n": 1}))
+    new = one.ensure_stream({"n": 1}, {"t": 1}, [], G.Seconds)
+    assert new != sid
+    assert [s["stream_id"] for s in two.find_streams({"n": 1})] == [new]
+
+
 def test_a_stale_writer_cannot_append_into_a_range_the_other_downsampled(pair):
     one, two = pair
     sid = one.ensure_stream({"n": 1}, {}, ["mean"], G.Seconds)
