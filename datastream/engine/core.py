@@ -26,7 +26,7 @@ from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
 from . import operators, reopening, retention
 from .buffers import Buffers, StreamBuffer
 from .changes import ChangeSet
-from .settle import dependents, settle, settle_replayed
+from .settle import dependents, foldable, settle, settle_replayed
 from .state import StreamState
 
 MAX_CONFLICTS = 64  # rebuilds of one commit before giving up with StreamAppendContended
@@ -368,14 +368,19 @@ class Engine:
 
     def _store(self, taken: dict[str, StreamBuffer]) -> None:
         dropped: list[str] = []
+        behind: dict[str, int] = {}
 
         def build(changes: ChangeSet) -> None:
             roots = set()
+            behind.clear()
             for stream_id, buffer in taken.items():
                 if stream_id not in changes.states:
                     dropped.append(stream_id)
                     continue
-                changes.add_raw(stream_id, buffer.to_table())
+                rows, left_out = foldable(changes.states[stream_id], buffer.to_table())
+                if left_out:
+                    behind[stream_id] = left_out
+                changes.add_raw(stream_id, rows)
                 roots.add(stream_id)
             settle(changes, roots, auto_downsample=self.auto_downsample)
 
@@ -384,6 +389,15 @@ class Engine:
             warnings.warn(
                 f"streams {sorted(set(dropped))} were deleted before their buffered points were"
                 " stored; those points were dropped",
+                exceptions.InternalInconsistencyWarning,
+                stacklevel=4,
+            )
+        if behind:
+            warnings.warn(
+                f"buffered points of streams {sorted(behind)} ({sum(behind.values())} in all)"
+                " lie where another writer meanwhile downsampled and applied retention to the"
+                " raw points; they were dropped, since folding them in would erase what the"
+                " levels hold there",
                 exceptions.InternalInconsistencyWarning,
                 stacklevel=4,
             )

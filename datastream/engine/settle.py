@@ -15,6 +15,7 @@ from ..lazy import pa
 from .changes import EVERYTHING, ChangeSet
 from .downsampling import LevelStep, close_buckets
 from .operators import derive, sources_first
+from .state import StreamState
 from .view import conform
 
 
@@ -109,6 +110,30 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
         state.bounds = {key: old.get(key) for key in state.bounds}
     for step in steps:
         changes.add_levels(stream_id, _with_vanished(changes, stream_id, step), recomputed=True)
+
+
+def unfoldable_before(state: StreamState) -> int | None:
+    """Time before which new raw rows can no longer be folded into the closed buckets (None:
+    any can): their buckets would be recomputed from raw points retention deleted, which
+    would erase what the levels hold. The first level is recomputed from raw rows (every
+    level, for medians), so its buckets must start at or after the raw floor."""
+    frozen, floor = state.frozen_until, state.raw_floor
+    if frozen is None or floor is None or not state.levels:
+        return None
+    from_raw = state.levels if downsamplers.raw_medians(state.value_downsamplers) else (
+        state.levels[:1])
+    width = max(level.width_us for level in from_raw)
+    return min(-(-floor // width) * width, frozen)
+
+
+def foldable(state: StreamState, rows: pa.Table) -> tuple[pa.Table, int]:
+    """``rows`` (new raw rows of a stream, sorted by time) without those before
+    :func:`unfoldable_before`, and how many were left out."""
+    limit = unfoldable_before(state)
+    if limit is None or not rows.num_rows:
+        return rows, 0
+    kept_from = int(np.searchsorted(arrow_numpy.to_numpy(rows.column("t")), limit, side="left"))
+    return rows.slice(kept_from), kept_from
 
 
 def _with_vanished(changes: ChangeSet, stream_id: str, step: LevelStep) -> LevelStep:

@@ -152,6 +152,40 @@ def test_ensure_stream_racing_a_delete(pair):
     assert [s["stream_id"] for s in two.find_streams({"n": 1})] == [new]
 
 
+def test_a_stale_point_behind_the_others_retention_is_dropped_not_folded(backend_factory,
+                                                                          clock):
+    """The other writer downsampled and deleted the raw points the levels hold: a point
+    buffered before that cannot be folded in (its buckets would be recomputed from raw points
+    that are gone). It is dropped with a warning, and the levels keep everything."""
+    first_backend = backend_factory()
+    second_backend = first_backend if first_backend.concurrent_writers is False else (
+        backend_factory())
+    one = datastream.Datastream(first_backend, clock=clock)
+    # no flush by age: the point stays buffered until the explicit flush below
+    two = datastream.Datastream(second_backend, clock=clock, buffer_seconds=10**6)
+    hour = 3600
+    sid = one.ensure_stream({"n": 1}, {}, ["mean"], G.Hours)
+    one.append(sid, 1, at(0))
+    one.flush()
+    two.append(sid, 1, at(5))  # valid now; stays buffered in the second object
+    for second in range(hour, 5 * 24 * hour + 1, hour):
+        one.append(sid, 1, at(second))
+    one.flush()
+    clock.now = at(5 * 24 * hour)
+    one.downsample_streams(until=clock.now)
+    one.set_retention({"n": 1}, {G.Hours: datetime.timedelta(days=1)})
+    assert one.apply_retention()["deleted"] == {"hours": 96}
+    with pytest.warns(exceptions.InternalInconsistencyWarning, match="dropped"):
+        two.flush()
+    days = [p["v"]["c"] for p in one.get_data(sid, G.Days, start=T0)]
+    assert days == [24, 24, 24, 24, 24]
+    assert sum(p["v"]["c"] for p in one.get_data(sid, G.Hours6, start=T0)) == 120
+    assert one.get_tags(sid)["earliest_datapoint"] == at(4 * 24 * hour)
+    assert not one.verify()
+    two.close()
+    one.close()
+
+
 def test_a_stale_writer_cannot_append_into_a_range_the_other_downsampled(pair):
     one, two = pair
     sid = one.ensure_stream({"n": 1}, {}, ["mean"], G.Seconds)
