@@ -81,7 +81,7 @@ from .units import INT64_MAX, INT64_MIN
 
 # The kinds, HIGH_ACCURACY, canonical_json and the int64 bounds live in raw_kinds and units; other
 # modules and tests also read them here (values.KIND_INT, values.canonical_json).
-VALUE_TYPES = ("numeric", "nominal", "graph")
+VALUE_TYPES = ("numeric", "graph", "nominal")  # the original API's order
 
 MAX_COUNT = 2**32 - 1  # of one pre-aggregated count; see the module docstring
 

@@ -62,7 +62,7 @@ def raises_naming(error, value, value_type="numeric", options=None, keys=()):
 
 
 def test_constants():
-    assert values.VALUE_TYPES == ("numeric", "nominal", "graph")
+    assert values.VALUE_TYPES == ("numeric", "graph", "nominal")
     assert values.HIGH_ACCURACY.prec == 64
 
 

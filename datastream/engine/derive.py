@@ -15,10 +15,9 @@ from . import operators
 from .operator_specs import OPERATORS
 from .state import Derivation, Source, StreamState
 
-# name → value types the derived stream may have (public, from the declarations)
-DERIVE_OPERATORS: dict[str, tuple[str, ...]] = {
-    name: operator.value_types for name, operator in OPERATORS.items()
-}
+# name → its upper-case constant, as the original API exported them (the declarations in
+# ``operator_specs`` say what each accepts)
+DERIVE_OPERATORS: dict[str, str] = {name: name.upper() for name in OPERATORS}
 
 
 def check_operator(derive_op: Any, value_type: str) -> None:
@@ -27,7 +26,7 @@ def check_operator(derive_op: Any, value_type: str) -> None:
         raise ValueError("derive_op is required when derive_from is given")
     if not isinstance(derive_op, str) or derive_op not in DERIVE_OPERATORS:
         raise exceptions.UnsupportedDeriveOperator(f"unsupported derive operator {derive_op!r}")
-    if value_type not in DERIVE_OPERATORS[derive_op]:
+    if value_type not in OPERATORS[derive_op].value_types:
         raise exceptions.UnsupportedDeriveOperator(
             f"derive operator {derive_op!r} does not support value type {value_type!r}"
         )

@@ -17,7 +17,10 @@ NO_TIME = -(2**63)
 
 def test_every_operator_is_public_and_has_an_oracle():
     assert list(OPERATORS) == [declared.name for declared in SPECS]
-    assert datastream.DERIVE_OPERATORS == {s.name: s.value_types for s in SPECS}
+    assert datastream.DERIVE_OPERATORS == {
+        "sum": "SUM", "derivative": "DERIVATIVE", "counter_reset": "COUNTER_RESET",
+        "counter_derivative": "COUNTER_DERIVATIVE"}
+    assert datastream.VALUE_TYPES == ("numeric", "graph", "nominal")
     assert set(replay.ORACLES) == set(OPERATORS)
 
 
