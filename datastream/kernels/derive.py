@@ -182,7 +182,7 @@ def counter_derivative_reference(t, source, v, valid, max_value, state):
     data = valid & (source == 1)
     breaks = np.cumsum(~valid | ((source == 0) & (v != 0.0)))
     at = np.flatnonzero(data)
-    base = np.concatenate([[-1], at[:-1]])  # -1: the carried point
+    base = np.concatenate([[-1], at[:-1]])[:len(at)]  # -1: the carried point
     breaks_at_base = np.where(base >= 0, breaks[np.maximum(base, 0)], 0)
     has_prev = (breaks[at] == breaks_at_base) & ((base >= 0) | (state[0] != 0.0))
     prev_t = np.where(base >= 0, t[np.maximum(base, 0)].astype(np.float64), state[1])

@@ -258,6 +258,16 @@ def test_counter_derivative_without_max_value_drops_decreases():
     assert_same(got, derive.counter_derivative_reference(*args))
 
 
+def test_references_take_an_empty_batch():
+    """A flush can bring a derived stream no new input: each twin then returns its state."""
+    empty_t, empty_v, empty_valid = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
+    state = np.array([1.0, float(SECOND), 5.0, 0.0, 0.0])
+    *out, after = derive.counter_derivative_reference(empty_t, empty_t, empty_v, empty_valid,
+                                                      -1.0, state)
+    assert all(len(column) == 0 for column in out)
+    np.testing.assert_array_equal(after, state)
+
+
 def test_counter_derivative_null_reset_forgets_the_state():
     """A null reset emits None and forgets the previous point, as a data null does."""
     t = np.array([0, SECOND, 2 * SECOND, 3 * SECOND, 4 * SECOND], np.int64)
