@@ -69,6 +69,39 @@ def test_sum_fed_by_two_writers_one_source_each(pair):
     assert values(two, s) == [42.0, 50.0, 56.0, 64.0, 50.0, 112.0, 116.0]
 
 
+def test_sum_of_two_writers_comes_with_the_flush_completing_a_bucket(pair):
+    """Points of one bucket at different times from two writers: the flush of the second
+    source's point completes the bucket and brings its sum."""
+    one, two = pair
+    a = one.ensure_stream({"n": "a"}, {}, [], G.Seconds)
+    b = two.ensure_stream({"n": "b"}, {}, [], G.Seconds)
+    s = one.ensure_stream({"n": "s"}, {}, [], G.Seconds, derive_from=[a, b], derive_op="sum")
+    for second in range(5):
+        one.append(a, second, at(second + 0.1))
+        one.flush()
+        two.append(b, 10 * second, at(second + 0.7))
+        two.flush()
+        assert values(one, s)[-1] == 11.0 * second
+        one.append(a, 99, at(second + 0.9))  # later in the bucket: changes nothing
+        one.flush()
+    assert values(two, s) == [0.0, 11.0, 22.0, 33.0, 44.0]
+    assert not one.verify()
+
+
+def test_a_derived_stream_of_the_other_writer_closes_buckets_as_its_source_advances(pair):
+    one, two = pair
+    uptime = one.ensure_stream({"n": "uptime"}, {}, [], G.Seconds)
+    reset = one.ensure_stream({"n": "reset"}, {}, ["count"], G.Seconds, derive_from=[uptime],
+                              derive_op="counter_reset", value_type="nominal")
+    for second, value in enumerate([10, 23, 28, 44, 2, 17, 90, 30, 2, 5, 10, 15, 23, 1, 7, 12,
+                                    19, 25, 31, 45, 51]):
+        (one, two)[second % 2].append(uptime, value, at(second))
+        (one, two)[second % 2].flush()
+    two.downsample_streams(until=at(3600))
+    counts = [p["v"]["c"] for p in one.get_data(reset, G.Seconds10, start=T0)]
+    assert counts == [3, 1]
+
+
 def test_two_writers_deriving_from_one_source_both_get_data_and_protection(pair):
     one, two = pair
     source = one.ensure_stream({"n": "src"}, {}, [], G.Seconds)
