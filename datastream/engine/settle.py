@@ -53,7 +53,9 @@ def settle(
         refold(changes, stream_id)
         if stream_id in downsample:
             close(changes, stream_id, until)
-        elif auto_downsample and changes.new_raw(stream_id) is not None:
+        elif auto_downsample and (changes.new_raw(stream_id) is not None
+                                  or state.derivation is not None):
+            # a derived stream closes buckets as its sources advance, emitting or not
             close(changes, stream_id, None)
 
 
@@ -122,8 +124,8 @@ def unfoldable_before(state: StreamState) -> int | None:
         return None
     from_raw = state.levels if downsamplers.raw_medians(state.value_downsamplers) else (
         state.levels[:1])
-    width = max(level.width_us for level in from_raw)
-    return min(-(-floor // width) * width, frozen)
+    coarsest = max(from_raw, key=lambda level: level.width_us)
+    return min(coarsest.ceil_us(floor), frozen)
 
 
 def foldable(state: StreamState, rows: pa.Table) -> tuple[pa.Table, int]:

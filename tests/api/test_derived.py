@@ -638,3 +638,22 @@ def test_find_streams_shows_derived_streams_with_buffered_source_points(ds) -> N
     a, d = derivative_with_a_buffered_point(ds)
     found = extents(ds.find_streams({"n": {"$in": ["a", "d"]}}))
     assert found == {a: (at(0), at(3)), d: (at(1), at(3))}
+
+
+def test_auto_downsample_closes_a_derived_streams_buckets_while_it_emits_nothing(
+        backend_factory, clock) -> None:
+    """With auto_downsample, a counter_reset that emits nothing in a flush still closes the
+    buckets its source has moved past (the same rule as downsample_streams)."""
+    with datastream.Datastream(backend_factory(), clock=clock, auto_downsample=True) as ds:
+        uptime = ds.ensure_stream({"n": "uptime"}, {}, ["mean"], G.Seconds)
+        reset = ds.ensure_stream({"n": "reset"}, {}, ["count"], G.Seconds,
+                                 derive_from=[uptime], derive_op="counter_reset",
+                                 value_type="nominal")
+        for second, value in enumerate([5, 6, 7, 8, 1, 2]):
+            ds.append(uptime, value, at(second))
+        ds.flush()
+        for second in range(6, 26):  # no reset: nothing emitted
+            ds.append(uptime, second, at(second))
+        ds.flush()
+        assert ds.get_tags(reset)["downsampled_until"]["10seconds"] == at(20)
+        assert [p["v"]["c"] for p in level(ds, reset, G.Seconds10)] == [1, 0]
