@@ -37,6 +37,14 @@ class GranularityLevel:
         """Start of the bucket holding ``timestamp_us`` (floor, also for pre-1970 times)."""
         return (timestamp_us // self.width_us) * self.width_us
 
+    def ceil_us(self, timestamp_us: int) -> int:
+        """Start of the first bucket at or after ``timestamp_us``."""
+        return -(-timestamp_us // self.width_us) * self.width_us
+
+    def last_us(self, timestamp_us: int) -> int:
+        """Last microsecond of the bucket holding ``timestamp_us``."""
+        return self.floor_us(timestamp_us) + self.width_us - 1
+
     def middle_us(self, bucket_start_us: int) -> int:
         return bucket_start_us + (self.seconds // 2) * US_PER_SECOND
 

@@ -114,7 +114,7 @@ def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None
     first = state.level_start(level)
     if bound is None or first is None:
         return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
-    low = first if start is None else max(-(-start // level.width_us) * level.width_us, first)
+    low = first if start is None else max(level.ceil_us(start), first)
     high = bound if end is None else min(bound, end)
     if low >= high:
         return arrow_numpy.empty_table(downsamplers.LEVEL_SCHEMA)
@@ -215,7 +215,7 @@ def _watermark(changes: ChangeSet, state: StreamState) -> int | None:
     # time lies past it holds all its points there, and a source's later points never change
     # its first point of a bucket. So a sum is emitted as soon as every source has a value
     # for the bucket; one some source has not reached yet stays open (``_advance``).
-    return state.highest.floor_us(min(finals)) + state.highest.width_us - 1
+    return state.highest.last_us(min(finals))
 
 
 def _late_time(changes: ChangeSet, state: StreamState, operator: OperatorState) -> int | None:

@@ -71,7 +71,7 @@ class _Input:
             return raw_floor
         floors = [(meta.get("level_floors") or {}).get(self.level.key)]
         if raw_floor is not None:
-            floors.append(-(-raw_floor // self.level.width_us) * self.level.width_us)
+            floors.append(self.level.ceil_us(raw_floor))
         kept = [floor for floor in floors if floor is not None]
         return max(kept) if kept else None
 
@@ -79,7 +79,7 @@ class _Input:
         """Time of this input's first point at or after ``time_us``."""
         if self.at_highest:
             return storage.first_raw_time(self.record.stream_id, time_us)
-        return -(-time_us // self.level.width_us) * self.level.width_us
+        return self.level.ceil_us(time_us)
 
     def points(self, storage: Storage, sql: WindowOracle, a: int, b: int) -> replay.Input:
         """(t, v, scale) of this input in ``[a, b)``, v float with NaN for nulls."""
@@ -193,7 +193,7 @@ def check_derived(
     width = highest.width_us
     config = meta["derived_from"]
     if spec(config["op"]).bucketed:  # the engine processes that bucket whole (a sum emitted
-        until = highest.floor_us(until) + width - 1  # once every source has reached it)
+        until = highest.last_us(until)  # once every source has reached it)
     after = None
     if meta.get("derive_history") == "skip":
         after = _first_settling_point(record, until)
@@ -206,7 +206,7 @@ def check_derived(
         # outputs are compared from where every input is kept and the operator's state
         # (the previous input point, the current bucket) is known again
         start = max(start, cut)
-        settled = max([highest.floor_us(cut) + width - 1, *(
+        settled = max([highest.last_us(cut), *(
             first for first in (source.first_from(storage, cut) for source in inputs)
             if first is not None)])
         after = settled if after is None else max(after, settled)

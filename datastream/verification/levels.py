@@ -52,7 +52,7 @@ def check_levels(
         if bound is None or start is None:
             continue
         if raw_floor is not None:  # buckets whose raw points retention deleted: unverifiable
-            start = max(start, -(-raw_floor // level.width_us) * level.width_us)
+            start = max(start, level.ceil_us(raw_floor))
         if start < bound:
             verified.append((level, start, bound))
     if not verified or not meta.get("value_downsamplers"):

@@ -180,3 +180,14 @@ def test_invalid_granularity_is_not_attribute_error(ds) -> None:
         pass
     else:
         pytest.fail("no error for an invalid granularity")
+
+
+@pytest.mark.parametrize("level", G.values, ids=lambda g: g.name)
+def test_bucket_edges_in_microseconds(level) -> None:
+    """floor, ceil and last microsecond of a bucket, also before 1970."""
+    width = level.width_us
+    for t in (-3 * width - 1, -width, -1, 0, 1, width - 1, width, 5 * width + 7):
+        start = level.floor_us(t)
+        assert start <= t < start + width and start % width == 0
+        assert level.last_us(t) == start + width - 1
+        assert level.ceil_us(t) == (start if t == start else start + width)
