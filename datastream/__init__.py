@@ -8,7 +8,7 @@ from . import exceptions
 from ._version import __version__
 from .api import Datastream
 from .downsamplers import TIME_DOWNSAMPLERS, VALUE_DOWNSAMPLERS
-from .engine.derive import DERIVE_OPERATORS
+from .engine.operator_specs import DERIVE_OPERATORS
 from .granularity import Granularity
 from .results import Datapoints, Streams
 from .stream import Stream

@@ -23,13 +23,10 @@ import numpy as np
 from . import arrow_numpy, downsamplers, exceptions, notebook
 from . import tags as tag_rules
 from . import values as value_types
-from .engine import derive, lifecycle, reading, tables
-from .engine import retention as retention_rules
-from .engine.core import Engine
-from .engine.metadata import public_tags
-from .engine.state import StreamState
+from .engine import lifecycle
+from .engine.operator_specs import DERIVE_OPERATORS
 from .granularity import EPOCH, MAX_US, MIN_US, Granularity, from_us, resolve
-from .lazy import pa, uuid
+from .lazy import LazyModule, pa, uuid
 from .messages import show
 from .results import Datapoints, Streams
 from .storage.base import Storage, StreamExists
@@ -38,7 +35,19 @@ from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 
 _monotonic = time.monotonic
 
+# The engine loads with the first Datastream, not with ``import datastream`` (a script that
+# only imports the package, or builds its constants, does not pay for it).
+core = LazyModule("datastream.engine.core")
+derive = LazyModule("datastream.engine.derive")
+metadata = LazyModule("datastream.engine.metadata")
+reading = LazyModule("datastream.engine.reading")
+retention_rules = LazyModule("datastream.engine.retention")
+state_model = LazyModule("datastream.engine.state")
+tables = LazyModule("datastream.engine.tables")
+
 if TYPE_CHECKING:
+    from .engine.core import Engine
+    from .engine.state import StreamState
     from .verification import Verification
 
 
@@ -70,7 +79,7 @@ class Datastream:
     RESERVED_TAGS = tag_rules.RESERVED_TAGS
     VALUE_DOWNSAMPLERS = downsamplers.VALUE_DOWNSAMPLERS
     TIME_DOWNSAMPLERS = downsamplers.TIME_DOWNSAMPLERS
-    DERIVE_OPERATORS = derive.DERIVE_OPERATORS
+    DERIVE_OPERATORS = DERIVE_OPERATORS
     VALUE_TYPES = value_types.VALUE_TYPES
 
     def __init__(
@@ -93,7 +102,7 @@ class Datastream:
         self.backend = backend
         self._clock = clock or _utc_now
         self._buffered = buffered
-        self._engine = Engine(
+        self._engine = core.Engine(
             backend,
             buffer_points=buffer_points,
             buffer_seconds=buffer_seconds,
@@ -232,8 +241,9 @@ class Datastream:
                     if reused is not None:
                         return reused
                     continue  # changed or deleted by another writer meanwhile: look again
-                state = StreamState.new(str(uuid.uuid4()), user_tags, stored_downsamplers,
-                                        highest, value_type, options, derivation)
+                state = state_model.StreamState.new(
+                    str(uuid.uuid4()), user_tags, stored_downsamplers, highest, value_type,
+                    options, derivation)
                 try:
                     return self._engine.create(state, query_tags).stream_id
                 except StreamExists:
@@ -305,7 +315,7 @@ class Datastream:
             return self._public(state)
 
     def _public(self, state: StreamState) -> dict[str, Any]:
-        return public_tags(state, *self._engine.pending_extent(state))
+        return metadata.public_tags(state, *self._engine.pending_extent(state))
 
     def _seeing_buffers(self, load: Callable[[], list[StreamState]]) -> list[StreamState]:
         """The states ``load`` gives, with what this object's buffered points derive already
@@ -989,7 +999,7 @@ def _derive_request(
         return None
     if derive_op is None:
         raise ValueError("derive_op is required when derive_from is given")
-    if not isinstance(derive_op, str) or derive_op not in derive.DERIVE_OPERATORS:
+    if not isinstance(derive_op, str) or derive_op not in DERIVE_OPERATORS:
         raise exceptions.UnsupportedDeriveOperator(
             f"unsupported derive operator {show(derive_op)}"
         )

@@ -45,6 +45,23 @@ def test_import_leaves_heavy_modules_out() -> None:
     assert loaded.strip() == "[]"
 
 
+def test_the_engine_loads_with_the_first_datastream_not_with_the_import() -> None:
+    """The engine's modules (a third of the package's own import time) wait for a Datastream;
+    the public constants do not need them."""
+    loaded = python(
+        "import sys, datastream\n"
+        "engine = lambda: sorted(m for m in sys.modules if m.startswith('datastream.engine.')"
+        " and m not in ('datastream.engine.lifecycle', 'datastream.engine.operator_specs'))\n"
+        "print(engine(), sorted(datastream.DERIVE_OPERATORS))\n"
+        "with datastream.Datastream() as ds:\n"
+        "    ds.ensure_stream({'a': 1}, {}, ['mean'])\n"
+        "print('datastream.engine.core' in engine())\n"
+    )
+    before, after = loaded.strip().splitlines()
+    assert before == "[] ['counter_derivative', 'counter_reset', 'derivative', 'sum']"
+    assert after == "True"
+
+
 def test_opening_a_store_and_reading_metadata_leaves_heavy_modules_out(tmp_path) -> None:
     """Creating, finding and tagging streams needs neither the chunk compressor (blosc2) nor
     pyarrow's pandas import: a script or command that only looks at metadata starts fast."""

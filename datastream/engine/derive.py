@@ -12,12 +12,9 @@ from typing import Any
 from .. import exceptions
 from ..granularity import GranularityLevel, resolve
 from . import operators
+from .operator_specs import DERIVE_OPERATORS as DERIVE_OPERATORS  # re-exported
 from .operator_specs import OPERATORS
 from .state import Derivation, Source, StreamState
-
-# name → its upper-case constant, as the original API exported them (the declarations in
-# ``operator_specs`` say what each accepts)
-DERIVE_OPERATORS: dict[str, str] = {name: name.upper() for name in OPERATORS}
 
 
 def check_operator(derive_op: Any, value_type: str) -> None:

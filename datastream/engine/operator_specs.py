@@ -191,6 +191,10 @@ SPECS: tuple[OperatorSpec, ...] = (
 
 OPERATORS: dict[str, OperatorSpec] = {spec.name: spec for spec in SPECS}
 
+# name → its upper-case constant, as the original API exported them (the declarations above
+# say what each accepts)
+DERIVE_OPERATORS: dict[str, str] = {name: name.upper() for name in OPERATORS}
+
 
 def spec(op: str) -> OperatorSpec:
     """The declaration of a derive operator (KeyError for an unknown one)."""
