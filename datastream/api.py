@@ -34,6 +34,7 @@ from .timestamps import UTC, array_us, point_us
 from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
 
 _monotonic = time.monotonic
+_DATETIME = datetime.datetime
 
 # The engine loads with the first Datastream, not with ``import datastream`` (a script that
 # only imports the package, or builds its constants, does not pay for it).
@@ -433,7 +434,7 @@ class Datastream:
                 if lane is None or engine.shared:  # built, or checked against storage, there
                     lane = engine.lane(stream_id)
             if lane is not None and not lane.derived:
-                if type(timestamp) is datetime.datetime and timestamp.tzinfo is UTC:
+                if type(timestamp) is _DATETIME and timestamp.tzinfo is UTC:
                     delta = timestamp - EPOCH  # exact integer µs, as timestamps.utc_us
                     timestamp_us = (delta.days * 86400 + delta.seconds) * US_PER_SECOND + (
                         delta.microseconds)
@@ -469,8 +470,10 @@ class Datastream:
                         buffer.points += 1
                         buffer.latest = timestamp_us
                         buffers.points += 1
-                        if (buffers.points >= buffers.max_points
-                                or _monotonic() - buffers.started >= buffers.max_age_seconds):
+                        if buffers.points >= buffers.max_points or (
+                                # the age every 128 points (the flusher thread watches it too)
+                                not buffers.points & 127
+                                and _monotonic() - buffers.started >= buffers.max_age_seconds):
                             self._after_write()
                     elif buffers.add_point(stream_id, timestamp_us, slot, buffer):
                         self._after_write()
