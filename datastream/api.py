@@ -554,7 +554,9 @@ class Datastream:
     def _writable(self, stream_id: str, seen_in_call: dict[str, int]) -> StreamState:
         """The stream's state for an append: on a shared backend read from the store once per
         call (another process may have appended or downsampled meanwhile)."""
-        fresh = self.backend.concurrent_writers and stream_id not in seen_in_call
+        fresh = self.backend.concurrent_writers and (
+            not isinstance(stream_id, str) or stream_id not in seen_in_call)  # any id: state()
+        # raises StreamNotFound for a malformed one, unhashable ones (a dict, a list) too
         try:
             state = self._engine.state(stream_id, fresh=fresh)
         except exceptions.StorageUnavailable:
@@ -1049,7 +1051,7 @@ def _check_filter(
             raise exceptions.UnsupportedDownsampler(
                 f"unsupported {kind} downsampler {show(name)}"
             )
-    return names
+    return list(dict.fromkeys(names))  # a name given twice is one column
 
 
 def _collect_unclosed(engine: Engine, backend: str) -> None:

@@ -28,6 +28,12 @@ from .view import conform, slice_t
 
 TagPath = tuple[str, ...]
 
+# Names of the columns beside the tag columns (§6.3): a tag column may not take one of them
+DATA_COLUMNS = frozenset(
+    {"stream_id", "t", "v", *downsamplers.VALUE_DOWNSAMPLERS}
+    | {f"time_{name}" for name in downsamplers.TIME_DOWNSAMPLERS}
+)
+
 
 def tag_paths(tags: Iterable[Any]) -> list[TagPath]:
     """Normalise ``tags``: each item a key or a tuple of keys (a nested path)."""
@@ -48,10 +54,13 @@ def tag_paths(tags: Iterable[Any]) -> list[TagPath]:
             )
         paths.append(path)
     names = [column_name(path) for path in paths]
-    reserved = {"stream_id", "t"} & set(names)
-    if reserved or len(set(names)) != len(names):
-        clash = sorted(reserved) or sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"tag columns would clash with other columns: {clash}")
+    reserved = DATA_COLUMNS & set(names)
+    if reserved:
+        raise ValueError(f"tag columns {sorted(reserved)} would take the names of data columns"
+                         " (stream_id, t, v, the downsamplers' names and time_...)")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"tag columns {repeated} are named twice")
     return paths
 
 

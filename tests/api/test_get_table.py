@@ -158,8 +158,14 @@ def test_argument_errors(fleet) -> None:
         ds.get_table({}, G.Minutes, value_downsamplers=["nope"])
     with pytest.raises(TypeError):
         ds.get_table({}, G.Seconds, tags="host")
-    with pytest.raises(ValueError):
-        ds.get_table({}, G.Seconds, tags=("t",))
+    for taken in ("t", "v", "stream_id", "mean", "count", "time_first", ("time_last",)):
+        with pytest.raises(ValueError, match="data columns"):  # never overwritten by data
+            ds.get_table({}, G.Minutes, tags=(taken,))
+    twice = ds.get_table({}, G.Minutes, start=at(0), value_downsamplers=["max", "min", "max"],
+                         time_downsamplers=["last", "last"])
+    assert twice.column_names == ["stream_id", "t", "max", "min", "time_last"]
+    with pytest.raises(ValueError, match="named twice"):
+        ds.get_table({}, G.Seconds, tags=("host", ("host",)))
     with pytest.raises(ValueError):
         ds.get_table({"x": {"$bogus": 1}}, G.Seconds)
 

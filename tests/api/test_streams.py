@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -202,7 +203,8 @@ def test_multiple_streams_returned(ds) -> None:
     assert all("x" not in s for s in ds.find_streams())
 
 
-BAD_IDS = [str(uuid.uuid4()), "not-a-uuid", "", "12345", str(uuid.uuid4()).upper() + "x", None, 7]
+BAD_IDS = [str(uuid.uuid4()), "not-a-uuid", "", "12345", str(uuid.uuid4()).upper() + "x", None, 7,
+           {"$ne": None}, ["x"]]
 
 
 def test_unknown_or_malformed_id(ds) -> None:
@@ -215,6 +217,7 @@ def test_unknown_or_malformed_id(ds) -> None:
             (ds.clear_tags, (bad_id,), {}),
             (ds.append, (bad_id, 1), {}),
             (ds.append_multiple, ([{"stream_id": bad_id, "value": 1}],), {}),
+            (ds.append_arrays, (bad_id, np.array([0]), np.array([1.0])), {"unit": "s"}),
             (ds.get_data, (bad_id, G.Seconds), {"start": EVER}),
         ]
         for call, args, kwargs in calls:
