@@ -3,9 +3,10 @@
 A result is a view over a *row source* that builds columnar rows only for the positions asked
 for: ``len()`` never converts anything, iteration turns one batch at a time into Python objects,
 indexing converts one row, slicing makes a new view, and the columnar exports never build
-per-point dicts. Raw reads and ``find_streams`` use a table loaded once on first use
-(``TableRows``); downsampled reads compute their empty buckets instead of storing them (see
-``datastream.engine.level_grid``), so their size does not depend on the range.
+per-point dicts. ``find_streams`` uses a table loaded once on first use (``TableRows``); raw
+reads hold one time window of rows at a time (``datastream.engine.raw_windows``); downsampled
+reads compute their empty buckets instead of storing them (``datastream.engine.level_grid``).
+So what a result holds does not grow with its range, except in the exports.
 
 Using results and their exports: the user guide, docs/guide/api.md ("Reading datapoints").
 """
@@ -44,6 +45,10 @@ class RowSource(Protocol):
         """A source of just the rows at ``positions``."""
         ...
 
+    def whole(self) -> pa.Table:
+        """Every row, for an export (a source may read them at once)."""
+        ...
+
 
 class TableRows:
     """A row source over one table, loaded on first use and kept."""
@@ -70,6 +75,9 @@ class TableRows:
     def select(self, positions: range) -> TableRows:
         part = self.rows(positions, len(positions))
         return TableRows(lambda: part)
+
+    def whole(self) -> pa.Table:
+        return self.table()
 
 
 class _LazyRows:
@@ -225,7 +233,7 @@ class Datapoints(_LazyRows):
         """Columns ``t`` (timestamp[us, UTC]) and ``v`` (raw), or one per downsampler.
 
         Every row of the result is built here, column-wise."""
-        return self._export(self._source.rows(range(len(self._source)), self._batch))
+        return self._export(self._source.whole())
 
     def to_pandas(self) -> Any:
         """A pandas DataFrame of :meth:`to_arrow` indexed by ``t`` (a UTC ``DatetimeIndex``),

@@ -85,6 +85,9 @@ class LevelRows:
         return LevelRows(self._grid, self._stored, compose(self._view, positions),
                          self._min_page)
 
+    def whole(self) -> pa.Table:
+        return self.rows(range(len(self)), len(self))
+
     def rows(self, positions: range, page: int) -> pa.Table:
         """LEVEL_SCHEMA rows at ``positions``; stored rows are read by pages of ``page``
         buckets (at least ``min_page``) unless the positions are (nearly) contiguous."""

@@ -24,6 +24,7 @@ from ..storage.base import Storage
 from ..timestamps import bound_is_low, bound_us
 from .level_grid import Grid, LevelRows
 from .level_store import StoredLevel
+from .raw_windows import RawWindows
 from .state import StreamState
 from .view import conform
 
@@ -92,14 +93,12 @@ def datapoints(
     context = ReadContext(state.stream_id, level, level >= highest, value_type, reverse)
     if level >= highest:
         lo, hi = query.raw_bounds()
-
-        def load_raw() -> pa.Table:
-            if query.empty or (lo is not None and hi is not None and lo >= hi):
-                return _empty_raw()
-            return storage.read_raw(state.stream_id, lo, hi, reverse=reverse)
-
+        if query.empty or (lo is not None and hi is not None and lo >= hi):
+            source: TableRows | RawWindows = TableRows(_empty_raw)
+        else:
+            source = RawWindows(storage, state.stream_id, lo, hi, reverse)
         return Datapoints(
-            TableRows(load_raw),
+            source,
             lambda table: _raw_dicts(table, value_type, options),
             lambda table: raw_arrow(table, value_type, options),
             context,

@@ -1,0 +1,108 @@
+"""Raw results hold one time window of rows at a time (behaviour §6.1), on every backend."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from datastream.engine import raw_windows
+from tests.api.helpers import EVER, G
+
+POINTS = 1_000
+
+
+@pytest.fixture
+def small_windows(monkeypatch):
+    monkeypatch.setattr(raw_windows, "WINDOW_ROWS", 64)
+
+
+def _stream(ds) -> str:
+    """POINTS raw points: runs of equal times (in append order), a gap, a late chunk."""
+    stream_id = ds.ensure_stream({"w": 1}, {}, ["mean"], G.Seconds)
+    seconds = np.repeat(np.arange(POINTS // 4), 2)[: POINTS // 2] * 3.0
+    values = np.arange(POINTS // 2, dtype=np.float64)
+    ds.append_arrays(stream_id, seconds.astype(np.int64) + 1_000_000, values, unit="s")
+    later = np.arange(POINTS // 2, dtype=np.int64) + 5_000_000
+    ds.append_arrays(stream_id, later, values + 1000, unit="s")
+    ds.flush()
+    return stream_id
+
+
+def epoch(seconds: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def _rows(datapoints) -> list[tuple]:
+    return [(p["t"], p["v"]) for p in datapoints]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_windows_give_the_rows_of_one_read(ds, small_windows, reverse) -> None:
+    stream_id = _stream(ds)
+    read = ds.get_data(stream_id, G.Seconds, start=EVER, reverse=reverse)
+    whole = read.to_arrow()
+    expected = list(zip(whole.column("t").to_pylist(), whole.column("v").to_pylist()))
+    assert len(expected) == POINTS
+    assert len(read) == POINTS
+    assert _rows(read.batch_size(7)) == expected
+    for index in (0, 1, 63, 64, 65, 500, POINTS - 1, -1, -64, -POINTS):
+        point = read[index]
+        assert (point["t"], point["v"]) == expected[index]
+    for part in (slice(60, 140), slice(None, None, 7), slice(900, 10), slice(None, None, -3),
+                 slice(-200, -50, 5), slice(990, 2000)):
+        assert _rows(read[part]) == expected[part], part
+        assert read[part].to_arrow().column("v").to_pylist() == [v for _, v in expected[part]]
+    assert _rows(read[100:900][::-5][10:20]) == expected[100:900][::-5][10:20]
+    plan = read._source._plan
+    if not raw_windows._counts_cheaply(ds.backend):  # counting would read: one read, kept
+        assert plan.windows == [(None, None)]
+        return
+    # the plan cut the range into windows, of which one is held
+    assert len(plan.windows) > POINTS // 64
+    assert np.all(np.diff(plan.starts) <= 64)
+    assert plan._kept is not None and plan._kept[1].num_rows <= 64
+
+
+def test_bounded_ranges_and_equal_times(ds, small_windows) -> None:
+    stream_id = ds.ensure_stream({"w": 2}, {}, ["mean"], G.Seconds)
+    same = np.full(300, 2_000_000, np.int64)  # one microsecond wide: never cut
+    ds.append_arrays(stream_id, same, np.arange(300.0), unit="s")
+    ds.append_arrays(stream_id, np.arange(100, dtype=np.int64) + 2_000_001,
+                     np.arange(100.0) + 300, unit="s")
+    ds.flush()
+    read = ds.get_data(stream_id, G.Seconds, start=epoch(1), end_exclusive=epoch(10**9))
+    assert [p["v"] for p in read] == [float(v) for v in range(400)]
+    assert read[299]["v"] == 299.0 and read[300]["v"] == 300.0
+    part = ds.get_data(stream_id, G.Seconds, start_exclusive=epoch(2_000_000),
+                       end=epoch(2_000_050))
+    assert [p["v"] for p in part] == [float(v) for v in range(300, 350)]
+    assert [p["v"] for p in part[::-1]][:3] == [349.0, 348.0, 347.0]
+
+
+def test_a_small_read_is_one_read_kept(ds) -> None:
+    stream_id = _stream(ds)
+    read = ds.get_data(stream_id, G.Seconds, start=EVER)
+    assert len(read) == POINTS
+    plan = read._source._plan
+    assert plan.windows == [(None, None)]
+    assert read[5]["v"] == read.to_arrow().column("v")[5].as_py()
+
+
+def test_iterating_a_large_read_holds_one_window(ds, small_windows) -> None:
+    """What a result keeps while it is iterated does not grow with the range."""
+    stream_id = _stream(ds)
+    read = ds.get_data(stream_id, G.Seconds, start=EVER)
+    if not raw_windows._counts_cheaply(ds.backend):
+        pytest.skip("this backend counts raw rows by reading them: one read, kept")
+    held = []
+    for position, _ in enumerate(read.batch_size(10)):
+        if position % 50 == 0:
+            gc.collect()
+            kept = read._source._plan._kept
+            held.append(0 if kept is None else kept[1].num_rows)
+    assert max(held) <= 64
+    assert isinstance(read.to_arrow(), pa.Table) and read.to_arrow().num_rows == POINTS
