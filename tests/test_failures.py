@@ -230,6 +230,56 @@ def test_one_failing_stream_does_not_block_the_others(failing, clock) -> None:
     assert _stored(reader, good, writer_closed=True) == [0, 1, 2, 3, 4]
 
 
+def test_a_failing_streams_backoff_does_not_delay_the_others(failing, clock) -> None:
+    """While one stream waits for its retry (the backoff grows to 30 s), the background
+    flusher stores another stream's points by the age limit, without another call."""
+    storage, reader = failing
+    ds = datastream.Datastream(storage, clock=clock, buffer_seconds=0.2)
+    bad = ds.ensure_stream({"name": "bad"}, {}, ["count"], "seconds")
+    good = ds.ensure_stream({"name": "good"}, {}, ["count"], "seconds")
+    storage.only, storage.failing = {bad}, True
+    ds.append(bad, 0, at(0))
+    for _ in range(8):  # each failure doubles the retry delay
+        with pytest.raises(exceptions.StreamAppendFailed):
+            ds.flush()
+    ds.append(good, 1, at(1))
+    deadline = time.monotonic() + 10
+    while _stored(reader, good) != [1] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _stored(reader, good) == [1], "the healthy stream waited for the failing one's retry"
+    assert _stored(reader, bad) == []
+    with pytest.raises(exceptions.StreamAppendFailed):  # still reported until it is stored
+        ds.flush()
+    storage.failing = False
+    ds.close()
+    assert _stored(reader, bad, writer_closed=True) == [0]
+
+
+def test_the_memory_bound_counts_what_is_still_buffered(failing, clock) -> None:
+    """The bound refuses points only while the buffers stay full: the flush it makes stores
+    the healthy streams' points, and the append that asked for room goes through."""
+    storage, reader = failing
+    ds = datastream.Datastream(storage, clock=clock, max_buffered_points=20,
+                               buffer_seconds=3600)
+    bad = ds.ensure_stream({"name": "bad"}, {}, ["count"], "seconds")
+    good = ds.ensure_stream({"name": "good"}, {}, ["count"], "seconds")
+    storage.only, storage.failing = {bad}, True
+    for q in range(5):
+        ds.append(bad, q, at(q))
+    for q in range(15):
+        ds.append(good, q, at(q))
+    ds.append(good, 99, at(100))  # 20 buffered: the flush stores good's 15, room for this
+    assert _stored(reader, good) == list(range(15))
+    for q in range(5, 20):
+        ds.append(bad, q, at(q))
+    with pytest.raises(exceptions.StreamAppendFailed):  # 20 of the failing stream: full
+        ds.append(bad, 20, at(20))
+    storage.failing = False
+    ds.close()
+    assert _stored(reader, bad, writer_closed=True) == list(range(20))
+    assert _stored(reader, good, writer_closed=True) == [*range(15), 99]
+
+
 def test_unbuffered_append_raises_and_a_retry_stores_once(failing, clock) -> None:
     storage, reader = failing
     ds = datastream.Datastream(storage, clock=clock, buffered=False)

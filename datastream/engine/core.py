@@ -95,6 +95,7 @@ class Engine:
         self.failure: BaseException | None = None
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
+        self._failing: set[str] = set()  # streams whose last commit failed (retried later)
         self._states = _States()
         self.lanes = self._states.lanes  # read by the per-point lane of Datastream.append
         self._cheap_versions = type(storage).record_version is not Storage.record_version
@@ -273,17 +274,19 @@ class Engine:
             try:
                 self.flush()
             except exceptions.DatastreamException as error:
+                if self.buffers.points + count <= self.max_buffered_points:
+                    return  # the other streams' points were stored: room enough now
                 raise exceptions.StreamAppendFailed(
                     f"{self.buffers.points} points are buffered (the bound is"
                     f" {self.max_buffered_points}) and the backend is failing; the new points"
                     f" were not accepted: {error}"
                 ) from error
 
-    def flush(self) -> None:
-        """Commit everything buffered; streams whose commit fails stay buffered (the others
-        are stored) and StreamAppendFailed names them."""
+    def flush(self, streams: set[str] | None = None) -> None:
+        """Commit everything buffered (or the buffers of ``streams``); streams whose commit
+        fails stay buffered (the others are stored) and StreamAppendFailed names them."""
         with self.lock:
-            taken = self.buffers.take()
+            taken = self.buffers.take() if streams is None else self.buffers.detach(streams)
             if not taken:
                 return
             try:
@@ -293,9 +296,12 @@ class Engine:
                 raise
             if failed:
                 self.buffers.restore({sid: taken[sid] for sid in failed})
+                self._failing = set(failed) | (set() if streams is None else self._failing)
                 self._failed(failed)
-            self.failure = None
-            self._retry_delay = RETRY_FIRST
+            if streams is None:
+                self.failure = None
+                self._failing = set()
+                self._retry_delay = RETRY_FIRST
 
     def flush_for(self, stream_ids: Iterable[str]) -> None:
         """Flush before working on some streams: a failure of other streams is not theirs
@@ -329,6 +335,12 @@ class Engine:
             if not self.buffers.due():
                 return
             if self.failure is not None and time.monotonic() < self._retry_at:
+                # the failing streams wait for their retry; the others are flushed as usual
+                healthy = {sid for sid, buffer in self.buffers.streams.items()
+                           if buffer.points} - self._failing
+                if healthy:
+                    with contextlib.suppress(exceptions.DatastreamException):
+                        self.flush(healthy)
                 return
             try:
                 self.flush()
@@ -619,6 +631,7 @@ class Engine:
         self.lock = threading.RLock()
         self.buffers.discard(set(self.buffers.streams))
         self.failure = None
+        self._failing = set()
 
     def close(self) -> None:
         """Detach from the storage; the last engine attached to it releases it, so closing
