@@ -318,6 +318,12 @@ def _rederive(
     out_t, out_v = _run(state, operator, t, v, src)
     if watermark is not None:
         _advance(state, operator, t, src, watermark)
+        if spec(derivation.op).bucketed and operator.done < start - 1:
+            # The buckets before ``start`` were processed before (``late`` was at or before
+            # what was done) and their outputs are kept: a replay that emitted nothing yet (a
+            # source level reopened back to ``start``) must not take them up again.
+            operator.done = operator.final = start - 1
+            operator.done_src = -1
     kept = out_t >= start
     out_t, out_v = out_t[kept], out_v[kept]
     state.operator = operator
