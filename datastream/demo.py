@@ -33,32 +33,49 @@ def _signal(rng: np.random.Generator, kind: str, points: int) -> tuple[np.ndarra
     return timestamps, signal
 
 
-def run(path: str, streams: int, points: int) -> None:
+DEMO_TAG = {"workload": "datastream-demo"}
+"""A query tag of every demo stream: a demo run into another backend replaces only these."""
+
+
+def run(path: str, streams: int, points: int, url: str | None = None) -> None:
     """Write ``streams`` x ``points`` datapoints, downsample, read back, print timings, with the
     compiled kernels from the first call (as ``DATASTREAM_KERNELS=compiled`` sets for a
-    long-running ingest): the figures are those of steady work, numba's setup included once."""
+    long-running ingest): the figures are those of steady work, numba's setup included once.
+    Into the embedded file ``path`` (replaced), or into the backend of ``url`` (a connection
+    URL of the command line), whose earlier demo streams are deleted first."""
     fallback, jit.FALLBACK = jit.FALLBACK, False
     try:
-        _run(path, streams, points)
+        _run(path, streams, points, url)
     finally:
         jit.FALLBACK = fallback
 
 
-def _run(path: str, streams: int, points: int) -> None:
+def _open(path: str, url: str | None) -> Datastream:
+    if url is not None:
+        from .cli.connection import open_store
+
+        ds = open_store(None, url)
+        assert ds is not None
+        ds.delete_streams(DEMO_TAG)
+        return ds
     for suffix in ("", ".wal"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
+    return Datastream(duckdb.Backend(path))
+
+
+def _run(path: str, streams: int, points: int, url: str | None = None) -> None:
     rng = np.random.default_rng(7)
     data = [_signal(rng, "cpu" if i % 2 == 0 else "temperature", points) for i in range(streams)]
-    print(f"datastream demo: {streams} streams x {points:,} points into {path}")
+    print(f"datastream demo: {streams} streams x {points:,} points into {url or path}")
 
-    with Datastream(duckdb.Backend(path)) as ds:
+    with _open(path, url) as ds:
         ids = []
         for number in range(streams):
             kind = "cpu" if number % 2 == 0 else "temperature"
             ids.append(
                 ds.ensure_stream(
-                    {"host": f"node-{number // 2:02d}", "metric": kind},
+                    {"host": f"node-{number // 2:02d}", "metric": kind, **DEMO_TAG},
                     {"unit": "%" if kind == "cpu" else "C", "stream_number": number},
                     ["mean", "min", "max", "std_dev"],
                     Granularity.Seconds,
@@ -104,5 +121,6 @@ def _run(path: str, streams: int, points: int) -> None:
               f"in {elapsed * 1000:7.1f} ms; first: {hourly[0]['v'] if hourly else None}")
         found = ds.find_streams({"metric": "cpu", "stream_number": {"$gte": 10}})
         print(f"  query   {len(found)} cpu streams with stream_number >= 10")
-    size = os.path.getsize(path)
-    print(f"  file    {size / 1e6:.1f} MB ({size / total:.1f} bytes/point)")
+    if url is None:
+        size = os.path.getsize(path)
+        print(f"  file    {size / 1e6:.1f} MB ({size / total:.1f} bytes/point)")

@@ -93,6 +93,8 @@ def timestamps_us(column: pa.Array | pa.ChunkedArray, unit: str | None, name: st
     (without it: an error, never a guess) or ISO-8601 strings (integers written as text count
     as integers)."""
     array = flat(column)
+    if not len(array):  # an empty file (a header only): no rows, whatever the column's type
+        return np.empty(0, np.int64)
     _reject_nulls(array, name, positions, "timestamp")
     kind = array.type
     if pa.types.is_dictionary(kind):

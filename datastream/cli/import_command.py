@@ -102,7 +102,12 @@ def import_(connect: Callable[[], Datastream], files: tuple[str, ...], format_: 
         report = write_plan(ds, plan, names, level, batch_rows, bar.advance, on_batch)
     if not quiet:
         click.echo(f"imported {report.appended:,} points into {report.streams} streams "
-                   f"({report.created} new); {report.skipped:,} rows were already stored")
+                   f"({report.created} new); {report.skipped - report.older:,} rows were "
+                   "already stored")
+    if report.older:
+        click.echo(f"warning: {report.older:,} rows were not imported: they are older than "
+                   "the latest point their stream already held, and a stream takes no points "
+                   "before its latest", err=True)
 
 
 COMMANDS = [import_]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import Datastream
-from ..granularity import to_us
+from ..granularity import from_us, to_us
 from .plan import ImportPlan
 
 DEFAULT_BATCH_ROWS = 100_000
@@ -32,6 +32,9 @@ class ImportReport:
     created: int = 0
     appended: int = 0
     skipped: int = 0
+    older: int = 0
+    """Of the skipped rows, how many more than the stream holds over their time span: rows
+    older than the stream's latest point that an earlier run cannot have stored."""
 
 
 def already_stored(ds: Datastream, stream_id: str, t_us: np.ndarray) -> int:
@@ -48,6 +51,13 @@ def already_stored(ds: Datastream, stream_id: str, t_us: np.ndarray) -> int:
     return before + min(at_latest, through - before)
 
 
+def stored_between(ds: Datastream, stream_id: str, first_us: int, last_us: int) -> int:
+    """How many raw points the stream holds from ``first_us`` to ``last_us`` (inclusive)."""
+    tags = ds.get_tags(stream_id)
+    return len(ds.get_data(stream_id, tags["highest_granularity"], start=from_us(first_us),
+                           end=from_us(last_us)))
+
+
 def write_plan(ds: Datastream, plan: ImportPlan, downsamplers: list[str], granularity: Any,
                batch_rows: int = DEFAULT_BATCH_ROWS,
                advance: Callable[[int], None] = lambda rows: None,
@@ -55,12 +65,20 @@ def write_plan(ds: Datastream, plan: ImportPlan, downsamplers: list[str], granul
                ) -> ImportReport:
     """Create the streams (all of them first), then append each stream's remaining rows."""
     report = ImportReport(streams=len(plan.series))
-    existing = {id(query): bool(ds.find_streams(query)) for query in plan.series}
-    ids = [ds.ensure_stream(query, {}, downsamplers, granularity) for query in plan.series]
-    report.created = sum(not existing[id(query)] for query in plan.series)
+    existing = [bool(ds.find_streams(query)) for query in plan.series]
+    ids: list[str | None] = [None] * len(plan.series)
+    # the existing streams first: one whose configuration differs refuses the import before
+    # any new stream is created
+    for index in sorted(range(len(ids)), key=lambda i: not existing[i]):
+        ids[index] = ds.ensure_stream(plan.series[index], {}, downsamplers, granularity)
+    report.created = existing.count(False)
     for index, stream_id in enumerate(ids):
+        assert stream_id is not None
         t_us, values = plan.stream_rows(index)
         skip = already_stored(ds, stream_id, t_us)
+        if skip:
+            report.older += max(0, skip - stored_between(ds, stream_id, int(t_us[0]),
+                                                         int(t_us[skip - 1])))
         report.skipped += skip
         advance(skip)
         for start in range(skip, len(t_us), batch_rows):

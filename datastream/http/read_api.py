@@ -42,7 +42,7 @@ def list_streams(ds: Datastream, request: Request) -> Response:
     offset = query_params.count(params, "offset", 0)
     filters = TagFilter(params)
     streams = ds.find_streams(filters.query)
-    if filters.prefixes:
+    if filters.checks_results:
         matching = filters.post_filter(streams)
         total, page = len(matching), matching[offset:offset + limit] if limit else []
     else:

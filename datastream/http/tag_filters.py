@@ -8,7 +8,8 @@ a query string are always text, so a value that reads as a number also matches t
 
 ``startswith`` has no operator in the tag query language (behaviour §3.4): it is sent to the
 backend as ``$contains`` and the prefix is checked on the streams that come back
-(:func:`post_filter`).
+(:func:`post_filter`). Filters are ANDed, as in Django: a second condition with the operator a
+path already has (``contains`` twice, or ``contains`` and ``startswith``) is checked there too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from ..tags import RESERVED_TAGS, matches
 from .errors import ApiError
 
 PREFIX = "tags__"
@@ -62,6 +64,7 @@ class TagFilter:
     def __init__(self, params: QueryParams) -> None:
         self.query: dict[str, Any] = {}
         self.prefixes: list[tuple[list[str], str]] = []
+        self.extra: list[dict[str, Any]] = []  # conditions the query has no room for
         for name, text in params.multi_items():
             if name.startswith(PREFIX):
                 self._add(name, text)
@@ -82,15 +85,34 @@ class TagFilter:
         if leaf and not any(key.startswith("$") for key in leaf):
             raise ApiError(400, f"parameter {name!r}: the tag path conflicts with another "
                                 "filter")
-        leaf.update(_condition(lookup, text, name))
+        condition = _condition(lookup, text, name)
         if lookup == "startswith":
             self.prefixes.append((path, text))
+            if "$contains" in leaf:
+                return  # the prefix test alone decides
+        if set(condition) & set(leaf):  # the operator is taken: checked on what comes back
+            extra: dict[str, Any] = condition
+            for key in reversed(path):
+                extra = {key: extra}
+            self.extra.append(extra)
+            return
+        leaf.update(condition)
+
+    @property
+    def checks_results(self) -> bool:
+        """Whether :meth:`post_filter` has anything to check."""
+        return bool(self.prefixes or self.extra)
 
     def post_filter(self, streams: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The streams whose tags pass the prefix tests (a list holding a passing text
-        passes, as for every text operator)."""
+        passes, as for every text operator) and the conditions left out of the query."""
         return [tags for tags in streams
-                if all(_starts_with(tags, path, prefix) for path, prefix in self.prefixes)]
+                if all(_starts_with(tags, path, prefix) for path, prefix in self.prefixes)
+                and all(matches(_user_tags(tags), extra) for extra in self.extra)]
+
+
+def _user_tags(tags: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in tags.items() if key not in RESERVED_TAGS}
 
 
 def _starts_with(tags: dict[str, Any], path: list[str], prefix: str) -> bool:

@@ -6,6 +6,9 @@ import importlib
 import subprocess
 import sys
 
+import datastream
+from datastream.backends import duckdb
+
 from .support import ROOT, invoke, subprocess_run
 
 
@@ -30,6 +33,22 @@ def test_demo_keeps_its_options(tmp_path):
                     "--points", "500")
     assert result.exit_code == 0, result.output
     assert "2 streams x 500 points" in result.output
+
+
+def test_demo_takes_db_or_a_backend_url(tmp_path):
+    result = invoke("demo", "--db", tmp_path / "d.duckdb", "--streams", "2", "--points", "300")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.duckdb").exists()
+    url = f"duckdb:///{tmp_path / 'u.duckdb'}"
+    for _ in range(2):  # a second run replaces the first run's demo streams
+        result = invoke("demo", "--url", url, "--streams", "3", "--points", "300")
+        assert result.exit_code == 0, result.output
+        assert f"3 streams x 300 points into {url}" in result.output
+    with datastream.Datastream(duckdb.Backend(str(tmp_path / "u.duckdb"))) as ds:
+        assert len(ds.find_streams()) == 3
+    for bad in (["--streams", "0"], ["--points", "-1"], ["--url", "nope://x"]):
+        result = subprocess_run("demo", "--db", tmp_path / "bad.duckdb", *bad)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
 
 
 def test_import_datastream_stays_light():

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .support import ROOT, invoke, sample_rows, stored, stream_count
+from .support import ROOT, invoke, sample_rows, stored, stream_count, subprocess_run
 
 
 def iso(t_us: int) -> str:
@@ -175,6 +175,45 @@ def test_rerun_stores_nothing_twice_and_equal_timestamps_survive(tmp_path):
     again = invoke(*args)
     assert "imported 0 points" in again.output and "30 rows were already stored" in again.output
     assert_same(stored(tmp_path / "s.duckdb"), expected(rows))
+
+
+def test_rows_older_than_a_stream_holds_are_reported_not_called_stored(tmp_path):
+    (tmp_path / "new.csv").write_text("timestamp,value\n2026-01-02T00:00:00,10\n")
+    (tmp_path / "old.csv").write_text("timestamp,value\n2026-01-01T00:00:00,1\n"
+                                      "2026-01-01T12:00:00,2\n2026-01-02T00:00:00,99\n")
+    base = ["--db", tmp_path / "s.duckdb", "--tag", "k=v"]
+    assert invoke("import", tmp_path / "new.csv", *base).exit_code == 0
+    result = subprocess_run("import", tmp_path / "old.csv", *base)
+    assert result.returncode == 0, result.stderr
+    assert "1 rows were already stored" in result.stdout
+    assert "warning: 2 rows were not imported" in result.stderr
+    again = subprocess_run("import", tmp_path / "new.csv", *base)  # a plain re-run: no warning
+    assert "1 rows were already stored" in again.stdout and not again.stderr
+
+
+def test_a_refused_import_creates_no_stream(tmp_path):
+    (tmp_path / "b.csv").write_text("timestamp,host,value\n2026-01-01T00:00:00,b,1\n")
+    (tmp_path / "ab.csv").write_text("timestamp,host,value\n2026-01-01T00:00:00,a,1\n"
+                                     "2026-01-01T00:00:01,b,2\n")
+    base = ["--db", tmp_path / "s.duckdb", "--tag-column", "host"]
+    assert invoke("import", tmp_path / "b.csv", *base, "--downsamplers", "mean").exit_code == 0
+    result = subprocess_run("import", tmp_path / "ab.csv", *base)  # other downsamplers
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
+    assert stream_count(tmp_path / "s.duckdb") == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_empty_file_imports_nothing(tmp_path, fmt):
+    path = tmp_path / f"empty.{fmt}"
+    if fmt == "csv":
+        path.write_text("timestamp,value\n")
+    else:
+        pq.write_table(pa.table({"timestamp": pa.array([], pa.int64()),
+                                 "value": pa.array([], pa.float64())}), path)
+    result = subprocess_run("import", path, "--db", tmp_path / "s.duckdb", "--tag", "k=v",
+                            "--unit", "s")
+    assert result.returncode == 0, result.stderr
+    assert "imported 0 points" in result.stdout
 
 
 def test_killed_import_resumes_to_the_clean_result(tmp_path):

@@ -67,6 +67,12 @@ def test_stream_resource_fields(svc):
     ("tags__labels__exists=true&tags__stream_number__in=0,5", [0, 5]),
     ("tags__nothing__exists=false&tags__stream_number=4", [4]),
     ("tags__nothing=x", []),
+    # filters on one tag are ANDed, whatever their order
+    ("tags__title__contains=1&tags__title__startswith=Stream", [1, *range(10, 20), 21]),
+    ("tags__title__startswith=Stream&tags__title__contains=1", [1, *range(10, 20), 21]),
+    ("tags__title__contains=1&tags__title__contains=2", [12, 21]),
+    ("tags__title__icontains=stream&tags__title__icontains=4&tags__stream_number__in=4,14,5",
+     [4, 14]),
 ])
 def test_tag_filters(svc, query, numbers):
     body = svc.client.get(f"/api/v1/stream/?limit=100&{query}").json()

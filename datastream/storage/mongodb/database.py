@@ -18,6 +18,25 @@ _KINDS = {
 }
 
 
+SHARD_KEYS = {"raw": {"sid": 1, "t1": 1}, "level_": {"stream_id": 1, "t": 1}}
+"""The shard key of each collection that grows with data (``level_`` stands for every
+``level_<key>``), led by the stream, then time: a range read of one stream is routed to the
+shards holding its range, and writes of many streams spread. Each is the prefix of an index
+the backend creates (the unique level index starts with it, as MongoDB requires), and the
+backend writes these collections only with ``insert_many`` and ``delete_many``, which need no
+shard key in their filters. ``streams``, ``batches`` (the commit journal, emptied as commits
+finish), ``counters``, ``level_schemas`` and ``datastream_info`` stay small: leave them
+unsharded."""
+
+
+def shard_key(collection: str) -> dict[str, int] | None:
+    """The documented shard key of a collection (None: not meant to be sharded)."""
+    if collection.startswith("level_") and collection != "level_schemas":
+        return dict(SHARD_KEYS["level_"])
+    key = SHARD_KEYS.get(collection)
+    return None if key is None else dict(key)
+
+
 def _same_kind(stored: str, given: str) -> bool:
     """Whether values of type ``given`` may join a column stored as ``stored``."""
     return "null" in (stored, given) or _KINDS.get(stored) == _KINDS.get(given)

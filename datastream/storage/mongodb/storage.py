@@ -74,6 +74,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, PyMongoError
 
 from ... import arrow_numpy, exceptions
+from ...granularity import Granularity
 from ...raw_kinds import canonical_json
 from ...units import INT64_MAX
 from ..base import (
@@ -95,7 +96,7 @@ from .chunks import CHUNK_BYTES
 from .chunks import CHUNK_ROWS as CHUNK_ROWS  # re-exported: the chunking limits
 from .chunks import CHUNK_SPAN_US as CHUNK_SPAN_US
 from .commit import Commit, Context, Creation, Plan
-from .database import Database
+from .database import Database, shard_key
 from .protocol import LIVE, RECORD_FIELDS, VERSION_FIELDS, CommitProtocol, Snapshot
 
 # Version of the stored layout, kept in ``datastream_info``; opening a database of another
@@ -174,6 +175,14 @@ class MongoDBStorage(Storage):
                                 {"$setOnInsert": {"value": SCHEMA_VERSION}}, upsert=True)
             doc = info.find_one({"_id": "schema_version"}) or {}
         return str(doc.get("value"))
+
+    def shard_keys(self) -> dict[str, dict[str, int]]:
+        """The shard key of every collection of this database that grows with data (the raw
+        collection and each level collection), for ``sh.shardCollection`` on a sharded
+        cluster; the other collections stay small and unsharded (see ``database.SHARD_KEYS``
+        and docs/guide/backends.md)."""
+        names = ["raw", *(f"level_{level.key}" for level in Granularity.values[1:])]
+        return {name: key for name in names if (key := shard_key(name)) is not None}
 
     @property
     def commit_timeout(self) -> float:
