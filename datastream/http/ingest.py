@@ -32,6 +32,7 @@ import json
 import logging
 import queue
 import threading
+import uuid
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ import pyarrow as pa
 from .. import Datastream, exceptions
 from ..downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
 from ..line_protocol import ParsedLines
+from ..tags import RESERVED_TAGS
 from .errors import ApiError
 
 log = logging.getLogger("datastream.http")
@@ -178,22 +180,39 @@ class GroupCommitter:
         known = self._ids.get(key)
         if known is not None:
             return known
-        found = self.ds.find_streams(query)
+        # A series is its measurement, its exact tag set and the field: a stream whose tags
+        # hold more (``disk,host=a,path=/`` for ``disk,host=a``) is another series, although
+        # its tags match the query.
+        found = [tags for tags in self.ds.find_streams(query) if _user_tags(tags) == query]
         if len(found) > 1:
             line = int(lines.lines[int(np.argmax(lines.stream == index))])
-            raise ApiError(400, f"line {line}: {len(found)} streams match the query tags "
-                                f"{query}; give the series all its tags")
-        if len(found) == 1:
+            raise ApiError(400, f"line {line}: {len(found)} streams have the tags {query}")
+        if found:
             stream_id = found[0]["stream_id"]
         else:
-            value_type = lines.value_types[index]
-            stream_id = self.ds.ensure_stream(
-                query, {}, downsamplers_for(value_type, self.value_downsamplers),
-                self.granularity, value_type=value_type)
+            stream_id = self._create(query, lines.value_types[index])
             created.append(stream_id)
         self._ids[key] = stream_id
+        return stream_id
+
+    def _create(self, query: dict[str, Any], value_type: str) -> str:
+        """A new stream with exactly the series' tags. ``ensure_stream`` would reuse a stream
+        of another series holding more tags, so the stream is created with a one-off extra
+        query tag, which is then removed."""
+        token = {_CREATING: uuid.uuid4().hex}
+        stream_id = self.ds.ensure_stream(
+            {**query, **token}, {}, downsamplers_for(value_type, self.value_downsamplers),
+            self.granularity, value_type=value_type)
+        self.ds.remove_tag(stream_id, {_CREATING: None})
         return stream_id
 
     def _forget(self, stream_ids: list[str]) -> None:
         dropped = set(stream_ids)
         self._ids = {key: value for key, value in self._ids.items() if value not in dropped}
+
+
+_CREATING = "_creating_series"
+
+
+def _user_tags(tags: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in tags.items() if key not in RESERVED_TAGS}

@@ -7,6 +7,7 @@ import gzip
 import time
 
 import numpy as np
+import pytest
 
 import datastream
 
@@ -188,12 +189,39 @@ def test_a_refused_batch_leaves_no_half_created_streams(service):
     assert sorted(streams(svc.ds)) == ["old.v"]
 
 
-def test_ambiguous_series_is_refused(service):
+def _series(ds: datastream.Datastream) -> dict[str, list]:
+    """Stored values by the exact tags of each stream (as line protocol tags them)."""
+    out = {}
+    for tags in ds.find_streams():
+        user = {k: v for k, v in datastream.Stream(tags).tags.items()
+                if k not in ("measurement", "field")}
+        key = ",".join([tags["measurement"], *(f"{k}={v}" for k, v in sorted(user.items()))])
+        out[f"{key} {tags['field']}"] = [p["v"] for p in raw(ds, tags["stream_id"])]
+    return out
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_series_is_its_exact_tag_set(service, restart):
+    """A series with fewer tags than another (a subset of its tags) is a stream of its own,
+    whichever comes first, also once the server starts again over the same store."""
     svc = service()
-    assert svc.client.post("/write", content="cpu,host=a v=1\ncpu,host=b v=1").status_code \
-        == 204
-    response = svc.client.post("/write", content="cpu v=2")
-    assert response.status_code == 400 and "2 streams match" in response.json()["error"]
+    lines = ["disk,host=a,path=/ used=1 1767225600000000000",
+             "disk,host=a used=2 1767225601000000000",
+             "net,host=a bytes=1 1767225600000000000",
+             "net,host=a,iface=eth0 bytes=2 1767225601000000000",
+             "cpu,host=a v=1 1767225600000000000", "cpu,host=b v=1 1767225600000000000"]
+    for line in lines:
+        assert svc.client.post("/write", content=line).status_code == 204, line
+    if restart:  # a new app over the same store: nothing remembered of the series
+        svc = service(svc.ds)
+    for line in ["disk,host=a used=3 1767225602000000000", "net,host=a bytes=3 "
+                 "1767225602000000000", "cpu v=2 1767225602000000000"]:
+        response = svc.client.post("/write", content=line)
+        assert response.status_code == 204, response.text
+    assert _series(svc.ds) == {
+        "disk,host=a,path=/ used": [1.0], "disk,host=a used": [2.0, 3.0],
+        "net,host=a bytes": [1.0, 3.0], "net,host=a,iface=eth0 bytes": [2.0],
+        "cpu,host=a v": [1.0], "cpu,host=b v": [1.0], "cpu v": [2.0]}
 
 
 def test_ping(service):
