@@ -183,28 +183,35 @@ class GroupCommitter:
         # A series is its measurement, its exact tag set and the field: a stream whose tags
         # hold more (``disk,host=a,path=/`` for ``disk,host=a``) is another series, although
         # its tags match the query.
-        found = [tags for tags in self.ds.find_streams(query) if _user_tags(tags) == query]
+        found = _exactly(self.ds.find_streams(query), query)
         if len(found) > 1:
             line = int(lines.lines[int(np.argmax(lines.stream == index))])
             raise ApiError(400, f"line {line}: {len(found)} streams have the tags {query}")
         if found:
             stream_id = found[0]["stream_id"]
         else:
-            stream_id = self._create(query, lines.value_types[index])
-            created.append(stream_id)
+            stream_id, ours = self._create(query, lines.value_types[index])
+            if ours:  # deleted again if the batch is refused
+                created.append(stream_id)
         self._ids[key] = stream_id
         return stream_id
 
-    def _create(self, query: dict[str, Any], value_type: str) -> str:
+    def _create(self, query: dict[str, Any], value_type: str) -> tuple[str, bool]:
         """A new stream with exactly the series' tags. ``ensure_stream`` would reuse a stream
         of another series holding more tags, so the stream is created with a one-off extra
-        query tag, which is then removed."""
+        query tag, which is then removed. Another process may create the same series at the
+        same time: every creator then keeps the oldest of the streams (``find_streams`` lists
+        them in creation order), and one that made a newer one deletes it, before anything
+        is appended to it. Returns the stream's id and whether this call created it."""
         token = {_CREATING: uuid.uuid4().hex}
         stream_id = self.ds.ensure_stream(
             {**query, **token}, {}, downsamplers_for(value_type, self.value_downsamplers),
             self.granularity, value_type=value_type)
         self.ds.remove_tag(stream_id, {_CREATING: None})
-        return stream_id
+        oldest = _exactly(self.ds.find_streams(query), query)[0]["stream_id"]
+        if oldest != stream_id:
+            self.ds.delete_streams({"stream_id": stream_id})
+        return oldest, oldest == stream_id
 
     def _forget(self, stream_ids: list[str]) -> None:
         dropped = set(stream_ids)
@@ -214,5 +221,9 @@ class GroupCommitter:
 _CREATING = "_creating_series"
 
 
-def _user_tags(tags: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in tags.items() if key not in RESERVED_TAGS}
+def _exactly(found: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """The streams of ``found`` whose user tags are ``query`` (a stream still being created,
+    still holding its creation tag, counts)."""
+    return [tags for tags in found
+            if {key: value for key, value in tags.items()
+                if key not in RESERVED_TAGS and key != _CREATING} == query]
