@@ -245,6 +245,8 @@ def _series_tags(series: str, line: int) -> dict[str, Any]:
         if key in ADDED_TAGS:
             raise LineProtocolError(line, f"tag {key!r} clashes with the query tag {key!r} "
                                           "that each stream gets")
+        if key in tags:  # as InfluxDB refuses it: which value would the series have?
+            raise LineProtocolError(line, f"tag {key!r} is given twice")
         tags[key] = _unescape(pair[equals + 1:])
     return tags
 

@@ -167,7 +167,10 @@ class GroupCommitter:
                 "timestamp": pa.array(lines.t_us, pa.timestamp("us", "UTC")),
                 "value": lines.arrow(),
             })
-            self.ds.append_table(table, check_timestamp=self.check_timestamp)
+            try:
+                self.ds.append_table(table, check_timestamp=self.check_timestamp)
+            except (ValueError, TypeError) as error:  # a point the library refuses
+                raise ApiError(400, _located(lines, ids, error)) from error
         except BaseException:
             if created:
                 self._forget(created)
@@ -219,6 +222,17 @@ class GroupCommitter:
 
 
 _CREATING = "_creating_series"
+
+
+def _located(lines: ParsedLines, ids: list[str], error: BaseException) -> str:
+    """The library's message, led by the line of the first point of the series it names (its
+    messages name the stream, not the line)."""
+    message = str(error)
+    for index, stream_id in enumerate(ids):
+        if stream_id in message:
+            line = int(lines.lines[int(np.argmax(lines.stream == index))])
+            return f"line {line} (the first of series {lines.series[index]}): {message}"
+    return message
 
 
 def _exactly(found: Any, query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -160,7 +160,8 @@ def test_malformed_line_rejects_the_whole_request(service):
     assert len(svc.ds.find_streams()) == 0
     for text, message in [("m", "line 1: no fields"), ("m v=1 x", "line 1: timestamp 'x'"),
                           ("m v=\"open 1", "line 1: unterminated string"),
-                          ("m v=1i\nm v=\"s\"", "line 2: field 'v': string value")]:
+                          ("m v=1i\nm v=\"s\"", "line 2: field 'v': string value"),
+                          ("m v=1\nm,h=a,h=b v=1", "line 2: tag 'h' is given twice")]:
         response = svc.client.post("/write", content=text)
         assert response.status_code == 400 and response.json()["error"].startswith(message), \
             response.text
@@ -180,12 +181,14 @@ def test_a_refused_batch_leaves_no_half_created_streams(service):
             "old,host=x v=2 1700000000000000000\n")
     response = svc.client.post("/write", content=body)
     assert response.status_code == 400
+    assert response.json()["error"].startswith("line 3 (the first of series"), response.text
     assert sorted(streams(svc.ds)) == ["old.v"]
     assert len(raw(svc.ds, streams(svc.ds)["old.v"]["stream_id"])) == 2
     # and a type clash with an existing numeric stream
     response = svc.client.post("/write", content='new v=1\nold,host=x v="text" 1800000000'
                                                  '000000000')
     assert response.status_code == 400
+    assert response.json()["error"].startswith("line 2 (the first of series"), response.text
     assert sorted(streams(svc.ds)) == ["old.v"]
 
 
