@@ -122,9 +122,10 @@ class RawWindows:
         """Every row, for an export: one read when nothing was sliced off."""
         if self._view is None:
             storage, stream_id, lo, hi, reverse = self._args
-            if self._plan is None or len(self._plan.windows) <= 1:
-                table = storage.read_raw(stream_id, lo, hi, reverse=reverse)
-                return table if self._plan is None else table.slice(0, self._plan.total)
+            if self._plan is None:
+                return storage.read_raw(stream_id, lo, hi, reverse=reverse)
+            if len(self._plan.windows) <= 1:  # the one window (read once, then kept)
+                return self._plan.window(0) if self._plan.windows else self.rows(range(0), 0)
         return self.rows(range(len(self)), len(self))
 
     def rows(self, positions: range, page: int) -> pa.Table:

@@ -83,13 +83,21 @@ def test_bounded_ranges_and_equal_times(ds, small_windows) -> None:
     assert [p["v"] for p in part[::-1]][:3] == [349.0, 348.0, 347.0]
 
 
-def test_a_small_read_is_one_read_kept(ds) -> None:
+def test_a_small_read_is_one_read_kept(ds, monkeypatch) -> None:
     stream_id = _stream(ds)
     read = ds.get_data(stream_id, G.Seconds, start=EVER)
+    storage = type(ds.backend)
+    reads = []
+    original = storage.read_raw
+    monkeypatch.setattr(storage, "read_raw",
+                        lambda self, *args, **kwargs: reads.append(args) or original(
+                            self, *args, **kwargs))
     assert len(read) == POINTS
     plan = read._source._plan
     assert plan.windows == [(None, None)]
     assert read[5]["v"] == read.to_arrow().column("v")[5].as_py()
+    assert [p["v"] for p in read][:3] == read.to_arrow().column("v").to_pylist()[:3]
+    assert len(reads) <= 1  # iteration, indexing and exports share the one read
 
 
 def test_iterating_a_large_read_holds_one_window(ds, small_windows) -> None:
