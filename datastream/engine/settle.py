@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import arrow_numpy, downsamplers
+from ..granularity import MIN_US
 from ..lazy import pa
 from .changes import EVERYTHING, ChangeSet
 from .downsampling import LevelStep, close_buckets
@@ -93,6 +94,7 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
     if changed is None or changed >= frozen:
         return
     old = dict(state.bounds)
+    drops: dict[str, int] = {}
     for level in state.levels:
         bound = old.get(level.key)
         if bound is not None:
@@ -102,6 +104,7 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
                 # from the level's first bucket: all of it, or all that retention kept
                 lowered = first if level.key in state.level_floors else None
             state.bounds[level.key] = None if lowered is None else min(bound, lowered)
+            drops[level.key] = MIN_US if lowered is None else min(bound, lowered)
     latest = state.latest
     # rule (b) already held for the old bounds; a re-derived stream may have lost its tail
     state.latest = max(x for x in (latest, *old.values()) if x is not None)
@@ -110,6 +113,11 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
     finally:
         state.latest = latest
         state.bounds = {key: old.get(key) for key in state.bounds}
+    # The stored buckets from where the recomputation starts are replaced whole: a re-derived
+    # stream may now begin later than its stored buckets did (its earliest output went), and
+    # buckets outside what is computed again would otherwise stay behind.
+    for level_key, drop_at in drops.items():
+        changes.drop_level_from(stream_id, level_key, drop_at)
     for step in steps:
         changes.add_levels(stream_id, _with_vanished(changes, stream_id, step), recomputed=True)
 

@@ -364,3 +364,57 @@ def test_lean_level_rows_of_two_writers_read_as_one_writers(pair):
         for reader in (one, two):
             got, expected = values(reader, lean, granularity), values(reader, full, granularity)
             assert got == [{key: v[key] for key in keys} for v in expected] and got
+
+
+def test_a_late_reset_from_the_other_writer_recomputes_the_closed_buckets(backend_factory,
+                                                                          clock):
+    """A reset committed by one writer after the other writer's points were derived and their
+    buckets auto-closed: the counter_derivative is derived again from the reset on (its point
+    behind the reset goes), and its closed buckets are computed again from where that starts,
+    including the buckets before its new first point (found by the state machine)."""
+    first_backend = backend_factory()
+    second_backend = first_backend if first_backend.concurrent_writers is False else (
+        backend_factory())
+    one = datastream.Datastream(first_backend, clock=clock, auto_downsample=True,
+                                buffer_seconds=3600)
+    two = datastream.Datastream(second_backend, clock=clock, auto_downsample=True,
+                                buffered=False)
+    try:
+        uptime = one.ensure_stream({"n": "uptime"}, {}, ["mean"], G.Seconds)
+        data = two.ensure_stream({"n": "data"}, {}, ["mean"], G.Seconds)
+        reset = one.ensure_stream({"n": "reset"}, {}, ["count"], G.Seconds,
+                                  derive_from=[uptime], derive_op="counter_reset",
+                                  value_type="nominal")
+        rate = one.ensure_stream({"n": "rate"}, {}, ["mean"], G.Seconds,
+                                 derive_from=[{"stream": reset, "name": "reset"}, data],
+                                 derive_op="counter_derivative",
+                                 derive_args={"max_value": 256})
+        one.append(uptime, 284, at(65))
+        one.append(uptime, 200, at(126))  # a reset at 126 s, still buffered in `one`
+        for seconds, value in [(70, 19.75), (669, 23.75), (1268, 18.0), (1273, 38),
+                               (1275, None), (1285, 11.75)]:
+            two.append(data, value, at(seconds))  # committed and derived at once
+        # 4/599 at 669 s, while the reset is unknown
+        assert closed_with_points(two, rate) == [at(660), at(1260), at(1270)]
+        one.flush()
+        # replayed: the reset clears the point before 669 s, so 669 s emits nothing
+        assert [p["t"] for p in values_at(two, rate)] == [at(1268), at(1273), at(1275)]
+        assert closed_with_points(two, rate) == [at(1260), at(1270)]
+        assert not one.verify() and not two.verify()
+    finally:
+        for instance in (two, one):
+            try:
+                instance.close()
+            except exceptions.DatastreamException:
+                pass
+
+
+def values_at(ds, stream_id):
+    return list(ds.get_data(stream_id, G.Seconds, start=datetime.datetime.min))
+
+
+def closed_with_points(ds, stream_id) -> list[datetime.datetime]:
+    """Starts of the closed 10 s buckets of a stream that hold points."""
+    table = ds.get_data(stream_id, G.Seconds10, start=datetime.datetime.min).to_arrow()
+    return [t for t, count in zip(table.column("t").to_pylist(),
+                                  table.column("count").to_pylist()) if count]
