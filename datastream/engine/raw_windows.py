@@ -1,7 +1,7 @@
 """The raw rows of one read, held at most one window at a time (behaviour §6.1).
 
-A raw read of a few hundred thousand points is read once, on first use, and kept: one query,
-as fast as a read can be. A larger range is cut into time windows of at most
+A raw read of up to :data:`WINDOW_ROWS` points is read once, on first use, and kept: one
+query, as fast as a read can be. A larger range is cut into time windows of at most
 :data:`WINDOW_ROWS` rows each, planned from row counts (which stores answer from chunk headers,
 decoding only the chunks that straddle a bound), so iterating, indexing or slicing it never
 holds more than one window, whatever the range. Exports (``to_arrow`` and the others) still
