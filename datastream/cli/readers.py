@@ -90,13 +90,13 @@ def parse_table(table: pa.Table, spec: TableSpec, positions: Positions) -> Parse
 # -- CSV --------------------------------------------------------------------------------------
 
 def _csv_header(path: str) -> list[str]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         return next(csv.reader(handle), [])
 
 
 def _csv_structure_problem(path: str, source: str, error: Exception) -> BadInput:
     """Find the first line whose number of fields differs from the header's."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         for fields in reader:

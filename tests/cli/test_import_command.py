@@ -202,6 +202,16 @@ def test_a_refused_import_creates_no_stream(tmp_path):
     assert stream_count(tmp_path / "s.duckdb") == 1
 
 
+def test_a_csv_with_a_byte_order_mark(tmp_path):
+    """Spreadsheets save CSV as UTF-8 with a BOM before the first column's name."""
+    (tmp_path / "bom.csv").write_bytes("\ufefftimestamp,value\n2026-01-01T00:00:00,1.5\n"
+                                       .encode("utf-8"))
+    result = invoke("import", tmp_path / "bom.csv", "--db", tmp_path / "s.duckdb", "--tag", "k=v")
+    assert result.exit_code == 0, result.output
+    ((t, v),) = stored(tmp_path / "s.duckdb").values()
+    assert v.tolist() == [1.5] and t.tolist() == [1767225600_000000]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_an_empty_file_imports_nothing(tmp_path, fmt):
     path = tmp_path / f"empty.{fmt}"
