@@ -17,7 +17,6 @@ from .changes import EVERYTHING, ChangeSet
 from .downsampling import LevelStep, close_buckets
 from .operators import derive, sources_first
 from .state import StreamState
-from .view import conform
 
 
 def dependents(changes: ChangeSet, roots: set[str]) -> set[str]:
@@ -113,13 +112,13 @@ def refold(changes: ChangeSet, stream_id: str) -> None:
     finally:
         state.latest = latest
         state.bounds = {key: old.get(key) for key in state.bounds}
-    # The stored buckets from where the recomputation starts are replaced whole: a re-derived
-    # stream may now begin later than its stored buckets did (its earliest output went), and
-    # buckets outside what is computed again would otherwise stay behind.
+    # The stored buckets from where the recomputation starts are replaced whole: a bucket that
+    # holds nothing now (or lies before a re-derived stream's new first point) is not computed
+    # again, and would otherwise stay behind.
     for level_key, drop_at in drops.items():
         changes.drop_level_from(stream_id, level_key, drop_at)
     for step in steps:
-        changes.add_levels(stream_id, _with_vanished(changes, stream_id, step), recomputed=True)
+        changes.add_levels(stream_id, step, recomputed=True)
 
 
 def unfoldable_before(state: StreamState) -> int | None:
@@ -144,31 +143,3 @@ def foldable(state: StreamState, rows: pa.Table) -> tuple[pa.Table, int]:
         return rows, 0
     kept_from = int(np.searchsorted(arrow_numpy.to_numpy(rows.column("t")), limit, side="left"))
     return rows.slice(kept_from), kept_from
-
-
-def _with_vanished(changes: ChangeSet, stream_id: str, step: LevelStep) -> LevelStep:
-    """The step's rows plus empty rows for buckets that are stored but now hold nothing (their
-    stored rows must be replaced, and a recomputation only yields non-empty buckets)."""
-    if not changes.has_stored_levels(stream_id):
-        return step
-    stored = changes.storage.read_level(step.level.key, stream_id, step.start_us, step.end_us)
-    if stored is None or not stored.num_rows:
-        return step
-    stored_t = arrow_numpy.to_numpy(stored.column("t"))
-    rows = conform(step.rows)
-    vanished = np.setdiff1d(stored_t, arrow_numpy.to_numpy(rows.column("t")))
-    if not vanished.size:
-        return step
-    columns = []
-    for field in downsamplers.LEVEL_SCHEMA:
-        if field.name == "t":
-            columns.append(pa.array(vanished.astype(np.int64)))
-        elif field.name in ("c", "np"):
-            columns.append(pa.array(np.zeros(vanished.size, np.int64)))
-        else:
-            columns.append(pa.nulls(vanished.size, field.type))
-    filler = pa.Table.from_arrays(columns, schema=downsamplers.LEVEL_SCHEMA)
-    combined = pa.concat_tables([rows, filler])
-    order = np.argsort(arrow_numpy.to_numpy(combined.column("t")), kind="stable")
-    ordered = combined.take(arrow_numpy.from_numpy(order))
-    return LevelStep(step.level, step.start_us, step.end_us, ordered)

@@ -41,7 +41,7 @@ import pyarrow as pa
 from .. import Datastream, exceptions
 from ..downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
 from ..line_protocol import ParsedLines
-from ..tags import RESERVED_TAGS
+from ..results import user_tags
 from .errors import ApiError
 
 log = logging.getLogger("datastream.http")
@@ -239,5 +239,4 @@ def _exactly(found: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
     """The streams of ``found`` whose user tags are ``query`` (a stream still being created,
     still holding its creation tag, counts)."""
     return [tags for tags in found
-            if {key: value for key, value in tags.items()
-                if key not in RESERVED_TAGS and key != _CREATING} == query]
+            if {key: value for key, value in user_tags(tags).items() if key != _CREATING} == query]

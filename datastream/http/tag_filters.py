@@ -20,7 +20,8 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from ..tags import RESERVED_TAGS, matches
+from ..results import user_tags
+from ..tags import matches
 from .errors import ApiError
 
 PREFIX = "tags__"
@@ -108,11 +109,7 @@ class TagFilter:
         passes, as for every text operator) and the conditions left out of the query."""
         return [tags for tags in streams
                 if all(_starts_with(tags, path, prefix) for path, prefix in self.prefixes)
-                and all(matches(_user_tags(tags), extra) for extra in self.extra)]
-
-
-def _user_tags(tags: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in tags.items() if key not in RESERVED_TAGS}
+                and all(matches(user_tags(tags), extra) for extra in self.extra)]
 
 
 def _starts_with(tags: dict[str, Any], path: list[str], prefix: str) -> bool:
