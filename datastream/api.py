@@ -41,6 +41,7 @@ _DATETIME = datetime.datetime
 core = LazyModule("datastream.engine.core")
 derive = LazyModule("datastream.engine.derive")
 metadata = LazyModule("datastream.engine.metadata")
+plain_floats = LazyModule("datastream.plain_floats")
 reading = LazyModule("datastream.engine.reading")
 retention_rules = LazyModule("datastream.engine.retention")
 state_model = LazyModule("datastream.engine.state")
@@ -668,6 +669,18 @@ class Datastream:
         latest_in_call: dict[str, int],
     ) -> tuple[StreamState, pa.Table, int, int]:
         state = self._writable(stream_id, latest_in_call)
+        plain = None
+        if state.value_type == "numeric" and not value_types.is_high_accuracy(state.options):
+            plain = plain_floats.prepare(timestamps, unit, column)
+        if plain is not None:
+            if check_timestamp and plain.fall:
+                raise exceptions.InvalidTimestamp(
+                    f"timestamps of stream {stream_id} must not decrease (position {plain.fall})"
+                )
+            first = plain.first if check_timestamp else plain.earliest
+            self._check_time(state, min(first, plain.earliest), plain.latest, check_timestamp,
+                             latest_in_call)
+            return state, plain.table, plain.earliest, plain.latest
         timestamps_us = array_us(timestamps, unit)
         table = value_types.encode_arrays(
             timestamps_us, column, state.value_type, state.options, stream_id,
@@ -680,7 +693,10 @@ class Datastream:
             raise exceptions.InvalidTimestamp(
                 f"timestamps of stream {stream_id} must not decrease (position {position})"
             )
-        earliest, latest = int(timestamps_us.min()), int(timestamps_us.max())
+        if check_timestamp:  # in order: the ends are the extremes
+            earliest, latest = int(timestamps_us[0]), int(timestamps_us[-1])
+        else:
+            earliest, latest = int(timestamps_us.min()), int(timestamps_us.max())
         first = int(timestamps_us[0]) if check_timestamp else earliest
         self._check_time(state, min(first, earliest), latest, check_timestamp, latest_in_call)
         return state, table, earliest, latest

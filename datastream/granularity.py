@@ -9,7 +9,7 @@ import numpy as np
 
 from . import exceptions
 from .messages import show
-from .units import INT64_MAX, INT64_MIN, US_PER_SECOND
+from .units import INT64_MAX, US_PER_SECOND
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -119,8 +119,10 @@ def coarser_levels(level: GranularityLevel) -> list[GranularityLevel]:
     return [g for g in Granularity.values if g.rank > level.rank]
 
 
-# Supported timestamps: the span of int64 nanoseconds since the epoch.
-MIN_US = INT64_MIN // 1000 + 1
+# Supported timestamps: the span of int64 nanoseconds since the epoch, from its first whole
+# day (1677-09-22), so that the bucket of every level holding a supported point starts inside
+# the span too (the days before would start at 1677-09-21 00:00, which InfluxDB cannot store).
+MIN_US = -9_223_286_400_000_000
 MAX_US = INT64_MAX // 1000
 
 

@@ -131,6 +131,12 @@ def _check_span(low: int, high: int, lowest: int, highest: int, what: str) -> No
         )
 
 
+def us_supported(low: int, high: int) -> bool:
+    """Whether epoch microseconds from ``low`` to ``high`` lie in the supported span."""
+    lowest, highest = _span_in(_ATTOSECONDS["us"])
+    return max(lowest, INT64_MIN + 1) <= low and high <= min(highest, INT64_MAX)
+
+
 def _unit_needed(what: str, kind: str) -> TypeError:
     return TypeError(
         f"{what} are integers ({kind}): say which epoch unit they count with"

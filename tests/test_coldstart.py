@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datastream.kernels import jit, transforms  # noqa: F401 (registers the codec's kernels)
+# registers the codec's kernels and the bulk append's
+from datastream.kernels import intake, jit, transforms  # noqa: F401
 from datastream.storage import residuals  # noqa: F401 (and its prediction kernels)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,7 +314,8 @@ def test_warmup_compiles_every_kernel_once(tmp_path, warmed) -> None:
     assert after["misses"] == 0  # a miss is a compile: warmup missed a signature the engine uses
 
 
-# A raw chunk past codec.NUMPY_BELOW rows and a downsample: the codec's kernels, bucket_bounds,
+# A bulk append and a raw chunk past codec.NUMPY_BELOW rows, then a downsample: the append's
+# copy_checked, the codec's kernels, bucket_bounds,
 # the partials and combine kernels (which have numpy references) and the other downsampling
 # kernels (which have none) all get called.
 FIRST_USE = """
@@ -360,8 +362,8 @@ def test_first_use_on_an_empty_cache_runs_the_references_and_stores_the_same(
     # numba is not even imported: the codec's small chunks take its numpy implementation
     # directly, the larger ones and the downsampling kernels their references
     assert cold["fell_back"] == ["bucket_bounds", "combine_times", "combine_values",
-                                 "decimal_costs", "decimal_encode", "int_costs", "int_encode",
-                                 "time_partials", "value_partials"]
+                                 "copy_checked", "decimal_costs", "decimal_encode", "int_costs",
+                                 "int_encode", "time_partials", "value_partials"]
     assert cold["compiled"] == cold["queued"] == []  # nothing compiled for them, nor waited for
     assert not cold["numba"]
     # after datastream warmup the twins run all the same: loading the kernels would cost a

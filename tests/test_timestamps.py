@@ -30,6 +30,8 @@ def test_utc_datetimes_convert_exactly(timestamp_us):
 
 @pytest.mark.parametrize("stamp", [
     datetime.datetime(1677, 9, 21, tzinfo=UTC), datetime.datetime(2262, 4, 12, tzinfo=UTC),
+    # inside int64 nanoseconds, but its day would start before them
+    datetime.datetime(1677, 9, 21, 23, 59, 59, 999999, tzinfo=UTC),
     datetime.datetime.min.replace(tzinfo=UTC), datetime.datetime.max.replace(tzinfo=UTC),
 ])
 def test_utc_datetimes_outside_the_span_are_refused(stamp):

@@ -87,10 +87,28 @@ def test_supported_timestamp_range(ds) -> None:
     assert times(ds, stream_id) == stamps
 
 
+def test_the_ends_of_the_span_downsample_on_every_backend(ds) -> None:
+    """Every level's bucket of the first and last supported microseconds starts inside the
+    span, so each backend stores them (InfluxDB refused a day starting before 1677-09-22)."""
+    low = ds.ensure_stream({"a": "low"}, {}, ["mean"], G.Seconds)
+    high = ds.ensure_stream({"a": "high"}, {}, ["mean"], G.Seconds)
+    ds.append(low, 1, datetime.datetime(1677, 9, 22, tzinfo=UTC))
+    ds.append(low, 2, datetime.datetime(1677, 9, 23, 0, 0, 1, tzinfo=UTC))
+    ds.append(high, 1, datetime.datetime(2262, 4, 10, tzinfo=UTC))
+    ds.append(high, 2, datetime.datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC))
+    ds.downsample_streams(until=datetime.datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC))
+    days = ds.get_data(low, G.Days, start=datetime.datetime.min)
+    assert [(p["t"]["a"], p["v"]["m"]) for p in days] == [
+        (datetime.datetime(1677, 9, 22, tzinfo=UTC), 1.0)]
+    assert [p["v"]["m"] for p in ds.get_data(high, G.Days, start=datetime.datetime.min)] == [1.0]
+    assert not ds.verify()
+
+
 def test_unsupported_timestamps(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
     for stamp in [
         datetime.datetime(1677, 9, 20, tzinfo=UTC),
+        datetime.datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC),  # int64 ns, not a day
         datetime.datetime(1000, 1, 1),
         datetime.datetime.min,
         datetime.datetime(2262, 4, 12, tzinfo=UTC),

@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datastream.kernels import buckets, combine, derive, jit, lockstep, order, partials, transforms
+from datastream.kernels import (
+    buckets,
+    combine,
+    derive,
+    intake,
+    jit,
+    lockstep,
+    order,
+    partials,
+    transforms,
+)
 from datastream.storage import codec, predictors, residuals
 from tests.kernels import test_derive
 from tests.kernels.strategies import WIDTHS, timestamps
@@ -35,7 +45,8 @@ def test_kernels_with_a_twin_fall_back_to_it() -> None:
                               "derivative": derive.derivative_numpy,
                               "counter_reset": derive.counter_reset_numpy,
                               "counter_derivative": derive.counter_derivative_numpy,
-                              "bucket_sum": derive.bucket_sum_numpy}
+                              "bucket_sum": derive.bucket_sum_numpy,
+                              "copy_checked": intake.copy_checked_numpy}
 
 
 def assert_references_agree(values: dict, scale: int) -> None:
