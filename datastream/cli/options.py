@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,11 @@ def store_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
     @functools.wraps(command)
     def wrapper(db: str | None, url: str | None, **kwargs: Any) -> Any:
+        if db is not None and url is None and not os.path.exists(db):
+            # these commands read or change stored streams: a mistyped path would otherwise
+            # leave a new empty store behind and report nothing
+            raise FileNotFoundError(f"no store at {db}: --db names an existing file here "
+                                    f"(import or serve create one)")
         with _opener(db, url)() as ds:
             return command(ds=ds, **kwargs)
 

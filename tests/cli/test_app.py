@@ -1,10 +1,11 @@
 """The entry points: ``python -m datastream``, help, and errors as one line."""
-
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
+
+import pytest
 
 import datastream
 from datastream.backends import duckdb
@@ -22,10 +23,22 @@ def test_python_m_lists_every_command():
 
 
 def test_datastream_error_is_one_line_exit_1(tmp_path):
+    datastream.Datastream(duckdb.Backend(str(tmp_path / "s.duckdb"))).close()
     result = subprocess_run("export", "--db", tmp_path / "s.duckdb", "--stream-id", "nope",
                             "-o", tmp_path / "x.csv")
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["streams"], ["info"], ["verify"], ["downsample"],
+                                     ["export", "--stream-id", "x", "-o", "out.csv"]])
+def test_commands_on_stored_streams_refuse_a_missing_store(tmp_path, command):
+    """A mistyped --db path is an error, and no empty store is left behind under it."""
+    missing = tmp_path / "typo.duckdb"
+    result = invoke(*command, "--db", missing)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: no store at {missing}")
+    assert not missing.exists()
 
 
 def test_demo_keeps_its_options(tmp_path):
@@ -70,6 +83,7 @@ def test_every_command_is_found_where_its_module_is_named():
 
 def test_a_command_loads_only_its_own_module(tmp_path):
     """``datastream streams`` does not load the import/export machinery or the HTTP service."""
+    datastream.Datastream(duckdb.Backend(str(tmp_path / "s.duckdb"))).close()
     code = ("import sys; from datastream.cli import main; "
             f"assert main(['streams', '--db', {str(tmp_path / 's.duckdb')!r}]) == 0; "
             "print(sorted(m for m in sys.modules if m.startswith('datastream.cli.')"
