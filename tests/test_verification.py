@@ -333,6 +333,22 @@ def test_times_before_1970_and_a_minutes_stream_verify_clean() -> None:
     assert result.checked["buckets"] > 40
 
 
+def test_frequency_keys_that_collide_as_python_keys_verify_clean() -> None:
+    """The text "[1,2]" beside the list [1, 2] (and "1" beside 1): readers keep both entries
+    under their canonical JSON, and so does the expected table."""
+    ds = datastream.Datastream()
+    nominal = ds.ensure_stream({"n": "n"}, {}, ["frequencies", "most_often"], G.Seconds,
+                               value_type="nominal")
+    start = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+    for second, value in enumerate([[1, 2], "[1,2]", "1", 1, 1.0, True, {"a": 1}, '{"a":1}']):
+        ds.append(nominal, value, start + datetime.timedelta(seconds=second))
+    ds.append(nominal, "z", start + datetime.timedelta(seconds=30))
+    ds.downsample_streams(until=start + datetime.timedelta(minutes=1))
+    table = ds.get_data(nominal, G.Seconds10, start=start)[0]["v"]["f"]
+    assert sum(table.values()) == 8
+    _assert_clean(ds.verify())
+
+
 def test_spec_std_dev_stability_example_verifies_and_a_naive_spread_would_not() -> None:
     ds = datastream.Datastream()
     stream = ds.ensure_stream({"n": "s"}, {}, ["std_dev"], G.Seconds)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from .. import downsamplers
+from ..frequencies import keyed_by_value  # how readers render a table: the same keys
 from ..granularity import from_us
 from ..raw_kinds import KIND_FLOAT, KIND_INT, KIND_JSON, NUMBER_KINDS, canonical_json
 from ..units import US_PER_SECOND
@@ -170,17 +170,6 @@ class BucketOracle:
                 table = tables.setdefault(bucket, {})
                 table[key] = table.get(key, 0) + count
         return tables
-
-
-def keyed_by_value(table: dict[str, int], decode: Callable[[str], Any]) -> dict[Any, int]:
-    """A frequency table as users read it: keys are the values, except dict/list values and
-    scalars equal as Python keys (``1``, ``1.0``, ``True``), which keep their canonical text."""
-    decoded = [(text, decode(text), count) for text, count in table.items()]
-    shared = Counter(value for _, value, _ in decoded if not isinstance(value, (dict, list)))
-    return {
-        text if isinstance(value, (dict, list)) or shared[value] > 1 else value: count
-        for text, value, count in decoded
-    }
 
 
 FLOAT_LABELS = ("sum", "sum_squares", "min", "max", "mean", "std_dev", "median")
