@@ -21,6 +21,10 @@ from .raw_kinds import HIGH_ACCURACY, KIND_EXACT, KIND_FLOAT, KIND_INT
 # it here too); partial sums keep far more so that summing many 64-digit values stays exact
 # before the final rounding (40·e / 40 == e).
 WIDE = decimal.Context(prec=256, Emax=999_999, Emin=-999_999)
+# Sums and sums of squares are kept exact, so that merging buckets in any order gives the same
+# state (1E+300, 0.1 and -1E+300 sum to 0.1 whichever comes first): additions only need as
+# many digits as the values' exponents span, and this bounds that (beyond it they round).
+SUMS = decimal.Context(prec=4096, Emax=999_999, Emin=-999_999)
 
 
 @dataclasses.dataclass
@@ -65,8 +69,8 @@ class ExactState:
         self.mu = WIDE.add(self.mu, WIDE.multiply(delta, weight))
         pooled = WIDE.multiply(WIDE.multiply(delta, delta), WIDE.multiply(self.c, weight))
         self.m2 = WIDE.add(WIDE.add(self.m2, other.m2), pooled)
-        self.s = WIDE.add(self.s, other.s)
-        self.q = WIDE.add(self.q, other.q)
+        self.s = SUMS.add(self.s, other.s)
+        self.q = SUMS.add(self.q, other.q)
         self.low = _nan_min(self.low, other.low)
         self.high = _nan_min(self.high.copy_negate(), other.high.copy_negate()).copy_negate()
         self.c = n

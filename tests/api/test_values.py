@@ -249,6 +249,25 @@ def test_high_accuracy_sum_is_decimal_arithmetic(ds) -> None:
     assert bucket["m"] == tenth
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("order", [(0, 1, 2), (0, 2, 1), (1, 0, 2)])
+def test_high_accuracy_levels_compose_exactly_in_any_order(ds, order) -> None:
+    """Bucket sums of 1E+300, 0.1 and -1E+300 make a minute summing to 0.1 whichever bucket
+    comes first (a 256-digit partial sum lost the 0.1 behind 1E+300), quietly."""
+    stream_id = ds.ensure_stream(
+        {"a": 1}, {}, ["sum", "mean"], G.Seconds, value_type_options={"high_accuracy": True}
+    )
+    numbers = [decimal.Decimal("1E+300"), decimal.Decimal("0.1"), decimal.Decimal("-1E+300")]
+    for position, index in enumerate(order):
+        ds.append(stream_id, numbers[index], at(10 * position))
+    ds.append(stream_id, 0, at(4000))
+    ds.downsample_streams(until=at(4000))
+    minute = level(ds, stream_id, G.Minutes)[0]["v"]
+    assert minute["s"] == decimal.Decimal("0.1")
+    assert minute["m"] == decimal.Context(prec=64).divide(decimal.Decimal("0.1"), 3)
+    assert not ds.verify()
+
+
 # -- nominal ---------------------------------------------------------------------------------
 
 
