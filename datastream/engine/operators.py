@@ -19,16 +19,19 @@ arrival order.
 
 from __future__ import annotations
 
+import json
 import warnings
+from decimal import Decimal
 
 import numpy as np
 
 from .. import arrow_numpy, downsamplers, exceptions, raw_numbers, values
 from ..granularity import MIN_US, GranularityLevel
 from ..lazy import pa
-from ..raw_kinds import KIND_NULL
+from ..raw_kinds import HIGH_ACCURACY, KIND_NULL
 from ..storage.base import raw_schema
 from ..units import INT64_MIN, US_PER_SECOND
+from . import exact_operators
 from .changes import EVERYTHING, ChangeSet
 from .operator_specs import Batch, spec
 from .state import OperatorState, Source, StreamState
@@ -103,6 +106,43 @@ def _as_points(
     return t, np.where(valid, numbers, np.nan)
 
 
+def _exact_points(changes: ChangeSet, source: Source, rows: pa.Table, is_reset: bool,
+                  v: np.ndarray) -> list:
+    """The Python values of input rows (None for nulls) for the exact operators: raw values
+    as appended (a pre-aggregated dict has no one value: None), a reset input as 1 or 0, a
+    bucket mean of a high-accuracy level as a Decimal, other bucket means as ``v`` has them."""
+    state = changes.states[source.stream_id]
+    if not _is_raw_fed(changes, source):
+        means: list = [None if np.isnan(mean) else float(mean) for mean in v.tolist()]
+        if values.is_high_accuracy(state.options) and "x" in rows.column_names:
+            for j, text in enumerate(rows.column("x").to_pylist()):
+                exact = json.loads(text) if text else None
+                if exact and "mu" in exact and int(exact["c"]) > 0:
+                    means[j] = HIGH_ACCURACY.divide(Decimal(exact["s"]), int(exact["c"]))
+        return means
+    if is_reset:
+        return [None if np.isnan(flag) else int(flag) for flag in v.tolist()]
+    decoded = values.decode_values(rows, "numeric", state.options)
+    return [None if isinstance(value, dict) else value for value in decoded]
+
+
+def _exact_mode(state: StreamState, changes: ChangeSet, rows: list[tuple[int, pa.Table]]
+                ) -> bool | None:
+    """How a run over these input rows ((source index, rows) pairs) computes: None with the
+    kernels (float64), False with exact Python numbers (a raw input holds an integer float64
+    would round), True in Decimal (a high-accuracy derived stream)."""
+    if state.value_type == "numeric" and values.is_high_accuracy(state.options):
+        return True
+    derivation = state.derivation
+    for index, table in rows:
+        source = derivation.sources[index]
+        if (table.num_rows and _is_raw_fed(changes, source)
+                and not _is_reset(derivation, index)
+                and exact_operators.has_rounded_ints(table)):
+            return False
+    return None
+
+
 def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None) -> pa.Table:
     """Input rows of a source with start <= t < end (None = unbounded), as the commit under
     construction will leave them; level inputs include the empty buckets."""
@@ -147,13 +187,17 @@ class _Inputs:
     def __init__(self) -> None:
         self.t: list[np.ndarray] = []
         self.v: list[np.ndarray] = []
+        self.x: list[np.ndarray] = []
         self.src: list[np.ndarray] = []
         self.pos: list[np.ndarray] = []
 
-    def add(self, index: int, t: np.ndarray, v: np.ndarray) -> None:
+    def add(self, index: int, t: np.ndarray, v: np.ndarray, x: np.ndarray | None = None) -> None:
+        """``x``: the points' exact values (an object array) when the run is exact."""
         if t.size:
             self.t.append(t)
             self.v.append(v)
+            if x is not None:
+                self.x.append(x)
             self.src.append(np.full(t.size, index, dtype=np.int64))
             self.pos.append(np.arange(t.size, dtype=np.int64))
 
@@ -162,8 +206,32 @@ class _Inputs:
             return np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
         t, v = np.concatenate(self.t), np.concatenate(self.v)
         src, pos = np.concatenate(self.src), np.concatenate(self.pos)
-        order = np.lexsort((pos, src, t))
-        return t[order], v[order], src[order]
+        self.order = np.lexsort((pos, src, t))
+        return t[self.order], v[self.order], src[self.order]
+
+    def exact(self) -> np.ndarray:
+        """The exact values in the order of :meth:`merged` (called after it)."""
+        if not self.x:
+            return np.empty(0, dtype=object)
+        return np.concatenate(self.x)[self.order]
+
+
+def _points(changes: ChangeSet, state: StreamState, rows: list[tuple[int, pa.Table]]
+            ) -> tuple[_Inputs, bool | None]:
+    """Merged inputs of ``(source index, rows)`` pairs, with exact values when the run must be
+    exact (see :func:`_exact_mode`)."""
+    mode = _exact_mode(state, changes, rows)
+    inputs = _Inputs()
+    derivation = state.derivation
+    for index, table in rows:
+        source, reset = derivation.sources[index], _is_reset(derivation, index)
+        t, v = _as_points(changes, source, table, reset)
+        x = None
+        if mode is not None:
+            x = np.empty(t.size, dtype=object)
+            x[:] = _exact_points(changes, source, table, reset, v)
+        inputs.add(index, t, v, x)
+    return inputs, mode
 
 
 def derive(changes: ChangeSet, stream_id: str) -> None:
@@ -180,16 +248,23 @@ def derive(changes: ChangeSet, stream_id: str) -> None:
         return
     if watermark is None:
         return
-    inputs = _Inputs()
     done = operator.done
+    rows = []
     for index, source in enumerate(derivation.sources):
-        rows = _unprocessed(changes, state, source, done, watermark)
-        if rows.num_rows:
-            inputs.add(index, *_as_points(changes, source, rows, _is_reset(derivation, index)))
+        table = _unprocessed(changes, state, source, done, watermark)
+        if table.num_rows:
+            rows.append((index, table))
+    if done is not None and rows and _exact_mode(state, changes, rows) is not None:
+        # the exact operators start from a fresh state: replay from the input before these,
+        # as for a late point (the carried state is float64)
+        _rederive(changes, state, done, watermark)
+        return
+    inputs, mode = _points(changes, state, rows)
     t, v, src = inputs.merged()
     if not t.size and (done is not None and watermark <= done):
         return
-    out_t, out_v = _run(state, operator, t, v, src)
+    out_t, out_v = _run(state, operator, t, v, src, inputs.exact() if mode is not None else None,
+                        mode)
     _advance(state, operator, t, src, watermark)
     state.operator = operator
     changes.touch(stream_id)
@@ -303,19 +378,21 @@ def _rederive(
     start = state.highest.floor_us(late) if spec(derivation.op).bucketed else late
     operator = OperatorState.fresh(derivation.op)
     operator.origin = _origin(state)
-    inputs = _Inputs()
+    rows = []
     if watermark is not None:
         begin, keep = _restart(changes, state, late, start)
         if operator.origin is not None:
             begin = operator.origin if begin is None else max(begin, operator.origin)
         for index, source in enumerate(derivation.sources):
-            rows = _read(changes, source, begin, watermark + 1)
-            if rows.num_rows:
-                t, v = _as_points(changes, source, rows, _is_reset(derivation, index))
+            table = _read(changes, source, begin, watermark + 1)
+            if table.num_rows:
+                t, v = _as_points(changes, source, table, _is_reset(derivation, index))
                 mask = keep(index, t, v)
-                inputs.add(index, t[mask], v[mask])
+                rows.append((index, table.filter(arrow_numpy.from_numpy(mask))))
+    inputs, mode = _points(changes, state, rows)
     t, v, src = inputs.merged()
-    out_t, out_v = _run(state, operator, t, v, src)
+    out_t, out_v = _run(state, operator, t, v, src, inputs.exact() if mode is not None else None,
+                        mode)
     if watermark is not None:
         _advance(state, operator, t, src, watermark)
         if spec(derivation.op).bucketed and operator.done < start - 1:
@@ -419,10 +496,15 @@ def _last_output_before(changes: ChangeSet, state: StreamState, before: int) -> 
 
 
 def _run(
-    state: StreamState, operator: OperatorState, t: np.ndarray, v: np.ndarray, src: np.ndarray
+    state: StreamState, operator: OperatorState, t: np.ndarray, v: np.ndarray, src: np.ndarray,
+    exact: np.ndarray | None = None, decimal: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the operator's kernel over merged inputs, carrying ``operator`` in and out."""
+    """Run the operator's kernel over merged inputs, carrying ``operator`` in and out. With
+    ``exact`` values (the run starts from a fresh state), the outputs are those of the exact
+    operators instead (Decimal when ``decimal``), an object array; the kernel still runs for
+    the state it carries to the next batch and for its warnings."""
     derivation = state.derivation
+    last_emitted = operator.last
     size = t.shape[0]
     out_t = np.empty(size, dtype=np.int64)
     out_v = np.empty(size, dtype=np.float64)
@@ -444,6 +526,13 @@ def _run(
               + operator_spec.warning.format(*(int(n) for n in dropped)))
     operator.last = None if batch.last == NO_TIME else int(batch.last)
     operator.values = batch.state.tolist()
+    if exact is not None:
+        times, outputs = exact_operators.run(
+            derivation.op, t, src, exact.tolist(), derivation.args, len(derivation.sources),
+            state.highest.width_us, last_emitted, bool(decimal))
+        exact_values = np.empty(len(outputs), dtype=object)
+        exact_values[:] = outputs
+        return np.array(times, dtype=np.int64), exact_values
     return out_t[:count], np.where(out_valid[:count], out_v[:count], np.nan)
 
 
@@ -481,14 +570,15 @@ def replay(changes: ChangeSet, stream_id: str) -> None:
     watermark = _watermark(changes, state)
     if watermark is None:
         return
-    inputs = _Inputs()
+    rows = []
     for index, source in enumerate(state.derivation.sources):
-        rows = _read(changes, source, None, watermark + 1)
-        if rows.num_rows:
-            inputs.add(index, *_as_points(changes, source, rows,
-                                          _is_reset(state.derivation, index)))
+        table = _read(changes, source, None, watermark + 1)
+        if table.num_rows:
+            rows.append((index, table))
+    inputs, mode = _points(changes, state, rows)
     t, v, src = inputs.merged()
-    out_t, out_v = _run(state, state.operator, t, v, src)
+    out_t, out_v = _run(state, state.operator, t, v, src,
+                        inputs.exact() if mode is not None else None, mode)
     _advance(state, state.operator, t, src, watermark)
     changes.add_raw(stream_id, _output_table(state, out_t, out_v))
 

@@ -37,7 +37,7 @@ from ..granularity import GranularityLevel, resolve
 from ..storage.base import Storage, StreamRecord
 from . import replay
 from . import windows as window_sizes
-from .agreement import agrees, close, strict
+from .agreement import agrees, close, exact, strict
 from .result import ABSENT, Verification
 from .sql_oracle import WindowOracle
 
@@ -88,9 +88,10 @@ class _Input:
             rows = storage.read_raw(stream_id, a, b)
             meta = self.record.meta
             decoded = values.decode_values(rows, meta["value_type"], meta["value_type_options"])
-            v = [_as_reset(x) if self.as_reset else _as_number(x) for x in decoded]
+            v = np.empty(len(decoded), dtype=object)
+            v[:] = [_as_reset(x) if self.as_reset else _as_number(x) for x in decoded]
             exact = np.zeros(len(v))  # stored values: no rounding to allow for
-            return rows.column("t").to_numpy().astype(np.int64), np.array(v, np.float64), exact
+            return rows.column("t").to_numpy().astype(np.int64), v, exact
         width = self.level.width_us
         bound = (self.record.meta.get("downsampled_until") or {}).get(self.level.key)
         first = self.first()
@@ -120,14 +121,15 @@ def _magnitude(stats: Any) -> float:
     return max(abs(stats.low or 0.0), abs(stats.high or 0.0))
 
 
-def _as_number(value: Any) -> float:
-    if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, bool):
-        return float(value)
-    return float("nan")
+def _as_number(value: Any) -> Any:
+    """The number a raw value stands for (ints kept exact), None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        return None
+    return value if isinstance(value, (int, decimal.Decimal)) else float(value)
 
 
-def _as_reset(value: Any) -> float:
-    return float("nan") if value is None else (1.0 if value else 0.0)
+def _as_reset(value: Any) -> int | None:
+    return None if value is None else (1 if value else 0)
 
 
 def _mean(stats: Any) -> float:
@@ -210,7 +212,9 @@ def check_derived(
             first for first in (source.first_from(storage, cut) for source in inputs)
             if first is not None)])
         after = settled if after is None else max(after, settled)
-    operator = replay.operator(config["op"], config, width)
+    high_accuracy = (meta["value_type"] == "numeric"
+                     and bool((meta.get("value_type_options") or {}).get("high_accuracy")))
+    operator = replay.operator(config["op"], config, width, high_accuracy)
     spans = window_sizes.Windows(
         start, until + 1, width, window_points, longest=window_sizes.WINDOW_BUCKETS * width
     )
@@ -257,7 +261,13 @@ def _compare(
         have.setdefault(t, []).append(value)
     want: dict[int, list] = {}
     for t, value, scale in outputs:
-        want.setdefault(t, []).append(strict(value) if nominal else close(value, scale))
+        if nominal:
+            expected = strict(value)
+        elif isinstance(value, decimal.Decimal) and not scale:
+            expected = exact(value)  # a high-accuracy result of stored values: to the digit
+        else:
+            expected = close(None if value is None else float(value), scale)
+        want.setdefault(t, []).append(expected)
     for t in sorted(set(have) | set(want)):
         got, expected = have.get(t, []), want.get(t, [])
         for position in range(max(len(got), len(expected))):
@@ -267,7 +277,8 @@ def _compare(
             if wanted is None or stored_value is ABSENT:
                 result.add(record.stream_id, level, t, None, stored_value,
                            ABSENT if wanted is None else wanted.value)
-            elif not agrees(_comparable(stored_value), wanted):
+            elif not agrees(stored_value if wanted.how == "exact" else _comparable(stored_value),
+                            wanted):
                 result.add(record.stream_id, level, t, None, stored_value, wanted.value)
 
 

@@ -7,29 +7,68 @@ the magnitude whose rounding it may carry (0 for a stored raw value, which is ex
 magnitude for a bucket mean; the summed terms for a sum), against which a tiny result is judged
 (see ``agreement``).
 
-Inputs are floats with NaN for a null; a value that is not a single number (a pre-aggregated
-dict) is a null to the operators, as it has no one value to add or differentiate.
+Inputs are Python numbers with None for a null (ints stay exact: two readings of a 64-bit
+counter one apart differ, which as floats they would not); a value that is not a single number
+(a pre-aggregated dict) is a null to the operators, as it has no one value to add or
+differentiate. For a high-accuracy derived stream the replay computes with exact fractions and
+rounds each result once to 64 significant digits, as a Decimal.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-Output = tuple[int, float | None, float]  # (t µs, value or None, scale)
+Output = tuple[int, Any, float]  # (t µs, value or None, scale)
 
 
-Input = tuple[np.ndarray, np.ndarray, np.ndarray]  # (t µs, v with NaN for null, scale)
+Input = tuple[np.ndarray, np.ndarray, np.ndarray]  # (t µs, v (objects, None: null), scale)
+
+DIGITS = decimal.Context(prec=64, Emax=999_999, Emin=-999_999)
+
+
+class Numbers:
+    """The arithmetic of a replay: Python numbers (ints exact, floats as floats), or for a
+    high-accuracy derived stream exact fractions of the values' decimal forms, each result
+    rounded once to 64 significant digits."""
+
+    def __init__(self, high_accuracy: bool) -> None:
+        self.high_accuracy = high_accuracy
+
+    def of(self, value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if self.high_accuracy:
+            return Fraction(Decimal(repr(value)) if isinstance(value, float) else value)
+        return float(value) if isinstance(value, Decimal) else value
+
+    def rate(self, change: Any, microseconds: int) -> Any:
+        if self.high_accuracy:
+            return self.result(change / Fraction(microseconds, 1_000_000))
+        return change / (microseconds / 1e6)
+
+    def total(self, terms: list) -> Any:
+        if self.high_accuracy or all(isinstance(x, int) for x in terms):
+            return self.result(sum(terms))
+        return math.fsum(terms)
+
+    def result(self, value: Any) -> Any:
+        if not self.high_accuracy:
+            return value
+        return DIGITS.divide(Decimal(value.numerator), Decimal(value.denominator))
 
 
 def merge(inputs: Sequence[Input]) -> tuple[np.ndarray, ...]:
     """Concatenate per-source (t, v, scale) arrays (each in append order) into one input
     ordered by time, then source position, then append order. Returns (t, source, v, scale)."""
     t = np.concatenate([np.asarray(part[0], dtype=np.int64) for part in inputs])
-    v = np.concatenate([np.asarray(part[1], dtype=np.float64) for part in inputs])
+    v = np.concatenate([np.asarray(part[1], dtype=object) for part in inputs])
     scale = np.concatenate([np.asarray(part[2], dtype=np.float64) for part in inputs])
     source = np.concatenate(
         [np.full(len(part[0]), position, dtype=np.int64) for position, part in enumerate(inputs)]
@@ -43,13 +82,15 @@ class Sum:
     non-null values among each source's first point (None if all are null), at the bucket
     start. A bucket some source never reaches yields nothing. Windows must not split buckets."""
 
-    def __init__(self, sources: int, width: int) -> None:
+    def __init__(self, sources: int, width: int, numbers: Numbers | None = None) -> None:
         self.sources = sources
         self.width = width
+        self.numbers = numbers or Numbers(False)
 
     @classmethod
-    def configured(cls, args: dict[str, Any], sources: int, width: int) -> Sum:
-        return cls(sources, width)
+    def configured(cls, args: dict[str, Any], sources: int, width: int,
+                   numbers: Numbers) -> Sum:
+        return cls(sources, width, numbers)
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
@@ -58,15 +99,15 @@ class Sum:
         points = zip(t.tolist(), source.tolist(), v.tolist(), scale.tolist(), strict=True)
         for time, index, value, error in points:
             bucket = time - time % self.width
-            firsts.setdefault(bucket, {}).setdefault(index, (value, error))
+            firsts.setdefault(bucket, {}).setdefault(index, (self.numbers.of(value), error))
         out = []
         for bucket in sorted(firsts):
             chosen = firsts[bucket]
             if len(chosen) < self.sources:
                 continue
-            present = [(x, e) for x, e in chosen.values() if not math.isnan(x)]
-            total = math.fsum(x for x, _ in present) if present else None
-            out.append((bucket, total, math.fsum(abs(x) + e for x, e in present)))
+            present = [(x, e) for x, e in chosen.values() if x is not None]
+            total = self.numbers.total([x for x, _ in present]) if present else None
+            out.append((bucket, total, math.fsum(abs(float(x)) + e for x, e in present)))
         return out
 
 
@@ -75,26 +116,30 @@ class Derivative:
     emits None and forgets the previous point; a zero time step emits nothing but moves the
     previous point forward."""
 
-    def __init__(self) -> None:
-        self.previous: tuple[int, float, float] | None = None
+    def __init__(self, numbers: Numbers | None = None) -> None:
+        self.numbers = numbers or Numbers(False)
+        self.previous: tuple[int, Any, float] | None = None
 
     @classmethod
-    def configured(cls, args: dict[str, Any], sources: int, width: int) -> Derivative:
-        return cls()
+    def configured(cls, args: dict[str, Any], sources: int, width: int,
+                   numbers: Numbers) -> Derivative:
+        return cls(numbers)
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
     ) -> list[Output]:
         out: list[Output] = []
         for time, value, error in zip(t.tolist(), v.tolist(), scale.tolist(), strict=True):
-            if math.isnan(value):
+            value = self.numbers.of(value)
+            if value is None:
                 out.append((time, None, 0.0))
                 self.previous = None
                 continue
             if self.previous is not None and time != self.previous[0]:
                 before, old, old_error = self.previous
                 seconds = (time - before) / 1e6
-                out.append((time, (value - old) / seconds, (error + old_error) / seconds))
+                out.append((time, self.numbers.rate(value - old, time - before),
+                            (error + old_error) / seconds))
             self.previous = (time, value, error)
         return out
 
@@ -102,19 +147,22 @@ class Derivative:
 class CounterReset:
     """1 wherever a non-null value is lower than the previous non-null value."""
 
-    def __init__(self) -> None:
-        self.previous: float | None = None
+    def __init__(self, numbers: Numbers | None = None) -> None:
+        self.numbers = numbers or Numbers(False)
+        self.previous: Any = None
 
     @classmethod
-    def configured(cls, args: dict[str, Any], sources: int, width: int) -> CounterReset:
-        return cls()
+    def configured(cls, args: dict[str, Any], sources: int, width: int,
+                   numbers: Numbers) -> CounterReset:
+        return cls(numbers)
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
     ) -> list[Output]:
         out: list[Output] = []
         for time, value in zip(t.tolist(), v.tolist(), strict=True):
-            if math.isnan(value):
+            value = self.numbers.of(value)
+            if value is None:
                 continue
             if self.previous is not None and value < self.previous:
                 out.append((time, 1, 0.0))
@@ -129,14 +177,15 @@ class CounterDerivative:
     max_value it emits nothing), a truthy reset forgets the previous point, and a null on either
     input emits None and forgets it too."""
 
-    def __init__(self, max_value: float | None) -> None:
-        self.max_value = max_value
-        self.previous: tuple[int, float, float] | None = None
+    def __init__(self, max_value: Any, numbers: Numbers | None = None) -> None:
+        self.numbers = numbers or Numbers(False)
+        self.max_value = self.numbers.of(max_value)
+        self.previous: tuple[int, Any, float] | None = None
 
     @classmethod
-    def configured(cls, args: dict[str, Any], sources: int, width: int) -> CounterDerivative:
-        max_value = args.get("max_value")
-        return cls(None if max_value is None else float(max_value))
+    def configured(cls, args: dict[str, Any], sources: int, width: int,
+                   numbers: Numbers) -> CounterDerivative:
+        return cls(args.get("max_value"), numbers)
 
     def feed(
         self, t: np.ndarray, source: np.ndarray, v: np.ndarray, scale: np.ndarray
@@ -144,7 +193,8 @@ class CounterDerivative:
         out: list[Output] = []
         points = zip(t.tolist(), source.tolist(), v.tolist(), scale.tolist(), strict=True)
         for time, index, value, error in points:
-            if math.isnan(value):
+            value = self.numbers.of(value)
+            if value is None:
                 out.append((time, None, 0.0))
                 self.previous = None
                 continue
@@ -167,7 +217,7 @@ class CounterDerivative:
         if time == before:
             return []
         seconds = (time - before) / 1e6
-        return [(time, change / seconds, (error + old_error) / seconds)]
+        return [(time, self.numbers.rate(change, time - before), (error + old_error) / seconds)]
 
 
 Operator = Sum | Derivative | CounterReset | CounterDerivative
@@ -182,8 +232,11 @@ ORACLES: dict[str, type[Operator]] = {
 }
 
 
-def operator(op: str, config: dict[str, Any], width: int) -> Operator:
-    """A fresh operator for a derived stream's ``derived_from`` configuration."""
+def operator(op: str, config: dict[str, Any], width: int,
+             high_accuracy: bool = False) -> Operator:
+    """A fresh operator for a derived stream's ``derived_from`` configuration (computing in
+    64-digit decimals for a ``high_accuracy`` stream)."""
     if op not in ORACLES:
         raise ValueError(f"unknown derive operator {op!r}")
-    return ORACLES[op].configured(config.get("args") or {}, len(config["stream_ids"]), width)
+    return ORACLES[op].configured(config.get("args") or {}, len(config["stream_ids"]), width,
+                                  Numbers(high_accuracy))
