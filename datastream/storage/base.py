@@ -234,6 +234,19 @@ def id_runs(column: pa.ChunkedArray | pa.Array) -> list[tuple[str, int, int]] | 
     return runs
 
 
+class _DownsamplerNames:
+    """A frozenset of downsampler names read from :mod:`datastream.downsamplers` on access
+    (that module imports this one), the same on a backend class and on its instances."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, instance: object, owner: type | None = None) -> frozenset[str]:
+        from .. import downsamplers
+
+        return frozenset(getattr(downsamplers, self.attribute))
+
+
 class Storage(abc.ABC):
     """Base class of every backend (``datastream.backends.<name>.Backend``).
 
@@ -255,17 +268,9 @@ class Storage(abc.ABC):
     # locks around each flush and folds rows into buckets another process has closed meanwhile.
     concurrent_writers = False
 
-    @property
-    def value_downsamplers(self) -> frozenset[str]:
-        from .. import downsamplers
-
-        return frozenset(downsamplers.VALUE_DOWNSAMPLERS)
-
-    @property
-    def time_downsamplers(self) -> frozenset[str]:
-        from .. import downsamplers
-
-        return frozenset(downsamplers.TIME_DOWNSAMPLERS)
+    # the downsampler names every backend supports, on the class and its instances
+    value_downsamplers = _DownsamplerNames("VALUE_DOWNSAMPLERS")
+    time_downsamplers = _DownsamplerNames("TIME_DOWNSAMPLERS")
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -82,6 +82,10 @@ def test_backend_flags(backend_factory, clock) -> None:
     assert backend.downsampled_timestamps_start_bucket is False
     assert set(backend.value_downsamplers) == set(datastream.VALUE_DOWNSAMPLERS)
     assert set(backend.time_downsamplers) == set(datastream.TIME_DOWNSAMPLERS)
+    # the class says the same, before any connection
+    assert type(backend).value_downsamplers == backend.value_downsamplers
+    assert type(backend).time_downsamplers == backend.time_downsamplers
+    assert type(backend).requires_downsampling is True
     datastream.Datastream(backend, clock=clock).close()
 
 
