@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .. import arrow_numpy
 from ..lazy import pa
+from ..null_columns import repeated_id
 from ..storage.base import MetaUpdate, WriteBatch, raw_schema
 from ..units import INT64_MIN
 from .downsampling import LevelStep
@@ -199,7 +200,7 @@ class ChangeSet:
         by_level: dict[str, list[pa.Table]] = {}
         for (stream_id, level_key), rows in sorted(self._levels.items()):
             if rows.num_rows:
-                ids = arrow_numpy.repeated_text(stream_id, rows.num_rows)
+                ids = repeated_id(stream_id, rows.num_rows)
                 by_level.setdefault(level_key, []).append(rows.add_column(0, "stream_id", ids))
         batch.levels = {key: pa.concat_tables(parts) for key, parts in by_level.items()}
         return batch

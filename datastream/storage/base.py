@@ -222,10 +222,15 @@ def id_runs(column: pa.ChunkedArray | pa.Array) -> list[tuple[str, int, int]] | 
     for chunk in chunks:
         if not len(chunk):
             continue
-        first = chunk[0]
-        if chunk.null_count or not pc.all(pc.equal(chunk, first)).as_py():
+        if chunk.null_count:
             return None
-        stream_id = first.as_py()
+        if pa.types.is_dictionary(chunk.type) and len(chunk.dictionary) == 1:
+            stream_id = chunk.dictionary[0].as_py()  # every index is 0: one id, no compare
+        else:
+            first = chunk[0]
+            if not pc.all(pc.equal(chunk, first)).as_py():
+                return None
+            stream_id = first.as_py()
         if runs and runs[-1][0] == stream_id:
             runs[-1] = (stream_id, runs[-1][1], runs[-1][2] + len(chunk))
         else:

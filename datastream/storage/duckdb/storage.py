@@ -1177,7 +1177,7 @@ def _rows_by_stream(ids: pa.ChunkedArray, rows: pa.Table) -> list[tuple[str, pa.
     """``rows`` grouped by stream id, in their given order within a stream. The engine sends
     each stream's rows together (one chunk of ids each): then every group is a zero-copy
     slice, found without hashing the ids."""
-    if pa.types.is_string(ids.type):
+    if pa.types.is_string(ids.type) or pa.types.is_dictionary(ids.type):
         runs = id_runs(ids)
         if runs is not None and len({stream_id for stream_id, _, _ in runs}) == len(runs):
             return [(stream_id, rows.slice(offset, length)) for stream_id, offset, length in runs]
