@@ -91,8 +91,10 @@ FEW_ROWS = 4  # up to this many rows are written by parameterised statements, no
 # about even), and than a statement per row from 2 rows on.
 FEW_PIECES = 12
 STREAM_KEY = "stream_key"
-# raw rows kept for reads (module docstring): ~17 bytes each for plain numbers
-RAW_CACHE_POINTS = 4_000_000
+# raw rows kept for reads (see ..recent): ~17 bytes each for plain numbers, so at most ~170 MB.
+# As many as a Datastream buffers at most by default (max_buffered_points): an import of that
+# many points is downsampled from memory, without reading and decoding them back.
+RAW_CACHE_POINTS = 10_000_000
 FEW_BUCKETS = 2 * chunking.CHUNK_ROWS  # level reads up to this span fetch rows, not Arrow
 _WIDTHS = {level.key: level.width_us for level in granularity.Granularity.values}
 

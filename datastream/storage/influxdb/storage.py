@@ -131,8 +131,10 @@ FIRST_POINTS = 64  # points first_raw_time reads at first
 TRIMS_PER_ROUND = 20  # streams whose dropped points are deleted after one commit
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
-# raw rows kept for reads (see ..recent): ~17 bytes each for plain numbers
-RAW_CACHE_POINTS = 4_000_000
+# raw rows kept for reads (see ..recent): ~17 bytes each for plain numbers, so at most ~170 MB.
+# As many as a Datastream buffers at most by default (max_buffered_points): an import of that
+# many points is downsampled from memory, without reading and decoding them back.
+RAW_CACHE_POINTS = 10_000_000
 INFLUX_ERRORS = (InfluxDBClientError, InfluxDBServerError, requests.RequestException, OSError)
 
 
