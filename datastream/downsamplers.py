@@ -211,12 +211,17 @@ def _exact_or(float_rule: Callable[[Rows], np.ndarray], exact_rule: Callable) ->
     """A numeric finalize rule with a Decimal twin for high-accuracy streams."""
 
     def rule(rows: Rows) -> np.ndarray | list:
-        if rows.exact:
-            return [None if st is None else exact_rule(st) for st in rows.states]
+        if rows.exact:  # NaN: a pre-aggregated point without that value left it unknown
+            return [None if st is None else _known(exact_rule(st)) for st in rows.states]
         with np.errstate(divide="ignore", invalid="ignore"):
             return float_rule(rows)  # value columns are already NaN where c = 0
 
     return rule
+
+
+def _known(value: Any) -> Any:
+    """None for a Decimal NaN (as NaN floats read as None)."""
+    return None if isinstance(value, Decimal) and value.is_nan() else value
 
 
 def _most(sign: int) -> Callable[[Rows], list]:

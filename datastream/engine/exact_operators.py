@@ -21,41 +21,67 @@ from .. import arrow_numpy
 from ..exact import SUMS
 from ..lazy import pa
 from ..raw_kinds import HIGH_ACCURACY, KIND_INT, KIND_NULL
+from ..units import US_PER_SECOND
 
 Number = int | float | Decimal
 ROUNDED_INT = 2**53
-"""Integers above this in magnitude are not all floats: inputs holding one take the exact
-path."""
+"""Integers above this in magnitude are not all floats: inputs holding one (or a carried state
+holding a value this large, which may be one rounded) take the exact path."""
 
 
 class Arithmetic:
-    """The arithmetic of one run: Decimal (64 significant digits) or Python numbers (ints
-    exact, a float anywhere makes the result a float, as in Python)."""
+    """The arithmetic of one run.
+
+    Decimal mode (a high-accuracy derived stream): every value as a Decimal (a float by its
+    shortest decimal form), exact differences and sums, each result rounded once to 64
+    significant digits. Otherwise Python numbers: ints stay exact, a Decimal (from a
+    high-accuracy source) takes part exactly, and results are floats as the kernels' are,
+    except an integer sum float64 cannot hold, which stays an int (so a result's type never
+    depends on which path computed it)."""
 
     def __init__(self, decimal: bool) -> None:
         self.decimal = decimal
 
     def number(self, value: Number) -> Number:
-        if not self.decimal:  # a high-accuracy source's Decimal counts as the float it is read as
-            return float(value) if isinstance(value, Decimal) else value
-        if isinstance(value, Decimal):
+        if not self.decimal or isinstance(value, Decimal):
             return value
         return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
 
+    def bound(self, value: Number) -> Number:
+        """``max_value``: an integral float (a modulus such as 2.0**64, which no int argument
+        can give) is the integer it holds, not its shortest decimal form."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return self.number(value)
+
     def subtract(self, a: Number, b: Number) -> Number:
-        return SUMS.subtract(a, b) if self.decimal else a - b
+        if self.decimal or isinstance(a, Decimal) or isinstance(b, Decimal):
+            return SUMS.subtract(_exact(a), _exact(b))
+        return a - b
 
     def add(self, a: Number, b: Number) -> Number:
-        return SUMS.add(a, b) if self.decimal else a + b
+        if self.decimal or isinstance(a, Decimal) or isinstance(b, Decimal):
+            return SUMS.add(_exact(a), _exact(b))
+        return a + b
 
     def rate(self, change: Number, dt_us: int) -> Number:
         """``change`` per second over ``dt_us`` microseconds."""
-        if self.decimal:
-            return HIGH_ACCURACY.divide(change, Decimal(dt_us).scaleb(-6))
+        if isinstance(change, Decimal):
+            per_second = HIGH_ACCURACY.divide(SUMS.multiply(change, US_PER_SECOND), dt_us)
+            return per_second if self.decimal else float(per_second)
         return change / (dt_us / 1e6)
 
     def result(self, value: Number) -> Number:
-        return HIGH_ACCURACY.plus(value) if self.decimal else value
+        if self.decimal:
+            return HIGH_ACCURACY.plus(value)
+        if isinstance(value, int) and -ROUNDED_INT <= value <= ROUNDED_INT:
+            return float(value)
+        return float(value) if isinstance(value, Decimal) else value
+
+
+def _exact(value: Number) -> Decimal:
+    """A number as the Decimal of exactly its value (a float's binary value, digit for digit)."""
+    return value if isinstance(value, Decimal) else Decimal(value)
 
 
 def run(op: str, t: np.ndarray, src: np.ndarray, x: Sequence[Number | None],
@@ -74,7 +100,7 @@ def run(op: str, t: np.ndarray, src: np.ndarray, x: Sequence[Number | None],
         return _counter_reset(times, values)
     if op == "counter_derivative":
         max_value = args.get("max_value")
-        wrap = None if max_value is None else arithmetic.number(max_value)
+        wrap = None if max_value is None else arithmetic.bound(max_value)
         return _counter_derivative(times, src.tolist(), values, wrap, arithmetic)
     raise ValueError(f"unknown derive operator {op!r}")
 

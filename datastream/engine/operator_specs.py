@@ -59,7 +59,8 @@ class OperatorSpec:
     are read again); otherwise it is the previous point of ``data_source``, and
     ``nulls_keep_state`` says that a null there leaves it unchanged (else a null forgets it).
     ``args``: allowed ``derive_args`` with their checks; ``required_args`` must be given.
-    ``state_size``: length of the carried float vector. ``run`` calls the kernel on a
+    ``state_size``: length of the carried float vector, ``value_slots`` the positions in it
+    that hold an input value. ``run`` calls the kernel on a
     :class:`Batch` and returns how many outputs it wrote. ``warning_counts`` are state positions
     counting dropped inputs, and ``warning`` the message their increments fill in.
     """
@@ -80,6 +81,7 @@ class OperatorSpec:
     required_args: frozenset[str] = frozenset()
     warning_counts: tuple[int, ...] = ()
     warning: str = ""
+    value_slots: tuple[int, ...] = ()  # state positions holding an input value (not a time)
 
     def is_reset(self, position: int) -> bool:
         return position == self.reset_source
@@ -177,12 +179,13 @@ def _run_counter_derivative(b: Batch) -> int:
 SPECS: tuple[OperatorSpec, ...] = (
     OperatorSpec("sum", ("numeric",), _run_sum, state_size=0, sources=None,
                  distinct_sources=True, bucketed=True),
-    OperatorSpec("derivative", ("numeric",), _run_derivative, state_size=4,
+    OperatorSpec("derivative", ("numeric",), _run_derivative, state_size=4, value_slots=(2,),
                  warning_counts=(3,),
                  warning="{} points with a zero time step emitted nothing"),
     OperatorSpec("counter_reset", ("nominal",), _run_counter_reset, state_size=2,
-                 nulls_keep_state=True),
+                 value_slots=(1,), nulls_keep_state=True),
     OperatorSpec("counter_derivative", ("numeric",), _run_counter_derivative, state_size=5,
+                 value_slots=(2,),
                  sources=2, source_names=("reset", None), reset_source=0, data_source=1,
                  args={"max_value": check_max_value}, warning_counts=(3, 4),
                  warning="{} counter decreases without max_value and {} zero time steps "

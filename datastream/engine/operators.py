@@ -118,7 +118,8 @@ def _exact_points(changes: ChangeSet, source: Source, rows: pa.Table, is_reset: 
             for j, text in enumerate(rows.column("x").to_pylist()):
                 exact = json.loads(text) if text else None
                 if exact and "mu" in exact and int(exact["c"]) > 0:
-                    means[j] = HIGH_ACCURACY.divide(Decimal(exact["s"]), int(exact["c"]))
+                    mean = HIGH_ACCURACY.divide(Decimal(exact["s"]), int(exact["c"]))
+                    means[j] = None if mean.is_nan() else mean  # no sum: no one value
         return means
     if is_reset:
         return [None if np.isnan(flag) else int(flag) for flag in v.tolist()]
@@ -136,11 +137,20 @@ def _exact_mode(state: StreamState, changes: ChangeSet, rows: list[tuple[int, pa
     derivation = state.derivation
     for index, table in rows:
         source = derivation.sources[index]
-        if (table.num_rows and _is_raw_fed(changes, source)
-                and not _is_reset(derivation, index)
-                and exact_operators.has_rounded_ints(table)):
-            return False
+        if not table.num_rows or not _is_raw_fed(changes, source) or _is_reset(derivation,
+                                                                                index):
+            continue
+        if (values.is_high_accuracy(changes.states[source.stream_id].options)
+                or exact_operators.has_rounded_ints(table)):
+            return False  # Decimals compared and subtracted exactly; ints beyond 2**53 too
     return None
+
+
+def _carries_rounded(derivation, operator: OperatorState) -> bool:
+    """Whether the carried float state holds a value float64 may have rounded (a previous
+    input beyond 2**53): the next batch then replays from that input, exactly."""
+    slots = spec(derivation.op).value_slots
+    return any(abs(operator.values[slot]) >= exact_operators.ROUNDED_INT for slot in slots)
 
 
 def _read(changes: ChangeSet, source: Source, start: int | None, end: int | None) -> pa.Table:
@@ -254,7 +264,8 @@ def derive(changes: ChangeSet, stream_id: str) -> None:
         table = _unprocessed(changes, state, source, done, watermark)
         if table.num_rows:
             rows.append((index, table))
-    if done is not None and rows and _exact_mode(state, changes, rows) is not None:
+    if done is not None and rows and (_exact_mode(state, changes, rows) is not None
+                                      or _carries_rounded(derivation, operator)):
         # the exact operators start from a fresh state: replay from the input before these,
         # as for a late point (the carried state is float64)
         _rederive(changes, state, done, watermark)

@@ -34,9 +34,10 @@ DIGITS = decimal.Context(prec=64, Emax=999_999, Emin=-999_999)
 
 
 class Numbers:
-    """The arithmetic of a replay: Python numbers (ints exact, floats as floats), or for a
-    high-accuracy derived stream exact fractions of the values' decimal forms, each result
-    rounded once to 64 significant digits."""
+    """The arithmetic of a replay: Python numbers (ints exact, a high-accuracy source's
+    Decimals as exact fractions, floats as floats), or for a high-accuracy derived stream exact
+    fractions of the values' decimal forms, each result rounded once to 64 significant
+    digits."""
 
     def __init__(self, high_accuracy: bool) -> None:
         self.high_accuracy = high_accuracy
@@ -44,19 +45,31 @@ class Numbers:
     def of(self, value: Any) -> Any:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
+        if isinstance(value, Decimal):
+            return None if value.is_nan() else Fraction(value)
         if self.high_accuracy:
             return Fraction(Decimal(repr(value)) if isinstance(value, float) else value)
-        return float(value) if isinstance(value, Decimal) else value
+        return value
+
+    def bound(self, value: Any) -> Any:
+        """A counter's modulus: an integral float is the integer it holds."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return self.of(value)
 
     def rate(self, change: Any, microseconds: int) -> Any:
-        if self.high_accuracy:
-            return self.result(change / Fraction(microseconds, 1_000_000))
+        if self.high_accuracy or isinstance(change, Fraction):
+            per_second = change / Fraction(microseconds, 1_000_000)
+            return self.result(per_second) if self.high_accuracy else float(per_second)
         return change / (microseconds / 1e6)
 
     def total(self, terms: list) -> Any:
-        if self.high_accuracy or all(isinstance(x, int) for x in terms):
+        if self.high_accuracy:
             return self.result(sum(terms))
-        return math.fsum(terms)
+        if all(isinstance(x, (int, Fraction)) for x in terms):
+            return float(sum(terms)) if any(isinstance(x, Fraction) for x in terms) else sum(
+                terms)
+        return math.fsum(float(x) for x in terms)
 
     def result(self, value: Any) -> Any:
         if not self.high_accuracy:
@@ -179,7 +192,7 @@ class CounterDerivative:
 
     def __init__(self, max_value: Any, numbers: Numbers | None = None) -> None:
         self.numbers = numbers or Numbers(False)
-        self.max_value = self.numbers.of(max_value)
+        self.max_value = self.numbers.bound(max_value)
         self.previous: tuple[int, Any, float] | None = None
 
     @classmethod

@@ -169,3 +169,103 @@ def test_exact_results_do_not_depend_on_batching(backend_factory, batched):
         assert not ds.verify()
         ds.close()
     assert results[0] == results[1]
+
+
+# -- found by probing the exact path ---------------------------------------------------------
+
+
+def test_a_rounded_value_in_the_carried_state_is_replayed_exactly(ds):
+    """2**53 + 1 then 2**53 flushed apart: the second batch holds no integer beyond 2**53,
+    but the float state does (rounded), so the batch replays from the first point exactly."""
+    a, b, made = derived_streams(ds)
+    results = []
+    for run, flush_each in enumerate((False, True)):
+        a, b, made = derived_streams(ds, run=run)
+        for second, value in enumerate([2**53 + 1, 2**53]):
+            ds.append(a, value, at(second))
+            ds.append(b, 0, at(second))
+            if flush_each:
+                ds.flush()
+        ds.flush()
+        results.append({op: outputs(ds, sid) for op, sid in made.items()})
+    assert results[0] == results[1]
+    assert [t for t, _ in results[1]["counter_reset"]] == [at(1)]
+    assert [v for _, v in results[1]["derivative"]] == [-1.0]
+    assert not ds.verify()
+
+
+def test_a_sums_type_never_depends_on_the_path(ds):
+    """Small integer sums are floats, as the kernels give them, even in a batch computed
+    exactly; only a sum float64 cannot hold stays an int."""
+    a, b, made = derived_streams(ds)
+    for second, (x, y) in enumerate([(3, 0), (2**60 + 1, 0), (3, 4)]):
+        ds.append(a, x, at(second))
+        ds.append(b, y, at(second))
+    ds.flush()
+    sums = [v for _, v in outputs(ds, made["sum"])]
+    assert sums == [3.0, 2**60 + 1, 7.0]
+    assert [type(v) for v in sums] == [float, int, float]
+
+
+def test_high_accuracy_sources_are_compared_and_subtracted_exactly(ds):
+    counter = ds.ensure_stream({"n": "c"}, {}, ["mean"], G.Seconds, value_type_options=HA)
+    reset = ds.ensure_stream({"n": "r"}, {}, ["count"], G.Seconds, derive_from=counter,
+                             derive_op="counter_reset", value_type="nominal")
+    slope = ds.ensure_stream({"n": "d"}, {}, ["mean"], G.Seconds, derive_from=counter,
+                             derive_op="derivative")
+    for second, value in enumerate(["100000000000000000001", "100000000000000000000",
+                                    "100000000000000000002.5"]):
+        ds.append(counter, Decimal(value), at(second))
+    ds.flush()
+    assert [t for t, _ in outputs(ds, reset)] == [at(1)]
+    assert [v for _, v in outputs(ds, slope)] == [-1.0, 2.5]
+    assert not ds.verify()
+
+
+def test_a_high_accuracy_bucket_without_a_sum_is_a_null_input(ds):
+    """A pre-aggregated point without its sum makes a level bucket with no mean: a null to a
+    derivative taken from that level (it restarts), and no crash for counter_derivative."""
+    a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds, value_type_options=HA)
+    level = {"stream": a, "granularity": "10seconds"}
+    slope = ds.ensure_stream({"n": "d"}, {}, ["mean"], G.Seconds10, derive_from=[level],
+                             derive_op="derivative", value_type_options=HA)
+    uptime = ds.ensure_stream({"n": "u"}, {}, ["mean"], G.Seconds)
+    resets = ds.ensure_stream({"n": "cr"}, {}, ["count"], G.Seconds10, value_type="nominal",
+                              derive_from=[{"stream": uptime, "granularity": "10seconds"}],
+                              derive_op="counter_reset")
+    rate = ds.ensure_stream({"n": "cd"}, {}, ["mean"], G.Seconds10, value_type_options=HA,
+                            derive_from=[{"stream": resets, "name": "reset"}, level],
+                            derive_op="counter_derivative", derive_args={"max_value": 100})
+    for second in (0, 12, 25, 35):
+        ds.append(uptime, second, at(second))
+    for second, value in [(0, 1), (11, {"c": 2, "s": None, "m": 1.5}), (12, 2), (25, 5),
+                          (35, 7)]:
+        ds.append(a, value, at(second))
+    ds.downsample_streams(until=at(100))
+    slopes = [(p["t"], p["v"]) for p in ds.get_data(slope, G.Seconds10, start=T0)]
+    assert slopes[0] == (at(10), None)
+    assert all(v is None or isinstance(v, Decimal) for _, v in slopes)
+    assert all(v is None or isinstance(v, Decimal)
+               for _, v in [(p["t"], p["v"]) for p in ds.get_data(rate, G.Seconds10, start=T0)])
+    assert not ds.verify()
+
+
+@pytest.mark.parametrize("high_accuracy", [False, True])
+def test_an_integral_float_max_value_wraps_by_the_integer_it_holds(ds, high_accuracy):
+    """max_value=2.0**64 (no int argument can give it) wraps 2**63 - 1 → 5 exactly."""
+    counter = ds.ensure_stream({"n": "c"}, {}, ["mean"], G.Seconds)
+    reset = ds.ensure_stream({"n": "r"}, {}, ["count"], G.Seconds, derive_from=counter,
+                             derive_op="counter_reset", value_type="nominal")
+    options = HA if high_accuracy else {}
+    silent = ds.ensure_stream({"n": "never"}, {}, ["count"], G.Seconds, value_type="nominal")
+    rate = ds.ensure_stream({"n": "rate"}, {}, ["mean"], G.Seconds, value_type_options=options,
+                            derive_from=[{"stream": silent, "name": "reset"}, counter],
+                            derive_op="counter_derivative", derive_args={"max_value": 2.0**64})
+    ds.append(counter, 2**63 - 1, at(0))
+    ds.append(counter, 5, at(1))
+    ds.flush()
+    assert reset
+    wrapped = 2**64 - (2**63 - 1) + 5
+    assert [v for _, v in outputs(ds, rate)] == [Decimal(wrapped) if high_accuracy
+                                                 else float(wrapped)]
+    assert not ds.verify()
