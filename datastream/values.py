@@ -316,7 +316,9 @@ def _encode_aggregate(
             encoded[key] = _encode_frequencies(item, high_accuracy, stream_id)
         else:
             encoded[key] = _aggregate_number(item, high_accuracy, stream_id)
-    return (KIND_AGGREGATE, None, None, canonical_json(encoded))
+    text = canonical_json(encoded)
+    _check_size(len(text.encode("utf-8")), stream_id)
+    return (KIND_AGGREGATE, None, None, text)
 
 
 # -- JSON values (nominal, graph) ------------------------------------------------------------
@@ -342,17 +344,31 @@ def _plain_json(value: Any, stream_id: Any) -> Any:
     raise _fail(TypeError, stream_id, value, "not a JSON value")
 
 
+MAX_VALUE_BYTES = 8 * 1024 * 1024
+"""Largest canonical JSON of one value (UTF-8): every backend stores it in one write
+(MongoDB documents hold 16 MB, an InfluxDB write body 25 MB by default, escaping included), so
+a larger value is refused when appended, not left buffered by commits that always fail."""
+
+
 def _json_encoded(value: Any, stream_id: Any) -> tuple[Any, str]:
     """(pure JSON data, its canonical text) of a nominal or graph value."""
     try:
         plain = _plain_json(value, stream_id)
         text = canonical_json(plain)
-        text.encode("utf-8")
+        _check_size(len(text.encode("utf-8")), stream_id)
     except RecursionError:
         raise _fail(ValueError, stream_id, value, "value nested too deeply") from None
     except UnicodeEncodeError:
         raise _fail(ValueError, stream_id, value, "strings must be valid Unicode") from None
     return plain, text
+
+
+def _check_size(size: int, stream_id: Any) -> None:
+    if size > MAX_VALUE_BYTES:
+        raise ValueError(
+            f"stream {stream_id}: a value takes {size} bytes as canonical JSON, over the limit"
+            f" of {MAX_VALUE_BYTES} (8 MiB)"
+        )
 
 
 def _encode_nominal(value: Any, stream_id: Any) -> Encoded:

@@ -271,6 +271,23 @@ def test_high_accuracy_levels_compose_exactly_in_any_order(ds, order) -> None:
 # -- nominal ---------------------------------------------------------------------------------
 
 
+def test_a_value_too_large_for_one_write_is_refused_when_appended(ds) -> None:
+    """8 MiB of canonical JSON is the most one value takes: every backend stores that in one
+    write (InfluxDB refused a 30 MB one at every commit, leaving it buffered for good)."""
+    from datastream.values import MAX_VALUE_BYTES
+
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["count"], G.Seconds, value_type="nominal")
+    largest = "x" * (MAX_VALUE_BYTES - 2)  # with its two quotes, exactly the limit
+    with pytest.raises(ValueError, match="8 MiB"):
+        ds.append(stream_id, largest + "x", at(0))
+    with pytest.raises(ValueError, match="8 MiB"):
+        ds.append_multiple([{"stream_id": stream_id, "value": "small", "timestamp": at(0)},
+                            {"stream_id": stream_id, "value": [largest], "timestamp": at(1)}])
+    ds.append(stream_id, largest, at(2))
+    ds.flush()
+    assert [len(p["v"]) for p in raw(ds, stream_id)] == [MAX_VALUE_BYTES - 2]
+
+
 def test_nominal_values_returned_exactly(ds) -> None:
     stream_id = ds.ensure_stream({"a": 1}, {}, ["most_often"], G.Seconds, value_type="nominal")
     appended = ["text", "", "ünïcode ✓", 0, 1, -5, 2.5, True, False, [1, "a", None, [2]],
