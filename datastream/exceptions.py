@@ -4,6 +4,10 @@ Every error derives from :class:`DatastreamException`; some also derive from a b
 (``ValueError``/``TypeError``) so that generic callers can catch them the usual way.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 
 class DatastreamException(Exception):
     """Base class of every datastream error."""
@@ -76,6 +80,17 @@ class StreamAppendContended(DatastreamException):
 
 class StreamAppendFailed(DatastreamException):
     """A backend failed while writing; nothing of that batch is stored."""
+
+
+class CommitOutcomeUnknown(StreamAppendFailed):
+    """A commit the backend may or may not have applied: its reply was lost and the server
+    could not be asked again. ``settle()`` asks once more: True when the batch is stored,
+    False when nothing of it is, None while that still cannot be known. The engine keeps such a
+    batch apart and settles it before retrying, so that no point is stored twice."""
+
+    def __init__(self, message: str, settle: Callable[[], bool | None]) -> None:
+        super().__init__(message)
+        self.settle = settle
 
 
 class StorageUnavailable(DatastreamException):

@@ -13,7 +13,6 @@ import contextlib
 import random
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from .. import exceptions
 from ..granularity import MIN_US
 from ..lazy import uuid
 from ..messages import show
-from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch
+from ..storage.base import RecordConflict, Storage, StreamExists, WriteBatch, warn_after_commit
 from . import operators, reopening, retention
 from .buffers import Buffers, StreamBuffer
 from .changes import ChangeSet
@@ -32,6 +31,9 @@ from .state import StreamState
 MAX_CONFLICTS = 64  # rebuilds of one commit before giving up with StreamAppendContended
 DOWNSAMPLE_GROUP = 64  # streams closed together in one commit
 RETRY_FIRST, RETRY_MAX = 0.25, 30.0  # background retry of a failed flush (seconds)
+# An unbuffered append whose commit outcome is unknown asks again after these pauses before
+# raising (seconds): a lost reply is usually followed by the server answering again.
+UNKNOWN_OUTCOME_PAUSES = (0.05, 0.2, 0.5, 1.0)
 
 R = TypeVar("R")
 
@@ -96,6 +98,9 @@ class Engine:
         self._retry_at = 0.0
         self._retry_delay = RETRY_FIRST
         self._failing: set[str] = set()  # streams whose last commit failed (retried later)
+        # batches whose commit may or may not have gone through (CommitOutcomeUnknown): their
+        # points wait apart, and are settled before their streams are flushed again
+        self._doubts: list[tuple[exceptions.CommitOutcomeUnknown, dict[str, StreamBuffer]]] = []
         self._states = _States()
         self.lanes = self._states.lanes  # read by the per-point lane of Datastream.append
         self._cheap_versions = type(storage).record_version is not Storage.record_version
@@ -286,22 +291,61 @@ class Engine:
         """Commit everything buffered (or the buffers of ``streams``); streams whose commit
         fails stay buffered (the others are stored) and StreamAppendFailed names them."""
         with self.lock:
+            doubtful = self._settle_doubts()
             taken = self.buffers.take() if streams is None else self.buffers.detach(streams)
-            if not taken:
+            waiting = {sid: taken.pop(sid) for sid in list(taken) if sid in doubtful}
+            if waiting:  # their points follow the batch in doubt: they wait for it
+                self.buffers.restore(waiting)
+            if not taken and not doubtful:
                 return
-            try:
-                failed = self._store_isolated(taken)
-            except BaseException:
-                self.buffers.restore(taken)
-                raise
-            if failed:
-                self.buffers.restore({sid: taken[sid] for sid in failed})
-                self._failing = set(failed) | (set() if streams is None else self._failing)
-                self._failed(failed)
+            failed: dict[str, BaseException] = {}
+            if taken:
+                try:
+                    failed = self._store_isolated(taken)
+                except BaseException:
+                    self.buffers.restore(taken)
+                    raise
+            unknown: dict[int, tuple[exceptions.CommitOutcomeUnknown, dict]] = {}
+            for sid, error in failed.items():
+                if isinstance(error, exceptions.CommitOutcomeUnknown):
+                    unknown.setdefault(id(error), (error, {}))[1][sid] = taken[sid]
+                else:
+                    self.buffers.restore({sid: taken[sid]})
+            self._doubts.extend(unknown.values())
+            doubtful |= {sid for _, batch in unknown.values() for sid in batch}
+            if failed or doubtful:
+                self._failing = ((set(failed) | doubtful)
+                                 | (set() if streams is None else self._failing))
+                self._failed(failed or {sid: self._doubt_of(sid) for sid in doubtful})
             if streams is None:
                 self.failure = None
                 self._failing = set()
                 self._retry_delay = RETRY_FIRST
+
+    def _settle_doubts(self) -> set[str]:
+        """Ask again about each batch in doubt: a stored one is done, the points of one not
+        stored go back in front of their buffers; returns the streams still in doubt."""
+        remaining = []
+        for error, batch in self._doubts:
+            try:
+                stored = error.settle()
+            except Exception:  # noqa: BLE001 - still unreachable: still unknown
+                stored = None
+            if stored is None:
+                remaining.append((error, batch))
+            elif stored:
+                for stream_id in batch:  # the commit moved their records on
+                    self._states.pop(stream_id, None)
+            else:
+                self.buffers.restore(batch)
+        self._doubts = remaining
+        return {sid for _, batch in remaining for sid in batch}
+
+    def _doubt_of(self, stream_id: str) -> BaseException:
+        for error, batch in self._doubts:
+            if stream_id in batch:
+                return error
+        return exceptions.StreamAppendFailed(f"stream {stream_id}: outcome unknown")
 
     def flush_for(self, stream_ids: Iterable[str]) -> None:
         """Flush before working on some streams: a failure of other streams is not theirs
@@ -325,6 +369,24 @@ class Engine:
                 raise exceptions.StreamAppendFailed(
                     f"storing the points failed, nothing was stored: {error}"
                 ) from error
+            except exceptions.CommitOutcomeUnknown as error:
+                # the caller learns whether the points are stored: a retry of a stored call
+                # would store them twice
+                for pause in UNKNOWN_OUTCOME_PAUSES:
+                    time.sleep(pause)
+                    try:
+                        stored = error.settle()
+                    except Exception:  # noqa: BLE001 - still unreachable
+                        stored = None
+                    if stored:
+                        for stream_id in taken:
+                            self._states.pop(stream_id, None)
+                        return
+                    if stored is False:
+                        raise exceptions.StreamAppendFailed(
+                            f"storing the points failed, nothing was stored: {error}"
+                        ) from error
+                raise
 
     def flush_if_due(self) -> None:
         """The background flusher's tick: flush when a limit is reached, and retry a failed
@@ -368,8 +430,9 @@ class Engine:
             self._store(taken)
             return {}
         except Exception as error:
-            if len(taken) == 1:
-                return {next(iter(taken)): error}
+            if len(taken) == 1 or isinstance(error, exceptions.CommitOutcomeUnknown):
+                # (a batch that may have been stored is never committed again piece by piece)
+                return dict.fromkeys(taken, error)
         failed: dict[str, BaseException] = {}
         for stream_id, buffer in taken.items():
             try:
@@ -398,19 +461,17 @@ class Engine:
 
         self.transact(taken, build, self.connected)
         if dropped:
-            warnings.warn(
+            warn_after_commit(
                 f"streams {sorted(set(dropped))} were deleted before their buffered points were"
                 " stored; those points were dropped",
-                exceptions.InternalInconsistencyWarning,
                 stacklevel=4,
             )
         if behind:
-            warnings.warn(
+            warn_after_commit(
                 f"buffered points of streams {sorted(behind)} ({sum(behind.values())} in all)"
                 " lie where another writer meanwhile downsampled and applied retention to the"
                 " raw points; they were dropped, since folding them in would erase what the"
                 " levels hold there",
-                exceptions.InternalInconsistencyWarning,
                 stacklevel=4,
             )
 
@@ -665,11 +726,10 @@ def _released_quietly(lock: contextlib.AbstractContextManager) -> Iterator[None]
     try:
         lock.__exit__(None, None, None)
     except Exception as error:  # noqa: BLE001 - reported as a warning, see above
-        warnings.warn(
+        warn_after_commit(
             f"releasing a maintenance lock failed after the work it guarded was done"
             f" ({type(error).__name__}: {error})",
-            exceptions.InternalInconsistencyWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

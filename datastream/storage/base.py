@@ -21,6 +21,8 @@ import contextlib
 import dataclasses
 import functools
 import numbers
+import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -237,6 +239,16 @@ def id_runs(column: pa.ChunkedArray | pa.Array) -> list[tuple[str, int, int]] | 
             runs.append((stream_id, offset, len(chunk)))
         offset += len(chunk)
     return runs
+
+
+def warn_after_commit(message: str, stacklevel: int = 2) -> None:
+    """An InternalInconsistencyWarning about work already committed. Under a filter that
+    turns warnings into errors it is written to stderr instead of raised: raising it would
+    tell the caller the commit failed, and a retry would store its points twice."""
+    try:
+        warnings.warn(message, exceptions.InternalInconsistencyWarning, stacklevel=stacklevel + 1)
+    except Warning:
+        print(f"datastream: InternalInconsistencyWarning: {message}", file=sys.stderr)
 
 
 class _DownsamplerNames:

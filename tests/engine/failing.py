@@ -17,6 +17,10 @@ class FailingStorage(Storage):
         self.fail: bool | set[str] = False
         self.commits = 0
         self.concurrent_writers = inner.concurrent_writers
+        # a lost reply: "stored" commits first, "lost" does not; either way the commit raises
+        # CommitOutcomeUnknown, whose settle() answers only while ``reachable``
+        self.unknown: str | None = None
+        self.reachable = False
 
     def _refuses(self, batch: WriteBatch) -> bool:
         if self.fail is True:
@@ -26,6 +30,14 @@ class FailingStorage(Storage):
     def commit(self, batch: WriteBatch) -> None:
         if self._refuses(batch):
             raise exceptions.StreamAppendFailed("injected failure: the backend is down")
+        if self.unknown is not None:
+            stored = self.unknown == "stored"
+            if stored:
+                self.inner.commit(batch)
+                self.commits += 1
+            raise exceptions.CommitOutcomeUnknown(
+                "injected: the reply of the commit was lost",
+                lambda: stored if self.reachable else None)
         self.inner.commit(batch)
         self.commits += 1
 

@@ -360,6 +360,37 @@ def test_a_flip_that_applied_despite_an_error_counts_as_committed(factory):
     assert storage.get_stream(stream_id).meta == {"latest": 1}
 
 
+@pytest.mark.parametrize("applied", [True, False])
+def test_a_lost_reply_with_the_server_gone_is_settled_later(factory, applied):
+    """The flip's reply is lost and the server stays unreachable for the abort too: the
+    commit raises CommitOutcomeUnknown, whose settle() tells, once the server answers again,
+    whether the batch was stored."""
+    storage = factory()
+    stream_id = add_stream(storage, meta={"latest": None})
+    streams = factory.client.client[factory.database_name]["streams"]
+    down = {"flipped": False}
+
+    def lose_the_reply(name, method, args, kwargs):
+        if not down["flipped"] and name == "streams" and method == "update_one" and is_flip(
+                args):
+            down["flipped"] = True
+            if applied:
+                streams.update_one(*args, **kwargs)
+            raise store.PyMongoError("reply lost")
+        if down["flipped"]:
+            raise store.PyMongoError("still unreachable")
+
+    factory.client.fault = lose_the_reply
+    with pytest.raises(exceptions.CommitOutcomeUnknown) as raised:
+        storage.commit(WriteBatch(raw={stream_id: raw_rows([1], ints=[1])},
+                                  meta={stream_id: MetaUpdate(max={"latest": 1})}))
+    assert raised.value.settle() is None  # still unreachable
+    factory.client.fault = None
+    assert raised.value.settle() is applied
+    assert ints_of(storage, stream_id) == ([1] if applied else [])
+    assert raised.value.settle() is applied  # asking again changes nothing
+
+
 def test_crashed_writer_is_aborted_by_recovery(factory, monkeypatch):
     storage = factory(commit_timeout=0)
     stream_id = add_stream(storage)

@@ -571,11 +571,13 @@ class PgMetadata:
                 cur, "INSERT INTO datastream_garbage (stream_id, epoch) VALUES %s", garbage
             )
 
-    def attempt_committed(self, attempt: int) -> bool:
+    def attempt_committed(self, attempt: int) -> bool | None:
+        """Whether the metadata commit of ``attempt`` went through (its pending row is gone);
+        None while the server cannot be asked."""
         try:
             rows = self.fetch("SELECT 1 FROM datastream_pending WHERE batch = %s", [attempt])
         except (psycopg2.Error, StorageUnavailable):
-            return False
+            return None
         return not rows
 
     # -- reading ---------------------------------------------------------------------------

@@ -85,10 +85,11 @@ few bytes) and invisible points until its stream is deleted or cleared.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -333,10 +334,17 @@ class InfluxDBStorage(Storage):
         try:
             con.commit()
         except psycopg2.Error as error:
-            if not self._metadata.attempt_committed(attempt):
+            committed = self._metadata.attempt_committed(attempt)
+            if committed is None:
+                raise exceptions.CommitOutcomeUnknown(
+                    f"committing metadata for streams {ids} failed ({error}) and the server"
+                    " cannot be asked whether it did",
+                    _Settled(functools.partial(self._metadata.attempt_committed, attempt)),
+                ) from error
+            if not committed:
                 raise exceptions.StreamAppendFailed(
-                    f"committing metadata for streams {ids} failed ({error}); if the server"
-                    " did commit, the batch is complete, otherwise nothing of it is visible"
+                    f"committing metadata for streams {ids} failed ({error}); the server did"
+                    " not commit it, so nothing of it is visible"
                 ) from error
         # the batch is stored: from here on nothing may raise
         self._metadata.schemas.update(schemas)
@@ -625,3 +633,17 @@ def _span(table: pa.Table) -> tuple[int, int] | None:
 def _names(batch: WriteBatch) -> list[str]:
     ids = batch.touched() | set(batch.delete) | {r.stream_id for r, _ in batch.create}
     return sorted(i for i in ids if isinstance(i, str))[:5]
+
+
+class _Settled:
+    """An outcome asked until it is known, then remembered (a pending record collected later
+    must not turn an aborted attempt into a committed one)."""
+
+    def __init__(self, ask: Callable[[], bool | None]) -> None:
+        self.ask = ask
+        self.known: bool | None = None
+
+    def __call__(self) -> bool | None:
+        if self.known is None:
+            self.known = self.ask()
+        return self.known

@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +58,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import PyMongoError
 
 from ... import exceptions
-from ..base import RecordConflict, StreamRecord, version_conflict
+from ..base import RecordConflict, StreamRecord, version_conflict, warn_after_commit
 from .database import Database
 from .protocol import LIVE, CommitProtocol, flip_update
 
@@ -123,6 +123,7 @@ class Commit:
         self.stale: list[tuple[str, Any]] = []
         self.held = context.held
         self.level_keys = sorted(plan.levels)
+        self.settled: bool | None = None  # the outcome of a lost reply, once known
 
     def run(self) -> None:
         plan = self.plan
@@ -154,8 +155,7 @@ class Commit:
         try:
             self._after(live)
         except Exception as error:  # noqa: BLE001 - the batch is stored: never raise now
-            warnings.warn(f"cleanup after a MongoDB commit failed: {error}",
-                          exceptions.InternalInconsistencyWarning, stacklevel=3)
+            warn_after_commit(f"cleanup after a MongoDB commit failed: {error}", stacklevel=3)
 
     # reservation and rows
     def _check_unreserved(self) -> None:
@@ -293,9 +293,10 @@ class Commit:
             try:
                 aborted = self._abort_stream(sid)
             except PyMongoError:
-                raise exceptions.StreamAppendFailed(
+                raise exceptions.CommitOutcomeUnknown(
                     f"MongoDB commit of stream {sid!r} failed and its outcome is unknown"
-                    f" until recover() runs: {error}"
+                    f" until the server answers again: {error}",
+                    functools.partial(self._settle_one, sid),
                 ) from error
             if not aborted:
                 return  # the flip did apply before the error was reported
@@ -305,6 +306,36 @@ class Commit:
         with contextlib.suppress(PyMongoError):  # leftovers stay invisible until recover()
             self._abort_stream(sid)
         raise self._flip_refused(sid)
+
+    def _settle_one(self, sid: str) -> bool | None:
+        """Whether a one-stream commit whose reply was lost went through: whoever removes its
+        open entry decides (None while the server cannot be asked). Asked again, the same."""
+        if self.settled is None:
+            try:
+                self.settled = not self._abort_stream(sid)
+            except PyMongoError:
+                return None
+        return self.settled
+
+    def _settle_many(self, live: list[str]) -> bool | None:
+        """Whether a commit whose journal insert lost its reply went through: its journal
+        entry says so, else it is claimed aborted now (None while the server cannot be
+        asked). A committed one is rolled forward here as recover() would."""
+        if self.settled is not None:
+            return self.settled
+        try:
+            state = self.protocol.claim_abort(self.batch_id).get("state")
+        except PyMongoError:
+            return None
+        self.settled = state == "committed"
+        if not self.settled:
+            with contextlib.suppress(PyMongoError):
+                self._undo()
+            return False
+        for sid in live:
+            with contextlib.suppress(PyMongoError):
+                self.protocol.settle_stream(sid, abort_stale=False)
+        return True
 
     def _flip_refused(self, sid: str) -> exceptions.DatastreamException:
         try:
@@ -353,9 +384,9 @@ class Commit:
             with contextlib.suppress(PyMongoError):
                 state = protocol.claim_abort(self.batch_id).get("state")
             if state is None:
-                raise exceptions.StreamAppendFailed(
-                    f"MongoDB commit failed and its outcome is unknown until recover() runs:"
-                    f" {error}"
+                raise exceptions.CommitOutcomeUnknown(
+                    f"MongoDB commit failed and its outcome is unknown until the server answers"
+                    f" again: {error}", functools.partial(self._settle_many, live)
                 ) from error
             if state != "committed":
                 self._undo()
@@ -370,10 +401,9 @@ class Commit:
                     if db.streams.find_one({"_id": sid}, {"_id": 1}) is None:
                         protocol.drop_rows_of(sid, self.batch_id, self.level_keys)
             except Exception as error:  # noqa: BLE001 - see above
-                warnings.warn(
+                warn_after_commit(
                     f"batch committed but stream {sid!r} not yet updated ({error});"
                     " recover() completes it",
-                    exceptions.InternalInconsistencyWarning,
                     stacklevel=4,
                 )
                 return
