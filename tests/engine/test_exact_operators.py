@@ -50,6 +50,15 @@ def derived_streams(ds, run=0):
     return a, b, made
 
 
+def finish(ds, made):
+    """Flush, check with verify(), close; each derived stream's outputs."""
+    ds.flush()
+    results = {op: outputs(ds, sid) for op, sid in made.items()}
+    assert not ds.verify()
+    ds.close()
+    return results
+
+
 POINT = st.tuples(st.integers(0, 40), st.sampled_from(["a", "b"]),
                   st.one_of(st.none(), st.integers(-50, 1000)), st.booleans())
 
@@ -71,10 +80,7 @@ def test_the_exact_operators_give_the_kernels_results(monkeypatch, points):
                 ds.append(a if name == "a" else b, value, at(second), check_timestamp=False)
                 if flush:
                     ds.flush()
-            ds.flush()
-            results.append({op: outputs(ds, sid) for op, sid in made.items()})
-            assert not ds.verify()
-            ds.close()
+            results.append(finish(ds, made))
     assert results[0] == results[1]
 
 
@@ -164,10 +170,7 @@ def test_exact_results_do_not_depend_on_batching(backend_factory, batched):
             ds.append(b, second, at(second), check_timestamp=False)
             if not batched:
                 ds.flush()
-        ds.flush()
-        results.append({op: outputs(ds, sid) for op, sid in made.items()})
-        assert not ds.verify()
-        ds.close()
+        results.append(finish(ds, made))
     assert results[0] == results[1]
 
 
