@@ -80,3 +80,33 @@ def test_an_unbuffered_append_learns_the_outcome_before_it_returns(outcome):
     with pytest.raises(exceptions.CommitOutcomeUnknown):
         ds.append(a, 2, at(2))
     ds.close()
+
+
+@pytest.mark.parametrize("outcome", ["stored", "lost"])
+def test_a_batch_in_doubt_while_another_writer_goes_on(backend_factory, outcome):
+    """Writer one's commit is in doubt while writer two appends to the same stream and
+    downsamples: once settled, each point is stored once and the levels agree."""
+    first = backend_factory()
+    storage = FailingStorage(first)
+    second = first if first.concurrent_writers is False else backend_factory()
+    one = datastream.Datastream(storage, clock=lambda: at(3600))
+    two = datastream.Datastream(second, clock=lambda: at(3600))
+    a = one.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
+    one.append(a, 0, at(0))
+    one.flush()
+    one.append(a, 1, at(1))
+    storage.unknown = outcome
+    with pytest.raises(exceptions.StreamAppendFailed):
+        one.flush()
+    storage.unknown = None
+    two.append(a, 2, at(2), check_timestamp=False)
+    two.append(a, 3, at(12), check_timestamp=False)
+    two.flush()
+    storage.reachable = True
+    one.flush()
+    two.downsample_streams(until=at(20))
+    assert sorted(values(two, a)) == [0, 1, 2, 3]
+    assert [p["v"]["m"] for p in two.get_data(a, G.Seconds10, start=T0)] == [1.0]
+    assert not two.verify()
+    for instance in (two, one):
+        instance.close()
