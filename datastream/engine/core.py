@@ -394,7 +394,7 @@ class Engine:
         if not self.lock.acquire(blocking=False):
             return
         try:
-            if not self.buffers.due():
+            if not self.buffers.due() and not self._doubts:  # a batch in doubt is asked again
                 return
             if self.failure is not None and time.monotonic() < self._retry_at:
                 # the failing streams wait for their retry; the others are flushed as usual

@@ -10,6 +10,7 @@ import pytest
 import datastream
 from datastream import Granularity as G
 from datastream import exceptions
+from datastream.backends import duckdb
 from tests.engine.failing import FailingStorage
 
 UTC = datetime.timezone.utc
@@ -61,7 +62,7 @@ def test_a_batch_in_doubt_is_settled_before_its_points_are_retried(backend_facto
 
 @pytest.mark.parametrize("outcome", ["stored", "lost"])
 def test_an_unbuffered_append_learns_the_outcome_before_it_returns(outcome):
-    storage = FailingStorage(datastream.backends.duckdb.Backend())
+    storage = FailingStorage(duckdb.Backend())
     ds = datastream.Datastream(storage, buffered=False)
     a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
     ds.append(a, 0, at(0))
@@ -110,3 +111,25 @@ def test_a_batch_in_doubt_while_another_writer_goes_on(backend_factory, outcome)
     assert not two.verify()
     for instance in (two, one):
         instance.close()
+
+
+def test_the_background_flusher_settles_a_batch_in_doubt():
+    """Nothing else buffered: the flusher still asks again, and stores a lost batch's points
+    by itself once the backend answers."""
+    import time
+
+    storage = FailingStorage(duckdb.Backend())
+    ds = datastream.Datastream(storage, buffer_seconds=0.05)
+    a = ds.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
+    ds.append(a, 1, at(1))
+    storage.unknown = "lost"
+    with pytest.raises(exceptions.StreamAppendFailed):
+        ds.flush()
+    before = storage.commits
+    storage.unknown, storage.reachable = None, True
+    deadline = time.monotonic() + 10
+    while storage.commits == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert storage.commits == before + 1  # retried by the flusher, no call of ours
+    assert values(ds, a) == [1]
+    ds.close()
