@@ -85,12 +85,23 @@ class StreamAppendFailed(DatastreamException):
 class CommitOutcomeUnknown(StreamAppendFailed):
     """A commit the backend may or may not have applied: its reply was lost and the server
     could not be asked again. ``settle()`` asks once more: True when the batch is stored,
-    False when nothing of it is, None while that still cannot be known. The engine keeps such a
-    batch apart and settles it before retrying, so that no point is stored twice."""
+    False when nothing of it is, None while that still cannot be known (an error asking counts
+    as None); once known, the answer is kept (asking can itself decide it, e.g. by aborting).
+    The engine keeps such a batch apart and settles it before retrying, so that no point is
+    stored twice."""
 
-    def __init__(self, message: str, settle: Callable[[], bool | None]) -> None:
+    def __init__(self, message: str, ask: Callable[[], bool | None]) -> None:
         super().__init__(message)
-        self.settle = settle
+        self._ask = ask
+        self._known: bool | None = None
+
+    def settle(self) -> bool | None:
+        if self._known is None:
+            try:
+                self._known = self._ask()
+            except Exception:  # noqa: BLE001 - the backend still cannot answer
+                return None
+        return self._known
 
 
 class StorageUnavailable(DatastreamException):

@@ -11,8 +11,8 @@ one column is a view of the same mapping, which Arrow never writes to.
 from __future__ import annotations
 
 import mmap
-import struct
 
+from .arrow_numpy import repeated_text  # (pa.array of a str would import pandas)
 from .lazy import pa
 
 
@@ -35,7 +35,4 @@ def repeated_id(text: str, rows: int) -> pa.Array:
     column of 36-byte ids was megabytes written per million rows."""
     zeros = pa.py_buffer(mmap.mmap(-1, max(4 * rows, 1)))
     indices = pa.Array.from_buffers(pa.int32(), rows, [None, zeros.slice(0, 4 * rows)])
-    data = text.encode()  # the one entry built from buffers: pa.array of a str imports pandas
-    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
-    entry = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(data)])
-    return pa.DictionaryArray.from_arrays(indices, entry)
+    return pa.DictionaryArray.from_arrays(indices, repeated_text(text, 1))

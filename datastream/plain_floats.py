@@ -21,7 +21,7 @@ from .kernels import intake
 from .lazy import pa
 from .null_columns import null_array
 from .raw_kinds import KIND_FLOAT
-from .storage.base import raw_schema
+from .values import raw_table
 
 SMALL_ROWS = 4096  # as the codec's NUMPY_BELOW
 
@@ -49,12 +49,8 @@ def prepare(times: Any, unit: str | None, values: Any) -> Prepared | None:
     if not_finite or not timestamps.us_supported(low, high):
         return None
     rows = len(t)
-    table = pa.Table.from_arrays(
-        [arrow_numpy.from_numpy(t), arrow_numpy.from_numpy(np.full(rows, KIND_FLOAT, np.int8)),
-         null_array(pa.int64(), rows), arrow_numpy.from_numpy(x),
-         null_array(pa.string(), rows)],
-        schema=raw_schema(),
-    )
+    table = raw_table(t, np.full(rows, KIND_FLOAT, np.int8), null_array(pa.int64(), rows),
+                      arrow_numpy.from_numpy(x), null_array(pa.string(), rows))
     return Prepared(table, int(t[0]), low, high, fall)
 
 

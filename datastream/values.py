@@ -454,7 +454,9 @@ def _timestamps(timestamps_us: Any) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def _table(timestamps: np.ndarray, kinds: Any, ints: Any, floats: Any, texts: Any) -> pa.Table:
+def raw_table(timestamps: np.ndarray, kinds: Any, ints: Any, floats: Any, texts: Any
+              ) -> pa.Table:
+    """RAW_SCHEMA rows of already encoded columns."""
     return pa.Table.from_arrays(
         [
             arrow_numpy.from_numpy(np.asarray(timestamps, np.int64)),
@@ -478,7 +480,7 @@ def encode_table(timestamps_us: np.ndarray, encoded: Sequence[Encoded]) -> pa.Ta
     count = len(kinds)
     text_column = (null_array(pa.string(), count) if texts.count(None) == count
                    else arrow_numpy.texts(texts))
-    return _table(timestamps, kinds, _numbers(ints, np.int64), _numbers(floats, np.float64),
+    return raw_table(timestamps, kinds, _numbers(ints, np.int64), _numbers(floats, np.float64),
                   text_column)
 
 
@@ -526,11 +528,11 @@ def encode_slots(timestamps_us: Sequence[int], slots: Sequence[Any]) -> pa.Table
         (kind,) = kinds
         if kind is float:
             floats = arrow_numpy.from_numpy(np.array(slots, dtype=np.float64))
-            return _table(timestamps, np.full(count, KIND_FLOAT, np.int8),
+            return raw_table(timestamps, np.full(count, KIND_FLOAT, np.int8),
                           null_array(pa.int64(), count), floats, null_array(pa.string(), count))
         if kind is int:
             ints = arrow_numpy.from_numpy(np.array(slots, dtype=np.int64))
-            return _table(timestamps, np.full(count, KIND_INT, np.int8),
+            return raw_table(timestamps, np.full(count, KIND_INT, np.int8),
                           ints, null_array(pa.float64(), count), null_array(pa.string(), count))
     return encode_table(timestamps, [_slot_encoded(item) for item in slots])
 
@@ -572,7 +574,7 @@ def _encode_int_array(
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
         kinds = np.where(nulls, KIND_NULL, KIND_EXACT)
-        return _table(timestamps, kinds, null_array(pa.int64(), count), pa.nulls(count), texts)
+        return raw_table(timestamps, kinds, null_array(pa.int64(), count), pa.nulls(count), texts)
     big = array > INT64_MAX if array.dtype.kind == "u" else np.zeros(count, dtype=bool)
     kinds = np.where(nulls, KIND_NULL, np.where(big, KIND_FLOAT, KIND_INT))
     if big.any():
@@ -581,7 +583,7 @@ def _encode_int_array(
     else:  # the usual case: every value fits int64, and the float column holds nulls only
         ints = arrow_numpy.from_numpy(array.astype(np.int64), mask=nulls)
         floats = null_array(pa.float64(), count)
-    return _table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
+    return raw_table(timestamps, kinds, ints, floats, null_array(pa.string(), count))
 
 
 def _encode_float_array(
@@ -607,9 +609,9 @@ def _encode_float_array(
     no_ints = null_array(pa.int64(), count)
     if high_accuracy:
         texts = pa.array(array.astype(str), mask=nulls, type=pa.string())
-        return _table(timestamps, kinds, no_ints, pa.nulls(count), texts)
+        return raw_table(timestamps, kinds, no_ints, pa.nulls(count), texts)
     floats = arrow_numpy.from_numpy(array, mask=nulls)
-    return _table(timestamps, kinds, no_ints, floats, null_array(pa.string(), count))
+    return raw_table(timestamps, kinds, no_ints, floats, null_array(pa.string(), count))
 
 
 def _columnar(values: Any) -> Any:

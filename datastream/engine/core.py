@@ -327,19 +327,23 @@ class Engine:
         stored go back in front of their buffers; returns the streams still in doubt."""
         remaining = []
         for error, batch in self._doubts:
-            try:
-                stored = error.settle()
-            except Exception:  # noqa: BLE001 - still unreachable: still unknown
-                stored = None
+            stored = self._settled(error, batch)
             if stored is None:
                 remaining.append((error, batch))
-            elif stored:
-                for stream_id in batch:  # the commit moved their records on
-                    self._states.pop(stream_id, None)
-            else:
+            elif not stored:
                 self.buffers.restore(batch)
         self._doubts = remaining
         return {sid for _, batch in remaining for sid in batch}
+
+    def _settled(self, error: exceptions.CommitOutcomeUnknown, streams: Iterable[str]
+                 ) -> bool | None:
+        """``error.settle()``; a stored batch moved its streams' records on: their cached
+        states are dropped."""
+        stored = error.settle()
+        if stored:
+            for stream_id in streams:
+                self._states.pop(stream_id, None)
+        return stored
 
     def _doubt_of(self, stream_id: str) -> BaseException:
         for error, batch in self._doubts:
@@ -374,13 +378,8 @@ class Engine:
                 # would store them twice
                 for pause in UNKNOWN_OUTCOME_PAUSES:
                     time.sleep(pause)
-                    try:
-                        stored = error.settle()
-                    except Exception:  # noqa: BLE001 - still unreachable
-                        stored = None
+                    stored = self._settled(error, taken)
                     if stored:
-                        for stream_id in taken:
-                            self._states.pop(stream_id, None)
                         return
                     if stored is False:
                         raise exceptions.StreamAppendFailed(

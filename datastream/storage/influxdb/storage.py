@@ -89,7 +89,7 @@ import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -339,7 +339,7 @@ class InfluxDBStorage(Storage):
                 raise exceptions.CommitOutcomeUnknown(
                     f"committing metadata for streams {ids} failed ({error}) and the server"
                     " cannot be asked whether it did",
-                    _Settled(functools.partial(self._metadata.attempt_committed, attempt)),
+                    functools.partial(self._metadata.attempt_committed, attempt),
                 ) from error
             if not committed:
                 raise exceptions.StreamAppendFailed(
@@ -634,16 +634,3 @@ def _names(batch: WriteBatch) -> list[str]:
     ids = batch.touched() | set(batch.delete) | {r.stream_id for r, _ in batch.create}
     return sorted(i for i in ids if isinstance(i, str))[:5]
 
-
-class _Settled:
-    """An outcome asked until it is known, then remembered (a pending record collected later
-    must not turn an aborted attempt into a committed one)."""
-
-    def __init__(self, ask: Callable[[], bool | None]) -> None:
-        self.ask = ask
-        self.known: bool | None = None
-
-    def __call__(self) -> bool | None:
-        if self.known is None:
-            self.known = self.ask()
-        return self.known

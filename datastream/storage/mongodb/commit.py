@@ -123,7 +123,6 @@ class Commit:
         self.stale: list[tuple[str, Any]] = []
         self.held = context.held
         self.level_keys = sorted(plan.levels)
-        self.settled: bool | None = None  # the outcome of a lost reply, once known
 
     def run(self) -> None:
         plan = self.plan
@@ -309,26 +308,21 @@ class Commit:
 
     def _settle_one(self, sid: str) -> bool | None:
         """Whether a one-stream commit whose reply was lost went through: whoever removes its
-        open entry decides (None while the server cannot be asked). Asked again, the same."""
-        if self.settled is None:
-            try:
-                self.settled = not self._abort_stream(sid)
-            except PyMongoError:
-                return None
-        return self.settled
+        open entry decides (None while the server cannot be asked)."""
+        try:
+            return not self._abort_stream(sid)
+        except PyMongoError:
+            return None
 
     def _settle_many(self, live: list[str]) -> bool | None:
         """Whether a commit whose journal insert lost its reply went through: its journal
         entry says so, else it is claimed aborted now (None while the server cannot be
         asked). A committed one is rolled forward here as recover() would."""
-        if self.settled is not None:
-            return self.settled
         try:
             state = self.protocol.claim_abort(self.batch_id).get("state")
         except PyMongoError:
             return None
-        self.settled = state == "committed"
-        if not self.settled:
+        if state != "committed":
             with contextlib.suppress(PyMongoError):
                 self._undo()
             return False
