@@ -131,7 +131,19 @@ def of_type(values: Sequence[int] | Sequence[float] | np.ndarray, type_: pa.Data
     return from_numpy(narrowed, type_)
 
 
+_DTYPES: dict[int, np.dtype | None] = {}
+
+
 def _numpy_dtype(type_: pa.DataType) -> np.dtype | None:
+    """The numpy dtype viewing ``type_``'s values, None for other types; remembered per type
+    id (the id alone decides it), since level reads and writes ask thousands of times."""
+    try:
+        return _DTYPES[type_.id]
+    except KeyError:
+        return _DTYPES.setdefault(type_.id, _dtype_of(type_))
+
+
+def _dtype_of(type_: pa.DataType) -> np.dtype | None:
     if pa.types.is_timestamp(type_) or pa.types.is_duration(type_):
         return np.dtype(np.int64)
     if pa.types.is_integer(type_):

@@ -118,3 +118,17 @@ def test_texts_make_what_pa_array_makes(values) -> None:
     made = arrow_numpy.texts(values)
     made.validate(full=True)
     assert made.equals(pa.array(values, pa.string()))
+
+
+def test_the_remembered_dtype_is_the_one_each_type_views_as() -> None:
+    """The dtype is remembered per Arrow type id; units, zones and widths that share an id
+    must still view alike, and types that share none stay unviewed."""
+    viewed = [*TYPES, pa.float16(), pa.timestamp("s"), pa.timestamp("ns", "UTC"),
+              pa.duration("ms"), pa.date64()]
+    for type_ in viewed * 2:  # the second round reads what the first remembered
+        expected = arrow_numpy._dtype_of(type_)
+        assert arrow_numpy._numpy_dtype(type_) == expected
+    assert arrow_numpy._numpy_dtype(pa.timestamp("ns")) == np.dtype(np.int64)
+    assert arrow_numpy._numpy_dtype(pa.int16()) == np.dtype("<i2")
+    for other in (pa.string(), pa.bool_(), pa.decimal128(10, 2), pa.date64()):
+        assert arrow_numpy._numpy_dtype(other) is None
