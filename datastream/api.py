@@ -214,13 +214,16 @@ class Datastream:
         tag_rules.validate_tags(tags)
         user_tags = tag_rules.deep_merge(tags, query_tags)
         tag_rules.check_size(user_tags)
+        # the checks in the order of behaviour §3.3 (the old API's): granularity, downsampler
+        # names, operator, value type; whether the downsamplers suit the type comes last
         highest = resolve(highest_granularity)
+        _check_downsampler_names(value_downsamplers)
+        request = _derive_request(derive_from, derive_op, derive_args)
         value_type = "numeric" if value_type is None else value_type
         if value_type not in value_types.VALUE_TYPES:
             raise exceptions.UnsupportedValueType(f"unsupported value type {show(value_type)}")
         options = value_types.normalise_options(value_type, value_type_options)
         stored_downsamplers = _check_downsamplers(value_downsamplers, value_type)
-        request = _derive_request(derive_from, derive_op, derive_args)
         with self._engine.lock:
             for _ in range(8):
                 existing = self._engine.find(query_tags)
@@ -990,8 +993,8 @@ class Datastream:
             return verify(self.backend, records)
 
 
-def _check_downsamplers(names: Any, value_type: str) -> list[str]:
-    """The stored downsampler list: requested plus dependencies, canonical order."""
+def _check_downsampler_names(names: Any) -> None:
+    """``value_downsamplers`` is a list or tuple of known names (behaviour §3.3 step 3)."""
     if not isinstance(names, list | tuple):
         raise TypeError(
             "value_downsamplers must be a list or tuple of names ([] means never downsampled),"
@@ -1002,6 +1005,13 @@ def _check_downsamplers(names: Any, value_type: str) -> list[str]:
             raise exceptions.UnsupportedDownsampler(
                 f"unsupported value downsampler {show(name)}"
             )
+
+
+def _check_downsamplers(names: Any, value_type: str) -> list[str]:
+    """The stored downsampler list (requested plus dependencies, canonical order) of names
+    already checked by :func:`_check_downsampler_names`, each of which must suit
+    ``value_type``."""
+    for name in names:
         if name not in downsamplers.DOWNSAMPLERS_BY_VALUE_TYPE[value_type]:
             raise exceptions.UnsupportedDownsampler(
                 f"value downsampler {name!r} does not support value type {value_type!r}"

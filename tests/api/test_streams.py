@@ -168,6 +168,29 @@ def test_query_tags_must_be_a_non_empty_dict(ds) -> None:
     assert len(ds.find_streams()) == 0
 
 
+@pytest.mark.parametrize(("arguments", "raised"), [
+    ({"highest_granularity": "fortnights", "value_downsamplers": ["bogus"]},
+     exceptions.UnsupportedGranularity),
+    ({"value_downsamplers": ["bogus"], "derive_op": "bogus", "value_type": "bogus",
+      "value_type_options": [1]}, exceptions.UnsupportedDownsampler),
+    ({"value_downsamplers": "mean", "value_type": "bogus"}, TypeError),
+    ({"derive_op": "bogus", "value_type": "bogus"}, exceptions.UnsupportedDeriveOperator),
+    ({"derive_op": None, "derive_from": ["x"], "value_type": "bogus"}, ValueError),
+    ({"value_downsamplers": ["mean"], "value_type": "bogus"}, exceptions.UnsupportedValueType),
+    ({"value_downsamplers": ["mean"], "value_type_options": [1]}, TypeError),
+    ({"value_downsamplers": ["mean"], "value_type": "nominal"}, exceptions.UnsupportedDownsampler),
+])
+def test_checks_come_in_the_documented_order(ds, arguments, raised) -> None:
+    """§3.3: granularity, downsampler names, operator, value type and options, then whether
+    the downsamplers suit the type; the first failing check decides the exception."""
+    arguments = {"value_downsamplers": [], "highest_granularity": G.Seconds, **arguments}
+    with pytest.raises(raised) as caught:
+        ds.ensure_stream({"order": 1}, {}, **arguments)
+    if raised is ValueError:
+        assert type(caught.value) is ValueError
+    assert len(ds.find_streams()) == 0
+
+
 def test_concurrent_ensure_stream_creates_one_stream(ds) -> None:
     import threading
 
