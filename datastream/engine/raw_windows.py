@@ -8,7 +8,9 @@ holds more than one window, whatever the range. Exports (``to_arrow`` and the ot
 build the whole table, in one read.
 
 The plan cuts the range in halves by time until each part is small enough (one count per cut);
-a part a single microsecond wide is never cut, however many points share that time. Windows
+a part a single microsecond wide is never cut, however many points share that time. A store
+that cannot count without reading (InfluxDB) plans the windows itself in one paged pass
+(``Storage.raw_windows``). Windows
 read later reflect the store as it is then: rows appended to the range after the plan are left
 out, so positions keep their meaning.
 """
@@ -37,16 +39,17 @@ class RawPlan:
         self._stream_id = stream_id
         self._reverse = reverse
         self._kept: tuple[int, pa.Table] | None = None
-        if not _counts_cheaply(storage):  # counting would read the range: read it once
-            self._kept = (0, storage.read_raw(stream_id, lo, hi, reverse=reverse))
-            total = self._kept[1].num_rows
+        if not _counts_cheaply(storage):  # the store plans (or reads the range once)
+            table, bounds = storage.raw_windows(stream_id, lo, hi, WINDOW_ROWS, reverse)
+            if table is not None:
+                self._kept = (0, table)
         else:
             total = storage.count_raw(stream_id, lo, hi)
-        bounds = [(lo, hi, total)]
-        if total > WINDOW_ROWS and self._kept is None:
-            first = storage.first_raw_time(stream_id, lo)
-            bounds = [] if first is None else _cut(
-                storage, stream_id, first, MAX_US + 1 if hi is None else hi, total)
+            bounds = [(lo, hi, total)]
+            if total > WINDOW_ROWS:
+                first = storage.first_raw_time(stream_id, lo)
+                bounds = [] if first is None else _cut(
+                    storage, stream_id, first, MAX_US + 1 if hi is None else hi, total)
         if reverse:
             bounds.reverse()
         self.windows = [(low, high) for low, high, _ in bounds]

@@ -23,8 +23,10 @@ import functools
 import numbers
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import numpy as np
 
 from .. import exceptions
 from ..lazy import pa, pc
@@ -389,6 +391,23 @@ class Storage(abc.ABC):
             low, width = high, width * 2
         return None
 
+    def raw_windows(
+        self, stream_id: str, start_us: int | None, end_us: int | None, max_rows: int,
+        reverse: bool = False,
+    ) -> tuple[pa.Table | None, list[tuple[int | None, int | None, int]]]:
+        """The raw rows with ``start_us <= t < end_us`` planned as consecutive time windows
+        ``(low, high, rows)`` (time order; the first starts at ``start_us``, the last ends at
+        ``end_us``) of at most ``max_rows`` rows each, unless a window is one microsecond wide.
+        Returns ``(table, windows)``: ``table`` holds the rows (in ``reverse`` order when asked)
+        when they were read to plan (then one window), None when only windows were planned.
+
+        For backends that cannot count rows without reading them (``count_raw`` is the
+        default); the engine plans the others itself from ``count_raw``. This default reads
+        the range once, whatever its size; a backend that can page through its rows plans
+        without holding them."""
+        table = self.read_raw(stream_id, start_us, end_us, reverse=reverse)
+        return table, [(start_us, end_us, table.num_rows)]
+
     # -- statistics ------------------------------------------------------------------------
     def stored_bytes(self, stream_id: str) -> dict[str, int] | None:
         """Bytes held for one stream, per level key (``'raw'`` for raw points), for reports such
@@ -405,3 +424,41 @@ class Storage(abc.ABC):
     def refresh_stream(self, stream_id: str) -> StreamRecord | None:
         """Re-read one record from the server (used after taking a maintenance lock)."""
         return self.get_stream(stream_id)
+
+
+def plan_windows(pages: Iterable[np.ndarray], start_us: int | None, end_us: int | None,
+                 max_rows: int) -> list[tuple[int | None, int | None, int]]:
+    """Consecutive windows ``(low, high, rows)`` covering ``[start_us, end_us)`` over row
+    times given a sorted page at a time (a microsecond never split between pages): a window
+    ends before the microsecond that would take it past ``max_rows`` rows, and a microsecond
+    holding more than that is a window of its own. One step per window, not per row."""
+    windows: list[tuple[int | None, int | None, int]] = []
+    low, rows = start_us, 0
+    for times in pages:
+        if not len(times):
+            continue
+        stamps, counts = np.unique(times, return_counts=True)
+        total = np.cumsum(counts)
+        base = 0
+        while True:
+            before = int(total[base - 1]) if base else 0  # rows of the page already placed
+            over = int(np.searchsorted(total, max_rows - rows + before, side="right"))
+            if over >= len(stamps):
+                break
+            if over == base and rows == 0:  # one microsecond beyond max_rows: its own window
+                windows.append((low, int(stamps[over]) + 1, int(counts[over])))
+                low, base = int(stamps[over]) + 1, over + 1
+            else:
+                placed = int(total[over - 1]) - before if over > base else 0
+                windows.append((low, int(stamps[over]), rows + placed))
+                low, base = int(stamps[over]), over
+            rows = 0
+            if base >= len(stamps):
+                break
+        rows += int(total[-1]) - (int(total[base - 1]) if base else 0)
+    if rows or not windows:
+        windows.append((low, end_us, rows))
+    else:
+        last_low, _, last_rows = windows[-1]
+        windows[-1] = (last_low, end_us, last_rows)
+    return windows

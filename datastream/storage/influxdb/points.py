@@ -366,6 +366,25 @@ def select(session: InfluxSession, database: str, measurement: str, sid: str, ep
     return _joined_columns(parts), sum(width for _, _, width in parts)
 
 
+def field_values(session: InfluxSession, database: str, measurement: str, sid: str, epoch: int,
+                 lo_ns: int, hi_ns: int) -> int:
+    """How many field values the points of one stream epoch with ``lo_ns <= time <= hi_ns``
+    hold, over all fields (``COUNT(*)``, computed by InfluxDB): at least the number of
+    points, since every point has a field, and at most a few times it. Visibility is not
+    applied (it needs the batch of each point), so it bounds a visible count from above."""
+    statement = (
+        f"SELECT COUNT(*) FROM {lp.quote_identifier(measurement)} WHERE"
+        f" {lp.quote_identifier(STREAM_TAG)} = $sid AND {lp.quote_identifier(EPOCH_TAG)} ="
+        " $epoch AND time >= $lo AND time <= $hi"
+    )
+    bind = {"sid": lp.encode_name(sid), "epoch": str(epoch), "lo": lo_ns, "hi": hi_ns}
+    total = 0
+    for series in query(session, database, statement, bind):
+        for row in series.get("values") or ():
+            total += sum(value for value in row[1:] if isinstance(value, int))
+    return total
+
+
 def _joined_columns(parts: list[tuple[list[str], list[tuple], int]]) -> dict[str, Any]:
     """The columns of several query results ((names, values per column, rows) each) one after
     the other: a list per name, None where a part lacks the column, the times as int64. Each

@@ -102,7 +102,15 @@ from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from ... import arrow_numpy, exceptions
 from ... import tags as tag_rules
-from ..base import RAW_SCHEMA, Storage, StreamRecord, WriteBatch, drop_time, level_drops
+from ..base import (
+    RAW_SCHEMA,
+    Storage,
+    StreamRecord,
+    WriteBatch,
+    drop_time,
+    level_drops,
+    plan_windows,
+)
 from ..recent import RecentRaw
 from . import points
 from .metadata import (
@@ -129,6 +137,7 @@ LINES_PER_REQUEST = 10_000
 BYTES_PER_REQUEST = 8 << 20
 GARBAGE_PER_ROUND = 1000
 FIRST_POINTS = 64  # points first_raw_time reads at first
+RAW_PAGE_POINTS = 100_000  # points of one page when a large raw read is planned
 TRIMS_PER_ROUND = 20  # streams whose dropped points are deleted after one commit
 MAX_CUTS = 32  # cuts kept per stream before the newer ones are merged (see _cut_starts)
 UNALLOCATED = 2**62  # above every batch number: stands for the one a commit will take
@@ -449,6 +458,58 @@ class InfluxDBStorage(Storage):
         if not count:
             return arrow_numpy.empty_table(RAW_SCHEMA)
         return points.raw_table(columns, count, view.raw_visible, reverse)
+
+    def raw_windows(
+        self, stream_id: str, start_us: int | None, end_us: int | None, max_rows: int,
+        reverse: bool = False,
+    ) -> tuple[pa.Table | None, list[tuple[int | None, int | None, int]]]:
+        """A range whose points hold at most ``max_rows`` field values (InfluxDB counts those
+        itself: an upper bound of its points) is read at once, as is one of at most
+        ``max_rows`` points this object still keeps in memory. A larger one is planned in one
+        pass over pages of the stream's points in time order (``RAW_PAGE_POINTS`` at a time,
+        only their visibility used), or over the kept rows, so a read of any range holds at
+        most a page or a window of points."""
+        with self._lock, _reachable(f"planning a raw read of stream {stream_id!r}"):
+            view = self._metadata.view(stream_id)[0] if isinstance(stream_id, str) else None
+            bounds = points.bounds(start_us, end_us)
+            if view is None or bounds is None:
+                return arrow_numpy.empty_table(RAW_SCHEMA), [(start_us, end_us, 0)]
+            epoch = view.store["raw"]["e"]
+            small = self._recent.read(stream_id, view.version, epoch, start_us, end_us, reverse)
+            if small is None and points.field_values(
+                    self._data_session(), self._database, RAW_MEASUREMENT, stream_id, epoch,
+                    *bounds) <= max_rows:
+                small = self.read_raw(stream_id, start_us, end_us, reverse)
+            if small is not None and small.num_rows <= max_rows:
+                return small, [(start_us, end_us, small.num_rows)]
+            if small is not None:  # rows kept in memory: planned from them, read from them
+                times = [np.sort(arrow_numpy.to_numpy(small.column("t")))]
+            else:
+                times = self._visible_raw_pages(stream_id, epoch, view, *bounds)
+            return None, plan_windows(times, start_us, end_us, max_rows)
+
+    def _visible_raw_pages(self, stream_id: str, epoch: int, view: Any, lo_ns: int, hi_ns: int
+                           ) -> Iterator[np.ndarray]:
+        """The times (µs, sorted) of the visible raw points in ``[lo_ns, hi_ns]``, a page at a
+        time; every page holds whole microseconds (the next page starts again at the last
+        microsecond read, which may hold more points than the page did)."""
+        limit = RAW_PAGE_POINTS
+        while True:
+            columns, count = self._select(RAW_MEASUREMENT, stream_id, epoch, lo_ns, hi_ns,
+                                          fields=points.stored_fields(RAW_SCHEMA), limit=limit)
+            if not count:
+                return
+            shown = np.sort(points.visible_raw_times(columns, view.raw_visible))
+            if count < limit:
+                yield shown
+                return
+            last = int(columns["time"].max()) // 1000
+            whole = shown[: np.searchsorted(shown, last, side="left")]
+            if int(columns["time"].min()) // 1000 == last:  # a page within one microsecond
+                limit *= 4
+                continue
+            yield whole
+            lo_ns, limit = last * 1000, RAW_PAGE_POINTS
 
     def first_raw_time(self, stream_id: str, start_us: int | None) -> int | None:
         """The first points by time from ``start_us`` on: FIRST_POINTS of them, four times as
