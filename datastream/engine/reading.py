@@ -212,7 +212,8 @@ def raw_arrow(table: pa.Table, value_type: str, options: dict) -> pa.Table:
         elif low >= KIND_NULL and high <= KIND_INT:
             v = _only_where(kinds == KIND_INT, table.column("i"))
         elif low >= KIND_NULL and high <= KIND_FLOAT:
-            as_float = table.column("i").cast(pa.float64())
+            # an integer beyond 2**53 beside floats is rounded, as pandas or numpy would
+            as_float = table.column("i").cast(pa.float64(), safe=False)
             v = pc.if_else(arrow_numpy.from_numpy(kinds == KIND_FLOAT), table.column("f"),
                            _only_where(kinds == KIND_INT, as_float))
         else:

@@ -84,7 +84,7 @@ def long_table(
     parts = _raw_parts(storage, raw, query)
     parts.update(_level_parts(storage, coarser, level, query, value_names, time_names))
     ordered = [parts[state.stream_id] for state in states]
-    data = _stack(ordered)
+    data = _in_column_order(_stack(ordered), value_names, time_names)
     rows = np.repeat(np.arange(len(states), dtype=np.int64), [p.num_rows for p in ordered])
     index = pa.array(rows)
     leading = {"stream_id": pa.array([s.stream_id for s in states], pa.string()).take(index)}
@@ -176,13 +176,43 @@ def _with_requested(part: pa.Table, value_names: list[str]) -> pa.Table:
     return part.select(["t", *value_names, *rest])
 
 
+def _in_column_order(data: pa.Table, value_names: list[str] | None,
+                     time_names: list[str] | None) -> pa.Table:
+    """The stacked columns in the order of §6.3, whatever order the streams brought them in:
+    ``t``, ``v``, the value downsamplers (as requested, else in their canonical order), then
+    the time downsamplers (likewise)."""
+    values = downsamplers.VALUE_DOWNSAMPLERS if value_names is None else value_names
+    times = downsamplers.TIME_DOWNSAMPLERS if time_names is None else time_names
+    order = ["t", "v", *values, *(f"time_{name}" for name in times)]
+    present = set(data.column_names)
+    known = [name for name in order if name in present]
+    return data.select(known + [name for name in data.column_names if name not in known])
+
+
 def _stack(parts: list[pa.Table]) -> pa.Table:
     if not parts:
         return pa.table({"t": pa.array([], pa.timestamp("us", tz="UTC")), "v": pa.nulls(0)})
+    parts = _integers_as_floats_where_mixed(parts)
     try:
         return pa.concat_tables(parts, promote_options="permissive")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         return pa.concat_tables(_as_text_where_mixed(parts), promote_options="permissive")
+
+
+def _integers_as_floats_where_mixed(parts: list[pa.Table]) -> list[pa.Table]:
+    """Integer columns of streams whose column holds floats in other streams become floats:
+    the promotion pyarrow would make, except that an integer beyond 2**53 is rounded (as the
+    export of one stream rounds it) instead of refused."""
+    floating = {field.name for part in parts for field in part.schema
+                if pa.types.is_floating(field.type)}
+    result = []
+    for part in parts:
+        for position, field in enumerate(part.schema):
+            if field.name in floating and pa.types.is_integer(field.type):
+                part = part.set_column(position, field.name,
+                                       part.column(position).cast(pa.float64(), safe=False))
+        result.append(part)
+    return result
 
 
 def _as_text_where_mixed(parts: list[pa.Table]) -> list[pa.Table]:

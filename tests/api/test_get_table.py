@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+import datastream
 from datastream import exceptions
 
 from .helpers import EVER, UTC, G, at
@@ -144,6 +145,45 @@ def test_mixed_value_types_become_text(ds) -> None:
     by_mix = dict(zip(table.column("mix").to_pylist(), table.column("v").to_pylist()))
     assert pa.types.is_string(table.schema.field("v").type)
     assert by_mix == {1: "2.5", 2: '"on"'}
+
+
+def test_columns_come_in_one_order_whatever_the_streams_keep(ds) -> None:
+    """Streams keeping different downsamplers: the union of their columns in the order of
+    §6.3 (values canonical, then time columns), not in the order the streams (sorted by
+    their random ids) brought them."""
+    kept = [["max"], ["min"], ["std_dev"], ["mean", "max"], ["sum"]]
+    for number, names in enumerate(kept):
+        stream_id = ds.ensure_stream({"order": number}, {}, names, G.Seconds)
+        ds.append_arrays(stream_id, np.arange(30, dtype=np.int64) + 946_684_800,
+                         np.arange(30.0), unit="s")
+    ds.downsample_streams(until=at(3600))
+    table = ds.get_table({}, G.Seconds10, time_downsamplers=["last", "first"])
+    values = ["count", "sum", "sum_squares", "min", "max", "mean", "std_dev"]
+    assert table.column_names == ["stream_id", "t", *values, "time_last", "time_first"]
+    chosen = ds.get_table({}, G.Seconds10, value_downsamplers=["min", "count"])
+    assert chosen.column_names[:4] == ["stream_id", "t", "min", "count"]
+    assert chosen.column_names[4:] == [f"time_{name}" for name in datastream.TIME_DOWNSAMPLERS]
+
+
+def test_integers_beyond_2_to_53_beside_floats(ds) -> None:
+    """An int64 value that float64 cannot hold, beside floats (in one stream or in another):
+    the export rounds it as numpy would, rather than refusing the whole table."""
+    mixed = ds.ensure_stream({"big": 1}, {}, ["mean"], G.Seconds)
+    ds.append(mixed, 2**60 + 1, at(0))
+    ds.append(mixed, 3.5, at(1))
+    alone = ds.ensure_stream({"big": 2}, {}, ["mean"], G.Seconds)
+    ds.append(alone, 2**60 + 1, at(0))
+    floats = ds.ensure_stream({"big": 3}, {}, ["mean"], G.Seconds)
+    ds.append(floats, 0.25, at(0))
+    exported = ds.get_data(mixed, G.Seconds, start=EVER).to_arrow()
+    assert exported.column("v").to_pylist() == [float(2**60 + 1), 3.5]
+    assert [p["v"] for p in ds.get_data(mixed, G.Seconds, start=EVER)] == [2**60 + 1, 3.5]
+    assert ds.get_data(alone, G.Seconds, start=EVER).to_arrow().column("v").to_pylist() == [
+        2**60 + 1]  # one stream of integers stays int64, exact
+    table = ds.get_table({}, G.Seconds, tags=("big",))
+    assert pa.types.is_float64(table.schema.field("v").type)
+    by_stream = sorted(zip(table.column("big").to_pylist(), table.column("v").to_pylist()))
+    assert by_stream == [(1, 3.5), (1, float(2**60 + 1)), (2, float(2**60 + 1)), (3, 0.25)]
 
 
 def test_argument_errors(fleet) -> None:
