@@ -14,7 +14,7 @@ import click
 from .. import downsamplers as downsampler_names
 from .. import exceptions
 from ..granularity import resolve
-from .connection import URL_HELP, open_store
+from .connection import URL_HELP, open_store, parse_url
 
 GRANULARITIES = "seconds, 10seconds, minutes, 10minutes, hours, 6hours, days (or s S m M h H d)"
 
@@ -28,15 +28,31 @@ def store_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
     @functools.wraps(command)
     def wrapper(db: str | None, url: str | None, **kwargs: Any) -> Any:
-        if db is not None and url is None and not os.path.exists(db):
+        path = _embedded_path(db, url)
+        if path is not None and not os.path.exists(path):
             # these commands read or change stored streams: a mistyped path would otherwise
             # leave a new empty store behind and report nothing
-            raise FileNotFoundError(f"no store at {db}: --db names an existing file here "
+            given = "--db" if url is None else "a duckdb: --url"
+            raise FileNotFoundError(f"no store at {path}: {given} names an existing file here "
                                     f"(import or serve create one)")
         with _opener(db, url)() as ds:
             return command(ds=ds, **kwargs)
 
     return wrapper
+
+
+def _embedded_path(db: str | None, url: str | None) -> str | None:
+    """The file of the embedded store the options name (``--db`` or a ``duckdb:`` URL); None
+    for another backend or options that are wrong anyway (reported when opening)."""
+    if (db is None) == (url is None):
+        return None
+    if db is not None:
+        return db
+    try:
+        spec = parse_url(url or "")
+    except ValueError:
+        return None
+    return spec.arguments["path"] if spec.kind == "duckdb" else None
 
 
 def lazy_store_options(command: Callable[..., Any]) -> Callable[..., Any]:

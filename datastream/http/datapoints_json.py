@@ -12,10 +12,14 @@ datapoint (a page holds up to 10,000 of them):
   decimal (high-accuracy numbers), which is a JSON number as it is;
 * ``frequencies`` (a map keyed by canonical JSON): an object whose keys are the values' text
   for string values and the canonical JSON of any other value, as ``json.dumps`` would key
-  the dict that ``get_data`` returns.
+  the dict that ``get_data`` returns; a text whose key another entry takes (the text "1"
+  beside the number 1) is keyed by its canonical JSON instead, so no key repeats.
 """
 
 from __future__ import annotations
+
+import json
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -51,7 +55,44 @@ def _frequencies(column: pa.Array) -> pa.Array:
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
     rows = pa.LargeListArray.from_arrays(pa.array(offsets), pairs)
     body = pc.binary_join(rows, pa.scalar(",", pa.large_string()))
-    return pc.if_else(pc.is_valid(column), _join("{", body, "}"), NULL)
+    texts = pc.if_else(pc.is_valid(column), _join("{", body, "}"), NULL)
+    clashing = _rows_with_repeated_keys(literal, lengths)
+    if not clashing:
+        return texts
+    patched = texts.to_pylist()
+    for row in clashing:
+        patched[row] = _object_without_repeats(
+            [(entry["key"], entry["value"]) for entry in column[row].as_py()])
+    return pa.array(patched, pa.large_string())
+
+
+def _rows_with_repeated_keys(literals: pa.Array, lengths: np.ndarray) -> list[int]:
+    """Rows where two entries got the same JSON key: the text "1" beside the number 1 (keyed
+    "1" by its text and by its canonical JSON). Rare, so found column-wise and mended apart."""
+    if not len(literals):
+        return []
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    counted = pa.table({"row": rows, "key": literals}).group_by(["row", "key"]).aggregate(
+        [("key", "count")])
+    repeated = counted.filter(pc.greater(counted.column("key_count"), 1))
+    return sorted(set(repeated.column("row").to_pylist()))
+
+
+def _object_without_repeats(entries: list[tuple[str, int]]) -> str:
+    """A frequency table as a JSON object keyed as above, except that text values whose key
+    another entry takes are keyed by their canonical JSON (``"\"1\""``), as often as needed:
+    canonical JSON texts differ, so every count keeps a key of its own."""
+    keys = [json.loads(text) if text.startswith('"') else text for text, _ in entries]
+    while True:
+        taken = Counter(keys)
+        clashing = [i for i, key in enumerate(keys) if taken[key] > 1 and key != entries[i][0]]
+        if not clashing:
+            break
+        for i in clashing:
+            keys[i] = entries[i][0]
+    pairs = (f"{json.dumps(key, ensure_ascii=False)}:{count}"
+             for key, (_, count) in zip(keys, entries, strict=True))
+    return "{" + ",".join(pairs) + "}"
 
 
 def json_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:

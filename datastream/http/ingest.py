@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import Datastream, exceptions
+from .. import Datastream, exceptions, values
 from ..downsamplers import DOWNSAMPLERS_BY_VALUE_TYPE
 from ..line_protocol import ParsedLines
 from ..results import user_tags
@@ -149,7 +149,10 @@ class GroupCommitter:
     def _append(self, batch: Batch) -> None:
         if batch.lines is None:  # the JSON datapoints of one stream: append's own rules
             timestamps = pa.array(batch.t_us, pa.timestamp("us", "UTC"))
-            self.ds.append_arrays(batch.stream_id, timestamps, batch.values)
+            try:
+                self.ds.append_arrays(batch.stream_id, timestamps, batch.values)
+            except (ValueError, TypeError) as error:
+                raise ApiError(400, self._item_located(batch, error)) from error
             return
         try:
             self._append_lines(batch.lines)
@@ -157,6 +160,22 @@ class GroupCommitter:
             # a cached stream was deleted meanwhile (another process, on a shared backend)
             self._ids.clear()
             self._append_lines(batch.lines)
+
+    def _item_located(self, batch: Batch, error: BaseException) -> str:
+        """The library's message led by the index of the first item whose value it refuses
+        (its messages name the stream, not the item); looked for only once a body failed."""
+        message = str(error)
+        if isinstance(error, exceptions.InvalidTimestamp):
+            return message
+        state = self.ds._engine.state(batch.stream_id)
+        given = batch.values.to_pylist() if isinstance(batch.values, pa.Array) else batch.values
+        for index, value in enumerate(given):
+            try:
+                values.encode_value(value, state.value_type, state.options, state.value_keys,
+                                    batch.stream_id)
+            except (ValueError, TypeError):
+                return f"item {index}: {message}"
+        return message
 
     def _append_lines(self, lines: ParsedLines) -> None:
         created: list[str] = []

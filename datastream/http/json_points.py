@@ -146,7 +146,9 @@ def parse_datapoints(body: bytes) -> tuple[np.ndarray, Any]:
     items = _load(body)
     if not items:
         return np.zeros(0, dtype=np.int64), pa.array([], pa.float64())
-    columnar = _columnar(items)
+    # Arrow types [1.5, true] as doubles (true -> 1.0): a body holding a JSON boolean anywhere
+    # (a rare thing, looked for in the bytes) is checked item by item, which refuses one
+    columnar = None if b"true" in body or b"false" in body else _columnar(items)
     return columnar if columnar is not None else _itemwise(items)
 
 

@@ -1,9 +1,9 @@
 """django-datastream's ``meta`` block: limit, offset, total count and page links.
 
 ``next`` and ``previous`` are the request's own path and query with ``offset`` (and ``limit``)
-replaced, or null: ``next`` when no row follows the page (or the limit is 0, which returns no
-rows at all), ``previous`` on the first page. A previous page that would start before the
-first row starts at it.
+replaced, or null: ``next`` when no row follows the page, ``previous`` on the first page, and
+both when the limit is 0 (a page of no rows has no neighbours). A previous page that would
+start before the first row starts at it.
 """
 
 from __future__ import annotations
@@ -28,5 +28,6 @@ def meta(request: Request, limit: int, offset: int, total: int) -> dict[str, Any
         "offset": offset,
         "total_count": total,
         "next": _link(request, limit, offset + limit) if following else None,
-        "previous": _link(request, limit, max(0, offset - limit)) if offset > 0 else None,
+        "previous": (_link(request, limit, max(0, offset - limit))
+                     if offset > 0 and limit > 0 else None),
     }

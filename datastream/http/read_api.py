@@ -38,16 +38,17 @@ def json_response(body: bytes, status: int = 200) -> Response:
 
 def list_streams(ds: Datastream, request: Request) -> Response:
     params = request.query_params
-    limit = query_params.count(params, "limit", LIST_LIMIT, LIST_MAX)
+    # as django-datastream's list (tastypie's paginator): limit=0 asks for the largest page
+    limit = query_params.count(params, "limit", LIST_LIMIT, LIST_MAX) or LIST_MAX
     offset = query_params.count(params, "offset", 0)
     filters = TagFilter(params)
     streams = ds.find_streams(filters.query)
     if filters.checks_results:
         matching = filters.post_filter(streams)
-        total, page = len(matching), matching[offset:offset + limit] if limit else []
+        total, page = len(matching), matching[offset:offset + limit]
     else:
         total = len(streams)
-        page = list(streams[offset:offset + limit]) if limit else []
+        page = list(streams[offset:offset + limit])
     return json_response(dumps({"meta": pagination.meta(request, limit, offset, total),
                                 "objects": [stream_resource(tags) for tags in page]}))
 

@@ -2,7 +2,9 @@
 
 ``tags__<key>[__<key>...]=value`` tests the tag at that path for equality;
 ``...__<lookup>=value`` applies a lookup: ``iexact``, ``contains``, ``icontains``,
-``startswith``, ``in`` (comma-separated values) or ``exists`` (``true``/``false``). Values from
+``startswith``, ``in`` (comma-separated values), ``exists`` (``true``/``false``), the
+comparisons ``gt``, ``gte``, ``lt``, ``lte`` (numerically when the value reads as a number)
+or ``all`` (comma-separated values a list tag must all hold). Values from
 a query string are always text, so a value that reads as a number also matches that number
 (``tags__stream_number=1`` finds the stream tagged ``1`` and the one tagged ``"1"``).
 
@@ -25,7 +27,8 @@ from ..tags import matches
 from .errors import ApiError
 
 PREFIX = "tags__"
-LOOKUPS = ("exact", "iexact", "contains", "icontains", "startswith", "in", "exists")
+LOOKUPS = ("exact", "iexact", "contains", "icontains", "startswith", "in", "exists",
+           "gt", "gte", "lt", "lte", "all")
 
 
 def _number(text: str) -> int | float | None:
@@ -55,6 +58,11 @@ def _condition(lookup: str, text: str, name: str) -> dict[str, Any]:
         if text.lower() not in ("true", "false", "1", "0"):
             raise ApiError(400, f"parameter {name!r}: use true or false")
         return {"$exists": text.lower() in ("true", "1")}
+    if lookup in ("gt", "gte", "lt", "lte"):  # numbers compare as numbers, other text as text
+        number = _number(text.strip())
+        return {f"${lookup}": text if number is None else number}
+    if lookup == "all":  # parts that read as numbers are checked on the results (text or number)
+        return {"$all": [part for part in text.split(",") if _number(part.strip()) is None]}
     operator = "$contains" if lookup == "startswith" else f"${lookup}"
     return {operator: text}
 
@@ -87,17 +95,27 @@ class TagFilter:
             raise ApiError(400, f"parameter {name!r}: the tag path conflicts with another "
                                 "filter")
         condition = _condition(lookup, text, name)
+        if lookup == "all":
+            for part in text.split(","):
+                if _number(part.strip()) is not None:
+                    self._extra(path, {"$in": _candidates(part)})
+            if not condition["$all"]:
+                condition = {"$exists": True}
         if lookup == "startswith":
             self.prefixes.append((path, text))
             if "$contains" in leaf:
                 return  # the prefix test alone decides
         if set(condition) & set(leaf):  # the operator is taken: checked on what comes back
-            extra: dict[str, Any] = condition
-            for key in reversed(path):
-                extra = {key: extra}
-            self.extra.append(extra)
+            self._extra(path, condition)
             return
         leaf.update(condition)
+
+    def _extra(self, path: list[str], condition: dict[str, Any]) -> None:
+        """A condition on ``path`` checked on the streams that come back."""
+        extra: dict[str, Any] = condition
+        for key in reversed(path):
+            extra = {key: extra}
+        self.extra.append(extra)
 
     @property
     def checks_results(self) -> bool:

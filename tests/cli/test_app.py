@@ -32,10 +32,12 @@ def test_datastream_error_is_one_line_exit_1(tmp_path):
 
 @pytest.mark.parametrize("command", [["streams"], ["info"], ["verify"], ["downsample"],
                                      ["export", "--stream-id", "x", "-o", "out.csv"]])
-def test_commands_on_stored_streams_refuse_a_missing_store(tmp_path, command):
-    """A mistyped --db path is an error, and no empty store is left behind under it."""
+@pytest.mark.parametrize("option", ["--db", "--url"])
+def test_commands_on_stored_streams_refuse_a_missing_store(tmp_path, command, option):
+    """A mistyped --db path (or duckdb: URL, the same store) is an error, and no empty store
+    is left behind under it."""
     missing = tmp_path / "typo.duckdb"
-    result = invoke(*command, "--db", missing)
+    result = invoke(*command, option, missing if option == "--db" else f"duckdb://{missing}")
     assert result.exit_code == 1
     assert result.output.startswith(f"error: no store at {missing}")
     assert not missing.exists()

@@ -81,6 +81,27 @@ def test_nominal_values_and_frequencies(ds):
     check(ds.get_data(stream, "10seconds", start=EVERYTHING))
 
 
+def test_frequency_keys_never_repeat(ds):
+    """Texts that read like other values ("1" beside 1, "true" beside true, "[1,2]" beside
+    [1, 2]) would get the same JSON key: they are keyed by their canonical JSON instead, so a
+    JSON parser keeps every count. Other rows of the page stay as they are."""
+    stream = ds.ensure_stream({"n": 3}, {}, ["frequencies"], "seconds", value_type="nominal")
+    clashing = ["1", 1, "true", True, "[1,2]", [1, 2], '"1"', "x"]
+    for index, value in enumerate(clashing):
+        ds.append(stream, value, at(index))
+    for index, value in enumerate(["a", 2, "a"]):
+        ds.append(stream, value, at(10 + index))
+    ds.append(stream, "end", at(100))
+    ds.downsample_streams(until=at(3600))
+    text = datapoints_json(ds.get_data(stream, "10seconds", start=EVERYTHING).to_arrow())
+    first, second = (json.loads(text)[i]["v"]["f"] for i in (0, 1))
+    assert sum(first.values()) == len(clashing) and len(first) == len(clashing)
+    assert first == {'"1"': 1, "1": 1, '"true"': 1, "true": 1, '"[1,2]"': 1, "[1,2]": 1,
+                     '"\\"1\\""': 1, "x": 1}
+    assert text.count(b'"x":1') == 1
+    assert second == {"a": 2, "2": 1}
+
+
 def test_high_accuracy_and_graph(ds):
     exact = ds.ensure_stream({"n": 3}, {}, ["mean", "sum"], "seconds",
                              value_type_options={"high_accuracy": True})

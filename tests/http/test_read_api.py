@@ -34,9 +34,10 @@ def test_list_is_paginated_like_django_datastream(svc):
     assert second["meta"]["next"] is None
     assert second["meta"]["previous"] == "/api/v1/stream/?limit=20&offset=0"
     assert svc.client.get("/api/v1/stream/?limit=5000").json()["meta"]["limit"] == 1000
-    empty = svc.client.get("/api/v1/stream/?limit=0").json()
-    assert empty["objects"] == [] and empty["meta"]["total_count"] == 25
-    assert empty["meta"]["next"] is None
+    # limit=0 is the largest page, as tastypie's list paginator has it
+    everything = svc.client.get("/api/v1/stream/?limit=0").json()
+    assert len(everything["objects"]) == 25 and everything["meta"]["limit"] == 1000
+    assert everything["meta"]["next"] is None and everything["meta"]["previous"] is None
 
 
 def test_stream_resource_fields(svc):
@@ -73,6 +74,16 @@ def test_stream_resource_fields(svc):
     ("tags__title__contains=1&tags__title__contains=2", [12, 21]),
     ("tags__title__icontains=stream&tags__title__icontains=4&tags__stream_number__in=4,14,5",
      [4, 14]),
+    # django-datastream's comparisons and list lookups
+    ("tags__stream_number__gte=22", [22, 23, 24]),
+    ("tags__stream_number__gt=22", [23, 24]),
+    ("tags__stream_number__lt=2", [0, 1]),
+    ("tags__stream_number__lte=2&tags__stream_number__gte=1", [1, 2]),
+    ("tags__title__gt=Stream%208", [9]),  # text compares as text
+    ("tags__labels__all=a,b", [0, 1, 2]),
+    ("tags__labels__all=a,c", []),
+    ("tags__labels__all=a,1", []),  # a part that reads as a number: text or number
+    ("tags__stream_number__all=7", [7]),
 ])
 def test_tag_filters(svc, query, numbers):
     body = svc.client.get(f"/api/v1/stream/?limit=100&{query}").json()
@@ -179,7 +190,9 @@ def test_detail_limits_and_unknown_streams(series):
     body = svc.client.get(f"/api/v1/stream/{stream_id}/?limit=20000&offset=110").json()
     assert body["meta"]["limit"] == 10000 and len(body["datapoints"]) == 10
     assert body["meta"]["previous"] == f"/api/v1/stream/{stream_id}/?limit=10000&offset=0"
-    assert svc.client.get(f"/api/v1/stream/{stream_id}/?limit=0").json()["datapoints"] == []
+    nothing = svc.client.get(f"/api/v1/stream/{stream_id}/?limit=0&offset=5").json()
+    assert nothing["datapoints"] == []  # django-datastream: an explicit 0 returns nothing
+    assert nothing["meta"]["previous"] is None and nothing["meta"]["next"] is None
     for missing in ("9b2e8a0e-5a59-4a8e-9a51-7ad7f0000000", "not-a-uuid"):
         response = svc.client.get(f"/api/v1/stream/{missing}/")
         assert response.status_code == 404 and "error" in response.json()

@@ -60,7 +60,12 @@ def test_bad_json_datapoints_name_the_item_and_store_nothing(service):
         ([{"t": T0, "v": 1}, [T0, 2]], "item 1: expected an object"),
         ([{"t": T0, "v": 1}, {"t": True, "v": 2}], "item 1: 't' must be"),
         ([{"t": T0, "v": 1}, {"t": 1e30, "v": 2}], "item 1: 't'"),
-        ([{"t": T0, "v": "text"}], "numeric"),
+        ([{"t": T0, "v": "text"}], "item 0: "),
+        ([{"t": T0, "v": 1}, {"t": T0 + 1, "v": 2}, {"t": T0 + 2, "v": "text"}],
+         "item 2: "),  # the value the library refuses, named by its index
+        ([{"t": T0, "v": 1.5}, {"t": T0 + 1, "v": True}], "item 1: "),  # not 1.0
+        ([{"t": T0 + 0.5, "v": 1.5}, {"t": True, "v": 2.5}], "item 1: 't' must be"),
+        ([{"t": T0, "v": 1}, {"t": T0 + 1, "v": {"m": 1}}], "item 1: "),
         ([{"t": T0 + 1, "v": 1}, {"t": T0, "v": 2}], "must not decrease"),
         ({"t": T0, "v": 1}, "JSON list"),
     ]
