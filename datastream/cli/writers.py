@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import click
 import pyarrow as pa
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
@@ -21,8 +22,8 @@ def format_of(path: str, given: str | None) -> str:
         return given
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMATS:
-        raise ValueError(f"cannot tell the format of {path!r} from its extension; "
-                         "give --format csv|parquet|jsonl")
+        raise click.UsageError(f"cannot tell the format of {path!r} from its extension; "
+                               "give --format csv|parquet|jsonl")
     return FORMATS[extension]
 
 

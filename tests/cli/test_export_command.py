@@ -81,6 +81,13 @@ def test_ambiguous_query_is_an_error(store, tmp_path):
     assert result.output.startswith("error: the query {'metric': 'cpu'} matches 2 streams")
 
 
+def test_an_output_of_unknown_format_is_a_usage_error(store, tmp_path):
+    result = invoke("export", "--db", store, "--tag", "metric=cpu", "-o", tmp_path / "x.xlsx")
+    assert result.exit_code == 2
+    assert "cannot tell the format" in result.output and "--format" in result.output
+    assert not (tmp_path / "x.xlsx").exists()
+
+
 def test_table_export_of_many_streams(store, tmp_path):
     write_csv(tmp_path / "more.csv", [("b", "cpu", 946684800_000000, 1.0)])
     invoke("import", tmp_path / "more.csv", "--db", store, "--tag-column", "host",
