@@ -648,9 +648,13 @@ def finalize(
     value_keys: Iterable[str] | None,
     time_keys: Iterable[str] | None,
     width_us: int,
+    *,
+    values_asked: bool = False,
 ) -> list[dict]:
     """behaviour §5.4 datapoints ``{'t': {time key: ...}, 'v': {value key: ...}}`` of level rows, in
-    row order; an empty key filter drops ``'t'`` or ``'v'`` (None = every applicable key)."""
+    row order; an empty key filter drops ``'t'`` or ``'v'`` (None = every applicable key).
+    ``values_asked``: the reader named value downsamplers, none of which the stream keeps, so
+    ``value_keys`` is empty but ``'v'`` stays, as ``{}`` (only an empty filter removes it)."""
     chosen_values = _chosen_value(value_type, value_keys, "key")
     chosen_times = _chosen_time(time_keys, "key")
     view = Rows(rows, value_type, options, width_us, _declared(chosen_values, chosen_times))
@@ -663,11 +667,14 @@ def finalize(
     # map/zip in C (every column holds view.size values)
     time_dicts = _row_dicts([k for k, _ in times], [c for _, c in times], view.size)
     value_dicts = _row_dicts([k for k, _ in values], [c for _, c in values], view.size)
-    if times and values:
+    shows_values = bool(values) or values_asked
+    if not values:  # no columns to zip: an empty dict per row
+        value_dicts = ({} for _ in range(view.size))
+    if times and shows_values:
         return [{"t": t, "v": v} for t, v in zip(time_dicts, value_dicts)]
     if times:
         return [{"t": t} for t in time_dicts]
-    if values:
+    if shows_values:
         return [{"v": v} for v in value_dicts]
     return [{} for _ in range(view.size)]
 

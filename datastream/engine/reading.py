@@ -113,7 +113,8 @@ def datapoints(
     return Datapoints(
         level_source(storage, state, level, query, reverse),
         lambda table: downsamplers.finalize(
-            table, value_type, options, value_keys, time_keys, width
+            table, value_type, options, value_keys, time_keys, width,
+            values_asked=bool(value_names),
         ),
         lambda table: level_arrow(table, value_type, options, names, times, width),
         context,

@@ -129,7 +129,7 @@ def _object(pairs: list[tuple[str, pa.Array]]) -> list[pa.Array | str]:
     return [*pieces, "}"]
 
 
-def _rows(table: pa.Table) -> pa.Array:
+def _rows(table: pa.Table, values_asked: bool) -> pa.Array:
     names = table.column_names
     if names == ["t", "v"]:
         return _join(*_object([("t", json_column(table.column("t"))),
@@ -141,18 +141,21 @@ def _rows(table: pa.Table) -> pa.Array:
     parts: list[pa.Array | str] = ["{"]
     if times:
         parts += ['"t":', *_object(times)]
-    if values:
+    if values or values_asked:
         parts += [',"v":' if times else '"v":', *_object(values)]
-    if len(parts) == 1:
-        return pa.repeat(pa.scalar("{}", pa.large_string()), table.num_rows)
-    return _join(*parts, "}")
+    parts.append("}")
+    if all(isinstance(part, str) for part in parts):  # no column: the same text every row
+        return pa.repeat(pa.scalar("".join(parts), pa.large_string()), table.num_rows)
+    return _join(*parts)
 
 
-def datapoints_json(table: pa.Table) -> bytes:
-    """``[datapoint, ...]`` of a ``Datapoints.to_arrow()`` table, as UTF-8 JSON text."""
+def datapoints_json(table: pa.Table, values_asked: bool = False) -> bytes:
+    """``[datapoint, ...]`` of a ``Datapoints.to_arrow()`` table, as UTF-8 JSON text.
+    ``values_asked``: value downsamplers were named, none of which the stream keeps; the
+    datapoints then keep an empty ``"v"``, as ``get_data`` gives them."""
     if not table.num_rows:
         return b"[]"
-    rows = _rows(table).cast(pa.large_string())
+    rows = _rows(table, values_asked).cast(pa.large_string())
     whole = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
     text = pc.binary_join(whole, pa.scalar(",", pa.large_string()))[0]
     return b"[" + text.as_buffer().to_pybytes() + b"]"

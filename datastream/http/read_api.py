@@ -84,7 +84,7 @@ def stream_detail(ds: Datastream, request: Request, default_time_downsamplers: l
                              value_downsamplers=value_names, time_downsamplers=time_names)
     total = len(datapoints)
     page = datapoints[offset:offset + limit] if limit else datapoints[0:0]
-    points = datapoints_json(page.to_arrow())
+    points = datapoints_json(page.to_arrow(), values_asked=bool(value_names))
     document = stream_resource(tags)
     document["query_params"] = {
         "granularity": level.name,

@@ -409,6 +409,9 @@ def test_filters(ds) -> None:
     assert one(value_downsamplers=[]) == {"t": one()["t"]}
     assert one(time_downsamplers=[]) == {"v": one()["v"]}
     assert one(value_downsamplers=[], time_downsamplers=[]) == {}
+    # named downsamplers the stream does not keep: no keys, but 'v' stays (only [] drops it)
+    assert one(value_downsamplers=["median", "min"]) == {"t": one()["t"], "v": {}}
+    assert one(value_downsamplers=["median"], time_downsamplers=[]) == {"v": {}}
     with pytest.raises(exceptions.UnsupportedDownsampler):
         one(value_downsamplers=["maximum"])
     with pytest.raises(exceptions.UnsupportedDownsampler):

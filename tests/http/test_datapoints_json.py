@@ -67,6 +67,16 @@ def test_numeric_raw_and_levels(ds):
                       time_downsamplers=["last", "intervals_std_dev"]))
     check(ds.get_data(stream, "10seconds", start=EVERYTHING, value_downsamplers=[],
                       time_downsamplers=[]))
+    kept_none = ds.ensure_stream({"n": 9}, {}, ["mean"], "seconds")
+    ds.append(kept_none, 1.0, at(0))
+    ds.append(kept_none, 2.0, at(30))
+    ds.downsample_streams(until=at(3600))
+    for times in (None, []):  # value downsamplers the stream does not keep: "v" stays empty
+        points = ds.get_data(kept_none, "10seconds", start=EVERYTHING,
+                             value_downsamplers=["median"], time_downsamplers=times)
+        produced = json.loads(datapoints_json(points.to_arrow(), values_asked=True))
+        assert produced == [reference(point) for point in points]
+        assert all(point["v"] == {} for point in produced)
     assert datapoints_json(ds.get_data(stream, "seconds", start=at(10**6)).to_arrow()) == b"[]"
 
 
