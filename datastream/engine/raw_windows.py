@@ -40,7 +40,7 @@ class RawPlan:
         self._reverse = reverse
         self._kept: tuple[int, pa.Table] | None = None
         if not _counts_cheaply(storage):  # the store plans (or reads the range once)
-            table, bounds = storage.raw_windows(stream_id, lo, hi, WINDOW_ROWS, reverse)
+            table, bounds = _store_planned(storage, stream_id, lo, hi, reverse)
             if table is not None:
                 self._kept = (0, table)
         else:
@@ -69,6 +69,17 @@ class RawPlan:
             self._kept = None  # the old window goes before the next is held
             self._kept = (index, table.slice(0, planned))
         return self._kept[1]
+
+
+def _store_planned(storage: object, stream_id: str, lo: int | None, hi: int | None,
+                   reverse: bool) -> tuple[pa.Table | None, list[tuple]]:
+    """``Storage.raw_windows``; a source with ``read_raw`` alone (a view of buffered points
+    over the store) is read once."""
+    plan = getattr(storage, "raw_windows", None)
+    if plan is not None:
+        return plan(stream_id, lo, hi, WINDOW_ROWS, reverse)
+    table = storage.read_raw(stream_id, lo, hi, reverse=reverse)  # type: ignore[attr-defined]
+    return table, [(lo, hi, table.num_rows)]
 
 
 def _counts_cheaply(storage: object) -> bool:
