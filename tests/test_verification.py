@@ -7,6 +7,7 @@ import datetime
 import decimal
 import math
 import statistics
+import sys
 import tracemalloc
 import warnings
 
@@ -378,6 +379,22 @@ def test_std_dev_of_extreme_magnitudes_verifies_clean() -> None:
     for seconds, value in [(0, 0.0), (0, 2e200), (10, 1e-200), (10, 0.0), (20, 1.0)]:
         ds.append(stream, value, T0 + datetime.timedelta(seconds=seconds))
     ds.downsample_streams(until=T0 + datetime.timedelta(minutes=1))
+    _assert_clean(ds.verify())
+
+
+def test_values_at_the_float_limit_verify_clean() -> None:
+    """Buckets of values near 1.8e308: one alone (its spread 0), two equal ones (their sum is
+    inf, their spread still 0). The oracle's unit is capped at 2**1023 (log2 of such a value
+    rounds to 1024), and the kernels take the mean anew when the sum overflows."""
+    top = sys.float_info.max
+    ds = datastream.Datastream()
+    stream = ds.ensure_stream({"n": 1}, {}, ["mean", "std_dev"], G.Seconds)
+    for seconds, value in [(0, top), (5, top), (10, top), (20, 1.0)]:
+        ds.append(stream, value, T0 + datetime.timedelta(seconds=seconds))
+    ds.downsample_streams(until=T0 + datetime.timedelta(seconds=20))
+    pair, alone = ds.get_data(stream, G.Seconds10, start=T0)
+    assert (pair["v"]["c"], pair["v"]["d"]) == (2, 0.0)
+    assert (alone["v"]["c"], alone["v"]["d"]) == (1, 0.0)
     _assert_clean(ds.verify())
 
 

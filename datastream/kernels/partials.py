@@ -50,6 +50,11 @@ def value_partials(x, valid, bounds, out_c, out_s, out_q, out_l, out_u, out_mu, 
             out_s[j] = out_q[j] = out_l[j] = out_u[j] = out_mu[j] = out_m2[j] = np.nan
             continue
         offset = total / n - low
+        if not np.isfinite(offset):  # the sum overflowed (values near 1.8e308): mean anew
+            offset = 0.0
+            for p in range(a, b):
+                if valid[p]:
+                    offset += (x[p] - low) / n
         dev = 0.0
         dev2 = 0.0
         for p in range(a, b):
@@ -138,6 +143,13 @@ def value_partials_numpy(x, valid, bounds, out_c, out_s, out_q, out_l, out_u, ou
         squares[segments] += v * v
     with np.errstate(divide="ignore", invalid="ignore"):
         offset = total / n - low
+        overflowed = ~np.isfinite(offset)
+        if overflowed.any():  # as the kernel: the mean offset from the values themselves
+            anew = np.zeros(size)
+            for segments, positions in kept:
+                d = (x[positions] - low[segments]) / n[segments]
+                anew[segments] += np.where(overflowed[segments], d, 0.0)
+            offset = np.where(overflowed, anew, offset)
         dev, dev2 = np.zeros(size), np.zeros(size)
         for segments, positions in kept:
             d = (x[positions] - low[segments]) - offset[segments]

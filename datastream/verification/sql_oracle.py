@@ -159,7 +159,9 @@ class WindowOracle:
             ),
             units AS (
                 SELECT w, b, CASE WHEN magnitude > 0 AND isfinite(magnitude)
-                                  THEN pow(2.0, floor(log2(magnitude))) ELSE 1.0 END AS k
+                                  -- log2 of values near 1.8e308 rounds to 1024: 2**1024 is inf
+                                  THEN pow(2.0, least(floor(log2(magnitude)), 1023))
+                                  ELSE 1.0 END AS k
                 FROM totals
             ),
             centred AS (
