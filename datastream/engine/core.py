@@ -536,21 +536,45 @@ class Engine:
         """Close buckets of each stream; returns (stream_id, LevelStep) of what closed."""
         self.flush_for(stream_ids)
         closed: list[tuple] = []
+        failed: list[exceptions.StreamAppendFailed] = []
         for group in _groups(stream_ids):
-
-            def build(changes: ChangeSet, group: list[str] = group) -> list[tuple]:
-                roots = {
-                    sid for sid in group
-                    if sid in changes.states and not changes.states[sid].pending_backprocess
-                }
-                settle(changes, roots, auto_downsample=self.auto_downsample, until=until_us,
-                       downsample=roots)
-                order = {sid: index for index, sid in enumerate(group)}
-                steps = [(sid, step) for sid, step in changes.steps if sid in roots]
-                return sorted(steps, key=lambda item: (order[item[0]], item[1].level.rank))
-
-            closed.extend(self.transact(group, build, self.connected))
+            try:
+                closed.extend(self._downsample_group(group, until_us))
+            except exceptions.CommitOutcomeUnknown:
+                raise
+            except exceptions.StreamAppendFailed as error:
+                if len(group) == 1:
+                    failed.append(error)
+                    continue
+                # one stream's levels the backend refuses must not hold the others back
+                for stream_id in group:
+                    try:
+                        closed.extend(self._downsample_group([stream_id], until_us))
+                    except exceptions.CommitOutcomeUnknown:
+                        raise
+                    except exceptions.StreamAppendFailed as alone:
+                        failed.append(alone)
+        if failed:
+            raise exceptions.StreamAppendFailed(
+                f"{len(failed)} commit(s) of closed buckets failed (the other streams were"
+                f" downsampled): {failed[0]}") from failed[0]
         return closed
+
+    def _downsample_group(self, group: list[str], until_us: int | None) -> list[tuple]:
+        """Close the buckets of ``group`` in one conditional commit."""
+
+        def build(changes: ChangeSet) -> list[tuple]:
+            roots = {
+                sid for sid in group
+                if sid in changes.states and not changes.states[sid].pending_backprocess
+            }
+            settle(changes, roots, auto_downsample=self.auto_downsample, until=until_us,
+                   downsample=roots)
+            order = {sid: index for index, sid in enumerate(group)}
+            steps = [(sid, step) for sid, step in changes.steps if sid in roots]
+            return sorted(steps, key=lambda item: (order[item[0]], item[1].level.rank))
+
+        return self.transact(group, build, self.connected)
 
     def backprocess(self, stream_ids: list[str]) -> list[str]:
         """Replay source history into derived streams, sources first; idempotent."""
