@@ -1213,3 +1213,35 @@ def test_a_failed_dropping_commit_hides_nothing(storage, monkeypatch):
     storage.commit(batch)  # a retry is a new batch
     assert raw_pairs(storage, a) == [(30, 3), (40, 4)]
     assert storage.read_level("S", a, None, None).column("c").to_pylist() == [1, 5]
+
+
+def test_long_level_texts_are_stored_in_pieces(influx_factory, monkeypatch):
+    """A level text longer than one field may hold (a frequency table of many large values)
+    continues in piece fields on lines of their own, merged by InfluxDB into the same point;
+    it reads back whole, at every level and after a rewrite of the bucket, as on DuckDB."""
+    monkeypatch.setattr(lp, "PIECE_BYTES", 1000)
+    start = datetime.datetime(2000, 1, 1, 12, tzinfo=datetime.timezone.utc)
+
+    def run(ds):
+        stream = ds.ensure_stream({"n": "texts"}, {}, ["frequencies", "most_often"],
+                                  datastream.Granularity.Seconds, value_type="nominal")
+        values = [chr(0x41 + n) * 700 for n in range(5)] + ["é€😀" * 300, "short"]
+        for index, value in enumerate(values * 2):
+            ds.append(stream, value, start + datetime.timedelta(seconds=index * 0.5))
+        ds.append(stream, "end", start + datetime.timedelta(seconds=30))
+        ds.downsample_streams(until=start + datetime.timedelta(seconds=30))
+        ds.reopen_streams({"n": "texts"}, start)  # the buckets are written again
+        ds.downsample_streams(until=start + datetime.timedelta(seconds=30))
+        return {level: [p["v"] for p in ds.get_data(stream, level, start=start)]
+                for level in ("10seconds", "minutes")}
+
+    with datastream.Datastream() as embedded:
+        expected = run(embedded)
+    with datastream.Datastream(influx_factory()) as ds:
+        assert run(ds) == expected
+    assert sum(expected["10seconds"][0]["f"].values()) == 14
+    pieces, rest = lp.text_pieces(pa.array(["é€😀" * 300, None, "x"]))
+    assert [len(p.encode()) <= 1000 for p in pieces.to_pylist() if p] == [True, True]
+    assert "".join(p for p in [pieces[0].as_py(), *(r[0].as_py() for r in rest)] if p) == (
+        "é€😀" * 300)
+    assert all(r[1].as_py() is None and r[2].as_py() is None for r in rest)

@@ -17,6 +17,7 @@ becomes up to three fields: short decimals as integer mantissas (``_d<k>_<name>`
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -80,7 +81,7 @@ def join(*parts: pa.Array | str, separator: str = "") -> pa.Array:
     return pc.binary_join_element_wise(*parts, separator)
 
 
-def _quoted(array: pa.Array) -> pa.Array:
+def quoted(array: pa.Array) -> pa.Array:
     escaped = pc.replace_substring(pc.replace_substring(array, "\\", "\\\\"), '"', '\\"')
     return join('"', escaped, '"')
 
@@ -101,7 +102,7 @@ def field_columns(name: str, array: pa.Array) -> list[pa.Array]:
     if pa.types.is_boolean(kind):
         return [join(key + "=", pc.if_else(array, "true", "false"))]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return [join(key + "=", _quoted(array.cast(pa.string())))]
+        return [join(key + "=", quoted(array.cast(pa.string())))]
     if pa.types.is_floating(kind):
         return _float_columns(name, key, array.cast(pa.float64()))
     raise ValueError(f"column {name!r}: type {kind} cannot be stored in InfluxDB")
@@ -189,12 +190,69 @@ def decode_decimal(mantissas: np.ndarray, scale: int) -> np.ndarray:
     return mantissas.astype(np.float64) / _POWERS[scale]
 
 
+PIECE_PREFIX = "_p"  # field "_p<i>_<name>": piece i (from 1) of a long text of column <name>
+PIECE_BYTES = 4 << 20
+"""A text field holds at most this many UTF-8 bytes; a longer text (a level's frequency table
+of many large values) continues in piece fields written on lines of their own, which InfluxDB
+merges into the same point: a line, even escaped, then stays far below the server's request
+limit (``max-body-size``, 25 MB by default)."""
+
+
+def piece_name(encoded: str, index: int) -> str:
+    return f"{PIECE_PREFIX}{index}_{encoded}"
+
+
+def text_pieces(array: pa.Array) -> tuple[pa.Array, list[pa.Array]]:
+    """A text column as its first pieces (each at most PIECE_BYTES bytes, cut between
+    characters) and, for i = 1, 2, ..., a column of the i-th further pieces (null where a text
+    has none). Texts this long are rare: only they are cut, in Python."""
+    array = array.cast(pa.string())
+    long = np.flatnonzero(pc.fill_null(pc.greater(pc.binary_length(array), PIECE_BYTES),
+                                       False).to_numpy(zero_copy_only=False))
+    if not long.size:
+        return array, []
+    first = array.to_pylist()
+    further: list[list[str | None]] = []
+    for row in long.tolist():
+        pieces = _cut_utf8(first[row].encode())
+        first[row] = pieces[0]
+        for index, piece in enumerate(pieces[1:]):
+            if index == len(further):
+                further.append([None] * len(first))
+            further[index][row] = piece
+    return pa.array(first, pa.string()), [pa.array(column, pa.string()) for column in further]
+
+
+def _cut_utf8(data: bytes) -> list[str]:
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + PIECE_BYTES, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # inside a character: step back
+            end -= 1
+        pieces.append(data[start:end].decode())
+        start = end
+    return pieces
+
+
+def joined_pieces(columns: dict[str, Any], encoded: str, values: list) -> list:
+    """``values`` (the first pieces of column ``encoded`` from a query) with their further
+    pieces appended, in place."""
+    index = 1
+    while (more := columns.get(piece_name(encoded, index))) is not None:
+        for row, piece in enumerate(more):
+            if piece is not None:
+                values[row] += piece
+        index += 1
+    return values
+
+
 def field_pattern(encoded_names: list[str]) -> str:
     """An InfluxQL regular expression (``/.../``) matching the fields of these encoded column
-    names: plain, special-float companions and decimal mantissas. Every character but ASCII
-    letters, digits, ``_`` and ``%`` is written as a hex escape, so no name can break out."""
+    names: plain, special-float companions, decimal mantissas and text pieces. Every character
+    but ASCII letters, digits, ``_`` and ``%`` is written as a hex escape, so no name can break
+    out."""
     alternatives = "|".join(_regex_literal(name) for name in encoded_names)
-    prefix = f"{DECIMAL_PREFIX}[0-9]_|{SPECIAL_FLOAT_PREFIX}"
+    prefix = f"{DECIMAL_PREFIX}[0-9]_|{SPECIAL_FLOAT_PREFIX}|{PIECE_PREFIX}[0-9]+_"
     return f"/^({prefix})?({alternatives})$/"
 
 

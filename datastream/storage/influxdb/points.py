@@ -299,9 +299,23 @@ def level_lines(key: str, per_stream: dict[str, pa.Table], stores: dict, risky: 
         times.append(t)
         ordinals.append(ordinal)
     table = pa.concat_tables(per_stream.values())
-    fields = [column for name in table.column_names if name != "t"
-              for column in lp.field_columns(name, table.column(name).combine_chunks())]
-    return _lines(series, times, ordinals, fields, pa.scalar(f"{BATCH_FIELD}={attempt}i"))
+    batch = pa.scalar(f"{BATCH_FIELD}={attempt}i")
+    fields, pieces = [], []
+    for name in table.column_names:
+        if name == "t":
+            continue
+        column = table.column(name).combine_chunks()
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column, further = lp.text_pieces(column)
+            key = lp.escape_key(lp.encode_name(name))
+            pieces += [(lp.piece_name(key, index), piece)
+                       for index, piece in enumerate(further, start=1)]
+        fields += lp.field_columns(name, column)
+    lines = [_lines(series, times, ordinals, fields, batch)]
+    for key, piece in pieces:  # the rest of long texts: same points, lines of their own
+        field = lp.join(key + "=", lp.quoted(piece))
+        lines.append(_lines(series, times, ordinals, [field], batch).filter(piece.is_valid()))
+    return pa.concat_arrays(lines) if len(lines) > 1 else lines[0]
 
 
 # -- querying ----------------------------------------------------------------------------------
@@ -547,6 +561,8 @@ def _column(columns: dict[str, Any], field: pa.Field, count: int) -> pa.Array:
         field_kind)
     if arrow_type is None:
         raise ValueError(f"column {field.name!r}: unsupported type {field.type}")
+    if field_kind == "string" and lp.piece_name(name, 1) in columns:
+        values = lp.joined_pieces(columns, name, list(values))
     return pa.array(values, arrow_type).cast(field.type)
 
 

@@ -11,11 +11,13 @@ integer field ``_batch``, the batch number; a raw point carries the batch number
 stream, as the tag ``_b`` (see :mod:`.points`: InfluxDB stores the timestamps again for every
 field). Nulls are missing fields. Float values that are short decimals are stored exactly as
 integer mantissas (``_d<k>_<name>``), which InfluxDB compresses far better than floats (see
-:mod:`.line_protocol`). Names are encoded by :mod:`.line_protocol`; how rows become points
-with unique identities, and points rows again, is in :mod:`.points`. The layout is the
-metadata's ``SCHEMA_VERSION``: a store of another version is refused when opened. Points are
-read and written over the backend's own HTTP session (:mod:`.session`), configured like the
-``InfluxDBClient`` that runs the administrative statements.
+:mod:`.line_protocol`); a level text past 4 MiB continues in piece fields (``_p<i>_<name>``) on
+lines of their own, merged by InfluxDB into the same point. Names are encoded by
+:mod:`.line_protocol`; how rows become points with unique identities, and points rows again, is
+in :mod:`.points`. The layout is the metadata's ``SCHEMA_VERSION``: a store of another version
+is refused when opened. Points are read and written over the backend's own HTTP session
+(:mod:`.session`), configured like the ``InfluxDBClient`` that runs the administrative
+statements.
 
 Reads of raw rows that this object committed lately are answered from memory while the
 stream's record shows no other change (:mod:`datastream.storage.recent`): the engine reads the
