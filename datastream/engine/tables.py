@@ -260,11 +260,9 @@ def _lookup(tags: dict[str, Any], path: TagPath) -> Any:
 
 
 def _tag_array(values: list[Any]) -> pa.Array:
-    """One value per stream; a path whose values have no common Arrow type is JSON text."""
+    """One value per stream; a path whose values have no common Arrow type is canonical JSON
+    text, as the value columns of nominal streams are."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(
-            [None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
-            pa.string(),
-        )
+        return pa.array([None if v is None else canonical_json(v) for v in values], pa.string())

@@ -186,6 +186,15 @@ def test_integers_beyond_2_to_53_beside_floats(ds) -> None:
     assert by_stream == [(1, 3.5), (1, float(2**60 + 1)), (2, float(2**60 + 1)), (3, 0.25)]
 
 
+def test_tag_columns_of_mixed_types_are_canonical_json(ds) -> None:
+    for number, label in enumerate([[1, 2], {"b": 1, "a": "é"}, 3]):
+        stream_id = ds.ensure_stream({"mixed": number}, {"label": label}, ["mean"], G.Seconds)
+        ds.append(stream_id, 1.0, at(0))
+    table = ds.get_table({}, G.Seconds, tags=("mixed", "label"))
+    by_stream = dict(zip(table.column("mixed").to_pylist(), table.column("label").to_pylist()))
+    assert by_stream == {0: "[1,2]", 1: '{"a":"é","b":1}', 2: "3"}
+
+
 def test_argument_errors(fleet) -> None:
     ds, _ = fleet
     with pytest.raises(AttributeError):
