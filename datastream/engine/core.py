@@ -537,23 +537,18 @@ class Engine:
         self.flush_for(stream_ids)
         closed: list[tuple] = []
         failed: list[exceptions.StreamAppendFailed] = []
-        for group in _groups(stream_ids):
+        pending = list(_groups(stream_ids))
+        while pending:
+            group = pending.pop(0)
             try:
                 closed.extend(self._downsample_group(group, until_us))
             except exceptions.CommitOutcomeUnknown:
                 raise
             except exceptions.StreamAppendFailed as error:
-                if len(group) == 1:
+                if len(group) > 1:  # one stream's refused levels must not hold the others back
+                    pending[:0] = [[stream_id] for stream_id in group]
+                else:
                     failed.append(error)
-                    continue
-                # one stream's levels the backend refuses must not hold the others back
-                for stream_id in group:
-                    try:
-                        closed.extend(self._downsample_group([stream_id], until_us))
-                    except exceptions.CommitOutcomeUnknown:
-                        raise
-                    except exceptions.StreamAppendFailed as alone:
-                        failed.append(alone)
         if failed:
             raise exceptions.StreamAppendFailed(
                 f"{len(failed)} commit(s) of closed buckets failed (the other streams were"
