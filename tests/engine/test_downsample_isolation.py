@@ -61,3 +61,31 @@ def test_a_lone_refused_stream_raises_as_before(backend_factory):
     ds.downsample_streams()
     assert ds.get_tags(stream_id)["downsampled_until"]["10seconds"] == at(20)
     ds.close()
+
+
+def test_two_writers_one_refused_stream(backend_factory):
+    """Writer two's streams are closed by writer one's call although one of writer one's
+    streams is refused; each writer then sees the other's levels."""
+    first = backend_factory()
+    storage = FailingStorage(first)
+    second = first if first.concurrent_writers is False else backend_factory()
+    one = datastream.Datastream(storage, clock=lambda: at(3600))
+    two = datastream.Datastream(second, clock=lambda: at(3600))
+    bad = one.ensure_stream({"n": "bad"}, {}, ["mean"], G.Seconds)
+    good = two.ensure_stream({"n": "good"}, {}, ["mean"], G.Seconds)
+    for second_ in range(25):
+        one.append(bad, second_, at(second_))
+        two.append(good, second_ * 2, at(second_))
+    one.flush()
+    two.flush()
+    storage.fail = {bad}
+    with pytest.raises(exceptions.StreamAppendFailed):
+        one.downsample_streams()
+    assert [p["v"]["m"] for p in two.get_data(good, G.Seconds10, start=T0)] == [9.0, 29.0]
+    assert two.get_tags(bad)["downsampled_until"]["10seconds"] is None
+    storage.fail = False
+    two.downsample_streams()
+    assert [p["v"]["m"] for p in one.get_data(bad, G.Seconds10, start=T0)] == [4.5, 14.5]
+    assert not one.verify() and not two.verify()
+    for instance in (two, one):
+        instance.close()

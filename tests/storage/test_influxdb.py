@@ -1239,6 +1239,11 @@ def test_long_level_texts_are_stored_in_pieces(influx_factory, monkeypatch):
         expected = run(embedded)
     with datastream.Datastream(influx_factory()) as ds:
         assert run(ds) == expected
+    with datastream.Datastream(influx_factory()) as reader:  # another object, same store
+        stream = reader.find_streams({"n": "texts"})[0]["stream_id"]
+        assert [p["v"] for p in reader.get_data(stream, "minutes", start=start)] == (
+            expected["minutes"])
+        assert not reader.verify()
     assert sum(expected["10seconds"][0]["f"].values()) == 14
     pieces, rest = lp.text_pieces(pa.array(["é€😀" * 300, None, "x"]))
     assert [len(p.encode()) <= 1000 for p in pieces.to_pylist() if p] == [True, True]
