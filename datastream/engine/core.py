@@ -387,6 +387,21 @@ class Engine:
                         ) from error
                 raise
 
+    def background_due(self) -> bool:
+        """Whether the background flusher has work here (read without the lock: a hint; the
+        work itself, :meth:`flush_if_due`, decides under it)."""
+        try:
+            if self._doubts:
+                return True
+            if not self.buffers.due():
+                return False
+            if self.failure is None or time.monotonic() >= self._retry_at:
+                return True
+            return any(buffer.points for sid, buffer in list(self.buffers.streams.items())
+                       if sid not in self._failing)
+        except RuntimeError:  # the buffers changed under the read: look closer
+            return True
+
     def flush_if_due(self) -> None:
         """The background flusher's tick: flush when a limit is reached, and retry a failed
         flush with backoff. Never waits for a caller holding the engine."""

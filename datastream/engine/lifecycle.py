@@ -1,10 +1,12 @@
 """Buffers that flush without the application's help.
 
-* A background thread (one per process, a daemon) flushes every engine whose buffer reached
-  its size or age limit, also while the application is idle, and retries failed flushes with
-  backoff. Once some engine holds buffered points it imports the chunk compressor (blosc2),
-  so that the first flush is not late; a process that never appends (one that lists streams
-  or reads) does so only when it reads its first chunk.
+* A background thread (one per process, a daemon) watches every engine and flushes each one
+  whose buffer reached its size or age limit, also while the application is idle, and retries
+  failed flushes with backoff. Each flush runs in a daemon thread of its own (one at a time per
+  engine), so an engine whose backend hangs delays nobody else's flushes. Once some engine
+  holds buffered points it imports the chunk compressor (blosc2), so that the first flush is
+  not late; a process that never appends (one that lists streams or reads) does so only when
+  it reads its first chunk.
 * At normal interpreter exit every engine is flushed. The exit path must not depend on
   imports that fail during shutdown: pyarrow imports pandas lazily the first time it converts a
   Python sequence, and pandas imports ``concurrent.futures.thread``, which refuses to load once
@@ -32,6 +34,7 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _guard = threading.Lock()
 _thread: threading.Thread | None = None
 _exiting = False
+_working: set[int] = set()  # ids of the engines a flush thread is working on
 
 
 def register(engine: Engine) -> None:
@@ -61,10 +64,21 @@ def _run() -> None:
             _prewarm()
             warm = True
         for engine in engines:
-            try:
-                engine.flush_if_due()
-            except Exception:  # noqa: BLE001 - recorded on the engine; never kill the thread
-                pass
+            key = id(engine)
+            if key in _working or not engine.background_due():
+                continue
+            _working.add(key)
+            threading.Thread(target=_flush, args=(engine, key), name="datastream-flush",
+                             daemon=True).start()
+
+
+def _flush(engine: Engine, key: int) -> None:
+    try:
+        engine.flush_if_due()
+    except Exception:  # noqa: BLE001 - recorded on the engine; never kill the thread
+        pass
+    finally:
+        _working.discard(key)
 
 
 def _prewarm() -> None:
@@ -103,6 +117,7 @@ def _after_fork_in_child() -> None:
     global _thread, _guard
     _guard = threading.Lock()
     _thread = None
+    _working.clear()  # the parent's flush threads do not exist here
     engines = list(_engines)
     for engine in engines:
         engine.after_fork()

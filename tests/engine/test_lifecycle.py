@@ -241,3 +241,50 @@ def test_background_flusher_retries_after_recovery():
         time.sleep(0.05)
     assert storage.inner.read_raw(sid, None, None).num_rows == 1
     ds.close()
+
+
+class _Hanging(FailingStorage):
+    """Commits block until released, then fail (a backend that stopped answering)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        import threading
+
+        self.release = threading.Event()
+        self.hang = False
+
+    def commit(self, batch) -> None:
+        if self.hang:
+            self.release.wait(30)
+            raise exceptions.StreamAppendFailed("injected: the backend stopped answering")
+        super().commit(batch)
+
+
+def test_a_hanging_backend_delays_no_other_datastream():
+    """The background flusher flushes each Datastream in a thread of its own: while one
+    object's commit hangs, another object's points are stored by the age limit as usual."""
+    hanging = _Hanging(duckdb.Backend())
+    stuck = datastream.Datastream(hanging, buffer_seconds=0.1)
+    healthy = datastream.Datastream(duckdb.Backend(), buffer_seconds=0.1)
+    a = stuck.ensure_stream({"n": "a"}, {}, ["mean"], "seconds")
+    b = healthy.ensure_stream({"n": "b"}, {}, ["mean"], "seconds")
+    hanging.hang = True
+    stuck.append(a, 1.0, at(0))
+    deadline = time.monotonic() + 10
+    while hanging.commits == 0 and not hanging.release.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the stuck object's flush has begun (and hangs)
+        if stuck._engine.lock.acquire(blocking=False):
+            stuck._engine.lock.release()
+        else:
+            break
+    healthy.append(b, 2.0, at(0))
+    while healthy._engine.buffers.points and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert healthy._engine.buffers.points == 0, "a hanging backend held another one back"
+        assert [p["v"] for p in healthy.get_data(b, "seconds", start=at(0))] == [2.0]
+    finally:
+        hanging.release.set()
+        hanging.hang = False
+        stuck.close()
+        healthy.close()
