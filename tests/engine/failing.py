@@ -70,3 +70,15 @@ class FailingStorage(Storage):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def two_writers(backend_factory, clock) -> tuple[FailingStorage, Any, Any]:
+    """(failing wrapper, writer one over it, writer two): two Datastream objects over one
+    backend; DuckDB, a single-writer file, shares its one storage object."""
+    import datastream
+
+    first = backend_factory()
+    storage = FailingStorage(first)
+    second = first if first.concurrent_writers is False else backend_factory()
+    return (storage, datastream.Datastream(storage, clock=clock),
+            datastream.Datastream(second, clock=clock))

@@ -11,7 +11,7 @@ import datastream
 from datastream import Granularity as G
 from datastream import exceptions
 from datastream.backends import duckdb
-from tests.engine.failing import FailingStorage
+from tests.engine.failing import FailingStorage, two_writers
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2000, 1, 1, tzinfo=UTC)
@@ -87,11 +87,7 @@ def test_an_unbuffered_append_learns_the_outcome_before_it_returns(outcome):
 def test_a_batch_in_doubt_while_another_writer_goes_on(backend_factory, outcome):
     """Writer one's commit is in doubt while writer two appends to the same stream and
     downsamples: once settled, each point is stored once and the levels agree."""
-    first = backend_factory()
-    storage = FailingStorage(first)
-    second = first if first.concurrent_writers is False else backend_factory()
-    one = datastream.Datastream(storage, clock=lambda: at(3600))
-    two = datastream.Datastream(second, clock=lambda: at(3600))
+    storage, one, two = two_writers(backend_factory, lambda: at(3600))
     a = one.ensure_stream({"n": "a"}, {}, ["mean"], G.Seconds)
     one.append(a, 0, at(0))
     one.flush()

@@ -10,7 +10,7 @@ import pytest
 import datastream
 from datastream import Granularity as G
 from datastream import exceptions
-from tests.engine.failing import FailingStorage
+from tests.engine.failing import FailingStorage, two_writers
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2000, 1, 1, tzinfo=UTC)
@@ -66,11 +66,7 @@ def test_a_lone_refused_stream_raises_as_before(backend_factory):
 def test_two_writers_one_refused_stream(backend_factory):
     """Writer two's streams are closed by writer one's call although one of writer one's
     streams is refused; each writer then sees the other's levels."""
-    first = backend_factory()
-    storage = FailingStorage(first)
-    second = first if first.concurrent_writers is False else backend_factory()
-    one = datastream.Datastream(storage, clock=lambda: at(3600))
-    two = datastream.Datastream(second, clock=lambda: at(3600))
+    storage, one, two = two_writers(backend_factory, lambda: at(3600))
     bad = one.ensure_stream({"n": "bad"}, {}, ["mean"], G.Seconds)
     good = two.ensure_stream({"n": "good"}, {}, ["mean"], G.Seconds)
     for second_ in range(25):
