@@ -10,6 +10,7 @@ import datetime
 import json
 import math
 import random
+import threading
 import warnings
 
 import numpy as np
@@ -943,6 +944,43 @@ def test_a_metadata_schema_of_another_version_is_refused(storage, influx_factory
                        match=f"schema version {old}, this datastream reads 3: the InfluxDB point"
                              " layout changed"):
         influx_factory()
+
+
+def test_opening_a_store_waits_for_no_commit_in_progress(storage, influx_factory):
+    """Another process's commit holds row locks on the metadata tables: opening the store
+    next to it only reads the schema (its DDL, even IF NOT EXISTS, would queue behind the
+    commit for table locks and could deadlock with it)."""
+    opened: list = []
+
+    def open_store() -> None:
+        try:
+            opened.append(influx_factory())
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            opened.append(error)
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        with storage._metadata.transaction() as cur:
+            cur.execute("LOCK TABLE datastream_info, datastream_streams, datastream_batches,"
+                        " datastream_pending, datastream_levels, datastream_locks,"
+                        " datastream_garbage, datastream_trims IN ROW EXCLUSIVE MODE")
+            opener = threading.Thread(target=open_store, daemon=True)
+            opener.start()
+            opener.join(timeout=20)
+            assert opened and isinstance(opened[0], store.InfluxDBStorage), opened
+            raise RuntimeError("rolled back")
+    opener.join(timeout=20)
+    opened[0].close()
+
+
+def test_a_missing_relation_is_created_at_the_next_open(storage, influx_factory):
+    with storage._metadata.transaction() as cur:
+        cur.execute("DROP INDEX datastream_pending_streams")
+        cur.execute("DROP TABLE datastream_trims")
+    influx_factory().close()
+    with storage._metadata.transaction() as cur:
+        cur.execute("SELECT to_regclass('datastream_pending_streams') IS NOT NULL,"
+                    " to_regclass('datastream_trims') IS NOT NULL")
+        assert cur.fetchone() == (True, True)
 
 
 # -- the point layout (schema version 3) and the recent raw rows ----------------------------------

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -67,6 +69,9 @@ _DDL = [
     " stream_id text NOT NULL, epoch bigint)",
     "CREATE TABLE IF NOT EXISTS datastream_trims (stream_id text PRIMARY KEY)",
 ]
+_RELATIONS = [re.search(r"IF NOT EXISTS (\w+)", statement).group(1)
+              for statement in _DDL if "IF NOT EXISTS" in statement]
+SETUP_ATTEMPTS = 5
 _RECORDS = "SELECT stream_id, tags_text, meta, version FROM datastream_streams"
 
 
@@ -341,26 +346,52 @@ class PgMetadata:
         self.pg = self.pg_aux = None
 
     def setup(self) -> None:
-        """Create the tables if missing and check the schema version of the store."""
+        """Create the tables if missing and check the schema version of the store.
+
+        An existing store is only read: the DDL (even with IF NOT EXISTS) takes table locks
+        that deadlock with another process's commit in progress, so it runs only when a
+        relation or the version record is missing, and is retried if it lost a deadlock."""
         with self.transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, SCHEMA_LOCK))
             cur.execute("SHOW server_encoding")
             if cur.fetchone()[0] != "UTF8":
                 raise StorageUnavailable("the metadata database must use the UTF8 encoding")
-            for statement in _DDL:
-                cur.execute(statement)
-            cur.execute("SELECT value FROM datastream_info WHERE key = 'schema_version'")
-            found = cur.fetchone()
-            if found is None:
-                cur.execute("INSERT INTO datastream_info VALUES ('schema_version', %s)",
-                            [SCHEMA_VERSION])
-            elif found[0] != SCHEMA_VERSION:
-                raise StorageUnavailable(
-                    f"metadata schema version {found[0]}, this datastream reads {SCHEMA_VERSION}:"
-                    " the InfluxDB point layout changed between them (see metadata."
-                    "SCHEMA_VERSION); use the datastream version that wrote this store, or"
-                    " copy its streams into fresh databases"
-                )
+            found = self._stored_version(cur)
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            if found is not None:
+                break
+            try:
+                with self.transaction() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                                (LOCK_CLASS, SCHEMA_LOCK))
+                    for statement in _DDL:
+                        cur.execute(statement)
+                    cur.execute("INSERT INTO datastream_info VALUES ('schema_version', %s)"
+                                " ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
+                    found = self._stored_version(cur)
+            except (psycopg2.errors.DeadlockDetected,
+                    psycopg2.errors.SerializationFailure):
+                if attempt == SETUP_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        if found != SCHEMA_VERSION:
+            raise StorageUnavailable(
+                f"metadata schema version {found}, this datastream reads {SCHEMA_VERSION}:"
+                " the InfluxDB point layout changed between them (see metadata."
+                "SCHEMA_VERSION); use the datastream version that wrote this store, or"
+                " copy its streams into fresh databases"
+            )
+
+    @staticmethod
+    def _stored_version(cur: Any) -> str | None:
+        """The schema version recorded in the store, or None while any of its relations
+        (tables and indexes) is missing."""
+        cur.execute("SELECT count(to_regclass(name)) = cardinality(%s::text[])"
+                    " FROM unnest(%s::text[]) AS name", [_RELATIONS, _RELATIONS])
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute("SELECT value FROM datastream_info WHERE key = 'schema_version'")
+        row = cur.fetchone()
+        return None if row is None else row[0]
 
     # -- stream records --------------------------------------------------------------------
     def find_records(self, query: dict[str, Any] | None) -> list[StreamRecord]:
