@@ -28,7 +28,6 @@ class ChangeSet:
         self.storage = storage
         self.base = dict(states)
         self.states = {stream_id: state.copy() for stream_id, state in states.items()}
-        self.view = PendingView(storage, self)
         self._raw: dict[str, list[pa.Table]] = {}
         self._raw_joined: dict[str, pa.Table] = {}
         self._levels: dict[tuple[str, str], pa.Table] = {}
@@ -50,6 +49,13 @@ class ChangeSet:
         self.dirty: set[str] = set()
 
     # -- reading what is pending -----------------------------------------------------------
+    @property
+    def view(self) -> PendingView:
+        """Reads with these changes applied. Made on each use rather than kept: a kept view
+        would close a reference cycle, and the rows of every commit would then stay in
+        memory until the garbage collector found them (fresh pages for each flush)."""
+        return PendingView(self.storage, self)
+
     def has_stored_rows(self, stream_id: str) -> bool:
         return stream_id not in self.cleared and stream_id not in self._created_ids()
 
