@@ -211,6 +211,8 @@ def array_us(timestamps: Any, unit: str | None = None, what: str = "timestamps")
         return _datetime64_us(array, what)
     if np.issubdtype(array.dtype, np.integer):
         return _integers_us(array, unit, what)
+    if array.dtype.kind in "US":  # numpy's own type for a list of only strings
+        array = array.astype(object)
     if array.dtype == object:
         integers = len(array) and all(isinstance(v, int) and not isinstance(v, bool)
                                       for v in array)

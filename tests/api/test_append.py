@@ -665,6 +665,22 @@ def test_append_arrays_datetime64_of_any_unit(ds, unit) -> None:
     assert expected[1] > epoch
 
 
+@pytest.mark.parametrize("as_array", [False, True], ids=["list", "numpy-str"])
+def test_append_arrays_iso_strings_alone(ds, as_array) -> None:
+    """Strings only (numpy holds them as its own string type, not as objects) are read as
+    append() reads one: naive is UTC, an offset is converted."""
+    stream_id = ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    stamps = ["2000-01-01T00:00:01", "2000-01-01T02:00:02.5+02:00"]
+    assert ds.append_arrays(stream_id, np.array(stamps) if as_array else stamps,
+                            np.array([1.0, 2.0])) == 2
+    start = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+    assert times(ds, stream_id) == [start + datetime.timedelta(seconds=1),
+                                    start + datetime.timedelta(seconds=2.5)]
+    with pytest.raises(exceptions.InvalidTimestamp):
+        ds.append_arrays(stream_id, ["2000-01-01T00:00:03", "not a time"], [3.0, 4.0])
+    assert values(ds, stream_id) == [1.0, 2.0]
+
+
 @pytest.mark.parametrize(
     "stamps, unit",
     [
