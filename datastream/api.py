@@ -379,7 +379,7 @@ class Datastream:
     def _find(self, query_tags: Any, allow_stream_id: bool) -> list[StreamState]:
         """Streams matching a query (behaviour §3.4); ``allow_stream_id`` lets a top-level
         ``stream_id`` select ids, otherwise it is a user-tag path like any reserved name."""
-        query = tag_rules.validate_query(query_tags or {}, allow_stream_id=allow_stream_id)
+        query = tag_rules.validate_query(query_tags, allow_stream_id=allow_stream_id)
         query = tag_rules.without_reserved(query, allow_stream_id=allow_stream_id)
         return [] if query is None else self._engine.find(query)
 
@@ -873,6 +873,9 @@ class Datastream:
             granularity, value_downsamplers, time_downsamplers
         )
         paths = tables.tag_paths(tags)
+        for path in paths:  # a key no tag can have ('a.b', '$x', 'a__b') would name nothing
+            for key in path:
+                tag_rules.check_key(key, f"tags path {path!r}")
         if start is None and start_exclusive is None:
             start = datetime.datetime.min
         query = reading.Range.from_arguments(start, end, start_exclusive, end_exclusive)
@@ -904,7 +907,7 @@ class Datastream:
     ) -> list[dict[str, Any]]:
         """Materialise every bucket that may close before ``until`` (behaviour §5.5)."""
         self._open()
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         until_us = point_us(self._clock() if until is None else until, "until")
         with self._engine.lock:
             if filter_stream is None:
@@ -924,7 +927,7 @@ class Datastream:
     def backprocess_streams(self, query_tags: dict[str, Any] | None = None) -> list[str]:
         """Replay source history into matching derived streams (behaviour §7); idempotent."""
         self._open()
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         with self._engine.lock:
             states = self._find(query_tags, True)
             return self._engine.backprocess([s.stream_id for s in states])
@@ -937,7 +940,7 @@ class Datastream:
         :meth:`apply_retention` and after :meth:`downsample_streams`."""
         self._open()
         parsed = retention_rules.parse(retention)
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         with self._engine.lock:
             states = self._find(query_tags, True)
             for state in states:  # every stream is checked before any is changed
@@ -950,7 +953,7 @@ class Datastream:
         matched, and per granularity with a retention the raw points deleted or the buckets
         that reads no longer show."""
         self._open()
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         now_us = point_us(self._clock(), "the clock's now")
         with self._engine.lock:
             states = self._find(query_tags, True)
@@ -968,7 +971,7 @@ class Datastream:
         InvalidTimestamp (nothing changed) when the raw points needed were deleted by
         retention."""
         self._open()
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         start_us = point_us(start, "start")
         with self._engine.lock:
             states = self._find(query_tags, True)
@@ -983,7 +986,7 @@ class Datastream:
         and Decimals must match exactly, floats within 1e-9 relative or, near 0, within 1e-12
         of the magnitude of the terms they were computed from."""
         self._open()
-        tag_rules.validate_query(query_tags or {}, allow_stream_id=True)
+        tag_rules.validate_query(query_tags, allow_stream_id=True)
         with self._engine.lock:
             states = self._find(query_tags, True)
             self._engine.flush_for([state.stream_id for state in states])

@@ -115,6 +115,7 @@ def check_key(key: Any, where: str = "tags") -> None:
     problem = _key_problem(key)
     if problem is not None:
         raise ReservedTagNameError(f"reserved tag name {show(key)} in {where}: {problem}")
+    _check_text(key, f"{where} (a tag name)")
 
 
 def _inside(where: str, key: Any) -> str:

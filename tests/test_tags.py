@@ -121,6 +121,15 @@ def test_non_finite_and_invalid_text_are_value_errors(value):
         tags.validate_tags({"v": value})
 
 
+@pytest.mark.parametrize("document", [{"\ud800": 1}, {"a": {"b\udfff": 1}}])
+def test_invalid_text_in_a_key_names_where(document):
+    """Not the encoder's own error: a ValueError naming the place of the key."""
+    with pytest.raises(ValueError, match=r"tags.* \(a tag name\): strings must be valid Unicode"):
+        tags.validate_tags(document)
+    with pytest.raises(ValueError, match=r"query.* \(a tag name\): strings must be valid"):
+        tags.validate_query(document)
+
+
 @pytest.mark.parametrize("value", [None, [], "tags", 1])
 def test_tags_must_be_a_dict(value):
     with pytest.raises(TypeError):

@@ -207,6 +207,9 @@ def test_argument_errors(fleet) -> None:
         ds.get_table({}, G.Minutes, value_downsamplers=["nope"])
     with pytest.raises(TypeError):
         ds.get_table({}, G.Seconds, tags="host")
+    for impossible in ("a.b", "$x", "a__b", ("a", "b.c"), ("a", "\ud800")):
+        with pytest.raises(ValueError, match="tags path"):  # no tag can have such a key
+            ds.get_table({}, G.Seconds, tags=(impossible,))
     for taken in ("t", "v", "stream_id", "mean", "count", "time_first", ("time_last",)):
         with pytest.raises(ValueError, match="data columns"):  # never overwritten by data
             ds.get_table({}, G.Minutes, tags=(taken,))

@@ -168,6 +168,20 @@ def test_query_tags_must_be_a_non_empty_dict(ds) -> None:
     assert len(ds.find_streams()) == 0
 
 
+def test_a_query_that_is_not_a_dict_selects_nothing_it_is_refused(ds) -> None:
+    """Only None and {} mean every stream: an empty list or text (falsy, like {}) is a
+    caller's mistake, and for delete_streams it must never mean "delete everything"."""
+    ds.ensure_stream({"a": 1}, {}, ["mean"], G.Seconds)
+    for query in [[], "", 0, (), False]:
+        for call in (ds.find_streams, ds.delete_streams, ds.downsample_streams,
+                     ds.backprocess_streams, ds.verify, ds.apply_retention):
+            with pytest.raises(ValueError, match="a query must be a dict"):
+                call(query)
+        with pytest.raises(ValueError, match="a query must be a dict"):
+            ds.get_table(query, G.Seconds)
+    assert len(ds.find_streams()) == len(ds.find_streams({})) == 1
+
+
 @pytest.mark.parametrize(("arguments", "raised"), [
     ({"highest_granularity": "fortnights", "value_downsamplers": ["bogus"]},
      exceptions.UnsupportedGranularity),
