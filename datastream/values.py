@@ -316,6 +316,11 @@ def _encode_aggregate(
             encoded[key] = _encode_frequencies(item, high_accuracy, stream_id)
         else:
             encoded[key] = _aggregate_number(item, high_accuracy, stream_id)
+    frequencies = encoded.get(_FREQUENCIES_KEY)
+    if frequencies is not None and sum(frequencies.values()) != encoded.get(_COUNT_KEY):
+        raise _fail(ValueError, stream_id, value,
+                    f"the frequencies 'f' count {sum(frequencies.values())} values, the count"
+                    f" 'c' {encoded.get(_COUNT_KEY)}: a bucket's frequencies add up to its count")
     text = canonical_json(encoded)
     _check_size(len(text.encode("utf-8")), stream_id)
     return (KIND_AGGREGATE, None, None, text)

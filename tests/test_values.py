@@ -415,7 +415,7 @@ def test_aggregate_counts_are_bounded(options):
     largest = values.MAX_COUNT
     assert same(roundtrip({"c": largest, "s": 1, "m": 1}, options=options, keys=MEAN_KEYS)["c"],
                 largest)
-    table = roundtrip({"c": 1, "f": {3: largest}}, options=options, keys={"c", "f"})
+    table = roundtrip({"c": largest, "f": {3: largest}}, options=options, keys={"c", "f"})
     assert list(table["f"].values()) == [largest]
     for count in (largest + 1, 2**63, 2**64, 10**400, float(2**70), Decimal("1e30")):
         message = raises_naming(ValueError, {"c": count, "s": 1, "m": 1}, options=options,
@@ -424,6 +424,17 @@ def test_aggregate_counts_are_bounded(options):
         raises_naming(ValueError, {"c": 1, "f": {3: count}}, options=options, keys={"c", "f"})
     # keys that become the same number merge, and their total is bounded too
     raises_naming(ValueError, {"c": 1, "f": {2**70: largest, 2**70 + 1: 1}}, keys={"c", "f"})
+
+
+@pytest.mark.parametrize("options", [DEFAULT, HIGH])
+def test_aggregate_frequencies_add_up_to_the_count(options):
+    """A bucket's frequencies always add up to its count: a pre-aggregated value whose 'f'
+    counts other values than its 'c' would break that in every bucket it joins."""
+    assert roundtrip({"c": 3, "f": {1: 2, 2: 1}}, options=options, keys={"c", "f"})["c"] == 3
+    for wrong in ({"c": 3, "f": {1: 2, 2: 2}}, {"c": 3, "f": {}}, {"c": 0, "f": {1: 1}}):
+        message = raises_naming(ValueError, wrong, options=options, keys={"c", "f"})
+        assert "add up to its count" in message
+    assert roundtrip({"c": None, "f": None}, options=options, keys={"c", "f"})["c"] == 0
 
 
 def test_aggregate_integral_float_count_reads_back_as_int():
