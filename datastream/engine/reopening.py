@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from .. import exceptions
 from ..downsamplers import raw_medians
-from ..granularity import from_us
+from ..granularity import GranularityLevel, from_us
 from .changes import ChangeSet
 from .state import StreamState
 
 
-def reopen_points(state: StreamState, start_us: int) -> dict[str, int]:
+def reopen_points(state: StreamState, start_us: int,
+                  derived_inputs: frozenset[str] = frozenset()) -> dict[str, int]:
     """Level key → the time each reopened level's bound moves back to (levels whose bound is
     at or before ``start`` are left alone). InvalidTimestamp when raw points needed for the
-    recomputation were deleted by retention."""
+    recomputation were deleted by retention. ``derived_inputs``: keys of the levels that
+    derived streams read (they are re-derived from the bucket before the first reopened one)."""
     points: dict[str, int] = {}
     need: int | None = None  # where the next coarser level recomputes from (its input)
     for level in reversed(state.levels):
@@ -38,6 +40,8 @@ def reopen_points(state: StreamState, start_us: int) -> dict[str, int]:
         if bound is None or bound <= point:
             need = None
             continue
+        if level.key in derived_inputs:
+            _check_input_before(state, level, point, start_us)
         points[level.key] = point
         need = point
     if points and state.raw_floor is not None:
@@ -53,11 +57,42 @@ def reopen_points(state: StreamState, start_us: int) -> dict[str, int]:
     return points
 
 
+def _check_input_before(state: StreamState, level: GranularityLevel, point: int,
+                        start_us: int) -> None:
+    """InvalidTimestamp when derived streams reading ``level`` would be re-derived from
+    ``point`` without the bucket before it, which retention deleted (operators such as
+    derivative restart from the input before the first one they re-derive, so the result
+    would differ from a replay)."""
+    kept_from = state.level_start(level)
+    before = point - level.width_us
+    if kept_from is None or before >= kept_from:
+        return
+    if state.earliest is not None and level.floor_us(state.earliest) <= before:
+        raise exceptions.InvalidTimestamp(
+            f"cannot reopen stream {state.stream_id} from {from_us(start_us).isoformat()}:"
+            f" derived streams read its {level.name} level, which retention kept only from"
+            f" {from_us(kept_from).isoformat()}, and they restart from the bucket before"
+            f" {from_us(point).isoformat()}; reopen from"
+            f" {from_us(kept_from + level.width_us).isoformat()} or later"
+        )
+
+
+def derived_inputs(changes: ChangeSet, state: StreamState) -> frozenset[str]:
+    """Keys of the levels of ``state`` that derived streams read."""
+    keys = set()
+    for derived_id in state.contributes_to:
+        derived = changes.states.get(derived_id)
+        if derived is not None and derived.derivation is not None:
+            keys.update(source.level.key for source in derived.derivation.sources
+                        if source.stream_id == state.stream_id)
+    return frozenset(keys)
+
+
 def reopen(changes: ChangeSet, stream_id: str, start_us: int) -> bool:
     """Reopen one stream from ``start_us`` into the change set; False when nothing was
     downsampled at or after it."""
     state = changes.states[stream_id]
-    points = reopen_points(state, start_us)
+    points = reopen_points(state, start_us, derived_inputs(changes, state))
     for level in state.levels:
         point = points.get(level.key)
         if point is None:

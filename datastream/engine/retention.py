@@ -111,6 +111,13 @@ def apply(changes: ChangeSet, stream_id: str, now_us: int) -> dict[str, int]:
         if cut is None or start is None:
             continue
         cut = min(cut, level.floor_us(now_us - keep))
+        read_from = _read_by_derived_from(changes, state, level)
+        if read_from is False:
+            continue
+        if read_from is not None:
+            # operators such as derivative restart from the input before the first one they
+            # (re)process: the bucket before the cut stays, and nothing not yet processed goes
+            cut = min(cut, read_from) - level.width_us
         if cut <= start:
             continue
         counts[level.name] = (cut - start) // level.width_us
@@ -120,6 +127,29 @@ def apply(changes: ChangeSet, stream_id: str, now_us: int) -> dict[str, int]:
     if keep is not None:
         counts[state.highest.name] = _drop_raw(changes, state, now_us - keep)
     return counts
+
+
+def _read_by_derived_from(
+    changes: ChangeSet, state: StreamState, level: GranularityLevel
+) -> int | None | bool:
+    """Start of the first bucket of ``level`` that a derived stream reading this level has
+    not processed yet; None when no derived stream reads it, False when one may still need
+    all of it (waiting for backprocess_streams, or nothing processed yet)."""
+    first_open: int | None = None
+    for derived_id in state.contributes_to:
+        derived = changes.states.get(derived_id)
+        if derived is None:
+            return False
+        sources = derived.derivation.sources if derived.derivation is not None else ()
+        if not any(source.stream_id == state.stream_id and source.level == level
+                   for source in sources):
+            continue
+        operator = derived.operator
+        if derived.pending_backprocess or operator is None or operator.done is None:
+            return False
+        following = level.floor_us(operator.done) + level.width_us
+        first_open = following if first_open is None else min(first_open, following)
+    return first_open
 
 
 def _absorbed_until(state: StreamState, levels: list[GranularityLevel]) -> int | None:

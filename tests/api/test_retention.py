@@ -199,6 +199,69 @@ def test_derived_sources_keep_what_their_derived_streams_still_need(ds, clock) -
     assert not ds.verify()
 
 
+def _minutes_fed(ds, clock, backprocess: bool = False) -> tuple[str, str]:
+    """Source ``a`` (a point a minute for two days) and ``md``, the derivative of its minutes
+    level; the days level closes up to day 1, so retention can cut the minutes there."""
+    a = ds.ensure_stream({"n": "a"}, {}, DOWNSAMPLERS, G.Seconds)
+    if backprocess:
+        series_per_minute(ds, a, 2 * DAY)
+        ds.flush()
+    md = ds.ensure_stream({"n": "md"}, {}, DOWNSAMPLERS, G.Minutes, derive_op="derivative",
+                          derive_from=[{"stream": a, "granularity": G.Minutes}])
+    if not backprocess:
+        series_per_minute(ds, a, 2 * DAY)
+    clock.now = at(2 * DAY + 3600)
+    ds.downsample_streams()
+    return a, md
+
+
+def series_per_minute(ds, stream_id: str, end_s: int) -> None:
+    seconds = np.arange(0, end_s, 60, dtype=np.int64)
+    values = np.round(20 + 5 * np.sin(seconds / 3600.0), 2)
+    ds.append_arrays(stream_id, seconds * 1_000_000 + int(T0.timestamp()) * 1_000_000, values,
+                     unit="us")
+
+
+def test_a_level_read_by_a_derived_stream_keeps_the_bucket_before_the_cut(ds, clock) -> None:
+    """derivative restarts from the input before the first one it re-derives: after the
+    minutes were cut at day 1, reopening there must find the bucket before it."""
+    a, md = _minutes_fed(ds, clock)
+    before = raw(ds, md)
+    assert len(before) == 2 * 1440 - 2  # the first and the open last minute give nothing
+    ds.set_retention({"n": "a"}, {"minutes": datetime.timedelta(hours=6)})
+    assert ds.apply_retention()["deleted"] == {"minutes": 1440 - 1}
+    assert starts(ds, a, G.Minutes)[0] == at(DAY - 60)
+    assert ds.reopen_streams({"n": "a"}, at(DAY)) == [a, md]
+    ds.downsample_streams()
+    assert raw(ds, md) == before
+    assert not ds.verify()
+
+
+def test_a_level_waiting_for_backprocess_keeps_all_its_buckets(ds, clock) -> None:
+    a, md = _minutes_fed(ds, clock, backprocess=True)
+    assert ds.get_tags(md)["pending_backprocess"]
+    ds.set_retention({"n": "a"}, {"minutes": datetime.timedelta(hours=6)})
+    assert ds.apply_retention()["deleted"] == {"minutes": 0}
+    ds.backprocess_streams({"n": "md"})
+    assert len(raw(ds, md)) == 2 * 1440 - 2
+    assert not ds.verify()
+
+
+def test_reopening_before_a_cut_level_that_a_derived_stream_reads_is_refused(ds, clock) -> None:
+    """The derived stream would restart without the deleted bucket before the reopened one
+    and differ from a replay: refused, nothing changes."""
+    a, md = _minutes_fed(ds, clock)
+    ds.set_retention({"n": "a"}, {"minutes": datetime.timedelta(hours=6)})
+    ds.apply_retention()
+    tags = ds.get_tags(a)
+    with pytest.raises(exceptions.InvalidTimestamp, match="derived streams read its minutes"):
+        ds.reopen_streams({"n": "a"}, at(DAY - 60))
+    with pytest.raises(exceptions.InvalidTimestamp, match="derived streams read its minutes"):
+        ds.reopen_streams({"n": "a"}, at(DAY / 2))
+    assert ds.get_tags(a) == tags
+    assert ds.reopen_streams({"n": "a"}, at(DAY)) == [a, md]  # the bucket before is kept
+
+
 def test_two_objects_over_one_backend_share_retention(backend_factory, clock) -> None:
     first = backend_factory()
     second = first if first.concurrent_writers is False else backend_factory()
