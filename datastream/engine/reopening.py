@@ -18,6 +18,7 @@ from __future__ import annotations
 from .. import exceptions
 from ..downsamplers import raw_medians
 from ..granularity import GranularityLevel, from_us
+from . import retention
 from .changes import ChangeSet
 from .state import StreamState
 
@@ -27,7 +28,7 @@ def reopen_points(state: StreamState, start_us: int,
     """Level key → the time each reopened level's bound moves back to (levels whose bound is
     at or before ``start`` are left alone). InvalidTimestamp when raw points needed for the
     recomputation were deleted by retention. ``derived_inputs``: keys of the levels that
-    derived streams read (they are re-derived from the bucket before the first reopened one)."""
+    derived streams read (they restart from the bucket before the first reopened one)."""
     points: dict[str, int] = {}
     need: int | None = None  # where the next coarser level recomputes from (its input)
     for level in reversed(state.levels):
@@ -79,13 +80,8 @@ def _check_input_before(state: StreamState, level: GranularityLevel, point: int,
 
 def derived_inputs(changes: ChangeSet, state: StreamState) -> frozenset[str]:
     """Keys of the levels of ``state`` that derived streams read."""
-    keys = set()
-    for derived_id in state.contributes_to:
-        derived = changes.states.get(derived_id)
-        if derived is not None and derived.derivation is not None:
-            keys.update(source.level.key for source in derived.derivation.sources
-                        if source.stream_id == state.stream_id)
-    return frozenset(keys)
+    return frozenset(level.key for level in state.levels
+                     if retention.readers(changes, state, level))
 
 
 def reopen(changes: ChangeSet, stream_id: str, start_us: int) -> bool:

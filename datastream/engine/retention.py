@@ -129,6 +129,21 @@ def apply(changes: ChangeSet, stream_id: str, now_us: int) -> dict[str, int]:
     return counts
 
 
+def readers(changes: ChangeSet, state: StreamState,
+            level: GranularityLevel) -> list[StreamState | None]:
+    """The derived streams that read ``level`` of ``state`` (None for one the change set does
+    not hold: it may read anything)."""
+    found: list[StreamState | None] = []
+    for derived_id in state.contributes_to:
+        derived = changes.states.get(derived_id)
+        sources = () if derived is None or derived.derivation is None else (
+            derived.derivation.sources)
+        if derived is None or any(source.stream_id == state.stream_id and source.level == level
+                                  for source in sources):
+            found.append(derived)
+    return found
+
+
 def _read_by_derived_from(
     changes: ChangeSet, state: StreamState, level: GranularityLevel
 ) -> int | None | bool:
@@ -136,16 +151,10 @@ def _read_by_derived_from(
     not processed yet; None when no derived stream reads it, False when one may still need
     all of it (waiting for backprocess_streams, or nothing processed yet)."""
     first_open: int | None = None
-    for derived_id in state.contributes_to:
-        derived = changes.states.get(derived_id)
-        if derived is None:
-            return False
-        sources = derived.derivation.sources if derived.derivation is not None else ()
-        if not any(source.stream_id == state.stream_id and source.level == level
-                   for source in sources):
-            continue
-        operator = derived.operator
-        if derived.pending_backprocess or operator is None or operator.done is None:
+    for derived in readers(changes, state, level):
+        operator = None if derived is None else derived.operator
+        if derived is None or derived.pending_backprocess or operator is None or (
+                operator.done is None):
             return False
         following = level.floor_us(operator.done) + level.width_us
         first_open = following if first_open is None else min(first_open, following)
