@@ -262,6 +262,32 @@ def test_reopening_before_a_cut_level_that_a_derived_stream_reads_is_refused(ds,
     assert ds.reopen_streams({"n": "a"}, at(DAY)) == [a, md]  # the bucket before is kept
 
 
+def test_a_level_read_by_a_derived_stream_over_two_objects(backend_factory, clock) -> None:
+    """The derived stream's progress that protects the level is the stored one: an object
+    that never saw the derived stream applies retention and reopens correctly."""
+    first = backend_factory()
+    second = first if first.concurrent_writers is False else backend_factory()
+    one = datastream.Datastream(first, clock=clock)
+    try:
+        a, md = _minutes_fed(one, clock)
+        before = raw(one, md)
+        one.flush()
+        two = datastream.Datastream(second, clock=clock)
+        try:
+            two.set_retention({"n": "a"}, {"minutes": datetime.timedelta(hours=6)})
+            assert two.apply_retention()["deleted"] == {"minutes": 1440 - 1}
+            with pytest.raises(exceptions.InvalidTimestamp, match="derived streams read"):
+                one.reopen_streams({"n": "a"}, at(DAY - 60))
+            assert two.reopen_streams({"n": "a"}, at(DAY)) == [a, md]
+            one.downsample_streams()
+            assert raw(two, md) == before
+            assert not two.verify()
+        finally:
+            two.close()
+    finally:
+        one.close()
+
+
 def test_two_objects_over_one_backend_share_retention(backend_factory, clock) -> None:
     first = backend_factory()
     second = first if first.concurrent_writers is False else backend_factory()
